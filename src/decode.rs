@@ -1,0 +1,724 @@
+//! Stage: strict typed decode. Takes the body element found by the envelope scan
+//! ([`crate::envelope::BodyElement`]) and returns the generated request/response value, or a
+//! [`DecodeError`] that names the element path and the schema rule it broke.
+//!
+//! xsd-parser's generated deserializer enforces element order, required and duplicated elements,
+//! enumerations and facets, but lets some things through (measured in
+//! `../shared/notes/rust-spike.md`). [`StrictReader`] sits between quick-xml and the generated
+//! code and closes those gaps before the generated code sees an event:
+//! - every element must be qualified, in one of the contract's namespaces;
+//! - no attributes at all besides namespace declarations (the contract declares none), so
+//!   `xsi:type`, `xsi:nil` and unknown attributes on leaves are refused;
+//! - leaf text must not start or end with whitespace (the generated code would silently trim it);
+//!   text beside child elements (mixed content) is refused;
+//! - text pieces, entity and character references and CDATA are joined into one text event, so
+//!   the generated code sees one value; characters that XML 1.0 forbids are refused;
+//! - processing instructions, DOCTYPE and unknown entities are refused; comments are dropped;
+//! - the body element is read to its end tag and no further; nesting depth is bounded.
+
+use std::borrow::Cow;
+
+use quick_xml::events::{BytesStart, BytesText, Event};
+use quick_xml::name::{Namespace, NamespaceResolver, PrefixDeclaration, ResolveResult};
+use quick_xml::Reader;
+use xsd_parser_types::quick_xml::{Error as XmlError, ErrorKind, ValidateError, XmlReader, XmlReaderSync};
+
+use crate::envelope::BodyElement;
+use crate::generated::types::CONTRACT_ELEMENT_NAMES;
+
+/// The schema rule a message broke. The string forms are stable: they appear in
+/// `InvalidRequest` faults and in statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// An element the contract does not define.
+    UnknownElement,
+    /// A contract element where the content model does not allow it (out of order).
+    ElementOutOfOrder,
+    /// A single element given twice.
+    DuplicateElement,
+    /// More repetitions of a list element than its maxOccurs.
+    MaxOccurs,
+    /// A required element is missing.
+    MissingElement,
+    /// An element in a namespace the contract does not use there.
+    WrongNamespace,
+    /// An element without a namespace where the contract requires one.
+    UnqualifiedElement,
+    /// A prefix that was never declared.
+    UndeclaredPrefix,
+    /// An attribute (the contract declares none; xsi:type and xsi:nil included).
+    AttributeNotAllowed,
+    /// A value that is not in the enumeration.
+    Enumeration,
+    /// A value that does not match the type's pattern.
+    Pattern,
+    /// A value shorter than minLength (in characters).
+    MinLength,
+    /// A value longer than maxLength (in characters).
+    MaxLength,
+    /// A number below the minimum.
+    MinInclusive,
+    /// A number above the maximum.
+    MaxInclusive,
+    /// A value that is not of the element's type (`abc` for an integer, a bad date).
+    Type,
+    /// Text where the content model allows only elements.
+    TextNotAllowed,
+    /// Leading or trailing whitespace around a value.
+    Whitespace,
+    /// A character XML 1.0 does not allow.
+    InvalidCharacter,
+    /// Nested deeper than the decoder allows.
+    Depth,
+    /// A processing instruction.
+    ProcessingInstruction,
+    /// A DOCTYPE (and with it any entity declaration).
+    Doctype,
+    /// An entity reference other than the five predefined ones.
+    Entity,
+    /// Not well-formed XML.
+    Malformed,
+    /// Anything else the generated decoder refused.
+    Invalid,
+}
+
+impl Rule {
+    /// The stable name used in faults.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rule::UnknownElement => "unknown-element",
+            Rule::ElementOutOfOrder => "element-out-of-order",
+            Rule::DuplicateElement => "duplicate-element",
+            Rule::MaxOccurs => "maxOccurs",
+            Rule::MissingElement => "missing-element",
+            Rule::WrongNamespace => "wrong-namespace",
+            Rule::UnqualifiedElement => "unqualified-element",
+            Rule::UndeclaredPrefix => "undeclared-prefix",
+            Rule::AttributeNotAllowed => "attribute-not-allowed",
+            Rule::Enumeration => "enumeration",
+            Rule::Pattern => "pattern",
+            Rule::MinLength => "minLength",
+            Rule::MaxLength => "maxLength",
+            Rule::MinInclusive => "minInclusive",
+            Rule::MaxInclusive => "maxInclusive",
+            Rule::Type => "type",
+            Rule::TextNotAllowed => "text-not-allowed",
+            Rule::Whitespace => "whitespace",
+            Rule::InvalidCharacter => "invalid-character",
+            Rule::Depth => "depth",
+            Rule::ProcessingInstruction => "processing-instruction",
+            Rule::Doctype => "doctype",
+            Rule::Entity => "entity",
+            Rule::Malformed => "malformed",
+            Rule::Invalid => "invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a body did not decode: where, which rule, and a short human explanation. The detail never
+/// quotes more than a bounded prefix of the offending value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {rule}: {detail}")]
+pub struct DecodeError {
+    /// Element path from the body element, e.g. `/CreateAccount/Contact/FirstName`.
+    pub path: String,
+    /// The rule that was broken.
+    pub rule: Rule,
+    /// A short explanation for the partner's developer.
+    pub detail: String,
+}
+
+/// Bounds the decoder enforces on its own (the envelope scan bounds the document as a whole).
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeLimits {
+    /// Maximum element depth below and including the body element.
+    pub max_depth: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        // The deepest path in the contract is 5 elements (e.g. GetFeatureResponse/FeatureInstance/
+        // Settings/DoNotDisturb/AllowList); 16 leaves room without allowing abuse.
+        DecodeLimits { max_depth: 16 }
+    }
+}
+
+/// Decodes `body` with `decode` (a generated `Request::decode`/`Response::decode` closure) through
+/// a [`StrictReader`] and checks that the whole body element was consumed.
+pub fn decode_with<'a, T>(
+    body: &BodyElement<'a>,
+    namespaces: &'static [&'static str],
+    limits: DecodeLimits,
+    decode: impl FnOnce(&mut StrictReader<'a>) -> Result<T, XmlError>,
+) -> Result<T, DecodeError> {
+    let mut reader = StrictReader::new(body, namespaces, limits);
+    let result = decode(&mut reader);
+    match result {
+        Ok(value) => {
+            // The generated code stops at the root's end tag; anything after it inside the
+            // body slice (there is nothing but the end tag by construction) is an error.
+            if !reader.finished {
+                return Err(reader.error_here(Rule::Malformed, "the body element did not end"));
+            }
+            Ok(value)
+        }
+        Err(error) => Err(reader.explain(error)),
+    }
+}
+
+/// An in-scope namespace declaration inherited from the envelope: (prefix, namespace); an empty
+/// prefix is the default namespace.
+pub type Binding<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
+/// The quick-xml reader the generated deserializer reads from. See the module doc.
+pub struct StrictReader<'a> {
+    reader: Reader<&'a [u8]>,
+    input: &'a [u8],
+    resolver: NamespaceResolver,
+    /// Declarations from the envelope, re-declared on the body element for the generated code.
+    inherited: Vec<Binding<'a>>,
+    namespaces: &'static [&'static str],
+    limits: DecodeLimits,
+    /// Open elements: byte range of the element's name and start offset of its start tag.
+    stack: Vec<Open>,
+    /// An element was closed: pop it before reading on (so errors raised on an end tag still
+    /// see its path).
+    pop_pending: bool,
+    /// The event to hand out after a joined text event.
+    pending: Option<Event<'a>>,
+    text: Text<'a>,
+    started: bool,
+    finished: bool,
+    violation: Option<DecodeError>,
+    /// Where an unexpected child started, to tell unknown from out-of-order and duplicates.
+    last_start: Option<Open>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Open {
+    name: (usize, usize),
+    start: usize,
+    had_child: bool,
+}
+
+enum Text<'a> {
+    None,
+    Borrowed(Cow<'a, str>),
+    Owned(String),
+}
+
+impl<'a> Text<'a> {
+    fn push(&mut self, piece: &str) {
+        match self {
+            Text::None => *self = Text::Owned(piece.to_owned()),
+            Text::Borrowed(b) => {
+                let mut s = String::with_capacity(b.len() + piece.len());
+                s.push_str(b);
+                s.push_str(piece);
+                *self = Text::Owned(s);
+            }
+            Text::Owned(s) => s.push_str(piece),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Text::None => "",
+            Text::Borrowed(b) => b,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// At most this many characters of an offending value are quoted back.
+const QUOTE_CHARS: usize = 40;
+
+fn quote_value(value: &str) -> String {
+    let mut out: String = value.chars().take(QUOTE_CHARS).collect();
+    if value.chars().nth(QUOTE_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+impl<'a> StrictReader<'a> {
+    /// A reader over exactly the body element.
+    pub fn new(
+        body: &BodyElement<'a>,
+        namespaces: &'static [&'static str],
+        limits: DecodeLimits,
+    ) -> Self {
+        let mut reader = Reader::from_reader(body.bytes);
+        let config = reader.config_mut();
+        config.check_end_names = true;
+        config.check_comments = true;
+        let mut resolver = NamespaceResolver::default();
+        for (prefix, ns) in &body.inherited {
+            let decl = if prefix.is_empty() {
+                PrefixDeclaration::Default
+            } else {
+                PrefixDeclaration::Named(prefix)
+            };
+            // The envelope scan already checked these declarations.
+            let _ = resolver.add(decl, Namespace(ns));
+        }
+        StrictReader {
+            reader,
+            input: body.bytes,
+            resolver,
+            inherited: body.inherited.clone(),
+            namespaces,
+            limits,
+            stack: Vec::with_capacity(8),
+            pop_pending: false,
+            pending: None,
+            text: Text::None,
+            started: false,
+            finished: false,
+            violation: None,
+            last_start: None,
+        }
+    }
+
+    fn path(&self) -> String {
+        let mut path = String::new();
+        for open in &self.stack {
+            path.push('/');
+            path.push_str(&String::from_utf8_lossy(&self.input[open.name.0..open.name.1]));
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        path
+    }
+
+    fn error_here(&self, rule: Rule, detail: impl Into<String>) -> DecodeError {
+        DecodeError {
+            path: self.path(),
+            rule,
+            detail: detail.into(),
+        }
+    }
+
+    fn violate(&mut self, rule: Rule, detail: impl Into<String>) -> XmlError {
+        let error = self.error_here(rule, detail);
+        let message = error.to_string();
+        self.violation = Some(error);
+        XmlError::custom(Violation(message))
+    }
+
+    /// Turns the generated decoder's error into a path and a rule.
+    fn explain(&self, error: XmlError) -> DecodeError {
+        if let Some(v) = &self.violation {
+            return v.clone();
+        }
+        let path = self.path();
+        let (rule, detail, path) = match &error.kind {
+            ErrorKind::UnexpectedEvent(Event::Start(s) | Event::Empty(s)) => {
+                // The reader has already entered the unexpected element: the path ends with it.
+                let (rule, detail) = self.classify_unexpected(s.local_name().as_ref());
+                (rule, detail, path)
+            }
+            ErrorKind::UnexpectedEvent(Event::Text(_) | Event::CData(_) | Event::GeneralRef(_)) => (
+                Rule::TextNotAllowed,
+                "this element contains elements, not text".to_string(),
+                path,
+            ),
+            ErrorKind::UnexpectedEvent(Event::End(_)) | ErrorKind::UnexpectedEoF => (
+                Rule::MissingElement,
+                "the element ended before its required content".to_string(),
+                path,
+            ),
+            ErrorKind::MissingContent => (
+                Rule::MissingElement,
+                "the element's required content is missing".to_string(),
+                path,
+            ),
+            ErrorKind::MissingElement(name) => (
+                Rule::MissingElement,
+                format!("required element {name} is missing"),
+                format!("{path}/{name}"),
+            ),
+            ErrorKind::DuplicateElement(name) => (
+                Rule::DuplicateElement,
+                format!("element {name} appears more than once"),
+                format!("{path}/{name}"),
+            ),
+            ErrorKind::InvalidValue(value, validate) => {
+                let value = quote_value(&value.to_string());
+                let (rule, what) = match validate {
+                    ValidateError::Pattern(p) => (Rule::Pattern, format!("does not match the pattern {p}")),
+                    ValidateError::MinLength(n) => (Rule::MinLength, format!("is shorter than {n} characters")),
+                    ValidateError::MaxLength(n) => (Rule::MaxLength, format!("is longer than {n} characters")),
+                    ValidateError::LessThan(n) | ValidateError::LessEqualThan(n) => {
+                        (Rule::MinInclusive, format!("is below the minimum {n}"))
+                    }
+                    ValidateError::GraterThan(n) | ValidateError::GraterEqualThan(n) => {
+                        (Rule::MaxInclusive, format!("is above the maximum {n}"))
+                    }
+                    other => (Rule::Invalid, other.to_string()),
+                };
+                (rule, format!("value {value:?} {what}"), path)
+            }
+            ErrorKind::UnknownOrInvalidValue(value) => (
+                Rule::Enumeration,
+                format!("value {:?} is not one of the allowed values", quote_value(&value.to_string())),
+                path,
+            ),
+            ErrorKind::Custom(inner) => (Rule::Type, format!("not a valid value: {}", quote_detail(&inner.to_string())), path),
+            ErrorKind::InvalidData(value) => (
+                Rule::Type,
+                format!("value {:?} is not of the element's type", quote_value(&value.to_string())),
+                path,
+            ),
+            ErrorKind::InsufficientSize { min, max, actual } => (
+                Rule::MaxOccurs,
+                format!("{actual} occurrences, allowed {min}..{}", max.map_or("unbounded".into(), |m| m.to_string())),
+                path,
+            ),
+            ErrorKind::XmlError(e) => (Rule::Malformed, format!("not well-formed XML: {e}"), path),
+            ErrorKind::InvalidUtf8(_) => (Rule::InvalidCharacter, "not valid UTF-8".to_string(), path),
+            ErrorKind::UnexpectedAttribute(_) | ErrorKind::DuplicateAttribute(_) => {
+                (Rule::AttributeNotAllowed, "attributes are not allowed".to_string(), path)
+            }
+            other => (Rule::Invalid, quote_detail(&other.to_string()), path),
+        };
+        DecodeError { path, rule, detail }
+    }
+
+    /// An element the generated code did not expect here: not in the contract at all, given
+    /// again, or a contract element in the wrong place.
+    fn classify_unexpected(&self, local: &[u8]) -> (Rule, String) {
+        let name = String::from_utf8_lossy(local).into_owned();
+        let known = std::str::from_utf8(local)
+            .is_ok_and(|n| CONTRACT_ELEMENT_NAMES.binary_search(&n).is_ok());
+        if !known {
+            return (Rule::UnknownElement, format!("element {name} is not part of the contract"));
+        }
+        let seen = self.siblings_named(local);
+        match seen {
+            0 => (Rule::ElementOutOfOrder, format!("element {name} is not allowed at this position")),
+            1 => (Rule::DuplicateElement, format!("element {name} appears more than once")),
+            n => (Rule::MaxOccurs, format!("element {name} repeats more than the {n} times allowed")),
+        }
+    }
+
+    /// How many earlier siblings of the unexpected element have the same local name (cold path:
+    /// re-reads the parent's content).
+    fn siblings_named(&self, local: &[u8]) -> usize {
+        let (Some(child), Some(parent)) = (self.last_start, self.parent_of_last()) else {
+            return 0;
+        };
+        let mut reader = Reader::from_reader(&self.input[parent.start..child.start]);
+        let mut depth = 0usize;
+        let mut count = 0;
+        while let Ok(event) = reader.read_event() {
+            match event {
+                Event::Start(s) => {
+                    if depth == 1 && s.local_name().as_ref() == local {
+                        count += 1;
+                    }
+                    depth += 1;
+                }
+                Event::Empty(s) => {
+                    if depth == 1 && s.local_name().as_ref() == local {
+                        count += 1;
+                    }
+                }
+                Event::End(_) => depth = depth.saturating_sub(1),
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        count
+    }
+
+    fn parent_of_last(&self) -> Option<Open> {
+        let child = self.last_start?;
+        let at = self.stack.iter().rposition(|o| o.start == child.start)?;
+        at.checked_sub(1).and_then(|i| self.stack.get(i)).copied()
+    }
+
+    /// Checks a start tag: namespace, attributes, depth. Returns the event to hand out (the body
+    /// element gets the envelope's namespace declarations added).
+    fn open(&mut self, start: BytesStart<'a>, empty: bool) -> Result<Event<'a>, XmlError> {
+        let tag_start = self.reader.buffer_position() as usize;
+        // Position of the name inside the input: the tag ends at buffer_position; the name is
+        // the first bytes of the tag content.
+        let raw = start.name().as_ref().len();
+        let tag_len = start.len() + if empty { 3 } else { 2 };
+        let start_offset = tag_start.saturating_sub(tag_len);
+        let name = (start_offset + 1, start_offset + 1 + raw);
+        if let Some(parent) = self.stack.last_mut() {
+            parent.had_child = true;
+        }
+        let open = Open {
+            name,
+            start: start_offset,
+            had_child: false,
+        };
+        self.stack.push(open);
+        self.last_start = Some(open);
+        if self.stack.len() > self.limits.max_depth {
+            return Err(self.violate(
+                Rule::Depth,
+                format!("nested deeper than {} elements", self.limits.max_depth),
+            ));
+        }
+        if let Err(e) = self.resolver.push(&start) {
+            return Err(self.violate(Rule::Malformed, format!("bad namespace declaration: {e}")));
+        }
+        for attr in start.attributes().with_checks(true) {
+            let attr = match attr {
+                Ok(a) => a,
+                Err(e) => return Err(self.violate(Rule::Malformed, format!("bad attribute: {e}"))),
+            };
+            if attr.key.as_namespace_binding().is_none() {
+                let key = quote_value(&String::from_utf8_lossy(attr.key.as_ref()));
+                return Err(self.violate(
+                    Rule::AttributeNotAllowed,
+                    format!("attribute {key} is not allowed (the contract declares no attributes)"),
+                ));
+            }
+        }
+        match self.resolver.resolve_element(start.name()).0 {
+            ResolveResult::Bound(ns) => {
+                let ns = ns.0;
+                if !self.namespaces.iter().any(|n| n.as_bytes() == ns) {
+                    let ns = quote_value(&String::from_utf8_lossy(ns));
+                    return Err(self.violate(
+                        Rule::WrongNamespace,
+                        format!("namespace {ns} is not used by this contract"),
+                    ));
+                }
+            }
+            ResolveResult::Unbound => {
+                return Err(self.violate(
+                    Rule::UnqualifiedElement,
+                    "element has no namespace; the contract's elements are qualified",
+                ));
+            }
+            ResolveResult::Unknown(prefix) => {
+                let prefix = quote_value(&String::from_utf8_lossy(&prefix));
+                return Err(self.violate(Rule::UndeclaredPrefix, format!("prefix {prefix} is not declared")));
+            }
+        }
+        let event = if !self.started && !self.inherited.is_empty() {
+            // Re-declare the envelope's bindings on the body element so that the generated
+            // code's own namespace resolver sees them (declarations on the element win).
+            let mut owned = BytesStart::new(String::from_utf8_lossy(start.name().as_ref()).into_owned());
+            for (prefix, ns) in &self.inherited {
+                let key = if prefix.is_empty() {
+                    b"xmlns".to_vec()
+                } else {
+                    [&b"xmlns:"[..], prefix].concat()
+                };
+                let redeclared = start
+                    .attributes()
+                    .flatten()
+                    .any(|a| a.key.as_ref() == key.as_slice());
+                if !redeclared {
+                    owned.push_attribute((key.as_slice(), ns.as_ref()));
+                }
+            }
+            for attr in start.attributes().flatten() {
+                owned.push_attribute(attr);
+            }
+            if empty {
+                Event::Empty(owned)
+            } else {
+                Event::Start(owned)
+            }
+        } else if empty {
+            Event::Empty(start)
+        } else {
+            Event::Start(start)
+        };
+        self.started = true;
+        Ok(event)
+    }
+
+    /// Leaf text that is about to be handed out: whitespace and character checks.
+    fn check_leaf_text(&mut self) -> Result<(), XmlError> {
+        let text = self.text.as_str();
+        if let Some(c) = text.chars().find(|c| !is_xml_char(*c)) {
+            let code = u32::from(c);
+            return Err(self.violate(
+                Rule::InvalidCharacter,
+                format!("character U+{code:04X} is not allowed in XML"),
+            ));
+        }
+        if text.starts_with(is_xml_space) || text.ends_with(is_xml_space) {
+            return Err(self.violate(
+                Rule::Whitespace,
+                "leading or trailing whitespace around a value is not allowed",
+            ));
+        }
+        Ok(())
+    }
+
+    fn next_event(&mut self) -> Result<Event<'a>, XmlError> {
+        if let Some(event) = self.pending.take() {
+            return Ok(event);
+        }
+        if self.pop_pending {
+            self.pop_pending = false;
+            self.stack.pop();
+            self.resolver.pop();
+            if self.stack.is_empty() {
+                self.finished = true;
+            }
+        }
+        if self.finished {
+            return Ok(Event::Eof);
+        }
+        loop {
+            let event = match self.reader.read_event() {
+                Ok(e) => e,
+                Err(e) => return Err(self.violate(Rule::Malformed, format!("not well-formed XML: {e}"))),
+            };
+            match event {
+                Event::Start(s) | Event::Empty(s) if !self.text_is_blank() => {
+                    let _ = s;
+                    return Err(self.violate(Rule::TextNotAllowed, "text beside child elements is not allowed"));
+                }
+                Event::Start(s) => {
+                    self.text = Text::None;
+                    return self.open(s, false);
+                }
+                Event::Empty(s) => {
+                    self.text = Text::None;
+                    let event = self.open(s, true)?;
+                    self.pop_pending = true;
+                    return Ok(event);
+                }
+                Event::End(e) => {
+                    self.pop_pending = true;
+                    let had_child = self.stack.last().is_some_and(|o| o.had_child);
+                    let text = std::mem::replace(&mut self.text, Text::None);
+                    if had_child {
+                        if !text_blank(text.as_str()) {
+                            self.text = text;
+                            return Err(self.violate(Rule::TextNotAllowed, "text beside child elements is not allowed"));
+                        }
+                        return Ok(Event::End(e));
+                    }
+                    if matches!(text, Text::None) {
+                        return Ok(Event::End(e));
+                    }
+                    self.text = text;
+                    self.check_leaf_text()?;
+                    let text = std::mem::replace(&mut self.text, Text::None);
+                    self.pending = Some(Event::End(e));
+                    return Ok(match text {
+                        Text::Borrowed(Cow::Borrowed(s)) => Event::Text(BytesText::from_escaped(s)),
+                        Text::Borrowed(Cow::Owned(s)) | Text::Owned(s) => {
+                            Event::Text(BytesText::new(&s).into_owned())
+                        }
+                        Text::None => return Ok(self.pending.take().unwrap_or(Event::Eof)),
+                    });
+                }
+                Event::Text(t) => {
+                    let piece = match t.xml10_content() {
+                        Ok(p) => p,
+                        Err(_) => return Err(self.violate(Rule::InvalidCharacter, "not valid UTF-8")),
+                    };
+                    match &mut self.text {
+                        Text::None if !piece.contains(['&', '<']) => self.text = Text::Borrowed(piece),
+                        text => text.push(&piece),
+                    }
+                }
+                Event::CData(c) => {
+                    let piece = match c.decode() {
+                        Ok(p) => p,
+                        Err(_) => return Err(self.violate(Rule::InvalidCharacter, "not valid UTF-8")),
+                    };
+                    self.text.push(&piece);
+                }
+                Event::GeneralRef(r) => {
+                    let resolved = match r.resolve_char_ref() {
+                        Ok(Some(c)) if is_xml_char(c) => c,
+                        Ok(Some(c)) => {
+                            let code = u32::from(c);
+                            return Err(self.violate(
+                                Rule::InvalidCharacter,
+                                format!("character reference U+{code:04X} is not allowed in XML"),
+                            ));
+                        }
+                        Ok(None) => match r.as_ref() {
+                            b"amp" => '&',
+                            b"lt" => '<',
+                            b"gt" => '>',
+                            b"quot" => '"',
+                            b"apos" => '\'',
+                            other => {
+                                let name = quote_value(&String::from_utf8_lossy(other));
+                                return Err(self.violate(Rule::Entity, format!("entity &{name}; is not defined")));
+                            }
+                        },
+                        Err(_) => return Err(self.violate(Rule::Entity, "invalid character reference")),
+                    };
+                    let mut buf = [0u8; 4];
+                    self.text.push(resolved.encode_utf8(&mut buf));
+                }
+                Event::Comment(_) => {}
+                Event::PI(_) | Event::Decl(_) => {
+                    return Err(self.violate(Rule::ProcessingInstruction, "processing instructions are not allowed"));
+                }
+                Event::DocType(_) => return Err(self.violate(Rule::Doctype, "DOCTYPE is not allowed")),
+                Event::Eof => return Err(self.violate(Rule::Malformed, "the document ended inside the body element")),
+            }
+        }
+    }
+
+    fn text_is_blank(&self) -> bool {
+        text_blank(self.text.as_str())
+    }
+}
+
+fn text_blank(s: &str) -> bool {
+    s.chars().all(is_xml_space)
+}
+
+fn quote_detail(s: &str) -> String {
+    let mut out: String = s.chars().take(200).collect();
+    if s.chars().nth(200).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A rule the strict reader enforced; carried through the generated code as a custom error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Violation(String);
+
+impl XmlReader for StrictReader<'_> {
+    fn extend_error(&self, error: XmlError) -> XmlError {
+        error
+    }
+}
+
+impl<'a> XmlReaderSync<'a> for StrictReader<'a> {
+    fn read_event(&mut self) -> Result<Event<'a>, XmlError> {
+        if self.violation.is_some() {
+            return Err(XmlError::custom(Violation("already refused".into())));
+        }
+        self.next_event()
+    }
+}
+

@@ -1,0 +1,411 @@
+//! Stage: envelope scan. Takes the request body bytes and returns an [`Envelope`]: the SOAP
+//! version, the header blocks and the one body element, each as a byte slice with the namespace
+//! declarations it inherits — or an [`EnvelopeError`].
+//!
+//! This is a cheap streaming pass (quick-xml): it reads element names and skips over content.
+//! The typed decode of the body happens later ([`crate::decode`]), after the caller is known to be
+//! authentic and permitted.
+
+use std::borrow::Cow;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::{QName, ResolveResult};
+use quick_xml::NsReader;
+
+use crate::decode::Binding;
+
+/// SOAP 1.1 envelope namespace.
+pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+/// SOAP 1.2 envelope namespace.
+pub const SOAP12_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
+
+/// The SOAP version of a message, from its envelope namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SoapVersion {
+    /// SOAP 1.1 (`text/xml`, `SOAPAction` header).
+    Soap11,
+    /// SOAP 1.2 (`application/soap+xml; action=…`).
+    Soap12,
+}
+
+impl SoapVersion {
+    /// The envelope namespace.
+    pub const fn namespace(self) -> &'static str {
+        match self {
+            SoapVersion::Soap11 => SOAP11_NS,
+            SoapVersion::Soap12 => SOAP12_NS,
+        }
+    }
+
+    /// The HTTP content type (without parameters).
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            SoapVersion::Soap11 => "text/xml",
+            SoapVersion::Soap12 => "application/soap+xml",
+        }
+    }
+}
+
+/// One element (a header block or the body element) as it appears in the message, with the
+/// namespace declarations in scope from its ancestors.
+#[derive(Clone, Debug)]
+pub struct BodyElement<'a> {
+    /// Exactly the element, from `<` of its start tag to `>` of its end tag.
+    pub bytes: &'a [u8],
+    /// Declarations inherited from the envelope (prefix, namespace); empty prefix = default.
+    pub inherited: Vec<Binding<'a>>,
+    /// The element's namespace.
+    pub namespace: Vec<u8>,
+    /// The element's local name.
+    pub local_name: &'a [u8],
+}
+
+impl BodyElement<'_> {
+    /// Whether the element is `{ns}local`.
+    pub fn is(&self, ns: &str, local: &str) -> bool {
+        self.namespace == ns.as_bytes() && self.local_name == local.as_bytes()
+    }
+}
+
+/// A SOAP header block.
+#[derive(Clone, Debug)]
+pub struct HeaderBlock<'a> {
+    /// The block itself.
+    pub element: BodyElement<'a>,
+    /// `mustUnderstand` is set (`1`/`true`).
+    pub must_understand: bool,
+    /// `actor` (SOAP 1.1) or `role` (SOAP 1.2), if given.
+    pub role: Option<String>,
+}
+
+/// A scanned envelope.
+#[derive(Clone, Debug)]
+pub struct Envelope<'a> {
+    /// From the envelope namespace.
+    pub version: SoapVersion,
+    /// The header blocks, in document order.
+    pub headers: Vec<HeaderBlock<'a>>,
+    /// The one body element.
+    pub body: BodyElement<'a>,
+}
+
+/// Why a message is not an acceptable SOAP envelope.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The bytes are not well-formed XML.
+    #[error("not well-formed XML: {0}")]
+    Malformed(String),
+    /// An XML declaration names an encoding other than UTF-8, or the bytes are not UTF-8.
+    #[error("only UTF-8 is accepted")]
+    Encoding,
+    /// A DOCTYPE (DTDs and entity declarations are not allowed in SOAP).
+    #[error("DOCTYPE is not allowed")]
+    Doctype,
+    /// A processing instruction.
+    #[error("processing instructions are not allowed")]
+    ProcessingInstruction,
+    /// The root element is not `Envelope`.
+    #[error("the root element is not a SOAP Envelope")]
+    NotAnEnvelope,
+    /// `Envelope` in a namespace that is neither SOAP 1.1 nor SOAP 1.2.
+    #[error("unsupported SOAP envelope namespace")]
+    VersionMismatch,
+    /// Something other than an optional Header followed by the Body.
+    #[error("unexpected element {0} in the envelope")]
+    UnexpectedElement(String),
+    /// No Body.
+    #[error("the envelope has no Body")]
+    NoBody,
+    /// An empty Body.
+    #[error("the Body is empty")]
+    EmptyBody,
+    /// More than one element in the Body.
+    #[error("the Body has more than one element")]
+    MultipleBodyElements,
+    /// A header block or body element without a namespace.
+    #[error("element {0} has no namespace")]
+    Unqualified(String),
+    /// An attribute the envelope does not allow.
+    #[error("attribute {0} is not allowed here")]
+    AttributeNotAllowed(String),
+    /// Text directly inside Envelope, Header or Body.
+    #[error("text is not allowed directly inside {0}")]
+    TextNotAllowed(&'static str),
+    /// Anything but whitespace and comments after the envelope.
+    #[error("content after the envelope")]
+    TrailingContent,
+}
+
+fn malformed(e: impl std::fmt::Display) -> EnvelopeError {
+    EnvelopeError::Malformed(e.to_string())
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    let mut s: String = String::from_utf8_lossy(bytes).chars().take(64).collect();
+    if bytes.len() > 64 {
+        s.push('…');
+    }
+    s
+}
+
+/// Namespace declarations of a start tag, borrowed from the input.
+fn declarations<'a>(start: &BytesStart<'a>, into: &mut Vec<Binding<'a>>) -> Result<(), EnvelopeError> {
+    for attr in start.attributes().with_checks(true) {
+        let attr = attr.map_err(malformed)?;
+        let key = attr.key.as_ref();
+        let prefix: &[u8] = if key == b"xmlns" {
+            b""
+        } else if let Some(p) = key.strip_prefix(b"xmlns:") {
+            p
+        } else {
+            continue;
+        };
+        // Attributes borrow from the tag, not the input: prefixes (short) are owned.
+        let prefix: Cow<'a, [u8]> = Cow::Owned(prefix.to_vec());
+        let value: Cow<'a, [u8]> = Cow::Owned(attr.value.into_owned());
+        into.retain(|(p, _)| p.as_ref() != prefix.as_ref());
+        into.push((prefix, value));
+    }
+    Ok(())
+}
+
+struct Scanner<'a> {
+    input: &'a [u8],
+    reader: NsReader<&'a [u8]>,
+}
+
+impl<'a> Scanner<'a> {
+    fn next(&mut self) -> Result<Event<'a>, EnvelopeError> {
+        self.reader.read_event().map_err(malformed)
+    }
+
+    /// Namespace of an element start, in the reader's current scope.
+    fn namespace(&self, name: QName<'_>) -> Option<Vec<u8>> {
+        match self.reader.resolve_element(name).0 {
+            ResolveResult::Bound(ns) => Some(ns.0.to_vec()),
+            _ => None,
+        }
+    }
+
+    /// Reads a child element to its end and returns its bytes.
+    fn element(&mut self, start: &BytesStart<'a>, empty: bool) -> Result<&'a [u8], EnvelopeError> {
+        let end = self.reader.buffer_position() as usize;
+        let tag_len = start.len() + if empty { 3 } else { 2 };
+        let begin = end.saturating_sub(tag_len);
+        if empty {
+            return Ok(&self.input[begin..end]);
+        }
+        let name = start.name().as_ref().to_vec();
+        self.reader.read_to_end(QName(&name)).map_err(malformed)?;
+        let end = self.reader.buffer_position() as usize;
+        Ok(&self.input[begin..end])
+    }
+}
+
+/// Only namespace declarations (and, on header blocks, the SOAP header attributes) are allowed
+/// on envelope elements.
+fn only_declarations(start: &BytesStart<'_>) -> Result<(), EnvelopeError> {
+    for attr in start.attributes().with_checks(true) {
+        let attr = attr.map_err(malformed)?;
+        if attr.key.as_namespace_binding().is_none() {
+            return Err(EnvelopeError::AttributeNotAllowed(lossy(attr.key.as_ref())));
+        }
+    }
+    Ok(())
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// Scans a SOAP 1.1 or 1.2 envelope.
+pub fn scan(input: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    if std::str::from_utf8(input).is_err() {
+        return Err(EnvelopeError::Encoding);
+    }
+    let mut reader = NsReader::from_reader(input);
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.check_comments = true;
+    let mut s = Scanner { input, reader };
+
+    // Prolog.
+    let root = loop {
+        match s.next()? {
+            Event::Decl(decl) => {
+                if let Some(enc) = decl.encoding() {
+                    let enc = enc.map_err(malformed)?;
+                    if !enc.eq_ignore_ascii_case(b"utf-8") {
+                        return Err(EnvelopeError::Encoding);
+                    }
+                }
+            }
+            Event::Comment(_) => {}
+            Event::Text(t) if is_blank(&t) => {}
+            Event::DocType(_) => return Err(EnvelopeError::Doctype),
+            Event::PI(_) => return Err(EnvelopeError::ProcessingInstruction),
+            Event::Start(start) => break start,
+            Event::Empty(_) => return Err(EnvelopeError::NoBody),
+            Event::Eof => return Err(malformed("empty document")),
+            _ => return Err(malformed("content before the root element")),
+        }
+    };
+    if root.local_name().as_ref() != b"Envelope" {
+        return Err(EnvelopeError::NotAnEnvelope);
+    }
+    let version = match s.namespace(root.name()).as_deref() {
+        Some(ns) if ns == SOAP11_NS.as_bytes() => SoapVersion::Soap11,
+        Some(ns) if ns == SOAP12_NS.as_bytes() => SoapVersion::Soap12,
+        _ => return Err(EnvelopeError::VersionMismatch),
+    };
+    let soap_ns = version.namespace().as_bytes();
+    only_declarations(&root)?;
+    let mut envelope_decls = Vec::new();
+    declarations(&root, &mut envelope_decls)?;
+
+    let mut headers = Vec::new();
+    let mut body = None;
+    let mut seen_header = false;
+    loop {
+        let (start, empty) = match s.next()? {
+            Event::Start(start) => (start, false),
+            Event::Empty(start) => (start, true),
+            Event::End(_) => break,
+            Event::Text(t) if is_blank(&t) => continue,
+            Event::Comment(_) => continue,
+            Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
+                return Err(EnvelopeError::TextNotAllowed("Envelope"))
+            }
+            Event::PI(_) => return Err(EnvelopeError::ProcessingInstruction),
+            Event::DocType(_) => return Err(EnvelopeError::Doctype),
+            Event::Decl(_) => return Err(EnvelopeError::ProcessingInstruction),
+            Event::Eof => return Err(malformed("the document ended inside the Envelope")),
+        };
+        let in_soap = s.namespace(start.name()).as_deref() == Some(soap_ns);
+        let local = start.local_name();
+        let name = lossy(start.name().as_ref());
+        if body.is_some() {
+            return Err(EnvelopeError::UnexpectedElement(name));
+        }
+        only_declarations(&start)?;
+        let mut decls = envelope_decls.clone();
+        declarations(&start, &mut decls)?;
+        match (in_soap, local.as_ref()) {
+            (true, b"Header") if !seen_header => {
+                seen_header = true;
+                if !empty {
+                    headers = scan_children(&mut s, &decls, version, "Header")?;
+                }
+            }
+            (true, b"Body") => {
+                if empty {
+                    return Err(EnvelopeError::EmptyBody);
+                }
+                let mut children = scan_children(&mut s, &decls, version, "Body")?;
+                if children.len() > 1 {
+                    return Err(EnvelopeError::MultipleBodyElements);
+                }
+                let child = children.pop().ok_or(EnvelopeError::EmptyBody)?;
+                if child.must_understand || child.role.is_some() {
+                    return Err(EnvelopeError::AttributeNotAllowed("mustUnderstand/role on the body element".into()));
+                }
+                body = Some(child.element);
+            }
+            _ => return Err(EnvelopeError::UnexpectedElement(name)),
+        }
+    }
+    let body = body.ok_or(EnvelopeError::NoBody)?;
+    loop {
+        match s.next()? {
+            Event::Eof => break,
+            Event::Comment(_) => {}
+            Event::Text(t) if is_blank(&t) => {}
+            _ => return Err(EnvelopeError::TrailingContent),
+        }
+    }
+    Ok(Envelope {
+        version,
+        headers,
+        body,
+    })
+}
+
+/// Reads the children of Header or Body up to the parent's end tag.
+fn scan_children<'a>(
+    s: &mut Scanner<'a>,
+    decls: &[Binding<'a>],
+    version: SoapVersion,
+    parent: &'static str,
+) -> Result<Vec<HeaderBlock<'a>>, EnvelopeError> {
+    let mut out = Vec::new();
+    loop {
+        let (start, empty) = match s.next()? {
+            Event::Start(start) => (start, false),
+            Event::Empty(start) => (start, true),
+            Event::End(_) => return Ok(out),
+            Event::Text(t) if is_blank(&t) => continue,
+            Event::Comment(_) => continue,
+            Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) => {
+                return Err(EnvelopeError::TextNotAllowed(parent))
+            }
+            Event::PI(_) | Event::Decl(_) => return Err(EnvelopeError::ProcessingInstruction),
+            Event::DocType(_) => return Err(EnvelopeError::Doctype),
+            Event::Eof => return Err(malformed("the document ended inside the envelope")),
+        };
+        // The reader resolves names in the child's own scope here (its declarations included).
+        let namespace = s
+            .namespace(start.name())
+            .ok_or_else(|| EnvelopeError::Unqualified(lossy(start.name().as_ref())))?;
+        let mut must_understand = false;
+        let mut role = None;
+        for attr in start.attributes().with_checks(true) {
+            let attr = attr.map_err(malformed)?;
+            let (res, local) = s.reader.resolve_attribute(attr.key);
+            let soap = matches!(res, ResolveResult::Bound(ns) if ns.0 == version.namespace().as_bytes());
+            if !soap {
+                continue;
+            }
+            match (version, local.as_ref()) {
+                (_, b"mustUnderstand") => {
+                    must_understand = match (version, attr.value.as_ref()) {
+                        (_, b"1") => true,
+                        (_, b"0") => false,
+                        (SoapVersion::Soap12, b"true") => true,
+                        (SoapVersion::Soap12, b"false") => false,
+                        _ => return Err(EnvelopeError::AttributeNotAllowed("mustUnderstand with a value other than 0/1 (or true/false in SOAP 1.2)".into())),
+                    };
+                }
+                (SoapVersion::Soap11, b"actor") | (SoapVersion::Soap12, b"role") => {
+                    let value = attr.decode_and_unescape_value(s.reader.decoder()).map_err(malformed)?;
+                    role = Some(value.into_owned());
+                }
+                (SoapVersion::Soap12, b"relay") | (_, b"encodingStyle") => {}
+                (_, other) => return Err(EnvelopeError::AttributeNotAllowed(lossy(other))),
+            }
+        }
+        let local_name = local_name_slice(s.input, &start, s.reader.buffer_position() as usize, empty);
+        let bytes = s.element(&start, empty)?;
+        out.push(HeaderBlock {
+            element: BodyElement {
+                bytes,
+                inherited: decls.to_vec(),
+                namespace,
+                local_name,
+            },
+            must_understand,
+            role,
+        });
+    }
+}
+
+/// The local name of a start tag as a slice of the input (the tag has just been read).
+fn local_name_slice<'a>(input: &'a [u8], start: &BytesStart<'_>, end: usize, empty: bool) -> &'a [u8] {
+    let tag_len = start.len() + if empty { 3 } else { 2 };
+    let begin = end.saturating_sub(tag_len) + 1;
+    let name_len = start.name().as_ref().len();
+    let qname = &input[begin..begin + name_len];
+    match qname.iter().position(|b| *b == b':') {
+        Some(i) => &qname[i + 1..],
+        None => qname,
+    }
+}
