@@ -17,6 +17,13 @@
 //!
 //! Trusted input only (our own contract), so failures panic with a message: that is a build error.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "build.rs reads our own contract: a broken contract must stop the build with a message"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -69,10 +76,7 @@ fn main() {
     let ns_modules = namespace_modules(&types);
 
     let mut files: Vec<(String, String)> = Vec::new();
-    files.push((
-        "types.rs".into(),
-        render_rust("wsdl/*.xsd", &types),
-    ));
+    files.push(("types.rs".into(), render_rust("wsdl/*.xsd", &types)));
     for (wsdl, table) in &contracts {
         let tokens = operation_table(wsdl, &ns_modules, &types);
         let file: syn::File = syn::parse2(tokens).expect("operation table parses");
@@ -133,6 +137,7 @@ struct Binding {
 #[derive(Debug)]
 struct Wsdl {
     file: String,
+    dir: PathBuf,
     target_ns: String,
     /// xs:import (namespace, schemaLocation) inside wsdl:types
     imports: Vec<(String, String)>,
@@ -152,6 +157,7 @@ impl Wsdl {
         let mut reader = NsReader::from_str(&text);
         let mut wsdl = Wsdl {
             file: file.into(),
+            dir: dir.to_path_buf(),
             target_ns: String::new(),
             imports: Vec::new(),
             messages: BTreeMap::new(),
@@ -175,7 +181,8 @@ impl Wsdl {
                             parts.len() == 1,
                             "{file}: message {name} must have exactly one part (WS-I R2210, wrapped style)"
                         );
-                        wsdl.messages.insert(name, parts.into_iter().next().expect("one part"));
+                        wsdl.messages
+                            .insert(name, parts.into_iter().next().expect("one part"));
                     }
                     (None, false)
                 }
@@ -261,7 +268,11 @@ impl Wsdl {
                 (NS_SOAP11 | NS_SOAP12, "binding") => {
                     let b = wsdl.bindings.last_mut().expect("binding open");
                     b.soap12 = ns == NS_SOAP12;
-                    assert_eq!(attr("style").as_deref(), Some("document"), "{file}: document style");
+                    assert_eq!(
+                        attr("style").as_deref(),
+                        Some("document"),
+                        "{file}: document style"
+                    );
                 }
                 (NS_WSDL, "operation") if is(&parent, NS_WSDL, "binding") => {
                     let name = attr("name").expect("binding operation name");
@@ -277,13 +288,24 @@ impl Wsdl {
                 (NS_SOAP11 | NS_SOAP12, "header") => {
                     let message = qname_attr("message").expect("soap:header message").1;
                     let b = wsdl.bindings.last_mut().expect("binding open");
-                    b.headers.entry(b.current.clone()).or_default().push(message);
+                    b.headers
+                        .entry(b.current.clone())
+                        .or_default()
+                        .push(message);
                 }
                 (NS_SOAP11 | NS_SOAP12, "body") => {
-                    assert_eq!(attr("use").as_deref(), Some("literal"), "{file}: use=literal");
+                    assert_eq!(
+                        attr("use").as_deref(),
+                        Some("literal"),
+                        "{file}: use=literal"
+                    );
                 }
                 (NS_SOAP11 | NS_SOAP12, "fault") => {
-                    assert_eq!(attr("use").as_deref(), Some("literal"), "{file}: use=literal");
+                    assert_eq!(
+                        attr("use").as_deref(),
+                        Some("literal"),
+                        "{file}: use=literal"
+                    );
                     let fault = attr("name").expect("soap:fault name");
                     let b = wsdl.bindings.last_mut().expect("binding open");
                     b.faults.entry(b.current.clone()).or_default().insert(fault);
@@ -310,15 +332,25 @@ impl Wsdl {
         for op in &self.operations {
             let input = &self.messages[&op.input];
             let output = &self.messages[&op.output];
-            assert_eq!(input.1, op.name, "{file}: request wrapper must be named as the operation");
+            assert_eq!(
+                input.1, op.name,
+                "{file}: request wrapper must be named as the operation"
+            );
             assert_eq!(
                 output.1,
                 format!("{}Response", op.name),
                 "{file}: response wrapper must be the operation name + Response"
             );
-            assert!(elements.insert(input.clone()), "{file}: {} body element is not distinct", op.name);
+            assert!(
+                elements.insert(input.clone()),
+                "{file}: {} body element is not distinct",
+                op.name
+            );
             for (fault, message) in &op.faults {
-                assert!(self.messages.contains_key(message), "{file}: fault message {message}");
+                assert!(
+                    self.messages.contains_key(message),
+                    "{file}: fault message {message}"
+                );
                 for b in &self.bindings {
                     assert!(
                         b.faults.get(&op.name).is_some_and(|f| f.contains(fault)),
@@ -334,7 +366,11 @@ impl Wsdl {
                 });
                 assert!(!action.is_empty(), "{file}: {} needs a soapAction", op.name);
                 let headers = b.headers.get(&op.name).map(Vec::len).unwrap_or(0);
-                assert_eq!(headers, 1, "{file}: {} in {} must declare one soap:header", op.name, b.name);
+                assert_eq!(
+                    headers, 1,
+                    "{file}: {} in {} must declare one soap:header",
+                    op.name, b.name
+                );
             }
         }
         let actions: Vec<_> = self.bindings.iter().map(|b| &b.actions).collect();
@@ -342,8 +378,55 @@ impl Wsdl {
             actions.windows(2).all(|w| w[0] == w[1]),
             "{file}: both bindings must use the same soapAction per operation"
         );
-        assert!(self.bindings.iter().any(|b| !b.soap12), "{file}: a SOAP 1.1 binding");
-        assert!(self.bindings.iter().any(|b| b.soap12), "{file}: a SOAP 1.2 binding");
+        assert!(
+            self.bindings.iter().any(|b| !b.soap12),
+            "{file}: a SOAP 1.1 binding"
+        );
+        assert!(
+            self.bindings.iter().any(|b| b.soap12),
+            "{file}: a SOAP 1.2 binding"
+        );
+    }
+
+    /// Namespaces of every schema the WSDL imports, followed through the schemas' own imports.
+    fn schema_namespaces(&self) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<(String, PathBuf)> = self
+            .imports
+            .iter()
+            .map(|(ns, loc)| (ns.clone(), self.dir.join(loc)))
+            .collect();
+        while let Some((ns, path)) = todo.pop() {
+            if !seen.insert(ns) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read xsd");
+            let mut reader = NsReader::from_str(&text);
+            loop {
+                match reader.read_event().expect("XSD is well-formed") {
+                    Event::Start(s) | Event::Empty(s) => {
+                        let (res, local) = reader.resolve_element(s.name());
+                        let is_xs =
+                            matches!(res, ResolveResult::Bound(n) if n.0 == NS_XS.as_bytes());
+                        if is_xs && local.as_ref() == b"import" {
+                            let get = |n: &str| {
+                                s.try_get_attribute(n)
+                                    .expect("attribute")
+                                    .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+                            };
+                            if let (Some(ns), Some(loc)) = (get("namespace"), get("schemaLocation"))
+                            {
+                                let dir = path.parent().expect("schema dir");
+                                todo.push((ns, dir.join(loc)));
+                            }
+                        }
+                    }
+                    Event::Eof => break,
+                    _ => {}
+                }
+            }
+        }
+        seen
     }
 
     fn header_message(&self) -> &str {
@@ -360,10 +443,18 @@ impl Wsdl {
     /// Fault message names, in declaration order of the first operation; every operation must
     /// declare the same set.
     fn fault_messages(&self) -> Vec<String> {
-        let first: Vec<String> = self.operations[0].faults.iter().map(|f| f.1.clone()).collect();
+        let first: Vec<String> = self.operations[0]
+            .faults
+            .iter()
+            .map(|f| f.1.clone())
+            .collect();
         for op in &self.operations {
             let these: Vec<String> = op.faults.iter().map(|f| f.1.clone()).collect();
-            assert_eq!(these, first, "{}: {} declares different faults", self.file, op.name);
+            assert_eq!(
+                these, first,
+                "{}: {} declares different faults",
+                self.file, op.name
+            );
         }
         first
     }
@@ -398,7 +489,9 @@ fn generate_types(xsd_files: &BTreeSet<PathBuf>, roots: &BTreeSet<QN>) -> syn::F
         .with_optimizer_flags(OptimizerFlags::RESOLVE_TYPEDEFS)
         // The default collapses restricted simple types to their base and drops every facet.
         .without_optimizer_flags(OptimizerFlags::USE_UNRESTRICTED_BASE_TYPE_SIMPLE)
-        .with_generator_flags(GeneratorFlags::FLATTEN_CONTENT | GeneratorFlags::USE_NAMESPACE_MODULES)
+        .with_generator_flags(
+            GeneratorFlags::FLATTEN_CONTENT | GeneratorFlags::USE_NAMESPACE_MODULES,
+        )
         .with_renderer_flags(RendererFlags::RENDER_DOCS)
         // Named types keep their schema names (the default "Type" postfix makes the complex type
         // `Account` clash with the simple type `AccountType`).
@@ -418,11 +511,13 @@ fn generate_types(xsd_files: &BTreeSet<PathBuf>, roots: &BTreeSet<QN>) -> syn::F
     let mut file: syn::File = syn::parse2(tokens).expect("xsd-parser output parses");
     Harden.visit_file_mut(&mut file);
 
-    // Every element name the contract declares, for telling an unknown element from a known one
-    // in the wrong place when decoding fails.
+    // Every element the contract declares, as "namespace local" (elementFormDefault is qualified,
+    // so local elements are in their schema's namespace): tells an unknown element from a known
+    // one in the wrong place or namespace when decoding fails.
     let mut names = BTreeSet::new();
     for path in xsd_files {
         let text = std::fs::read_to_string(path).expect("read xsd");
+        let tns = xml_attr(&text, "targetNamespace").expect("targetNamespace");
         let mut reader = NsReader::from_str(&text);
         loop {
             match reader.read_event().expect("XSD is well-formed") {
@@ -431,7 +526,7 @@ fn generate_types(xsd_files: &BTreeSet<PathBuf>, roots: &BTreeSet<QN>) -> syn::F
                     let is_xs = matches!(res, ResolveResult::Bound(ns) if ns.0 == NS_XS.as_bytes());
                     if is_xs && local.as_ref() == b"element" {
                         if let Some(name) = s.try_get_attribute("name").expect("attribute") {
-                            names.insert(String::from_utf8_lossy(&name.value).into_owned());
+                            names.insert(format!("{tns} {}", String::from_utf8_lossy(&name.value)));
                         }
                     }
                 }
@@ -442,10 +537,205 @@ fn generate_types(xsd_files: &BTreeSet<PathBuf>, roots: &BTreeSet<QN>) -> syn::F
     }
     let names = names.iter().map(|n| lit(n));
     file.items.push(syn::parse_quote! {
-        /// Every element name declared in the contract's schemas, sorted.
-        pub const CONTRACT_ELEMENT_NAMES: &[&str] = &[#(#names),*];
+        /// Every element the contract's schemas declare, as `"namespace local-name"`, sorted.
+        pub const CONTRACT_ELEMENTS: &[&str] = &[#(#names),*];
     });
+    file.items.extend(content_models(xsd_files));
+    check_patterns(xsd_files);
     file
+}
+
+/// Compiles every `xs:pattern` the way the generated code will (anchored, with the regex crate),
+/// so that a pattern the regex crate rejects fails the build rather than panicking at run time.
+fn check_patterns(xsd_files: &BTreeSet<PathBuf>) {
+    for path in xsd_files {
+        let text = std::fs::read_to_string(path).expect("read xsd");
+        let mut reader = NsReader::from_str(&text);
+        loop {
+            match reader.read_event().expect("XSD is well-formed") {
+                Event::Start(s) | Event::Empty(s) => {
+                    let (res, local) = reader.resolve_element(s.name());
+                    let is_xs = matches!(res, ResolveResult::Bound(ns) if ns.0 == NS_XS.as_bytes());
+                    if is_xs && local.as_ref() == b"pattern" {
+                        let value = s.try_get_attribute("value").expect("attribute").expect("pattern value");
+                        let value = value.decode_and_unescape_value(reader.decoder()).expect("pattern value");
+                        if let Err(e) = regex::Regex::new(&format!("^(?:{value})$")) {
+                            panic!("{}: pattern {value} does not compile: {e}", path.display());
+                        }
+                    }
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A child element of a content model: (namespace, name, type key, minOccurs, maxOccurs).
+type Child = (String, String, Option<String>, u32, u32);
+
+/// The content model of every complex type (named, or anonymous on a global element), emitted as
+/// a table the decoder reads on its error path to name exactly what is wrong: which required
+/// element is missing, which one is out of order, which repeats too often.
+fn content_models(xsd_files: &BTreeSet<PathBuf>) -> Vec<syn::Item> {
+    // key → (is_choice, children); key is "ns Name" for named types, "ns element:Name" for the
+    // anonymous type of a global element.
+    let mut models: BTreeMap<String, (bool, Vec<Child>)> = BTreeMap::new();
+    let mut roots: BTreeMap<String, String> = BTreeMap::new();
+    let mut complex_names = BTreeSet::new();
+    for path in xsd_files {
+        let text = std::fs::read_to_string(path).expect("read xsd");
+        let tns = xml_attr(&text, "targetNamespace").expect("targetNamespace");
+        let mut reader = NsReader::from_str(&text);
+        let mut stack: Vec<String> = Vec::new();
+        let mut current: Option<String> = None;
+        loop {
+            let event = reader.read_event().expect("XSD is well-formed");
+            let (start, empty) = match &event {
+                Event::Start(s) => (s.clone(), false),
+                Event::Empty(s) => (s.clone(), true),
+                Event::End(_) => {
+                    if stack.pop().as_deref() == Some("complexType") && stack.len() <= 2 {
+                        current = None;
+                    }
+                    continue;
+                }
+                Event::Eof => break,
+                _ => continue,
+            };
+            let (res, local) = reader.resolve_element(start.name());
+            let local = String::from_utf8_lossy(local.as_ref()).into_owned();
+            let is_xs = matches!(res, ResolveResult::Bound(ns) if ns.0 == NS_XS.as_bytes());
+            let get = |n: &str| {
+                start
+                    .try_get_attribute(n)
+                    .expect("attribute")
+                    .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+            };
+            if is_xs {
+                let depth = stack.len();
+                match local.as_str() {
+                    "complexType" if depth == 1 => {
+                        let name = get("name").expect("top-level complexType has a name");
+                        let key = format!("{tns} {name}");
+                        complex_names.insert(key.clone());
+                        models.entry(key.clone()).or_default();
+                        current = Some(key);
+                    }
+                    "complexType" if depth == 2 => {
+                        // <schema><element name=X><complexType>
+                        let key = current.clone().expect("global element open");
+                        models.entry(key.clone()).or_default();
+                    }
+                    "element" if depth == 1 => {
+                        let name = get("name").expect("global element name");
+                        assert!(
+                            get("type").is_none(),
+                            "global element {name} must have an anonymous type"
+                        );
+                        let key = format!("{tns} element:{name}");
+                        roots.insert(format!("{tns} {name}"), key.clone());
+                        current = Some(key);
+                    }
+                    "choice" => {
+                        if let Some(key) = &current {
+                            models.entry(key.clone()).or_default().0 = true;
+                        }
+                    }
+                    "element" => {
+                        let key = current.clone().expect("element inside a complex type");
+                        let name = get("name").expect("local element name");
+                        let ty = get("type")
+                            .unwrap_or_else(|| panic!("local element {name} needs a named type"));
+                        let (res, ty_local) = reader.resolve_element(QName(ty.as_bytes()));
+                        let ty_ns = match res {
+                            ResolveResult::Bound(ns) => String::from_utf8_lossy(ns.0).into_owned(),
+                            other => panic!("cannot resolve type {ty}: {other:?}"),
+                        };
+                        let ty_key =
+                            format!("{ty_ns} {}", String::from_utf8_lossy(ty_local.as_ref()));
+                        let min = get("minOccurs").map_or(1, |v| v.parse().expect("minOccurs"));
+                        let max = get("maxOccurs").map_or(1, |v| {
+                            assert!(
+                                v != "unbounded",
+                                "element {name}: maxOccurs must be bounded"
+                            );
+                            v.parse().expect("maxOccurs")
+                        });
+                        models.entry(key).or_default().1.push((
+                            tns.clone(),
+                            name,
+                            Some(ty_key),
+                            min,
+                            max,
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            if !empty {
+                stack.push(if is_xs { local } else { String::new() });
+            }
+        }
+    }
+    // Children typed by a simple type have no model.
+    for (_, children) in models.values_mut() {
+        for child in children.iter_mut() {
+            if child.2.as_ref().is_some_and(|t| !complex_names.contains(t)) {
+                child.2 = None;
+            }
+        }
+    }
+    let model_items = models.iter().map(|(key, (choice, children))| {
+        let key = lit(key);
+        let kids = children.iter().map(|(ns, name, ty, min, max)| {
+            let ns = lit(ns);
+            let name = lit(name);
+            let ty = match ty {
+                Some(t) => {
+                    let t = lit(t);
+                    quote!(Some(#t))
+                }
+                None => quote!(None),
+            };
+            quote!(ModelChild { namespace: #ns, name: #name, model: #ty, min: #min, max: #max })
+        });
+        quote!((#key, ContentModel { choice: #choice, children: &[#(#kids),*] }))
+    });
+    let root_items = roots.iter().map(|(el, key)| {
+        let el = lit(el);
+        let key = lit(key);
+        quote!((#el, #key))
+    });
+    let file: syn::File = syn::parse_quote! {
+        /// One child element of a content model.
+        #[derive(Debug)]
+        pub struct ModelChild {
+            /// The child's namespace.
+            pub namespace: &'static str,
+            /// The child's local name.
+            pub name: &'static str,
+            /// The key of the child's own content model, if it is of a complex type.
+            pub model: Option<&'static str>,
+            /// minOccurs.
+            pub min: u32,
+            /// maxOccurs.
+            pub max: u32,
+        }
+        /// The children a complex type allows, in order (a sequence) or one of them (a choice).
+        #[derive(Debug)]
+        pub struct ContentModel {
+            /// `xs:choice` rather than `xs:sequence`.
+            pub choice: bool,
+            /// The allowed children.
+            pub children: &'static [ModelChild],
+        }
+        /// Every content model, sorted by key (`"namespace Type"` or `"namespace element:Name"`).
+        pub const CONTENT_MODELS: &[(&str, ContentModel)] = &[#(#model_items),*];
+        /// Global element (`"namespace local"`) → the key of its content model, sorted.
+        pub const ROOT_MODELS: &[(&str, &str)] = &[#(#root_items),*];
+    };
+    file.items
 }
 
 /// Crude attribute lookup for the schema root (trusted input; only used for targetNamespace).
@@ -464,7 +754,9 @@ fn xmlns_decls(text: &str) -> Vec<(String, String)> {
         let Some(eq) = rest.find("=\"") else { break };
         let prefix = rest[..eq].to_string();
         let value_start = eq + 2;
-        let Some(end) = rest[value_start..].find('"') else { break };
+        let Some(end) = rest[value_start..].find('"') else {
+            break;
+        };
         out.push((prefix, rest[value_start..value_start + end].to_string()));
     }
     out
@@ -488,11 +780,14 @@ impl VisitMut for Harden {
     }
 
     fn visit_item_impl_mut(&mut self, item: &mut syn::ItemImpl) {
-        let has_validate_str = item.items.iter().any(|i| {
-            matches!(i, syn::ImplItem::Fn(f) if f.sig.ident == "validate_str")
-        });
+        let has_validate_str = item
+            .items
+            .iter()
+            .any(|i| matches!(i, syn::ImplItem::Fn(f) if f.sig.ident == "validate_str"));
         for impl_item in &mut item.items {
-            let syn::ImplItem::Fn(f) = impl_item else { continue };
+            let syn::ImplItem::Fn(f) = impl_item else {
+                continue;
+            };
             if f.sig.ident == "new" && has_validate_str {
                 let check: syn::Stmt = syn::parse_quote!(Self::validate_str(&inner)?;);
                 f.block.stmts.insert(0, check);
@@ -511,7 +806,8 @@ struct CharLength;
 impl VisitMut for CharLength {
     fn visit_expr_mut(&mut self, expr: &mut syn::Expr) {
         if let syn::Expr::MethodCall(call) = expr {
-            let on_value = matches!(&*call.receiver, syn::Expr::Path(p) if p.path.is_ident("value"));
+            let on_value =
+                matches!(&*call.receiver, syn::Expr::Path(p) if p.path.is_ident("value"));
             if on_value && call.method == "len" && call.args.is_empty() {
                 *expr = syn::parse_quote!(value.chars().count());
                 return;
@@ -527,7 +823,9 @@ fn namespace_modules(types: &syn::File) -> BTreeMap<String, String> {
     for item in &types.items {
         let syn::Item::Const(c) = item else { continue };
         let name = c.ident.to_string();
-        let Some(prefix) = name.strip_prefix("NS_") else { continue };
+        let Some(prefix) = name.strip_prefix("NS_") else {
+            continue;
+        };
         let literal = quote!(#c).to_string();
         if let Some(start) = literal.find("b\"") {
             let rest = &literal[start + 2..];
@@ -580,9 +878,16 @@ fn permission_of(domain: &str, op: &str) -> String {
     } else {
         op.replacen(&noun, "", 1)
     };
-    let verb = if verb.is_empty() { op.to_string() } else { verb };
+    let verb = if verb.is_empty() {
+        op.to_string()
+    } else {
+        verb
+    };
     let mut chars = verb.chars();
-    let first = chars.next().map(|c| c.to_ascii_lowercase()).unwrap_or_default();
+    let first = chars
+        .next()
+        .map(|c| c.to_ascii_lowercase())
+        .unwrap_or_default();
     format!("{domain}.{first}{}", chars.as_str())
 }
 
@@ -621,11 +926,22 @@ fn operation_table(
 ) -> TokenStream {
     let ops = &wsdl.operations;
     let n = ops.len();
-    let soap11 = wsdl.bindings.iter().find(|b| !b.soap12).expect("SOAP 1.1 binding");
+    let soap11 = wsdl
+        .bindings
+        .iter()
+        .find(|b| !b.soap12)
+        .expect("SOAP 1.1 binding");
     let variants: Vec<Ident> = ops.iter().map(|o| format_ident!("{}", o.name)).collect();
     let names: Vec<_> = ops.iter().map(|o| lit(&o.name)).collect();
-    let req: Vec<QN> = ops.iter().map(|o| wsdl.messages[&o.input].clone()).collect();
-    let resp: Vec<QN> = ops.iter().map(|o| wsdl.messages[&o.output].clone()).collect();
+    let docs: Vec<_> = ops.iter().map(|o| lit(&format!(" `{}`", o.name))).collect();
+    let req: Vec<QN> = ops
+        .iter()
+        .map(|o| wsdl.messages[&o.input].clone())
+        .collect();
+    let resp: Vec<QN> = ops
+        .iter()
+        .map(|o| wsdl.messages[&o.output].clone())
+        .collect();
     let permissions: Vec<_> = ops
         .iter()
         .zip(&req)
@@ -644,10 +960,19 @@ fn operation_table(
     let resp_local: Vec<_> = resp.iter().map(|q| lit(&q.1)).collect();
     let resp_ns_b: Vec<_> = resp.iter().map(|q| blit(&q.0)).collect();
     let resp_local_b: Vec<_> = resp.iter().map(|q| blit(&q.1)).collect();
-    let req_ty: Vec<_> = req.iter().map(|q| type_path(ns_modules, types, q)).collect();
-    let resp_ty: Vec<_> = resp.iter().map(|q| type_path(ns_modules, types, q)).collect();
+    let req_ty: Vec<_> = req
+        .iter()
+        .map(|q| type_path(ns_modules, types, q))
+        .collect();
+    let resp_ty: Vec<_> = resp
+        .iter()
+        .map(|q| type_path(ns_modules, types, q))
+        .collect();
     let req_root: Vec<_> = req.iter().map(|q| lit(&root_name(ns_modules, q))).collect();
-    let resp_root: Vec<_> = resp.iter().map(|q| lit(&root_name(ns_modules, q))).collect();
+    let resp_root: Vec<_> = resp
+        .iter()
+        .map(|q| lit(&root_name(ns_modules, q)))
+        .collect();
 
     let header = &wsdl.messages[wsdl.header_message()];
     let header_ty = type_path(ns_modules, types, header);
@@ -664,25 +989,30 @@ fn operation_table(
         })
         .collect();
     let fault_variants: Vec<Ident> = faults.iter().map(|(v, _)| format_ident!("{}", v)).collect();
-    let fault_ty: Vec<_> = faults.iter().map(|(_, q)| type_path(ns_modules, types, q)).collect();
+    let fault_ty: Vec<_> = faults
+        .iter()
+        .map(|(_, q)| type_path(ns_modules, types, q))
+        .collect();
     let fault_ns: Vec<_> = faults.iter().map(|(_, q)| lit(&q.0)).collect();
     let fault_local: Vec<_> = faults.iter().map(|(_, q)| lit(&q.1)).collect();
     let fault_ns_b: Vec<_> = faults.iter().map(|(_, q)| blit(&q.0)).collect();
     let fault_local_b: Vec<_> = faults.iter().map(|(_, q)| blit(&q.1)).collect();
-    let fault_root: Vec<_> = faults.iter().map(|(_, q)| lit(&root_name(ns_modules, q))).collect();
+    let fault_root: Vec<_> = faults
+        .iter()
+        .map(|(_, q)| lit(&root_name(ns_modules, q)))
+        .collect();
     let nf = faults.len();
 
-    let mut namespaces: BTreeSet<&String> = req.iter().chain(&resp).map(|q| &q.0).collect();
-    namespaces.insert(&header.0);
-    for (_, q) in &faults {
-        namespaces.insert(&q.0);
-    }
-    let ns_lits: Vec<_> = namespaces.iter().map(|n| lit(n)).collect();
+    let ns_lits: Vec<_> = wsdl.schema_namespaces().iter().map(|n| lit(n)).collect();
     let target_ns = lit(&wsdl.target_ns);
     let wsdl_file = lit(&wsdl.file);
 
     let mut doc = String::new();
-    let _ = write!(doc, " The operations of `wsdl/{}`, in portType order.", wsdl.file);
+    let _ = write!(
+        doc,
+        " The operations of `wsdl/{}`, in portType order.",
+        wsdl.file
+    );
 
     quote! {
         use quick_xml::Writer;
@@ -700,7 +1030,7 @@ fn operation_table(
         #[doc = #doc]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Operation {
-            #(#[doc = #names] #variants,)*
+            #(#[doc = #docs] #variants,)*
         }
 
         impl Operation {
@@ -768,7 +1098,7 @@ fn operation_table(
         /// A decoded request body, one variant per operation.
         #[derive(Clone, Debug, PartialEq, Eq)]
         pub enum Request {
-            #(#[doc = #names] #variants(Box<#req_ty>),)*
+            #(#[doc = #docs] #variants(Box<#req_ty>),)*
         }
 
         impl Request {
@@ -793,7 +1123,7 @@ fn operation_table(
         /// A decoded response body, one variant per operation.
         #[derive(Clone, Debug, PartialEq, Eq)]
         pub enum Response {
-            #(#[doc = #names] #variants(Box<#resp_ty>),)*
+            #(#[doc = #docs] #variants(Box<#resp_ty>),)*
         }
 
         impl Response {
@@ -911,14 +1241,19 @@ fn soap11_view(path: &Path, wsdl: &Wsdl) -> String {
                 };
                 let skip = in_wsdl
                     && match local.as_ref() {
-                        b"binding" => name_attr("name").is_some_and(|n| soap12.contains(n.as_str())),
+                        b"binding" => {
+                            name_attr("name").is_some_and(|n| soap12.contains(n.as_str()))
+                        }
                         b"port" => name_attr("binding").is_some_and(|b| {
                             let local = b.rsplit(':').next().unwrap_or(&b).to_string();
                             soap12.contains(local.as_str())
                         }),
                         _ => false,
                     };
-                (skip, Some((s.name().as_ref().to_vec(), matches!(event, Event::Start(_)))))
+                (
+                    skip,
+                    Some((s.name().as_ref().to_vec(), matches!(event, Event::Start(_)))),
+                )
             }
             Event::Eof => break,
             _ => (false, None),
@@ -936,11 +1271,7 @@ fn soap11_view(path: &Path, wsdl: &Wsdl) -> String {
         }
     }
     out.push_str(&text[copied_to..]);
-    let out = out.replacen(
-        &format!("xmlns:soap12=\"{NS_SOAP12}\""),
-        "",
-        1,
-    );
+    let out = out.replacen(&format!("xmlns:soap12=\"{NS_SOAP12}\""), "", 1);
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- @generated by build.rs from wsdl/{}: its SOAP 1.1-only view. Do not edit. -->\n{}",
         wsdl.file,

@@ -21,10 +21,12 @@ use std::borrow::Cow;
 use quick_xml::events::{BytesStart, BytesText, Event};
 use quick_xml::name::{Namespace, NamespaceResolver, PrefixDeclaration, ResolveResult};
 use quick_xml::Reader;
-use xsd_parser_types::quick_xml::{Error as XmlError, ErrorKind, ValidateError, XmlReader, XmlReaderSync};
+use xsd_parser_types::quick_xml::{
+    Error as XmlError, ErrorKind, ValidateError, XmlReader, XmlReaderSync,
+};
 
 use crate::envelope::BodyElement;
-use crate::generated::types::CONTRACT_ELEMENT_NAMES;
+use crate::generated::types::{ContentModel, CONTENT_MODELS, CONTRACT_ELEMENTS, ROOT_MODELS};
 
 /// The schema rule a message broke. The string forms are stable: they appear in
 /// `InvalidRequest` faults and in statistics.
@@ -34,6 +36,8 @@ pub enum Rule {
     UnknownElement,
     /// A contract element where the content model does not allow it (out of order).
     ElementOutOfOrder,
+    /// A contract element inside a parent that does not allow it.
+    NotAllowedHere,
     /// A single element given twice.
     DuplicateElement,
     /// More repetitions of a list element than its maxOccurs.
@@ -88,6 +92,7 @@ impl Rule {
         match self {
             Rule::UnknownElement => "unknown-element",
             Rule::ElementOutOfOrder => "element-out-of-order",
+            Rule::NotAllowedHere => "element-not-allowed-here",
             Rule::DuplicateElement => "duplicate-element",
             Rule::MaxOccurs => "maxOccurs",
             Rule::MissingElement => "missing-element",
@@ -161,8 +166,8 @@ pub fn decode_with<'a, T>(
     let result = decode(&mut reader);
     match result {
         Ok(value) => {
-            // The generated code stops at the root's end tag; anything after it inside the
-            // body slice (there is nothing but the end tag by construction) is an error.
+            // The generated code stops at the body element's end tag: it must have been read.
+            reader.settle();
             if !reader.finished {
                 return Err(reader.error_here(Rule::Malformed, "the body element did not end"));
             }
@@ -184,6 +189,8 @@ pub struct StrictReader<'a> {
     /// Declarations from the envelope, re-declared on the body element for the generated code.
     inherited: Vec<Binding<'a>>,
     namespaces: &'static [&'static str],
+    /// The body element's namespace: the start of the content-model walk on the error path.
+    root_namespace: Vec<u8>,
     limits: DecodeLimits,
     /// Open elements: byte range of the element's name and start offset of its start tag.
     stack: Vec<Open>,
@@ -282,6 +289,7 @@ impl<'a> StrictReader<'a> {
             resolver,
             inherited: body.inherited.clone(),
             namespaces,
+            root_namespace: body.namespace.clone(),
             limits,
             stack: Vec::with_capacity(8),
             pop_pending: false,
@@ -294,11 +302,29 @@ impl<'a> StrictReader<'a> {
         }
     }
 
+    /// Leaves the element whose end tag was handed out last.
+    fn settle(&mut self) {
+        if self.pop_pending {
+            self.pop_pending = false;
+            self.stack.pop();
+            self.resolver.pop();
+            if self.stack.is_empty() {
+                self.finished = true;
+            }
+        }
+    }
+
+    /// The element path by local names, e.g. `/CreateAccount/Contact/FirstName`.
     fn path(&self) -> String {
         let mut path = String::new();
         for open in &self.stack {
+            let qname = &self.input[open.name.0..open.name.1];
+            let local = match qname.iter().position(|b| *b == b':') {
+                Some(i) => &qname[i + 1..],
+                None => qname,
+            };
             path.push('/');
-            path.push_str(&String::from_utf8_lossy(&self.input[open.name.0..open.name.1]));
+            path.push_str(&String::from_utf8_lossy(local));
         }
         if path.is_empty() {
             path.push('/');
@@ -330,40 +356,64 @@ impl<'a> StrictReader<'a> {
         let (rule, detail, path) = match &error.kind {
             ErrorKind::UnexpectedEvent(Event::Start(s) | Event::Empty(s)) => {
                 // The reader has already entered the unexpected element: the path ends with it.
-                let (rule, detail) = self.classify_unexpected(s.local_name().as_ref());
-                (rule, detail, path)
+                let (rule, detail, at_parent) = self.classify_unexpected(s);
+                match at_parent {
+                    Some(name) => {
+                        let parent = path.rsplit_once('/').map_or("", |(p, _)| p).to_string();
+                        (rule, detail, format!("{parent}/{name}"))
+                    }
+                    None => (rule, detail, path),
+                }
             }
-            ErrorKind::UnexpectedEvent(Event::Text(_) | Event::CData(_) | Event::GeneralRef(_)) => (
-                Rule::TextNotAllowed,
-                "this element contains elements, not text".to_string(),
-                path,
-            ),
-            ErrorKind::UnexpectedEvent(Event::End(_)) | ErrorKind::UnexpectedEoF => (
-                Rule::MissingElement,
-                "the element ended before its required content".to_string(),
-                path,
-            ),
-            ErrorKind::MissingContent => (
-                Rule::MissingElement,
-                "the element's required content is missing".to_string(),
-                path,
-            ),
-            ErrorKind::MissingElement(name) => (
-                Rule::MissingElement,
-                format!("required element {name} is missing"),
-                format!("{path}/{name}"),
-            ),
-            ErrorKind::DuplicateElement(name) => (
-                Rule::DuplicateElement,
-                format!("element {name} appears more than once"),
-                format!("{path}/{name}"),
-            ),
-            ErrorKind::InvalidValue(value, validate) => {
-                let value = quote_value(&value.to_string());
+            ErrorKind::UnexpectedEvent(Event::Text(_) | Event::CData(_) | Event::GeneralRef(_)) => {
+                (
+                    Rule::TextNotAllowed,
+                    "this element contains elements, not text".to_string(),
+                    path,
+                )
+            }
+            ErrorKind::UnexpectedEvent(Event::End(_))
+            | ErrorKind::UnexpectedEoF
+            | ErrorKind::MissingContent => match self.missing_at_end() {
+                Some(name) => (
+                    Rule::MissingElement,
+                    format!("required element {name} is missing"),
+                    format!("{path}/{name}"),
+                ),
+                None => (
+                    Rule::MissingElement,
+                    "the element ended before its required content".to_string(),
+                    path,
+                ),
+            },
+            ErrorKind::MissingElement(name) => {
+                let name = name.to_string().trim_matches('"').to_string();
+                (
+                    Rule::MissingElement,
+                    format!("required element {name} is missing"),
+                    format!("{path}/{name}"),
+                )
+            }
+            ErrorKind::DuplicateElement(name) => {
+                let name = name.to_string().trim_matches('"').to_string();
+                (
+                    Rule::DuplicateElement,
+                    format!("element {name} appears more than once"),
+                    format!("{path}/{name}"),
+                )
+            }
+            ErrorKind::InvalidValue(_, validate) => {
+                let value = quote_value(&self.leaf_text());
                 let (rule, what) = match validate {
-                    ValidateError::Pattern(p) => (Rule::Pattern, format!("does not match the pattern {p}")),
-                    ValidateError::MinLength(n) => (Rule::MinLength, format!("is shorter than {n} characters")),
-                    ValidateError::MaxLength(n) => (Rule::MaxLength, format!("is longer than {n} characters")),
+                    ValidateError::Pattern(p) => {
+                        (Rule::Pattern, format!("does not match the pattern {p}"))
+                    }
+                    ValidateError::MinLength(n) => {
+                        (Rule::MinLength, format!("is shorter than {n} characters"))
+                    }
+                    ValidateError::MaxLength(n) => {
+                        (Rule::MaxLength, format!("is longer than {n} characters"))
+                    }
                     ValidateError::LessThan(n) | ValidateError::LessEqualThan(n) => {
                         (Rule::MinInclusive, format!("is below the minimum {n}"))
                     }
@@ -374,83 +424,291 @@ impl<'a> StrictReader<'a> {
                 };
                 (rule, format!("value {value:?} {what}"), path)
             }
-            ErrorKind::UnknownOrInvalidValue(value) => (
+            ErrorKind::UnknownOrInvalidValue(_) => (
                 Rule::Enumeration,
-                format!("value {:?} is not one of the allowed values", quote_value(&value.to_string())),
+                format!(
+                    "value {:?} is not one of the allowed values",
+                    quote_value(&self.leaf_text())
+                ),
                 path,
             ),
-            ErrorKind::Custom(inner) => (Rule::Type, format!("not a valid value: {}", quote_detail(&inner.to_string())), path),
-            ErrorKind::InvalidData(value) => (
+            ErrorKind::Custom(_) | ErrorKind::InvalidData(_) => (
                 Rule::Type,
-                format!("value {:?} is not of the element's type", quote_value(&value.to_string())),
+                format!(
+                    "value {:?} is not of the element's type",
+                    quote_value(&self.leaf_text())
+                ),
                 path,
             ),
             ErrorKind::InsufficientSize { min, max, actual } => (
                 Rule::MaxOccurs,
-                format!("{actual} occurrences, allowed {min}..{}", max.map_or("unbounded".into(), |m| m.to_string())),
+                format!(
+                    "{actual} occurrences, allowed {min}..{}",
+                    max.map_or("unbounded".into(), |m| m.to_string())
+                ),
                 path,
             ),
             ErrorKind::XmlError(e) => (Rule::Malformed, format!("not well-formed XML: {e}"), path),
-            ErrorKind::InvalidUtf8(_) => (Rule::InvalidCharacter, "not valid UTF-8".to_string(), path),
-            ErrorKind::UnexpectedAttribute(_) | ErrorKind::DuplicateAttribute(_) => {
-                (Rule::AttributeNotAllowed, "attributes are not allowed".to_string(), path)
+            ErrorKind::InvalidUtf8(_) => {
+                (Rule::InvalidCharacter, "not valid UTF-8".to_string(), path)
             }
+            ErrorKind::UnexpectedAttribute(_) | ErrorKind::DuplicateAttribute(_) => (
+                Rule::AttributeNotAllowed,
+                "attributes are not allowed".to_string(),
+                path,
+            ),
             other => (Rule::Invalid, quote_detail(&other.to_string()), path),
         };
         DecodeError { path, rule, detail }
     }
 
-    /// An element the generated code did not expect here: not in the contract at all, given
-    /// again, or a contract element in the wrong place.
-    fn classify_unexpected(&self, local: &[u8]) -> (Rule, String) {
-        let name = String::from_utf8_lossy(local).into_owned();
-        let known = std::str::from_utf8(local)
-            .is_ok_and(|n| CONTRACT_ELEMENT_NAMES.binary_search(&n).is_ok());
-        if !known {
-            return (Rule::UnknownElement, format!("element {name} is not part of the contract"));
+    /// An element the generated code did not expect here: not in the contract at all, in the
+    /// wrong namespace, not allowed in this parent, given again, out of order, or placed where a
+    /// required element is missing. Returns the rule, a detail, and — when the error is about
+    /// another element (the missing one) — that element's name, for the path.
+    fn classify_unexpected(&self, start: &BytesStart<'_>) -> (Rule, String, Option<String>) {
+        let local = start.local_name();
+        let local = local.as_ref();
+        let name = quote_value(&String::from_utf8_lossy(local));
+        let ns = match self.resolver.resolve_element(start.name()).0 {
+            ResolveResult::Bound(ns) => ns.0.to_vec(),
+            _ => Vec::new(),
+        };
+        let declared = |ns: Option<&[u8]>| {
+            CONTRACT_ELEMENTS.iter().any(|entry| {
+                let (e_ns, e_local) = entry.split_once(' ').unwrap_or(("", entry));
+                e_local.as_bytes() == local && ns.is_none_or(|ns| e_ns.as_bytes() == ns)
+            })
+        };
+        if !declared(Some(&ns)) {
+            if declared(None) {
+                return (
+                    Rule::WrongNamespace,
+                    format!("element {name} is not in the namespace the contract declares for it"),
+                    None,
+                );
+            }
+            return (
+                Rule::UnknownElement,
+                format!("element {name} is not part of the contract"),
+                None,
+            );
         }
-        let seen = self.siblings_named(local);
-        match seen {
-            0 => (Rule::ElementOutOfOrder, format!("element {name} is not allowed at this position")),
-            1 => (Rule::DuplicateElement, format!("element {name} appears more than once")),
-            n => (Rule::MaxOccurs, format!("element {name} repeats more than the {n} times allowed")),
+        let depth = self.stack.len().saturating_sub(1);
+        let (Some(model), Some(child)) = (self.model_at(depth), self.last_start) else {
+            return (
+                Rule::ElementOutOfOrder,
+                format!("element {name} is not allowed at this position"),
+                None,
+            );
+        };
+        let parent = self
+            .stack
+            .len()
+            .checked_sub(2)
+            .and_then(|i| self.stack.get(i))
+            .copied();
+        let siblings = parent
+            .map(|p| self.children_of(p, child.start))
+            .unwrap_or_default();
+        let count = |n: &str| siblings.iter().filter(|s| s.as_str() == n).count();
+        let Some(index) = model
+            .children
+            .iter()
+            .position(|c| c.name.as_bytes() == local)
+        else {
+            return (
+                Rule::NotAllowedHere,
+                format!("element {name} is not allowed inside this element"),
+                None,
+            );
+        };
+        let this = &model.children[index];
+        if model.choice {
+            return if siblings.is_empty() {
+                (
+                    Rule::ElementOutOfOrder,
+                    format!("element {name} is not allowed at this position"),
+                    None,
+                )
+            } else {
+                (
+                    Rule::DuplicateElement,
+                    "only one of the alternatives may be given".to_string(),
+                    None,
+                )
+            };
+        }
+        let seen = count(this.name);
+        if seen >= this.max as usize {
+            return if this.max == 1 {
+                (
+                    Rule::DuplicateElement,
+                    format!("element {name} appears more than once"),
+                    None,
+                )
+            } else {
+                (
+                    Rule::MaxOccurs,
+                    format!("element {name} may appear at most {} times", this.max),
+                    None,
+                )
+            };
+        }
+        let last = siblings
+            .iter()
+            .filter_map(|s| model.children.iter().position(|c| c.name == s.as_str()))
+            .max();
+        if let Some(last) = last {
+            if index < last {
+                let after = model.children[last].name;
+                return (
+                    Rule::ElementOutOfOrder,
+                    format!("element {name} must come before {after}"),
+                    None,
+                );
+            }
+        }
+        let from = last.map_or(0, |l| l);
+        let missing = model.children[from..index]
+            .iter()
+            .find(|c| (count(c.name) as u32) < c.min)
+            .map(|c| c.name);
+        match missing {
+            Some(missing) => (
+                Rule::MissingElement,
+                format!("required element {missing} is missing before {name}"),
+                Some(missing.to_string()),
+            ),
+            None => (
+                Rule::ElementOutOfOrder,
+                format!("element {name} is not allowed at this position"),
+                None,
+            ),
         }
     }
 
-    /// How many earlier siblings of the unexpected element have the same local name (cold path:
-    /// re-reads the parent's content).
-    fn siblings_named(&self, local: &[u8]) -> usize {
-        let (Some(child), Some(parent)) = (self.last_start, self.parent_of_last()) else {
-            return 0;
+    /// The text of the leaf element on top of the stack, as the generated code saw it (cold path:
+    /// re-reads the element).
+    fn leaf_text(&self) -> String {
+        let Some(top) = self.stack.last() else {
+            return String::new();
         };
-        let mut reader = Reader::from_reader(&self.input[parent.start..child.start]);
+        let Some(slice) = self.input.get(top.start..) else {
+            return String::new();
+        };
+        let mut reader = Reader::from_reader(slice);
+        let mut text = String::new();
         let mut depth = 0usize;
-        let mut count = 0;
+        while let Ok(event) = reader.read_event() {
+            match event {
+                Event::Start(_) => depth += 1,
+                Event::End(_) | Event::Empty(_) | Event::Eof => {
+                    if depth <= 1 {
+                        break;
+                    }
+                    depth -= 1;
+                }
+                Event::Text(t) if depth == 1 => text.push_str(&String::from_utf8_lossy(&t)),
+                Event::CData(c) if depth == 1 => text.push_str(&String::from_utf8_lossy(&c)),
+                Event::GeneralRef(r) if depth == 1 => {
+                    let c = r.resolve_char_ref().ok().flatten().map(String::from);
+                    let s = c.unwrap_or_else(|| match r.as_ref() {
+                        b"amp" => "&".into(),
+                        b"lt" => "<".into(),
+                        b"gt" => ">".into(),
+                        b"quot" => "\"".into(),
+                        b"apos" => "'".into(),
+                        _ => String::new(),
+                    });
+                    text.push_str(&s);
+                }
+                _ => {}
+            }
+            if text.len() > 4 * QUOTE_CHARS {
+                break;
+            }
+        }
+        text
+    }
+
+    /// The required child that is missing when the element on top of the stack ends early.
+    fn missing_at_end(&self) -> Option<&'static str> {
+        let top = *self.stack.last()?;
+        let model = self.model_at(self.stack.len())?;
+        let end = self.reader.buffer_position() as usize;
+        let children = self.children_of(top, end);
+        if model.choice {
+            return None;
+        }
+        model
+            .children
+            .iter()
+            .find(|c| (children.iter().filter(|s| s.as_str() == c.name).count() as u32) < c.min)
+            .map(|c| c.name)
+    }
+
+    /// The content model of the element at `depth` (1 = the body element), walking the schema
+    /// from the body element down the open elements' names.
+    fn model_at(&self, depth: usize) -> Option<&'static ContentModel> {
+        let find_model = |key: &str| {
+            CONTENT_MODELS
+                .binary_search_by(|(k, _)| (*k).cmp(key))
+                .ok()
+                .map(|i| &CONTENT_MODELS[i].1)
+        };
+        let root = self.stack.first()?;
+        let root_key = format!(
+            "{} {}",
+            String::from_utf8_lossy(&self.root_namespace),
+            String::from_utf8_lossy(self.local_of(root))
+        );
+        let i = ROOT_MODELS
+            .binary_search_by(|(k, _)| (*k).cmp(root_key.as_str()))
+            .ok()?;
+        let mut model = find_model(ROOT_MODELS[i].1)?;
+        for open in self.stack.iter().take(depth).skip(1) {
+            let local = self.local_of(open);
+            let child = model.children.iter().find(|c| c.name.as_bytes() == local)?;
+            model = find_model(child.model?)?;
+        }
+        Some(model)
+    }
+
+    fn local_of(&self, open: &Open) -> &[u8] {
+        let qname = &self.input[open.name.0..open.name.1];
+        match qname.iter().position(|b| *b == b':') {
+            Some(i) => &qname[i + 1..],
+            None => qname,
+        }
+    }
+
+    /// Local names of the children of `parent` that start before `until` (cold path: re-reads
+    /// the parent's content).
+    fn children_of(&self, parent: Open, until: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(slice) = self.input.get(parent.start..until) else {
+            return out;
+        };
+        let mut reader = Reader::from_reader(slice);
+        let mut depth = 0usize;
         while let Ok(event) = reader.read_event() {
             match event {
                 Event::Start(s) => {
-                    if depth == 1 && s.local_name().as_ref() == local {
-                        count += 1;
+                    if depth == 1 {
+                        out.push(String::from_utf8_lossy(s.local_name().as_ref()).into_owned());
                     }
                     depth += 1;
                 }
-                Event::Empty(s) => {
-                    if depth == 1 && s.local_name().as_ref() == local {
-                        count += 1;
-                    }
+                Event::Empty(s) if depth == 1 => {
+                    out.push(String::from_utf8_lossy(s.local_name().as_ref()).into_owned());
                 }
                 Event::End(_) => depth = depth.saturating_sub(1),
                 Event::Eof => break,
                 _ => {}
             }
         }
-        count
-    }
-
-    fn parent_of_last(&self) -> Option<Open> {
-        let child = self.last_start?;
-        let at = self.stack.iter().rposition(|o| o.start == child.start)?;
-        at.checked_sub(1).and_then(|i| self.stack.get(i)).copied()
+        out
     }
 
     /// Checks a start tag: namespace, attributes, depth. Returns the event to hand out (the body
@@ -514,13 +772,17 @@ impl<'a> StrictReader<'a> {
             }
             ResolveResult::Unknown(prefix) => {
                 let prefix = quote_value(&String::from_utf8_lossy(&prefix));
-                return Err(self.violate(Rule::UndeclaredPrefix, format!("prefix {prefix} is not declared")));
+                return Err(self.violate(
+                    Rule::UndeclaredPrefix,
+                    format!("prefix {prefix} is not declared"),
+                ));
             }
         }
         let event = if !self.started && !self.inherited.is_empty() {
             // Re-declare the envelope's bindings on the body element so that the generated
             // code's own namespace resolver sees them (declarations on the element win).
-            let mut owned = BytesStart::new(String::from_utf8_lossy(start.name().as_ref()).into_owned());
+            let mut owned =
+                BytesStart::new(String::from_utf8_lossy(start.name().as_ref()).into_owned());
             for (prefix, ns) in &self.inherited {
                 let key = if prefix.is_empty() {
                     b"xmlns".to_vec()
@@ -575,26 +837,24 @@ impl<'a> StrictReader<'a> {
         if let Some(event) = self.pending.take() {
             return Ok(event);
         }
-        if self.pop_pending {
-            self.pop_pending = false;
-            self.stack.pop();
-            self.resolver.pop();
-            if self.stack.is_empty() {
-                self.finished = true;
-            }
-        }
+        self.settle();
         if self.finished {
             return Ok(Event::Eof);
         }
         loop {
             let event = match self.reader.read_event() {
                 Ok(e) => e,
-                Err(e) => return Err(self.violate(Rule::Malformed, format!("not well-formed XML: {e}"))),
+                Err(e) => {
+                    return Err(self.violate(Rule::Malformed, format!("not well-formed XML: {e}")))
+                }
             };
             match event {
                 Event::Start(s) | Event::Empty(s) if !self.text_is_blank() => {
                     let _ = s;
-                    return Err(self.violate(Rule::TextNotAllowed, "text beside child elements is not allowed"));
+                    return Err(self.violate(
+                        Rule::TextNotAllowed,
+                        "text beside child elements is not allowed",
+                    ));
                 }
                 Event::Start(s) => {
                     self.text = Text::None;
@@ -613,7 +873,10 @@ impl<'a> StrictReader<'a> {
                     if had_child {
                         if !text_blank(text.as_str()) {
                             self.text = text;
-                            return Err(self.violate(Rule::TextNotAllowed, "text beside child elements is not allowed"));
+                            return Err(self.violate(
+                                Rule::TextNotAllowed,
+                                "text beside child elements is not allowed",
+                            ));
                         }
                         return Ok(Event::End(e));
                     }
@@ -635,17 +898,23 @@ impl<'a> StrictReader<'a> {
                 Event::Text(t) => {
                     let piece = match t.xml10_content() {
                         Ok(p) => p,
-                        Err(_) => return Err(self.violate(Rule::InvalidCharacter, "not valid UTF-8")),
+                        Err(_) => {
+                            return Err(self.violate(Rule::InvalidCharacter, "not valid UTF-8"))
+                        }
                     };
                     match &mut self.text {
-                        Text::None if !piece.contains(['&', '<']) => self.text = Text::Borrowed(piece),
+                        Text::None if !piece.contains(['&', '<']) => {
+                            self.text = Text::Borrowed(piece)
+                        }
                         text => text.push(&piece),
                     }
                 }
                 Event::CData(c) => {
                     let piece = match c.decode() {
                         Ok(p) => p,
-                        Err(_) => return Err(self.violate(Rule::InvalidCharacter, "not valid UTF-8")),
+                        Err(_) => {
+                            return Err(self.violate(Rule::InvalidCharacter, "not valid UTF-8"))
+                        }
                     };
                     self.text.push(&piece);
                 }
@@ -667,20 +936,35 @@ impl<'a> StrictReader<'a> {
                             b"apos" => '\'',
                             other => {
                                 let name = quote_value(&String::from_utf8_lossy(other));
-                                return Err(self.violate(Rule::Entity, format!("entity &{name}; is not defined")));
+                                return Err(self.violate(
+                                    Rule::Entity,
+                                    format!("entity &{name}; is not defined"),
+                                ));
                             }
                         },
-                        Err(_) => return Err(self.violate(Rule::Entity, "invalid character reference")),
+                        Err(_) => {
+                            return Err(self.violate(Rule::Entity, "invalid character reference"))
+                        }
                     };
                     let mut buf = [0u8; 4];
                     self.text.push(resolved.encode_utf8(&mut buf));
                 }
                 Event::Comment(_) => {}
                 Event::PI(_) | Event::Decl(_) => {
-                    return Err(self.violate(Rule::ProcessingInstruction, "processing instructions are not allowed"));
+                    return Err(self.violate(
+                        Rule::ProcessingInstruction,
+                        "processing instructions are not allowed",
+                    ));
                 }
-                Event::DocType(_) => return Err(self.violate(Rule::Doctype, "DOCTYPE is not allowed")),
-                Event::Eof => return Err(self.violate(Rule::Malformed, "the document ended inside the body element")),
+                Event::DocType(_) => {
+                    return Err(self.violate(Rule::Doctype, "DOCTYPE is not allowed"))
+                }
+                Event::Eof => {
+                    return Err(self.violate(
+                        Rule::Malformed,
+                        "the document ended inside the body element",
+                    ))
+                }
             }
         }
     }
@@ -722,3 +1006,110 @@ impl<'a> XmlReaderSync<'a> for StrictReader<'a> {
     }
 }
 
+// === the contract's entry points ===
+
+use crate::generated::{callback, partner};
+
+/// The body element is not the request of any operation of the contract.
+pub fn unknown_operation(body: &BodyElement<'_>) -> DecodeError {
+    DecodeError {
+        path: format!("/{}", String::from_utf8_lossy(body.local_name)),
+        rule: Rule::UnknownElement,
+        detail: "the body element is not an operation of this contract".into(),
+    }
+}
+
+/// Decodes a partner API request body (the operation is looked up from the body element).
+pub fn partner_request(
+    body: &BodyElement<'_>,
+    limits: DecodeLimits,
+) -> Result<partner::Request, DecodeError> {
+    let op = partner::Operation::from_request_element(&body.namespace, body.local_name)
+        .ok_or_else(|| unknown_operation(body))?;
+    decode_with(body, partner::NAMESPACES, limits, |r| {
+        partner::Request::decode(op, r)
+    })
+}
+
+/// Decodes the upstream's response body to a partner API request of `op`.
+pub fn partner_response(
+    op: partner::Operation,
+    body: &BodyElement<'_>,
+    limits: DecodeLimits,
+) -> Result<partner::Response, DecodeError> {
+    let (ns, local) = op.response_element();
+    if !body.is(ns, local) {
+        return Err(unknown_operation(body));
+    }
+    decode_with(body, partner::NAMESPACES, limits, |r| {
+        partner::Response::decode(op, r)
+    })
+}
+
+/// Decodes a partner API fault detail element.
+pub fn partner_fault(
+    element: &BodyElement<'_>,
+    limits: DecodeLimits,
+) -> Result<partner::FaultDetail, DecodeError> {
+    let kind = partner::FaultKind::from_element(&element.namespace, element.local_name)
+        .ok_or_else(|| unknown_operation(element))?;
+    decode_with(element, partner::NAMESPACES, limits, |r| {
+        partner::FaultDetail::decode(kind, r)
+    })
+}
+
+/// Decodes the partner credential header block (`PartnerAuth`).
+pub fn partner_auth(
+    element: &BodyElement<'_>,
+    limits: DecodeLimits,
+) -> Result<partner::AuthHeader, DecodeError> {
+    decode_with(
+        element,
+        partner::NAMESPACES,
+        limits,
+        partner::decode_auth_header,
+    )
+}
+
+/// Decodes a callback request body.
+pub fn callback_request(
+    body: &BodyElement<'_>,
+    limits: DecodeLimits,
+) -> Result<callback::Request, DecodeError> {
+    let op = callback::Operation::from_request_element(&body.namespace, body.local_name)
+        .ok_or_else(|| unknown_operation(body))?;
+    decode_with(body, callback::NAMESPACES, limits, |r| {
+        callback::Request::decode(op, r)
+    })
+}
+
+/// Decodes a partner BSS's response to a callback of `op`.
+pub fn callback_response(
+    op: callback::Operation,
+    body: &BodyElement<'_>,
+    limits: DecodeLimits,
+) -> Result<callback::Response, DecodeError> {
+    let (ns, local) = op.response_element();
+    if !body.is(ns, local) {
+        return Err(unknown_operation(body));
+    }
+    decode_with(body, callback::NAMESPACES, limits, |r| {
+        callback::Response::decode(op, r)
+    })
+}
+
+/// Decodes the callback credential header block (`CallbackAuth`).
+pub fn callback_auth(
+    element: &BodyElement<'_>,
+    limits: DecodeLimits,
+) -> Result<callback::AuthHeader, DecodeError> {
+    decode_with(
+        element,
+        callback::NAMESPACES,
+        limits,
+        callback::decode_auth_header,
+    )
+}
+
+#[cfg(test)]
+mod tests;

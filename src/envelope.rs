@@ -149,7 +149,10 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// Namespace declarations of a start tag, borrowed from the input.
-fn declarations<'a>(start: &BytesStart<'a>, into: &mut Vec<Binding<'a>>) -> Result<(), EnvelopeError> {
+fn declarations<'a>(
+    start: &BytesStart<'a>,
+    into: &mut Vec<Binding<'a>>,
+) -> Result<(), EnvelopeError> {
     for attr in start.attributes().with_checks(true) {
         let attr = attr.map_err(malformed)?;
         let key = attr.key.as_ref();
@@ -215,7 +218,9 @@ fn only_declarations(start: &BytesStart<'_>) -> Result<(), EnvelopeError> {
 }
 
 fn is_blank(bytes: &[u8]) -> bool {
-    bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    bytes
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// Scans a SOAP 1.1 or 1.2 envelope.
@@ -307,7 +312,9 @@ pub fn scan(input: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
                 }
                 let child = children.pop().ok_or(EnvelopeError::EmptyBody)?;
                 if child.must_understand || child.role.is_some() {
-                    return Err(EnvelopeError::AttributeNotAllowed("mustUnderstand/role on the body element".into()));
+                    return Err(EnvelopeError::AttributeNotAllowed(
+                        "mustUnderstand/role on the body element".into(),
+                    ));
                 }
                 body = Some(child.element);
             }
@@ -361,7 +368,8 @@ fn scan_children<'a>(
         for attr in start.attributes().with_checks(true) {
             let attr = attr.map_err(malformed)?;
             let (res, local) = s.reader.resolve_attribute(attr.key);
-            let soap = matches!(res, ResolveResult::Bound(ns) if ns.0 == version.namespace().as_bytes());
+            let soap =
+                matches!(res, ResolveResult::Bound(ns) if ns.0 == version.namespace().as_bytes());
             if !soap {
                 continue;
             }
@@ -376,14 +384,17 @@ fn scan_children<'a>(
                     };
                 }
                 (SoapVersion::Soap11, b"actor") | (SoapVersion::Soap12, b"role") => {
-                    let value = attr.decode_and_unescape_value(s.reader.decoder()).map_err(malformed)?;
+                    let value = attr
+                        .decode_and_unescape_value(s.reader.decoder())
+                        .map_err(malformed)?;
                     role = Some(value.into_owned());
                 }
                 (SoapVersion::Soap12, b"relay") | (_, b"encodingStyle") => {}
                 (_, other) => return Err(EnvelopeError::AttributeNotAllowed(lossy(other))),
             }
         }
-        let local_name = local_name_slice(s.input, &start, s.reader.buffer_position() as usize, empty);
+        let local_name =
+            local_name_slice(s.input, &start, s.reader.buffer_position() as usize, empty);
         let bytes = s.element(&start, empty)?;
         out.push(HeaderBlock {
             element: BodyElement {
@@ -399,7 +410,12 @@ fn scan_children<'a>(
 }
 
 /// The local name of a start tag as a slice of the input (the tag has just been read).
-fn local_name_slice<'a>(input: &'a [u8], start: &BytesStart<'_>, end: usize, empty: bool) -> &'a [u8] {
+fn local_name_slice<'a>(
+    input: &'a [u8],
+    start: &BytesStart<'_>,
+    end: usize,
+    empty: bool,
+) -> &'a [u8] {
     let tag_len = start.len() + if empty { 3 } else { 2 };
     let begin = end.saturating_sub(tag_len) + 1;
     let name_len = start.name().as_ref().len();

@@ -6,7 +6,6 @@
 pub mod generated;
 pub mod xs;
 
-pub mod envelope;
 pub mod decode;
 pub mod encode;
-pub mod contract;
+pub mod envelope;
