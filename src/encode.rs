@@ -76,3 +76,53 @@ where
 {
     envelope::<NoHeader, B>(version, out, None, body)
 }
+
+/// Writes a SOAP fault envelope of `version`: code, reason and (optionally) one typed detail
+/// entry written by `detail`. This is the only fault writer; `fault.rs` decides what goes in.
+pub fn fault<D>(
+    version: SoapVersion,
+    out: &mut Vec<u8>,
+    code: crate::envelope::FaultCode,
+    reason: &str,
+    detail: Option<D>,
+) -> Result<(), EncodeError>
+where
+    D: FnOnce(&mut XmlWriter<'_>) -> Result<(), EncodeError>,
+{
+    use quick_xml::events::BytesText;
+    let code_text = format!("soap:{}", code.local_name(version));
+    body_only(version, out, |w| {
+        w.write_event(Event::Start(BytesStart::new("soap:Fault")))?;
+        match version {
+            SoapVersion::Soap11 => {
+                w.create_element("faultcode")
+                    .write_text_content(BytesText::new(&code_text))?;
+                w.create_element("faultstring")
+                    .write_text_content(BytesText::new(reason))?;
+                if let Some(detail) = detail {
+                    w.write_event(Event::Start(BytesStart::new("detail")))?;
+                    detail(w)?;
+                    w.write_event(Event::End(BytesEnd::new("detail")))?;
+                }
+            }
+            SoapVersion::Soap12 => {
+                w.write_event(Event::Start(BytesStart::new("soap:Code")))?;
+                w.create_element("soap:Value")
+                    .write_text_content(BytesText::new(&code_text))?;
+                w.write_event(Event::End(BytesEnd::new("soap:Code")))?;
+                w.write_event(Event::Start(BytesStart::new("soap:Reason")))?;
+                w.create_element("soap:Text")
+                    .with_attribute(("xml:lang", "en"))
+                    .write_text_content(BytesText::new(reason))?;
+                w.write_event(Event::End(BytesEnd::new("soap:Reason")))?;
+                if let Some(detail) = detail {
+                    w.write_event(Event::Start(BytesStart::new("soap:Detail")))?;
+                    detail(w)?;
+                    w.write_event(Event::End(BytesEnd::new("soap:Detail")))?;
+                }
+            }
+        }
+        w.write_event(Event::End(BytesEnd::new("soap:Fault")))?;
+        Ok(())
+    })
+}

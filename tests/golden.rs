@@ -200,3 +200,94 @@ fn callback_requests_and_responses_round_trip() {
         check_golden(&canonical_path(&response), &canonical);
     }
 }
+
+/// Fault fixtures: parse the fault, decode its detail strictly, re-encode the fault, and get the
+/// same code, reason and detail back.
+fn fault_round_trip(fixture: &Path, callback: bool) -> Vec<u8> {
+    let bytes = std::fs::read(fixture).expect("read fixture");
+    let env = envelope::scan(&bytes).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
+    let fault = envelope::parse_fault(&env).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
+    let entry = fault.detail.as_ref().expect("typed detail");
+    let detail = if callback {
+        decode::callback_fault(entry, DecodeLimits::default()).map(Err)
+    } else {
+        decode::partner_fault(entry, DecodeLimits::default()).map(Ok)
+    }
+    .unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
+    let encode_detail = |d: &Result<partner::FaultDetail, callback::FaultDetail>, w: &mut encode::XmlWriter<'_>| match d {
+        Ok(p) => Ok(p.encode(w)?),
+        Err(c) => Ok(c.encode(w)?),
+    };
+    let mut out = Vec::new();
+    encode::fault(env.version, &mut out, fault.code, &fault.reason, Some(|w: &mut encode::XmlWriter<'_>| encode_detail(&detail, w)))
+        .expect("encode fault");
+    let env2 = envelope::scan(&out).expect("re-encoded fault scans");
+    let fault2 = envelope::parse_fault(&env2).expect("re-encoded fault parses");
+    assert_eq!(fault2.code, fault.code);
+    assert_eq!(fault2.reason, fault.reason);
+    let entry2 = fault2.detail.as_ref().expect("detail");
+    let detail2 = if callback {
+        decode::callback_fault(entry2, DecodeLimits::default()).map(Err)
+    } else {
+        decode::partner_fault(entry2, DecodeLimits::default()).map(Ok)
+    }
+    .expect("re-encoded detail decodes");
+    assert_eq!(detail, detail2, "{}", fixture.display());
+    out
+}
+
+#[test]
+fn faults_round_trip() {
+    let mut seen = 0;
+    for kind in partner::FaultKind::ALL {
+        let (_, local) = kind.element();
+        for version in ["soap11", "soap12"] {
+            let fixture = data_dir().join("faults").join(format!("{local}.{version}.xml"));
+            let canonical = fault_round_trip(&fixture, false);
+            check_golden(&canonical_path(&fixture), &canonical);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 12);
+    for version in ["soap11", "soap12"] {
+        let fixture = data_dir().join("callback/faults").join(format!("CallbackFault.{version}.xml"));
+        let canonical = fault_round_trip(&fixture, true);
+        check_golden(&canonical_path(&fixture), &canonical);
+    }
+}
+
+/// Every negative fixture (which xmllint rejects) is refused by partnergate too.
+#[test]
+fn invalid_fixtures_are_refused() {
+    let dir = data_dir().join("invalid");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("invalid/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("xml") || path.to_string_lossy().contains(".canonical.") {
+            continue;
+        }
+        count += 1;
+        let bytes = std::fs::read(&path).expect("read");
+        let Ok(env) = envelope::scan(&bytes) else { continue };
+        let body = &env.body;
+        let refused = if let Ok(fault) = envelope::parse_fault(&env) {
+            match fault.detail {
+                Some(d) => decode::partner_fault(&d, DecodeLimits::default()).is_err(),
+                None => false,
+            }
+        } else if body.is(envelope::SOAP11_NS, "Fault") || body.is(envelope::SOAP12_NS, "Fault") {
+            true
+        } else if let Some(op) = partner::Operation::ALL.iter().find(|op| {
+            let (ns, local) = op.response_element();
+            body.is(ns, local)
+        }) {
+            decode::partner_response(*op, body, DecodeLimits::default()).is_err()
+        } else if callback::Operation::from_request_element(&body.namespace, body.local_name).is_some() {
+            decode::callback_request(body, DecodeLimits::default()).is_err()
+        } else {
+            decode::partner_request(body, DecodeLimits::default()).is_err()
+        };
+        assert!(refused, "{} was accepted", path.display());
+    }
+    assert!(count >= 10, "only {count} negative fixtures");
+}
