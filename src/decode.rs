@@ -1099,10 +1099,15 @@ pub fn callback_response(
 }
 
 /// Decodes a callback fault detail element.
-pub fn callback_fault(element: &BodyElement<'_>, limits: DecodeLimits) -> Result<callback::FaultDetail, DecodeError> {
+pub fn callback_fault(
+    element: &BodyElement<'_>,
+    limits: DecodeLimits,
+) -> Result<callback::FaultDetail, DecodeError> {
     let kind = callback::FaultKind::from_element(&element.namespace, element.local_name)
         .ok_or_else(|| unknown_operation(element))?;
-    decode_with(element, callback::NAMESPACES, limits, |r| callback::FaultDetail::decode(kind, r))
+    decode_with(element, callback::NAMESPACES, limits, |r| {
+        callback::FaultDetail::decode(kind, r)
+    })
 }
 
 /// Decodes the callback credential header block (`CallbackAuth`).

@@ -467,7 +467,9 @@ impl FaultCode {
             (_, "VersionMismatch") => FaultCode::VersionMismatch,
             (_, "MustUnderstand") => FaultCode::MustUnderstand,
             (SoapVersion::Soap11, "Client") | (SoapVersion::Soap12, "Sender") => FaultCode::Sender,
-            (SoapVersion::Soap11, "Server") | (SoapVersion::Soap12, "Receiver") => FaultCode::Receiver,
+            (SoapVersion::Soap11, "Server") | (SoapVersion::Soap12, "Receiver") => {
+                FaultCode::Receiver
+            }
             (SoapVersion::Soap12, "DataEncodingUnknown") => FaultCode::DataEncodingUnknown,
             _ => return None,
         })
@@ -568,7 +570,9 @@ fn fault_tree<'a>(body: &BodyElement<'a>) -> Result<Node<'a>, EnvelopeError> {
                 return Err(malformed(format!("undeclared prefix {}", lossy(&p))))
             }
         };
-        let outer = stack.last().map_or_else(|| body.inherited.clone(), |(_, _, d)| d.clone());
+        let outer = stack
+            .last()
+            .map_or_else(|| body.inherited.clone(), |(_, _, d)| d.clone());
         let mut inner = outer.clone();
         declarations(&start, &mut inner)?;
         let local_name = local_name_slice(input, &start, reader.buffer_position() as usize, empty);
@@ -610,7 +614,9 @@ fn close<'a>(
 ) -> Result<Option<Node<'a>>, EnvelopeError> {
     let (mut node, start, _) = stack.pop().ok_or_else(|| malformed("unbalanced fault"))?;
     resolver.pop();
-    node.element.bytes = input.get(start..end).ok_or_else(|| malformed("fault bounds"))?;
+    node.element.bytes = input
+        .get(start..end)
+        .ok_or_else(|| malformed("fault bounds"))?;
     match stack.last_mut() {
         Some((parent, _, _)) => {
             parent.children.push(node);
@@ -629,7 +635,12 @@ pub fn parse_fault<'a>(env: &Envelope<'a>) -> Result<SoapFault<'a>, EnvelopeErro
     }
     let root = fault_tree(&env.body)?;
     let is = |n: &Node<'_>, qualified: bool, local: &str| {
-        n.local == local && if qualified { n.namespace.as_deref() == Some(soap) } else { n.namespace.is_none() }
+        n.local == local
+            && if qualified {
+                n.namespace.as_deref() == Some(soap)
+            } else {
+                n.namespace.is_none()
+            }
     };
     let qname_code = |text: &str, node: &Node<'_>| -> Result<FaultCode, EnvelopeError> {
         let text = text.trim();
@@ -640,10 +651,14 @@ pub fn parse_fault<'a>(env: &Envelope<'a>) -> Result<SoapFault<'a>, EnvelopeErro
             .iter()
             .any(|(p, ns)| p.as_ref() == prefix.as_bytes() && ns.as_ref() == soap);
         if !bound {
-            return Err(EnvelopeError::UnexpectedElement(format!("fault code {}", lossy(text.as_bytes()))));
+            return Err(EnvelopeError::UnexpectedElement(format!(
+                "fault code {}",
+                lossy(text.as_bytes())
+            )));
         }
-        FaultCode::from_local(version, local)
-            .ok_or_else(|| EnvelopeError::UnexpectedElement(format!("fault code {}", lossy(text.as_bytes()))))
+        FaultCode::from_local(version, local).ok_or_else(|| {
+            EnvelopeError::UnexpectedElement(format!("fault code {}", lossy(text.as_bytes())))
+        })
     };
     let mut code = None;
     let mut reason = None;
@@ -654,7 +669,13 @@ pub fn parse_fault<'a>(env: &Envelope<'a>) -> Result<SoapFault<'a>, EnvelopeErro
                 // The code's prefix is resolved in the scope of faultcode itself.
                 let mut scope = child.element.clone();
                 declarations_of(&mut scope)?;
-                code = Some(qname_code(&child.text, &Node { element: scope, ..shallow(child) })?);
+                code = Some(qname_code(
+                    &child.text,
+                    &Node {
+                        element: scope,
+                        ..shallow(child)
+                    },
+                )?);
             }
             SoapVersion::Soap11 if is(child, false, "faultstring") && reason.is_none() => {
                 reason = Some(child.text.clone());
@@ -671,26 +692,41 @@ pub fn parse_fault<'a>(env: &Envelope<'a>) -> Result<SoapFault<'a>, EnvelopeErro
                     .ok_or_else(|| EnvelopeError::UnexpectedElement("Code without Value".into()))?;
                 let mut scope = value.element.clone();
                 declarations_of(&mut scope)?;
-                code = Some(qname_code(&value.text, &Node { element: scope, ..shallow(value) })?);
+                code = Some(qname_code(
+                    &value.text,
+                    &Node {
+                        element: scope,
+                        ..shallow(value)
+                    },
+                )?);
             }
             SoapVersion::Soap12 if is(child, true, "Reason") && reason.is_none() => {
                 let text = child
                     .children
                     .iter()
                     .find(|t| is(t, true, "Text"))
-                    .ok_or_else(|| EnvelopeError::UnexpectedElement("Reason without Text".into()))?;
+                    .ok_or_else(|| {
+                        EnvelopeError::UnexpectedElement("Reason without Text".into())
+                    })?;
                 reason = Some(text.text.clone());
             }
             SoapVersion::Soap12 if is(child, true, "Node") || is(child, true, "Role") => {}
             SoapVersion::Soap12 if is(child, true, "Detail") && detail.is_none() => {
                 detail = Some(single_entry(child)?);
             }
-            _ => return Err(EnvelopeError::UnexpectedElement(format!("{} in the Fault", child.local))),
+            _ => {
+                return Err(EnvelopeError::UnexpectedElement(format!(
+                    "{} in the Fault",
+                    child.local
+                )))
+            }
         }
     }
     Ok(SoapFault {
-        code: code.ok_or_else(|| EnvelopeError::UnexpectedElement("Fault without a code".into()))?,
-        reason: reason.ok_or_else(|| EnvelopeError::UnexpectedElement("Fault without a reason".into()))?,
+        code: code
+            .ok_or_else(|| EnvelopeError::UnexpectedElement("Fault without a code".into()))?,
+        reason: reason
+            .ok_or_else(|| EnvelopeError::UnexpectedElement("Fault without a reason".into()))?,
         detail: detail.flatten(),
     })
 }
@@ -724,6 +760,8 @@ fn single_entry<'a>(detail: &Node<'a>) -> Result<Option<BodyElement<'a>>, Envelo
             }
             Ok(Some(entry.element.clone()))
         }
-        _ => Err(EnvelopeError::UnexpectedElement("more than one detail entry".into())),
+        _ => Err(EnvelopeError::UnexpectedElement(
+            "more than one detail entry".into(),
+        )),
     }
 }

@@ -4,6 +4,7 @@
 //! Modules are listed in request-path order.
 
 pub mod generated;
+pub mod published;
 pub mod xs;
 
 pub mod decode;

@@ -5,7 +5,12 @@
 //! Refresh the canonical files after a deliberate encoder or contract change with
 //! `PARTNERGATE_UPDATE_GOLDEN=1 cargo test --test golden` and review the diff.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use std::path::{Path, PathBuf};
 
@@ -206,7 +211,8 @@ fn callback_requests_and_responses_round_trip() {
 fn fault_round_trip(fixture: &Path, callback: bool) -> Vec<u8> {
     let bytes = std::fs::read(fixture).expect("read fixture");
     let env = envelope::scan(&bytes).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
-    let fault = envelope::parse_fault(&env).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
+    let fault =
+        envelope::parse_fault(&env).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
     let entry = fault.detail.as_ref().expect("typed detail");
     let detail = if callback {
         decode::callback_fault(entry, DecodeLimits::default()).map(Err)
@@ -214,13 +220,20 @@ fn fault_round_trip(fixture: &Path, callback: bool) -> Vec<u8> {
         decode::partner_fault(entry, DecodeLimits::default()).map(Ok)
     }
     .unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
-    let encode_detail = |d: &Result<partner::FaultDetail, callback::FaultDetail>, w: &mut encode::XmlWriter<'_>| match d {
+    let encode_detail = |d: &Result<partner::FaultDetail, callback::FaultDetail>,
+                         w: &mut encode::XmlWriter<'_>| match d {
         Ok(p) => Ok(p.encode(w)?),
         Err(c) => Ok(c.encode(w)?),
     };
     let mut out = Vec::new();
-    encode::fault(env.version, &mut out, fault.code, &fault.reason, Some(|w: &mut encode::XmlWriter<'_>| encode_detail(&detail, w)))
-        .expect("encode fault");
+    encode::fault(
+        env.version,
+        &mut out,
+        fault.code,
+        &fault.reason,
+        Some(|w: &mut encode::XmlWriter<'_>| encode_detail(&detail, w)),
+    )
+    .expect("encode fault");
     let env2 = envelope::scan(&out).expect("re-encoded fault scans");
     let fault2 = envelope::parse_fault(&env2).expect("re-encoded fault parses");
     assert_eq!(fault2.code, fault.code);
@@ -242,7 +255,9 @@ fn faults_round_trip() {
     for kind in partner::FaultKind::ALL {
         let (_, local) = kind.element();
         for version in ["soap11", "soap12"] {
-            let fixture = data_dir().join("faults").join(format!("{local}.{version}.xml"));
+            let fixture = data_dir()
+                .join("faults")
+                .join(format!("{local}.{version}.xml"));
             let canonical = fault_round_trip(&fixture, false);
             check_golden(&canonical_path(&fixture), &canonical);
             seen += 1;
@@ -250,7 +265,9 @@ fn faults_round_trip() {
     }
     assert_eq!(seen, 12);
     for version in ["soap11", "soap12"] {
-        let fixture = data_dir().join("callback/faults").join(format!("CallbackFault.{version}.xml"));
+        let fixture = data_dir()
+            .join("callback/faults")
+            .join(format!("CallbackFault.{version}.xml"));
         let canonical = fault_round_trip(&fixture, true);
         check_golden(&canonical_path(&fixture), &canonical);
     }
@@ -263,12 +280,16 @@ fn invalid_fixtures_are_refused() {
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).expect("invalid/") {
         let path = entry.expect("entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("xml") || path.to_string_lossy().contains(".canonical.") {
+        if path.extension().and_then(|e| e.to_str()) != Some("xml")
+            || path.to_string_lossy().contains(".canonical.")
+        {
             continue;
         }
         count += 1;
         let bytes = std::fs::read(&path).expect("read");
-        let Ok(env) = envelope::scan(&bytes) else { continue };
+        let Ok(env) = envelope::scan(&bytes) else {
+            continue;
+        };
         let body = &env.body;
         let refused = if let Ok(fault) = envelope::parse_fault(&env) {
             match fault.detail {
@@ -282,7 +303,9 @@ fn invalid_fixtures_are_refused() {
             body.is(ns, local)
         }) {
             decode::partner_response(*op, body, DecodeLimits::default()).is_err()
-        } else if callback::Operation::from_request_element(&body.namespace, body.local_name).is_some() {
+        } else if callback::Operation::from_request_element(&body.namespace, body.local_name)
+            .is_some()
+        {
             decode::callback_request(body, DecodeLimits::default()).is_err()
         } else {
             decode::partner_request(body, DecodeLimits::default()).is_err()
