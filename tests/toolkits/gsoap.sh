@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# gSOAP (Debian packages `gsoap` + `libgsoap-dev`, 2.8.x) conformance check.
+#
+# Usage: tests/toolkits/gsoap.sh WSDL
+#
+#   wsdl2h -o svc.h WSDL
+#   soapcpp2 -j -C -x -I<gsoap import dir> svc.h
+#   g++ -O0 -c soapC.cpp soap*Proxy.cpp  + a generated driver, linked with -lgsoap++
+# The driver constructs every generated client proxy, sets the SOAP header through the
+# generated soap_header(...) setter and serialises one request of the first operation
+# into a string (no network); the script asserts the header element (PartnerAuth /
+# CallbackAuth) is in SOAP-ENV:Header with mustUnderstand set, and prints the envelope
+# namespace each proxy uses. Any warning printed by wsdl2h, soapcpp2 or g++ is
+# reprinted as "TOOLKIT-WARNING [gsoap]: ..."; any error exits non-zero.
+set -euo pipefail
+PG_TOOL=gsoap
+# shellcheck source=tests/toolkits/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ $# -eq 1 ]] || { echo "usage: $0 WSDL" >&2; exit 2; }
+pg_need wsdl2h soapcpp2 g++ xmllint
+GSOAP_IMPORT="${GSOAP_IMPORT:-/usr/share/gsoap/import}"
+[[ -f "$GSOAP_IMPORT/soap12.h" ]] || pg_fail "gSOAP import dir $GSOAP_IMPORT missing: gsoap not installed: run \`sudo .ci/setup\`"
+[[ -f /usr/include/stdsoap2.h ]] || pg_fail "libgsoap-dev (stdsoap2.h) not installed: run \`sudo .ci/setup\`"
+if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists gsoap++; then
+    read -r -a GSOAP_CFLAGS <<<"$(pkg-config --cflags gsoap++)"
+    read -r -a GSOAP_LIBS <<<"$(pkg-config --libs gsoap++)"
+else  # flags Debian's libgsoap++ is built with (gsoap++.pc)
+    GSOAP_CFLAGS=(-DWITH_IPV6 -DWITH_DOM)
+    GSOAP_LIBS=(-lgsoap++)
+fi
+
+SRC_WSDL="$1"
+pg_stage "$1"
+SOAP11_ENV=http://schemas.xmlsoap.org/soap/envelope/
+soap12_bindings=$(xmllint --xpath 'count(//*[local-name()="binding" and namespace-uri()="http://schemas.xmlsoap.org/wsdl/soap12/"])' "$PG_WSDL")
+mapfile -t ops < <(pg_operations "$PG_WSDL")
+mapfile -t headers < <(pg_headers "$PG_WSDL")
+(( ${#ops[@]} > 0 )) || pg_fail "no portType operations found in $1"
+(( ${#headers[@]} > 0 )) || pg_fail "no soap:header bound on any input in $1"
+cd "$PG_STAGE"
+
+# run CMD..., show its output indented, reprint warnings; fail on non-zero exit or errors
+step() {
+    local name="$1" log rc=0; shift
+    log="$PG_STAGE/$name.log"
+    pg_info "${*}"
+    "$@" >"$log" 2>&1 || rc=$?
+    # drop the licence banner and blank lines, keep the rest
+    grep -vE '^\*\*  |^[[:space:]]*$' "$log" | sed 's/^/    /' || true
+    grep -iE 'warning' "$log" | sed -E "s|$PG_STAGE/||g; s/^[[:space:]]*/TOOLKIT-WARNING [$PG_TOOL]: $name: /" || true
+    if (( rc != 0 )) || grep -qE '^(\*\*ERROR|Error|ERROR)|[^a-z]error:|\*\*ERROR\*\*' "$log"; then
+        pg_fail "$name failed (exit $rc) on $SRC_WSDL"
+    fi
+}
+
+step wsdl2h wsdl2h -o svc.h "$(basename "$PG_WSDL")"
+[[ -s svc.h ]] || pg_fail "wsdl2h produced no svc.h"
+# every operation of every (collected) binding must carry the header part
+nmeth=$(grep -cE '^//gsoap [A-Za-z0-9_]+ +service method-style:' svc.h || true)
+for h in "${headers[@]}"; do
+    nh=$(grep -cE "^//gsoap [A-Za-z0-9_]+ +service method-input-header-part:[[:space:]]+[A-Za-z0-9_]+ [A-Za-z0-9_]+__${h}\$" svc.h || true)
+    [[ "$nh" == "$nmeth" ]] || pg_fail "svc.h: header $h is an input header part of $nh of $nmeth operations (a binding operation lacks its soap:header?)"
+done
+pg_info "svc.h: $nmeth binding operations, each with input header(s) ${headers[*]}"
+step soapcpp2 soapcpp2 -j -C -x "-I$GSOAP_IMPORT" svc.h
+grep -q 'Compilation successful' soapcpp2.log || pg_fail "soapcpp2 did not report success"
+
+shopt -s nullglob
+proxies=(soap*Proxy.h)
+nsmaps=(*.nsmap)
+shopt -u nullglob
+(( ${#proxies[@]} > 0 )) || pg_fail "soapcpp2 generated no client proxy"
+(( ${#nsmaps[@]} > 0 )) || pg_fail "soapcpp2 generated no .nsmap"
+for op in "${ops[@]}"; do
+    grep -qE "virtual int send_${op}\(" "${proxies[@]}" || pg_fail "no proxy method for operation $op"
+done
+pg_info "proxies: ${proxies[*]}; all ${#ops[@]} operations present"
+
+# --- generated driver -------------------------------------------------------------
+{
+    echo '#include <iostream>'
+    echo '#include <sstream>'
+    for p in "${proxies[@]}"; do echo "#include \"$p\""; done
+    echo "#include \"${nsmaps[0]}\""
+    echo 'int main() {'
+    echo '  int failures = 0;'
+    for p in "${proxies[@]}"; do
+        cls=$(sed -nE '/^[[:space:]]*class SOAP_CMAC /{s/^[[:space:]]*class SOAP_CMAC ([A-Za-z0-9_]+).*/\1/p;q}' "$p")
+        [[ -n "$cls" ]] || pg_fail "$p: no proxy class found"
+        # virtual void soap_header(_ns3__PartnerAuth *ns3__PartnerAuth, ...);
+        hparams=$(grep -m1 -E 'virtual void soap_header\(.+\);' "$p" | sed -E 's/.*soap_header\((.*)\);.*/\1/')
+        [[ -n "$hparams" ]] || pg_fail "$p: no soap_header(...) setter: the WSDL's soap:header was not mapped"
+        hargs=$(tr ',' '\n' <<<"$hparams" | sed -E 's/^[[:space:]]*([A-Za-z0-9_:]+)[[:space:]]*\*.*/soap_new_\1(p.soap)/' | paste -sd, -)
+        # virtual int send_OP(const char *soap_endpoint_url, const char *soap_action, T *arg);
+        send=$(grep -E 'virtual int send_[A-Za-z0-9_]+\(const char \*soap_endpoint_url, const char \*soap_action, [A-Za-z0-9_:]+ \*[A-Za-z0-9_]+\);' -m1 "$p")
+        [[ -n "$send" ]] || pg_fail "$p: no doc/literal send_<operation>(endpoint, action, T*) method"
+        op=$(sed -E 's/.*virtual int (send_[A-Za-z0-9_]+)\(.*/\1/' <<<"$send")
+        rtype=$(sed -E 's/.*soap_action, ([A-Za-z0-9_:]+) \*.*/\1/' <<<"$send")
+        cat <<EOF
+  {
+    $cls p;
+    std::ostringstream out;
+    p.soap_header($hargs);
+    p.soap->os = &out;   // serialise into a string instead of a socket
+    int rc = p.$op("", NULL, soap_new_$rtype(p.soap));
+    p.soap->os = NULL;
+    std::cout << "PROXY $cls $op" << std::endl << out.str() << std::endl << "END" << std::endl;
+    if (rc != SOAP_OK) { p.soap_stream_fault(std::cerr); failures++; }
+    p.destroy();
+  }
+EOF
+    done
+    echo '  return failures;'
+    echo '}'
+} >driver.cpp
+
+objs=()
+for src in soapC.cpp soap*Proxy.cpp driver.cpp; do
+    step "g++ ${src}" g++ -O0 -std=c++11 "${GSOAP_CFLAGS[@]}" -I. -I/usr/include -c "$src" -o "${src%.cpp}.o"
+    objs+=("${src%.cpp}.o")
+done
+step "g++ link" g++ -o client "${objs[@]}" "${GSOAP_LIBS[@]}"
+pg_info "built client binary ($(du -k client | cut -f1) KiB) from ${#proxies[@]} proxy class(es)"
+
+# --- run the driver: header must be in every serialised request ----------------------
+./client >envelopes.txt 2>client.err || { cat client.err >&2; pg_fail "driver failed to serialise a request"; }
+awk '/^PROXY /{name=$2" "$3; next} /^END$/{next} /<.*Envelope/{print name"\t"$0}' envelopes.txt >envs.tsv
+[[ $(wc -l <envs.tsv) == "${#proxies[@]}" ]] || { cat envelopes.txt; pg_fail "expected ${#proxies[@]} envelopes"; }
+while IFS=$'\t' read -r name env; do
+    hdr=$(sed -nE 's/.*<SOAP-ENV:Header>(.*)<\/SOAP-ENV:Header>.*/\1/p' <<<"$env")
+    envns=$(sed -nE 's/.*xmlns:SOAP-ENV="([^"]*)".*/\1/p' <<<"$env")
+    for h in "${headers[@]}"; do
+        grep -qE "<([A-Za-z0-9_]+:)?$h[ >/]" <<<"$hdr" \
+            || { echo "$env"; pg_fail "$name: header $h not in SOAP-ENV:Header"; }
+        mu=$(grep -oE "<([A-Za-z0-9_]+:)?$h [^>]*mustUnderstand=\"[^\"]*\"" <<<"$hdr" | sed -E 's/.*mustUnderstand="([^"]*)"/\1/')
+        pg_info "$name: envelope $envns, header $h mustUnderstand=\"${mu:-absent}\""
+    done
+    if [[ "$soap12_bindings" == 0 && "$envns" != "$SOAP11_ENV" ]]; then
+        echo "$env"
+        pg_fail "$name: WSDL has only SOAP 1.1 bindings but the gSOAP client sends $envns envelopes: wsdl2h emits '#import \"soap12.h\"' as soon as the SOAP 1.2 WSDL binding namespace (http://schemas.xmlsoap.org/wsdl/soap12/) is declared anywhere in the WSDL. Drop the unused xmlns:soap12 declaration from the SOAP 1.1-only view."
+    fi
+    if [[ "$soap12_bindings" != 0 && "$envns" != "$SOAP11_ENV" ]]; then
+        pg_info "note: $name: WSDL has SOAP 1.2 bindings, so wsdl2h makes this client send SOAP 1.2 envelopes on every operation, including the SOAP 1.1 binding's (gSOAP partners should use the SOAP 1.1-only view)"
+    fi
+    if [[ -n "${PG_VERBOSE:-}" ]]; then echo "$env"; fi
+done <envs.tsv
+pg_info "OK $1"

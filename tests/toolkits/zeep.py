@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""zeep conformance check for a partnergate WSDL.
+
+Usage: ${PARTNERGATE_VENV:-/opt/partnergate/venv}/bin/python tests/toolkits/zeep.py WSDL
+
+* copies WSDL + wsdl/*.xsd into a temp dir (relative schemaLocations resolve there)
+* loads it with zeep (strict mode); every service port / binding must load
+* every portType operation must be present on every binding, with the soap:header
+  element (PartnerAuth / CallbackAuth) exposed as a header of the input message
+* builds one request with client.create_message(..., _soapheaders=...) per port and
+  asserts the header element is in the produced envelope
+Any Python warning or log record >= WARNING emitted while doing so is printed as
+"TOOLKIT-WARNING [zeep]: ..."; exits non-zero on any error.
+"""
+import datetime
+import decimal
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+
+TOOL = "zeep"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+
+# This file is called zeep.py: drop its own directory from sys.path so that
+# "import zeep" picks up the real package from the venv, not this script.
+sys.path = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
+
+try:
+    import zeep
+    from lxml import etree
+    from zeep import xsd
+    from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
+    from zeep.xsd.types import builtins as xsd_builtins
+except ImportError as exc:  # pragma: no cover - environment problem
+    venv = os.environ.get("PARTNERGATE_VENV", "/opt/partnergate/venv")
+    print(
+        f"TOOLKIT-ERROR [{TOOL}]: zeep not installed ({exc}): run `sudo .ci/setup` "
+        f"and use {venv}/bin/python",
+        file=sys.stderr,
+    )
+    sys.exit(1)
+
+
+class Failure(Exception):
+    pass
+
+
+class WarningCollector(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(f"{record.name}: {record.getMessage()}")
+
+
+def contract_facts(wsdl):
+    out = subprocess.run(
+        [os.path.join(HERE, "contract-facts.sh"), wsdl],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    ops, headers, ports = set(), set(), []
+    for line in out.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "operation":
+            ops.add(rest)
+        elif kind == "header":
+            headers.add(rest)
+        elif kind == "port":
+            ports.append(rest.split()[0])
+    return ops, headers, ports
+
+
+def stage(src):
+    if not os.path.isfile(src):
+        raise Failure(f"no such WSDL: {src}")
+    tmp = tempfile.mkdtemp(prefix="pg-toolkit-zeep.")
+    xsd_dirs = [os.environ.get("PARTNERGATE_XSD_DIR", os.path.join(ROOT, "wsdl")),
+                os.path.dirname(os.path.abspath(src))]
+    for d in xsd_dirs:
+        if os.path.isdir(d):
+            for name in sorted(os.listdir(d)):
+                if name.endswith(".xsd"):
+                    shutil.copy(os.path.join(d, name), tmp)
+    shutil.copy(src, tmp)
+    return tmp, os.path.join(tmp, os.path.basename(src))
+
+
+# ---------------------------------------------------------------- sample values
+def sample_simple(xsd_type):
+    accepted = getattr(xsd_type, "accepted_types", None) or [str]
+    first = accepted[0]
+    if first is bool:
+        return True
+    if first is int:
+        return 1
+    if first in (decimal.Decimal, float):
+        return decimal.Decimal("1")
+    if first is datetime.datetime:
+        return datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    if first is datetime.date:
+        return datetime.date(2024, 1, 2)
+    if first is datetime.time:
+        return datetime.time(3, 4, 5)
+    if isinstance(xsd_type, xsd_builtins.Base64Binary) or isinstance(
+        xsd_type, xsd_builtins.HexBinary
+    ):
+        return b"x"
+    if first is not str and first.__name__ == "Duration":
+        return datetime.timedelta(seconds=1)
+    # enumerations: zeep does not validate facets, but use a legal value anyway
+    enum = getattr(xsd_type, "_enumeration", None) or []
+    return enum[0] if enum else "x"
+
+
+def sample_value(xsd_type, depth=0):
+    if depth > 12:
+        raise Failure("type nesting too deep for sample generation")
+    if isinstance(xsd_type, xsd.ComplexType):
+        values = {}
+        for name, element in xsd_type.elements:
+            if isinstance(element, (xsd.Choice, xsd.Sequence, xsd.All, xsd.Group)):
+                # take the first branch of a choice / inline compositor
+                continue
+            if getattr(element, "min_occurs", 1) == 0:
+                continue
+            if isinstance(element, xsd.Any):
+                continue
+            val = sample_value(element.type, depth + 1)
+            values[name] = [val] if getattr(element, "max_occurs", 1) not in (1, None) else val
+        for name, attr in getattr(xsd_type, "attributes", []):
+            if getattr(attr, "required", False):
+                values[name] = sample_simple(attr.type)
+        return values
+    return sample_simple(xsd_type)
+
+
+def element_kwargs(element):
+    value = sample_value(element.type)
+    return value if isinstance(value, dict) else {}
+
+
+# ---------------------------------------------------------------------- checks
+def check(src):
+    expected_ops, expected_headers, expected_ports = contract_facts(src)
+    if not expected_ops:
+        raise Failure("contract-facts found no portType operations")
+    if not expected_headers:
+        raise Failure("contract-facts found no soap:header on any binding input")
+    tmp, wsdl = stage(src)
+    try:
+        settings = zeep.Settings(strict=True, xml_huge_tree=False)
+        client = zeep.Client(wsdl, settings=settings)
+        seen_ports = []
+        for service in client.wsdl.services.values():
+            for port_name, port in service.ports.items():
+                seen_ports.append(port_name)
+                check_port(client, service, port_name, port, expected_ops, expected_headers)
+        missing = set(expected_ports) - set(seen_ports)
+        if missing:
+            raise Failure(f"zeep did not load port(s): {sorted(missing)}")
+        print(f"[{TOOL}] ports: {len(seen_ports)}, operations: {len(expected_ops)}, "
+              f"headers: {sorted(expected_headers)}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_port(client, service, port_name, port, expected_ops, expected_headers):
+    binding = port.binding
+    ops = binding._operations
+    missing = expected_ops - set(ops)
+    extra = set(ops) - expected_ops
+    if missing:
+        raise Failure(f"port {port_name}: operations missing in zeep: {sorted(missing)}")
+    if extra:
+        raise Failure(f"port {port_name}: unexpected operations in zeep: {sorted(extra)}")
+    if not isinstance(binding, (Soap11Binding, Soap12Binding)):
+        raise Failure(f"port {port_name}: not a SOAP binding ({type(binding).__name__})")
+    env_ns = SOAP12_ENV if isinstance(binding, Soap12Binding) else SOAP11_ENV
+    for name in sorted(ops):
+        op = ops[name]
+        header = getattr(op.input, "header", None)
+        header_names = set()
+        if header is not None and getattr(header.type, "elements", None):
+            header_names = {el.qname.localname for _, el in header.type.elements}
+        if not expected_headers <= header_names:
+            raise Failure(
+                f"port {port_name} op {name}: input header(s) {sorted(expected_headers)} "
+                f"not exposed by zeep (got {sorted(header_names)}); signature: "
+                f"{op.input.signature()}"
+            )
+        if "_soapheaders=" not in (op.input.signature() or ""):
+            raise Failure(f"port {port_name} op {name}: signature lacks _soapheaders: "
+                          f"{op.input.signature()}")
+
+    proxy = client.bind(service.name, port_name)
+    errors = []
+    for name in sorted(ops):
+        op = ops[name]
+        try:
+            body = op.input.body
+            kwargs = element_kwargs(body) if body is not None else {}
+            headers = []
+            for _, el in op.input.header.type.elements:
+                hval = sample_value(el.type)
+                headers.append(el(**hval) if isinstance(hval, dict) else el(hval))
+            node = client.create_message(proxy, name, _soapheaders=headers, **kwargs)
+        except Exception as exc:  # try the next operation
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        xml = etree.tostring(node, pretty_print=True).decode()
+        if etree.QName(node).namespace != env_ns:
+            raise Failure(f"port {port_name}: envelope namespace {etree.QName(node).namespace}"
+                          f" != {env_ns}")
+        hdr = node.find(f"{{{env_ns}}}Header")
+        got = {etree.QName(c).localname for c in (hdr if hdr is not None else [])}
+        if not expected_headers <= got:
+            raise Failure(f"port {port_name} op {name}: header {sorted(expected_headers)} "
+                          f"missing from produced envelope:\n{xml}")
+        print(f"[{TOOL}] {port_name}: {len(ops)} operations, header(s) "
+              f"{sorted(expected_headers)} on every input; create_message({name}) ok")
+        if os.environ.get("PG_VERBOSE"):
+            print(xml)
+        return
+    raise Failure(f"port {port_name}: create_message failed for every operation:\n  "
+                  + "\n  ".join(errors))
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} WSDL", file=sys.stderr)
+        return 2
+    collector = WarningCollector()
+    logging.getLogger().addHandler(collector)
+    logging.getLogger().setLevel(logging.WARNING)
+    rc = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            check(argv[1])
+            print(f"[{TOOL}] zeep {zeep.__version__}: OK {argv[1]}")
+        except Failure as exc:
+            print(f"TOOLKIT-ERROR [{TOOL}]: {exc}", file=sys.stderr)
+            rc = 1
+        except Exception as exc:  # zeep raised while loading / rendering
+            import traceback
+            traceback.print_exc()
+            print(f"TOOLKIT-ERROR [{TOOL}]: {type(exc).__name__}: {exc}", file=sys.stderr)
+            rc = 1
+    for w in caught:
+        print(f"TOOLKIT-WARNING [{TOOL}]: {w.category.__name__}: {w.message}")
+    for m in collector.messages:
+        print(f"TOOLKIT-WARNING [{TOOL}]: {m}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
