@@ -72,6 +72,11 @@ fn main() {
             roots.insert(element.clone());
         }
     }
+    // Every global element of the schemas, also those no WSDL message names (GatewayAssertion,
+    // the header partnergate adds toward the upstream).
+    for file in &xsd_files {
+        roots.extend(global_elements(file));
+    }
     let types = generate_types(&xsd_files, &roots);
     let ns_modules = namespace_modules(&types);
 
@@ -557,8 +562,13 @@ fn check_patterns(xsd_files: &BTreeSet<PathBuf>) {
                     let (res, local) = reader.resolve_element(s.name());
                     let is_xs = matches!(res, ResolveResult::Bound(ns) if ns.0 == NS_XS.as_bytes());
                     if is_xs && local.as_ref() == b"pattern" {
-                        let value = s.try_get_attribute("value").expect("attribute").expect("pattern value");
-                        let value = value.decode_and_unescape_value(reader.decoder()).expect("pattern value");
+                        let value = s
+                            .try_get_attribute("value")
+                            .expect("attribute")
+                            .expect("pattern value");
+                        let value = value
+                            .decode_and_unescape_value(reader.decoder())
+                            .expect("pattern value");
                         if let Err(e) = regex::Regex::new(&format!("^(?:{value})$")) {
                             panic!("{}: pattern {value} does not compile: {e}", path.display());
                         }
@@ -736,6 +746,38 @@ fn content_models(xsd_files: &BTreeSet<PathBuf>) -> Vec<syn::Item> {
         pub const ROOT_MODELS: &[(&str, &str)] = &[#(#root_items),*];
     };
     file.items
+}
+
+/// The global elements (`/xs:schema/xs:element/@name`) of a schema file.
+fn global_elements(path: &Path) -> Vec<QN> {
+    let text = std::fs::read_to_string(path).expect("read xsd");
+    let tns = xml_attr(&text, "targetNamespace").expect("targetNamespace");
+    let mut reader = NsReader::from_str(&text);
+    let mut depth = 0usize;
+    let mut out = Vec::new();
+    loop {
+        let event = reader.read_event().expect("XSD is well-formed");
+        if let Event::Start(s) | Event::Empty(s) = &event {
+            let top_level_element = depth == 1 && s.local_name().as_ref() == b"element";
+            if let Some(name) = s
+                .try_get_attribute("name")
+                .expect("attribute")
+                .filter(|_| top_level_element)
+            {
+                out.push((
+                    tns.clone(),
+                    String::from_utf8_lossy(&name.value).into_owned(),
+                ));
+            }
+        }
+        match event {
+            Event::Start(_) => depth += 1,
+            Event::End(_) => depth -= 1,
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Crude attribute lookup for the schema root (trusted input; only used for targetNamespace).

@@ -612,16 +612,9 @@ impl<'a> StrictReader<'a> {
                 Event::Text(t) if depth == 1 => text.push_str(&String::from_utf8_lossy(&t)),
                 Event::CData(c) if depth == 1 => text.push_str(&String::from_utf8_lossy(&c)),
                 Event::GeneralRef(r) if depth == 1 => {
-                    let c = r.resolve_char_ref().ok().flatten().map(String::from);
-                    let s = c.unwrap_or_else(|| match r.as_ref() {
-                        b"amp" => "&".into(),
-                        b"lt" => "<".into(),
-                        b"gt" => ">".into(),
-                        b"quot" => "\"".into(),
-                        b"apos" => "'".into(),
-                        _ => String::new(),
-                    });
-                    text.push_str(&s);
+                    if let Some(c) = reference_char(&r) {
+                        text.push(c);
+                    }
                 }
                 _ => {}
             }
@@ -919,31 +912,22 @@ impl<'a> StrictReader<'a> {
                     self.text.push(&piece);
                 }
                 Event::GeneralRef(r) => {
-                    let resolved = match r.resolve_char_ref() {
-                        Ok(Some(c)) if is_xml_char(c) => c,
-                        Ok(Some(c)) => {
+                    let resolved = match reference_char(&r) {
+                        Some(c) if is_xml_char(c) => c,
+                        Some(c) => {
                             let code = u32::from(c);
                             return Err(self.violate(
                                 Rule::InvalidCharacter,
                                 format!("character reference U+{code:04X} is not allowed in XML"),
                             ));
                         }
-                        Ok(None) => match r.as_ref() {
-                            b"amp" => '&',
-                            b"lt" => '<',
-                            b"gt" => '>',
-                            b"quot" => '"',
-                            b"apos" => '\'',
-                            other => {
-                                let name = quote_value(&String::from_utf8_lossy(other));
-                                return Err(self.violate(
-                                    Rule::Entity,
-                                    format!("entity &{name}; is not defined"),
-                                ));
-                            }
-                        },
-                        Err(_) => {
+                        None if r.is_char_ref() => {
                             return Err(self.violate(Rule::Entity, "invalid character reference"))
+                        }
+                        None => {
+                            let name = quote_value(&String::from_utf8_lossy(&r));
+                            return Err(self
+                                .violate(Rule::Entity, format!("entity &{name}; is not defined")));
                         }
                     };
                     let mut buf = [0u8; 4];
@@ -971,6 +955,23 @@ impl<'a> StrictReader<'a> {
 
     fn text_is_blank(&self) -> bool {
         text_blank(self.text.as_str())
+    }
+}
+
+/// The character a reference stands for: a character reference (`&#252;`, `&#xFC;`) or one of
+/// XML's five predefined entities. `None` for anything else (DTD entities are never expanded).
+pub fn reference_char(r: &quick_xml::events::BytesRef<'_>) -> Option<char> {
+    if let Ok(Some(c)) = r.resolve_char_ref() {
+        return Some(c);
+    }
+    let name: &[u8] = r;
+    match name {
+        b"amp" => Some('&'),
+        b"lt" => Some('<'),
+        b"gt" => Some('>'),
+        b"quot" => Some('"'),
+        b"apos" => Some('\''),
+        _ => None,
     }
 }
 

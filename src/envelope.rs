@@ -539,17 +539,8 @@ fn fault_tree<'a>(body: &BodyElement<'a>) -> Result<Node<'a>, EnvelopeError> {
                 continue;
             }
             Event::GeneralRef(r) => {
-                let c = match r.resolve_char_ref().map_err(malformed)? {
-                    Some(c) => c,
-                    None => match r.as_ref() {
-                        b"amp" => '&',
-                        b"lt" => '<',
-                        b"gt" => '>',
-                        b"quot" => '"',
-                        b"apos" => '\'',
-                        _ => return Err(malformed("undefined entity in a fault")),
-                    },
-                };
+                let c = crate::decode::reference_char(&r)
+                    .ok_or_else(|| malformed("undefined entity in a fault"))?;
                 push_text(&mut stack, c.encode_utf8(&mut [0u8; 4]));
                 continue;
             }

@@ -5,8 +5,23 @@
 
 pub mod generated;
 pub mod published;
+pub mod secret;
+pub mod store;
 pub mod xs;
 
+pub mod config;
+
+pub mod allowlist;
+pub mod authenticate;
+pub mod authorize;
 pub mod decode;
 pub mod encode;
 pub mod envelope;
+pub mod fault;
+pub mod forward;
+pub mod limit;
+pub mod pipeline;
+pub mod server;
+pub mod throttle;
+
+pub mod app;

@@ -7,11 +7,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use partnergate::config::{self, Config, TomlFile};
 use partnergate::decode::{self, DecodeLimits};
 use partnergate::encode;
 use partnergate::envelope;
 use partnergate::generated::{callback, partner};
 use partnergate::published;
+use partnergate::store::{NewPartner, Store};
+use std::collections::BTreeMap;
 
 /// partnergate: the SOAP security gateway in front of the TSP's partner API.
 #[derive(Parser, Debug)]
@@ -21,8 +24,49 @@ struct Cli {
     command: Command,
 }
 
+/// Settings shared by every command that touches the database or serves.
+#[derive(clap::Args, Debug, Default)]
+struct Common {
+    /// TOML configuration file (keys as in README; overridden by PARTNERGATE_* and flags).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL: a SQLite file path (default partnergate.db) or postgres://…
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// The partner API layer to forward to (http:// or https://).
+        #[arg(long, value_name = "URL")]
+        upstream: Option<String>,
+        /// Public base URL for the served WSDL (behind a load balancer).
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+        /// TLS certificate chain (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Log JSON lines.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Partners: onboarding.
+    Partner {
+        #[command(subcommand)]
+        action: PartnerAction,
+        #[command(flatten)]
+        common: Common,
+    },
     /// List the contract's operations: permission name, SOAPAction and body element.
     Operations {
         /// The callback contract instead of the partner API.
@@ -57,8 +101,40 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum PartnerAction {
+    /// Create a partner with its two keys (shown once, stored hashed), allowlist and grants.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Partner id (default: PARTNER-0001, -0002, …).
+        #[arg(long)]
+        id: Option<String>,
+        /// ISO 3166-1 alpha-2 country code.
+        #[arg(long)]
+        country: Option<String>,
+        /// Throttle group (must exist).
+        #[arg(long)]
+        group: Option<String>,
+        /// Network the partner's servers call from (IP or CIDR); repeat for more.
+        #[arg(long = "allow", value_name = "CIDR", required = true)]
+        allow: Vec<String>,
+        /// Permission: *, a domain wildcard (accounts.*) or an operation (accounts.create, or
+        /// its WSDL name CreateAccount); repeat for more.
+        #[arg(long = "grant", value_name = "OP", required = true)]
+        grant: Vec<String>,
+        /// Print JSON (partner_id, api_key, callback_key).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve { .. } = &cli.command {
+        return serve(cli.command);
+    }
     let mut out = String::new();
     let result = run(cli.command, &mut out);
     // A closed pipe (`partnergate operations | head`) is not an error worth a panic.
@@ -137,6 +213,180 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
             callback,
             response,
         } => check(&file, callback, response.as_deref(), out)?,
+        Command::Partner { action, common } => partner(action, &common, out)?,
+        Command::Serve { .. } => return Err("serve is run by main".into()),
+    }
+    Ok(())
+}
+
+/// `partnergate serve`: runs until SIGINT or SIGTERM.
+fn serve(command: Command) -> ExitCode {
+    let Command::Serve {
+        common,
+        listen,
+        upstream,
+        public_url,
+        tls_cert,
+        tls_key,
+        log_json,
+    } = command
+    else {
+        return ExitCode::FAILURE;
+    };
+    let mut flags = BTreeMap::new();
+    let mut flag = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            flags.insert(k.to_string(), v);
+        }
+    };
+    flag("listen", listen);
+    flag("upstream.url", upstream);
+    flag("public_url", public_url);
+    flag("tls.cert", tls_cert.map(|p| p.display().to_string()));
+    flag("tls.key", tls_key.map(|p| p.display().to_string()));
+    if log_json {
+        flag("log_json", Some("true".into()));
+    }
+    let config = match load_config(&common, flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("partnergate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(config.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("partnergate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let running = match partnergate::app::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                eprintln!("partnergate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = running.shutdown.send(true);
+        let _ = running.done.await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("partnergate=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Loads the configuration from the defaults, the file, the environment and `flags`.
+fn load_config(common: &Common, flags: BTreeMap<String, String>) -> Result<Config, String> {
+    let file = match &common.config {
+        Some(path) => Some(TomlFile::read(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let mut flags = flags;
+    if let Some(url) = &common.database_url {
+        flags.insert("database_url".into(), url.clone());
+    }
+    let env = config::Environment;
+    let mut sources: Vec<&dyn config::Source> = Vec::new();
+    if let Some(f) = &file {
+        sources.push(f);
+    }
+    sources.push(&env);
+    sources.push(&flags);
+    Config::from_sources(&sources).map_err(|e| e.to_string())
+}
+
+fn partner(action: PartnerAction, common: &Common, out: &mut String) -> Result<(), String> {
+    let config = load_config(common, BTreeMap::new())?;
+    let store = Store::open(&config.database_url).map_err(|e| e.to_string())?;
+    match action {
+        PartnerAction::Create {
+            name,
+            id,
+            country,
+            group,
+            allow,
+            grant,
+            json,
+        } => {
+            let allow = allow
+                .iter()
+                .map(|a| config::parse_net(a).map_err(|e| format!("--allow: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Operation names (CreateAccount) are accepted as well as permissions.
+            let grants = grant
+                .iter()
+                .map(|g| {
+                    partner::Operation::from_name(g)
+                        .map_or_else(|| g.clone(), |op| op.permission().to_string())
+                })
+                .collect();
+            let known: Vec<&str> = partner::Operation::ALL
+                .iter()
+                .map(|o| o.permission())
+                .collect();
+            let created = store
+                .create_partner(
+                    NewPartner {
+                        partner_id: id,
+                        name,
+                        country,
+                        group,
+                        allow,
+                        grants,
+                        key_ttl: None,
+                    },
+                    &known,
+                )
+                .map_err(|e| e.to_string())?;
+            if json {
+                let value = serde_json::json!({
+                    "partner_id": created.partner_id,
+                    "api_key": created.api_key.expose(),
+                    "callback_key": created.callback_key.expose(),
+                });
+                let _ = writeln!(out, "{value}");
+            } else {
+                let _ = writeln!(out, "partner_id:   {}", created.partner_id);
+                let _ = writeln!(out, "api_key:      {}", created.api_key.expose());
+                let _ = writeln!(out, "callback_key: {}", created.callback_key.expose());
+                let _ = writeln!(out, "Store the keys now: they are shown only once (the database keeps their hashes).");
+            }
+        }
     }
     Ok(())
 }

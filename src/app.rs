@@ -1,0 +1,101 @@
+//! Assembles the running gateway from a [`Config`]: opens the store (migrating it), loads the
+//! first snapshot, starts the refresher, builds the upstream and the [`Gateway`], binds the
+//! listener and serves until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::fault::Soap11Status;
+use crate::forward::{HttpUpstream, Upstream};
+use crate::pipeline::{Gateway, Settings};
+use crate::server::{ServeError, Server};
+use crate::store::{self, SnapshotCell, Store, StoreError};
+use crate::throttle::Throttle;
+
+/// Starting the gateway failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// The upstream client.
+    #[error(transparent)]
+    Upstream(#[from] crate::forward::UpstreamConfigError),
+    /// The listener or TLS.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// A blocking task failed.
+    #[error("startup task failed: {0}")]
+    Task(String),
+}
+
+/// A started gateway: where it listens, and how to stop it.
+pub struct Running {
+    /// The bound address (useful with port 0).
+    pub addr: std::net::SocketAddr,
+    /// Send `true` to shut down.
+    pub shutdown: watch::Sender<bool>,
+    /// Finishes when the server has stopped.
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+/// How long in-flight requests may take to finish after shutdown was asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Opens everything and starts serving in the background.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let url = config.database_url.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&url))
+        .await
+        .map_err(|e| StartError::Task(e.to_string()))??;
+    tracing::info!(database = store.redacted_url(), backend = ?store.backend(), "database open and migrated");
+    let first = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.load_snapshot())
+            .await
+            .map_err(|e| StartError::Task(e.to_string()))??
+    };
+    tracing::info!(
+        revision = first.revision,
+        partners = first.partners.len(),
+        "partner snapshot loaded"
+    );
+    let cell = Arc::new(SnapshotCell::new(first));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(store::run_refresher(
+        store.clone(),
+        Arc::clone(&cell),
+        config.refresh_interval,
+        shutdown_rx.clone(),
+    ));
+    let upstream: Option<Arc<dyn Upstream>> = match &config.upstream.url {
+        Some(_) => Some(Arc::new(HttpUpstream::new(&config.upstream)?)),
+        None => None,
+    };
+    let gateway = Arc::new(Gateway {
+        settings: Settings {
+            xml: config.limits.xml,
+            trusted_proxies: config.trusted_proxies.clone(),
+            soap11_status: Soap11Status::default(),
+        },
+        snapshot: cell,
+        throttle: Throttle::new(config.default_rate),
+        upstream,
+    });
+    let server = Server::new(&config, gateway)?;
+    let listener = Server::bind(config.listen).await?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    tracing::info!(%addr, tls = config.tls.is_some(), upstream = config.upstream.url.as_deref().unwrap_or("-"), "partnergate listening");
+    let done = tokio::spawn(server.serve(listener, shutdown_rx, SHUTDOWN_GRACE));
+    Ok(Running {
+        addr,
+        shutdown: shutdown_tx,
+        done,
+    })
+}

@@ -1,0 +1,353 @@
+//! Stage: authentication. Takes the scanned [`Envelope`] and the partner snapshot and returns the
+//! [`Authenticated`] partner — or an [`AuthError`].
+//!
+//! - Exactly one credential header directly under `Envelope/Header`: the contract's `PartnerAuth`
+//!   (PartnerId, ApiKey), or a WS-Security `UsernameToken` with a `PasswordText` password
+//!   (Username = partner id), which enterprise toolkits send natively. Two of them are refused.
+//! - SOAP header rules: a header block addressed to us (no actor/role, `next`, or
+//!   `ultimateReceiver`) that is marked mustUnderstand and that we do not understand is a
+//!   `MustUnderstand` fault. The credential header may itself carry mustUnderstand.
+//! - Keys are compared as SHA-256 hashes with a constant-time comparison, against every key of
+//!   the partner (no early exit); an unknown partner id is compared against a dummy hash, so the
+//!   work and the answer do not tell which partner ids exist. Missing, malformed, unknown partner,
+//!   wrong, revoked or expired key all produce the same refusal for the client; the reason is
+//!   only logged and counted.
+
+use std::sync::Arc;
+
+use quick_xml::events::Event;
+use quick_xml::name::{Namespace, NamespaceResolver, PrefixDeclaration, ResolveResult};
+
+use crate::decode::{self, DecodeLimits};
+use crate::envelope::{BodyElement, Envelope, HeaderBlock, SoapVersion};
+use crate::generated::partner;
+use crate::secret::{self, KeyHash, KeyKind};
+use crate::store::{PartnerEntry, PartnerStatus, Snapshot};
+
+/// WS-Security 1.0 `wsse` namespace.
+pub const WSSE_NS: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
+/// WS-Security utility namespace (`wsu:Timestamp`, `wsu:Created`).
+pub const WSU_NS: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+/// The `PasswordText` password type.
+pub const PASSWORD_TEXT: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText";
+
+/// The caller proved to be this partner.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    /// The partner, from the snapshot.
+    pub partner: Arc<PartnerEntry>,
+    /// The key that matched (for last-use statistics; never the key itself).
+    pub key_id: i64,
+}
+
+/// Why authentication failed. Every variant but `MustUnderstand` and `Suspended` becomes the same
+/// `AccessDenied: authentication failed` for the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No credential header.
+    #[error("no credential header")]
+    Missing,
+    /// More than one credential header.
+    #[error("more than one credential header")]
+    Duplicate,
+    /// The credential header does not decode (details are not shown to the client).
+    #[error("malformed credential header: {0}")]
+    Malformed(String),
+    /// No partner has this id (claimed id kept for statistics).
+    #[error("unknown partner")]
+    UnknownPartner {
+        /// The id the caller claimed.
+        claimed: String,
+    },
+    /// The partner exists but no active key matches.
+    #[error("wrong, revoked or expired key")]
+    WrongKey {
+        /// The id the caller claimed.
+        claimed: String,
+    },
+    /// The key matched but the partner is suspended or offboarded.
+    #[error("partner is {status:?}")]
+    Suspended {
+        /// The partner.
+        claimed: String,
+        /// Its status.
+        status: PartnerStatus,
+    },
+    /// A header block addressed to us is marked mustUnderstand and we do not understand it.
+    #[error("header {0} is not understood")]
+    MustUnderstand(String),
+}
+
+impl AuthError {
+    /// The partner id the caller claimed, when there was one (refusals are counted against it).
+    pub fn claimed(&self) -> Option<&str> {
+        match self {
+            AuthError::UnknownPartner { claimed }
+            | AuthError::WrongKey { claimed }
+            | AuthError::Suspended { claimed, .. } => Some(claimed),
+            _ => None,
+        }
+    }
+
+    /// A short stable reason for logs and statistics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "credentials-missing",
+            AuthError::Duplicate => "credentials-duplicate",
+            AuthError::Malformed(_) => "credentials-malformed",
+            AuthError::UnknownPartner { .. } => "unknown-partner",
+            AuthError::WrongKey { .. } => "wrong-key",
+            AuthError::Suspended { .. } => "partner-suspended",
+            AuthError::MustUnderstand(_) => "must-understand",
+        }
+    }
+}
+
+/// A credential as presented.
+struct Presented {
+    partner_id: String,
+    key: String,
+}
+
+/// Whether a header block is addressed to this node (SOAP 1.1 actor / SOAP 1.2 role).
+fn addressed_to_us(block: &HeaderBlock<'_>, version: SoapVersion) -> bool {
+    match (&block.role, version) {
+        (None, _) => true,
+        (Some(role), SoapVersion::Soap11) => role == "http://schemas.xmlsoap.org/soap/actor/next",
+        (Some(role), SoapVersion::Soap12) => {
+            role == "http://www.w3.org/2003/05/soap-envelope/role/next"
+                || role == "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver"
+        }
+    }
+}
+
+/// A fixed hash compared against when the partner id is unknown, so that path does the same work.
+const DUMMY_HASH: KeyHash = [0x5a; 32];
+
+/// Authenticates the envelope's credential header against the snapshot at time `now` (unix s).
+pub fn authenticate(
+    env: &Envelope<'_>,
+    snapshot: &Snapshot,
+    now: i64,
+) -> Result<Authenticated, AuthError> {
+    let (auth_ns, auth_local) = partner::AUTH_HEADER_ELEMENT;
+    let mut credential: Option<&HeaderBlock<'_>> = None;
+    let mut count = 0;
+    for block in &env.headers {
+        if !addressed_to_us(block, env.version) {
+            continue;
+        }
+        let el = &block.element;
+        if el.is(auth_ns, auth_local) || el.is(WSSE_NS, "Security") {
+            count += 1;
+            credential = Some(block);
+        } else if block.must_understand {
+            let name = format!(
+                "{{{}}}{}",
+                String::from_utf8_lossy(&el.namespace),
+                String::from_utf8_lossy(el.local_name)
+            );
+            return Err(AuthError::MustUnderstand(name));
+        }
+    }
+    let block = match (count, credential) {
+        (0, _) | (_, None) => return Err(AuthError::Missing),
+        (1, Some(block)) => block,
+        _ => return Err(AuthError::Duplicate),
+    };
+    let presented = if block.element.is(auth_ns, auth_local) {
+        let header = decode::partner_auth(&block.element, DecodeLimits::default())
+            .map_err(|e| AuthError::Malformed(format!("{}: {}", e.path, e.rule)))?;
+        Presented {
+            partner_id: header.partner_id.as_str().to_string(),
+            key: header.api_key.as_str().to_string(),
+        }
+    } else {
+        username_token(&block.element)?
+    };
+    verify(&presented, snapshot, KeyKind::Partner, now)
+}
+
+/// Checks a presented (partner id, key) against the snapshot's keys of `kind`.
+fn verify(
+    presented: &Presented,
+    snapshot: &Snapshot,
+    kind: KeyKind,
+    now: i64,
+) -> Result<Authenticated, AuthError> {
+    let hash = secret::hash(&presented.key);
+    let claimed = presented.partner_id.clone();
+    let Some(partner) = snapshot.partners.get(&presented.partner_id) else {
+        // Same work as for a known partner with one key.
+        let _ = secret::ct_eq(&hash, &DUMMY_HASH);
+        return Err(AuthError::UnknownPartner { claimed });
+    };
+    let mut matched: Option<i64> = None;
+    for key in &partner.keys {
+        // Compare with every key, without stopping at the first match.
+        let equal = secret::ct_eq(&hash, &key.hash);
+        let usable = key.kind == kind && key.expires_at.is_none_or(|at| at > now);
+        if equal && usable {
+            matched = Some(key.id);
+        }
+    }
+    let Some(key_id) = matched else {
+        return Err(AuthError::WrongKey { claimed });
+    };
+    if partner.status != PartnerStatus::Active {
+        return Err(AuthError::Suspended {
+            claimed,
+            status: partner.status,
+        });
+    }
+    Ok(Authenticated {
+        partner: Arc::clone(partner),
+        key_id,
+    })
+}
+
+/// Authenticates a callback's `CallbackAuth` header (the partner's callback key).
+pub fn authenticate_callback(
+    env: &Envelope<'_>,
+    snapshot: &Snapshot,
+    now: i64,
+) -> Result<Authenticated, AuthError> {
+    let (ns, local) = crate::generated::callback::AUTH_HEADER_ELEMENT;
+    let mut blocks = env
+        .headers
+        .iter()
+        .filter(|b| addressed_to_us(b, env.version));
+    let mut found = None;
+    for block in blocks.by_ref() {
+        if block.element.is(ns, local) {
+            if found.is_some() {
+                return Err(AuthError::Duplicate);
+            }
+            found = Some(block);
+        } else if block.must_understand {
+            return Err(AuthError::MustUnderstand(
+                String::from_utf8_lossy(block.element.local_name).into_owned(),
+            ));
+        }
+    }
+    let block = found.ok_or(AuthError::Missing)?;
+    let header = decode::callback_auth(&block.element, DecodeLimits::default())
+        .map_err(|e| AuthError::Malformed(format!("{}: {}", e.path, e.rule)))?;
+    let presented = Presented {
+        partner_id: header.partner_id.as_str().to_string(),
+        key: header.callback_key.as_str().to_string(),
+    };
+    verify(&presented, snapshot, KeyKind::Callback, now)
+}
+
+/// Reads `wsse:Security/wsse:UsernameToken` (Username, Password of type PasswordText, optional
+/// Nonce and wsu:Created); a `wsu:Timestamp` beside it is allowed. Anything else is refused: we
+/// must not claim to understand a signature or an encrypted key we do not process.
+fn username_token(block: &BodyElement<'_>) -> Result<Presented, AuthError> {
+    let bad = |m: &str| AuthError::Malformed(format!("WS-Security: {m}"));
+    let mut reader = quick_xml::Reader::from_reader(block.bytes);
+    reader.config_mut().check_end_names = true;
+    let mut resolver = NamespaceResolver::default();
+    for (prefix, ns) in &block.inherited {
+        let decl = if prefix.is_empty() {
+            PrefixDeclaration::Default
+        } else {
+            PrefixDeclaration::Named(prefix)
+        };
+        resolver
+            .add(decl, Namespace(ns))
+            .map_err(|_| bad("namespace"))?;
+    }
+    // Path of (namespace, local) of open elements.
+    let mut path: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut username: Option<String> = None;
+    let mut password: Option<String> = None;
+    let mut tokens = 0;
+    let mut text = String::new();
+    let mut skip_depth: Option<usize> = None;
+    loop {
+        let event = reader.read_event().map_err(|e| bad(&e.to_string()))?;
+        let (start, empty) = match &event {
+            Event::Start(s) => (Some(s), false),
+            Event::Empty(s) => (Some(s), true),
+            _ => (None, false),
+        };
+        if let Some(s) = start {
+            {
+                resolver.push(s).map_err(|_| bad("namespace"))?;
+                let ns = match resolver.resolve_element(s.name()).0 {
+                    ResolveResult::Bound(ns) => ns.0.to_vec(),
+                    _ => return Err(bad("unqualified element")),
+                };
+                let local = s.local_name().as_ref().to_vec();
+                let depth = path.len();
+                let is = |n: &str, l: &str| ns == n.as_bytes() && local == l.as_bytes();
+                if skip_depth.is_none() {
+                    match depth {
+                        0 if is(WSSE_NS, "Security") => {}
+                        1 if is(WSSE_NS, "UsernameToken") => tokens += 1,
+                        1 if is(WSU_NS, "Timestamp") => skip_depth = Some(depth),
+                        2 if is(WSSE_NS, "Username")
+                            || is(WSSE_NS, "Nonce")
+                            || is(WSU_NS, "Created") => {}
+                        2 if is(WSSE_NS, "Password") => {
+                            let kind = s
+                                .try_get_attribute("Type")
+                                .map_err(|_| bad("attribute"))?
+                                .map(|a| String::from_utf8_lossy(&a.value).into_owned());
+                            if kind.as_deref().is_some_and(|t| t != PASSWORD_TEXT) {
+                                return Err(bad("only PasswordText passwords are accepted"));
+                            }
+                        }
+                        _ => return Err(bad("unsupported element in the Security header")),
+                    }
+                }
+                text.clear();
+                path.push((ns, local));
+                if empty {
+                    path.pop();
+                    resolver.pop();
+                }
+            }
+            continue;
+        }
+        match event {
+            Event::End(_) => {
+                let (ns, local) = path.pop().unwrap_or_default();
+                resolver.pop();
+                if skip_depth == Some(path.len()) {
+                    skip_depth = None;
+                } else if skip_depth.is_none() && ns == WSSE_NS.as_bytes() && path.len() == 2 {
+                    match local.as_slice() {
+                        b"Username" => username = Some(std::mem::take(&mut text)),
+                        b"Password" => password = Some(std::mem::take(&mut text)),
+                        _ => {}
+                    }
+                }
+                if path.is_empty() {
+                    break;
+                }
+            }
+            Event::Text(t) => text.push_str(&t.xml10_content().map_err(|_| bad("encoding"))?),
+            Event::GeneralRef(r) => {
+                text.push(decode::reference_char(&r).ok_or_else(|| bad("entity"))?)
+            }
+            Event::CData(_) => return Err(bad("CDATA is not accepted in credentials")),
+            Event::Comment(_) => {}
+            Event::Eof => break,
+            _ => return Err(bad("unexpected content")),
+        }
+    }
+    if tokens != 1 {
+        return Err(bad("exactly one UsernameToken is required"));
+    }
+    match (username, password) {
+        (Some(partner_id), Some(key)) if !partner_id.is_empty() && !key.is_empty() => {
+            Ok(Presented { partner_id, key })
+        }
+        _ => Err(bad("Username and Password are required")),
+    }
+}

@@ -1,0 +1,373 @@
+//! Stage: forward. Takes the strictly decoded request of an authenticated, allowed, permitted and
+//! admitted partner, and returns the upstream's typed reply — or a [`ForwardError`].
+//!
+//! [`HttpUpstream`] re-encodes the request into a fresh SOAP 1.1 envelope (`encode.rs`: the
+//! partner's key and bytes never leave), asserts the authenticated partner in a `GatewayAssertion`
+//! header of partnergate's own, sends it with a pooled hyper client (HTTP, or HTTPS via rustls
+//! with the system roots plus an optional CA), bounded by connect and response timeouts and a
+//! response size limit, and decodes the answer as strictly as a partner's request: a response of
+//! the called operation, or a SOAP fault whose detail is one of the contract's faults. Anything
+//! else is `UpstreamUnavailable`, never relayed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::UpstreamConfig;
+use crate::decode::{self, DecodeLimits};
+use crate::encode::{self, EncodeError};
+use crate::envelope::{self, FaultCode, SoapVersion};
+use crate::generated::partner::{self, Operation};
+use crate::generated::types::cmn;
+
+/// A boxed future (the upstream is a trait object).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who is calling, for the upstream.
+#[derive(Clone, Copy, Debug)]
+pub struct CallContext<'a> {
+    /// The authenticated partner.
+    pub partner_id: &'a str,
+    /// The gateway's request id.
+    pub request_id: &'a str,
+}
+
+/// A typed fault from the upstream (NotFound, Conflict, …), passed on to the partner typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamFault {
+    /// SOAP fault code.
+    pub code: FaultCode,
+    /// The fault's reason text.
+    pub reason: String,
+    /// The contract fault detail.
+    pub detail: Option<partner::FaultDetail>,
+}
+
+/// What the upstream answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamReply {
+    /// The operation's response.
+    Response(partner::Response),
+    /// A contract fault.
+    Fault(UpstreamFault),
+}
+
+/// Why the upstream could not be used. All become `UpstreamUnavailable` for the partner.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// No partner API layer is configured.
+    #[error("no upstream is configured")]
+    Unconfigured,
+    /// Connection refused, DNS, TLS handshake…
+    #[error("upstream unreachable: {0}")]
+    Connect(String),
+    /// No complete response in time.
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    /// An HTTP status that is neither a response nor a SOAP fault.
+    #[error("upstream answered HTTP {0}")]
+    Status(u16),
+    /// The response body exceeded `upstream.max_response_bytes`.
+    #[error("upstream response larger than {0} bytes")]
+    TooLarge(usize),
+    /// The response is not a valid response of the operation (strict decode failed).
+    #[error("upstream response invalid: {0}")]
+    Invalid(String),
+    /// The request could not be encoded (a value that escaped validation).
+    #[error("request could not be encoded: {0}")]
+    Encode(String),
+}
+
+impl From<EncodeError> for ForwardError {
+    fn from(e: EncodeError) -> Self {
+        ForwardError::Encode(e.to_string())
+    }
+}
+
+/// The partner API layer, wherever it runs.
+pub trait Upstream: Send + Sync {
+    /// Carries out `request` for the partner in `ctx`.
+    fn call<'a>(
+        &'a self,
+        ctx: CallContext<'a>,
+        request: &'a partner::Request,
+    ) -> BoxFuture<'a, Result<UpstreamReply, ForwardError>>;
+}
+
+/// Header carrying the shared secret a standalone partner API layer requires from the gateway.
+pub const GATEWAY_SECRET_HEADER: &str = "x-partnergate-gateway-secret";
+
+/// A partner API layer reached over HTTP(S).
+pub struct HttpUpstream {
+    url: http::Uri,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    response_timeout: Duration,
+    max_response_bytes: usize,
+    gateway_secret: Option<String>,
+}
+
+/// Building the client failed (bad URL or CA file).
+#[derive(Debug, thiserror::Error)]
+#[error("upstream configuration: {0}")]
+pub struct UpstreamConfigError(pub String);
+
+impl HttpUpstream {
+    /// A client for `config.url` with the system roots plus `config.ca_file`.
+    pub fn new(config: &UpstreamConfig) -> Result<HttpUpstream, UpstreamConfigError> {
+        let url_text = config
+            .url
+            .as_deref()
+            .ok_or_else(|| UpstreamConfigError("no upstream URL".into()))?;
+        let url: http::Uri = url_text
+            .parse()
+            .map_err(|e| UpstreamConfigError(format!("{url_text}: {e}")))?;
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            // Unparseable system certificates are skipped, as browsers do.
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = &config.ca_file {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| UpstreamConfigError(format!("{}: {e}", path.display())))?;
+            for cert in certs {
+                let cert =
+                    cert.map_err(|e| UpstreamConfigError(format!("{}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| UpstreamConfigError(format!("{}: {e}", path.display())))?;
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| UpstreamConfigError(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build(https);
+        Ok(HttpUpstream {
+            url,
+            client,
+            response_timeout: config.response_timeout,
+            max_response_bytes: config.max_response_bytes,
+            gateway_secret: config.gateway_secret.clone(),
+        })
+    }
+
+    async fn send(
+        &self,
+        ctx: CallContext<'_>,
+        request: &partner::Request,
+    ) -> Result<UpstreamReply, ForwardError> {
+        let op = request.operation();
+        let body = encode_upstream_request(ctx, request)?;
+        let mut builder = http::Request::post(self.url.clone())
+            .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header("soapaction", format!("\"{}\"", op.soap_action()));
+        if let Some(secret) = &self.gateway_secret {
+            builder = builder.header(GATEWAY_SECRET_HEADER, secret.as_str());
+        }
+        let http_request = builder
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ForwardError::Encode(e.to_string()))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(http_request)
+                .await
+                .map_err(|e| ForwardError::Connect(error_chain(&e)))?;
+            let status = response.status();
+            let limited = Limited::new(response.into_body(), self.max_response_bytes);
+            let bytes = limited.collect().await.map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    ForwardError::TooLarge(self.max_response_bytes)
+                } else {
+                    ForwardError::Connect(e.to_string())
+                }
+            })?;
+            Ok::<_, ForwardError>((status, bytes.to_bytes()))
+        };
+        let (status, bytes) = tokio::time::timeout(self.response_timeout, exchange)
+            .await
+            .map_err(|_| ForwardError::Timeout(self.response_timeout))??;
+        decode_upstream_reply(op, status.as_u16(), &bytes)
+    }
+}
+
+impl Upstream for HttpUpstream {
+    fn call<'a>(
+        &'a self,
+        ctx: CallContext<'a>,
+        request: &'a partner::Request,
+    ) -> BoxFuture<'a, Result<UpstreamReply, ForwardError>> {
+        Box::pin(self.send(ctx, request))
+    }
+}
+
+/// The canonical envelope sent upstream: SOAP 1.1, a `GatewayAssertion` header naming the
+/// authenticated partner and the gateway request id, and the re-encoded body.
+pub fn encode_upstream_request(
+    ctx: CallContext<'_>,
+    request: &partner::Request,
+) -> Result<Vec<u8>, ForwardError> {
+    let assertion = cmn::GatewayAssertion {
+        partner_id: cmn::PartnerId::new(ctx.partner_id.to_string())
+            .map_err(|e| ForwardError::Encode(format!("partner id: {e}")))?,
+        request_id: cmn::GatewayRequestId::new(ctx.request_id.to_string())
+            .map_err(|e| ForwardError::Encode(format!("request id: {e}")))?,
+    };
+    let mut out = Vec::with_capacity(2048);
+    encode::envelope(
+        SoapVersion::Soap11,
+        &mut out,
+        Some(|w: &mut encode::XmlWriter<'_>| {
+            use xsd_parser_types::quick_xml::SerializeSync;
+            assertion.serialize("cmn:GatewayAssertion", w)?;
+            Ok(())
+        }),
+        |w| Ok(request.encode(w)?),
+    )?;
+    Ok(out)
+}
+
+/// Decodes what the upstream answered to a call of `op`.
+pub fn decode_upstream_reply(
+    op: Operation,
+    status: u16,
+    bytes: &[u8],
+) -> Result<UpstreamReply, ForwardError> {
+    let invalid = |e: &dyn std::fmt::Display| ForwardError::Invalid(e.to_string());
+    let limits = DecodeLimits::default();
+    let env = match envelope::scan(bytes) {
+        Ok(env) => env,
+        Err(_) if !(200..300).contains(&status) && status != 500 => {
+            return Err(ForwardError::Status(status))
+        }
+        Err(e) => return Err(invalid(&e)),
+    };
+    let is_fault = env.body.is(env.version.namespace(), "Fault");
+    match (status, is_fault) {
+        (200..=299, false) => decode::partner_response(op, &env.body, limits)
+            .map(UpstreamReply::Response)
+            .map_err(|e| invalid(&e)),
+        (_, true) => {
+            let fault = envelope::parse_fault(&env).map_err(|e| invalid(&e))?;
+            let detail = match &fault.detail {
+                Some(entry) => Some(decode::partner_fault(entry, limits).map_err(|e| invalid(&e))?),
+                None => None,
+            };
+            Ok(UpstreamReply::Fault(UpstreamFault {
+                code: fault.code,
+                reason: fault.reason,
+                detail,
+            }))
+        }
+        (status, false) => Err(ForwardError::Status(status)),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(op: &str, file: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/data/{op}/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
+    }
+
+    #[test]
+    fn the_upstream_request_is_canonical_and_carries_no_partner_key() {
+        let bytes = fixture("CreateAccount", "request.xml");
+        let env = envelope::scan(&bytes).expect("scan");
+        let request = decode::partner_request(&env.body, DecodeLimits::default()).expect("decode");
+        let ctx = CallContext {
+            partner_id: "PARTNER-0042",
+            request_id: "gw-0123",
+        };
+        let out = encode_upstream_request(ctx, &request).expect("encode");
+        let text = String::from_utf8(out.clone()).expect("utf-8");
+        assert!(
+            !text.contains("pgk_"),
+            "the partner key must not be forwarded"
+        );
+        assert!(!text.contains("PartnerAuth"));
+        assert!(text.contains("<cmn:GatewayAssertion"));
+        assert!(text.contains("<cmn:PartnerId>PARTNER-0042</cmn:PartnerId>"));
+        let env2 = envelope::scan(&out).expect("scan");
+        assert_eq!(env2.headers.len(), 1);
+        let again = decode::partner_request(&env2.body, DecodeLimits::default()).expect("decode");
+        assert_eq!(request, again);
+    }
+
+    #[test]
+    fn replies_are_decoded_strictly() {
+        let ok = decode_upstream_reply(
+            Operation::GetAccount,
+            200,
+            &fixture("GetAccount", "response.xml"),
+        );
+        assert!(matches!(ok, Ok(UpstreamReply::Response(_))));
+        // A response of another operation is not a response of this one.
+        let wrong = decode_upstream_reply(
+            Operation::GetDevice,
+            200,
+            &fixture("GetAccount", "response.xml"),
+        );
+        assert!(matches!(wrong, Err(ForwardError::Invalid(_))));
+        let fault = std::fs::read(format!(
+            "{}/tests/data/faults/NotFoundFault.soap11.xml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture");
+        match decode_upstream_reply(Operation::GetAccount, 500, &fault) {
+            Ok(UpstreamReply::Fault(f)) => {
+                assert_eq!(f.code, FaultCode::Sender);
+                assert!(matches!(f.detail, Some(partner::FaultDetail::NotFound(_))));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            decode_upstream_reply(Operation::GetAccount, 502, b"<html>bad gateway</html>"),
+            Err(ForwardError::Status(502))
+        );
+        assert!(matches!(
+            decode_upstream_reply(Operation::GetAccount, 200, b"<not-soap/>"),
+            Err(ForwardError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,349 @@
+//! Stage: size, time and XML structure limits. Takes the HTTP body and returns its bytes once they
+//! are known to be within every bound (body size and read time; XML depth, attributes, namespace
+//! declarations, children, name, text and attribute value lengths, element count; no DOCTYPE, no
+//! processing instruction, UTF-8 only) — or a [`LimitError`] that names the limit and its config key.
+//!
+//! The XML pass is a single streaming read with quick-xml that keeps one counter per open
+//! element; it runs before anything else parses the document.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+use crate::config::XmlLimits;
+
+/// A bound was exceeded. Every variant names its config key (see [`LimitError::key`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// The body is larger than `limits.body_max_bytes` (declared or actual).
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body did not arrive within `limits.body_read_timeout_ms`.
+    #[error("request body not received within {0:?}")]
+    BodyTimeout(Duration),
+    /// The connection failed while the body was read.
+    #[error("request body could not be read: {0}")]
+    BodyRead(String),
+    /// The body is not UTF-8.
+    #[error("the body is not UTF-8")]
+    NotUtf8,
+    /// A DOCTYPE (DTDs and entities are not allowed).
+    #[error("DOCTYPE is not allowed")]
+    Doctype,
+    /// A processing instruction.
+    #[error("processing instructions are not allowed")]
+    ProcessingInstruction,
+    /// Not well-formed XML.
+    #[error("not well-formed XML: {0}")]
+    Malformed(String),
+    /// A structural XML bound.
+    #[error("XML limit exceeded: {what} (more than {limit})")]
+    Xml {
+        /// Which bound: its config key without the `limits.xml.` prefix.
+        what: &'static str,
+        /// The bound.
+        limit: usize,
+    },
+}
+
+impl LimitError {
+    /// The config key of the limit, for faults and statistics.
+    pub fn key(&self) -> &'static str {
+        match self {
+            LimitError::BodyTooLarge { .. } => "limits.body_max_bytes",
+            LimitError::BodyTimeout(_) => "limits.body_read_timeout_ms",
+            LimitError::BodyRead(_) => "body-read",
+            LimitError::NotUtf8 => "encoding",
+            LimitError::Doctype => "doctype",
+            LimitError::ProcessingInstruction => "processing-instruction",
+            LimitError::Malformed(_) => "malformed",
+            LimitError::Xml { what, .. } => match *what {
+                "max_depth" => "limits.xml.max_depth",
+                "max_attributes" => "limits.xml.max_attributes",
+                "max_namespace_declarations" => "limits.xml.max_namespace_declarations",
+                "max_children" => "limits.xml.max_children",
+                "max_name_bytes" => "limits.xml.max_name_bytes",
+                "max_text_bytes" => "limits.xml.max_text_bytes",
+                "max_attribute_value_bytes" => "limits.xml.max_attribute_value_bytes",
+                _ => "limits.xml.max_elements",
+            },
+        }
+    }
+}
+
+/// Reads a body to the end within `max` bytes and `timeout`. A declared `Content-Length` above
+/// `max` is refused before reading anything.
+pub async fn read_body<B>(
+    body: B,
+    declared_length: Option<u64>,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, LimitError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    if declared_length.is_some_and(|n| n > max as u64) {
+        return Err(LimitError::BodyTooLarge { limit: max });
+    }
+    let read = async {
+        let mut body = body;
+        let mut buf = BytesMut::with_capacity(declared_length.map_or(8 * 1024, |n| n as usize));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| LimitError::BodyRead(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > max {
+                    return Err(LimitError::BodyTooLarge { limit: max });
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| LimitError::BodyTimeout(timeout))?
+}
+
+/// Checks the document against every structural bound in one streaming pass.
+pub fn check_xml(input: &[u8], limits: &XmlLimits) -> Result<(), LimitError> {
+    if std::str::from_utf8(input).is_err() {
+        return Err(LimitError::NotUtf8);
+    }
+    let exceeded = |what: &'static str, limit: usize| LimitError::Xml { what, limit };
+    let mut reader = Reader::from_reader(input);
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.check_comments = true;
+    // Children counted per open element.
+    let mut children: Vec<usize> = Vec::with_capacity(limits.max_depth.min(64) + 1);
+    let mut elements = 0usize;
+    let mut text_run = 0usize;
+    let mut seen_root = false;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| LimitError::Malformed(e.to_string()))?;
+        match &event {
+            Event::Start(s) | Event::Empty(s) => {
+                text_run = 0;
+                elements += 1;
+                if elements > limits.max_elements {
+                    return Err(exceeded("max_elements", limits.max_elements));
+                }
+                if let Some(parent) = children.last_mut() {
+                    *parent += 1;
+                    if *parent > limits.max_children {
+                        return Err(exceeded("max_children", limits.max_children));
+                    }
+                } else if seen_root {
+                    return Err(LimitError::Malformed("more than one root element".into()));
+                }
+                seen_root = true;
+                if s.name().as_ref().len() > limits.max_name_bytes {
+                    return Err(exceeded("max_name_bytes", limits.max_name_bytes));
+                }
+                let mut attributes = 0usize;
+                let mut declarations = 0usize;
+                for attr in s.attributes().with_checks(true) {
+                    let attr = attr.map_err(|e| LimitError::Malformed(e.to_string()))?;
+                    if attr.key.as_namespace_binding().is_some() {
+                        declarations += 1;
+                        if declarations > limits.max_namespace_declarations {
+                            return Err(exceeded(
+                                "max_namespace_declarations",
+                                limits.max_namespace_declarations,
+                            ));
+                        }
+                    } else {
+                        attributes += 1;
+                        if attributes > limits.max_attributes {
+                            return Err(exceeded("max_attributes", limits.max_attributes));
+                        }
+                    }
+                    if attr.key.as_ref().len() > limits.max_name_bytes {
+                        return Err(exceeded("max_name_bytes", limits.max_name_bytes));
+                    }
+                    if attr.value.len() > limits.max_attribute_value_bytes {
+                        return Err(exceeded(
+                            "max_attribute_value_bytes",
+                            limits.max_attribute_value_bytes,
+                        ));
+                    }
+                }
+                if matches!(event, Event::Start(_)) {
+                    children.push(0);
+                    if children.len() > limits.max_depth {
+                        return Err(exceeded("max_depth", limits.max_depth));
+                    }
+                }
+            }
+            Event::End(_) => {
+                text_run = 0;
+                children.pop();
+            }
+            Event::Text(t) => {
+                text_run += t.len();
+                if text_run > limits.max_text_bytes {
+                    return Err(exceeded("max_text_bytes", limits.max_text_bytes));
+                }
+            }
+            Event::CData(t) => {
+                text_run += t.len();
+                if text_run > limits.max_text_bytes {
+                    return Err(exceeded("max_text_bytes", limits.max_text_bytes));
+                }
+            }
+            Event::GeneralRef(r) => {
+                text_run += r.len() + 2;
+                if text_run > limits.max_text_bytes {
+                    return Err(exceeded("max_text_bytes", limits.max_text_bytes));
+                }
+            }
+            Event::Comment(c) => {
+                if c.len() > limits.max_text_bytes {
+                    return Err(exceeded("max_text_bytes", limits.max_text_bytes));
+                }
+            }
+            Event::DocType(_) => return Err(LimitError::Doctype),
+            Event::PI(_) => return Err(LimitError::ProcessingInstruction),
+            Event::Decl(_) => {
+                if seen_root || elements > 0 {
+                    return Err(LimitError::ProcessingInstruction);
+                }
+            }
+            Event::Eof => {
+                if !children.is_empty() {
+                    return Err(LimitError::Malformed(
+                        "the document ended inside an element".into(),
+                    ));
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(doc: &str) -> Result<(), LimitError> {
+        check_xml(doc.as_bytes(), &XmlLimits::default())
+    }
+
+    #[test]
+    fn fixtures_pass() {
+        for op in ["CreateAccount", "ListServices", "GetFeature"] {
+            for file in ["request.xml", "response.xml"] {
+                let path = format!("{}/tests/data/{op}/{file}", env!("CARGO_MANIFEST_DIR"));
+                let doc = std::fs::read(&path).expect("fixture");
+                check_xml(&doc, &XmlLimits::default()).unwrap_or_else(|e| panic!("{path}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn each_bound_is_named() {
+        let l = XmlLimits::default();
+        let deep = "<a>".repeat(l.max_depth + 1) + &"</a>".repeat(l.max_depth + 1);
+        assert_eq!(
+            check(&deep).map_err(|e| e.key()),
+            Err("limits.xml.max_depth")
+        );
+        let attrs: String = (0..=l.max_attributes)
+            .map(|i| format!(" a{i}=\"x\""))
+            .collect();
+        assert_eq!(
+            check(&format!("<a{attrs}/>")).map_err(|e| e.key()),
+            Err("limits.xml.max_attributes")
+        );
+        let ns: String = (0..=l.max_namespace_declarations)
+            .map(|i| format!(" xmlns:n{i}=\"urn:{i}\""))
+            .collect();
+        assert_eq!(
+            check(&format!("<a{ns}/>")).map_err(|e| e.key()),
+            Err("limits.xml.max_namespace_declarations")
+        );
+        let kids = "<b/>".repeat(l.max_children + 1);
+        assert_eq!(
+            check(&format!("<a>{kids}</a>")).map_err(|e| e.key()),
+            Err("limits.xml.max_children")
+        );
+        let name = "n".repeat(l.max_name_bytes + 1);
+        assert_eq!(
+            check(&format!("<{name}/>")).map_err(|e| e.key()),
+            Err("limits.xml.max_name_bytes")
+        );
+        let text = "t".repeat(l.max_text_bytes + 1);
+        assert_eq!(
+            check(&format!("<a>{text}</a>")).map_err(|e| e.key()),
+            Err("limits.xml.max_text_bytes")
+        );
+        let split = format!(
+            "<a>{}&amp;{}</a>",
+            "t".repeat(l.max_text_bytes / 2),
+            "t".repeat(l.max_text_bytes / 2)
+        );
+        assert_eq!(
+            check(&split).map_err(|e| e.key()),
+            Err("limits.xml.max_text_bytes")
+        );
+        let value = "v".repeat(l.max_attribute_value_bytes + 1);
+        assert_eq!(
+            check(&format!("<a x=\"{value}\"/>")).map_err(|e| e.key()),
+            Err("limits.xml.max_attribute_value_bytes")
+        );
+    }
+
+    #[test]
+    fn doctype_entities_and_pis_are_refused() {
+        assert_eq!(
+            check("<!DOCTYPE a [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><a>&x;</a>"),
+            Err(LimitError::Doctype)
+        );
+        assert_eq!(
+            check("<a><?php evil() ?></a>"),
+            Err(LimitError::ProcessingInstruction)
+        );
+        assert!(check("<?xml version=\"1.0\"?><a/>").is_ok());
+        assert_eq!(
+            check("<a/><?xml version=\"1.0\"?>"),
+            Err(LimitError::ProcessingInstruction)
+        );
+    }
+
+    #[test]
+    fn encoding_and_well_formedness() {
+        assert_eq!(
+            check_xml(b"<a>\xff</a>", &XmlLimits::default()),
+            Err(LimitError::NotUtf8)
+        );
+        assert!(matches!(check("<a><b></a>"), Err(LimitError::Malformed(_))));
+        assert!(matches!(check("<a>"), Err(LimitError::Malformed(_))));
+        assert!(matches!(check("<a/><b/>"), Err(LimitError::Malformed(_))));
+    }
+
+    #[tokio::test]
+    async fn body_size_declared_and_actual() {
+        let body = http_body_util::Full::new(Bytes::from_static(b"0123456789"));
+        let ok = read_body(body, Some(10), 10, Duration::from_secs(1)).await;
+        assert_eq!(ok.as_deref(), Ok(&b"0123456789"[..]));
+        let body = http_body_util::Full::new(Bytes::from_static(b"0123456789"));
+        assert_eq!(
+            read_body(body, Some(11), 10, Duration::from_secs(1)).await,
+            Err(LimitError::BodyTooLarge { limit: 10 })
+        );
+        let body = http_body_util::Full::new(Bytes::from_static(b"0123456789"));
+        assert_eq!(
+            read_body(body, None, 9, Duration::from_secs(1)).await,
+            Err(LimitError::BodyTooLarge { limit: 9 })
+        );
+    }
+}

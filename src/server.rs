@@ -1,0 +1,712 @@
+//! Stage: receive. The partner-facing listener: TCP or TLS (tokio-rustls), HTTP/1.1 with
+//! keep-alive (hyper), a cap on concurrent connections, header, body and idle timeouts, and the
+//! routes — the SOAP endpoint, the published WSDL and XSDs, health and readiness. It reads the
+//! body within its limits, hands it to [`pipeline::handle`], and writes the typed response or the
+//! fault `fault.rs` renders, with the request id, and one log line per request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Sleep;
+
+use crate::config::{Config, Limits};
+use crate::encode;
+use crate::envelope::SoapVersion;
+use crate::fault;
+use crate::forward::UpstreamReply;
+use crate::limit;
+use crate::pipeline::{self, Gateway};
+use crate::published;
+
+/// `/readyz` fails when the database has not confirmed the snapshot for this long.
+pub const READY_STALENESS: Duration = Duration::from_secs(5);
+
+/// The SOAP endpoint of the partner API.
+pub const PARTNER_PATH: &str = "/soap/partner/v1";
+
+/// Starting the listener failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Everything a connection needs.
+pub struct Server {
+    gateway: Arc<Gateway>,
+    limits: Limits,
+    public_url: Option<String>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    started: Instant,
+}
+
+/// Loads a certificate chain and key (PEM) into a TLS acceptor (HTTP/1.1 via ALPN).
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServeError::Tls(format!(
+            "{}: no certificate",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+impl Server {
+    /// A server for `gateway` with the listener settings of `config`.
+    pub fn new(config: &Config, gateway: Arc<Gateway>) -> Result<Server, ServeError> {
+        let tls = match &config.tls {
+            Some(t) => Some(tls_acceptor(&t.cert, &t.key)?),
+            None => None,
+        };
+        Ok(Server {
+            gateway,
+            limits: config.limits,
+            public_url: config.public_url.clone(),
+            tls,
+            started: Instant::now(),
+        })
+    }
+
+    /// Binds `addr`.
+    pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })
+    }
+
+    /// Accepts connections until `shutdown` turns true, then lets open connections finish their
+    /// current request (up to `grace`).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+        grace: Duration,
+    ) {
+        let server = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(server.limits.max_connections));
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.changed() => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let server = Arc::clone(&server);
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                server.connection(stream, peer, shutdown).await;
+                drop(permit);
+            });
+            // Reap finished connection tasks so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+        }
+        drop(listener);
+        let _ =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let idle = self.limits.keepalive_idle_timeout;
+        match self.tls.clone() {
+            Some(acceptor) => {
+                let handshake =
+                    tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(stream))
+                        .await;
+                match handshake {
+                    Ok(Ok(tls)) => {
+                        self.http(IdleIo::new(tls, idle), peer, shutdown, true)
+                            .await
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
+            None => {
+                self.http(IdleIo::new(stream, idle), peer, shutdown, false)
+                    .await
+            }
+        }
+    }
+
+    async fn http<T>(
+        self: Arc<Self>,
+        io: IdleIo<T>,
+        peer: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+        tls: bool,
+    ) where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let server = Arc::clone(&self);
+        let service = service_fn(move |req| {
+            let server = Arc::clone(&server);
+            async move { Ok::<_, Infallible>(server.route(req, peer, tls).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout)
+            .keep_alive(true)
+            .max_buf_size(self.limits.max_header_bytes.max(8192));
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            _ = shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        tls: bool,
+    ) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().map(str::to_string);
+        match (req.method(), path.as_str()) {
+            (&Method::POST, PARTNER_PATH) => self.soap(req, peer).await,
+            (&Method::GET, PARTNER_PATH) => self.contract(&req, query.as_deref(), tls),
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/readyz") => self.ready(),
+            (_, PARTNER_PATH) => {
+                let mut r = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "use POST for SOAP requests, GET ?wsdl for the contract\n",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+                r
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// Ready once the database has confirmed the snapshot recently (within [`READY_STALENESS`]).
+    fn ready(&self) -> Response<Full<Bytes>> {
+        let cell = &self.gateway.snapshot;
+        let staleness = cell.staleness(std::time::SystemTime::now());
+        let snapshot = cell.load();
+        match staleness {
+            Some(age) if age <= READY_STALENESS => text(
+                StatusCode::OK,
+                &format!(
+                    "ready: snapshot revision {} ({} partners)\n",
+                    snapshot.revision,
+                    snapshot.partners.len()
+                ),
+            ),
+            Some(age) => {
+                let health = cell.health();
+                let error = health
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("no recent confirmation");
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "not ready: database not confirmed for {}s: {error}\n",
+                        age.as_secs()
+                    ),
+                )
+            }
+            None => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: snapshot not loaded yet\n",
+            ),
+        }
+    }
+
+    async fn soap(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let request_id = new_request_id();
+        let (parts, body) = req.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let version_hint =
+            pipeline::content_type_version(&parts.headers).map_or(SoapVersion::Soap11, |(v, _)| v);
+        let gw = &self.gateway;
+        let body = match limit::read_body(
+            body,
+            declared,
+            self.limits.body_max_bytes,
+            self.limits.body_read_timeout,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                let rejection = pipeline::Rejection::Limit(e);
+                let f = fault::render(
+                    &rejection,
+                    version_hint,
+                    &request_id,
+                    gw.settings.soap11_status,
+                );
+                log_line(
+                    &request_id,
+                    peer,
+                    None,
+                    None,
+                    f.outcome,
+                    f.status,
+                    started,
+                    Some(&rejection),
+                );
+                let mut response = fault_response(f, version_hint, &request_id);
+                // The rest of an oversized or stalled body is not read: close the connection.
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+                return response;
+            }
+        };
+        let incoming = pipeline::Incoming {
+            peer: peer.ip(),
+            headers: &parts.headers,
+            body: &body,
+            request_id: &request_id,
+        };
+        let outcome = pipeline::handle(gw, incoming).await;
+        let version = outcome.version;
+        let op = outcome.operation.map(|o| o.name());
+        let partner = outcome.partner.as_deref();
+        match &outcome.result {
+            Ok(UpstreamReply::Response(response)) => {
+                let mut out = Vec::with_capacity(2048);
+                match encode::body_only(version, &mut out, |w| Ok(response.encode(w)?)) {
+                    Ok(()) => {
+                        log_line(
+                            &request_id,
+                            peer,
+                            partner,
+                            op,
+                            "ok",
+                            StatusCode::OK,
+                            started,
+                            None,
+                        );
+                        soap_response(StatusCode::OK, version, &request_id, out)
+                    }
+                    Err(e) => {
+                        let rejection = pipeline::Rejection::Forward(
+                            crate::forward::ForwardError::Invalid(e.to_string()),
+                        );
+                        let f = fault::render(
+                            &rejection,
+                            version,
+                            &request_id,
+                            gw.settings.soap11_status,
+                        );
+                        log_line(
+                            &request_id,
+                            peer,
+                            partner,
+                            op,
+                            f.outcome,
+                            f.status,
+                            started,
+                            Some(&rejection),
+                        );
+                        fault_response(f, version, &request_id)
+                    }
+                }
+            }
+            Ok(UpstreamReply::Fault(upstream)) => {
+                let f = fault::render_upstream(
+                    upstream,
+                    version,
+                    &request_id,
+                    gw.settings.soap11_status,
+                );
+                log_line(
+                    &request_id,
+                    peer,
+                    partner,
+                    op,
+                    f.outcome,
+                    f.status,
+                    started,
+                    None,
+                );
+                fault_response(f, version, &request_id)
+            }
+            Err(rejection) => {
+                let f = fault::render(rejection, version, &request_id, gw.settings.soap11_status);
+                log_line(
+                    &request_id,
+                    peer,
+                    partner,
+                    op,
+                    f.outcome,
+                    f.status,
+                    started,
+                    Some(rejection),
+                );
+                fault_response(f, version, &request_id)
+            }
+        }
+    }
+
+    /// `?wsdl`, `?wsdl=soap11`, `?xsd=NAME`: the published contract with its addresses pointing
+    /// at this deployment.
+    fn contract(
+        &self,
+        req: &Request<Incoming>,
+        query: Option<&str>,
+        tls: bool,
+    ) -> Response<Full<Bytes>> {
+        let base = self.public_url.clone().unwrap_or_else(|| {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| valid_host(h))
+                .unwrap_or("localhost");
+            format!("{}://{host}", if tls { "https" } else { "http" })
+        });
+        let endpoint = format!("{base}{PARTNER_PATH}");
+        let (name, value) = query
+            .unwrap_or("")
+            .split_once('=')
+            .unwrap_or((query.unwrap_or(""), ""));
+        let doc = match (name, value) {
+            ("wsdl", "") => published::PARTNER_WSDL,
+            ("wsdl", "soap11") => published::PARTNER_WSDL_SOAP11,
+            ("xsd", name) => match published::schema(name) {
+                Some(doc) => *doc,
+                None => return text(StatusCode::NOT_FOUND, "no such schema\n"),
+            },
+            _ => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n",
+                )
+            }
+        };
+        let body = rewrite_addresses(doc.text, &endpoint);
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/xml; charset=utf-8"),
+        );
+        r
+    }
+
+    /// Seconds since the server started (for diagnostics).
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// Rewrites `soap:address`/`soap12:address` locations and every `schemaLocation` to `endpoint`.
+pub fn rewrite_addresses(doc: &str, endpoint: &str) -> String {
+    let mut out = String::with_capacity(doc.len() + 256);
+    let mut rest = doc;
+    loop {
+        let next_loc = rest.find("location=\"");
+        let next_schema = rest.find("schemaLocation=\"");
+        let (at, is_schema) = match (next_loc, next_schema) {
+            (Some(l), Some(s)) if s < l => (s, true),
+            (Some(l), _) => (l, false),
+            (None, Some(s)) => (s, true),
+            (None, None) => break,
+        };
+        let attr_len = if is_schema {
+            "schemaLocation=\"".len()
+        } else {
+            "location=\"".len()
+        };
+        let value_start = at + attr_len;
+        let Some(value_len) = rest[value_start..].find('"') else {
+            break;
+        };
+        let value = &rest[value_start..value_start + value_len];
+        out.push_str(&rest[..value_start]);
+        if is_schema {
+            let file = value.rsplit('/').next().unwrap_or(value);
+            out.push_str(&format!("{endpoint}?xsd={file}"));
+        } else {
+            out.push_str(endpoint);
+        }
+        rest = &rest[value_start + value_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+/// `gw-` and 32 hex digits (128 random bits).
+pub fn new_request_id() -> String {
+    let n: u128 = rand::random();
+    format!("gw-{n:032x}")
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn content_type(version: SoapVersion) -> header::HeaderValue {
+    match version {
+        SoapVersion::Soap11 => header::HeaderValue::from_static("text/xml; charset=utf-8"),
+        SoapVersion::Soap12 => {
+            header::HeaderValue::from_static("application/soap+xml; charset=utf-8")
+        }
+    }
+}
+
+fn soap_response(
+    status: StatusCode,
+    version: SoapVersion,
+    request_id: &str,
+    body: Vec<u8>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type(version));
+    if let Ok(v) = header::HeaderValue::from_str(request_id) {
+        r.headers_mut().insert("x-request-id", v);
+    }
+    r
+}
+
+fn fault_response(
+    f: fault::FaultResponse,
+    version: SoapVersion,
+    request_id: &str,
+) -> Response<Full<Bytes>> {
+    let mut r = soap_response(f.status, version, request_id, f.body);
+    if let Some(secs) = f.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+fn log_line(
+    request_id: &str,
+    peer: SocketAddr,
+    partner: Option<&str>,
+    operation: Option<&str>,
+    outcome: &str,
+    status: StatusCode,
+    started: Instant,
+    rejection: Option<&pipeline::Rejection>,
+) {
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    // Never a key or a body: the rejection's Display names rules, paths and limits only.
+    let detail = rejection.map(|r| r.to_string());
+    tracing::info!(
+        target: "partnergate::access",
+        request_id,
+        peer = %peer.ip(),
+        partner = partner.unwrap_or("-"),
+        operation = operation.unwrap_or("-"),
+        outcome,
+        status = status.as_u16(),
+        latency_us = micros,
+        stage = rejection.map_or("-", |r| r.stage()),
+        detail = detail.as_deref().unwrap_or("-"),
+    );
+}
+
+/// An I/O stream that fails with `TimedOut` when neither side moved any byte for `idle`:
+/// the keep-alive idle timeout (and a backstop against stalled peers).
+pub struct IdleIo<T> {
+    inner: T,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<T> IdleIo<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T, idle: Duration) -> Self {
+        IdleIo {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn touch(&mut self) {
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn idle_error() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "keep-alive idle timeout")
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, data) {
+            Poll::Ready(r) => {
+                this.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_rewritten() {
+        let doc = published::PARTNER_WSDL.text;
+        let out = rewrite_addresses(doc, "https://gw.example.net/soap/partner/v1");
+        assert!(!out.contains("localhost:8080"));
+        assert_eq!(
+            out.matches("location=\"https://gw.example.net/soap/partner/v1\"")
+                .count(),
+            2
+        );
+        assert!(out.contains(
+            "schemaLocation=\"https://gw.example.net/soap/partner/v1?xsd=accounts.xsd\""
+        ));
+        let xsd = rewrite_addresses(published::SCHEMAS[1].text, "http://h/soap/partner/v1");
+        assert!(xsd.contains("schemaLocation=\"http://h/soap/partner/v1?xsd=common.xsd\""));
+    }
+
+    #[test]
+    fn request_ids_fit_the_contract() {
+        let id = new_request_id();
+        assert!(
+            crate::generated::types::cmn::GatewayRequestId::new(id.clone()).is_ok(),
+            "{id}"
+        );
+        assert_ne!(id, new_request_id());
+    }
+
+    #[test]
+    fn hosts_are_checked_before_they_are_reflected() {
+        assert!(valid_host("gw.example.net:8443"));
+        assert!(valid_host("[::1]:8080"));
+        assert!(!valid_host("evil\"><x"));
+        assert!(!valid_host(""));
+    }
+}

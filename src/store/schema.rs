@@ -1,0 +1,117 @@
+//! Hand-written Diesel schema for both backends: portable SQL types only (BigInt, Integer,
+//! Text, Binary), matching `migrations/{sqlite,postgres}/`.
+
+diesel::table! {
+    /// Partner groups: a per-member default rate and a shared (aggregate) cap.
+    groups (name) {
+        name -> Text,
+        rate_per_second -> Nullable<Integer>,
+        burst -> Nullable<Integer>,
+        aggregate_rate_per_second -> Nullable<Integer>,
+        aggregate_burst -> Nullable<Integer>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// One row per partner (never deleted: `status = 'offboarded'`).
+    partners (id) {
+        id -> BigInt,
+        partner_id -> Text,
+        name -> Text,
+        country -> Nullable<Text>,
+        group_name -> Nullable<Text>,
+        status -> Text,
+        contact -> Nullable<Text>,
+        billing_rate -> Nullable<Text>,
+        feature_defaults -> Nullable<Text>,
+        callback_url -> Nullable<Text>,
+        callback_ca_pem -> Nullable<Text>,
+        rate_per_second -> Nullable<Integer>,
+        burst -> Nullable<Integer>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Key hashes and display prefixes; never the keys.
+    api_keys (id) {
+        id -> BigInt,
+        partner_id -> BigInt,
+        kind -> Text,
+        prefix -> Text,
+        hash -> Binary,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// Source networks a partner may call from (canonical `ipnet::IpNet` text).
+    allow_entries (id) {
+        id -> BigInt,
+        partner_id -> BigInt,
+        cidr -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Permissions: `*`, `<domain>.*` or an exact operation permission.
+    grants (id) {
+        id -> BigInt,
+        partner_id -> BigInt,
+        permission -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Per-partner call counts and timings, bucketed (written by a later issue).
+    usage_stats (bucket_start, partner_id, operation, outcome) {
+        bucket_start -> BigInt,
+        partner_id -> Text,
+        operation -> Text,
+        outcome -> Text,
+        count -> BigInt,
+        total_micros -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Who changed what (written by a later issue).
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Key/value counters; `revision` is bumped by every write to partner data.
+    meta (key) {
+        key -> Text,
+        value -> BigInt,
+    }
+}
+
+diesel::joinable!(api_keys -> partners (partner_id));
+diesel::joinable!(allow_entries -> partners (partner_id));
+diesel::joinable!(grants -> partners (partner_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    groups,
+    partners,
+    api_keys,
+    allow_entries,
+    grants,
+    usage_stats,
+    audit_log,
+    meta,
+);
