@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::fault::Soap11Status;
 use crate::forward::{HttpUpstream, Upstream};
 use crate::pipeline::{Gateway, Settings};
 use crate::server::{ServeError, Server};
@@ -79,7 +78,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         settings: Settings {
             xml: config.limits.xml,
             trusted_proxies: config.trusted_proxies.clone(),
-            soap11_status: Soap11Status::default(),
+            soap11_status: config.soap11_status,
         },
         snapshot: cell,
         throttle: Throttle::new(config.default_rate),

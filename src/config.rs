@@ -40,6 +40,8 @@ pub struct Config {
     pub refresh_interval: Duration,
     /// JSON log lines instead of human-readable ones.
     pub log_json: bool,
+    /// HTTP status of SOAP 1.1 faults (`faults.soap11_status`: `wsi` or `semantic`).
+    pub soap11_status: crate::fault::Soap11Status,
 }
 
 /// TLS certificate and key (PEM).
@@ -172,6 +174,7 @@ impl Default for Config {
             },
             refresh_interval: Duration::from_millis(250),
             log_json: false,
+            soap11_status: crate::fault::Soap11Status::default(),
         }
     }
 }
@@ -220,6 +223,7 @@ pub const KEYS: &[&str] = &[
     "log_json",
     "refresh_interval_ms",
     "trusted_proxies",
+    "faults.soap11_status",
     "tls.cert",
     "tls.key",
     "upstream.url",
@@ -413,6 +417,13 @@ impl Config {
                     .filter(|s| !s.is_empty())
                     .map(parse_net)
                     .collect::<Result<_, _>>()?;
+            }
+            "faults.soap11_status" => {
+                self.soap11_status = match value.trim() {
+                    "wsi" => crate::fault::Soap11Status::WsI,
+                    "semantic" => crate::fault::Soap11Status::Semantic,
+                    _ => return Err("expected \"wsi\" (HTTP 500, WS-I R1126) or \"semantic\"".into()),
+                }
             }
             "tls.cert" => self.tls.get_or_insert_with(empty_tls).cert = PathBuf::from(value.trim()),
             "tls.key" => self.tls.get_or_insert_with(empty_tls).key = PathBuf::from(value.trim()),
