@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::forward::{HttpUpstream, Upstream};
 use crate::pipeline::{Gateway, Settings};
+use crate::provision::Provisioning;
 use crate::server::{ServeError, Server};
 use crate::store::{self, SnapshotCell, Store, StoreError};
 use crate::throttle::Throttle;
@@ -44,6 +45,62 @@ pub struct Running {
 /// How long in-flight requests may take to finish after shutdown was asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// A standalone partner API layer: where it listens, and how to stop it.
+pub struct RunningUpstream {
+    /// The bound address.
+    pub addr: std::net::SocketAddr,
+    /// Send `true` to shut down.
+    pub shutdown: watch::Sender<bool>,
+    /// Finishes when the server has stopped.
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the database and starts `partnergate upstream serve` in the background.
+pub async fn start_upstream(
+    database_url: &str,
+    listen: std::net::SocketAddr,
+    trust: crate::provision::standalone::GatewayTrust,
+    refresh: Duration,
+) -> Result<RunningUpstream, StartError> {
+    let url = database_url.to_string();
+    let store = tokio::task::spawn_blocking(move || Store::open(&url))
+        .await
+        .map_err(|e| StartError::Task(e.to_string()))??;
+    let first = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.load_snapshot())
+            .await
+            .map_err(|e| StartError::Task(e.to_string()))??
+    };
+    let cell = Arc::new(SnapshotCell::new(first));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(store::run_refresher(
+        store.clone(),
+        Arc::clone(&cell),
+        refresh,
+        shutdown_rx.clone(),
+    ));
+    let layer = Arc::new(Provisioning::new(store, cell));
+    let (addr, stop, done) = crate::provision::standalone::start(layer, trust, listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?;
+    // One switch stops both the server and the refresher.
+    let mut rx = shutdown_rx;
+    tokio::spawn(async move {
+        let _ = rx.changed().await;
+        let _ = stop.send(true);
+    });
+    tracing::info!(%addr, "partner API layer listening");
+    Ok(RunningUpstream {
+        addr,
+        shutdown: shutdown_tx,
+        done,
+    })
+}
+
 /// Opens everything and starts serving in the background.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let url = config.database_url.clone();
@@ -70,9 +127,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.refresh_interval,
         shutdown_rx.clone(),
     ));
-    let upstream: Option<Arc<dyn Upstream>> = match &config.upstream.url {
-        Some(_) => Some(Arc::new(HttpUpstream::new(&config.upstream)?)),
-        None => None,
+    // No upstream URL: the reference partner API layer runs in process, on the same database.
+    let upstream: Arc<dyn Upstream> = match &config.upstream.url {
+        Some(_) => Arc::new(HttpUpstream::new(&config.upstream)?),
+        None => Arc::new(Provisioning::new(store.clone(), Arc::clone(&cell))),
     };
     let gateway = Arc::new(Gateway {
         settings: Settings {
@@ -82,7 +140,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         },
         snapshot: cell,
         throttle: Throttle::new(config.default_rate),
-        upstream,
+        upstream: Some(upstream),
     });
     let server = Server::new(&config, gateway)?;
     let listener = Server::bind(config.listen).await?;
@@ -90,7 +148,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr: config.listen,
         source,
     })?;
-    tracing::info!(%addr, tls = config.tls.is_some(), upstream = config.upstream.url.as_deref().unwrap_or("-"), "partnergate listening");
+    tracing::info!(
+        %addr,
+        tls = config.tls.is_some(),
+        upstream = config.upstream.url.as_deref().unwrap_or("in process"),
+        "partnergate listening"
+    );
     let done = tokio::spawn(server.serve(listener, shutdown_rx, SHUTDOWN_GRACE));
     Ok(Running {
         addr,

@@ -422,7 +422,9 @@ impl Config {
                 self.soap11_status = match value.trim() {
                     "wsi" => crate::fault::Soap11Status::WsI,
                     "semantic" => crate::fault::Soap11Status::Semantic,
-                    _ => return Err("expected \"wsi\" (HTTP 500, WS-I R1126) or \"semantic\"".into()),
+                    _ => {
+                        return Err("expected \"wsi\" (HTTP 500, WS-I R1126) or \"semantic\"".into())
+                    }
                 }
             }
             "tls.cert" => self.tls.get_or_insert_with(empty_tls).cert = PathBuf::from(value.trim()),

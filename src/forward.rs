@@ -277,6 +277,14 @@ pub fn decode_upstream_reply(
                 Some(entry) => Some(decode::partner_fault(entry, limits).map_err(|e| invalid(&e))?),
                 None => None,
             };
+            if matches!(detail, Some(partner::FaultDetail::AccessDenied(_))) {
+                // The upstream refused the gateway itself (a standalone partner API layer checks
+                // the gateway's address and secret): not the partner's fault, and not to be
+                // shown to the partner as an access decision about it.
+                return Err(ForwardError::Invalid(
+                    "the upstream refused the gateway (check upstream.gateway_secret and its allowed gateways)".into(),
+                ));
+            }
             Ok(UpstreamReply::Fault(UpstreamFault {
                 code: fault.code,
                 reason: fault.reason,

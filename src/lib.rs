@@ -24,4 +24,6 @@ pub mod pipeline;
 pub mod server;
 pub mod throttle;
 
+pub mod provision;
+
 pub mod app;

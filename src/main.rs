@@ -60,6 +60,13 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// The reference partner API layer as its own service (`upstream serve`).
+    Upstream {
+        #[command(subcommand)]
+        action: UpstreamAction,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Partners: onboarding.
     Partner {
         #[command(subcommand)]
@@ -102,6 +109,27 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum UpstreamAction {
+    /// Serve the partner API layer for gateways: only gateway nodes (by address and shared
+    /// secret) may call it.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// Network a gateway node calls from; repeat for more (default 127.0.0.1/32).
+        #[arg(long = "allow-gateway", value_name = "CIDR")]
+        allow_gateway: Vec<String>,
+        /// The secret gateways send (their upstream.gateway_secret); at least 16 characters.
+        #[arg(
+            long,
+            env = "PARTNERGATE_UPSTREAM_GATEWAY_SECRET",
+            hide_env_values = true
+        )]
+        gateway_secret: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum PartnerAction {
     /// Create a partner with its two keys (shown once, stored hashed), allowlist and grants.
     Create {
@@ -134,6 +162,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Serve { .. } = &cli.command {
         return serve(cli.command);
+    }
+    if let Command::Upstream { .. } = &cli.command {
+        return upstream(cli.command);
     }
     let mut out = String::new();
     let result = run(cli.command, &mut out);
@@ -214,7 +245,7 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
             response,
         } => check(&file, callback, response.as_deref(), out)?,
         Command::Partner { action, common } => partner(action, &common, out)?,
-        Command::Serve { .. } => return Err("serve is run by main".into()),
+        Command::Serve { .. } | Command::Upstream { .. } => return Err("run by main".into()),
     }
     Ok(())
 }
@@ -276,6 +307,79 @@ fn serve(command: Command) -> ExitCode {
         };
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
+        let _ = running.shutdown.send(true);
+        let _ = running.done.await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// `partnergate upstream serve`: runs until SIGINT or SIGTERM.
+fn upstream(command: Command) -> ExitCode {
+    let Command::Upstream {
+        action:
+            UpstreamAction::Serve {
+                listen,
+                allow_gateway,
+                gateway_secret,
+            },
+        common,
+    } = command
+    else {
+        return ExitCode::FAILURE;
+    };
+    let fail = |e: String| {
+        eprintln!("partnergate: {e}");
+        ExitCode::FAILURE
+    };
+    let config = match load_config(&common, BTreeMap::new()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let listen: std::net::SocketAddr = match listen.parse() {
+        Ok(a) => a,
+        Err(_) => return fail(format!("--listen {listen:?}: expected IP:PORT")),
+    };
+    if gateway_secret.chars().count() < 16 {
+        return fail("--gateway-secret: use at least 16 characters".into());
+    }
+    let allowed = if allow_gateway.is_empty() {
+        vec!["127.0.0.1/32".to_string()]
+    } else {
+        allow_gateway
+    };
+    let allowed = match allowed
+        .iter()
+        .map(|a| config::parse_net(a))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(a) => a,
+        Err(e) => return fail(format!("--allow-gateway: {e}")),
+    };
+    init_tracing(config.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let trust = partnergate::provision::standalone::GatewayTrust {
+            allowed,
+            secret: gateway_secret,
+        };
+        let running = match partnergate::app::start_upstream(
+            &config.database_url,
+            listen,
+            trust,
+            config.refresh_interval,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return fail(e.to_string()),
+        };
+        wait_for_signal().await;
         let _ = running.shutdown.send(true);
         let _ = running.done.await;
         ExitCode::SUCCESS

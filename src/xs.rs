@@ -34,6 +34,34 @@ impl DateTime {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// `secs` since the Unix epoch as `YYYY-MM-DDThh:mm:ssZ` (UTC).
+    pub fn from_unix(secs: i64) -> DateTime {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        DateTime(format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        ))
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 impl Date {
@@ -277,6 +305,23 @@ mod tests {
         assert!("1978-04-23+02:00".parse::<Date>().is_ok());
         assert!("1978-04-23T00:00:00".parse::<Date>().is_err());
         assert!("1978-4-23".parse::<Date>().is_err());
+    }
+
+    #[test]
+    fn from_unix_is_valid_utc() {
+        assert_eq!(DateTime::from_unix(0).as_str(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            DateTime::from_unix(951_782_400).as_str(),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            DateTime::from_unix(1_795_687_287).as_str(),
+            "2026-11-26T10:01:27Z"
+        );
+        for secs in [0, 1, 86_399, 1_700_000_000, 4_102_444_800] {
+            let v = DateTime::from_unix(secs);
+            assert!(v.as_str().parse::<DateTime>().is_ok(), "{v}");
+        }
     }
 
     #[test]

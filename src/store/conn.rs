@@ -24,6 +24,9 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 /// database (any constant; this one is "pgate" in ASCII).
 const MIGRATION_LOCK: i64 = 0x70_67_61_74_65;
 
+/// Default libpq `connect_timeout`, in seconds.
+const POSTGRES_CONNECT_TIMEOUT_SECS: u32 = 10;
+
 /// How long SQLite waits for another writer before giving up with "database is locked".
 pub(crate) const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
 
@@ -51,7 +54,7 @@ impl Target {
     pub(crate) fn parse(url: &str) -> Result<Target, StoreError> {
         if let Some((scheme, rest)) = url.split_once("://") {
             return match scheme.to_ascii_lowercase().as_str() {
-                "postgres" | "postgresql" => Ok(Target::Postgres(url.to_owned())),
+                "postgres" | "postgresql" => Ok(Target::Postgres(with_connect_timeout(url))),
                 "sqlite" => sqlite_path(rest),
                 _ => Err(StoreError::UnsupportedUrl {
                     scheme: scheme.to_owned(),
@@ -81,6 +84,20 @@ impl Target {
             Target::Postgres(_) => Backend::Postgres,
             Target::Sqlite(_) => Backend::Sqlite,
         }
+    }
+}
+
+/// libpq waits for TCP's own timeout (minutes) on an unreachable host unless told otherwise:
+/// add `connect_timeout` when the URL does not set it.
+fn with_connect_timeout(url: &str) -> String {
+    let has_param = url
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("connect_timeout=")));
+    if has_param {
+        url.to_owned()
+    } else {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}connect_timeout={POSTGRES_CONNECT_TIMEOUT_SECS}")
     }
 }
 
@@ -131,6 +148,27 @@ fn sqlite_path(path: &str) -> Result<Target, StoreError> {
     }
 }
 
+/// A SQLite URI that opens `path` read-write but never creates it (`?`, `#` and `%` escaped).
+fn existing_file_uri(path: &str) -> String {
+    let mut uri = String::with_capacity(path.len() + 15);
+    // An absolute path gets an empty authority ("file:///x"), so "//x" cannot be read as a host.
+    uri.push_str(if path.starts_with('/') {
+        "file://"
+    } else {
+        "file:"
+    });
+    for c in path.chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            _ => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=rw");
+    uri
+}
+
 /// The URL with any password replaced by `***` (userinfo and a `password=` query parameter).
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -176,6 +214,11 @@ pub(crate) enum ManagerError {
 #[derive(Debug)]
 pub(crate) struct Manager {
     pub(crate) target: Target,
+    /// Whether a missing SQLite file is created: only for the first connection, in
+    /// `Store::open`. Pooled connections open the existing file (`mode=rw`), so a file deleted
+    /// under a running gateway is an error, not a new empty database, and a connect still in
+    /// flight when the pool is dropped cannot leave a file behind.
+    pub(crate) create: bool,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -185,7 +228,12 @@ impl r2d2::ManageConnection for Manager {
     fn connect(&self) -> Result<AnyConnection, ManagerError> {
         Ok(match &self.target {
             Target::Postgres(url) => AnyConnection::Postgresql(PgConnection::establish(url)?),
-            Target::Sqlite(path) => AnyConnection::Sqlite(SqliteConnection::establish(path)?),
+            Target::Sqlite(path) if self.create => {
+                AnyConnection::Sqlite(SqliteConnection::establish(path)?)
+            }
+            Target::Sqlite(path) => {
+                AnyConnection::Sqlite(SqliteConnection::establish(&existing_file_uri(path))?)
+            }
         })
     }
 
@@ -268,11 +316,15 @@ mod tests {
         let lite = |s: &str| Target::Sqlite(s.to_owned());
         assert_eq!(
             Target::parse("postgres://u@h/db").unwrap(),
-            pg("postgres://u@h/db")
+            pg("postgres://u@h/db?connect_timeout=10")
         );
         assert_eq!(
-            Target::parse("PostgreSQL://h/db").unwrap(),
-            pg("PostgreSQL://h/db")
+            Target::parse("PostgreSQL://h/db?sslmode=require").unwrap(),
+            pg("PostgreSQL://h/db?sslmode=require&connect_timeout=10")
+        );
+        assert_eq!(
+            Target::parse("postgres://h/db?connect_timeout=3").unwrap(),
+            pg("postgres://h/db?connect_timeout=3")
         );
         assert_eq!(
             Target::parse("sqlite:///tmp/a.db").unwrap(),
@@ -308,6 +360,31 @@ mod tests {
                 "{memory}"
             );
         }
+    }
+
+    #[test]
+    fn pooled_sqlite_connections_never_create_the_file() {
+        assert_eq!(existing_file_uri("/tmp/a.db"), "file:///tmp/a.db?mode=rw");
+        assert_eq!(existing_file_uri("//tmp/a.db"), "file:////tmp/a.db?mode=rw");
+        assert_eq!(
+            existing_file_uri("./a?b#c%d.db"),
+            "file:./a%3fb%23c%25d.db?mode=rw"
+        );
+        let dir = std::env::temp_dir().join(format!("pg-conn-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("odd ?#%name.db").display().to_string();
+        let pooled = |create| {
+            r2d2::ManageConnection::connect(&Manager {
+                target: Target::Sqlite(path.clone()),
+                create,
+            })
+        };
+        assert!(pooled(false).is_err(), "missing file is not created");
+        assert!(!std::path::Path::new(&path).exists());
+        drop(pooled(true).unwrap());
+        assert!(std::path::Path::new(&path).exists());
+        drop(pooled(false).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -25,7 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use diesel::prelude::*;
 
-use conn::{AnyConnection, Manager, PoolErrors, SqlitePragmas, Target};
+pub(crate) use conn::AnyConnection;
+use conn::{Manager, PoolErrors, SqlitePragmas, Target};
 use schema::meta;
 
 pub use onboard::{CreatedPartner, NewPartner};
@@ -147,10 +148,11 @@ impl Store {
         let target = Target::parse(url)?;
         let backend = target.backend();
         let redacted_url: Arc<str> = conn::redact(url).into();
-        let manager = Manager { target };
-
-        let mut first = r2d2::ManageConnection::connect(&manager)
-            .map_err(|e| StoreError::Connect(format!("{redacted_url}: {e}")))?;
+        let mut first = r2d2::ManageConnection::connect(&Manager {
+            target: target.clone(),
+            create: true,
+        })
+        .map_err(|e| StoreError::Connect(format!("{redacted_url}: {e}")))?;
         r2d2::CustomizeConnection::on_acquire(&SqlitePragmas, &mut first)
             .map_err(|e| StoreError::Connect(format!("{redacted_url}: {e}")))?;
         conn::migrate(&mut first)?;
@@ -168,8 +170,11 @@ impl Store {
             }))
             .connection_customizer(Box::new(SqlitePragmas));
         // Unchecked: the connection above proved the database reachable; the pool connects lazily.
-        let pool = builder.build_unchecked(manager);
-        tracing::info!(db = %redacted_url, ?backend, "partner database open");
+        let pool = builder.build_unchecked(Manager {
+            target,
+            create: false,
+        });
+        tracing::debug!(db = %redacted_url, ?backend, "partner database open");
         Ok(Store {
             pool,
             backend,
@@ -205,6 +210,12 @@ impl Store {
                 self.redacted_url
             ))
         })
+    }
+
+    /// A pooled connection, for the partner API layer's own tables (`provision`), which are not
+    /// partner data and do not bump the revision.
+    pub(crate) fn connection(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        self.conn()
     }
 
     /// Runs `f` in one write transaction that first bumps the revision.

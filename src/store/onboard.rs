@@ -291,9 +291,11 @@ impl Store {
             };
 
             let expires_at = p.key_ttl_secs.map(|ttl| now.saturating_add(ttl));
-            for key in [&api_key, &callback_key] {
+            for (kind, key) in [
+                (KeyKind::Partner, &api_key),
+                (KeyKind::Callback, &callback_key),
+            ] {
                 let text = key.expose();
-                let kind = KeyKind::of(text).unwrap_or(KeyKind::Partner);
                 diesel::insert_into(api_keys::table)
                     .values(NewKeyRow {
                         partner_id: row_id,

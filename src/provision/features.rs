@@ -1,0 +1,644 @@
+//! Features on services: typed settings, the partner's defaults for unset ones, and the system
+//! defaults below those.
+
+use std::collections::BTreeMap;
+
+use diesel::prelude::*;
+
+use super::db::prov_features as f;
+use super::{
+    from_xml, load_service, not_terminated, now, status_str, to_xml, transition, Problem, NS_FTR,
+};
+use crate::generated::partner::Response;
+use crate::generated::types::{cmn, ftr, svc, CONTENT_MODELS};
+use crate::store::AnyConnection;
+use crate::xs::DateTime;
+
+/// The contract's code of a feature (`VOICEMAIL`, …), also the key of partner defaults.
+pub fn feature_code(code: &ftr::FeatureCode) -> &'static str {
+    match code {
+        ftr::FeatureCode::Voicemail => "VOICEMAIL",
+        ftr::FeatureCode::CallForwarding => "CALL_FORWARDING",
+        ftr::FeatureCode::CallerId => "CALLER_ID",
+        ftr::FeatureCode::CallWaiting => "CALL_WAITING",
+        ftr::FeatureCode::DoNotDisturb => "DO_NOT_DISTURB",
+    }
+}
+
+/// The settings element and schema type of each feature.
+fn settings_element(code: &ftr::FeatureCode) -> (&'static str, &'static str) {
+    match code {
+        ftr::FeatureCode::Voicemail => ("Voicemail", "VoicemailSettings"),
+        ftr::FeatureCode::CallForwarding => ("CallForwarding", "CallForwardingSettings"),
+        ftr::FeatureCode::CallerId => ("CallerId", "CallerIdSettings"),
+        ftr::FeatureCode::CallWaiting => ("CallWaiting", "CallWaitingSettings"),
+        ftr::FeatureCode::DoNotDisturb => ("DoNotDisturb", "DoNotDisturbSettings"),
+    }
+}
+
+const FEATURE_CODES: [ftr::FeatureCode; 5] = [
+    ftr::FeatureCode::Voicemail,
+    ftr::FeatureCode::CallForwarding,
+    ftr::FeatureCode::CallerId,
+    ftr::FeatureCode::CallWaiting,
+    ftr::FeatureCode::DoNotDisturb,
+];
+
+/// A partner's defaults, one typed settings value per feature.
+#[derive(Debug, Default)]
+pub struct PartnerDefaults(BTreeMap<&'static str, ftr::FeatureSettings>);
+
+/// Partner defaults that do not fit the contract.
+#[derive(Debug, thiserror::Error)]
+#[error("feature default {0}")]
+pub struct DefaultsError(pub String);
+
+impl PartnerDefaults {
+    /// Reads the JSON stored at onboarding: `{"VOICEMAIL": {"MaxMessageSeconds": 120, …}, …}`,
+    /// setting names as the schema's element names. Invalid entries are skipped with a warning
+    /// (they were validated when stored: see [`validate_defaults`]).
+    pub fn from_json(value: Option<&serde_json::Value>) -> PartnerDefaults {
+        match value.map(parse_defaults) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "ignoring the partner's feature defaults");
+                PartnerDefaults::default()
+            }
+            None => PartnerDefaults::default(),
+        }
+    }
+
+    fn get(&self, code: &ftr::FeatureCode) -> Option<&ftr::FeatureSettings> {
+        self.0.get(feature_code(code))
+    }
+}
+
+/// Checks feature defaults before they are stored: every key a feature code, every setting an
+/// element of its settings type, every value valid for its type.
+pub fn validate_defaults(value: &serde_json::Value) -> Result<(), DefaultsError> {
+    parse_defaults(value).map(|_| ())
+}
+
+fn parse_defaults(value: &serde_json::Value) -> Result<PartnerDefaults, DefaultsError> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| DefaultsError("must be an object keyed by feature code".into()))?;
+    let mut out = BTreeMap::new();
+    for (code_text, settings) in object {
+        let code = FEATURE_CODES
+            .iter()
+            .find(|c| feature_code(c) == code_text)
+            .ok_or_else(|| DefaultsError(format!("{code_text:?} is not a feature code")))?;
+        let settings = settings
+            .as_object()
+            .ok_or_else(|| DefaultsError(format!("{code_text}: must be an object of settings")))?;
+        let (element, type_name) = settings_element(code);
+        let model_key = format!("{NS_FTR} {type_name}");
+        let model = CONTENT_MODELS
+            .iter()
+            .find(|(k, _)| *k == model_key)
+            .map(|(_, m)| m)
+            .ok_or_else(|| DefaultsError(format!("no content model for {type_name}")))?;
+        for name in settings.keys() {
+            if !model.children.iter().any(|c| c.name == name) {
+                return Err(DefaultsError(format!(
+                    "{code_text}: {name:?} is not a setting of {element}"
+                )));
+            }
+        }
+        // Build the settings element in schema order and decode it strictly.
+        let mut xml = format!(
+            "<ftr:{element} xmlns:ftr=\"{NS_FTR}\" xmlns:cmn=\"urn:partnergate:partner:common:v1\">"
+        );
+        for child in model.children {
+            let Some(v) = settings.get(child.name) else {
+                continue;
+            };
+            let values: Vec<&serde_json::Value> = match v {
+                serde_json::Value::Array(items) => items.iter().collect(),
+                other => vec![other],
+            };
+            for v in values {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    _ => {
+                        return Err(DefaultsError(format!(
+                            "{code_text}.{}: not a scalar",
+                            child.name
+                        )))
+                    }
+                };
+                let escaped = text
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;");
+                xml.push_str(&format!("<ftr:{0}>{escaped}</ftr:{0}>", child.name));
+            }
+        }
+        xml.push_str(&format!("</ftr:{element}>"));
+        let typed = match code {
+            ftr::FeatureCode::Voicemail => {
+                from_xml(&xml, NS_FTR).map(ftr::FeatureSettings::Voicemail)
+            }
+            ftr::FeatureCode::CallForwarding => {
+                from_xml(&xml, NS_FTR).map(ftr::FeatureSettings::CallForwarding)
+            }
+            ftr::FeatureCode::CallerId => {
+                from_xml(&xml, NS_FTR).map(ftr::FeatureSettings::CallerId)
+            }
+            ftr::FeatureCode::CallWaiting => {
+                from_xml(&xml, NS_FTR).map(ftr::FeatureSettings::CallWaiting)
+            }
+            ftr::FeatureCode::DoNotDisturb => {
+                from_xml(&xml, NS_FTR).map(ftr::FeatureSettings::DoNotDisturb)
+            }
+        }
+        .map_err(|e| DefaultsError(format!("{code_text}: {e}")))?;
+        out.insert(feature_code(code), typed);
+    }
+    Ok(PartnerDefaults(out))
+}
+
+/// The settings variant matches the feature code.
+fn matches_code(settings: &ftr::FeatureSettings, code: &ftr::FeatureCode) -> bool {
+    matches!(
+        (settings, code),
+        (
+            ftr::FeatureSettings::Voicemail(_),
+            ftr::FeatureCode::Voicemail
+        ) | (
+            ftr::FeatureSettings::CallForwarding(_),
+            ftr::FeatureCode::CallForwarding
+        ) | (
+            ftr::FeatureSettings::CallerId(_),
+            ftr::FeatureCode::CallerId
+        ) | (
+            ftr::FeatureSettings::CallWaiting(_),
+            ftr::FeatureCode::CallWaiting
+        ) | (
+            ftr::FeatureSettings::DoNotDisturb(_),
+            ftr::FeatureCode::DoNotDisturb
+        )
+    )
+}
+
+fn empty_settings(code: &ftr::FeatureCode) -> ftr::FeatureSettings {
+    match code {
+        ftr::FeatureCode::Voicemail => ftr::FeatureSettings::Voicemail(ftr::VoicemailSettings {
+            pin: None,
+            max_message_seconds: None,
+            email_notification: None,
+            notification_email: None,
+        }),
+        ftr::FeatureCode::CallForwarding => {
+            ftr::FeatureSettings::CallForwarding(ftr::CallForwardingSettings {
+                forward_to: None,
+                condition: None,
+                ring_seconds: None,
+            })
+        }
+        ftr::FeatureCode::CallerId => ftr::FeatureSettings::CallerId(ftr::CallerIdSettings {
+            presentation: None,
+            display_name: None,
+        }),
+        ftr::FeatureCode::CallWaiting => {
+            ftr::FeatureSettings::CallWaiting(ftr::CallWaitingSettings { tone_enabled: None })
+        }
+        ftr::FeatureCode::DoNotDisturb => {
+            ftr::FeatureSettings::DoNotDisturb(ftr::DoNotDisturbSettings {
+                allow_list: Vec::new(),
+            })
+        }
+    }
+}
+
+/// The system defaults, below the partner's.
+fn system_defaults(code: &ftr::FeatureCode) -> ftr::FeatureSettings {
+    match code {
+        ftr::FeatureCode::Voicemail => ftr::FeatureSettings::Voicemail(ftr::VoicemailSettings {
+            pin: None,
+            max_message_seconds: ftr::MessageSeconds::new(180).ok(),
+            email_notification: Some(false),
+            notification_email: None,
+        }),
+        ftr::FeatureCode::CallForwarding => {
+            ftr::FeatureSettings::CallForwarding(ftr::CallForwardingSettings {
+                forward_to: None,
+                condition: Some(ftr::ForwardingCondition::NoAnswer),
+                ring_seconds: ftr::RingSeconds::new(20).ok(),
+            })
+        }
+        ftr::FeatureCode::CallerId => ftr::FeatureSettings::CallerId(ftr::CallerIdSettings {
+            presentation: Some(ftr::CallerIdPresentation::Allowed),
+            display_name: None,
+        }),
+        ftr::FeatureCode::CallWaiting => {
+            ftr::FeatureSettings::CallWaiting(ftr::CallWaitingSettings {
+                tone_enabled: Some(true),
+            })
+        }
+        ftr::FeatureCode::DoNotDisturb => {
+            ftr::FeatureSettings::DoNotDisturb(ftr::DoNotDisturbSettings {
+                allow_list: Vec::new(),
+            })
+        }
+    }
+}
+
+/// Takes `explicit` if set, else `partner`, else `system`; records `name` when a default was used.
+fn pick<T: Clone>(
+    explicit: &Option<T>,
+    partner: Option<&Option<T>>,
+    system: &Option<T>,
+    name: &str,
+    used: &mut Vec<String>,
+) -> Option<T> {
+    if explicit.is_some() {
+        return explicit.clone();
+    }
+    let value = partner.and_then(|p| p.clone()).or_else(|| system.clone());
+    if value.is_some() {
+        used.push(name.to_string());
+    }
+    value
+}
+
+/// Merges explicit settings over the partner's and the system's defaults. Returns the effective
+/// settings and the names of the settings that came from a default.
+pub fn effective(
+    code: &ftr::FeatureCode,
+    explicit: &ftr::FeatureSettings,
+    defaults: &PartnerDefaults,
+) -> (ftr::FeatureSettings, Vec<String>) {
+    use ftr::FeatureSettings as S;
+    let partner = defaults.get(code);
+    let system = system_defaults(code);
+    let mut used = Vec::new();
+    let merged = match (explicit, &system) {
+        (S::Voicemail(e), S::Voicemail(sys)) => {
+            let p = match partner {
+                Some(S::Voicemail(p)) => Some(p),
+                _ => None,
+            };
+            S::Voicemail(ftr::VoicemailSettings {
+                pin: pick(&e.pin, p.map(|p| &p.pin), &sys.pin, "Pin", &mut used),
+                max_message_seconds: pick(
+                    &e.max_message_seconds,
+                    p.map(|p| &p.max_message_seconds),
+                    &sys.max_message_seconds,
+                    "MaxMessageSeconds",
+                    &mut used,
+                ),
+                email_notification: pick(
+                    &e.email_notification,
+                    p.map(|p| &p.email_notification),
+                    &sys.email_notification,
+                    "EmailNotification",
+                    &mut used,
+                ),
+                notification_email: pick(
+                    &e.notification_email,
+                    p.map(|p| &p.notification_email),
+                    &sys.notification_email,
+                    "NotificationEmail",
+                    &mut used,
+                ),
+            })
+        }
+        (S::CallForwarding(e), S::CallForwarding(sys)) => {
+            let p = match partner {
+                Some(S::CallForwarding(p)) => Some(p),
+                _ => None,
+            };
+            S::CallForwarding(ftr::CallForwardingSettings {
+                forward_to: pick(
+                    &e.forward_to,
+                    p.map(|p| &p.forward_to),
+                    &sys.forward_to,
+                    "ForwardTo",
+                    &mut used,
+                ),
+                condition: pick(
+                    &e.condition,
+                    p.map(|p| &p.condition),
+                    &sys.condition,
+                    "Condition",
+                    &mut used,
+                ),
+                ring_seconds: pick(
+                    &e.ring_seconds,
+                    p.map(|p| &p.ring_seconds),
+                    &sys.ring_seconds,
+                    "RingSeconds",
+                    &mut used,
+                ),
+            })
+        }
+        (S::CallerId(e), S::CallerId(sys)) => {
+            let p = match partner {
+                Some(S::CallerId(p)) => Some(p),
+                _ => None,
+            };
+            S::CallerId(ftr::CallerIdSettings {
+                presentation: pick(
+                    &e.presentation,
+                    p.map(|p| &p.presentation),
+                    &sys.presentation,
+                    "Presentation",
+                    &mut used,
+                ),
+                display_name: pick(
+                    &e.display_name,
+                    p.map(|p| &p.display_name),
+                    &sys.display_name,
+                    "DisplayName",
+                    &mut used,
+                ),
+            })
+        }
+        (S::CallWaiting(e), S::CallWaiting(sys)) => {
+            let p = match partner {
+                Some(S::CallWaiting(p)) => Some(p),
+                _ => None,
+            };
+            S::CallWaiting(ftr::CallWaitingSettings {
+                tone_enabled: pick(
+                    &e.tone_enabled,
+                    p.map(|p| &p.tone_enabled),
+                    &sys.tone_enabled,
+                    "ToneEnabled",
+                    &mut used,
+                ),
+            })
+        }
+        (S::DoNotDisturb(e), S::DoNotDisturb(_)) => {
+            let allow_list = if e.allow_list.is_empty() {
+                match partner {
+                    Some(S::DoNotDisturb(p)) if !p.allow_list.is_empty() => {
+                        used.push("AllowList".into());
+                        p.allow_list.clone()
+                    }
+                    _ => Vec::new(),
+                }
+            } else {
+                e.allow_list.clone()
+            };
+            S::DoNotDisturb(ftr::DoNotDisturbSettings { allow_list })
+        }
+        // `explicit` always matches `code` (checked before storing).
+        (other, _) => other.clone(),
+    };
+    (merged, used)
+}
+
+/// Explicit settings: `new`'s set fields over `old`'s.
+fn overlay(old: &ftr::FeatureSettings, new: &ftr::FeatureSettings) -> ftr::FeatureSettings {
+    use ftr::FeatureSettings as S;
+    fn or<T: Clone>(n: &Option<T>, o: &Option<T>) -> Option<T> {
+        n.clone().or_else(|| o.clone())
+    }
+    match (old, new) {
+        (S::Voicemail(o), S::Voicemail(n)) => S::Voicemail(ftr::VoicemailSettings {
+            pin: or(&n.pin, &o.pin),
+            max_message_seconds: or(&n.max_message_seconds, &o.max_message_seconds),
+            email_notification: or(&n.email_notification, &o.email_notification),
+            notification_email: or(&n.notification_email, &o.notification_email),
+        }),
+        (S::CallForwarding(o), S::CallForwarding(n)) => {
+            S::CallForwarding(ftr::CallForwardingSettings {
+                forward_to: or(&n.forward_to, &o.forward_to),
+                condition: or(&n.condition, &o.condition),
+                ring_seconds: or(&n.ring_seconds, &o.ring_seconds),
+            })
+        }
+        (S::CallerId(o), S::CallerId(n)) => S::CallerId(ftr::CallerIdSettings {
+            presentation: or(&n.presentation, &o.presentation),
+            display_name: or(&n.display_name, &o.display_name),
+        }),
+        (S::CallWaiting(o), S::CallWaiting(n)) => S::CallWaiting(ftr::CallWaitingSettings {
+            tone_enabled: or(&n.tone_enabled, &o.tone_enabled),
+        }),
+        (S::DoNotDisturb(o), S::DoNotDisturb(n)) => S::DoNotDisturb(ftr::DoNotDisturbSettings {
+            allow_list: if n.allow_list.is_empty() {
+                o.allow_list.clone()
+            } else {
+                n.allow_list.clone()
+            },
+        }),
+        (_, n) => n.clone(),
+    }
+}
+
+fn check_settings(code: &ftr::FeatureCode, settings: &ftr::FeatureSettings) -> Result<(), Problem> {
+    if matches_code(settings, code) {
+        Ok(())
+    } else {
+        Err(Problem::Conflict {
+            reason: cmn::ConflictReason::FeatureSettingsMismatch,
+            message: format!("the settings are not {} settings", feature_code(code)),
+        })
+    }
+}
+
+/// Features exist on voice services only.
+fn check_service_type(service: &svc::Service, path: &str) -> Result<(), Problem> {
+    if matches!(
+        service.service_type,
+        svc::ServiceType::Voip | svc::ServiceType::SipTrunk
+    ) {
+        Ok(())
+    } else {
+        Err(Problem::Invalid {
+            path: path.to_string(),
+            rule: "service-type",
+            message: "features are available on VOIP and SIP_TRUNK services only".into(),
+        })
+    }
+}
+
+fn instance(
+    service_id: &cmn::ServiceId,
+    code: &ftr::FeatureCode,
+    status: cmn::Status,
+    explicit: &ftr::FeatureSettings,
+    updated_at: i64,
+    defaults: &PartnerDefaults,
+) -> ftr::FeatureInstance {
+    let (settings, used) = effective(code, explicit, defaults);
+    ftr::FeatureInstance {
+        service_id: service_id.clone(),
+        feature: code.clone(),
+        status,
+        settings,
+        defaulted_setting: used
+            .into_iter()
+            .filter_map(|n| ftr::SettingName::new(n).ok())
+            .collect(),
+        updated_at: DateTime::from_unix(updated_at),
+    }
+}
+
+fn parse_status(s: &str) -> Result<cmn::Status, Problem> {
+    Ok(match s {
+        "PENDING" => cmn::Status::Pending,
+        "ACTIVE" => cmn::Status::Active,
+        "SUSPENDED" => cmn::Status::Suspended,
+        "TERMINATED" => cmn::Status::Terminated,
+        other => return Err(Problem::Corrupt(format!("status {other:?}"))),
+    })
+}
+
+/// A feature of one of the partner's services, with its effective settings and row id.
+pub(crate) fn load_feature(
+    c: &mut AnyConnection,
+    partner: &str,
+    service_id: &cmn::ServiceId,
+    code: &ftr::FeatureCode,
+    defaults: &PartnerDefaults,
+) -> Result<(ftr::FeatureInstance, i64, ftr::FeatureSettings), Problem> {
+    load_service(c, partner, service_id)?;
+    let row: Option<(i64, String, String, i64)> = f::table
+        .filter(f::service_id.eq(service_id.as_str()))
+        .filter(f::partner_id.eq(partner))
+        .filter(f::feature.eq(feature_code(code)))
+        .select((f::id, f::status, f::settings, f::updated_at))
+        .first(c)
+        .optional()?;
+    let (id, status, xml, updated) = row.ok_or_else(|| Problem::NotFound {
+        entity: cmn::NotFoundEntity::Feature,
+        what: "feature",
+        key: format!("{} on {}", feature_code(code), service_id.as_str()),
+    })?;
+    let explicit: ftr::FeatureSettings = from_xml(&xml, NS_FTR)?;
+    let status = parse_status(&status)?;
+    Ok((
+        instance(service_id, code, status, &explicit, updated, defaults),
+        id,
+        explicit,
+    ))
+}
+
+/// EnableFeature.
+pub(crate) fn enable(
+    c: &mut AnyConnection,
+    partner: &str,
+    r: &ftr::EnableFeature,
+    defaults: &PartnerDefaults,
+) -> Result<Response, Problem> {
+    let (service, _) = load_service(c, partner, &r.service_id)?;
+    not_terminated(&service.status, "service", r.service_id.as_str())?;
+    check_service_type(&service, "/EnableFeature/ServiceId")?;
+    let explicit = r
+        .settings
+        .clone()
+        .unwrap_or_else(|| empty_settings(&r.feature));
+    check_settings(&r.feature, &explicit)?;
+    let existing: Option<(i64, String)> = f::table
+        .filter(f::service_id.eq(r.service_id.as_str()))
+        .filter(f::feature.eq(feature_code(&r.feature)))
+        .select((f::id, f::status))
+        .first(c)
+        .optional()?;
+    let at = now();
+    let xml = to_xml(&explicit, "ftr:FeatureSettings")?;
+    match existing {
+        Some((_, status)) if status != "TERMINATED" => {
+            return Err(Problem::Conflict {
+                reason: cmn::ConflictReason::Duplicate,
+                message: format!(
+                    "{} is already enabled on {}",
+                    feature_code(&r.feature),
+                    r.service_id.as_str()
+                ),
+            })
+        }
+        Some((id, _)) => {
+            diesel::update(f::table.filter(f::id.eq(id)))
+                .set((
+                    f::status.eq("ACTIVE"),
+                    f::settings.eq(&xml),
+                    f::updated_at.eq(at),
+                ))
+                .execute(c)?;
+        }
+        None => {
+            diesel::insert_into(f::table)
+                .values((
+                    f::service_id.eq(r.service_id.as_str()),
+                    f::partner_id.eq(partner),
+                    f::feature.eq(feature_code(&r.feature)),
+                    f::status.eq("ACTIVE"),
+                    f::settings.eq(&xml),
+                    f::created_at.eq(at),
+                    f::updated_at.eq(at),
+                ))
+                .execute(c)?;
+        }
+    }
+    let feature_instance = instance(
+        &r.service_id,
+        &r.feature,
+        cmn::Status::Active,
+        &explicit,
+        at,
+        defaults,
+    );
+    Ok(Response::EnableFeature(Box::new(
+        ftr::EnableFeatureResponse { feature_instance },
+    )))
+}
+
+/// ModifyFeature: the given settings replace the explicit ones they set.
+pub(crate) fn modify(
+    c: &mut AnyConnection,
+    partner: &str,
+    r: &ftr::ModifyFeature,
+    defaults: &PartnerDefaults,
+) -> Result<Response, Problem> {
+    let (current, id, explicit) = load_feature(c, partner, &r.service_id, &r.feature, defaults)?;
+    not_terminated(&current.status, "feature", feature_code(&r.feature))?;
+    check_settings(&r.feature, &r.settings)?;
+    let merged = overlay(&explicit, &r.settings);
+    let at = now();
+    diesel::update(f::table.filter(f::id.eq(id)))
+        .set((
+            f::settings.eq(to_xml(&merged, "ftr:FeatureSettings")?),
+            f::updated_at.eq(at),
+        ))
+        .execute(c)?;
+    let feature_instance = instance(
+        &r.service_id,
+        &r.feature,
+        current.status,
+        &merged,
+        at,
+        defaults,
+    );
+    Ok(Response::ModifyFeature(Box::new(
+        ftr::ModifyFeatureResponse { feature_instance },
+    )))
+}
+
+/// ChangeFeatureStatus.
+pub(crate) fn change_status(
+    c: &mut AnyConnection,
+    partner: &str,
+    r: &ftr::ChangeFeatureStatus,
+    defaults: &PartnerDefaults,
+) -> Result<Response, Problem> {
+    let (current, id, _) = load_feature(c, partner, &r.service_id, &r.feature, defaults)?;
+    transition(&current.status, &r.status)?;
+    diesel::update(f::table.filter(f::id.eq(id)))
+        .set((f::status.eq(status_str(&r.status)), f::updated_at.eq(now())))
+        .execute(c)?;
+    Ok(Response::ChangeFeatureStatus(Box::new(
+        ftr::ChangeFeatureStatusResponse {
+            service_id: r.service_id.clone(),
+            feature: r.feature.clone(),
+            previous_status: current.status,
+            status: r.status.clone(),
+        },
+    )))
+}
