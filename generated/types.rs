@@ -12821,6 +12821,38 @@ pub mod cmn {
         }
     }
     impl WithDeserializerFromBytes for ConflictReason {}
+    ///Internal header block the gateway adds when forwarding an authenticated request
+    ///to the service provider. Never sent by partners: partners MUST NOT include it.
+    pub type GatewayAssertion = GatewayAssertionElementType;
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct GatewayAssertionElementType {
+        ///The partner the gateway authenticated.
+        pub partner_id: PartnerId,
+        ///The gateway's identifier for this request.
+        pub request_id: GatewayRequestId,
+    }
+    impl WithSerializer for GatewayAssertionElementType {
+        type Serializer<'x> = quick_xml_serialize::GatewayAssertionElementTypeSerializer<
+            'x,
+        >;
+        fn serializer<'ser>(
+            &'ser self,
+            name: Option<&'ser str>,
+            is_root: bool,
+        ) -> Result<Self::Serializer<'ser>, Error> {
+            Ok(quick_xml_serialize::GatewayAssertionElementTypeSerializer {
+                value: self,
+                state: Box::new(
+                    quick_xml_serialize::GatewayAssertionElementTypeSerializerState::Init__,
+                ),
+                name: name.unwrap_or("cmn:GatewayAssertion"),
+                is_root,
+            })
+        }
+    }
+    impl WithDeserializer for GatewayAssertionElementType {
+        type Deserializer = quick_xml_deserialize::GatewayAssertionElementTypeDeserializer;
+    }
     ///Fault detail: the request violates this contract. Fix the request before retrying.
     pub type InvalidRequestFault = InvalidRequestFaultElementType;
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -15019,6 +15051,294 @@ pub mod cmn {
                 Ok(super::ConflictFaultElementType {
                     reason: helper.finish_element("Reason", self.reason)?,
                     message: helper.finish_element("Message", self.message)?,
+                    request_id: helper.finish_element("RequestId", self.request_id)?,
+                })
+            }
+        }
+        #[derive(Debug)]
+        pub struct GatewayAssertionElementTypeDeserializer {
+            partner_id: Option<super::PartnerId>,
+            request_id: Option<super::GatewayRequestId>,
+            state__: Box<GatewayAssertionElementTypeDeserializerState>,
+        }
+        #[derive(Debug)]
+        enum GatewayAssertionElementTypeDeserializerState {
+            Init__,
+            PartnerId(Option<<super::PartnerId as WithDeserializer>::Deserializer>),
+            RequestId(
+                Option<<super::GatewayRequestId as WithDeserializer>::Deserializer>,
+            ),
+            Done__,
+            Unknown__,
+        }
+        impl GatewayAssertionElementTypeDeserializer {
+            fn from_bytes_start(
+                helper: &mut DeserializeHelper,
+                bytes_start: &BytesStart<'_>,
+            ) -> Result<Self, Error> {
+                for attrib in helper.filter_xmlns_attributes(bytes_start) {
+                    let attrib = attrib?;
+                    helper.raise_unexpected_attrib_checked(&attrib)?;
+                }
+                Ok(Self {
+                    partner_id: None,
+                    request_id: None,
+                    state__: Box::new(
+                        GatewayAssertionElementTypeDeserializerState::Init__,
+                    ),
+                })
+            }
+            fn finish_state(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                state: GatewayAssertionElementTypeDeserializerState,
+            ) -> Result<(), Error> {
+                use GatewayAssertionElementTypeDeserializerState as S;
+                match state {
+                    S::PartnerId(Some(deserializer)) => {
+                        self.store_partner_id(deserializer.finish(helper)?)?
+                    }
+                    S::RequestId(Some(deserializer)) => {
+                        self.store_request_id(deserializer.finish(helper)?)?
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            fn store_partner_id(
+                &mut self,
+                value: super::PartnerId,
+            ) -> Result<(), Error> {
+                if self.partner_id.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(RawByteStr::from_slice(b"PartnerId")),
+                    )?;
+                }
+                self.partner_id = Some(value);
+                Ok(())
+            }
+            fn store_request_id(
+                &mut self,
+                value: super::GatewayRequestId,
+            ) -> Result<(), Error> {
+                if self.request_id.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(RawByteStr::from_slice(b"RequestId")),
+                    )?;
+                }
+                self.request_id = Some(value);
+                Ok(())
+            }
+            fn handle_partner_id<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::PartnerId>,
+                fallback: &mut Option<GatewayAssertionElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use GatewayAssertionElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::PartnerId(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_partner_id(data)?;
+                        *self.state__ = S::RequestId(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::PartnerId(Some(deserializer)));
+                        *self.state__ = S::RequestId(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_request_id<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::GatewayRequestId>,
+                fallback: &mut Option<GatewayAssertionElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use GatewayAssertionElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::RequestId(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_request_id(data)?;
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::RequestId(Some(deserializer)));
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+        }
+        impl<'de> Deserializer<'de, super::GatewayAssertionElementType>
+        for GatewayAssertionElementTypeDeserializer {
+            fn init(
+                helper: &mut DeserializeHelper,
+                event: Event<'de>,
+            ) -> DeserializerResult<'de, super::GatewayAssertionElementType> {
+                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+            }
+            fn next(
+                mut self,
+                helper: &mut DeserializeHelper,
+                event: Event<'de>,
+            ) -> DeserializerResult<'de, super::GatewayAssertionElementType> {
+                use GatewayAssertionElementTypeDeserializerState as S;
+                let mut event = event;
+                let mut fallback = None;
+                let mut allow_any_element = false;
+                let (event, allow_any) = loop {
+                    let state = replace(&mut *self.state__, S::Unknown__);
+                    event = match (state, event) {
+                        (S::Unknown__, _) => unreachable!(),
+                        (S::PartnerId(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_partner_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::RequestId(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_request_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (_, Event::End(_)) => {
+                            if let Some(fallback) = fallback.take() {
+                                self.finish_state(helper, fallback)?;
+                            }
+                            return Ok(DeserializerOutput {
+                                artifact: DeserializerArtifact::Data(self.finish(helper)?),
+                                event: DeserializerEvent::None,
+                                allow_any: false,
+                            });
+                        }
+                        (S::Init__, event) => {
+                            fallback.get_or_insert(S::Init__);
+                            *self.state__ = S::PartnerId(None);
+                            event
+                        }
+                        (
+                            S::PartnerId(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_CMN),
+                                    b"PartnerId",
+                                    false,
+                                )?;
+                            match self.handle_partner_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::RequestId(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_CMN),
+                                    b"RequestId",
+                                    false,
+                                )?;
+                            match self.handle_request_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Done__, event) => {
+                            *self.state__ = S::Done__;
+                            break (
+                                DeserializerEvent::Continue(event),
+                                allow_any_element,
+                            );
+                        }
+                        (state, event) => {
+                            *self.state__ = state;
+                            break (DeserializerEvent::Break(event), false);
+                        }
+                    };
+                };
+                if let Some(fallback) = fallback {
+                    *self.state__ = fallback;
+                }
+                Ok(DeserializerOutput {
+                    artifact: DeserializerArtifact::Deserializer(self),
+                    event,
+                    allow_any,
+                })
+            }
+            fn finish(
+                mut self,
+                helper: &mut DeserializeHelper,
+            ) -> Result<super::GatewayAssertionElementType, Error> {
+                let state = replace(
+                    &mut *self.state__,
+                    GatewayAssertionElementTypeDeserializerState::Unknown__,
+                );
+                self.finish_state(helper, state)?;
+                Ok(super::GatewayAssertionElementType {
+                    partner_id: helper.finish_element("PartnerId", self.partner_id)?,
                     request_id: helper.finish_element("RequestId", self.request_id)?,
                 })
             }
@@ -17298,6 +17618,101 @@ pub mod cmn {
                     Ok(None) => None,
                     Err(error) => {
                         *self.state = ConflictFaultElementTypeSerializerState::Done__;
+                        Some(Err(error))
+                    }
+                }
+            }
+        }
+        #[derive(Debug)]
+        pub struct GatewayAssertionElementTypeSerializer<'ser> {
+            pub(super) value: &'ser super::GatewayAssertionElementType,
+            pub(super) state: Box<GatewayAssertionElementTypeSerializerState<'ser>>,
+            pub(super) name: &'ser str,
+            pub(super) is_root: bool,
+        }
+        #[derive(Debug)]
+        pub(super) enum GatewayAssertionElementTypeSerializerState<'ser> {
+            Init__,
+            PartnerId(<super::PartnerId as WithSerializer>::Serializer<'ser>),
+            RequestId(<super::GatewayRequestId as WithSerializer>::Serializer<'ser>),
+            End__,
+            Done__,
+            Phantom__(&'ser ()),
+        }
+        impl<'ser> GatewayAssertionElementTypeSerializer<'ser> {
+            fn next_event(
+                &mut self,
+                helper: &mut SerializeHelper,
+            ) -> Result<Option<Event<'ser>>, Error> {
+                loop {
+                    match &mut *self.state {
+                        GatewayAssertionElementTypeSerializerState::Init__ => {
+                            *self.state = GatewayAssertionElementTypeSerializerState::PartnerId(
+                                WithSerializer::serializer(
+                                    &self.value.partner_id,
+                                    Some("cmn:PartnerId"),
+                                    false,
+                                )?,
+                            );
+                            let mut bytes = BytesStart::new(self.name);
+                            helper.begin_ns_scope();
+                            if self.is_root {
+                                helper
+                                    .write_xmlns(
+                                        &mut bytes,
+                                        Some(&super::super::PREFIX_CMN),
+                                        &super::super::NS_CMN,
+                                    );
+                            }
+                            return Ok(Some(Event::Start(bytes)));
+                        }
+                        GatewayAssertionElementTypeSerializerState::PartnerId(x) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = GatewayAssertionElementTypeSerializerState::RequestId(
+                                        WithSerializer::serializer(
+                                            &self.value.request_id,
+                                            Some("cmn:RequestId"),
+                                            false,
+                                        )?,
+                                    );
+                                }
+                            }
+                        }
+                        GatewayAssertionElementTypeSerializerState::RequestId(x) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = GatewayAssertionElementTypeSerializerState::End__;
+                                }
+                            }
+                        }
+                        GatewayAssertionElementTypeSerializerState::End__ => {
+                            *self.state = GatewayAssertionElementTypeSerializerState::Done__;
+                            helper.end_ns_scope();
+                            return Ok(Some(Event::End(BytesEnd::new(self.name))));
+                        }
+                        GatewayAssertionElementTypeSerializerState::Done__ => {
+                            return Ok(None);
+                        }
+                        GatewayAssertionElementTypeSerializerState::Phantom__(_) => {
+                            unreachable!()
+                        }
+                    }
+                }
+            }
+        }
+        impl<'ser> Serializer<'ser> for GatewayAssertionElementTypeSerializer<'ser> {
+            fn next(
+                &mut self,
+                helper: &mut SerializeHelper,
+            ) -> Option<Result<Event<'ser>, Error>> {
+                match self.next_event(helper) {
+                    Ok(Some(event)) => Some(Ok(event)),
+                    Ok(None) => None,
+                    Err(error) => {
+                        *self.state = GatewayAssertionElementTypeSerializerState::Done__;
                         Some(Err(error))
                     }
                 }

@@ -1,0 +1,819 @@
+//! Black-box tests of `partnergate::store` and `partnergate::secret` on SQLite (a fresh temp file
+//! per test) and PostgreSQL (a fresh database per test on the server named by
+//! `PARTNERGATE_TEST_POSTGRES_URL`; `tests/run.sh` starts a throwaway one). Without that
+//! variable the `postgres` tests fail: they never pass silently.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, SqliteConnection};
+use partnergate::generated::partner::Operation;
+use partnergate::secret::{self, KeyKind};
+use partnergate::store::{
+    run_refresher, Backend, NewPartner, PartnerStatus, Rate, Snapshot, SnapshotCell, Store,
+    StoreError,
+};
+use rand::RngCore;
+
+const PG_ENV: &str = "PARTNERGATE_TEST_POSTGRES_URL";
+
+fn known() -> Vec<&'static str> {
+    Operation::ALL.map(|o| o.permission()).to_vec()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+// === test databases ===
+
+/// One test's database; removed (file) or dropped (PostgreSQL database) on drop.
+enum Db {
+    Sqlite {
+        path: PathBuf,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl Db {
+    fn sqlite() -> Db {
+        logs();
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "partnergate-store-{}-{}-{}.db",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            random_hex(4)
+        ));
+        Db::Sqlite { path }
+    }
+
+    fn postgres() -> Db {
+        logs();
+        let admin_url = std::env::var(PG_ENV).unwrap_or_else(|_| {
+            panic!("{PG_ENV} is not set: run tests/run.sh (it starts a throwaway PostgreSQL)")
+        });
+        let name = format!("pg_test_{}", random_hex(8));
+        let mut admin = PgConnection::establish(&admin_url)
+            .unwrap_or_else(|e| panic!("{PG_ENV}: cannot connect: {e}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let url = with_database(&admin_url, &name);
+        Db::Postgres {
+            admin_url,
+            name,
+            url,
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite { path } => path.display().to_string(),
+            Db::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    fn open(&self) -> Store {
+        Store::open(&self.url()).unwrap_or_else(|e| panic!("open {}: {e}", self.url()))
+    }
+
+    /// Runs raw SQL around the store (to plant data it would refuse to write).
+    fn raw(&self, sql: &str) {
+        match self {
+            Db::Sqlite { path } => SqliteConnection::establish(&path.display().to_string())
+                .unwrap()
+                .batch_execute(sql)
+                .unwrap(),
+            Db::Postgres { url, .. } => PgConnection::establish(url)
+                .unwrap()
+                .batch_execute(sql)
+                .unwrap(),
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        match self {
+            Db::Sqlite { path } => {
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Db::Postgres {
+                admin_url, name, ..
+            } => {
+                if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                }
+            }
+        }
+    }
+}
+
+/// `admin_url` with its database name replaced by `name` (query parameters kept).
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (scheme, rest) = admin_url.split_once("://").expect("a postgres:// URL");
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let authority = before_query.split('/').next().unwrap();
+    let mut url = format!("{scheme}://{authority}/{name}");
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+/// Runs each body once on SQLite and once on PostgreSQL: `<name>::sqlite`, `<name>::postgres`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(&super::Db::sqlite());
+            }
+            #[test]
+            fn postgres() {
+                super::$name(&super::Db::postgres());
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    migrations_run_on_open_and_reopen_is_idempotent,
+    backend_follows_the_scheme,
+    created_keys_match_stored_hashes_and_are_not_stored,
+    validation_errors_name_the_field_and_write_nothing,
+    revoke_removes_the_key_and_bumps_the_revision,
+    grants_permit_exact_domain_and_star,
+    groups_rates_and_status,
+    concurrent_onboarding_does_not_fail,
+    refresher_picks_up_a_change_from_another_handle,
+    refresher_keeps_the_snapshot_when_loading_fails,
+);
+
+fn partner(name: &str) -> NewPartner {
+    NewPartner {
+        name: name.to_owned(),
+        country: Some("DE".into()),
+        allow: vec!["192.0.2.0/24".parse().unwrap()],
+        grants: vec!["accounts.*".into()],
+        ..NewPartner::default()
+    }
+}
+
+// === cases (each runs on both backends) ===
+
+fn migrations_run_on_open_and_reopen_is_idempotent(db: &Db) {
+    let store = db.open();
+    assert_eq!(store.backend(), db.backend());
+    assert_eq!(store.revision().unwrap(), 0);
+    let snap = store.load_snapshot().unwrap();
+    assert_eq!(snap.revision, 0);
+    assert!(snap.partners.is_empty() && snap.groups.is_empty());
+    let created = store.create_partner(partner("Acme"), &known()).unwrap();
+    drop(store);
+
+    for _ in 0..2 {
+        let again = db.open();
+        assert_eq!(again.revision().unwrap(), 1);
+        let snap = again.load_snapshot().unwrap();
+        assert!(snap.partners.contains_key(&created.partner_id));
+    }
+}
+
+fn backend_follows_the_scheme(db: &Db) {
+    let urls: Vec<String> = match db {
+        Db::Sqlite { path } => {
+            let p = path.display().to_string();
+            vec![p.clone(), format!("sqlite://{p}"), format!("file:{p}")]
+        }
+        Db::Postgres { url, .. } => {
+            let rest = url.split_once("://").unwrap().1;
+            vec![format!("postgres://{rest}"), format!("postgresql://{rest}")]
+        }
+    };
+    let first = Store::open(&urls[0]).unwrap();
+    let created = first.create_partner(partner("Acme"), &known()).unwrap();
+    for url in &urls {
+        let store = Store::open(url).unwrap();
+        assert_eq!(store.backend(), db.backend(), "{url}");
+        let snap = store.load_snapshot().unwrap();
+        assert!(snap.partners.contains_key(&created.partner_id), "{url}");
+    }
+}
+
+fn created_keys_match_stored_hashes_and_are_not_stored(db: &Db) {
+    let store = db.open();
+    let mut new = partner("Acme Telecom GmbH");
+    new.key_ttl = Some(Duration::from_secs(3600));
+    new.grants = vec![
+        "accounts.*".into(),
+        "devices.get".into(),
+        "accounts.*".into(),
+    ];
+    new.allow = vec![
+        "192.0.2.0/24".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+        "192.0.2.0/24".parse().unwrap(),
+    ];
+    let created = store.create_partner(new, &known()).unwrap();
+    assert_eq!(created.partner_id, "PARTNER-0001");
+    let api = created.api_key.expose().to_owned();
+    let cb = created.callback_key.expose().to_owned();
+    assert!(api.starts_with("pgk_") && cb.starts_with("pgc_"));
+
+    // Keys match the stored hashes, of the right kind, and only those.
+    let snap = store.load_snapshot().unwrap();
+    assert_eq!(snap.revision, 1);
+    let p = &snap.partners["PARTNER-0001"];
+    assert_eq!(p.name, "Acme Telecom GmbH");
+    assert_eq!(p.status, PartnerStatus::Active);
+    assert_eq!(p.country.as_deref(), Some("DE"));
+    assert_eq!(p.keys.len(), 2);
+    for (key, kind) in [(&api, KeyKind::Partner), (&cb, KeyKind::Callback)] {
+        let h = secret::hash(key);
+        let entry = p
+            .keys
+            .iter()
+            .find(|k| secret::ct_eq(&h, &k.hash))
+            .expect("the returned key matches a stored hash");
+        assert_eq!(entry.kind, kind);
+        assert_eq!(entry.prefix, secret::display_prefix(key));
+        let expires = entry.expires_at.expect("key_ttl sets expires_at");
+        let now = i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        assert!(
+            (now + 3590..=now + 3600).contains(&expires),
+            "{expires} vs {now}"
+        );
+    }
+    assert!(!p
+        .keys
+        .iter()
+        .any(|k| secret::ct_eq(&k.hash, &secret::hash("pgk_not-the-key"))));
+    let allow: BTreeSet<String> = p.allow.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        allow,
+        BTreeSet::from(["192.0.2.0/24".to_owned(), "2001:db8::/32".to_owned()])
+    );
+    let grants: BTreeSet<&str> = p.grants.iter().map(String::as_str).collect();
+    assert_eq!(grants, BTreeSet::from(["accounts.*", "devices.get"]));
+
+    // Printed: only prefixes.
+    let shown = format!("{created:?} {} {}", created.api_key, created.callback_key);
+    assert!(!shown.contains(&api) && !shown.contains(&cb), "{shown}");
+    assert!(shown.contains(&api[..8]));
+    // Logged (by any test in this binary so far): only prefixes.
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    let ours = logs
+        .lines()
+        .find(|l| l.contains("partner onboarded") && l.contains(&api[..8]))
+        .unwrap_or_else(|| panic!("onboarding is logged with the key prefix: {logs}"));
+    assert!(ours.contains(&cb[..8]), "{ours}");
+    assert!(!logs.contains(&api) && !logs.contains(&cb), "{logs}");
+    assert!(
+        !logs.contains(&api[8..16]),
+        "nothing past the prefix: {ours}"
+    );
+
+    // Stored: no plaintext in the SQLite files (database, WAL, shared memory).
+    if let Db::Sqlite { path } = db {
+        drop(store);
+        let bytes = sqlite_file_bytes(path);
+        let hash = secret::hash(&api);
+        assert!(
+            contains(&bytes, &hash),
+            "the hash is in the file (the search works)"
+        );
+        assert!(
+            contains(&bytes, &api.as_bytes()[..8]),
+            "the prefix is stored"
+        );
+        for key in [&api, &cb] {
+            assert!(
+                !contains(&bytes, key.as_bytes()),
+                "key plaintext in the SQLite file"
+            );
+            assert!(
+                !contains(&bytes, &key.as_bytes()[8..]),
+                "key tail in the SQLite file"
+            );
+        }
+    }
+
+    // A second generated id follows the row id; a given id is used; a taken one conflicts.
+    let store = db.open();
+    let second = store.create_partner(partner("Beta"), &known()).unwrap();
+    assert_eq!(second.partner_id, "PARTNER-0002");
+    let mut given = partner("Gamma");
+    given.partner_id = Some("GAMMA-1".into());
+    assert_eq!(
+        store
+            .create_partner(given.clone(), &known())
+            .unwrap()
+            .partner_id,
+        "GAMMA-1"
+    );
+    let revision = store.revision().unwrap();
+    let err = store.create_partner(given, &known()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("GAMMA-1")),
+        "{err}"
+    );
+    assert_eq!(
+        store.revision().unwrap(),
+        revision,
+        "a conflict writes nothing"
+    );
+    assert_eq!(store.load_snapshot().unwrap().partners.len(), 3);
+}
+
+fn sqlite_file_bytes(path: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.to_path_buf().into_os_string();
+        p.push(suffix);
+        if let Ok(b) = std::fs::read(&p) {
+            all.extend(b);
+        }
+    }
+    assert!(!all.is_empty());
+    all
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Everything this test binary logs (tracing, all levels). Installed as the global subscriber
+/// by the first test, before any store call: a scoped `with_default` subscriber misses events
+/// when another thread registers the same callsite concurrently.
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        buf
+    })
+}
+
+#[derive(Clone)]
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn validation_errors_name_the_field_and_write_nothing(db: &Db) {
+    let store = db.open();
+    let before = store.revision().unwrap();
+    type Edit = fn(&mut NewPartner);
+    let cases: [(&str, Edit); 13] = [
+        ("name", |p| p.name = String::new()),
+        ("name", |p| p.name = "x".repeat(201)),
+        ("name", |p| p.name = " Acme".into()),
+        ("country", |p| p.country = Some("de".into())),
+        ("country", |p| p.country = Some("DEU".into())),
+        ("partner_id", |p| p.partner_id = Some("partner-1".into())),
+        ("partner_id", |p| p.partner_id = Some("AB".into())),
+        ("allow", |p| p.allow.clear()),
+        ("allow", |p| p.allow = vec!["192.0.2.7/24".parse().unwrap()]),
+        ("grants", |p| p.grants = vec!["billing.*".into()]),
+        ("grants", |p| p.grants = vec!["accounts.delete".into()]),
+        ("key_ttl", |p| p.key_ttl = Some(Duration::ZERO)),
+        // Checked inside the transaction: the revision bump is rolled back too.
+        ("group", |p| p.group = Some("no-such-group".into())),
+    ];
+    for (field, edit) in cases {
+        let mut new = partner("Acme");
+        edit(&mut new);
+        match store.create_partner(new, &known()) {
+            Err(StoreError::Invalid { field: f, reason }) => {
+                assert_eq!(f, field, "{reason}");
+                let msg = StoreError::Invalid { field: f, reason }.to_string();
+                assert!(msg.contains(field), "{msg}");
+            }
+            other => panic!("{field}: expected Invalid, got {other:?}"),
+        }
+        assert_eq!(
+            store.revision().unwrap(),
+            before,
+            "{field}: revision unchanged"
+        );
+        assert!(
+            store.load_snapshot().unwrap().partners.is_empty(),
+            "{field}: no partner row"
+        );
+    }
+    // Updates of an unknown partner: NotFound, nothing written.
+    let nf = |r: Result<(), StoreError>| {
+        assert!(
+            matches!(r, Err(StoreError::NotFound { what: "partner", ref key }) if key == "PARTNER-9999"),
+            "{r:?}"
+        );
+    };
+    nf(store.set_status("PARTNER-9999", PartnerStatus::Suspended));
+    nf(store.set_partner_rate("PARTNER-9999", Rate::new(1, 1)));
+    nf(store.revoke_key("PARTNER-9999", KeyKind::Partner).map(drop));
+    assert_eq!(store.revision().unwrap(), before);
+}
+
+fn revoke_removes_the_key_and_bumps_the_revision(db: &Db) {
+    let store = db.open();
+    let created = store.create_partner(partner("Acme"), &known()).unwrap();
+    let id = &created.partner_id;
+    let rev = store.revision().unwrap();
+    assert_eq!(store.revoke_key(id, KeyKind::Partner).unwrap(), 1);
+    assert_eq!(store.revision().unwrap(), rev + 1);
+    let snap = store.load_snapshot().unwrap();
+    assert_eq!(snap.revision, rev + 1);
+    let keys = &snap.partners[id].keys;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].kind, KeyKind::Callback);
+    let revoked = secret::hash(created.api_key.expose());
+    assert!(!keys.iter().any(|k| secret::ct_eq(&k.hash, &revoked)));
+    assert_eq!(store.revoke_key(id, KeyKind::Partner).unwrap(), 0);
+    assert_eq!(store.revoke_key(id, KeyKind::Callback).unwrap(), 1);
+    assert!(store.load_snapshot().unwrap().partners[id].keys.is_empty());
+}
+
+fn grants_permit_exact_domain_and_star(db: &Db) {
+    let store = db.open();
+    let mut some = partner("Some");
+    some.grants = vec!["accounts.*".into(), "devices.get".into()];
+    let some = store.create_partner(some, &known()).unwrap().partner_id;
+    let mut all = partner("All");
+    all.grants = vec!["*".into()];
+    let all = store.create_partner(all, &known()).unwrap().partner_id;
+    let mut none = partner("None");
+    none.grants = vec![];
+    let none = store.create_partner(none, &known()).unwrap().partner_id;
+
+    let snap = store.load_snapshot().unwrap();
+    let (some, all, none) = (
+        &snap.partners[&some],
+        &snap.partners[&all],
+        &snap.partners[&none],
+    );
+    for op in Operation::ALL {
+        let perm = op.permission();
+        assert_eq!(
+            some.permits(perm),
+            perm.starts_with("accounts.") || perm == "devices.get",
+            "{perm}"
+        );
+        assert!(all.permits(perm), "{perm}");
+        assert!(!none.permits(perm), "{perm}");
+    }
+    assert!(!some.permits("accountsX.create"));
+    assert!(!some.permits("devices.getAll"));
+}
+
+fn groups_rates_and_status(db: &Db) {
+    let store = db.open();
+    let gold = Rate::new(20, 40);
+    let cap = Rate::new(100, 200);
+    store.create_group("gold", gold, cap).unwrap();
+    assert_eq!(store.revision().unwrap(), 1);
+    assert!(matches!(
+        store.create_group("gold", None, None),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_group("bad name", None, None),
+        Err(StoreError::Invalid { field: "group", .. })
+    ));
+    assert!(matches!(
+        store.create_group("huge", Rate::new(u32::MAX, 1), None),
+        Err(StoreError::Invalid { field: "rate", .. })
+    ));
+    assert_eq!(store.revision().unwrap(), 1);
+
+    let mut new = partner("Acme");
+    new.group = Some("gold".into());
+    let id = store.create_partner(new, &known()).unwrap().partner_id;
+    let snap = store.load_snapshot().unwrap();
+    let g = &snap.groups["gold"];
+    assert_eq!((g.rate, g.aggregate), (gold, cap));
+    let p = &snap.partners[&id];
+    assert_eq!(p.group.as_deref(), Some("gold"));
+    assert_eq!(p.rate, None);
+    assert_eq!(snap.member_rate(p), gold);
+
+    let own = Rate::new(5, 10);
+    let rev = store.revision().unwrap();
+    store.set_partner_rate(&id, own).unwrap();
+    store.set_status(&id, PartnerStatus::Suspended).unwrap();
+    assert_eq!(store.revision().unwrap(), rev + 2);
+    let snap = store.load_snapshot().unwrap();
+    let p = &snap.partners[&id];
+    assert_eq!((p.rate, p.status), (own, PartnerStatus::Suspended));
+    assert_eq!(snap.member_rate(p), own);
+    store.set_partner_rate(&id, None).unwrap();
+    store.set_status(&id, PartnerStatus::Offboarded).unwrap();
+    let snap = store.load_snapshot().unwrap();
+    assert_eq!(snap.partners[&id].rate, None);
+    assert_eq!(snap.partners[&id].status, PartnerStatus::Offboarded);
+}
+
+fn concurrent_onboarding_does_not_fail(db: &Db) {
+    const THREADS: usize = 8;
+    const EACH: usize = 5;
+    // Two handles (two pools) as well as several threads per pool.
+    let stores = [db.open(), db.open()];
+    let start = Instant::now();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let store = stores[t % 2].clone();
+                s.spawn(move || {
+                    (0..EACH)
+                        .map(|i| {
+                            store
+                                .create_partner(partner(&format!("P{t}-{i}")), &known())
+                                .unwrap_or_else(|e| panic!("thread {t} #{i}: {e}"))
+                                .partner_id
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), THREADS * EACH);
+    assert_eq!(
+        stores[0].revision().unwrap(),
+        i64::try_from(THREADS * EACH).unwrap()
+    );
+    assert_eq!(
+        stores[1].load_snapshot().unwrap().partners.len(),
+        THREADS * EACH
+    );
+    eprintln!(
+        "{THREADS}x{EACH} concurrent onboardings: {:?}",
+        start.elapsed()
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Polls `cond` every 5 ms until it holds or `limit` has passed; returns the time it took.
+async fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+fn refresher_picks_up_a_change_from_another_handle(db: &Db) {
+    let gateway = db.open();
+    let admin = db.open();
+    let cell = Arc::new(SnapshotCell::new(Snapshot::empty()));
+    runtime().block_on(async {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(run_refresher(
+            gateway,
+            cell.clone(),
+            Duration::from_millis(20),
+            shutdown,
+        ));
+        within(Duration::from_secs(1), || cell.load().revision == 0)
+            .await
+            .expect("first load");
+        assert!(cell.health().last_success.is_some());
+
+        let id = tokio::task::spawn_blocking(move || {
+            admin
+                .create_partner(partner("Acme"), &known())
+                .unwrap()
+                .partner_id
+        })
+        .await
+        .unwrap();
+        let took = within(Duration::from_secs(1), || {
+            cell.load().partners.contains_key(&id)
+        })
+        .await
+        .expect("the refresher picks up the new partner within 1 s");
+        eprintln!("refresher picked up the change in {took:?}");
+        assert_eq!(cell.load().revision, 1);
+        assert!(cell.staleness(SystemTime::now()).unwrap() < Duration::from_secs(1));
+
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("the refresher stops on shutdown")
+            .unwrap();
+    });
+}
+
+fn refresher_keeps_the_snapshot_when_loading_fails(db: &Db) {
+    let store = db.open();
+    let id = store
+        .create_partner(partner("Acme"), &known())
+        .unwrap()
+        .partner_id;
+    let cell = Arc::new(SnapshotCell::new(store.load_snapshot().unwrap()));
+    // Data the store would never write: an allow entry that is not a network, plus a bump.
+    db.raw(
+        "INSERT INTO allow_entries (partner_id, cidr, created_at) VALUES (1, 'not-a-net', 0);
+         UPDATE meta SET value = value + 1 WHERE key = 'revision';",
+    );
+    assert!(matches!(
+        store.load_snapshot(),
+        Err(StoreError::Corrupt {
+            table: "allow_entries",
+            ..
+        })
+    ));
+    runtime().block_on(async {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(run_refresher(
+            store.clone(),
+            cell.clone(),
+            Duration::from_millis(20),
+            shutdown,
+        ));
+        within(Duration::from_secs(1), || {
+            cell.health().last_error.is_some()
+        })
+        .await
+        .expect("the failure is recorded");
+        let health = cell.health();
+        assert!(health.last_error.as_deref().unwrap().contains("not-a-net"));
+        assert_eq!(cell.load().revision, 1, "the previous snapshot stays");
+        assert!(cell.load().partners.contains_key(&id));
+
+        // Repaired: the next poll loads again and clears the error.
+        db.raw(
+            "DELETE FROM allow_entries WHERE cidr = 'not-a-net';
+             UPDATE meta SET value = value + 1 WHERE key = 'revision';",
+        );
+        within(Duration::from_secs(1), || cell.load().revision == 3)
+            .await
+            .expect("reloaded after the repair");
+        within(Duration::from_secs(1), || {
+            cell.health().last_error.is_none()
+        })
+        .await
+        .expect("error cleared");
+        drop(stop);
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("the refresher stops when the shutdown sender is dropped")
+            .unwrap();
+    });
+}
+
+// === URL handling (no database needed) ===
+
+/// The crate root's entries: nothing may appear there when opening fails.
+fn cwd_entries() -> BTreeSet<std::ffi::OsString> {
+    std::fs::read_dir(".")
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
+}
+
+#[test]
+fn unknown_scheme_is_refused_before_anything_is_created() {
+    logs();
+    let before = cwd_entries();
+    for (url, scheme) in [("mysql://localhost/gw", "mysql"), ("redis://h", "redis")] {
+        let err = Store::open(url).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::UnsupportedUrl { scheme: s, .. } if s == scheme),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(scheme), "{err}");
+    }
+    let err = Store::open("host=127.0.0.1 port=1 user=gw dbname=gw").unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl { .. }), "{err:?}");
+    assert!(err.to_string().contains("postgres://"), "{err}");
+    for memory in [":memory:", "sqlite://:memory:", "file::memory:"] {
+        let err = Store::open(memory).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid { field: "url", reason } if reason.contains("pooled connection")),
+            "{memory}: {err:?}"
+        );
+    }
+    assert_eq!(cwd_entries(), before);
+}
+
+#[test]
+fn unreachable_postgres_fails_with_the_libpq_error() {
+    logs();
+    let before = cwd_entries();
+    let start = Instant::now();
+    let err = Store::open("postgres://gw:hunter2@127.0.0.1:1/x").unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Connect(_)), "{err:?}");
+    assert!(
+        msg.contains("Connection refused"),
+        "libpq's own text: {msg}"
+    );
+    assert!(msg.contains("127.0.0.1") && msg.contains("port 1"), "{msg}");
+    assert!(!msg.contains("hunter2"), "password redacted: {msg}");
+    assert!(msg.contains("postgres://gw:***@127.0.0.1:1/x"), "{msg}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(cwd_entries(), before, "no SQLite fallback file");
+}
+
+#[test]
+fn missing_sqlite_directory_fails_to_connect() {
+    logs();
+    let path = std::env::temp_dir()
+        .join(format!("partnergate-no-such-dir-{}", random_hex(4)))
+        .join("gw.db");
+    let err = Store::open(&path.display().to_string()).unwrap_err();
+    assert!(matches!(err, StoreError::Connect(_)), "{err:?}");
+    assert!(!path.exists());
+}
+
+#[test]
+fn postgres_url_password_is_redacted() {
+    logs();
+    let Ok(admin) = std::env::var(PG_ENV) else {
+        panic!("{PG_ENV} is not set: run tests/run.sh (it starts a throwaway PostgreSQL)");
+    };
+    // The throwaway cluster trusts local connections, so any password is accepted.
+    let (scheme, rest) = admin.split_once("://").unwrap();
+    let rest = match rest.split_once('@') {
+        Some((user, host)) => format!("{}:s3cret-pw@{host}", user.split(':').next().unwrap()),
+        None => format!("postgres:s3cret-pw@{rest}"),
+    };
+    let db = Db::postgres();
+    let Db::Postgres { name, .. } = &db else {
+        unreachable!()
+    };
+    let url = with_database(&format!("{scheme}://{rest}"), name);
+    let store = Store::open(&url).unwrap();
+    assert!(!store.redacted_url().contains("s3cret-pw"));
+    assert!(store.redacted_url().contains(":***@"));
+    assert!(!format!("{store:?}").contains("s3cret-pw"));
+}
