@@ -5,7 +5,12 @@
 //! Refresh it with `PARTNERGATE_UPDATE_GENERATED=1 cargo test --test generated_fresh` and commit
 //! the diff together with the contract change that caused it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use std::path::Path;
 
@@ -23,7 +28,8 @@ fn generated_mirror_is_fresh() {
     let update = std::env::var_os("PARTNERGATE_UPDATE_GENERATED").is_some();
     let mut stale = Vec::new();
     for name in FILES {
-        let now = std::fs::read(out.join(name)).unwrap_or_else(|e| panic!("{name} in OUT_DIR: {e}"));
+        let now =
+            std::fs::read(out.join(name)).unwrap_or_else(|e| panic!("{name} in OUT_DIR: {e}"));
         let path = mirror.join(name);
         if update {
             std::fs::create_dir_all(&mirror).expect("create generated/");
@@ -48,7 +54,10 @@ fn generated_mirror_is_fresh() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !FILES.contains(&n.as_str()) && n != "README.md")
         .collect();
-    assert!(extra.is_empty(), "unexpected files in generated/: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "unexpected files in generated/: {extra:?}"
+    );
 }
 
 #[test]
@@ -57,7 +66,13 @@ fn every_generated_file_says_it_is_generated() {
     for name in FILES {
         let text = std::fs::read_to_string(out.join(name)).expect("read");
         let head: String = text.lines().take(3).collect::<Vec<_>>().join("\n");
-        assert!(head.contains("@generated"), "{name} lacks the @generated header");
-        assert!(head.contains("do not edit") || head.contains("Do not edit"), "{name}");
+        assert!(
+            head.contains("@generated"),
+            "{name} lacks the @generated header"
+        );
+        assert!(
+            head.contains("do not edit") || head.contains("Do not edit"),
+            "{name}"
+        );
     }
 }

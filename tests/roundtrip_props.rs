@@ -5,7 +5,12 @@
 //! Most mutations are refused, which is the point: the accepted ones are the valid values the
 //! schema allows, drawn far more widely than the fixtures.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -23,8 +28,12 @@ fn fixtures() -> &'static Vec<(partner::Operation, bool, String)> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
         let mut out = Vec::new();
         for op in partner::Operation::ALL {
-            for (file, response) in [("request.canonical.xml", false), ("response.canonical.xml", true)] {
-                let text = std::fs::read_to_string(dir.join(op.name()).join(file)).expect("canonical fixture");
+            for (file, response) in [
+                ("request.canonical.xml", false),
+                ("response.canonical.xml", true),
+            ] {
+                let text = std::fs::read_to_string(dir.join(op.name()).join(file))
+                    .expect("canonical fixture");
                 out.push((op, response, text));
             }
         }
@@ -36,7 +45,8 @@ fn fixtures() -> &'static Vec<(partner::Operation, bool, String)> {
 /// range of their text.
 fn leaves(doc: &str) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
     static LEAF: OnceLock<regex::Regex> = OnceLock::new();
-    let re = LEAF.get_or_init(|| regex::Regex::new(r"<([^/<>\s]+)>([^<>]*)</([^<>]+)>").expect("regex"));
+    let re =
+        LEAF.get_or_init(|| regex::Regex::new(r"<([^/<>\s]+)>([^<>]*)</([^<>]+)>").expect("regex"));
     re.captures_iter(doc)
         .filter(|c| c[1] == c[3])
         .map(|c| {
@@ -48,7 +58,9 @@ fn leaves(doc: &str) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[derive(Debug, Clone)]
@@ -78,7 +90,12 @@ fn apply(doc: &str, leaf: usize, m: &Mutation) -> String {
     match m {
         Mutation::Value(v) => format!("{}{}{}", &doc[..text.start], escape(v), &doc[text.end..]),
         Mutation::Remove => format!("{}{}", &doc[..all.start], &doc[all.end..]),
-        Mutation::Duplicate => format!("{}{}{}", &doc[..all.end], &doc[all.clone()], &doc[all.end..]),
+        Mutation::Duplicate => format!(
+            "{}{}{}",
+            &doc[..all.end],
+            &doc[all.clone()],
+            &doc[all.end..]
+        ),
         Mutation::SwapWithNext => match spans.get(leaf % spans.len() + 1) {
             Some((next, _)) if next.start == all.end => format!(
                 "{}{}{}{}",
@@ -94,23 +111,32 @@ fn apply(doc: &str, leaf: usize, m: &Mutation) -> String {
 
 /// Decodes, and if accepted checks the round trip. Returns whether it was accepted.
 fn check(op: partner::Operation, response: bool, doc: &str) -> bool {
-    let Ok(env) = envelope::scan(doc.as_bytes()) else { return false };
+    let Ok(env) = envelope::scan(doc.as_bytes()) else {
+        return false;
+    };
     let limits = DecodeLimits::default();
     if response {
-        let Ok(value) = decode::partner_response(op, &env.body, limits) else { return false };
+        let Ok(value) = decode::partner_response(op, &env.body, limits) else {
+            return false;
+        };
         let mut a = Vec::new();
-        encode::body_only(env.version, &mut a, |w| Ok(value.encode(w)?)).expect("accepted values encode");
+        encode::body_only(env.version, &mut a, |w| Ok(value.encode(w)?))
+            .expect("accepted values encode");
         let env2 = envelope::scan(&a).expect("scan");
-        let again = decode::partner_response(op, &env2.body, limits).expect("encoder output decodes");
+        let again =
+            decode::partner_response(op, &env2.body, limits).expect("encoder output decodes");
         assert_eq!(value, again);
         let mut b = Vec::new();
         encode::body_only(env.version, &mut b, |w| Ok(again.encode(w)?)).expect("encode");
         assert_eq!(a, b);
     } else {
-        let Ok(value) = decode::partner_request(&env.body, limits) else { return false };
+        let Ok(value) = decode::partner_request(&env.body, limits) else {
+            return false;
+        };
         assert_eq!(value.operation(), op);
         let mut a = Vec::new();
-        encode::body_only(env.version, &mut a, |w| Ok(value.encode(w)?)).expect("accepted values encode");
+        encode::body_only(env.version, &mut a, |w| Ok(value.encode(w)?))
+            .expect("accepted values encode");
         let env2 = envelope::scan(&a).expect("scan");
         let again = decode::partner_request(&env2.body, limits).expect("encoder output decodes");
         assert_eq!(value, again);
@@ -144,7 +170,11 @@ fn the_mutator_produces_accepted_and_refused_messages() {
     let mut accepted = 0;
     let mut refused = 0;
     for leaf in 0..spans.len() {
-        for m in [Mutation::Remove, Mutation::Duplicate, Mutation::Value("x".into())] {
+        for m in [
+            Mutation::Remove,
+            Mutation::Duplicate,
+            Mutation::Value("x".into()),
+        ] {
             if check(*op, *response, &apply(doc, leaf, &m)) {
                 accepted += 1;
             } else {
@@ -152,5 +182,8 @@ fn the_mutator_produces_accepted_and_refused_messages() {
             }
         }
     }
-    assert!(accepted > 0 && refused > 0, "accepted {accepted}, refused {refused}");
+    assert!(
+        accepted > 0 && refused > 0,
+        "accepted {accepted}, refused {refused}"
+    );
 }

@@ -3,7 +3,12 @@
 //! `tests/golden.rs`) against the published XSDs, and rejects every negative fixture.
 //! Needs `xmllint` (Debian: libxml2-utils; `.ci/setup` installs it).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use std::process::Command;
 
@@ -22,6 +27,9 @@ fn contract_fixtures_and_encoder_output_validate_with_xmllint() {
         .expect("run tests/xmllint.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tests/xmllint.sh failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "tests/xmllint.sh failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("0 failures"), "{stdout}");
 }
