@@ -144,13 +144,30 @@ pub struct DecodeError {
 pub struct DecodeLimits {
     /// Maximum element depth below and including the body element.
     pub max_depth: usize,
+    /// Allow the SOAP envelope's header attributes (`mustUnderstand`, `actor`, `role`,
+    /// `encodingStyle`, `relay`) on the decoded element itself: a header block carries them,
+    /// and the envelope scan has already read them.
+    pub header_block: bool,
+}
+
+impl DecodeLimits {
+    /// The limits for a SOAP header block.
+    pub fn header_block() -> Self {
+        DecodeLimits {
+            header_block: true,
+            ..DecodeLimits::default()
+        }
+    }
 }
 
 impl Default for DecodeLimits {
     fn default() -> Self {
         // The deepest path in the contract is 5 elements (e.g. GetFeatureResponse/FeatureInstance/
         // Settings/DoNotDisturb/AllowList); 16 leaves room without allowing abuse.
-        DecodeLimits { max_depth: 16 }
+        DecodeLimits {
+            max_depth: 16,
+            header_block: false,
+        }
     }
 }
 
@@ -738,7 +755,17 @@ impl<'a> StrictReader<'a> {
                 Ok(a) => a,
                 Err(e) => return Err(self.violate(Rule::Malformed, format!("bad attribute: {e}"))),
             };
-            if attr.key.as_namespace_binding().is_none() {
+            let soap_header_attribute = self.limits.header_block
+                && self.stack.len() == 1
+                && {
+                    let (res, local) = self.resolver.resolve_attribute(attr.key);
+                    matches!(res, ResolveResult::Bound(ns) if ns.0 == crate::envelope::SOAP11_NS.as_bytes() || ns.0 == crate::envelope::SOAP12_NS.as_bytes())
+                        && matches!(
+                            local.as_ref(),
+                            b"mustUnderstand" | b"actor" | b"role" | b"encodingStyle" | b"relay"
+                        )
+                };
+            if attr.key.as_namespace_binding().is_none() && !soap_header_attribute {
                 let key = quote_value(&String::from_utf8_lossy(attr.key.as_ref()));
                 return Err(self.violate(
                     Rule::AttributeNotAllowed,
@@ -771,9 +798,11 @@ impl<'a> StrictReader<'a> {
                 ));
             }
         }
-        let event = if !self.started && !self.inherited.is_empty() {
+        let event = if !self.started && (!self.inherited.is_empty() || self.limits.header_block) {
             // Re-declare the envelope's bindings on the body element so that the generated
-            // code's own namespace resolver sees them (declarations on the element win).
+            // code's own namespace resolver sees them (declarations on the element win), and
+            // leave out the SOAP header attributes of a header block (only namespace
+            // declarations remain: everything else was refused above).
             let mut owned =
                 BytesStart::new(String::from_utf8_lossy(start.name().as_ref()).into_owned());
             for (prefix, ns) in &self.inherited {
@@ -791,7 +820,9 @@ impl<'a> StrictReader<'a> {
                 }
             }
             for attr in start.attributes().flatten() {
-                owned.push_attribute(attr);
+                if attr.key.as_namespace_binding().is_some() {
+                    owned.push_attribute(attr);
+                }
             }
             if empty {
                 Event::Empty(owned)

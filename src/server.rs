@@ -9,6 +9,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -167,6 +168,7 @@ impl Server {
         shutdown: watch::Receiver<bool>,
     ) {
         let idle = self.limits.keepalive_idle_timeout;
+        let busy = Arc::new(AtomicUsize::new(0));
         match self.tls.clone() {
             Some(acceptor) => {
                 let handshake =
@@ -174,16 +176,16 @@ impl Server {
                         .await;
                 match handshake {
                     Ok(Ok(tls)) => {
-                        self.http(IdleIo::new(tls, idle), peer, shutdown, true)
-                            .await
+                        let io = IdleIo::new(tls, idle, Arc::clone(&busy));
+                        self.http(io, busy, peer, shutdown, true).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
             }
             None => {
-                self.http(IdleIo::new(stream, idle), peer, shutdown, false)
-                    .await
+                let io = IdleIo::new(stream, idle, Arc::clone(&busy));
+                self.http(io, busy, peer, shutdown, false).await;
             }
         }
     }
@@ -191,6 +193,7 @@ impl Server {
     async fn http<T>(
         self: Arc<Self>,
         io: IdleIo<T>,
+        busy: Arc<AtomicUsize>,
         peer: SocketAddr,
         mut shutdown: watch::Receiver<bool>,
         tls: bool,
@@ -200,7 +203,14 @@ impl Server {
         let server = Arc::clone(&self);
         let service = service_fn(move |req| {
             let server = Arc::clone(&server);
-            async move { Ok::<_, Infallible>(server.route(req, peer, tls).await) }
+            // While a request is being answered the connection is not idle, however long the
+            // upstream takes (the upstream has its own timeout).
+            let guard = BusyGuard::enter(Arc::clone(&busy));
+            async move {
+                let response = server.route(req, peer, tls).await;
+                drop(guard);
+                Ok::<_, Infallible>(response)
+            }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -595,21 +605,39 @@ fn log_line(
     );
 }
 
-/// An I/O stream that fails with `TimedOut` when neither side moved any byte for `idle`:
-/// the keep-alive idle timeout (and a backstop against stalled peers).
+/// Counts the requests of a connection being answered.
+struct BusyGuard(Arc<AtomicUsize>);
+
+impl BusyGuard {
+    fn enter(busy: Arc<AtomicUsize>) -> Self {
+        busy.fetch_add(1, Ordering::SeqCst);
+        BusyGuard(busy)
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An I/O stream that fails with `TimedOut` when no byte moved for `idle` while no request was
+/// being answered: the keep-alive idle timeout (and a backstop against stalled peers).
 pub struct IdleIo<T> {
     inner: T,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
+    busy: Arc<AtomicUsize>,
 }
 
 impl<T> IdleIo<T> {
-    /// Wraps `inner`.
-    pub fn new(inner: T, idle: Duration) -> Self {
+    /// Wraps `inner`; `busy` counts the requests being answered on it.
+    pub fn new(inner: T, idle: Duration, busy: Arc<AtomicUsize>) -> Self {
         IdleIo {
             inner,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
+            busy,
         }
     }
 
@@ -619,6 +647,10 @@ impl<T> IdleIo<T> {
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.busy.load(Ordering::SeqCst) > 0 {
+            self.touch();
+            return false;
+        }
         self.deadline.as_mut().poll(cx).is_ready()
     }
 }

@@ -431,7 +431,14 @@ fn processing_instruction_is_refused() {
 
 #[test]
 fn depth_is_bounded() {
-    let err = decode_body_limits(CREATE, DecodeLimits { max_depth: 2 }).expect_err("refused");
+    let err = decode_body_limits(
+        CREATE,
+        DecodeLimits {
+            max_depth: 2,
+            ..DecodeLimits::default()
+        },
+    )
+    .expect_err("refused");
     assert_eq!(err.rule, Rule::Depth, "{err}");
     assert_eq!(err.path, "/CreateAccount/Contact/FirstName");
 }
@@ -499,4 +506,35 @@ fn wrong_operation_response_is_refused() {
     let err = partner_response(Operation::GetDevice, &env.body, DecodeLimits::default())
         .expect_err("refused");
     assert_eq!(err.rule, Rule::UnknownElement);
+}
+
+#[test]
+fn header_blocks_may_carry_soap_header_attributes_on_their_root_only() {
+    let doc = |auth: &str| {
+        format!(
+            r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cmn="urn:partnergate:partner:common:v1"><soapenv:Header>{auth}</soapenv:Header><soapenv:Body><cmn:X/></soapenv:Body></soapenv:Envelope>"#
+        )
+    };
+    let decode = |auth: &str, limits: DecodeLimits| {
+        let text = doc(auth);
+        let env = envelope::scan(text.as_bytes()).expect("scan");
+        partner_auth(&env.headers[0].element, limits)
+    };
+    let ok = r#"<cmn:PartnerAuth soapenv:mustUnderstand="1" soapenv:actor="http://schemas.xmlsoap.org/soap/actor/next"><cmn:PartnerId>PARTNER-0042</cmn:PartnerId><cmn:ApiKey>pgk_0123456789abcdef</cmn:ApiKey></cmn:PartnerAuth>"#;
+    assert!(decode(ok, DecodeLimits::header_block()).is_ok());
+    // Not in a body element, and not below the header block's root.
+    assert_eq!(
+        decode(ok, DecodeLimits::default()).map_err(|e| e.rule),
+        Err(Rule::AttributeNotAllowed)
+    );
+    let nested = r#"<cmn:PartnerAuth><cmn:PartnerId soapenv:mustUnderstand="1">PARTNER-0042</cmn:PartnerId><cmn:ApiKey>pgk_0123456789abcdef</cmn:ApiKey></cmn:PartnerAuth>"#;
+    assert_eq!(
+        decode(nested, DecodeLimits::header_block()).map_err(|e| e.rule),
+        Err(Rule::AttributeNotAllowed)
+    );
+    let other = r#"<cmn:PartnerAuth foo="1"><cmn:PartnerId>PARTNER-0042</cmn:PartnerId><cmn:ApiKey>pgk_0123456789abcdef</cmn:ApiKey></cmn:PartnerAuth>"#;
+    assert_eq!(
+        decode(other, DecodeLimits::header_block()).map_err(|e| e.rule),
+        Err(Rule::AttributeNotAllowed)
+    );
 }
