@@ -152,10 +152,50 @@ enum PartnerAction {
         /// its WSDL name CreateAccount); repeat for more.
         #[arg(long = "grant", value_name = "OP", required = true)]
         grant: Vec<String>,
+        /// Default for an unset feature setting, as FEATURE.Setting=VALUE (e.g.
+        /// VOICEMAIL.MaxMessageSeconds=120, DO_NOT_DISTURB.AllowList=+4930123); repeat for more.
+        #[arg(long = "feature-default", value_name = "FEATURE.SETTING=VALUE")]
+        feature_default: Vec<String>,
         /// Print JSON (partner_id, api_key, callback_key).
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `VOICEMAIL.MaxMessageSeconds=120` … → `{"VOICEMAIL": {"MaxMessageSeconds": "120"}}`, checked
+/// against the contract (repeated settings, such as AllowList, become lists).
+fn feature_defaults(items: &[String]) -> Result<Option<serde_json::Value>, String> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut object = serde_json::Map::new();
+    for item in items {
+        let (path, value) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--feature-default {item:?}: expected FEATURE.SETTING=VALUE"))?;
+        let (feature, setting) = path
+            .split_once('.')
+            .ok_or_else(|| format!("--feature-default {item:?}: expected FEATURE.SETTING=VALUE"))?;
+        let entry = object
+            .entry(feature.to_string())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if let serde_json::Value::Object(settings) = entry {
+            match settings.get_mut(setting) {
+                Some(serde_json::Value::Array(list)) => list.push(value.into()),
+                Some(single) => {
+                    let first = single.take();
+                    *single = serde_json::Value::Array(vec![first, value.into()]);
+                }
+                None => {
+                    settings.insert(setting.to_string(), value.into());
+                }
+            }
+        }
+    }
+    let value = serde_json::Value::Object(object);
+    partnergate::provision::features::validate_defaults(&value)
+        .map_err(|e| format!("--feature-default: {e}"))?;
+    Ok(Some(value))
 }
 
 fn main() -> ExitCode {
@@ -436,7 +476,6 @@ fn load_config(common: &Common, flags: BTreeMap<String, String>) -> Result<Confi
 
 fn partner(action: PartnerAction, common: &Common, out: &mut String) -> Result<(), String> {
     let config = load_config(common, BTreeMap::new())?;
-    let store = Store::open(&config.database_url).map_err(|e| e.to_string())?;
     match action {
         PartnerAction::Create {
             name,
@@ -445,8 +484,11 @@ fn partner(action: PartnerAction, common: &Common, out: &mut String) -> Result<(
             group,
             allow,
             grant,
+            feature_default,
             json,
         } => {
+            // Every argument is checked before the database is opened.
+            let feature_defaults = feature_defaults(&feature_default)?;
             let allow = allow
                 .iter()
                 .map(|a| config::parse_net(a).map_err(|e| format!("--allow: {e}")))
@@ -463,6 +505,7 @@ fn partner(action: PartnerAction, common: &Common, out: &mut String) -> Result<(
                 .iter()
                 .map(|o| o.permission())
                 .collect();
+            let store = Store::open(&config.database_url).map_err(|e| e.to_string())?;
             let created = store
                 .create_partner(
                     NewPartner {
@@ -473,6 +516,7 @@ fn partner(action: PartnerAction, common: &Common, out: &mut String) -> Result<(
                         allow,
                         grants,
                         key_ttl: None,
+                        feature_defaults,
                     },
                     &known,
                 )

@@ -155,7 +155,10 @@ fn parse_defaults(value: &serde_json::Value) -> Result<PartnerDefaults, Defaults
                 from_xml(&xml, NS_FTR).map(ftr::FeatureSettings::DoNotDisturb)
             }
         }
-        .map_err(|e| DefaultsError(format!("{code_text}: {e}")))?;
+        .map_err(|e| match e {
+            Problem::Corrupt(m) => DefaultsError(format!("{code_text}: {m}")),
+            other => DefaultsError(format!("{code_text}: {other}")),
+        })?;
         out.insert(feature_code(code), typed);
     }
     Ok(PartnerDefaults(out))

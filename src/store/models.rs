@@ -52,6 +52,7 @@ pub(crate) struct NewPartnerRow<'a> {
     pub(crate) country: Option<&'a str>,
     pub(crate) group_name: Option<&'a str>,
     pub(crate) status: &'a str,
+    pub(crate) feature_defaults: Option<&'a str>,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
 }

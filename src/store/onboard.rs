@@ -37,6 +37,9 @@ pub struct NewPartner {
     pub grants: Vec<String>,
     /// Lifetime of both keys; `None`: they do not expire.
     pub key_ttl: Option<Duration>,
+    /// Default feature settings, a JSON object keyed by feature code (the caller checks it
+    /// against the contract with `provision::features::validate_defaults`).
+    pub feature_defaults: Option<serde_json::Value>,
 }
 
 /// The result of onboarding. The keys exist only here: the database has their hashes.
@@ -59,6 +62,7 @@ struct ValidPartner {
     allow: BTreeSet<ipnet::IpNet>,
     grants: BTreeSet<String>,
     key_ttl_secs: Option<i64>,
+    feature_defaults: Option<String>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> StoreError {
@@ -133,7 +137,18 @@ fn validate(new: NewPartner, known_permissions: &[&str]) -> Result<ValidPartner,
                 .ok_or_else(|| invalid("key_ttl", "too long"))?,
         ),
     };
+    let feature_defaults = match &new.feature_defaults {
+        None => None,
+        Some(v) if v.is_object() => Some(v.to_string()),
+        Some(_) => {
+            return Err(invalid(
+                "feature_defaults",
+                "must be a JSON object keyed by feature code",
+            ))
+        }
+    };
     Ok(ValidPartner {
+        feature_defaults,
         partner_id: new.partner_id,
         name: new.name,
         country: new.country,
@@ -272,6 +287,7 @@ impl Store {
                     country: p.country.as_deref(),
                     group_name: p.group.as_deref(),
                     status: PartnerStatus::Active.as_str(),
+                    feature_defaults: p.feature_defaults.as_deref(),
                     created_at: now,
                     updated_at: now,
                 })

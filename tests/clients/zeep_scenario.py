@@ -79,7 +79,7 @@ check(device.AccountNumber == number and device.Status == "ACTIVE", "device regi
 vm = svc.EnableFeature(ServiceId=voip, Feature="VOICEMAIL",
                        Settings={"Voicemail": {"MaxMessageSeconds": 300}}, _soapheaders=auth)
 check(vm.Settings.Voicemail.MaxMessageSeconds == 300, "override kept")
-check(vm.Settings.Voicemail.EmailNotification is not None, "default filled in")
+check(vm.Settings.Voicemail.EmailNotification is True, "the partner's default (set at onboarding) filled in")
 check("EmailNotification" in (vm.DefaultedSetting or []), "defaulted settings named")
 check("MaxMessageSeconds" not in (vm.DefaultedSetting or []), "override is not a default")
 results["voicemail_defaulted"] = list(vm.DefaultedSetting or [])
