@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Sleep;
+use tracing::Instrument;
 
 use crate::config::{Config, Limits};
 use crate::encode;
@@ -348,7 +349,9 @@ impl Server {
             body: &body,
             request_id: &request_id,
         };
-        let outcome = pipeline::handle(gw, incoming).await;
+        // One span per request; the partner and operation are recorded in the access line.
+        let span = tracing::info_span!("request", request_id = %request_id, peer = %peer.ip());
+        let outcome = pipeline::handle(gw, incoming).instrument(span).await;
         let version = outcome.version;
         let op = outcome.operation.map(|o| o.name());
         let partner = outcome.partner.as_deref();
