@@ -482,10 +482,17 @@ fn empty_tls() -> TlsConfig {
     }
 }
 
-/// An address or a CIDR (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`).
+/// An address or a CIDR (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`). A network with host bits
+/// set (`10.1.2.3/8`) is refused rather than silently widened: it is most likely a typo.
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     if let Ok(net) = s.parse::<IpNet>() {
-        return Ok(net.trunc());
+        if net.trunc() != net {
+            return Err(format!(
+                "{s:?} has host bits set; did you mean {}?",
+                net.trunc()
+            ));
+        }
+        return Ok(net);
     }
     s.parse::<std::net::IpAddr>()
         .map(IpNet::from)
@@ -570,5 +577,7 @@ mod tests {
         .expect("valid");
         assert_eq!(c.trusted_proxies.len(), 3);
         assert!(Config::from_sources(&[&map(&[("trusted_proxies", "10.0.0.0/33")])]).is_err());
+        let err = parse_net("10.1.2.3/8").expect_err("host bits");
+        assert!(err.contains("did you mean 10.0.0.0/8"), "{err}");
     }
 }

@@ -225,6 +225,9 @@ fn is_blank(bytes: &[u8]) -> bool {
 
 /// Scans a SOAP 1.1 or 1.2 envelope.
 pub fn scan(input: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    // A UTF-8 byte order mark is allowed (XML 1.0 §4.3.3). quick-xml skips it without counting
+    // it in its positions, so it is cut off here, before any slice is taken.
+    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
     if std::str::from_utf8(input).is_err() {
         return Err(EnvelopeError::Encoding);
     }

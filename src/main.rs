@@ -505,21 +505,22 @@ fn partner(action: PartnerAction, common: &Common, out: &mut String) -> Result<(
                 .iter()
                 .map(|o| o.permission())
                 .collect();
+            let new = NewPartner {
+                partner_id: id,
+                name,
+                country,
+                group,
+                allow,
+                grants,
+                key_ttl: None,
+                feature_defaults,
+            };
+            // Everything that can be checked without the database is checked before it is
+            // opened (or created).
+            new.check(&known).map_err(|e| e.to_string())?;
             let store = Store::open(&config.database_url).map_err(|e| e.to_string())?;
             let created = store
-                .create_partner(
-                    NewPartner {
-                        partner_id: id,
-                        name,
-                        country,
-                        group,
-                        allow,
-                        grants,
-                        key_ttl: None,
-                        feature_defaults,
-                    },
-                    &known,
-                )
+                .create_partner(new, &known)
                 .map_err(|e| e.to_string())?;
             if json {
                 let value = serde_json::json!({

@@ -53,6 +53,15 @@ pub struct CreatedPartner {
     pub callback_key: Secret,
 }
 
+impl NewPartner {
+    /// Checks everything that can be checked without the database (all but the group's
+    /// existence and the partner id's uniqueness), so a command can refuse bad input before it
+    /// opens — or creates — a database.
+    pub fn check(&self, known_permissions: &[&str]) -> Result<(), StoreError> {
+        validate(self.clone(), known_permissions).map(|_| ())
+    }
+}
+
 /// A [`NewPartner`] that passed validation (deduplicated allowlist and grants).
 struct ValidPartner {
     partner_id: Option<String>,
