@@ -12,6 +12,7 @@ use crate::forward::{HttpUpstream, Upstream};
 use crate::pipeline::{Gateway, Settings};
 use crate::provision::Provisioning;
 use crate::server::{ServeError, Server};
+use crate::stats::Stats;
 use crate::store::{self, SnapshotCell, Store, StoreError};
 use crate::throttle::Throttle;
 
@@ -127,6 +128,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.refresh_interval,
         shutdown_rx.clone(),
     ));
+    let stats = Arc::new(Stats::default());
+    tokio::spawn(crate::stats::run_flusher(
+        Arc::clone(&stats),
+        store.clone(),
+        config.stats_flush_interval,
+        shutdown_rx.clone(),
+    ));
     // No upstream URL: the reference partner API layer runs in process, on the same database.
     let upstream: Arc<dyn Upstream> = match &config.upstream.url {
         Some(_) => Arc::new(HttpUpstream::new(&config.upstream)?),
@@ -141,6 +149,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         snapshot: cell,
         throttle: Throttle::new(config.default_rate),
         upstream: Some(upstream),
+        stats: Arc::clone(&stats),
     });
     let server = Server::new(&config, gateway)?;
     let listener = Server::bind(config.listen).await?;
@@ -154,7 +163,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         upstream = config.upstream.url.as_deref().unwrap_or("in process"),
         "partnergate listening"
     );
-    let done = tokio::spawn(server.serve(listener, shutdown_rx, SHUTDOWN_GRACE));
+    let done = tokio::spawn(async move {
+        server.serve(listener, shutdown_rx, SHUTDOWN_GRACE).await;
+        // In-flight requests are done: write the last statistics.
+        let now = crate::pipeline::unix_now();
+        match tokio::task::spawn_blocking(move || stats.flush(&store, now)).await {
+            Ok(Ok(rows)) => tracing::info!(rows, "statistics flushed at shutdown"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "statistics could not be flushed at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "statistics flush task failed"),
+        }
+    });
     Ok(Running {
         addr,
         shutdown: shutdown_tx,

@@ -42,6 +42,10 @@ pub struct Config {
     pub log_json: bool,
     /// HTTP status of SOAP 1.1 faults (`faults.soap11_status`: `wsi` or `semantic`).
     pub soap11_status: crate::fault::Soap11Status,
+    /// How often usage statistics are added to the database (`stats.flush_interval_ms`).
+    pub stats_flush_interval: Duration,
+    /// Peers allowed to read `GET /metrics` on the partner listener (`metrics.allow`).
+    pub metrics_allow: Vec<IpNet>,
 }
 
 /// TLS certificate and key (PEM).
@@ -175,6 +179,11 @@ impl Default for Config {
             refresh_interval: Duration::from_millis(250),
             log_json: false,
             soap11_status: crate::fault::Soap11Status::default(),
+            stats_flush_interval: Duration::from_secs(5),
+            metrics_allow: vec![
+                IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
+                IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ],
         }
     }
 }
@@ -224,6 +233,8 @@ pub const KEYS: &[&str] = &[
     "refresh_interval_ms",
     "trusted_proxies",
     "faults.soap11_status",
+    "stats.flush_interval_ms",
+    "metrics.allow",
     "tls.cert",
     "tls.key",
     "upstream.url",
@@ -412,6 +423,15 @@ impl Config {
             "refresh_interval_ms" => self.refresh_interval = ms(value)?,
             "trusted_proxies" => {
                 self.trusted_proxies = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(parse_net)
+                    .collect::<Result<_, _>>()?;
+            }
+            "stats.flush_interval_ms" => self.stats_flush_interval = ms(value)?,
+            "metrics.allow" => {
+                self.metrics_allow = value
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())

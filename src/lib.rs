@@ -22,6 +22,7 @@ pub mod forward;
 pub mod limit;
 pub mod pipeline;
 pub mod server;
+pub mod stats;
 pub mod throttle;
 
 pub mod provision;

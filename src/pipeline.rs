@@ -22,8 +22,10 @@ use crate::envelope::{self, EnvelopeError, SoapVersion};
 use crate::forward::{CallContext, ForwardError, Upstream, UpstreamReply};
 use crate::generated::partner::Operation;
 use crate::limit::{self, LimitError};
+use crate::stats::{Stage, StageTimes};
 use crate::store::SnapshotCell;
 use crate::throttle::{Throttle, Throttled};
+use std::time::Instant;
 
 /// The HTTP framing of a SOAP request is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -123,6 +125,8 @@ pub struct Gateway {
     pub throttle: Throttle,
     /// The partner API layer.
     pub upstream: Option<Arc<dyn Upstream>>,
+    /// Counters and histograms.
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 /// The parts of the configuration the request path reads.
@@ -158,6 +162,10 @@ pub struct Outcome {
     pub operation: Option<Operation>,
     /// The upstream's reply, or the refusal.
     pub result: Result<UpstreamReply, Rejection>,
+    /// Time per stage.
+    pub stages: StageTimes,
+    /// The key that authenticated the call (for its last-use time).
+    pub key_id: Option<i64>,
 }
 
 /// The SOAP version a content type names, and the `action` parameter of a SOAP 1.2 one.
@@ -219,9 +227,22 @@ pub async fn handle(gw: &Gateway, incoming: Incoming<'_>) -> Outcome {
         result: Err(Rejection::Transport(TransportError::ContentType(
             String::new(),
         ))),
+        stages: StageTimes::default(),
+        key_id: None,
     };
     outcome.result = run(gw, &incoming, &mut outcome).await;
     outcome
+}
+
+/// Times the stages: each `lap` charges the time since the previous one to a stage.
+struct Laps(Instant);
+
+impl Laps {
+    fn lap(&mut self, stage: Stage, out: &mut Outcome) {
+        let now = Instant::now();
+        out.stages.add(stage, now - self.0);
+        self.0 = now;
+    }
 }
 
 async fn run(
@@ -238,10 +259,15 @@ async fn run(
     let action = soap_action(incoming.headers, ct_action).map_err(Rejection::Transport)?;
 
     // XML limits: one streaming pass before anything else parses.
-    limit::check_xml(incoming.body, &gw.settings.xml).map_err(Rejection::Limit)?;
+    let mut laps = Laps(Instant::now());
+    let limited = limit::check_xml(incoming.body, &gw.settings.xml);
+    laps.lap(Stage::Limit, out);
+    limited.map_err(Rejection::Limit)?;
 
     // Envelope scan: header blocks and the body element.
-    let env = envelope::scan(incoming.body).map_err(Rejection::Envelope)?;
+    let env = envelope::scan(incoming.body);
+    laps.lap(Stage::Envelope, out);
+    let env = env.map_err(Rejection::Envelope)?;
     out.version = env.version;
     if env.version != ct_version {
         return Err(Rejection::Transport(TransportError::VersionConflict));
@@ -262,33 +288,43 @@ async fn run(
 
     // Authenticate, against the snapshot as it is now.
     let snapshot = gw.snapshot.load();
-    let now = unix_now();
-    let auth = authenticate::authenticate(&env, &snapshot, now).map_err(|e| {
-        out.partner = e.claimed().map(str::to_string);
-        Rejection::Auth(e)
-    })?;
+    let auth = authenticate::authenticate(&env, &snapshot, unix_now());
+    let auth = match auth {
+        Ok(auth) => auth,
+        Err(e) => {
+            // Refusals are counted against the partner claimed, if that partner exists.
+            out.partner = e
+                .claimed()
+                .filter(|p| snapshot.partners.contains_key(*p))
+                .map(str::to_string);
+            laps.lap(Stage::Checks, out);
+            return Err(Rejection::Auth(e));
+        }
+    };
     out.partner = Some(auth.partner.partner_id.clone());
+    out.key_id = Some(auth.key_id);
 
-    // Calling server.
-    let client = allowlist::client_address(
-        incoming.peer,
-        incoming.headers,
-        &gw.settings.trusted_proxies,
-    )
-    .map_err(Rejection::Allow)?;
-    allowlist::check(&auth, client).map_err(Rejection::Allow)?;
-
-    // Permission.
-    authorize::check(&auth, op).map_err(Rejection::Authorize)?;
-
-    // Throttle.
-    gw.throttle
-        .admit(&auth.partner, &snapshot)
-        .map_err(Rejection::Throttle)?;
+    // Calling server, permission, throttle.
+    let checks = (|| {
+        let client = allowlist::client_address(
+            incoming.peer,
+            incoming.headers,
+            &gw.settings.trusted_proxies,
+        )
+        .map_err(Rejection::Allow)?;
+        allowlist::check(&auth, client).map_err(Rejection::Allow)?;
+        authorize::check(&auth, op).map_err(Rejection::Authorize)?;
+        gw.throttle
+            .admit(&auth.partner, &snapshot)
+            .map_err(Rejection::Throttle)
+    })();
+    laps.lap(Stage::Checks, out);
+    checks?;
 
     // Strict typed decode: only now, for a known, allowed, permitted, admitted partner.
-    let request =
-        decode::partner_request(&env.body, DecodeLimits::default()).map_err(Rejection::Decode)?;
+    let request = decode::partner_request(&env.body, DecodeLimits::default());
+    laps.lap(Stage::Decode, out);
+    let request = request.map_err(Rejection::Decode)?;
 
     // Forward: the upstream sees only what encode.rs writes from the typed value.
     let upstream = gw
@@ -299,10 +335,9 @@ async fn run(
         partner_id: &auth.partner.partner_id,
         request_id: incoming.request_id,
     };
-    upstream
-        .call(ctx, &request)
-        .await
-        .map_err(Rejection::Forward)
+    let reply = upstream.call(ctx, &request).await;
+    laps.lap(Stage::Upstream, out);
+    reply.map_err(Rejection::Forward)
 }
 
 /// Seconds since the Unix epoch.

@@ -34,6 +34,7 @@ use crate::forward::UpstreamReply;
 use crate::limit;
 use crate::pipeline::{self, Gateway};
 use crate::published;
+use crate::stats::{Record, StageTimes};
 
 /// `/readyz` fails when the database has not confirmed the snapshot for this long.
 pub const READY_STALENESS: Duration = Duration::from_secs(5);
@@ -64,6 +65,7 @@ pub struct Server {
     public_url: Option<String>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     started: Instant,
+    metrics_allow: Vec<ipnet::IpNet>,
 }
 
 /// Loads a certificate chain and key (PEM) into a TLS acceptor (HTTP/1.1 via ALPN).
@@ -109,6 +111,7 @@ impl Server {
             public_url: config.public_url.clone(),
             tls,
             started: Instant::now(),
+            metrics_allow: config.metrics_allow.clone(),
         })
     }
 
@@ -151,7 +154,10 @@ impl Server {
             let server = Arc::clone(&server);
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
+                let stats = Arc::clone(&server.gateway.stats);
+                stats.open_connections.fetch_add(1, Ordering::Relaxed);
                 server.connection(stream, peer, shutdown).await;
+                stats.open_connections.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
             });
             // Reap finished connection tasks so the set does not grow.
@@ -246,6 +252,7 @@ impl Server {
             (&Method::POST, PARTNER_PATH) => self.soap(req, peer).await,
             (&Method::GET, PARTNER_PATH) => self.contract(&req, query.as_deref(), tls),
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET, "/metrics") => self.metrics(peer),
             (&Method::GET, "/readyz") => self.ready(),
             (_, PARTNER_PATH) => {
                 let mut r = text(
@@ -307,6 +314,7 @@ impl Server {
         let version_hint =
             pipeline::content_type_version(&parts.headers).map_or(SoapVersion::Soap11, |(v, _)| v);
         let gw = &self.gateway;
+        let mode = gw.settings.soap11_status;
         let body = match limit::read_body(
             body,
             declared,
@@ -318,22 +326,19 @@ impl Server {
             Ok(b) => b,
             Err(e) => {
                 let rejection = pipeline::Rejection::Limit(e);
-                let f = fault::render(
-                    &rejection,
-                    version_hint,
-                    &request_id,
-                    gw.settings.soap11_status,
-                );
-                log_line(
-                    &request_id,
+                let f = fault::render(&rejection, version_hint, &request_id, mode);
+                let done = Done {
+                    request_id: &request_id,
                     peer,
-                    None,
-                    None,
-                    f.outcome,
-                    f.status,
-                    started,
-                    Some(&rejection),
-                );
+                    partner: None,
+                    operation: None,
+                    outcome: f.outcome,
+                    status: f.status,
+                    rejection: Some(&rejection),
+                    stages: StageTimes::default(),
+                    key_id: None,
+                };
+                self.finish(done, started);
                 let mut response = fault_response(f, version_hint, &request_id);
                 // The rest of an oversized or stalled body is not read: close the connection.
                 response.headers_mut().insert(
@@ -353,83 +358,108 @@ impl Server {
         let span = tracing::info_span!("request", request_id = %request_id, peer = %peer.ip());
         let outcome = pipeline::handle(gw, incoming).instrument(span).await;
         let version = outcome.version;
-        let op = outcome.operation.map(|o| o.name());
-        let partner = outcome.partner.as_deref();
-        match &outcome.result {
+        // A response that cannot be encoded (it cannot: its values were validated on decode) is
+        // answered as an invalid upstream response rather than not at all.
+        let mut encode_failure = None;
+        let (response, label, status) = match &outcome.result {
             Ok(UpstreamReply::Response(response)) => {
                 let mut out = Vec::with_capacity(2048);
                 match encode::body_only(version, &mut out, |w| Ok(response.encode(w)?)) {
-                    Ok(()) => {
-                        log_line(
-                            &request_id,
-                            peer,
-                            partner,
-                            op,
-                            "ok",
-                            StatusCode::OK,
-                            started,
-                            None,
-                        );
-                        soap_response(StatusCode::OK, version, &request_id, out)
-                    }
+                    Ok(()) => (
+                        soap_response(StatusCode::OK, version, &request_id, out),
+                        "ok",
+                        StatusCode::OK,
+                    ),
                     Err(e) => {
                         let rejection = pipeline::Rejection::Forward(
                             crate::forward::ForwardError::Invalid(e.to_string()),
                         );
-                        let f = fault::render(
-                            &rejection,
-                            version,
-                            &request_id,
-                            gw.settings.soap11_status,
-                        );
-                        log_line(
-                            &request_id,
-                            peer,
-                            partner,
-                            op,
-                            f.outcome,
-                            f.status,
-                            started,
-                            Some(&rejection),
-                        );
-                        fault_response(f, version, &request_id)
+                        let f = fault::render(&rejection, version, &request_id, mode);
+                        let (label, status) = (f.outcome, f.status);
+                        encode_failure = Some(rejection);
+                        (fault_response(f, version, &request_id), label, status)
                     }
                 }
             }
             Ok(UpstreamReply::Fault(upstream)) => {
-                let f = fault::render_upstream(
-                    upstream,
-                    version,
-                    &request_id,
-                    gw.settings.soap11_status,
-                );
-                log_line(
-                    &request_id,
-                    peer,
-                    partner,
-                    op,
-                    f.outcome,
-                    f.status,
-                    started,
-                    None,
-                );
-                fault_response(f, version, &request_id)
+                let f = fault::render_upstream(upstream, version, &request_id, mode);
+                let (label, status) = (f.outcome, f.status);
+                (fault_response(f, version, &request_id), label, status)
             }
             Err(rejection) => {
-                let f = fault::render(rejection, version, &request_id, gw.settings.soap11_status);
-                log_line(
-                    &request_id,
-                    peer,
-                    partner,
-                    op,
-                    f.outcome,
-                    f.status,
-                    started,
-                    Some(rejection),
-                );
-                fault_response(f, version, &request_id)
+                let f = fault::render(rejection, version, &request_id, mode);
+                let (label, status) = (f.outcome, f.status);
+                (fault_response(f, version, &request_id), label, status)
             }
+        };
+        let done = Done {
+            request_id: &request_id,
+            peer,
+            partner: outcome.partner.as_deref(),
+            operation: outcome.operation.map(|o| o.name()),
+            outcome: label,
+            status,
+            rejection: encode_failure.as_ref().or(outcome.result.as_ref().err()),
+            stages: outcome.stages,
+            key_id: outcome.key_id,
+        };
+        self.finish(done, started);
+        response
+    }
+
+    /// The one log line and the statistics of an answered request.
+    fn finish(&self, done: Done<'_>, started: Instant) {
+        let elapsed = started.elapsed();
+        log_line(&done, elapsed);
+        self.gateway.stats.record(
+            Record {
+                partner: done.partner,
+                operation: done.operation,
+                outcome: done.outcome,
+                total: elapsed,
+                stages: done.stages,
+                key_id: done.key_id,
+            },
+            pipeline::unix_now(),
+        );
+    }
+
+    /// `GET /metrics` (Prometheus text), for the peers in `metrics.allow` only.
+    fn metrics(&self, peer: SocketAddr) -> Response<Full<Bytes>> {
+        if !self.metrics_allow.iter().any(|n| n.contains(&peer.ip())) {
+            return text(
+                StatusCode::FORBIDDEN,
+                "metrics are not available to this address\n",
+            );
         }
+        let cell = &self.gateway.snapshot;
+        let snapshot = cell.load();
+        let age = cell
+            .staleness(std::time::SystemTime::now())
+            .map_or(-1.0, |d| d.as_secs_f64());
+        let gauges = [
+            (
+                "partnergate_snapshot_age_seconds",
+                "Seconds since the database last confirmed the partner snapshot (-1: never).",
+                age,
+            ),
+            (
+                "partnergate_snapshot_revision",
+                "Revision of the partner snapshot in force.",
+                snapshot.revision as f64,
+            ),
+            (
+                "partnergate_partners",
+                "Partners in the snapshot.",
+                snapshot.partners.len() as f64,
+            ),
+        ];
+        let mut r = Response::new(Full::new(Bytes::from(self.gateway.stats.render(&gauges))));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
     }
 
     /// `?wsdl`, `?wsdl=soap11`, `?xsd=NAME`: the published contract with its addresses pointing
@@ -580,30 +610,33 @@ fn fault_response(
     r
 }
 
-#[allow(clippy::too_many_arguments)]
-fn log_line(
-    request_id: &str,
+/// What one answered request was, for its log line and its statistics.
+struct Done<'a> {
+    request_id: &'a str,
     peer: SocketAddr,
-    partner: Option<&str>,
-    operation: Option<&str>,
-    outcome: &str,
+    partner: Option<&'a str>,
+    operation: Option<&'static str>,
+    outcome: &'static str,
     status: StatusCode,
-    started: Instant,
-    rejection: Option<&pipeline::Rejection>,
-) {
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    rejection: Option<&'a pipeline::Rejection>,
+    stages: StageTimes,
+    key_id: Option<i64>,
+}
+
+fn log_line(done: &Done<'_>, elapsed: Duration) {
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     // Never a key or a body: the rejection's Display names rules, paths and limits only.
-    let detail = rejection.map(|r| r.to_string());
+    let detail = done.rejection.map(|r| r.to_string());
     tracing::info!(
         target: "partnergate::access",
-        request_id,
-        peer = %peer.ip(),
-        partner = partner.unwrap_or("-"),
-        operation = operation.unwrap_or("-"),
-        outcome,
-        status = status.as_u16(),
+        request_id = done.request_id,
+        peer = %done.peer.ip(),
+        partner = done.partner.unwrap_or("-"),
+        operation = done.operation.unwrap_or("-"),
+        outcome = done.outcome,
+        status = done.status.as_u16(),
         latency_us = micros,
-        stage = rejection.map_or("-", |r| r.stage()),
+        stage = done.rejection.map_or("-", |r| r.stage()),
         detail = detail.as_deref().unwrap_or("-"),
     );
 }

@@ -18,6 +18,7 @@ mod models;
 mod onboard;
 mod schema;
 mod snapshot;
+mod usage;
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use snapshot::{
     run_refresher, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate, RefreshHealth,
     Snapshot, SnapshotCell, DEFAULT_REFRESH_INTERVAL,
 };
+pub use usage::{UsageDelta, UsageTotal};
 
 /// Pool size for SQLite: one writer at a time anyway; a few readers.
 const SQLITE_POOL_SIZE: u32 = 4;

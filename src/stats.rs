@@ -1,0 +1,492 @@
+//! Usage statistics and metrics: every answered request is counted once, in memory, per partner ×
+//! operation × outcome, with its latency; per-stage and total latency histograms feed `/metrics`.
+//! A flusher adds the counts to the database in batches (every `stats.flush_interval_ms` and at
+//! shutdown), never one write per request; several gateway nodes add up in the same rows.
+//!
+//! Refused calls are counted against the partner they claimed to be when that partner exists;
+//! otherwise under `-` (so an anonymous caller cannot grow the key space). The hot path takes
+//! one of [`SHARDS`] mutexes, chosen per worker thread, for a few hundred nanoseconds.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::store::{Store, StoreError, UsageDelta};
+
+/// Mutex shards of the counter map.
+pub const SHARDS: usize = 16;
+
+/// Length of a statistics bucket in the database.
+pub const BUCKET_SECS: i64 = 60;
+
+/// Upper bounds of the latency histogram buckets, in microseconds (the last is +Inf).
+pub const BUCKETS_MICROS: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+/// The stages timed separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Body limits and the XML structure pass.
+    Limit,
+    /// Envelope scan.
+    Envelope,
+    /// Authentication, allowlist, authorization, throttle.
+    Checks,
+    /// Strict typed decode.
+    Decode,
+    /// The upstream call (re-encode, send, decode the reply).
+    Upstream,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Limit,
+        Stage::Envelope,
+        Stage::Checks,
+        Stage::Decode,
+        Stage::Upstream,
+    ];
+
+    /// The metrics label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Stage::Limit => "limit",
+            Stage::Envelope => "envelope",
+            Stage::Checks => "checks",
+            Stage::Decode => "decode",
+            Stage::Upstream => "upstream",
+        }
+    }
+}
+
+/// Time spent per stage by one request (zero for stages it did not reach).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StageTimes(pub [Duration; 5]);
+
+impl StageTimes {
+    /// Adds `d` to `stage`.
+    pub fn add(&mut self, stage: Stage, d: Duration) {
+        let i = stage as usize;
+        self.0[i] += d;
+    }
+}
+
+/// A latency histogram with atomic buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 13],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = BUCKETS_MICROS
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(BUCKETS_MICROS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, bound) in BUCKETS_MICROS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.buckets[BUCKETS_MICROS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(
+            out,
+            "{name}_count{braces} {}",
+            self.count.load(Ordering::Relaxed)
+        );
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    partner: Arc<str>,
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Value {
+    count: u64,
+    micros: u64,
+    flushed_count: u64,
+    flushed_micros: u64,
+}
+
+/// All counters of one gateway process.
+pub struct Stats {
+    shards: Vec<Mutex<HashMap<Key, Value>>>,
+    total: Histogram,
+    stages: [Histogram; 5],
+    key_uses: Mutex<HashMap<i64, i64>>,
+    /// Open connections (maintained by the server).
+    pub open_connections: AtomicUsize,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            total: Histogram::default(),
+            stages: Default::default(),
+            key_uses: Mutex::new(HashMap::new()),
+            open_connections: AtomicUsize::new(0),
+        }
+    }
+}
+
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.with(|i| *i)
+}
+
+/// One answered request, as counted.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// The partner (authenticated, or claimed and known), or `None`.
+    pub partner: Option<&'a str>,
+    /// The operation, when the body named one.
+    pub operation: Option<&'static str>,
+    /// `ok` or the refusal / upstream-error label.
+    pub outcome: &'static str,
+    /// Total time in the gateway.
+    pub total: Duration,
+    /// Per-stage times.
+    pub stages: StageTimes,
+    /// The key that authenticated the call.
+    pub key_id: Option<i64>,
+}
+
+impl Stats {
+    /// Counts one request.
+    pub fn record(&self, r: Record<'_>, now: i64) {
+        let key = Key {
+            partner: Arc::from(r.partner.unwrap_or("-")),
+            operation: r.operation.unwrap_or("-"),
+            outcome: r.outcome,
+        };
+        let micros = u64::try_from(r.total.as_micros()).unwrap_or(u64::MAX);
+        if let Ok(mut shard) = self.shards[shard_index()].lock() {
+            let v = shard.entry(key).or_default();
+            v.count += 1;
+            v.micros = v.micros.saturating_add(micros);
+        }
+        self.total.observe(r.total);
+        for stage in Stage::ALL {
+            let d = r.stages.0[stage as usize];
+            if !d.is_zero() {
+                self.stages[stage as usize].observe(d);
+            }
+        }
+        if let Some(id) = r.key_id {
+            if let Ok(mut uses) = self.key_uses.lock() {
+                uses.insert(id, now);
+            }
+        }
+    }
+
+    /// The counts not yet written, marked as written (returned to the caller to write).
+    fn take_deltas(&self, bucket_start: i64) -> Vec<UsageDelta> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let Ok(mut map) = shard.lock() else { continue };
+            for (k, v) in map.iter_mut() {
+                let count = v.count - v.flushed_count;
+                if count == 0 {
+                    continue;
+                }
+                let micros = v.micros - v.flushed_micros;
+                v.flushed_count = v.count;
+                v.flushed_micros = v.micros;
+                out.push(UsageDelta {
+                    bucket_start,
+                    partner_id: k.partner.to_string(),
+                    operation: k.operation.to_string(),
+                    outcome: k.outcome.to_string(),
+                    count: i64::try_from(count).unwrap_or(i64::MAX),
+                    total_micros: i64::try_from(micros).unwrap_or(i64::MAX),
+                });
+            }
+        }
+        // Rows of different shards with the same key are merged.
+        let mut merged: HashMap<(String, String, String), UsageDelta> = HashMap::new();
+        for d in out {
+            let k = (d.partner_id.clone(), d.operation.clone(), d.outcome.clone());
+            merged
+                .entry(k)
+                .and_modify(|e| {
+                    e.count += d.count;
+                    e.total_micros += d.total_micros;
+                })
+                .or_insert(d);
+        }
+        merged.into_values().collect()
+    }
+
+    fn give_back(&self, deltas: &[UsageDelta]) {
+        // A failed flush: undo the "written" marks so the next flush writes them again.
+        for d in deltas {
+            let mut left_count = u64::try_from(d.count).unwrap_or(0);
+            let mut left_micros = u64::try_from(d.total_micros).unwrap_or(0);
+            for shard in &self.shards {
+                let Ok(mut map) = shard.lock() else { continue };
+                for (k, v) in map.iter_mut() {
+                    if &*k.partner == d.partner_id
+                        && k.operation == d.operation
+                        && k.outcome == d.outcome
+                    {
+                        let c = left_count.min(v.flushed_count);
+                        let m = left_micros.min(v.flushed_micros);
+                        v.flushed_count -= c;
+                        v.flushed_micros -= m;
+                        left_count -= c;
+                        left_micros -= m;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes everything not yet written (blocking; run on `spawn_blocking`).
+    pub fn flush(&self, store: &Store, now: i64) -> Result<usize, StoreError> {
+        let bucket = now - now.rem_euclid(BUCKET_SECS);
+        let deltas = self.take_deltas(bucket);
+        let uses: Vec<(i64, i64)> = match self.key_uses.lock() {
+            Ok(mut m) => m.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        match store.add_usage(&deltas, &uses) {
+            Ok(()) => Ok(deltas.len()),
+            Err(e) => {
+                self.give_back(&deltas);
+                if let Ok(mut m) = self.key_uses.lock() {
+                    for (id, at) in uses {
+                        m.entry(id).or_insert(at);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Prometheus text: requests by partner × operation × outcome, refusals by reason,
+    /// latency histograms, plus `gauges` (name, help, value) from the caller.
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let mut totals: HashMap<Key, u64> = HashMap::new();
+        for shard in &self.shards {
+            let Ok(map) = shard.lock() else { continue };
+            for (k, v) in map.iter() {
+                *totals.entry(k.clone()).or_default() += v.count;
+            }
+        }
+        let mut rows: Vec<(Key, u64)> = totals.into_iter().collect();
+        rows.sort_by(|a, b| {
+            (&*a.0.partner, a.0.operation, a.0.outcome).cmp(&(
+                &*b.0.partner,
+                b.0.operation,
+                b.0.outcome,
+            ))
+        });
+        let _ = writeln!(
+            out,
+            "# HELP partnergate_requests_total Answered SOAP requests."
+        );
+        let _ = writeln!(out, "# TYPE partnergate_requests_total counter");
+        let mut refusals: HashMap<&'static str, u64> = HashMap::new();
+        let mut upstream_errors: HashMap<&'static str, u64> = HashMap::new();
+        for (k, n) in &rows {
+            let _ = writeln!(
+                out,
+                "partnergate_requests_total{{partner=\"{}\",operation=\"{}\",outcome=\"{}\"}} {n}",
+                escape_label(&k.partner),
+                k.operation,
+                k.outcome
+            );
+            if k.outcome.starts_with("upstream-") || k.outcome == "internal" {
+                *upstream_errors.entry(k.outcome).or_default() += n;
+            } else if k.outcome != "ok" {
+                *refusals.entry(k.outcome).or_default() += n;
+            }
+        }
+        let mut write_map =
+            |name: &str, help: &str, label: &str, map: HashMap<&'static str, u64>| {
+                let _ = writeln!(out, "# HELP {name} {help}");
+                let _ = writeln!(out, "# TYPE {name} counter");
+                let mut items: Vec<_> = map.into_iter().collect();
+                items.sort();
+                for (k, n) in items {
+                    let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {n}");
+                }
+            };
+        write_map(
+            "partnergate_refusals_total",
+            "Requests refused by the gateway, by reason.",
+            "reason",
+            refusals,
+        );
+        write_map(
+            "partnergate_upstream_errors_total",
+            "Requests the upstream could not answer, by kind.",
+            "kind",
+            upstream_errors,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP partnergate_request_duration_seconds Time in the gateway per request."
+        );
+        let _ = writeln!(out, "# TYPE partnergate_request_duration_seconds histogram");
+        self.total
+            .render(&mut out, "partnergate_request_duration_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP partnergate_stage_duration_seconds Time per stage of the request path."
+        );
+        let _ = writeln!(out, "# TYPE partnergate_stage_duration_seconds histogram");
+        for stage in Stage::ALL {
+            self.stages[stage as usize].render(
+                &mut out,
+                "partnergate_stage_duration_seconds",
+                &format!("stage=\"{}\"", stage.label()),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP partnergate_open_connections Open partner connections."
+        );
+        let _ = writeln!(out, "# TYPE partnergate_open_connections gauge");
+        let _ = writeln!(
+            out,
+            "partnergate_open_connections {}",
+            self.open_connections.load(Ordering::Relaxed)
+        );
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Flushes every `every` until `shutdown`, then once more.
+pub async fn run_flusher(
+    stats: Arc<Stats>,
+    store: Store,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stop = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.changed() => true,
+        };
+        let (s, st) = (Arc::clone(&stats), store.clone());
+        let now = crate::pipeline::unix_now();
+        match tokio::task::spawn_blocking(move || s.flush(&st, now)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "statistics flush failed; will retry"),
+            Err(e) => tracing::warn!(error = %e, "statistics flush task failed"),
+        }
+        if stop || *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(partner: &str, outcome: &'static str) -> Record<'static> {
+        let partner: &'static str = Box::leak(partner.to_string().into_boxed_str());
+        Record {
+            partner: Some(partner),
+            operation: Some("CreateAccount"),
+            outcome,
+            total: Duration::from_micros(700),
+            stages: StageTimes::default(),
+            key_id: Some(7),
+        }
+    }
+
+    #[test]
+    fn deltas_are_taken_once_and_merged_across_shards() {
+        let s = Stats::default();
+        for _ in 0..3 {
+            s.record(rec("P-1", "ok"), 100);
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(|| s.record(rec("P-1", "ok"), 100));
+        });
+        s.record(rec("P-1", "denied-operation"), 100);
+        let mut d = s.take_deltas(60);
+        d.sort_by(|a, b| a.outcome.cmp(&b.outcome));
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            (d[1].outcome.as_str(), d[1].count, d[1].total_micros),
+            ("ok", 4, 2800)
+        );
+        assert!(s.take_deltas(60).is_empty(), "nothing is written twice");
+        s.give_back(&d);
+        assert_eq!(
+            s.take_deltas(60).len(),
+            2,
+            "a failed flush is written again"
+        );
+    }
+
+    #[test]
+    fn metrics_render() {
+        let s = Stats::default();
+        s.record(rec("P-1", "ok"), 100);
+        s.record(rec("P-1", "throttled"), 100);
+        s.record(rec("P-1", "upstream-timeout"), 100);
+        let text = s.render(&[("partnergate_snapshot_age_seconds", "Age.", 0.5)]);
+        assert!(text.contains("partnergate_requests_total{partner=\"P-1\",operation=\"CreateAccount\",outcome=\"ok\"} 1"));
+        assert!(text.contains("partnergate_refusals_total{reason=\"throttled\"} 1"));
+        assert!(text.contains("partnergate_upstream_errors_total{kind=\"upstream-timeout\"} 1"));
+        assert!(text.contains("partnergate_request_duration_seconds_bucket{le=\"0.001\"} 3"));
+        assert!(text.contains("partnergate_request_duration_seconds_count 3"));
+        assert!(text.contains("partnergate_snapshot_age_seconds 0.5"));
+    }
+}

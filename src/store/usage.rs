@@ -1,0 +1,146 @@
+//! Usage statistics in the database: counts and summed latency per time bucket × partner ×
+//! operation × outcome, added to (never overwritten) so that several gateway nodes add up; and
+//! the last use of each key. Written in batches by `stats.rs`, never once per request.
+
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+
+use super::schema::{api_keys, usage_stats};
+use super::{AnyConnection, Store, StoreError};
+
+/// One row to add: the deltas since the last flush.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageDelta {
+    /// Start of the bucket (unix seconds, a multiple of the bucket length).
+    pub bucket_start: i64,
+    /// The partner (`-` when the caller claimed no known partner).
+    pub partner_id: String,
+    /// The operation (`-` when the body named none).
+    pub operation: String,
+    /// `ok`, or the refusal / upstream-error label.
+    pub outcome: String,
+    /// Calls.
+    pub count: i64,
+    /// Summed latency, microseconds.
+    pub total_micros: i64,
+}
+
+/// A row of `partnergate stats`: totals over the requested period.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UsageTotal {
+    /// The partner.
+    pub partner_id: String,
+    /// The operation.
+    pub operation: String,
+    /// The outcome.
+    pub outcome: String,
+    /// Calls.
+    pub count: i64,
+    /// Summed latency, microseconds.
+    pub total_micros: i64,
+}
+
+impl Store {
+    /// Adds `deltas` to the usage table and records key uses, in one transaction. Does not bump
+    /// the partner-data revision (statistics are not partner data).
+    pub fn add_usage(
+        &self,
+        deltas: &[UsageDelta],
+        key_uses: &[(i64, i64)],
+    ) -> Result<(), StoreError> {
+        if deltas.is_empty() && key_uses.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.connection()?;
+        conn.transaction(|c: &mut r2d2::PooledConnection<super::conn::Manager>| {
+            for d in deltas {
+                // ON CONFLICT is not available through Diesel's MultiBackend: the same statement
+                // is built for each concrete backend (both speak it).
+                macro_rules! upsert {
+                    ($conn:expr) => {
+                        diesel::insert_into(usage_stats::table)
+                            .values((
+                                usage_stats::bucket_start.eq(d.bucket_start),
+                                usage_stats::partner_id.eq(&d.partner_id),
+                                usage_stats::operation.eq(&d.operation),
+                                usage_stats::outcome.eq(&d.outcome),
+                                usage_stats::count.eq(d.count),
+                                usage_stats::total_micros.eq(d.total_micros),
+                            ))
+                            .on_conflict((
+                                usage_stats::bucket_start,
+                                usage_stats::partner_id,
+                                usage_stats::operation,
+                                usage_stats::outcome,
+                            ))
+                            .do_update()
+                            .set((
+                                usage_stats::count
+                                    .eq(usage_stats::count + excluded(usage_stats::count)),
+                                usage_stats::total_micros
+                                    .eq(usage_stats::total_micros
+                                        + excluded(usage_stats::total_micros)),
+                            ))
+                            .execute($conn)?
+                    };
+                }
+                match &mut **c {
+                    AnyConnection::Sqlite(c) => upsert!(c),
+                    AnyConnection::Postgresql(c) => upsert!(c),
+                };
+            }
+            for (key_id, at) in key_uses {
+                diesel::update(api_keys::table.filter(api_keys::id.eq(key_id)))
+                    .set(api_keys::last_used_at.eq(at))
+                    .execute(c)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+    }
+
+    /// Totals per partner × operation × outcome over buckets starting at or after `since`
+    /// (unix seconds), optionally for one partner, most calls first.
+    pub fn usage(&self, since: i64, partner: Option<&str>) -> Result<Vec<UsageTotal>, StoreError> {
+        let mut conn = self.connection()?;
+        let mut query = usage_stats::table
+            .filter(usage_stats::bucket_start.ge(since))
+            .into_boxed();
+        if let Some(p) = partner {
+            query = query.filter(usage_stats::partner_id.eq(p.to_string()));
+        }
+        let rows: Vec<(String, String, String, i64, i64)> = query
+            .select((
+                usage_stats::partner_id,
+                usage_stats::operation,
+                usage_stats::outcome,
+                usage_stats::count,
+                usage_stats::total_micros,
+            ))
+            .load(&mut *conn)?;
+        let mut totals: std::collections::BTreeMap<(String, String, String), (i64, i64)> =
+            std::collections::BTreeMap::new();
+        for (p, o, out, n, us) in rows {
+            let e = totals.entry((p, o, out)).or_default();
+            e.0 += n;
+            e.1 += us;
+        }
+        let mut out: Vec<UsageTotal> = totals
+            .into_iter()
+            .map(
+                |((partner_id, operation, outcome), (count, total_micros))| UsageTotal {
+                    partner_id,
+                    operation,
+                    outcome,
+                    count,
+                    total_micros,
+                },
+            )
+            .collect();
+        out.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.partner_id.cmp(&b.partner_id))
+        });
+        Ok(out)
+    }
+}
