@@ -262,7 +262,7 @@ impl Stats {
             for shard in &self.shards {
                 let Ok(mut map) = shard.lock() else { continue };
                 for (k, v) in map.iter_mut() {
-                    if &*k.partner == d.partner_id
+                    if *k.partner == *d.partner_id
                         && k.operation == d.operation
                         && k.outcome == d.outcome
                     {

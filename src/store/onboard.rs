@@ -74,14 +74,15 @@ struct ValidPartner {
     feature_defaults: Option<String>,
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> StoreError {
+pub(super) fn invalid(field: &'static str, reason: impl Into<String>) -> StoreError {
     StoreError::Invalid {
         field,
         reason: reason.into(),
     }
 }
 
-fn valid_partner_id(id: &str) -> bool {
+/// Whether `id` matches `[A-Z0-9][A-Z0-9-]{2,31}`.
+pub(crate) fn valid_partner_id(id: &str) -> bool {
     let b = id.as_bytes();
     (3..=32).contains(&b.len())
         && (b[0].is_ascii_uppercase() || b[0].is_ascii_digit())
@@ -99,37 +100,15 @@ fn validate(new: NewPartner, known_permissions: &[&str]) -> Result<ValidPartner,
             ));
         }
     }
-    let chars = new.name.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS {
-        return Err(invalid(
-            "name",
-            format!("must be 1..{MAX_NAME_CHARS} characters, not {chars}"),
-        ));
-    }
-    if new.name.trim() != new.name || new.name.chars().any(char::is_control) {
-        return Err(invalid(
-            "name",
-            "no leading/trailing whitespace or control characters",
-        ));
-    }
+    check_name(&new.name)?;
     if let Some(c) = &new.country {
-        if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(invalid(
-                "country",
-                format!("{c:?} is not two uppercase letters (ISO 3166-1 alpha-2)"),
-            ));
-        }
+        check_country(c)?;
     }
     if new.allow.is_empty() {
         return Err(invalid("allow", "at least one network is required"));
     }
     for net in &new.allow {
-        if net.trunc() != *net {
-            return Err(invalid(
-                "allow",
-                format!("{net} has host bits set; did you mean {}?", net.trunc()),
-            ));
-        }
+        check_net("allow", net)?;
     }
     for grant in &new.grants {
         check_grant(grant, known_permissions)?;
@@ -168,8 +147,49 @@ fn validate(new: NewPartner, known_permissions: &[&str]) -> Result<ValidPartner,
     })
 }
 
+/// A partner's display name: 1..200 characters, no surrounding whitespace or control characters.
+pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS {
+        return Err(invalid(
+            "name",
+            format!("must be 1..{MAX_NAME_CHARS} characters, not {chars}"),
+        ));
+    }
+    if name.trim() != name || name.chars().any(char::is_control) {
+        return Err(invalid(
+            "name",
+            "no leading/trailing whitespace or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// ISO 3166-1 alpha-2: two uppercase ASCII letters.
+pub(crate) fn check_country(country: &str) -> Result<(), StoreError> {
+    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(invalid(
+            "country",
+            format!("{country:?} is not two uppercase letters (ISO 3166-1 alpha-2)"),
+        ));
+    }
+    Ok(())
+}
+
+/// An allowlist network must be written without host bits: `10.1.2.3/8` is refused (did the
+/// operator mean `10.0.0.0/8` or `10.1.2.3/32`?) rather than silently widened.
+pub(crate) fn check_net(field: &'static str, net: &ipnet::IpNet) -> Result<(), StoreError> {
+    if net.trunc() != *net {
+        return Err(invalid(
+            field,
+            format!("{net} has host bits set; did you mean {}?", net.trunc()),
+        ));
+    }
+    Ok(())
+}
+
 /// A grant is `*`, `<domain>.*` for a domain of a known permission, or a known permission.
-fn check_grant(grant: &str, known: &[&str]) -> Result<(), StoreError> {
+pub(crate) fn check_grant(grant: &str, known: &[&str]) -> Result<(), StoreError> {
     let domains: BTreeSet<&str> = known
         .iter()
         .filter_map(|p| p.split_once('.').map(|(d, _)| d))
@@ -193,7 +213,8 @@ fn check_grant(grant: &str, known: &[&str]) -> Result<(), StoreError> {
     ))
 }
 
-fn valid_group_name(name: &str) -> bool {
+/// Whether `name` matches `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
+pub(crate) fn valid_group_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= MAX_GROUP_CHARS
@@ -203,7 +224,7 @@ fn valid_group_name(name: &str) -> bool {
 }
 
 /// A rate as stored: (per second, burst), each at most `i32::MAX`.
-fn rate_columns(
+pub(super) fn rate_columns(
     field: &'static str,
     rate: Option<Rate>,
 ) -> Result<(Option<i32>, Option<i32>), StoreError> {
@@ -217,7 +238,7 @@ fn rate_columns(
 }
 
 /// Unique violations are conflicts; anything else stays a query error.
-fn conflict_or(e: DieselError, what: impl FnOnce() -> String) -> StoreError {
+pub(super) fn conflict_or(e: DieselError, what: impl FnOnce() -> String) -> StoreError {
     match e {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
             StoreError::Conflict(what())
@@ -226,7 +247,7 @@ fn conflict_or(e: DieselError, what: impl FnOnce() -> String) -> StoreError {
     }
 }
 
-fn partner_row_id(c: &mut AnyConnection, partner_id: &str) -> Result<Option<i64>, StoreError> {
+pub(super) fn partner_row_id(c: &mut AnyConnection, partner_id: &str) -> Result<Option<i64>, StoreError> {
     Ok(partners::table
         .filter(partners::partner_id.eq(partner_id))
         .select(partners::id)
@@ -257,6 +278,26 @@ impl Store {
         &self,
         new: NewPartner,
         known_permissions: &[&str],
+    ) -> Result<CreatedPartner, StoreError> {
+        self.create_partner_audited(new, known_permissions, None)
+    }
+
+    /// [`Store::create_partner`], recording `partner.create` by `actor` in `audit_log` in the
+    /// same transaction (the key prefixes, never the keys).
+    pub fn create_partner_as(
+        &self,
+        actor: &str,
+        new: NewPartner,
+        known_permissions: &[&str],
+    ) -> Result<CreatedPartner, StoreError> {
+        self.create_partner_audited(new, known_permissions, Some(actor))
+    }
+
+    fn create_partner_audited(
+        &self,
+        new: NewPartner,
+        known_permissions: &[&str],
+        actor: Option<&str>,
     ) -> Result<CreatedPartner, StoreError> {
         let p = validate(new, known_permissions)?;
         let api_key = secret::generate(KeyKind::Partner);
@@ -349,6 +390,22 @@ impl Store {
                         created_at: now,
                     })
                     .execute(c)?;
+            }
+            if let Some(actor) = actor {
+                let detail = serde_json::json!({
+                    "name": p.name,
+                    "country": p.country,
+                    "group": p.group,
+                    "allow": p.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "grants": p.grants,
+                    "feature_defaults": p.feature_defaults.is_some(),
+                    "keys": [
+                        secret::display_prefix(api_key.expose()),
+                        secret::display_prefix(callback_key.expose()),
+                    ],
+                    "key_ttl_seconds": p.key_ttl_secs,
+                });
+                super::admin::audit(c, actor, "partner.create", &partner_id, &detail)?;
             }
             Ok(partner_id)
         })?;

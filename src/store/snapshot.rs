@@ -342,7 +342,7 @@ fn assemble(
 }
 
 /// A stored (rate, burst) pair: both NULL, or both positive.
-fn stored_rate(
+pub(super) fn stored_rate(
     table: &'static str,
     key: &str,
     per_second: Option<i32>,
