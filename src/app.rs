@@ -37,6 +37,8 @@ pub enum StartError {
 pub struct Running {
     /// The bound address (useful with port 0).
     pub addr: std::net::SocketAddr,
+    /// The admin API's bound address; `None` when no admin token is configured.
+    pub admin_addr: Option<std::net::SocketAddr>,
     /// Send `true` to shut down.
     pub shutdown: watch::Sender<bool>,
     /// Finishes when the server has stopped.
@@ -146,10 +148,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             trusted_proxies: config.trusted_proxies.clone(),
             soap11_status: config.soap11_status,
         },
-        snapshot: cell,
+        snapshot: Arc::clone(&cell),
         throttle: Throttle::new(config.default_rate),
         upstream: Some(upstream),
         stats: Arc::clone(&stats),
+        callback: Some(Arc::new(crate::callback::Relay::new(
+            config.callback.clone(),
+            Arc::clone(&cell),
+            config.limits.xml,
+            config.soap11_status,
+        ))),
     });
     let server = Server::new(&config, gateway)?;
     let listener = Server::bind(config.listen).await?;
@@ -157,6 +165,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr: config.listen,
         source,
     })?;
+    let admin = start_admin(&config, &store, &shutdown_rx).await?;
+    let admin_addr = admin.as_ref().map(|(a, _)| *a);
     tracing::info!(
         %addr,
         tls = config.tls.is_some(),
@@ -173,9 +183,51 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Err(e) => tracing::warn!(error = %e, "statistics flush task failed"),
         }
     });
+    let done = match admin {
+        Some((_, admin_done)) => tokio::spawn(async move {
+            let _ = done.await;
+            let _ = admin_done.await;
+        }),
+        None => done,
+    };
     Ok(Running {
         addr,
+        admin_addr,
         shutdown: shutdown_tx,
         done,
     })
+}
+
+/// Binds and starts the admin API when an admin token is configured (else: no listener).
+async fn start_admin(
+    config: &Config,
+    store: &Store,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>, StartError> {
+    let Some(token) = config.admin.token.clone() else {
+        tracing::debug!("admin API off: no admin token configured");
+        return Ok(None);
+    };
+    let listener = Server::bind(config.admin.listen).await?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.admin.listen,
+        source,
+    })?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "admin API on a non-loopback address over plain HTTP: put TLS in front of it");
+    }
+    let rules = crate::admin::Rules {
+        allow_http_callbacks: config.callback.allow_http,
+    };
+    let server = crate::admin::http::AdminServer::new(
+        crate::admin::Admin::new(store.clone()),
+        rules,
+        token,
+        &config.limits,
+    );
+    tracing::info!(%addr, "admin API listening");
+    Ok(Some((
+        addr,
+        tokio::spawn(server.serve(listener, shutdown.clone())),
+    )))
 }

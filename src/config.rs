@@ -46,6 +46,30 @@ pub struct Config {
     pub stats_flush_interval: Duration,
     /// Peers allowed to read `GET /metrics` on the partner listener (`metrics.allow`).
     pub metrics_allow: Vec<IpNet>,
+    /// The callback direction (`callback.*`).
+    pub callback: crate::callback::CallbackConfig,
+    /// The admin HTTP API (`admin.*`).
+    pub admin: AdminConfig,
+}
+
+/// The admin HTTP API's listener: off unless a token is configured.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// `admin.listen`: where it binds (default `127.0.0.1:8090`, beside the partner listener's
+    /// 8080 and the standalone partner API layer's 8081).
+    pub listen: SocketAddr,
+    /// `admin.token` / `PARTNERGATE_ADMIN_TOKEN`: the bearer token (at least 24 characters),
+    /// kept as its hash; `None`: no admin listener.
+    pub token: Option<crate::admin::AdminToken>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            token: None,
+        }
+    }
 }
 
 /// TLS certificate and key (PEM).
@@ -180,6 +204,8 @@ impl Default for Config {
             log_json: false,
             soap11_status: crate::fault::Soap11Status::default(),
             stats_flush_interval: Duration::from_secs(5),
+            callback: crate::callback::CallbackConfig::default(),
+            admin: AdminConfig::default(),
             metrics_allow: vec![
                 IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
                 IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
@@ -234,7 +260,13 @@ pub const KEYS: &[&str] = &[
     "trusted_proxies",
     "faults.soap11_status",
     "stats.flush_interval_ms",
+    "callback.allowed_callers",
+    "callback.allow_http",
+    "callback.connect_timeout_ms",
+    "callback.response_timeout_ms",
     "metrics.allow",
+    "admin.listen",
+    "admin.token",
     "tls.cert",
     "tls.key",
     "upstream.url",
@@ -260,6 +292,9 @@ pub const KEYS: &[&str] = &[
     "limits.xml.max_attribute_value_bytes",
     "limits.xml.max_elements",
 ];
+
+/// Keys whose values are never repeated in error messages.
+const SECRET_KEYS: &[&str] = &["admin.token", "upstream.gateway_secret"];
 
 /// A TOML file flattened to `section.key` → text.
 pub struct TomlFile {
@@ -356,7 +391,11 @@ impl Config {
         let mut errors = Vec::new();
         for (key, value) in &merged {
             if let Err(e) = c.set(key, value) {
-                errors.push(format!("{key} = {value:?}: {e}"));
+                if SECRET_KEYS.contains(&key.as_str()) {
+                    errors.push(format!("{key}: {e}"));
+                } else {
+                    errors.push(format!("{key} = {value:?}: {e}"));
+                }
             }
         }
         if c.tls
@@ -430,6 +469,29 @@ impl Config {
                     .collect::<Result<_, _>>()?;
             }
             "stats.flush_interval_ms" => self.stats_flush_interval = ms(value)?,
+            "callback.allowed_callers" => {
+                self.callback.allowed_callers = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(parse_net)
+                    .collect::<Result<_, _>>()?;
+            }
+            "callback.allow_http" => {
+                self.callback.allow_http = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| "expected true or false".to_string())?;
+            }
+            "callback.connect_timeout_ms" => self.callback.connect_timeout = ms(value)?,
+            "callback.response_timeout_ms" => self.callback.response_timeout = ms(value)?,
+            "admin.listen" => {
+                self.admin.listen = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| "expected IP:PORT".to_string())?
+            }
+            "admin.token" => self.admin.token = Some(crate::admin::AdminToken::new(value)?),
             "metrics.allow" => {
                 self.metrics_allow = value
                     .split(',')
@@ -599,5 +661,37 @@ mod tests {
         assert!(Config::from_sources(&[&map(&[("trusted_proxies", "10.0.0.0/33")])]).is_err());
         let err = parse_net("10.1.2.3/8").expect_err("host bits");
         assert!(err.contains("did you mean 10.0.0.0/8"), "{err}");
+    }
+
+    #[test]
+    fn admin_listener_needs_a_long_token_that_errors_never_repeat() {
+        let c = Config::from_sources(&[]).expect("defaults");
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:8090");
+        assert!(c.admin.token.is_none(), "off without a token");
+        let token = "0123456789abcdef01234567";
+        let c = Config::from_sources(&[&map(&[("admin.token", token)])]).expect("valid");
+        assert!(c.admin.token.as_ref().is_some_and(|t| t.matches(token)));
+        assert!(!format!("{c:?}").contains(token), "Debug shows no token");
+        let short = "short-secret-123";
+        let err = Config::from_sources(&[&map(&[("admin.token", short)])]).expect_err("short");
+        let text = err.to_string();
+        assert!(
+            text.contains("admin.token") && text.contains("24"),
+            "{text}"
+        );
+        assert!(!text.contains(short), "the error repeats the token: {text}");
+        let vars = vec![
+            ("PARTNERGATE_ADMIN_TOKEN".to_string(), token.to_string()),
+            (
+                "PARTNERGATE_ADMIN_LISTEN".to_string(),
+                "127.0.0.1:9999".to_string(),
+            ),
+        ];
+        let s = from_env_pairs(vars.into_iter());
+        assert_eq!(s.get("admin.token").map(String::as_str), Some(token));
+        assert_eq!(
+            s.get("admin.listen").map(String::as_str),
+            Some("127.0.0.1:9999")
+        );
     }
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod allowlist;
 pub mod authenticate;
 pub mod authorize;
+pub mod callback;
 pub mod decode;
 pub mod encode;
 pub mod envelope;
@@ -26,5 +27,7 @@ pub mod stats;
 pub mod throttle;
 
 pub mod provision;
+
+pub mod admin;
 
 pub mod app;

@@ -7,13 +7,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use partnergate::admin::{
+    self, Actor, Admin, AdminError, CreateGroup, CreatePartner, RateInput, Request, RevokeInput,
+    RotateInput, Rules, StatusInput, UpdateGroup, UpdatePartner,
+};
 use partnergate::config::{self, Config, TomlFile};
 use partnergate::decode::{self, DecodeLimits};
 use partnergate::encode;
 use partnergate::envelope;
 use partnergate::generated::{callback, partner};
 use partnergate::published;
-use partnergate::store::{NewPartner, Store};
+use partnergate::store::Store;
 use std::collections::BTreeMap;
 
 /// partnergate: the SOAP security gateway in front of the TSP's partner API.
@@ -59,6 +63,10 @@ enum Command {
         /// Log JSON lines.
         #[arg(long)]
         log_json: bool,
+        /// Address of the admin API (default 127.0.0.1:8090; it runs only when an admin token
+        /// is configured: admin.token or PARTNERGATE_ADMIN_TOKEN).
+        #[arg(long, value_name = "ADDR")]
+        admin_listen: Option<String>,
     },
     /// The reference partner API layer as its own service (`upstream serve`).
     Upstream {
@@ -67,12 +75,68 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Partners: onboarding.
+    /// Partners: onboarding, details, suspension, offboarding.
     Partner {
         #[command(subcommand)]
         action: PartnerAction,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Partner and callback keys: list, rotate, revoke.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// The networks a partner may call from.
+    Allow {
+        #[command(subcommand)]
+        action: AllowAction,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// A partner's permissions (operations it may call).
+    Grant {
+        #[command(subcommand)]
+        action: GrantAction,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Partner groups: shared rates.
+    Group {
+        #[command(subcommand)]
+        action: GroupAction,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Rates: a partner's own, a group's per-member rate and aggregate cap.
+    Throttle {
+        #[command(subcommand)]
+        action: ThrottleAction,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// The audit log of administrative changes.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        output: Output,
     },
     /// List the contract's operations: permission name, SOAPAction and body element.
     Operations {
@@ -129,8 +193,23 @@ enum UpstreamAction {
     },
 }
 
+/// How administrative commands print.
+#[derive(clap::Args, Debug, Default)]
+struct Output {
+    /// Print JSON (the admin API's representation) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
 #[derive(Subcommand, Debug)]
 enum PartnerAction {
+    /// List every partner.
+    List,
+    /// Show a partner: details, allowlist, grants, keys (never a key itself).
+    Show {
+        /// Partner id.
+        partner: String,
+    },
     /// Create a partner with its two keys (shown once, stored hashed), allowlist and grants.
     Create {
         /// Display name.
@@ -156,14 +235,288 @@ enum PartnerAction {
         /// VOICEMAIL.MaxMessageSeconds=120, DO_NOT_DISTURB.AllowList=+4930123); repeat for more.
         #[arg(long = "feature-default", value_name = "FEATURE.SETTING=VALUE")]
         feature_default: Vec<String>,
-        /// Print JSON (partner_id, api_key, callback_key).
+    },
+    /// Change a partner's details; --clear FIELD removes one.
+    Update {
+        /// Partner id.
+        partner: String,
+        /// Display name.
         #[arg(long)]
-        json: bool,
+        name: Option<String>,
+        /// Contact (person, e-mail, phone), free text.
+        #[arg(long)]
+        contact: Option<String>,
+        /// Billing rate: DECIMAL [CURRENCY[/UNIT]], e.g. "0.0125 EUR/min".
+        #[arg(long)]
+        billing_rate: Option<String>,
+        /// ISO 3166-1 alpha-2 country code.
+        #[arg(long)]
+        country: Option<String>,
+        /// Throttle group (must exist).
+        #[arg(long)]
+        group: Option<String>,
+        /// Where the TSP's callbacks go (https://…).
+        #[arg(long, value_name = "URL")]
+        callback_url: Option<String>,
+        /// PEM file with the CA certificate(s) of the partner's callback server.
+        #[arg(long, value_name = "FILE")]
+        callback_ca_file: Option<PathBuf>,
+        /// Feature defaults as FEATURE.Setting=VALUE (repeat); they replace the stored ones.
+        #[arg(long = "feature-default", value_name = "FEATURE.SETTING=VALUE")]
+        feature_default: Vec<String>,
+        /// Remove a field's value; repeat for more.
+        #[arg(long, value_enum, value_name = "FIELD")]
+        clear: Vec<ClearField>,
+    },
+    /// Suspend a partner: its calls are refused; keys and settings are kept.
+    Suspend {
+        /// Partner id.
+        partner: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reinstate a suspended partner.
+    Reinstate {
+        /// Partner id.
+        partner: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Offboard a partner for good: every key revoked, status offboarded, records kept.
+    Offboard {
+        /// Partner id.
+        partner: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
-/// `VOICEMAIL.MaxMessageSeconds=120` … → `{"VOICEMAIL": {"MaxMessageSeconds": "120"}}`, checked
-/// against the contract (repeated settings, such as AllowList, become lists).
+/// A partner field `partner update --clear` can remove.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ClearField {
+    /// The contact.
+    Contact,
+    /// The billing rate.
+    BillingRate,
+    /// The country.
+    Country,
+    /// The group.
+    Group,
+    /// The callback URL.
+    CallbackUrl,
+    /// The callback CA.
+    CallbackCa,
+    /// The feature defaults.
+    FeatureDefaults,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyAction {
+    /// List a partner's keys: id, kind, prefix, state, dates (never a key or its hash).
+    List {
+        /// Partner id.
+        partner: String,
+    },
+    /// Issue a new key (shown once); the old keys of its kind stay valid for the overlap.
+    Rotate {
+        /// Partner id.
+        partner: String,
+        /// partner or callback.
+        #[arg(long, default_value = "partner")]
+        kind: String,
+        /// How long the old keys stay valid: 0 (now), 90s, 15m, 24h, 7d, 1h30m.
+        #[arg(long, default_value = "24h")]
+        overlap: String,
+    },
+    /// Revoke keys now: every key of a kind, or one key by id.
+    Revoke {
+        /// Partner id.
+        partner: String,
+        /// partner or callback: every unrevoked key of that kind.
+        #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+        kind: Option<String>,
+        /// One key, by the id `key list` shows.
+        #[arg(long)]
+        id: Option<i64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AllowAction {
+    /// List a partner's networks.
+    List {
+        /// Partner id.
+        partner: String,
+    },
+    /// Add an IP address or CIDR (without host bits).
+    Add {
+        /// Partner id.
+        partner: String,
+        /// IP or CIDR.
+        cidr: String,
+    },
+    /// Remove an IP address or CIDR.
+    Remove {
+        /// Partner id.
+        partner: String,
+        /// IP or CIDR.
+        cidr: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GrantAction {
+    /// List a partner's permissions.
+    List {
+        /// Partner id.
+        partner: String,
+    },
+    /// Grant *, a domain wildcard (accounts.*), a permission (accounts.create) or an operation
+    /// by its WSDL name (CreateAccount).
+    Add {
+        /// Partner id.
+        partner: String,
+        /// The permission.
+        permission: String,
+    },
+    /// Revoke a permission (as granted; WSDL names are translated).
+    Revoke {
+        /// Partner id.
+        partner: String,
+        /// The permission.
+        permission: String,
+    },
+}
+
+/// A rate and an aggregate cap as flags.
+#[derive(clap::Args, Debug, Default)]
+struct RateArgs {
+    /// Requests per second (with --burst).
+    #[arg(long, value_name = "N", requires = "burst")]
+    rate: Option<u64>,
+    /// Burst size (with --rate).
+    #[arg(long, value_name = "N", requires = "rate")]
+    burst: Option<u64>,
+    /// Groups: requests per second of all members together (with --aggregate-burst).
+    #[arg(long, value_name = "N", requires = "aggregate_burst")]
+    aggregate_rate: Option<u64>,
+    /// Groups: burst of all members together (with --aggregate-rate).
+    #[arg(long, value_name = "N", requires = "aggregate_rate")]
+    aggregate_burst: Option<u64>,
+}
+
+impl RateArgs {
+    fn member(&self) -> Option<RateInput> {
+        self.rate
+            .zip(self.burst)
+            .map(|(per_second, burst)| RateInput { per_second, burst })
+    }
+
+    fn aggregate(&self) -> Option<RateInput> {
+        self.aggregate_rate
+            .zip(self.aggregate_burst)
+            .map(|(per_second, burst)| RateInput { per_second, burst })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupAction {
+    /// List every group with its rates and member count.
+    List,
+    /// Show a group and its members.
+    Show {
+        /// Group name.
+        name: String,
+    },
+    /// Create a group.
+    Create {
+        /// Group name: [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+        name: String,
+        #[command(flatten)]
+        rates: RateArgs,
+    },
+    /// Rename a group or change its rates.
+    Update {
+        /// Group name.
+        name: String,
+        /// New name (members follow).
+        #[arg(long, value_name = "NAME")]
+        rename: Option<String>,
+        #[command(flatten)]
+        rates: RateArgs,
+        /// Remove the per-member rate.
+        #[arg(long, conflicts_with_all = ["rate", "burst"])]
+        clear_rate: bool,
+        /// Remove the aggregate cap.
+        #[arg(long, conflicts_with_all = ["aggregate_rate", "aggregate_burst"])]
+        clear_aggregate: bool,
+    },
+    /// Put a partner into a group, or (--none) into no group.
+    Assign {
+        /// Partner id.
+        partner: String,
+        /// Group name.
+        #[arg(required_unless_present = "none")]
+        group: Option<String>,
+        /// No group.
+        #[arg(long, conflicts_with = "group")]
+        none: bool,
+    },
+}
+
+/// The partner or the group whose rate is meant.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+struct RateTarget {
+    /// A partner's own rate.
+    #[arg(long, value_name = "PARTNER_ID")]
+    partner: Option<String>,
+    /// A group's rates.
+    #[arg(long = "group", value_name = "GROUP")]
+    group_name: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ThrottleAction {
+    /// Set a partner's own rate (--rate, --burst), or a group's per-member rate and/or
+    /// aggregate cap (--aggregate-rate, --aggregate-burst).
+    Set {
+        #[command(flatten)]
+        target: RateTarget,
+        #[command(flatten)]
+        rates: RateArgs,
+    },
+    /// Clear a partner's own rate (its group's or the default applies), or a group's rates.
+    Clear {
+        #[command(flatten)]
+        target: RateTarget,
+        /// Groups: clear only the per-member rate.
+        #[arg(long, conflicts_with = "aggregate", requires = "group_name")]
+        member: bool,
+        /// Groups: clear only the aggregate cap.
+        #[arg(long, requires = "group_name")]
+        aggregate: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditAction {
+    /// The newest audit rows: who changed what, when.
+    List {
+        /// Only rows about a partner id or group:NAME.
+        #[arg(long)]
+        target: Option<String>,
+        /// How many rows (default 50, at most 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+}
+
+/// `VOICEMAIL.MaxMessageSeconds=120` … → `{"VOICEMAIL": {"MaxMessageSeconds": "120"}}` (repeated
+/// settings, such as AllowList, become lists); the admin service checks it against the contract.
 fn feature_defaults(items: &[String]) -> Result<Option<serde_json::Value>, String> {
     if items.is_empty() {
         return Ok(None);
@@ -192,10 +545,7 @@ fn feature_defaults(items: &[String]) -> Result<Option<serde_json::Value>, Strin
             }
         }
     }
-    let value = serde_json::Value::Object(object);
-    partnergate::provision::features::validate_defaults(&value)
-        .map_err(|e| format!("--feature-default: {e}"))?;
-    Ok(Some(value))
+    Ok(Some(serde_json::Value::Object(object)))
 }
 
 fn main() -> ExitCode {
@@ -284,7 +634,79 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
             callback,
             response,
         } => check(&file, callback, response.as_deref(), out)?,
-        Command::Partner { action, common } => partner(action, &common, out)?,
+        Command::Partner {
+            action,
+            common,
+            output,
+        } => {
+            let flags = matches!(
+                action,
+                PartnerAction::Create { .. } | PartnerAction::Update { .. }
+            );
+            administer(partner_request(action)?, &common, &output, flags, out)?;
+        }
+        Command::Key {
+            action,
+            common,
+            output,
+        } => administer(key_request(action), &common, &output, false, out)?,
+        Command::Allow {
+            action,
+            common,
+            output,
+        } => {
+            let request = match action {
+                AllowAction::List { partner } => Request::ListAllow { partner },
+                AllowAction::Add { partner, cidr } => Request::AddAllow { partner, cidr },
+                AllowAction::Remove { partner, cidr } => Request::RemoveAllow { partner, cidr },
+            };
+            administer(request, &common, &output, false, out)?;
+        }
+        Command::Grant {
+            action,
+            common,
+            output,
+        } => {
+            let request = match action {
+                GrantAction::List { partner } => Request::ListGrants { partner },
+                GrantAction::Add {
+                    partner,
+                    permission,
+                } => Request::AddGrant {
+                    partner,
+                    permission,
+                },
+                GrantAction::Revoke {
+                    partner,
+                    permission,
+                } => Request::RevokeGrant {
+                    partner,
+                    permission,
+                },
+            };
+            administer(request, &common, &output, false, out)?;
+        }
+        Command::Group {
+            action,
+            common,
+            output,
+        } => administer(group_request(action)?, &common, &output, false, out)?,
+        Command::Throttle {
+            action,
+            common,
+            output,
+        } => administer(throttle_request(action)?, &common, &output, true, out)?,
+        Command::Audit {
+            action: AuditAction::List { target, limit },
+            common,
+            output,
+        } => administer(
+            Request::ListAudit { target, limit },
+            &common,
+            &output,
+            true,
+            out,
+        )?,
         Command::Serve { .. } | Command::Upstream { .. } => return Err("run by main".into()),
     }
     Ok(())
@@ -300,6 +722,7 @@ fn serve(command: Command) -> ExitCode {
         tls_cert,
         tls_key,
         log_json,
+        admin_listen,
     } = command
     else {
         return ExitCode::FAILURE;
@@ -315,6 +738,7 @@ fn serve(command: Command) -> ExitCode {
     flag("public_url", public_url);
     flag("tls.cert", tls_cert.map(|p| p.display().to_string()));
     flag("tls.key", tls_key.map(|p| p.display().to_string()));
+    flag("admin.listen", admin_listen);
     if log_json {
         flag("log_json", Some("true".into()));
     }
@@ -474,9 +898,65 @@ fn load_config(common: &Common, flags: BTreeMap<String, String>) -> Result<Confi
     Config::from_sources(&sources).map_err(|e| e.to_string())
 }
 
-fn partner(action: PartnerAction, common: &Common, out: &mut String) -> Result<(), String> {
+/// The flag that sets an input field, for messages of flag-based commands.
+fn flag_of(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "id" => "--id",
+        "name" => "--name",
+        "country" => "--country",
+        "group" => "--group",
+        "allow" => "--allow",
+        "grants" => "--grant",
+        "feature_defaults" => "--feature-default",
+        "contact" => "--contact",
+        "billing_rate" => "--billing-rate",
+        "callback_url" => "--callback-url",
+        "callback_ca_pem" => "--callback-ca-file",
+        "reason" => "--reason",
+        "rate" => "--rate/--burst",
+        "aggregate" => "--aggregate-rate/--aggregate-burst",
+        "limit" => "--limit",
+        _ => return None,
+    })
+}
+
+/// Runs one administrative request as the CLI user: checked before the database is opened,
+/// then one transaction; prints text or (`--json`) the admin API's JSON.
+fn administer(
+    request: Request,
+    common: &Common,
+    output: &Output,
+    flags: bool,
+    out: &mut String,
+) -> Result<(), String> {
     let config = load_config(common, BTreeMap::new())?;
-    match action {
+    let rules = Rules {
+        allow_http_callbacks: config.callback.allow_http,
+    };
+    let message = |e: AdminError| match e.field().and_then(flag_of) {
+        Some(flag) if flags => format!("{flag}: {e}"),
+        _ => e.to_string(),
+    };
+    let checked = request.check(&rules).map_err(message)?;
+    let is_change = checked.is_change();
+    let store = Store::open(&config.database_url).map_err(|e| e.to_string())?;
+    let reply = Admin::new(store)
+        .run(checked, &Actor::cli())
+        .map_err(message)?;
+    if output.json {
+        let text = serde_json::to_string(&reply.view).map_err(|e| e.to_string())?;
+        let _ = writeln!(out, "{text}");
+    } else {
+        out.push_str(&admin::text::render(&reply, is_change));
+    }
+    Ok(())
+}
+
+fn partner_request(action: PartnerAction) -> Result<Request, String> {
+    let status = |reason| StatusInput { reason };
+    Ok(match action {
+        PartnerAction::List => Request::ListPartners,
+        PartnerAction::Show { partner } => Request::ShowPartner { partner },
         PartnerAction::Create {
             name,
             id,
@@ -485,59 +965,203 @@ fn partner(action: PartnerAction, common: &Common, out: &mut String) -> Result<(
             allow,
             grant,
             feature_default,
-            json,
+        } => Request::CreatePartner(CreatePartner {
+            id,
+            name,
+            country,
+            group,
+            allow,
+            grants: grant,
+            feature_defaults: feature_defaults(&feature_default)?,
+        }),
+        PartnerAction::Update {
+            partner,
+            name,
+            contact,
+            billing_rate,
+            country,
+            group,
+            callback_url,
+            callback_ca_file,
+            feature_default,
+            clear,
         } => {
-            // Every argument is checked before the database is opened.
-            let feature_defaults = feature_defaults(&feature_default)?;
-            let allow = allow
-                .iter()
-                .map(|a| config::parse_net(a).map_err(|e| format!("--allow: {e}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            // Operation names (CreateAccount) are accepted as well as permissions.
-            let grants = grant
-                .iter()
-                .map(|g| {
-                    partner::Operation::from_name(g)
-                        .map_or_else(|| g.clone(), |op| op.permission().to_string())
-                })
-                .collect();
-            let known: Vec<&str> = partner::Operation::ALL
-                .iter()
-                .map(|o| o.permission())
-                .collect();
-            let new = NewPartner {
-                partner_id: id,
-                name,
-                country,
-                group,
-                allow,
-                grants,
-                key_ttl: None,
-                feature_defaults,
+            let callback_ca_pem = match &callback_ca_file {
+                None => None,
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("--callback-ca-file {}: {e}", path.display()))?,
+                ),
             };
-            // Everything that can be checked without the database is checked before it is
-            // opened (or created).
-            new.check(&known).map_err(|e| e.to_string())?;
-            let store = Store::open(&config.database_url).map_err(|e| e.to_string())?;
-            let created = store
-                .create_partner(new, &known)
-                .map_err(|e| e.to_string())?;
-            if json {
-                let value = serde_json::json!({
-                    "partner_id": created.partner_id,
-                    "api_key": created.api_key.expose(),
-                    "callback_key": created.callback_key.expose(),
-                });
-                let _ = writeln!(out, "{value}");
-            } else {
-                let _ = writeln!(out, "partner_id:   {}", created.partner_id);
-                let _ = writeln!(out, "api_key:      {}", created.api_key.expose());
-                let _ = writeln!(out, "callback_key: {}", created.callback_key.expose());
-                let _ = writeln!(out, "Store the keys now: they are shown only once (the database keeps their hashes).");
+            let feature_defaults = feature_defaults(&feature_default)?;
+            // A field is set, cleared (--clear) or left alone; not two of these.
+            let field = |value: Option<_>, which: ClearField, flag: &str| {
+                let cleared = clear.contains(&which);
+                match (value, cleared) {
+                    (Some(_), true) => Err(format!(
+                        "{flag} and --clear {} contradict each other",
+                        clap::ValueEnum::to_possible_value(&which)
+                            .map_or_else(String::new, |v| v.get_name().to_owned())
+                    )),
+                    (Some(v), false) => Ok(Some(Some(v))),
+                    (None, true) => Ok(Some(None)),
+                    (None, false) => Ok(None),
+                }
+            };
+            Request::UpdatePartner {
+                partner,
+                update: UpdatePartner {
+                    name,
+                    contact: field(contact, ClearField::Contact, "--contact")?,
+                    billing_rate: field(billing_rate, ClearField::BillingRate, "--billing-rate")?,
+                    country: field(country, ClearField::Country, "--country")?,
+                    group: field(group, ClearField::Group, "--group")?,
+                    callback_url: field(callback_url, ClearField::CallbackUrl, "--callback-url")?,
+                    callback_ca_pem: field(
+                        callback_ca_pem,
+                        ClearField::CallbackCa,
+                        "--callback-ca-file",
+                    )?,
+                    feature_defaults: match (
+                        feature_defaults,
+                        clear.contains(&ClearField::FeatureDefaults),
+                    ) {
+                        (Some(_), true) => return Err(
+                            "--feature-default and --clear feature-defaults contradict each other"
+                                .into(),
+                        ),
+                        (Some(v), false) => Some(Some(v)),
+                        (None, true) => Some(None),
+                        (None, false) => None,
+                    },
+                },
             }
         }
+        PartnerAction::Suspend { partner, reason } => Request::Suspend {
+            partner,
+            input: status(reason),
+        },
+        PartnerAction::Reinstate { partner, reason } => Request::Reinstate {
+            partner,
+            input: status(reason),
+        },
+        PartnerAction::Offboard { partner, reason } => Request::Offboard {
+            partner,
+            input: status(reason),
+        },
+    })
+}
+
+fn key_request(action: KeyAction) -> Request {
+    match action {
+        KeyAction::List { partner } => Request::ListKeys { partner },
+        KeyAction::Rotate {
+            partner,
+            kind,
+            overlap,
+        } => Request::RotateKey {
+            partner,
+            input: RotateInput {
+                kind: Some(kind),
+                overlap: Some(overlap),
+            },
+        },
+        KeyAction::Revoke { partner, kind, id } => Request::RevokeKeys {
+            partner,
+            input: RevokeInput { kind, id },
+        },
     }
-    Ok(())
+}
+
+fn group_request(action: GroupAction) -> Result<Request, String> {
+    Ok(match action {
+        GroupAction::List => Request::ListGroups,
+        GroupAction::Show { name } => Request::ShowGroup { group: name },
+        GroupAction::Create { name, rates } => Request::CreateGroup(CreateGroup {
+            name,
+            rate: rates.member(),
+            aggregate: rates.aggregate(),
+        }),
+        GroupAction::Update {
+            name,
+            rename,
+            rates,
+            clear_rate,
+            clear_aggregate,
+        } => Request::UpdateGroup {
+            group: name,
+            update: UpdateGroup {
+                name: rename,
+                rate: if clear_rate {
+                    Some(None)
+                } else {
+                    rates.member().map(Some)
+                },
+                aggregate: if clear_aggregate {
+                    Some(None)
+                } else {
+                    rates.aggregate().map(Some)
+                },
+            },
+        },
+        GroupAction::Assign {
+            partner,
+            group,
+            none,
+        } => Request::AssignGroup {
+            partner,
+            group: if none { None } else { group },
+        },
+    })
+}
+
+fn throttle_request(action: ThrottleAction) -> Result<Request, String> {
+    Ok(match action {
+        ThrottleAction::Set { target, rates } => match (target.partner, target.group_name) {
+            (Some(partner), _) => {
+                if rates.aggregate().is_some() {
+                    return Err(
+                        "a partner has no aggregate cap: set --aggregate-rate on its group".into(),
+                    );
+                }
+                let rate = rates
+                    .member()
+                    .ok_or("give --rate and --burst for the partner")?;
+                Request::PartnerThrottle {
+                    partner,
+                    rate: Some(rate),
+                }
+            }
+            (None, Some(group)) => Request::UpdateGroup {
+                group,
+                update: UpdateGroup {
+                    name: None,
+                    rate: rates.member().map(Some),
+                    aggregate: rates.aggregate().map(Some),
+                },
+            },
+            (None, None) => return Err("give --partner or --group".into()),
+        },
+        ThrottleAction::Clear {
+            target,
+            member,
+            aggregate,
+        } => match (target.partner, target.group_name) {
+            (Some(partner), _) => Request::PartnerThrottle {
+                partner,
+                rate: None,
+            },
+            (None, Some(group)) => Request::UpdateGroup {
+                group,
+                update: UpdateGroup {
+                    name: None,
+                    rate: (!aggregate).then_some(None),
+                    aggregate: (!member).then_some(None),
+                },
+            },
+            (None, None) => return Err("give --partner or --group".into()),
+        },
+    })
 }
 
 fn check(

@@ -127,6 +127,8 @@ pub struct Gateway {
     pub upstream: Option<Arc<dyn Upstream>>,
     /// Counters and histograms.
     pub stats: Arc<crate::stats::Stats>,
+    /// The callback direction (TSP → partner BSS), when enabled.
+    pub callback: Option<Arc<crate::callback::Relay>>,
 }
 
 /// The parts of the configuration the request path reads.

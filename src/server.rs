@@ -39,6 +39,9 @@ use crate::stats::{Record, StageTimes};
 /// `/readyz` fails when the database has not confirmed the snapshot for this long.
 pub const READY_STALENESS: Duration = Duration::from_secs(5);
 
+/// The SOAP endpoint of the callback direction (TSP → partner BSS).
+pub const CALLBACK_PATH: &str = "/soap/callback/v1";
+
 /// The SOAP endpoint of the partner API.
 pub const PARTNER_PATH: &str = "/soap/partner/v1";
 
@@ -251,6 +254,8 @@ impl Server {
         match (req.method(), path.as_str()) {
             (&Method::POST, PARTNER_PATH) => self.soap(req, peer).await,
             (&Method::GET, PARTNER_PATH) => self.contract(&req, query.as_deref(), tls),
+            (&Method::POST, CALLBACK_PATH) => self.callback(req, peer).await,
+            (&Method::GET, CALLBACK_PATH) => self.callback_contract(&req, query.as_deref(), tls),
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/metrics") => self.metrics(peer),
             (&Method::GET, "/readyz") => self.ready(),
@@ -306,47 +311,16 @@ impl Server {
         let started = Instant::now();
         let request_id = new_request_id();
         let (parts, body) = req.into_parts();
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
         let version_hint =
             pipeline::content_type_version(&parts.headers).map_or(SoapVersion::Soap11, |(v, _)| v);
         let gw = &self.gateway;
         let mode = gw.settings.soap11_status;
-        let body = match limit::read_body(
-            body,
-            declared,
-            self.limits.body_max_bytes,
-            self.limits.body_read_timeout,
-        )
-        .await
+        let body = match self
+            .read_body(&parts, body, version_hint, &request_id, peer, started)
+            .await
         {
             Ok(b) => b,
-            Err(e) => {
-                let rejection = pipeline::Rejection::Limit(e);
-                let f = fault::render(&rejection, version_hint, &request_id, mode);
-                let done = Done {
-                    request_id: &request_id,
-                    peer,
-                    partner: None,
-                    operation: None,
-                    outcome: f.outcome,
-                    status: f.status,
-                    rejection: Some(&rejection),
-                    stages: StageTimes::default(),
-                    key_id: None,
-                };
-                self.finish(done, started);
-                let mut response = fault_response(f, version_hint, &request_id);
-                // The rest of an oversized or stalled body is not read: close the connection.
-                response.headers_mut().insert(
-                    header::CONNECTION,
-                    header::HeaderValue::from_static("close"),
-                );
-                return response;
-            }
+            Err(response) => return response,
         };
         let incoming = pipeline::Incoming {
             peer: peer.ip(),
@@ -405,6 +379,137 @@ impl Server {
         };
         self.finish(done, started);
         response
+    }
+
+    /// `POST /soap/callback/v1`: the TSP calling a partner's BSS through the gateway.
+    async fn callback(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let request_id = new_request_id();
+        let (parts, body) = req.into_parts();
+        let version_hint =
+            pipeline::content_type_version(&parts.headers).map_or(SoapVersion::Soap11, |(v, _)| v);
+        let Some(relay) = self.gateway.callback.clone() else {
+            return text(StatusCode::NOT_FOUND, "callbacks are not enabled\n");
+        };
+        let body = match self
+            .read_body(&parts, body, version_hint, &request_id, peer, started)
+            .await
+        {
+            Ok(b) => b,
+            Err(response) => return response,
+        };
+        let answer = relay
+            .handle(peer.ip(), &parts.headers, &body, &request_id)
+            .await;
+        let done = Done {
+            request_id: &request_id,
+            peer,
+            partner: answer.partner.as_deref(),
+            operation: answer.operation,
+            outcome: answer.outcome,
+            status: answer.status,
+            rejection: None,
+            stages: StageTimes::default(),
+            key_id: None,
+        };
+        self.finish(done, started);
+        soap_response(answer.status, answer.version, &request_id, answer.body)
+    }
+
+    /// `GET /soap/callback/v1?wsdl` and `?xsd=NAME`: the callback contract, for partners to
+    /// generate their server side (its `soap:address` is the partner's own, left as published).
+    fn callback_contract(
+        &self,
+        req: &Request<Incoming>,
+        query: Option<&str>,
+        tls: bool,
+    ) -> Response<Full<Bytes>> {
+        let endpoint = format!("{}{CALLBACK_PATH}", self.base_url(req, tls));
+        let (name, value) = query
+            .unwrap_or("")
+            .split_once('=')
+            .unwrap_or((query.unwrap_or(""), ""));
+        let doc = match (name, value) {
+            ("wsdl", "") => published::CALLBACK_WSDL,
+            ("xsd", name) => match published::schema(name) {
+                Some(doc) => *doc,
+                None => return text(StatusCode::NOT_FOUND, "no such schema\n"),
+            },
+            _ => return text(StatusCode::NOT_FOUND, "use ?wsdl or ?xsd=NAME\n"),
+        };
+        let body = rewrite_schema_locations(doc.text, &endpoint);
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/xml; charset=utf-8"),
+        );
+        r
+    }
+
+    /// The public base URL: configured, or from the request's (checked) Host header.
+    fn base_url(&self, req: &Request<Incoming>, tls: bool) -> String {
+        self.public_url.clone().unwrap_or_else(|| {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| valid_host(h))
+                .unwrap_or("localhost");
+            format!("{}://{host}", if tls { "https" } else { "http" })
+        })
+    }
+
+    /// Reads the body within `limits.body_max_bytes` and `limits.body_read_timeout_ms`; a
+    /// refusal is answered (and counted) here, and the connection is closed, since the rest of
+    /// an oversized or stalled body is not read.
+    async fn read_body(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+        version: SoapVersion,
+        request_id: &str,
+        peer: SocketAddr,
+        started: Instant,
+    ) -> Result<Bytes, Response<Full<Bytes>>> {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let read = limit::read_body(
+            body,
+            declared,
+            self.limits.body_max_bytes,
+            self.limits.body_read_timeout,
+        )
+        .await;
+        read.map_err(|e| {
+            let rejection = pipeline::Rejection::Limit(e);
+            let f = fault::render(
+                &rejection,
+                version,
+                request_id,
+                self.gateway.settings.soap11_status,
+            );
+            let done = Done {
+                request_id,
+                peer,
+                partner: None,
+                operation: None,
+                outcome: f.outcome,
+                status: f.status,
+                rejection: Some(&rejection),
+                stages: StageTimes::default(),
+                key_id: None,
+            };
+            self.finish(done, started);
+            let mut response = fault_response(f, version, request_id);
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            response
+        })
     }
 
     /// The one log line and the statistics of an answered request.
@@ -470,16 +575,7 @@ impl Server {
         query: Option<&str>,
         tls: bool,
     ) -> Response<Full<Bytes>> {
-        let base = self.public_url.clone().unwrap_or_else(|| {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .filter(|h| valid_host(h))
-                .unwrap_or("localhost");
-            format!("{}://{host}", if tls { "https" } else { "http" })
-        });
-        let endpoint = format!("{base}{PARTNER_PATH}");
+        let endpoint = format!("{}{PARTNER_PATH}", self.base_url(req, tls));
         let (name, value) = query
             .unwrap_or("")
             .split_once('=')
@@ -515,6 +611,15 @@ impl Server {
 
 /// Rewrites `soap:address`/`soap12:address` locations and every `schemaLocation` to `endpoint`.
 pub fn rewrite_addresses(doc: &str, endpoint: &str) -> String {
+    rewrite(doc, endpoint, true)
+}
+
+/// Rewrites every `schemaLocation` to `endpoint?xsd=NAME` and leaves service addresses alone.
+pub fn rewrite_schema_locations(doc: &str, endpoint: &str) -> String {
+    rewrite(doc, endpoint, false)
+}
+
+fn rewrite(doc: &str, endpoint: &str, addresses: bool) -> String {
     let mut out = String::with_capacity(doc.len() + 256);
     let mut rest = doc;
     loop {
@@ -540,8 +645,10 @@ pub fn rewrite_addresses(doc: &str, endpoint: &str) -> String {
         if is_schema {
             let file = value.rsplit('/').next().unwrap_or(value);
             out.push_str(&format!("{endpoint}?xsd={file}"));
-        } else {
+        } else if addresses {
             out.push_str(endpoint);
+        } else {
+            out.push_str(value);
         }
         rest = &rest[value_start + value_len..];
     }

@@ -304,7 +304,7 @@ fn zeep_and_node_over_tls() {
     let b = onboard(&db, "Beta Mobile");
     let pki = common::test_pki();
     let ca_path = std::env::temp_dir().join(format!("pg-ca-{}.pem", rand::random::<u64>()));
-    std::fs::write(&ca_path, pem("CERTIFICATE", &pki.ca_der)).expect("write CA");
+    std::fs::write(&ca_path, &pki.ca_pem).expect("write CA");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let gw = spawn(
@@ -336,11 +336,7 @@ fn zeep_and_node_over_tls() {
 
 #[test]
 fn zeep_scenario_on_postgresql_with_two_processes() {
-    let url = std::env::var("PARTNERGATE_TEST_POSTGRES_URL")
-        .expect("PARTNERGATE_TEST_POSTGRES_URL is not set: run tests/run.sh (it starts a throwaway PostgreSQL)");
-    let name = format!("pg_e2e_{}", rand::random::<u32>());
-    psql(&url, &format!("CREATE DATABASE {name}"));
-    let db = replace_database(&url, &name);
+    let (url, name, db) = common::fresh_postgres_database("e2e");
     let a = onboard(&db, "Acme Telecom");
     let b = onboard(&db, "Beta Mobile");
     let secret = "s3cret-shared-by-gateway-and-layer";
@@ -377,25 +373,7 @@ fn zeep_scenario_on_postgresql_with_two_processes() {
     assert_eq!(result["ok"], true);
     gw.stop();
     layer.stop();
-    psql(&url, &format!("DROP DATABASE {name} WITH (FORCE)"));
-}
-
-fn psql(url: &str, sql: &str) {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The same server URL with another database name.
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("URL with a database");
-    format!("{base}/{name}")
+    common::psql(&url, &format!("DROP DATABASE {name} WITH (FORCE)"));
 }
 
 fn raw_exchange(port: u16, request: &[u8]) -> String {
@@ -407,30 +385,4 @@ fn raw_exchange(port: u16, request: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// PEM text of one DER object.
-fn pem(label: &str, der: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::new();
-    for chunk in der.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }

@@ -1576,6 +1576,7 @@ async fn no_upstream_configured_is_503() {
         throttle: partnergate::throttle::Throttle::new(config.default_rate),
         upstream: None,
         stats: Arc::default(),
+        callback: None,
     });
     let server = partnergate::server::Server::new(&config, gateway).unwrap();
     let listener = partnergate::server::Server::bind(config.listen)

@@ -176,12 +176,7 @@ async fn statistics_are_flushed_at_shutdown() {
 /// a second, and their statistics add up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_postgresql_share_revocation_and_statistics() {
-    let url = std::env::var("PARTNERGATE_TEST_POSTGRES_URL")
-        .expect("PARTNERGATE_TEST_POSTGRES_URL is not set: run tests/run.sh (it starts a throwaway PostgreSQL)");
-    let name = format!("pg_nodes_{}", rand::random::<u32>());
-    psql(&url, &format!("CREATE DATABASE {name}"));
-    let (base, _) = url.rsplit_once('/').expect("URL with a database");
-    let db = format!("{base}/{name}");
+    let (url, name, db) = fresh_postgres_database("nodes");
 
     let mut nodes = Vec::new();
     for _ in 0..2 {
@@ -245,16 +240,4 @@ async fn two_nodes_on_postgresql_share_revocation_and_statistics() {
     }
     drop(store);
     psql(&url, &format!("DROP DATABASE {name} WITH (FORCE)"));
-}
-
-fn psql(url: &str, sql: &str) {
-    let out = std::process::Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

@@ -12,7 +12,10 @@
 //! - `schema` / `models`: the hand-written portable schema and row types;
 //! - `snapshot`: the hot-path view, its loader and the refresher;
 //! - `onboard`: validated writes (create partner, keys, groups, rates, status).
+//! - `admin`: the administrator's reads and audited writes (update, status, rotation,
+//!   revocation, allowlist, grants, groups, throttle, `audit_log`).
 
+mod admin;
 mod conn;
 mod models;
 mod onboard;
@@ -30,6 +33,13 @@ pub(crate) use conn::AnyConnection;
 use conn::{Manager, PoolErrors, SqlitePragmas, Target};
 use schema::meta;
 
+pub use admin::{
+    AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges, PartnerDetail,
+    PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
+};
+pub(crate) use onboard::{
+    check_country, check_grant, check_name, check_net, valid_group_name, valid_partner_id,
+};
 pub use onboard::{CreatedPartner, NewPartner};
 pub use snapshot::{
     run_refresher, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate, RefreshHealth,

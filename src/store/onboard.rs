@@ -247,7 +247,10 @@ pub(super) fn conflict_or(e: DieselError, what: impl FnOnce() -> String) -> Stor
     }
 }
 
-pub(super) fn partner_row_id(c: &mut AnyConnection, partner_id: &str) -> Result<Option<i64>, StoreError> {
+pub(super) fn partner_row_id(
+    c: &mut AnyConnection,
+    partner_id: &str,
+) -> Result<Option<i64>, StoreError> {
     Ok(partners::table
         .filter(partners::partner_id.eq(partner_id))
         .select(partners::id)

@@ -343,10 +343,16 @@ impl Drop for StubUpstream {
     }
 }
 
-fn stub_answer(reply: &Reply, action: Option<Operation>) -> (u16, Vec<u8>) {
-    let own = |op: Option<Operation>| match op {
-        Some(op) => fixture(&format!("{}/response.xml", op.name())),
-        None => b"<html>no such action</html>".to_vec(),
+fn stub_answer(
+    reply: &Reply,
+    action: Option<Operation>,
+    callback: Option<partnergate::generated::callback::Operation>,
+) -> (u16, Vec<u8>) {
+    let own = |op: Option<Operation>| match (op, callback) {
+        (Some(op), _) => fixture(&format!("{}/response.xml", op.name())),
+        // A partner BSS answering a callback.
+        (None, Some(cb)) => fixture(&format!("callback/{}/response.xml", cb.name())),
+        (None, None) => b"<html>no such action</html>".to_vec(),
     };
     match reply {
         Reply::Fixture | Reply::Delay(_) => (200, own(action)),
@@ -393,15 +399,20 @@ impl StubUpstream {
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            let action = parts
+                            let action_text = parts
                                 .headers
                                 .get("soapaction")
-                                .map(|v| v.as_bytes().to_vec())
-                                .and_then(|v| {
-                                    let t =
-                                        String::from_utf8_lossy(&v).trim_matches('"').to_string();
-                                    Operation::from_soap_action(t.as_bytes())
-                                });
+                                .map(|v| {
+                                    String::from_utf8_lossy(v.as_bytes())
+                                        .trim_matches('"')
+                                        .to_string()
+                                })
+                                .unwrap_or_default();
+                            let action = Operation::from_soap_action(action_text.as_bytes());
+                            let callback_action =
+                                partnergate::generated::callback::Operation::from_soap_action(
+                                    action_text.as_bytes(),
+                                );
                             rec.lock().expect("records").push(Recorded {
                                 method: parts.method,
                                 uri: parts.uri,
@@ -412,7 +423,7 @@ impl StubUpstream {
                             if let Reply::Delay(d) = reply {
                                 tokio::time::sleep(d).await;
                             }
-                            let (status, bytes) = stub_answer(&reply, action);
+                            let (status, bytes) = stub_answer(&reply, action, callback_action);
                             let mut resp = http::Response::new(Full::new(Bytes::from(bytes)));
                             *resp.status_mut() =
                                 http::StatusCode::from_u16(status).expect("status");
@@ -824,6 +835,8 @@ pub async fn get(addr: SocketAddr, target: &str, host: Option<&str>) -> RawRespo
 pub struct TestPki {
     /// The CA certificate (DER), to trust.
     pub ca_der: rustls::pki_types::CertificateDer<'static>,
+    /// The same CA certificate as PEM (for other TLS clients, and per-partner CAs).
+    pub ca_pem: String,
     /// The leaf certificate file.
     pub cert_path: PathBuf,
     /// The leaf key file.
@@ -867,6 +880,7 @@ pub fn test_pki() -> TestPki {
     std::fs::write(&key_path, leaf_key.serialize_pem()).expect("write key");
     TestPki {
         ca_der: ca_cert.der().clone(),
+        ca_pem: ca_cert.pem(),
         cert_path,
         key_path,
     }
@@ -959,4 +973,32 @@ pub fn parse_fault_body(body: &[u8]) -> Fault {
         reason: fault.reason,
         detail,
     }
+}
+
+// === PostgreSQL ===
+
+/// Runs one SQL statement with `psql` against `url` (tests create and drop their own databases).
+pub fn psql(url: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh database on the test PostgreSQL (`PARTNERGATE_TEST_POSTGRES_URL`, set by
+/// `tests/run.sh`): its URL and name. Drop it with `psql(url, "DROP DATABASE … WITH (FORCE)")`.
+pub fn fresh_postgres_database(tag: &str) -> (String, String, String) {
+    let url = std::env::var("PARTNERGATE_TEST_POSTGRES_URL").expect(
+        "PARTNERGATE_TEST_POSTGRES_URL is not set: run tests/run.sh (it starts a throwaway PostgreSQL)",
+    );
+    let name = format!("pg_{tag}_{}", rand::random::<u32>());
+    psql(&url, &format!("CREATE DATABASE {name}"));
+    let (base, _) = url.rsplit_once('/').expect("URL with a database");
+    let db = format!("{base}/{name}");
+    (url, name, db)
 }

@@ -1,0 +1,559 @@
+//! The other direction: the TSP's partner API layer calls a partner's BSS through partnergate
+//! (`POST /soap/callback/v1`). The same kind of stages as the partner path, against
+//! `wsdl/partner-callback.wsdl`:
+//!
+//! XML limits → envelope scan → operation (and SOAPAction) → the caller is one of the TSP servers
+//! allowed to call back (`callback.allowed_callers`) → the partner's callback key in
+//! `CallbackAuth` (hash, constant-time compare, like API keys) → strict typed decode → a fresh
+//! canonical envelope (SOAP 1.1, the `CallbackAuth` header re-encoded) to the partner's registered
+//! callback URL over HTTPS (the partner's own CA when one is registered, else the system roots),
+//! with connect and response timeouts → the partner's answer decoded strictly and re-encoded for
+//! the TSP. Every refusal or failure is a `CallbackFault` with its reason.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+use crate::authenticate::{self, AuthError};
+use crate::decode::{self, DecodeError, DecodeLimits};
+use crate::encode::{self, EncodeError};
+use crate::envelope::{self, EnvelopeError, FaultCode, SoapVersion};
+use crate::generated::callback::{self, FaultDetail, Operation, Request, Response};
+use crate::generated::types::{cb, cmn};
+use crate::limit::{self, LimitError};
+use crate::pipeline::{content_type_version, unix_now, TransportError};
+use crate::store::{PartnerEntry, SnapshotCell};
+
+/// Settings of the callback direction (`callback.*` config keys).
+#[derive(Clone, Debug)]
+pub struct CallbackConfig {
+    /// The TSP servers allowed to call back (`callback.allowed_callers`).
+    pub allowed_callers: Vec<IpNet>,
+    /// Allow `http://` callback URLs (tests and closed networks only; `callback.allow_http`).
+    pub allow_http: bool,
+    /// Connect timeout to the partner (`callback.connect_timeout_ms`).
+    pub connect_timeout: Duration,
+    /// Time for the partner's whole answer (`callback.response_timeout_ms`).
+    pub response_timeout: Duration,
+    /// Largest answer accepted from a partner.
+    pub max_response_bytes: usize,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        CallbackConfig {
+            allowed_callers: vec![
+                IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
+                IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ],
+            allow_http: false,
+            connect_timeout: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(10),
+            max_response_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Why a callback was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    /// HTTP framing.
+    #[error(transparent)]
+    Transport(TransportError),
+    /// Limits.
+    #[error(transparent)]
+    Limit(LimitError),
+    /// Not an acceptable envelope.
+    #[error(transparent)]
+    Envelope(EnvelopeError),
+    /// SOAPAction and body disagree.
+    #[error("SOAPAction does not match the body element")]
+    Action,
+    /// The caller is not an allowed TSP server.
+    #[error("caller {0} is not allowed to send callbacks")]
+    Caller(std::net::IpAddr),
+    /// The callback key.
+    #[error(transparent)]
+    Auth(AuthError),
+    /// Strict decode.
+    #[error(transparent)]
+    Decode(DecodeError),
+    /// The partner has no (usable) callback URL.
+    #[error("partner has no usable callback URL: {0}")]
+    NoEndpoint(String),
+    /// The partner's BSS is down, slow or answered something invalid.
+    #[error("partner BSS: {0}")]
+    Partner(String),
+    /// The request could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+impl CallbackError {
+    fn reason(&self) -> (cb::CallbackFaultReason, &'static str) {
+        use cb::CallbackFaultReason as R;
+        match self {
+            CallbackError::Caller(_) | CallbackError::Auth(_) => {
+                (R::AuthenticationFailed, "callback-denied")
+            }
+            CallbackError::Transport(_)
+            | CallbackError::Limit(_)
+            | CallbackError::Envelope(_)
+            | CallbackError::Action
+            | CallbackError::Decode(_) => (R::InvalidRequest, "callback-invalid"),
+            CallbackError::NoEndpoint(_) => (R::NotFound, "callback-no-endpoint"),
+            CallbackError::Partner(_) | CallbackError::Encode(_) => {
+                (R::Unavailable, "callback-unavailable")
+            }
+        }
+    }
+
+    fn status(&self) -> http::StatusCode {
+        match self {
+            CallbackError::Caller(_) | CallbackError::Auth(_) => http::StatusCode::FORBIDDEN,
+            CallbackError::NoEndpoint(_) => http::StatusCode::NOT_FOUND,
+            CallbackError::Partner(_) | CallbackError::Encode(_) => http::StatusCode::BAD_GATEWAY,
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The answer for the TSP.
+pub struct CallbackAnswer {
+    /// HTTP status.
+    pub status: http::StatusCode,
+    /// The SOAP envelope.
+    pub body: Vec<u8>,
+    /// SOAP version of the answer.
+    pub version: SoapVersion,
+    /// The partner, once known.
+    pub partner: Option<String>,
+    /// The operation, once known.
+    pub operation: Option<&'static str>,
+    /// `ok` or the failure label.
+    pub outcome: &'static str,
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The callback relay: settings, the snapshot, and HTTPS clients per trust store.
+pub struct Relay {
+    config: CallbackConfig,
+    snapshot: Arc<SnapshotCell>,
+    /// Clients by the SHA-256 of the partner's CA PEM (empty key: system roots).
+    clients: Mutex<HashMap<[u8; 32], HttpsClient>>,
+    xml: crate::config::XmlLimits,
+    soap11_status: crate::fault::Soap11Status,
+}
+
+impl Relay {
+    /// A relay reading partners from `snapshot`.
+    pub fn new(
+        config: CallbackConfig,
+        snapshot: Arc<SnapshotCell>,
+        xml: crate::config::XmlLimits,
+        soap11_status: crate::fault::Soap11Status,
+    ) -> Self {
+        Relay {
+            config,
+            snapshot,
+            clients: Mutex::new(HashMap::new()),
+            xml,
+            soap11_status,
+        }
+    }
+
+    /// Handles one callback request (body already read within the body limits).
+    pub async fn handle(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        request_id: &str,
+    ) -> CallbackAnswer {
+        let mut partner = None;
+        let mut operation = None;
+        let version_hint = content_type_version(headers).map_or(SoapVersion::Soap11, |(v, _)| v);
+        let mut version = version_hint;
+        let result = self
+            .relay(
+                peer,
+                headers,
+                body,
+                &mut version,
+                &mut partner,
+                &mut operation,
+            )
+            .await;
+        match result {
+            Ok(Reply::Response(response)) => {
+                let mut out = Vec::with_capacity(1024);
+                match encode::body_only(version, &mut out, |w| Ok(response.encode(w)?)) {
+                    Ok(()) => CallbackAnswer {
+                        status: http::StatusCode::OK,
+                        body: out,
+                        version,
+                        partner,
+                        operation,
+                        outcome: "ok",
+                    },
+                    Err(e) => self.refuse(
+                        CallbackError::Encode(e),
+                        version,
+                        request_id,
+                        partner,
+                        operation,
+                    ),
+                }
+            }
+            Ok(Reply::Fault {
+                code,
+                reason,
+                detail,
+            }) => {
+                // The partner's own typed fault, passed on.
+                let mut out = Vec::with_capacity(1024);
+                let written = encode::fault(
+                    version,
+                    &mut out,
+                    code,
+                    &reason,
+                    Some(|w: &mut encode::XmlWriter<'_>| Ok(detail.encode(w)?)),
+                );
+                match written {
+                    Ok(()) => CallbackAnswer {
+                        status: self.fault_status(version, http::StatusCode::BAD_GATEWAY),
+                        body: out,
+                        version,
+                        partner,
+                        operation,
+                        outcome: "callback-partner-fault",
+                    },
+                    Err(e) => self.refuse(
+                        CallbackError::Encode(e),
+                        version,
+                        request_id,
+                        partner,
+                        operation,
+                    ),
+                }
+            }
+            Err(e) => self.refuse(e, version, request_id, partner, operation),
+        }
+    }
+
+    fn fault_status(&self, version: SoapVersion, semantic: http::StatusCode) -> http::StatusCode {
+        match (version, self.soap11_status) {
+            (SoapVersion::Soap11, crate::fault::Soap11Status::WsI) => {
+                http::StatusCode::INTERNAL_SERVER_ERROR
+            }
+            _ => semantic,
+        }
+    }
+
+    fn refuse(
+        &self,
+        error: CallbackError,
+        version: SoapVersion,
+        request_id: &str,
+        partner: Option<String>,
+        operation: Option<&'static str>,
+    ) -> CallbackAnswer {
+        let (reason, outcome) = error.reason();
+        tracing::info!(target: "partnergate::access", request_id, error = %error, outcome, "callback refused");
+        let text = match reason {
+            cb::CallbackFaultReason::AuthenticationFailed => {
+                "Access Denied: callback not authorised"
+            }
+            cb::CallbackFaultReason::InvalidRequest => {
+                "Invalid Request: the callback does not match the contract"
+            }
+            cb::CallbackFaultReason::NotFound => "Not Found: the partner has no callback endpoint",
+            cb::CallbackFaultReason::Unavailable => {
+                "Unavailable: the partner's system did not answer correctly"
+            }
+        };
+        // Authentication failures say nothing more; the others name the rule or the problem.
+        let message = match &error {
+            CallbackError::Auth(_) | CallbackError::Caller(_) => text.to_string(),
+            other => format!("{text}: {other}"),
+        };
+        let message: String = message
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(500)
+            .collect();
+        let detail = cmn::FaultMessage::new(message.trim().to_string())
+            .ok()
+            .map(|message| {
+                FaultDetail::Callback(Box::new(cb::CallbackFault {
+                    reason: reason.clone(),
+                    message,
+                    request_id: None,
+                }))
+            });
+        let code = match reason {
+            cb::CallbackFaultReason::Unavailable => FaultCode::Receiver,
+            _ => FaultCode::Sender,
+        };
+        let mut out = Vec::with_capacity(1024);
+        let full_reason = format!("{text} (request {request_id})");
+        let written = encode::fault(
+            version,
+            &mut out,
+            code,
+            &full_reason,
+            detail
+                .as_ref()
+                .map(|d| move |w: &mut encode::XmlWriter<'_>| Ok(d.encode(w)?)),
+        );
+        if written.is_err() {
+            out.clear();
+            let _ = encode::fault::<encode::NoHeader>(version, &mut out, code, &full_reason, None);
+        }
+        CallbackAnswer {
+            status: self.fault_status(version, error.status()),
+            body: out,
+            version,
+            partner,
+            operation,
+            outcome,
+        }
+    }
+
+    async fn relay(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        version: &mut SoapVersion,
+        partner_out: &mut Option<String>,
+        operation_out: &mut Option<&'static str>,
+    ) -> Result<Reply, CallbackError> {
+        let (ct_version, ct_action) =
+            content_type_version(headers).map_err(CallbackError::Transport)?;
+        limit::check_xml(body, &self.xml).map_err(CallbackError::Limit)?;
+        let env = envelope::scan(body).map_err(CallbackError::Envelope)?;
+        *version = env.version;
+        if env.version != ct_version {
+            return Err(CallbackError::Transport(TransportError::VersionConflict));
+        }
+        let op = Operation::from_request_element(&env.body.namespace, env.body.local_name)
+            .ok_or_else(|| CallbackError::Decode(decode::unknown_operation(&env.body)))?;
+        *operation_out = Some(op.name());
+        let action = headers
+            .get("soapaction")
+            .and_then(|v| v.to_str().ok())
+            .map(|a| a.trim().trim_matches('"').to_string())
+            .filter(|a| !a.is_empty())
+            .or(ct_action);
+        if action.is_some_and(|a| a != op.soap_action()) {
+            return Err(CallbackError::Action);
+        }
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        if !self
+            .config
+            .allowed_callers
+            .iter()
+            .any(|n| n.contains(&peer))
+        {
+            return Err(CallbackError::Caller(peer));
+        }
+        let snapshot = self.snapshot.load();
+        let auth =
+            authenticate::authenticate_callback(&env, &snapshot, unix_now()).map_err(|e| {
+                *partner_out = e
+                    .claimed()
+                    .filter(|p| snapshot.partners.contains_key(*p))
+                    .map(str::to_string);
+                CallbackError::Auth(e)
+            })?;
+        *partner_out = Some(auth.partner.partner_id.clone());
+        let (ns, local) = callback::AUTH_HEADER_ELEMENT;
+        let header_block = env
+            .headers
+            .iter()
+            .find(|h| h.element.is(ns, local))
+            .ok_or(CallbackError::Auth(AuthError::Missing))?;
+        let header = decode::callback_auth(&header_block.element, DecodeLimits::header_block())
+            .map_err(|e| CallbackError::Auth(AuthError::Malformed(e.to_string())))?;
+        let request = decode::callback_request(&env.body, DecodeLimits::default())
+            .map_err(CallbackError::Decode)?;
+        self.forward(&auth.partner, &header, &request).await
+    }
+
+    fn client(&self, partner: &PartnerEntry) -> Result<HttpsClient, CallbackError> {
+        let key: [u8; 32] = match &partner.callback_ca_pem {
+            Some(pem) => Sha256::digest(pem.as_bytes()).into(),
+            None => [0; 32],
+        };
+        if let Ok(clients) = self.clients.lock() {
+            if let Some(c) = clients.get(&key) {
+                return Ok(c.clone());
+            }
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        match &partner.callback_ca_pem {
+            Some(pem) => {
+                use rustls_pki_types::pem::PemObject;
+                for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    let cert =
+                        cert.map_err(|e| CallbackError::NoEndpoint(format!("partner CA: {e}")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| CallbackError::NoEndpoint(format!("partner CA: {e}")))?;
+                }
+            }
+            None => {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| CallbackError::Partner(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(self.config.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client: HttpsClient = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(https);
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.insert(key, client.clone());
+        }
+        Ok(client)
+    }
+
+    async fn forward(
+        &self,
+        partner: &PartnerEntry,
+        header: &callback::AuthHeader,
+        request: &Request,
+    ) -> Result<Reply, CallbackError> {
+        let url = partner
+            .callback_url
+            .as_deref()
+            .ok_or_else(|| CallbackError::NoEndpoint("none registered".into()))?;
+        let allowed =
+            url.starts_with("https://") || (self.config.allow_http && url.starts_with("http://"));
+        if !allowed {
+            return Err(CallbackError::NoEndpoint(
+                "callback URLs must be https://".into(),
+            ));
+        }
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| CallbackError::NoEndpoint(format!("{e}")))?;
+        let op = request.operation();
+        let mut body = Vec::with_capacity(1024);
+        encode::envelope(
+            SoapVersion::Soap11,
+            &mut body,
+            Some(|w: &mut encode::XmlWriter<'_>| Ok(callback::encode_auth_header(header, w)?)),
+            |w| Ok(request.encode(w)?),
+        )?;
+        let http_request = http::Request::post(uri)
+            .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header("soapaction", format!("\"{}\"", op.soap_action()))
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| CallbackError::Partner(e.to_string()))?;
+        let client = self.client(partner)?;
+        let max = self.config.max_response_bytes;
+        let exchange = async {
+            let response = client
+                .request(http_request)
+                .await
+                .map_err(|e| CallbackError::Partner(format!("unreachable: {e}")))?;
+            let status = response.status().as_u16();
+            let bytes = Limited::new(response.into_body(), max)
+                .collect()
+                .await
+                .map_err(|e| CallbackError::Partner(format!("answer: {e}")))?
+                .to_bytes();
+            Ok::<_, CallbackError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.config.response_timeout, exchange)
+            .await
+            .map_err(|_| {
+                CallbackError::Partner(format!(
+                    "no answer within {:?}",
+                    self.config.response_timeout
+                ))
+            })??;
+        decode_reply(op, status, &bytes)
+    }
+}
+
+/// What the partner answered.
+#[derive(Debug)]
+pub enum Reply {
+    /// The operation's response.
+    Response(Response),
+    /// The partner's `CallbackFault`.
+    Fault {
+        /// SOAP fault code.
+        code: FaultCode,
+        /// Reason text.
+        reason: String,
+        /// The typed detail.
+        detail: FaultDetail,
+    },
+}
+
+/// Decodes the partner's answer strictly.
+pub fn decode_reply(op: Operation, status: u16, bytes: &[u8]) -> Result<Reply, CallbackError> {
+    let invalid =
+        |e: &dyn std::fmt::Display| CallbackError::Partner(format!("invalid answer: {e}"));
+    let env = envelope::scan(bytes).map_err(|e| {
+        if (200..300).contains(&status) || status == 500 {
+            invalid(&e)
+        } else {
+            CallbackError::Partner(format!("HTTP {status}"))
+        }
+    })?;
+    let limits = DecodeLimits::default();
+    if env.body.is(env.version.namespace(), "Fault") {
+        let fault = envelope::parse_fault(&env).map_err(|e| invalid(&e))?;
+        let entry = fault.detail.ok_or_else(|| {
+            CallbackError::Partner("a fault without a CallbackFault detail".into())
+        })?;
+        let detail = decode::callback_fault(&entry, limits).map_err(|e| invalid(&e))?;
+        let reason: String = fault
+            .reason
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(400)
+            .collect();
+        return Ok(Reply::Fault {
+            code: fault.code,
+            reason,
+            detail,
+        });
+    }
+    if !(200..300).contains(&status) {
+        return Err(CallbackError::Partner(format!("HTTP {status}")));
+    }
+    decode::callback_response(op, &env.body, limits)
+        .map(Reply::Response)
+        .map_err(|e| invalid(&e))
+}
