@@ -1,0 +1,116 @@
+//! The codec's speed, beside the ceiling: raw quick-xml event reading over the same bytes.
+//! For every golden request fixture and for a ~200 KB bulk message: the XML limit pass, the
+//! envelope scan, the strict typed decode, the canonical encode, and everything together.
+//! Reported as bytes/s (criterion's throughput) and per message.
+//!
+//! `cargo bench --bench codec` (full run); CI runs it as a smoke only: `cargo bench --bench codec
+//! -- --test` compiles and runs each benchmark once, asserting nothing about speed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, reason = "benchmark code")]
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use partnergate::config::XmlLimits;
+use partnergate::decode::{self, DecodeLimits};
+use partnergate::encode;
+use partnergate::envelope;
+use partnergate::generated::partner::Operation;
+
+fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)).expect("fixture")
+}
+
+/// A FindAccountsResponse with 100 accounts, each with 1,500 characters of notes (~200 KB):
+/// the largest message the contract allows in practice.
+pub fn bulk_response() -> Vec<u8> {
+    let one = String::from_utf8(fixture("GetAccount/response.xml")).unwrap();
+    let start = one.find("<acc:Account>").unwrap();
+    let end = one.find("</acc:Account>").unwrap() + "</acc:Account>".len();
+    let notes = "Installation on weekdays; ask for the site manager. ".repeat(29);
+    let account = one[start..end].replace(
+        "Preferred contact by e-mail.\nInstallation appointments on weekdays only.",
+        notes.trim_end(),
+    );
+    let accounts: String = (0..100).map(|i| account.replace("ACC-0000001001", &format!("ACC-{:010}", 1000 + i))).collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+xmlns:cmn=\"urn:partnergate:partner:common:v1\" xmlns:acc=\"urn:partnergate:partner:accounts:v1\"><soapenv:Body>\
+<acc:FindAccountsResponse>{accounts}</acc:FindAccountsResponse></soapenv:Body></soapenv:Envelope>"
+    )
+    .into_bytes()
+}
+
+fn raw_events(bytes: &[u8]) -> usize {
+    let mut reader = quick_xml::NsReader::from_reader(bytes);
+    let mut n = 0;
+    loop {
+        match reader.read_resolved_event() {
+            Ok((_, quick_xml::events::Event::Eof)) | Err(_) => return n,
+            Ok(_) => n += 1,
+        }
+    }
+}
+
+fn full_request(bytes: &[u8]) -> Vec<u8> {
+    partnergate::limit::check_xml(bytes, &XmlLimits::default()).unwrap();
+    let env = envelope::scan(bytes).unwrap();
+    let request = decode::partner_request(&env.body, DecodeLimits::default()).unwrap();
+    let mut out = Vec::with_capacity(bytes.len());
+    encode::body_only(env.version, &mut out, |w| Ok(request.encode(w)?)).unwrap();
+    out
+}
+
+fn requests(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request");
+    for op in Operation::ALL {
+        let bytes = fixture(&format!("{}/request.xml", op.name()));
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_with_input(BenchmarkId::new("raw-quick-xml", op.name()), &bytes, |b, x| b.iter(|| raw_events(black_box(x))));
+        group.bench_with_input(BenchmarkId::new("limits", op.name()), &bytes, |b, x| {
+            b.iter(|| partnergate::limit::check_xml(black_box(x), &XmlLimits::default()).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("envelope", op.name()), &bytes, |b, x| b.iter(|| envelope::scan(black_box(x)).unwrap().body.bytes.len()));
+        let env = envelope::scan(&bytes).unwrap();
+        group.bench_with_input(BenchmarkId::new("decode", op.name()), &env.body, |b, body| {
+            b.iter(|| decode::partner_request(black_box(body), DecodeLimits::default()).unwrap())
+        });
+        let request = decode::partner_request(&env.body, DecodeLimits::default()).unwrap();
+        group.bench_with_input(BenchmarkId::new("encode", op.name()), &request, |b, r| {
+            b.iter(|| {
+                let mut out = Vec::with_capacity(2048);
+                encode::body_only(env.version, &mut out, |w| Ok(r.encode(w)?)).unwrap();
+                out
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("all", op.name()), &bytes, |b, x| b.iter(|| full_request(black_box(x))));
+    }
+    group.finish();
+}
+
+fn bulk(c: &mut Criterion) {
+    let bytes = bulk_response();
+    let mut group = c.benchmark_group("bulk-200k");
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.sample_size(20);
+    group.bench_function("raw-quick-xml", |b| b.iter(|| raw_events(black_box(&bytes))));
+    group.bench_function("limits", |b| b.iter(|| partnergate::limit::check_xml(black_box(&bytes), &XmlLimits::default()).unwrap()));
+    group.bench_function("envelope", |b| b.iter(|| envelope::scan(black_box(&bytes)).unwrap().body.bytes.len()));
+    let env = envelope::scan(&bytes).unwrap();
+    group.bench_function("decode", |b| {
+        b.iter(|| decode::partner_response(Operation::FindAccounts, black_box(&env.body), DecodeLimits::default()).unwrap())
+    });
+    let response = decode::partner_response(Operation::FindAccounts, &env.body, DecodeLimits::default()).unwrap();
+    group.bench_function("encode", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(bytes.len());
+            encode::body_only(env.version, &mut out, |w| Ok(response.encode(w)?)).unwrap();
+            out
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, requests, bulk);
+criterion_main!(benches);
