@@ -6,7 +6,13 @@
 //! `cargo bench --bench codec` (full run); CI runs it as a smoke only: `cargo bench --bench codec
 //! -- --test` compiles and runs each benchmark once, asserting nothing about speed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, reason = "benchmark code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "benchmark code"
+)]
 
 use std::hint::black_box;
 use std::path::Path;
@@ -19,7 +25,12 @@ use partnergate::envelope;
 use partnergate::generated::partner::Operation;
 
 fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)).expect("fixture")
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(rel),
+    )
+    .expect("fixture")
 }
 
 /// A FindAccountsResponse with 100 accounts, each with 1,500 characters of notes (~200 KB):
@@ -33,7 +44,9 @@ pub fn bulk_response() -> Vec<u8> {
         "Preferred contact by e-mail.\nInstallation appointments on weekdays only.",
         notes.trim_end(),
     );
-    let accounts: String = (0..100).map(|i| account.replace("ACC-0000001001", &format!("ACC-{:010}", 1000 + i))).collect();
+    let accounts: String = (0..100)
+        .map(|i| account.replace("ACC-0000001001", &format!("ACC-{:010}", 1000 + i)))
+        .collect();
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
 xmlns:cmn=\"urn:partnergate:partner:common:v1\" xmlns:acc=\"urn:partnergate:partner:accounts:v1\"><soapenv:Body>\
@@ -67,15 +80,27 @@ fn requests(c: &mut Criterion) {
     for op in Operation::ALL {
         let bytes = fixture(&format!("{}/request.xml", op.name()));
         group.throughput(Throughput::Bytes(bytes.len() as u64));
-        group.bench_with_input(BenchmarkId::new("raw-quick-xml", op.name()), &bytes, |b, x| b.iter(|| raw_events(black_box(x))));
+        group.bench_with_input(
+            BenchmarkId::new("raw-quick-xml", op.name()),
+            &bytes,
+            |b, x| b.iter(|| raw_events(black_box(x))),
+        );
         group.bench_with_input(BenchmarkId::new("limits", op.name()), &bytes, |b, x| {
             b.iter(|| partnergate::limit::check_xml(black_box(x), &XmlLimits::default()).unwrap())
         });
-        group.bench_with_input(BenchmarkId::new("envelope", op.name()), &bytes, |b, x| b.iter(|| envelope::scan(black_box(x)).unwrap().body.bytes.len()));
-        let env = envelope::scan(&bytes).unwrap();
-        group.bench_with_input(BenchmarkId::new("decode", op.name()), &env.body, |b, body| {
-            b.iter(|| decode::partner_request(black_box(body), DecodeLimits::default()).unwrap())
+        group.bench_with_input(BenchmarkId::new("envelope", op.name()), &bytes, |b, x| {
+            b.iter(|| envelope::scan(black_box(x)).unwrap().body.bytes.len())
         });
+        let env = envelope::scan(&bytes).unwrap();
+        group.bench_with_input(
+            BenchmarkId::new("decode", op.name()),
+            &env.body,
+            |b, body| {
+                b.iter(|| {
+                    decode::partner_request(black_box(body), DecodeLimits::default()).unwrap()
+                })
+            },
+        );
         let request = decode::partner_request(&env.body, DecodeLimits::default()).unwrap();
         group.bench_with_input(BenchmarkId::new("encode", op.name()), &request, |b, r| {
             b.iter(|| {
@@ -84,7 +109,9 @@ fn requests(c: &mut Criterion) {
                 out
             })
         });
-        group.bench_with_input(BenchmarkId::new("all", op.name()), &bytes, |b, x| b.iter(|| full_request(black_box(x))));
+        group.bench_with_input(BenchmarkId::new("all", op.name()), &bytes, |b, x| {
+            b.iter(|| full_request(black_box(x)))
+        });
     }
     group.finish();
 }
@@ -94,14 +121,29 @@ fn bulk(c: &mut Criterion) {
     let mut group = c.benchmark_group("bulk-200k");
     group.throughput(Throughput::Bytes(bytes.len() as u64));
     group.sample_size(20);
-    group.bench_function("raw-quick-xml", |b| b.iter(|| raw_events(black_box(&bytes))));
-    group.bench_function("limits", |b| b.iter(|| partnergate::limit::check_xml(black_box(&bytes), &XmlLimits::default()).unwrap()));
-    group.bench_function("envelope", |b| b.iter(|| envelope::scan(black_box(&bytes)).unwrap().body.bytes.len()));
+    group.bench_function("raw-quick-xml", |b| {
+        b.iter(|| raw_events(black_box(&bytes)))
+    });
+    group.bench_function("limits", |b| {
+        b.iter(|| partnergate::limit::check_xml(black_box(&bytes), &XmlLimits::default()).unwrap())
+    });
+    group.bench_function("envelope", |b| {
+        b.iter(|| envelope::scan(black_box(&bytes)).unwrap().body.bytes.len())
+    });
     let env = envelope::scan(&bytes).unwrap();
     group.bench_function("decode", |b| {
-        b.iter(|| decode::partner_response(Operation::FindAccounts, black_box(&env.body), DecodeLimits::default()).unwrap())
+        b.iter(|| {
+            decode::partner_response(
+                Operation::FindAccounts,
+                black_box(&env.body),
+                DecodeLimits::default(),
+            )
+            .unwrap()
+        })
     });
-    let response = decode::partner_response(Operation::FindAccounts, &env.body, DecodeLimits::default()).unwrap();
+    let response =
+        decode::partner_response(Operation::FindAccounts, &env.body, DecodeLimits::default())
+            .unwrap();
     group.bench_function("encode", |b| {
         b.iter(|| {
             let mut out = Vec::with_capacity(bytes.len());

@@ -73,7 +73,9 @@ pub mod acc {
         }
     }
     impl WithDeserializer for ChangeAccountStatusElementType {
-        type Deserializer = quick_xml_deserialize::ChangeAccountStatusElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ChangeAccountStatusElementTypeDeserializer,
+        >;
     }
     ///Result of ChangeAccountStatus.
     pub type ChangeAccountStatusResponse = ChangeAccountStatusResponseElementType;
@@ -106,7 +108,9 @@ pub mod acc {
         }
     }
     impl WithDeserializer for ChangeAccountStatusResponseElementType {
-        type Deserializer = quick_xml_deserialize::ChangeAccountStatusResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ChangeAccountStatusResponseElementTypeDeserializer,
+        >;
     }
     ///Creates a new account for a partner customer.
     pub type CreateAccount = CreateAccountElementType;
@@ -145,7 +149,9 @@ pub mod acc {
         }
     }
     impl WithDeserializer for CreateAccountElementType {
-        type Deserializer = quick_xml_deserialize::CreateAccountElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::CreateAccountElementTypeDeserializer,
+        >;
     }
     ///Kind of customer: RESIDENTIAL (private person) or BUSINESS.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -214,7 +220,7 @@ pub mod acc {
         }
     }
     impl WithDeserializer for AccountSettings {
-        type Deserializer = quick_xml_deserialize::AccountSettingsDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::AccountSettingsDeserializer>;
     }
     ///How often the account is billed.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -283,7 +289,9 @@ pub mod acc {
         }
     }
     impl WithDeserializer for CreateAccountResponseElementType {
-        type Deserializer = quick_xml_deserialize::CreateAccountResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::CreateAccountResponseElementTypeDeserializer,
+        >;
     }
     ///An account as currently stored by the service provider.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -323,7 +331,7 @@ pub mod acc {
         }
     }
     impl WithDeserializer for Account {
-        type Deserializer = quick_xml_deserialize::AccountDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::AccountDeserializer>;
     }
     ///Looks up the partner's accounts by customer reference.
     pub type FindAccounts = FindAccountsElementType;
@@ -350,7 +358,9 @@ pub mod acc {
         }
     }
     impl WithDeserializer for FindAccountsElementType {
-        type Deserializer = quick_xml_deserialize::FindAccountsElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::FindAccountsElementTypeDeserializer,
+        >;
     }
     ///Result of FindAccounts; empty when nothing matches.
     pub type FindAccountsResponse = FindAccountsResponseElementType;
@@ -379,7 +389,9 @@ pub mod acc {
         }
     }
     impl WithDeserializer for FindAccountsResponseElementType {
-        type Deserializer = quick_xml_deserialize::FindAccountsResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::FindAccountsResponseElementTypeDeserializer,
+        >;
     }
     ///Reads one account by account number.
     pub type GetAccount = GetAccountElementType;
@@ -406,7 +418,9 @@ pub mod acc {
         }
     }
     impl WithDeserializer for GetAccountElementType {
-        type Deserializer = quick_xml_deserialize::GetAccountElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::GetAccountElementTypeDeserializer,
+        >;
     }
     ///Result of GetAccount.
     pub type GetAccountResponse = GetAccountResponseElementType;
@@ -435,7 +449,9 @@ pub mod acc {
         }
     }
     impl WithDeserializer for GetAccountResponseElementType {
-        type Deserializer = quick_xml_deserialize::GetAccountResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::GetAccountResponseElementTypeDeserializer,
+        >;
     }
     ///Changes contact, address and/or settings of an account. Omitted parts stay unchanged; a given Contact or Address replaces the stored one.
     pub type ModifyAccount = ModifyAccountElementType;
@@ -472,7 +488,9 @@ pub mod acc {
         }
     }
     impl WithDeserializer for ModifyAccountElementType {
-        type Deserializer = quick_xml_deserialize::ModifyAccountElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ModifyAccountElementTypeDeserializer,
+        >;
     }
     ///Result of ModifyAccount.
     pub type ModifyAccountResponse = ModifyAccountResponseElementType;
@@ -501,7 +519,9 @@ pub mod acc {
         }
     }
     impl WithDeserializer for ModifyAccountResponseElementType {
-        type Deserializer = quick_xml_deserialize::ModifyAccountResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ModifyAccountResponseElementTypeDeserializer,
+        >;
     }
     pub mod quick_xml_deserialize {
         use core::mem::replace;
@@ -545,20 +565,22 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    account_number: None,
-                    status: None,
-                    reason: None,
-                    state__: Box::new(
-                        ChangeAccountStatusElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        account_number: None,
+                        status: None,
+                        reason: None,
+                        state__: Box::new(
+                            ChangeAccountStatusElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -759,12 +781,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::ChangeAccountStatusElementType>
-        for ChangeAccountStatusElementTypeDeserializer {
+        for Box<ChangeAccountStatusElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ChangeAccountStatusElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ChangeAccountStatusElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -1000,19 +1026,21 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    account_number: None,
-                    previous_status: None,
-                    status: None,
-                    state__: Box::new(
-                        ChangeAccountStatusResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        account_number: None,
+                        previous_status: None,
+                        status: None,
+                        state__: Box::new(
+                            ChangeAccountStatusResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -1185,12 +1213,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::ChangeAccountStatusResponseElementType>
-        for ChangeAccountStatusResponseElementTypeDeserializer {
+        for Box<ChangeAccountStatusResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ChangeAccountStatusResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ChangeAccountStatusResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -1405,20 +1437,24 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    customer_reference: None,
-                    account_type: None,
-                    contact: None,
-                    address: None,
-                    settings: None,
-                    state__: Box::new(CreateAccountElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        customer_reference: None,
+                        account_type: None,
+                        contact: None,
+                        address: None,
+                        settings: None,
+                        state__: Box::new(
+                            CreateAccountElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -1725,12 +1761,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::CreateAccountElementType>
-        for CreateAccountElementTypeDeserializer {
+        for Box<CreateAccountElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::CreateAccountElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        CreateAccountElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -2045,18 +2085,20 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    language: None,
-                    currency: None,
-                    billing_cycle: None,
-                    notes: None,
-                    state__: Box::new(AccountSettingsDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        language: None,
+                        currency: None,
+                        billing_cycle: None,
+                        notes: None,
+                        state__: Box::new(AccountSettingsDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -2247,12 +2289,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::AccountSettings>
-        for AccountSettingsDeserializer {
+        for Box<AccountSettingsDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::AccountSettings> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        AccountSettingsDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -2473,17 +2519,19 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    account: None,
-                    state__: Box::new(
-                        CreateAccountResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        account: None,
+                        state__: Box::new(
+                            CreateAccountResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -2545,12 +2593,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::CreateAccountResponseElementType>
-        for CreateAccountResponseElementTypeDeserializer {
+        for Box<CreateAccountResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::CreateAccountResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        CreateAccountResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -2697,23 +2749,25 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    account_number: None,
-                    customer_reference: None,
-                    account_type: None,
-                    status: None,
-                    contact: None,
-                    address: None,
-                    settings: None,
-                    created_at: None,
-                    updated_at: None,
-                    state__: Box::new(AccountDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        account_number: None,
+                        customer_reference: None,
+                        account_type: None,
+                        status: None,
+                        contact: None,
+                        address: None,
+                        settings: None,
+                        created_at: None,
+                        updated_at: None,
+                        state__: Box::new(AccountDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -3175,12 +3229,16 @@ pub mod acc {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::Account> for AccountDeserializer {
+        impl<'de> Deserializer<'de, super::Account> for Box<AccountDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::Account> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        AccountDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -3590,15 +3648,19 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    customer_reference: None,
-                    state__: Box::new(FindAccountsElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        customer_reference: None,
+                        state__: Box::new(
+                            FindAccountsElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -3665,12 +3727,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::FindAccountsElementType>
-        for FindAccountsElementTypeDeserializer {
+        for Box<FindAccountsElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::FindAccountsElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        FindAccountsElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -3790,17 +3856,19 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    account: Vec::new(),
-                    state__: Box::new(
-                        FindAccountsResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        account: Vec::new(),
+                        state__: Box::new(
+                            FindAccountsResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -3859,12 +3927,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::FindAccountsResponseElementType>
-        for FindAccountsResponseElementTypeDeserializer {
+        for Box<FindAccountsResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::FindAccountsResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        FindAccountsResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -3983,15 +4055,17 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    account_number: None,
-                    state__: Box::new(GetAccountElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        account_number: None,
+                        state__: Box::new(GetAccountElementTypeDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -4058,12 +4132,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::GetAccountElementType>
-        for GetAccountElementTypeDeserializer {
+        for Box<GetAccountElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GetAccountElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetAccountElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -4183,17 +4261,19 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    account: None,
-                    state__: Box::new(
-                        GetAccountResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        account: None,
+                        state__: Box::new(
+                            GetAccountResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -4255,12 +4335,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::GetAccountResponseElementType>
-        for GetAccountResponseElementTypeDeserializer {
+        for Box<GetAccountResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GetAccountResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetAccountResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -4395,19 +4479,23 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    account_number: None,
-                    contact: None,
-                    address: None,
-                    settings: None,
-                    state__: Box::new(ModifyAccountElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        account_number: None,
+                        contact: None,
+                        address: None,
+                        settings: None,
+                        state__: Box::new(
+                            ModifyAccountElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -4650,12 +4738,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::ModifyAccountElementType>
-        for ModifyAccountElementTypeDeserializer {
+        for Box<ModifyAccountElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ModifyAccountElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ModifyAccountElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -4913,17 +5005,19 @@ pub mod acc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    account: None,
-                    state__: Box::new(
-                        ModifyAccountResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        account: None,
+                        state__: Box::new(
+                            ModifyAccountResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -4985,12 +5079,16 @@ pub mod acc {
             }
         }
         impl<'de> Deserializer<'de, super::ModifyAccountResponseElementType>
-        for ModifyAccountResponseElementTypeDeserializer {
+        for Box<ModifyAccountResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ModifyAccountResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ModifyAccountResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -6639,7 +6737,9 @@ pub mod cb {
         }
     }
     impl WithDeserializer for CallbackAuthElementType {
-        type Deserializer = quick_xml_deserialize::CallbackAuthElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::CallbackAuthElementTypeDeserializer,
+        >;
     }
     ///Fault detail the partner returns when it cannot serve a callback.
     pub type CallbackFault = CallbackFaultElementType;
@@ -6672,7 +6772,9 @@ pub mod cb {
         }
     }
     impl WithDeserializer for CallbackFaultElementType {
-        type Deserializer = quick_xml_deserialize::CallbackFaultElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::CallbackFaultElementTypeDeserializer,
+        >;
     }
     ///Why the partner rejected a callback. authentication-failed: wrong PartnerId or
     ///CallbackKey. not-found: unknown CustomerReference. invalid-request: the request
@@ -6749,7 +6851,9 @@ pub mod cb {
         }
     }
     impl WithDeserializer for GetCustomerRecordElementType {
-        type Deserializer = quick_xml_deserialize::GetCustomerRecordElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::GetCustomerRecordElementTypeDeserializer,
+        >;
     }
     ///The customer's master data as held by the partner.
     pub type GetCustomerRecordResponse = GetCustomerRecordResponseElementType;
@@ -6784,7 +6888,9 @@ pub mod cb {
         }
     }
     impl WithDeserializer for GetCustomerRecordResponseElementType {
-        type Deserializer = quick_xml_deserialize::GetCustomerRecordResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::GetCustomerRecordResponseElementTypeDeserializer,
+        >;
     }
     ///Tells the partner about a provisioning event. Delivery is at least once: deduplicate by EventId.
     pub type NotifyProvisioningEvent = NotifyProvisioningEventElementType;
@@ -6827,7 +6933,9 @@ pub mod cb {
         }
     }
     impl WithDeserializer for NotifyProvisioningEventElementType {
-        type Deserializer = quick_xml_deserialize::NotifyProvisioningEventElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::NotifyProvisioningEventElementTypeDeserializer,
+        >;
     }
     ///Unique event identifier; a redelivered event keeps its EventId.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -6974,7 +7082,9 @@ pub mod cb {
         }
     }
     impl WithDeserializer for NotifyProvisioningEventResponseElementType {
-        type Deserializer = quick_xml_deserialize::NotifyProvisioningEventResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::NotifyProvisioningEventResponseElementTypeDeserializer,
+        >;
     }
     pub mod quick_xml_deserialize {
         use core::mem::replace;
@@ -7006,16 +7116,20 @@ pub mod cb {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    partner_id: None,
-                    callback_key: None,
-                    state__: Box::new(CallbackAuthElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        partner_id: None,
+                        callback_key: None,
+                        state__: Box::new(
+                            CallbackAuthElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -7132,12 +7246,16 @@ pub mod cb {
             }
         }
         impl<'de> Deserializer<'de, super::CallbackAuthElementType>
-        for CallbackAuthElementTypeDeserializer {
+        for Box<CallbackAuthElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::CallbackAuthElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        CallbackAuthElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -7305,17 +7423,21 @@ pub mod cb {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    reason: None,
-                    message: None,
-                    request_id: None,
-                    state__: Box::new(CallbackFaultElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        reason: None,
+                        message: None,
+                        request_id: None,
+                        state__: Box::new(
+                            CallbackFaultElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -7472,12 +7594,16 @@ pub mod cb {
             }
         }
         impl<'de> Deserializer<'de, super::CallbackFaultElementType>
-        for CallbackFaultElementTypeDeserializer {
+        for Box<CallbackFaultElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::CallbackFaultElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        CallbackFaultElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -7666,17 +7792,19 @@ pub mod cb {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    customer_reference: None,
-                    state__: Box::new(
-                        GetCustomerRecordElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        customer_reference: None,
+                        state__: Box::new(
+                            GetCustomerRecordElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -7743,12 +7871,16 @@ pub mod cb {
             }
         }
         impl<'de> Deserializer<'de, super::GetCustomerRecordElementType>
-        for GetCustomerRecordElementTypeDeserializer {
+        for Box<GetCustomerRecordElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GetCustomerRecordElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetCustomerRecordElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -7888,20 +8020,22 @@ pub mod cb {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    customer_reference: None,
-                    contact: None,
-                    address: None,
-                    account_number: None,
-                    state__: Box::new(
-                        GetCustomerRecordResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        customer_reference: None,
+                        contact: None,
+                        address: None,
+                        account_number: None,
+                        state__: Box::new(
+                            GetCustomerRecordResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -8122,12 +8256,16 @@ pub mod cb {
             }
         }
         impl<'de> Deserializer<'de, super::GetCustomerRecordResponseElementType>
-        for GetCustomerRecordResponseElementTypeDeserializer {
+        for Box<GetCustomerRecordResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GetCustomerRecordResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetCustomerRecordResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -8379,24 +8517,26 @@ pub mod cb {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    event_id: None,
-                    event_type: None,
-                    occurred_at: None,
-                    account_number: None,
-                    service_id: None,
-                    mac_address: None,
-                    status: None,
-                    message: None,
-                    state__: Box::new(
-                        NotifyProvisioningEventElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        event_id: None,
+                        event_type: None,
+                        occurred_at: None,
+                        account_number: None,
+                        service_id: None,
+                        mac_address: None,
+                        status: None,
+                        message: None,
+                        state__: Box::new(
+                            NotifyProvisioningEventElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -8801,12 +8941,16 @@ pub mod cb {
             }
         }
         impl<'de> Deserializer<'de, super::NotifyProvisioningEventElementType>
-        for NotifyProvisioningEventElementTypeDeserializer {
+        for Box<NotifyProvisioningEventElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::NotifyProvisioningEventElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        NotifyProvisioningEventElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -9174,18 +9318,20 @@ pub mod cb {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    event_id: None,
-                    accepted: None,
-                    state__: Box::new(
-                        NotifyProvisioningEventResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        event_id: None,
+                        accepted: None,
+                        state__: Box::new(
+                            NotifyProvisioningEventResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -9298,7 +9444,7 @@ pub mod cb {
             }
         }
         impl<'de> Deserializer<'de, super::NotifyProvisioningEventResponseElementType>
-        for NotifyProvisioningEventResponseElementTypeDeserializer {
+        for Box<NotifyProvisioningEventResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
@@ -9306,7 +9452,11 @@ pub mod cb {
                 'de,
                 super::NotifyProvisioningEventResponseElementType,
             > {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        NotifyProvisioningEventResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -10653,7 +10803,7 @@ pub mod cmn {
         }
     }
     impl WithDeserializer for Contact {
-        type Deserializer = quick_xml_deserialize::ContactDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::ContactDeserializer>;
     }
     ///Postal address of an account.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -10689,7 +10839,7 @@ pub mod cmn {
         }
     }
     impl WithDeserializer for PostalAddress {
-        type Deserializer = quick_xml_deserialize::PostalAddressDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::PostalAddressDeserializer>;
     }
     ///Network account number, globally unique, e.g. ACC-0000001001.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -12611,7 +12761,9 @@ pub mod cmn {
         }
     }
     impl WithDeserializer for AccessDeniedFaultElementType {
-        type Deserializer = quick_xml_deserialize::AccessDeniedFaultElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::AccessDeniedFaultElementTypeDeserializer,
+        >;
     }
     ///Why access was denied. authentication-failed: unknown partner or wrong API key.
     ///source-not-allowed: caller address not allowed for this partner.
@@ -12764,7 +12916,9 @@ pub mod cmn {
         }
     }
     impl WithDeserializer for ConflictFaultElementType {
-        type Deserializer = quick_xml_deserialize::ConflictFaultElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ConflictFaultElementTypeDeserializer,
+        >;
     }
     ///Why the request conflicts with the current state. duplicate: the entity already
     ///exists (or the RequestId was reused for a different request).
@@ -12851,7 +13005,9 @@ pub mod cmn {
         }
     }
     impl WithDeserializer for GatewayAssertionElementType {
-        type Deserializer = quick_xml_deserialize::GatewayAssertionElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::GatewayAssertionElementTypeDeserializer,
+        >;
     }
     ///Fault detail: the request violates this contract. Fix the request before retrying.
     pub type InvalidRequestFault = InvalidRequestFaultElementType;
@@ -12886,7 +13042,9 @@ pub mod cmn {
         }
     }
     impl WithDeserializer for InvalidRequestFaultElementType {
-        type Deserializer = quick_xml_deserialize::InvalidRequestFaultElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::InvalidRequestFaultElementTypeDeserializer,
+        >;
     }
     ///Location of the offending item in the request, e.g. /CreateAccount/Contact/Email.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -13062,7 +13220,9 @@ pub mod cmn {
         }
     }
     impl WithDeserializer for NotFoundFaultElementType {
-        type Deserializer = quick_xml_deserialize::NotFoundFaultElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::NotFoundFaultElementTypeDeserializer,
+        >;
     }
     ///Kind of entity that was not found.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -13134,7 +13294,9 @@ pub mod cmn {
         }
     }
     impl WithDeserializer for PartnerAuthElementType {
-        type Deserializer = quick_xml_deserialize::PartnerAuthElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::PartnerAuthElementTypeDeserializer,
+        >;
     }
     ///Fault detail: the partner exceeded its request rate. Retry after the given delay.
     pub type ThrottledFault = ThrottledFaultElementType;
@@ -13167,7 +13329,9 @@ pub mod cmn {
         }
     }
     impl WithDeserializer for ThrottledFaultElementType {
-        type Deserializer = quick_xml_deserialize::ThrottledFaultElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ThrottledFaultElementTypeDeserializer,
+        >;
     }
     ///Fault detail: the service provider could not be reached or did not answer in time. Retry later with the same RequestId.
     pub type UpstreamUnavailableFault = UpstreamUnavailableFaultElementType;
@@ -13198,7 +13362,9 @@ pub mod cmn {
         }
     }
     impl WithDeserializer for UpstreamUnavailableFaultElementType {
-        type Deserializer = quick_xml_deserialize::UpstreamUnavailableFaultElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::UpstreamUnavailableFaultElementTypeDeserializer,
+        >;
     }
     pub mod quick_xml_deserialize {
         use core::mem::replace;
@@ -13231,19 +13397,21 @@ pub mod cmn {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    first_name: None,
-                    last_name: None,
-                    company: None,
-                    email: None,
-                    phone: None,
-                    state__: Box::new(ContactDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        first_name: None,
+                        last_name: None,
+                        company: None,
+                        email: None,
+                        phone: None,
+                        state__: Box::new(ContactDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -13476,12 +13644,16 @@ pub mod cmn {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::Contact> for ContactDeserializer {
+        impl<'de> Deserializer<'de, super::Contact> for Box<ContactDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::Contact> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ContactDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -13744,20 +13916,22 @@ pub mod cmn {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    street: None,
-                    street_2: None,
-                    postal_code: None,
-                    city: None,
-                    region: None,
-                    country: None,
-                    state__: Box::new(PostalAddressDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        street: None,
+                        street_2: None,
+                        postal_code: None,
+                        city: None,
+                        region: None,
+                        country: None,
+                        state__: Box::new(PostalAddressDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -14040,12 +14214,17 @@ pub mod cmn {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::PostalAddress> for PostalAddressDeserializer {
+        impl<'de> Deserializer<'de, super::PostalAddress>
+        for Box<PostalAddressDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::PostalAddress> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        PostalAddressDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -14337,19 +14516,21 @@ pub mod cmn {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    reason: None,
-                    message: None,
-                    request_id: None,
-                    state__: Box::new(
-                        AccessDeniedFaultElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        reason: None,
+                        message: None,
+                        request_id: None,
+                        state__: Box::new(
+                            AccessDeniedFaultElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -14512,12 +14693,16 @@ pub mod cmn {
             }
         }
         impl<'de> Deserializer<'de, super::AccessDeniedFaultElementType>
-        for AccessDeniedFaultElementTypeDeserializer {
+        for Box<AccessDeniedFaultElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::AccessDeniedFaultElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        AccessDeniedFaultElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -14708,17 +14893,21 @@ pub mod cmn {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    reason: None,
-                    message: None,
-                    request_id: None,
-                    state__: Box::new(ConflictFaultElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        reason: None,
+                        message: None,
+                        request_id: None,
+                        state__: Box::new(
+                            ConflictFaultElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -14881,12 +15070,16 @@ pub mod cmn {
             }
         }
         impl<'de> Deserializer<'de, super::ConflictFaultElementType>
-        for ConflictFaultElementTypeDeserializer {
+        for Box<ConflictFaultElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ConflictFaultElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ConflictFaultElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -15075,18 +15268,20 @@ pub mod cmn {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    partner_id: None,
-                    request_id: None,
-                    state__: Box::new(
-                        GatewayAssertionElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        partner_id: None,
+                        request_id: None,
+                        state__: Box::new(
+                            GatewayAssertionElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -15201,12 +15396,16 @@ pub mod cmn {
             }
         }
         impl<'de> Deserializer<'de, super::GatewayAssertionElementType>
-        for GatewayAssertionElementTypeDeserializer {
+        for Box<GatewayAssertionElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GatewayAssertionElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GatewayAssertionElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -15367,20 +15566,22 @@ pub mod cmn {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    path: None,
-                    rule: None,
-                    message: None,
-                    request_id: None,
-                    state__: Box::new(
-                        InvalidRequestFaultElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        path: None,
+                        rule: None,
+                        message: None,
+                        request_id: None,
+                        state__: Box::new(
+                            InvalidRequestFaultElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -15585,12 +15786,16 @@ pub mod cmn {
             }
         }
         impl<'de> Deserializer<'de, super::InvalidRequestFaultElementType>
-        for InvalidRequestFaultElementTypeDeserializer {
+        for Box<InvalidRequestFaultElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::InvalidRequestFaultElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        InvalidRequestFaultElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -15809,17 +16014,21 @@ pub mod cmn {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    entity: None,
-                    message: None,
-                    request_id: None,
-                    state__: Box::new(NotFoundFaultElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        entity: None,
+                        message: None,
+                        request_id: None,
+                        state__: Box::new(
+                            NotFoundFaultElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -15982,12 +16191,16 @@ pub mod cmn {
             }
         }
         impl<'de> Deserializer<'de, super::NotFoundFaultElementType>
-        for NotFoundFaultElementTypeDeserializer {
+        for Box<NotFoundFaultElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::NotFoundFaultElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        NotFoundFaultElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -16174,16 +16387,20 @@ pub mod cmn {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    partner_id: None,
-                    api_key: None,
-                    state__: Box::new(PartnerAuthElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        partner_id: None,
+                        api_key: None,
+                        state__: Box::new(
+                            PartnerAuthElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -16293,12 +16510,16 @@ pub mod cmn {
             }
         }
         impl<'de> Deserializer<'de, super::PartnerAuthElementType>
-        for PartnerAuthElementTypeDeserializer {
+        for Box<PartnerAuthElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::PartnerAuthElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        PartnerAuthElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -16455,17 +16676,21 @@ pub mod cmn {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    retry_after_seconds: None,
-                    message: None,
-                    request_id: None,
-                    state__: Box::new(ThrottledFaultElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        retry_after_seconds: None,
+                        message: None,
+                        request_id: None,
+                        state__: Box::new(
+                            ThrottledFaultElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -16629,12 +16854,16 @@ pub mod cmn {
             }
         }
         impl<'de> Deserializer<'de, super::ThrottledFaultElementType>
-        for ThrottledFaultElementTypeDeserializer {
+        for Box<ThrottledFaultElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ThrottledFaultElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ThrottledFaultElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -16828,18 +17057,20 @@ pub mod cmn {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    message: None,
-                    request_id: None,
-                    state__: Box::new(
-                        UpstreamUnavailableFaultElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        message: None,
+                        request_id: None,
+                        state__: Box::new(
+                            UpstreamUnavailableFaultElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -16958,12 +17189,16 @@ pub mod cmn {
             }
         }
         impl<'de> Deserializer<'de, super::UpstreamUnavailableFaultElementType>
-        for UpstreamUnavailableFaultElementTypeDeserializer {
+        for Box<UpstreamUnavailableFaultElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::UpstreamUnavailableFaultElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        UpstreamUnavailableFaultElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -18307,7 +18542,7 @@ pub mod dev {
         }
     }
     impl WithDeserializer for AddDeviceElementType {
-        type Deserializer = quick_xml_deserialize::AddDeviceElementTypeDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::AddDeviceElementTypeDeserializer>;
     }
     ///Kind of device.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -18523,7 +18758,9 @@ pub mod dev {
         }
     }
     impl WithDeserializer for AddDeviceResponseElementType {
-        type Deserializer = quick_xml_deserialize::AddDeviceResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::AddDeviceResponseElementTypeDeserializer,
+        >;
     }
     ///A device as currently stored by the service provider.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -18563,7 +18800,7 @@ pub mod dev {
         }
     }
     impl WithDeserializer for Device {
-        type Deserializer = quick_xml_deserialize::DeviceDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::DeviceDeserializer>;
     }
     ///Activates, suspends or terminates a device.
     pub type ChangeDeviceStatus = ChangeDeviceStatusElementType;
@@ -18598,7 +18835,9 @@ pub mod dev {
         }
     }
     impl WithDeserializer for ChangeDeviceStatusElementType {
-        type Deserializer = quick_xml_deserialize::ChangeDeviceStatusElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ChangeDeviceStatusElementTypeDeserializer,
+        >;
     }
     ///Result of ChangeDeviceStatus.
     pub type ChangeDeviceStatusResponse = ChangeDeviceStatusResponseElementType;
@@ -18631,7 +18870,9 @@ pub mod dev {
         }
     }
     impl WithDeserializer for ChangeDeviceStatusResponseElementType {
-        type Deserializer = quick_xml_deserialize::ChangeDeviceStatusResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ChangeDeviceStatusResponseElementTypeDeserializer,
+        >;
     }
     ///Reads one device by MAC address.
     pub type GetDevice = GetDeviceElementType;
@@ -18658,7 +18899,7 @@ pub mod dev {
         }
     }
     impl WithDeserializer for GetDeviceElementType {
-        type Deserializer = quick_xml_deserialize::GetDeviceElementTypeDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::GetDeviceElementTypeDeserializer>;
     }
     ///Result of GetDevice.
     pub type GetDeviceResponse = GetDeviceResponseElementType;
@@ -18687,7 +18928,9 @@ pub mod dev {
         }
     }
     impl WithDeserializer for GetDeviceResponseElementType {
-        type Deserializer = quick_xml_deserialize::GetDeviceResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::GetDeviceResponseElementTypeDeserializer,
+        >;
     }
     ///Moves a device to another service and/or changes its model or label. Omitted fields stay unchanged.
     pub type ModifyDevice = ModifyDeviceElementType;
@@ -18722,7 +18965,9 @@ pub mod dev {
         }
     }
     impl WithDeserializer for ModifyDeviceElementType {
-        type Deserializer = quick_xml_deserialize::ModifyDeviceElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ModifyDeviceElementTypeDeserializer,
+        >;
     }
     ///Result of ModifyDevice.
     pub type ModifyDeviceResponse = ModifyDeviceResponseElementType;
@@ -18751,7 +18996,9 @@ pub mod dev {
         }
     }
     impl WithDeserializer for ModifyDeviceResponseElementType {
-        type Deserializer = quick_xml_deserialize::ModifyDeviceResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ModifyDeviceResponseElementTypeDeserializer,
+        >;
     }
     pub mod quick_xml_deserialize {
         use core::mem::replace;
@@ -18793,20 +19040,22 @@ pub mod dev {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    mac_address: None,
-                    service_id: None,
-                    kind: None,
-                    model: None,
-                    label: None,
-                    state__: Box::new(AddDeviceElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        mac_address: None,
+                        service_id: None,
+                        kind: None,
+                        model: None,
+                        label: None,
+                        state__: Box::new(AddDeviceElementTypeDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -19096,12 +19345,16 @@ pub mod dev {
             }
         }
         impl<'de> Deserializer<'de, super::AddDeviceElementType>
-        for AddDeviceElementTypeDeserializer {
+        for Box<AddDeviceElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::AddDeviceElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        AddDeviceElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -19389,17 +19642,19 @@ pub mod dev {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    device: None,
-                    state__: Box::new(
-                        AddDeviceResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        device: None,
+                        state__: Box::new(
+                            AddDeviceResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -19459,12 +19714,16 @@ pub mod dev {
             }
         }
         impl<'de> Deserializer<'de, super::AddDeviceResponseElementType>
-        for AddDeviceResponseElementTypeDeserializer {
+        for Box<AddDeviceResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::AddDeviceResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        AddDeviceResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -19605,23 +19864,25 @@ pub mod dev {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    mac_address: None,
-                    account_number: None,
-                    service_id: None,
-                    kind: None,
-                    model: None,
-                    label: None,
-                    status: None,
-                    created_at: None,
-                    updated_at: None,
-                    state__: Box::new(DeviceDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        mac_address: None,
+                        account_number: None,
+                        service_id: None,
+                        kind: None,
+                        model: None,
+                        label: None,
+                        status: None,
+                        created_at: None,
+                        updated_at: None,
+                        state__: Box::new(DeviceDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -20060,12 +20321,16 @@ pub mod dev {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::Device> for DeviceDeserializer {
+        impl<'de> Deserializer<'de, super::Device> for Box<DeviceDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::Device> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        DeviceDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -20478,20 +20743,22 @@ pub mod dev {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    mac_address: None,
-                    status: None,
-                    reason: None,
-                    state__: Box::new(
-                        ChangeDeviceStatusElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        mac_address: None,
+                        status: None,
+                        reason: None,
+                        state__: Box::new(
+                            ChangeDeviceStatusElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -20692,12 +20959,16 @@ pub mod dev {
             }
         }
         impl<'de> Deserializer<'de, super::ChangeDeviceStatusElementType>
-        for ChangeDeviceStatusElementTypeDeserializer {
+        for Box<ChangeDeviceStatusElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ChangeDeviceStatusElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ChangeDeviceStatusElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -20928,19 +21199,21 @@ pub mod dev {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    mac_address: None,
-                    previous_status: None,
-                    status: None,
-                    state__: Box::new(
-                        ChangeDeviceStatusResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        mac_address: None,
+                        previous_status: None,
+                        status: None,
+                        state__: Box::new(
+                            ChangeDeviceStatusResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -21113,12 +21386,16 @@ pub mod dev {
             }
         }
         impl<'de> Deserializer<'de, super::ChangeDeviceStatusResponseElementType>
-        for ChangeDeviceStatusResponseElementTypeDeserializer {
+        for Box<ChangeDeviceStatusResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ChangeDeviceStatusResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ChangeDeviceStatusResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -21310,15 +21587,17 @@ pub mod dev {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    mac_address: None,
-                    state__: Box::new(GetDeviceElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        mac_address: None,
+                        state__: Box::new(GetDeviceElementTypeDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -21385,12 +21664,16 @@ pub mod dev {
             }
         }
         impl<'de> Deserializer<'de, super::GetDeviceElementType>
-        for GetDeviceElementTypeDeserializer {
+        for Box<GetDeviceElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GetDeviceElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetDeviceElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -21507,17 +21790,19 @@ pub mod dev {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    device: None,
-                    state__: Box::new(
-                        GetDeviceResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        device: None,
+                        state__: Box::new(
+                            GetDeviceResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -21577,12 +21862,16 @@ pub mod dev {
             }
         }
         impl<'de> Deserializer<'de, super::GetDeviceResponseElementType>
-        for GetDeviceResponseElementTypeDeserializer {
+        for Box<GetDeviceResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GetDeviceResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetDeviceResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -21711,19 +22000,23 @@ pub mod dev {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    mac_address: None,
-                    service_id: None,
-                    model: None,
-                    label: None,
-                    state__: Box::new(ModifyDeviceElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        mac_address: None,
+                        service_id: None,
+                        model: None,
+                        label: None,
+                        state__: Box::new(
+                            ModifyDeviceElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -21956,12 +22249,16 @@ pub mod dev {
             }
         }
         impl<'de> Deserializer<'de, super::ModifyDeviceElementType>
-        for ModifyDeviceElementTypeDeserializer {
+        for Box<ModifyDeviceElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ModifyDeviceElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ModifyDeviceElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -22218,17 +22515,19 @@ pub mod dev {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    device: None,
-                    state__: Box::new(
-                        ModifyDeviceResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        device: None,
+                        state__: Box::new(
+                            ModifyDeviceResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -22288,12 +22587,16 @@ pub mod dev {
             }
         }
         impl<'de> Deserializer<'de, super::ModifyDeviceResponseElementType>
-        for ModifyDeviceResponseElementTypeDeserializer {
+        for Box<ModifyDeviceResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ModifyDeviceResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ModifyDeviceResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -23621,7 +23924,9 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for ChangeFeatureStatusElementType {
-        type Deserializer = quick_xml_deserialize::ChangeFeatureStatusElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ChangeFeatureStatusElementTypeDeserializer,
+        >;
     }
     ///Calling feature.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -23702,7 +24007,9 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for ChangeFeatureStatusResponseElementType {
-        type Deserializer = quick_xml_deserialize::ChangeFeatureStatusResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ChangeFeatureStatusResponseElementTypeDeserializer,
+        >;
     }
     ///Enables a feature on a service.
     pub type EnableFeature = EnableFeatureElementType;
@@ -23737,7 +24044,9 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for EnableFeatureElementType {
-        type Deserializer = quick_xml_deserialize::EnableFeatureElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::EnableFeatureElementTypeDeserializer,
+        >;
     }
     ///Settings of exactly one feature; the chosen element must match the feature code.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -23771,7 +24080,7 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for FeatureSettings {
-        type Deserializer = quick_xml_deserialize::FeatureSettingsDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::FeatureSettingsDeserializer>;
     }
     ///Settings of VOICEMAIL. Unset fields take the partner default.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -23803,7 +24112,7 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for VoicemailSettings {
-        type Deserializer = quick_xml_deserialize::VoicemailSettingsDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::VoicemailSettingsDeserializer>;
     }
     ///Settings of CALL_FORWARDING. Unset fields take the partner default.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -23833,7 +24142,9 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for CallForwardingSettings {
-        type Deserializer = quick_xml_deserialize::CallForwardingSettingsDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::CallForwardingSettingsDeserializer,
+        >;
     }
     ///Settings of CALLER_ID. Unset fields take the partner default.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -23861,7 +24172,7 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for CallerIdSettings {
-        type Deserializer = quick_xml_deserialize::CallerIdSettingsDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::CallerIdSettingsDeserializer>;
     }
     ///Settings of CALL_WAITING. Unset fields take the partner default.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -23887,7 +24198,7 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for CallWaitingSettings {
-        type Deserializer = quick_xml_deserialize::CallWaitingSettingsDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::CallWaitingSettingsDeserializer>;
     }
     ///Settings of DO_NOT_DISTURB. Without AllowList elements the partner default list applies.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -23913,7 +24224,7 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for DoNotDisturbSettings {
-        type Deserializer = quick_xml_deserialize::DoNotDisturbSettingsDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::DoNotDisturbSettingsDeserializer>;
     }
     ///Voicemail PIN, 4 to 8 digits.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -24278,7 +24589,9 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for EnableFeatureResponseElementType {
-        type Deserializer = quick_xml_deserialize::EnableFeatureResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::EnableFeatureResponseElementTypeDeserializer,
+        >;
     }
     ///A feature of a service as currently stored by the service provider.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -24314,7 +24627,7 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for FeatureInstance {
-        type Deserializer = quick_xml_deserialize::FeatureInstanceDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::FeatureInstanceDeserializer>;
     }
     ///Name of a feature setting, as its element name, e.g. MaxMessageSeconds.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -24416,7 +24729,9 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for GetFeatureElementType {
-        type Deserializer = quick_xml_deserialize::GetFeatureElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::GetFeatureElementTypeDeserializer,
+        >;
     }
     ///Result of GetFeature.
     pub type GetFeatureResponse = GetFeatureResponseElementType;
@@ -24445,7 +24760,9 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for GetFeatureResponseElementType {
-        type Deserializer = quick_xml_deserialize::GetFeatureResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::GetFeatureResponseElementTypeDeserializer,
+        >;
     }
     ///Changes the settings of an enabled feature.
     pub type ModifyFeature = ModifyFeatureElementType;
@@ -24480,7 +24797,9 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for ModifyFeatureElementType {
-        type Deserializer = quick_xml_deserialize::ModifyFeatureElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ModifyFeatureElementTypeDeserializer,
+        >;
     }
     ///Result of ModifyFeature.
     pub type ModifyFeatureResponse = ModifyFeatureResponseElementType;
@@ -24509,7 +24828,9 @@ pub mod ftr {
         }
     }
     impl WithDeserializer for ModifyFeatureResponseElementType {
-        type Deserializer = quick_xml_deserialize::ModifyFeatureResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ModifyFeatureResponseElementTypeDeserializer,
+        >;
     }
     pub mod quick_xml_deserialize {
         use core::mem::replace;
@@ -24553,21 +24874,23 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    service_id: None,
-                    feature: None,
-                    status: None,
-                    reason: None,
-                    state__: Box::new(
-                        ChangeFeatureStatusElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        service_id: None,
+                        feature: None,
+                        status: None,
+                        reason: None,
+                        state__: Box::new(
+                            ChangeFeatureStatusElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -24813,12 +25136,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::ChangeFeatureStatusElementType>
-        for ChangeFeatureStatusElementTypeDeserializer {
+        for Box<ChangeFeatureStatusElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ChangeFeatureStatusElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ChangeFeatureStatusElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -25085,20 +25412,22 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    service_id: None,
-                    feature: None,
-                    previous_status: None,
-                    status: None,
-                    state__: Box::new(
-                        ChangeFeatureStatusResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        service_id: None,
+                        feature: None,
+                        previous_status: None,
+                        status: None,
+                        state__: Box::new(
+                            ChangeFeatureStatusResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -25318,12 +25647,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::ChangeFeatureStatusResponseElementType>
-        for ChangeFeatureStatusResponseElementTypeDeserializer {
+        for Box<ChangeFeatureStatusResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ChangeFeatureStatusResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ChangeFeatureStatusResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -25557,18 +25890,22 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    service_id: None,
-                    feature: None,
-                    settings: None,
-                    state__: Box::new(EnableFeatureElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        service_id: None,
+                        feature: None,
+                        settings: None,
+                        state__: Box::new(
+                            EnableFeatureElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -25768,12 +26105,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::EnableFeatureElementType>
-        for EnableFeatureElementTypeDeserializer {
+        for Box<EnableFeatureElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::EnableFeatureElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        EnableFeatureElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -26099,14 +26440,16 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    state__: Box::new(FeatureSettingsDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        state__: Box::new(FeatureSettingsDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 helper: &mut DeserializeHelper,
@@ -26118,7 +26461,10 @@ pub mod ftr {
                     S::Voicemail(mut values, None, deserializer) => {
                         if let Some(deserializer) = deserializer {
                             let value = deserializer.finish(helper)?;
-                            Self::store_voicemail(&mut values, value)?;
+                            FeatureSettingsDeserializer::store_voicemail(
+                                &mut values,
+                                value,
+                            )?;
                         }
                         Ok(
                             super::FeatureSettings::Voicemail(
@@ -26129,7 +26475,10 @@ pub mod ftr {
                     S::CallForwarding(mut values, None, deserializer) => {
                         if let Some(deserializer) = deserializer {
                             let value = deserializer.finish(helper)?;
-                            Self::store_call_forwarding(&mut values, value)?;
+                            FeatureSettingsDeserializer::store_call_forwarding(
+                                &mut values,
+                                value,
+                            )?;
                         }
                         Ok(
                             super::FeatureSettings::CallForwarding(
@@ -26140,7 +26489,10 @@ pub mod ftr {
                     S::CallerId(mut values, None, deserializer) => {
                         if let Some(deserializer) = deserializer {
                             let value = deserializer.finish(helper)?;
-                            Self::store_caller_id(&mut values, value)?;
+                            FeatureSettingsDeserializer::store_caller_id(
+                                &mut values,
+                                value,
+                            )?;
                         }
                         Ok(
                             super::FeatureSettings::CallerId(
@@ -26151,7 +26503,10 @@ pub mod ftr {
                     S::CallWaiting(mut values, None, deserializer) => {
                         if let Some(deserializer) = deserializer {
                             let value = deserializer.finish(helper)?;
-                            Self::store_call_waiting(&mut values, value)?;
+                            FeatureSettingsDeserializer::store_call_waiting(
+                                &mut values,
+                                value,
+                            )?;
                         }
                         Ok(
                             super::FeatureSettings::CallWaiting(
@@ -26162,7 +26517,10 @@ pub mod ftr {
                     S::DoNotDisturb(mut values, None, deserializer) => {
                         if let Some(deserializer) = deserializer {
                             let value = deserializer.finish(helper)?;
-                            Self::store_do_not_disturb(&mut values, value)?;
+                            FeatureSettingsDeserializer::store_do_not_disturb(
+                                &mut values,
+                                value,
+                            )?;
                         }
                         Ok(
                             super::FeatureSettings::DoNotDisturb(
@@ -26256,12 +26614,12 @@ pub mod ftr {
                 }
                 if let Some(deserializer) = fallback {
                     let data = deserializer.finish(helper)?;
-                    Self::store_voicemail(&mut values, data)?;
+                    FeatureSettingsDeserializer::store_voicemail(&mut values, data)?;
                 }
                 match artifact {
                     DeserializerArtifact::None => unreachable!(),
                     DeserializerArtifact::Data(data) => {
-                        Self::store_voicemail(&mut values, data)?;
+                        FeatureSettingsDeserializer::store_voicemail(&mut values, data)?;
                         *self.state__ = S::Voicemail(values, None, None);
                         Ok(ElementHandlerOutput::from_event(event, allow_any))
                     }
@@ -26287,12 +26645,18 @@ pub mod ftr {
                 }
                 if let Some(deserializer) = fallback {
                     let data = deserializer.finish(helper)?;
-                    Self::store_call_forwarding(&mut values, data)?;
+                    FeatureSettingsDeserializer::store_call_forwarding(
+                        &mut values,
+                        data,
+                    )?;
                 }
                 match artifact {
                     DeserializerArtifact::None => unreachable!(),
                     DeserializerArtifact::Data(data) => {
-                        Self::store_call_forwarding(&mut values, data)?;
+                        FeatureSettingsDeserializer::store_call_forwarding(
+                            &mut values,
+                            data,
+                        )?;
                         *self.state__ = S::CallForwarding(values, None, None);
                         Ok(ElementHandlerOutput::from_event(event, allow_any))
                     }
@@ -26322,12 +26686,12 @@ pub mod ftr {
                 }
                 if let Some(deserializer) = fallback {
                     let data = deserializer.finish(helper)?;
-                    Self::store_caller_id(&mut values, data)?;
+                    FeatureSettingsDeserializer::store_caller_id(&mut values, data)?;
                 }
                 match artifact {
                     DeserializerArtifact::None => unreachable!(),
                     DeserializerArtifact::Data(data) => {
-                        Self::store_caller_id(&mut values, data)?;
+                        FeatureSettingsDeserializer::store_caller_id(&mut values, data)?;
                         *self.state__ = S::CallerId(values, None, None);
                         Ok(ElementHandlerOutput::from_event(event, allow_any))
                     }
@@ -26353,12 +26717,15 @@ pub mod ftr {
                 }
                 if let Some(deserializer) = fallback {
                     let data = deserializer.finish(helper)?;
-                    Self::store_call_waiting(&mut values, data)?;
+                    FeatureSettingsDeserializer::store_call_waiting(&mut values, data)?;
                 }
                 match artifact {
                     DeserializerArtifact::None => unreachable!(),
                     DeserializerArtifact::Data(data) => {
-                        Self::store_call_waiting(&mut values, data)?;
+                        FeatureSettingsDeserializer::store_call_waiting(
+                            &mut values,
+                            data,
+                        )?;
                         *self.state__ = S::CallWaiting(values, None, None);
                         Ok(ElementHandlerOutput::from_event(event, allow_any))
                     }
@@ -26384,12 +26751,18 @@ pub mod ftr {
                 }
                 if let Some(deserializer) = fallback {
                     let data = deserializer.finish(helper)?;
-                    Self::store_do_not_disturb(&mut values, data)?;
+                    FeatureSettingsDeserializer::store_do_not_disturb(
+                        &mut values,
+                        data,
+                    )?;
                 }
                 match artifact {
                     DeserializerArtifact::None => unreachable!(),
                     DeserializerArtifact::Data(data) => {
-                        Self::store_do_not_disturb(&mut values, data)?;
+                        FeatureSettingsDeserializer::store_do_not_disturb(
+                            &mut values,
+                            data,
+                        )?;
                         *self.state__ = S::DoNotDisturb(values, None, None);
                         Ok(ElementHandlerOutput::from_event(event, allow_any))
                     }
@@ -26405,12 +26778,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::FeatureSettings>
-        for FeatureSettingsDeserializer {
+        for Box<FeatureSettingsDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::FeatureSettings> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        FeatureSettingsDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -26490,7 +26867,7 @@ pub mod ftr {
                         (state, Event::End(_)) => {
                             return Ok(DeserializerOutput {
                                 artifact: DeserializerArtifact::Data(
-                                    Self::finish_state(helper, state)?,
+                                    FeatureSettingsDeserializer::finish_state(helper, state)?,
                                 ),
                                 event: DeserializerEvent::None,
                                 allow_any: false,
@@ -26629,7 +27006,7 @@ pub mod ftr {
                 self,
                 helper: &mut DeserializeHelper,
             ) -> Result<super::FeatureSettings, Error> {
-                Self::finish_state(helper, *self.state__)
+                FeatureSettingsDeserializer::finish_state(helper, *self.state__)
             }
         }
         #[derive(Debug)]
@@ -26660,18 +27037,20 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    pin: None,
-                    max_message_seconds: None,
-                    email_notification: None,
-                    notification_email: None,
-                    state__: Box::new(VoicemailSettingsDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        pin: None,
+                        max_message_seconds: None,
+                        email_notification: None,
+                        notification_email: None,
+                        state__: Box::new(VoicemailSettingsDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -26860,12 +27239,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::VoicemailSettings>
-        for VoicemailSettingsDeserializer {
+        for Box<VoicemailSettingsDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::VoicemailSettings> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        VoicemailSettingsDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -27099,17 +27482,21 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    forward_to: None,
-                    condition: None,
-                    ring_seconds: None,
-                    state__: Box::new(CallForwardingSettingsDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        forward_to: None,
+                        condition: None,
+                        ring_seconds: None,
+                        state__: Box::new(
+                            CallForwardingSettingsDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -27258,12 +27645,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::CallForwardingSettings>
-        for CallForwardingSettingsDeserializer {
+        for Box<CallForwardingSettingsDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::CallForwardingSettings> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        CallForwardingSettingsDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -27458,16 +27849,18 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    presentation: None,
-                    display_name: None,
-                    state__: Box::new(CallerIdSettingsDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        presentation: None,
+                        display_name: None,
+                        state__: Box::new(CallerIdSettingsDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -27574,12 +27967,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::CallerIdSettings>
-        for CallerIdSettingsDeserializer {
+        for Box<CallerIdSettingsDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::CallerIdSettings> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        CallerIdSettingsDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -27736,15 +28133,17 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    tone_enabled: None,
-                    state__: Box::new(CallWaitingSettingsDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        tone_enabled: None,
+                        state__: Box::new(CallWaitingSettingsDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -27802,12 +28201,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::CallWaitingSettings>
-        for CallWaitingSettingsDeserializer {
+        for Box<CallWaitingSettingsDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::CallWaitingSettings> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        CallWaitingSettingsDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -27928,15 +28331,17 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    allow_list: Vec::new(),
-                    state__: Box::new(DoNotDisturbSettingsDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        allow_list: Vec::new(),
+                        state__: Box::new(DoNotDisturbSettingsDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -27998,12 +28403,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::DoNotDisturbSettings>
-        for DoNotDisturbSettingsDeserializer {
+        for Box<DoNotDisturbSettingsDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::DoNotDisturbSettings> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        DoNotDisturbSettingsDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -28122,17 +28531,19 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    feature_instance: None,
-                    state__: Box::new(
-                        EnableFeatureResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        feature_instance: None,
+                        state__: Box::new(
+                            EnableFeatureResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -28199,12 +28610,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::EnableFeatureResponseElementType>
-        for EnableFeatureResponseElementTypeDeserializer {
+        for Box<EnableFeatureResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::EnableFeatureResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        EnableFeatureResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -28340,20 +28755,22 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    service_id: None,
-                    feature: None,
-                    status: None,
-                    settings: None,
-                    defaulted_setting: Vec::new(),
-                    updated_at: None,
-                    state__: Box::new(FeatureInstanceDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        service_id: None,
+                        feature: None,
+                        status: None,
+                        settings: None,
+                        defaulted_setting: Vec::new(),
+                        updated_at: None,
+                        state__: Box::new(FeatureInstanceDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -28657,12 +29074,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::FeatureInstance>
-        for FeatureInstanceDeserializer {
+        for Box<FeatureInstanceDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::FeatureInstance> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        FeatureInstanceDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -28959,16 +29380,18 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    service_id: None,
-                    feature: None,
-                    state__: Box::new(GetFeatureElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        service_id: None,
+                        feature: None,
+                        state__: Box::new(GetFeatureElementTypeDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -29080,12 +29503,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::GetFeatureElementType>
-        for GetFeatureElementTypeDeserializer {
+        for Box<GetFeatureElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GetFeatureElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetFeatureElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -29238,17 +29665,19 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    feature_instance: None,
-                    state__: Box::new(
-                        GetFeatureResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        feature_instance: None,
+                        state__: Box::new(
+                            GetFeatureResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -29315,12 +29744,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::GetFeatureResponseElementType>
-        for GetFeatureResponseElementTypeDeserializer {
+        for Box<GetFeatureResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GetFeatureResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetFeatureResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -29450,18 +29883,22 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    service_id: None,
-                    feature: None,
-                    settings: None,
-                    state__: Box::new(ModifyFeatureElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        service_id: None,
+                        feature: None,
+                        settings: None,
+                        state__: Box::new(
+                            ModifyFeatureElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -29667,12 +30104,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::ModifyFeatureElementType>
-        for ModifyFeatureElementTypeDeserializer {
+        for Box<ModifyFeatureElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ModifyFeatureElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ModifyFeatureElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -29895,17 +30336,19 @@ pub mod ftr {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    feature_instance: None,
-                    state__: Box::new(
-                        ModifyFeatureResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        feature_instance: None,
+                        state__: Box::new(
+                            ModifyFeatureResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -29972,12 +30415,16 @@ pub mod ftr {
             }
         }
         impl<'de> Deserializer<'de, super::ModifyFeatureResponseElementType>
-        for ModifyFeatureResponseElementTypeDeserializer {
+        for Box<ModifyFeatureResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ModifyFeatureResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ModifyFeatureResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -31953,7 +32400,9 @@ pub mod svc {
         }
     }
     impl WithDeserializer for AddServiceElementType {
-        type Deserializer = quick_xml_deserialize::AddServiceElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::AddServiceElementTypeDeserializer,
+        >;
     }
     ///Kind of service: VOIP line, SMS, FAX or SIP_TRUNK.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -32028,7 +32477,7 @@ pub mod svc {
         }
     }
     impl WithDeserializer for ServiceSettings {
-        type Deserializer = quick_xml_deserialize::ServiceSettingsDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::ServiceSettingsDeserializer>;
     }
     ///Name shown for the service (e.g. outgoing caller name); single line.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -32255,7 +32704,9 @@ pub mod svc {
         }
     }
     impl WithDeserializer for AddServiceResponseElementType {
-        type Deserializer = quick_xml_deserialize::AddServiceResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::AddServiceResponseElementTypeDeserializer,
+        >;
     }
     ///A service as currently stored by the service provider.
     #[derive(Clone, Debug, Eq, PartialEq)]
@@ -32291,7 +32742,7 @@ pub mod svc {
         }
     }
     impl WithDeserializer for Service {
-        type Deserializer = quick_xml_deserialize::ServiceDeserializer;
+        type Deserializer = Box<quick_xml_deserialize::ServiceDeserializer>;
     }
     ///Activates, suspends or terminates a service.
     pub type ChangeServiceStatus = ChangeServiceStatusElementType;
@@ -32326,7 +32777,9 @@ pub mod svc {
         }
     }
     impl WithDeserializer for ChangeServiceStatusElementType {
-        type Deserializer = quick_xml_deserialize::ChangeServiceStatusElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ChangeServiceStatusElementTypeDeserializer,
+        >;
     }
     ///Result of ChangeServiceStatus.
     pub type ChangeServiceStatusResponse = ChangeServiceStatusResponseElementType;
@@ -32359,7 +32812,9 @@ pub mod svc {
         }
     }
     impl WithDeserializer for ChangeServiceStatusResponseElementType {
-        type Deserializer = quick_xml_deserialize::ChangeServiceStatusResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ChangeServiceStatusResponseElementTypeDeserializer,
+        >;
     }
     ///Reads one service by service id.
     pub type GetService = GetServiceElementType;
@@ -32386,7 +32841,9 @@ pub mod svc {
         }
     }
     impl WithDeserializer for GetServiceElementType {
-        type Deserializer = quick_xml_deserialize::GetServiceElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::GetServiceElementTypeDeserializer,
+        >;
     }
     ///Result of GetService.
     pub type GetServiceResponse = GetServiceResponseElementType;
@@ -32415,7 +32872,9 @@ pub mod svc {
         }
     }
     impl WithDeserializer for GetServiceResponseElementType {
-        type Deserializer = quick_xml_deserialize::GetServiceResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::GetServiceResponseElementTypeDeserializer,
+        >;
     }
     ///Lists the services of an account, optionally of one type only.
     pub type ListServices = ListServicesElementType;
@@ -32444,7 +32903,9 @@ pub mod svc {
         }
     }
     impl WithDeserializer for ListServicesElementType {
-        type Deserializer = quick_xml_deserialize::ListServicesElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ListServicesElementTypeDeserializer,
+        >;
     }
     ///Result of ListServices; empty when the account has no matching service.
     pub type ListServicesResponse = ListServicesResponseElementType;
@@ -32473,7 +32934,9 @@ pub mod svc {
         }
     }
     impl WithDeserializer for ListServicesResponseElementType {
-        type Deserializer = quick_xml_deserialize::ListServicesResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ListServicesResponseElementTypeDeserializer,
+        >;
     }
     ///Changes the settings of a service.
     pub type ModifyService = ModifyServiceElementType;
@@ -32506,7 +32969,9 @@ pub mod svc {
         }
     }
     impl WithDeserializer for ModifyServiceElementType {
-        type Deserializer = quick_xml_deserialize::ModifyServiceElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ModifyServiceElementTypeDeserializer,
+        >;
     }
     ///Result of ModifyService.
     pub type ModifyServiceResponse = ModifyServiceResponseElementType;
@@ -32535,7 +33000,9 @@ pub mod svc {
         }
     }
     impl WithDeserializer for ModifyServiceResponseElementType {
-        type Deserializer = quick_xml_deserialize::ModifyServiceResponseElementTypeDeserializer;
+        type Deserializer = Box<
+            quick_xml_deserialize::ModifyServiceResponseElementTypeDeserializer,
+        >;
     }
     pub mod quick_xml_deserialize {
         use core::mem::replace;
@@ -32573,18 +33040,20 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    account_number: None,
-                    service_type: None,
-                    settings: None,
-                    state__: Box::new(AddServiceElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        account_number: None,
+                        service_type: None,
+                        settings: None,
+                        state__: Box::new(AddServiceElementTypeDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -32791,12 +33260,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::AddServiceElementType>
-        for AddServiceElementTypeDeserializer {
+        for Box<AddServiceElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::AddServiceElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        AddServiceElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -33035,18 +33508,20 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    phone_number: None,
-                    display_name: None,
-                    max_channels: None,
-                    sms_sender_id: None,
-                    state__: Box::new(ServiceSettingsDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        phone_number: None,
+                        display_name: None,
+                        max_channels: None,
+                        sms_sender_id: None,
+                        state__: Box::new(ServiceSettingsDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -33245,12 +33720,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::ServiceSettings>
-        for ServiceSettingsDeserializer {
+        for Box<ServiceSettingsDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ServiceSettings> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ServiceSettingsDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -33483,17 +33962,19 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    service: None,
-                    state__: Box::new(
-                        AddServiceResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        service: None,
+                        state__: Box::new(
+                            AddServiceResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -33555,12 +34036,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::AddServiceResponseElementType>
-        for AddServiceResponseElementTypeDeserializer {
+        for Box<AddServiceResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::AddServiceResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        AddServiceResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -33695,21 +34180,23 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    service_id: None,
-                    account_number: None,
-                    service_type: None,
-                    status: None,
-                    settings: None,
-                    created_at: None,
-                    updated_at: None,
-                    state__: Box::new(ServiceDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        service_id: None,
+                        account_number: None,
+                        service_type: None,
+                        status: None,
+                        settings: None,
+                        created_at: None,
+                        updated_at: None,
+                        state__: Box::new(ServiceDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -34069,12 +34556,16 @@ pub mod svc {
                 }
             }
         }
-        impl<'de> Deserializer<'de, super::Service> for ServiceDeserializer {
+        impl<'de> Deserializer<'de, super::Service> for Box<ServiceDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::Service> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ServiceDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -34425,20 +34916,22 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    service_id: None,
-                    status: None,
-                    reason: None,
-                    state__: Box::new(
-                        ChangeServiceStatusElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        service_id: None,
+                        status: None,
+                        reason: None,
+                        state__: Box::new(
+                            ChangeServiceStatusElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -34637,12 +35130,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::ChangeServiceStatusElementType>
-        for ChangeServiceStatusElementTypeDeserializer {
+        for Box<ChangeServiceStatusElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ChangeServiceStatusElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ChangeServiceStatusElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -34873,19 +35370,21 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    service_id: None,
-                    previous_status: None,
-                    status: None,
-                    state__: Box::new(
-                        ChangeServiceStatusResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        service_id: None,
+                        previous_status: None,
+                        status: None,
+                        state__: Box::new(
+                            ChangeServiceStatusResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -35056,12 +35555,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::ChangeServiceStatusResponseElementType>
-        for ChangeServiceStatusResponseElementTypeDeserializer {
+        for Box<ChangeServiceStatusResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ChangeServiceStatusResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ChangeServiceStatusResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -35253,15 +35756,17 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    service_id: None,
-                    state__: Box::new(GetServiceElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        service_id: None,
+                        state__: Box::new(GetServiceElementTypeDeserializerState::Init__),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -35326,12 +35831,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::GetServiceElementType>
-        for GetServiceElementTypeDeserializer {
+        for Box<GetServiceElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GetServiceElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetServiceElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -35448,17 +35957,19 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    service: None,
-                    state__: Box::new(
-                        GetServiceResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        service: None,
+                        state__: Box::new(
+                            GetServiceResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -35520,12 +36031,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::GetServiceResponseElementType>
-        for GetServiceResponseElementTypeDeserializer {
+        for Box<GetServiceResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::GetServiceResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetServiceResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -35646,16 +36161,20 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    account_number: None,
-                    service_type: None,
-                    state__: Box::new(ListServicesElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        account_number: None,
+                        service_type: None,
+                        state__: Box::new(
+                            ListServicesElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -35768,12 +36287,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::ListServicesElementType>
-        for ListServicesElementTypeDeserializer {
+        for Box<ListServicesElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ListServicesElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ListServicesElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -35931,17 +36454,19 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    service: Vec::new(),
-                    state__: Box::new(
-                        ListServicesResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        service: Vec::new(),
+                        state__: Box::new(
+                            ListServicesResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -36000,12 +36525,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::ListServicesResponseElementType>
-        for ListServicesResponseElementTypeDeserializer {
+        for Box<ListServicesResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ListServicesResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ListServicesResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -36128,17 +36657,21 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    request_id: None,
-                    service_id: None,
-                    settings: None,
-                    state__: Box::new(ModifyServiceElementTypeDeserializerState::Init__),
-                })
+                Ok(
+                    Box::new(Self {
+                        request_id: None,
+                        service_id: None,
+                        settings: None,
+                        state__: Box::new(
+                            ModifyServiceElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -36297,12 +36830,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::ModifyServiceElementType>
-        for ModifyServiceElementTypeDeserializer {
+        for Box<ModifyServiceElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ModifyServiceElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ModifyServiceElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,
@@ -36489,17 +37026,19 @@ pub mod svc {
             fn from_bytes_start(
                 helper: &mut DeserializeHelper,
                 bytes_start: &BytesStart<'_>,
-            ) -> Result<Self, Error> {
+            ) -> Result<Box<Self>, Error> {
                 for attrib in helper.filter_xmlns_attributes(bytes_start) {
                     let attrib = attrib?;
                     helper.raise_unexpected_attrib_checked(&attrib)?;
                 }
-                Ok(Self {
-                    service: None,
-                    state__: Box::new(
-                        ModifyServiceResponseElementTypeDeserializerState::Init__,
-                    ),
-                })
+                Ok(
+                    Box::new(Self {
+                        service: None,
+                        state__: Box::new(
+                            ModifyServiceResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
             }
             fn finish_state(
                 &mut self,
@@ -36561,12 +37100,16 @@ pub mod svc {
             }
         }
         impl<'de> Deserializer<'de, super::ModifyServiceResponseElementType>
-        for ModifyServiceResponseElementTypeDeserializer {
+        for Box<ModifyServiceResponseElementTypeDeserializer> {
             fn init(
                 helper: &mut DeserializeHelper,
                 event: Event<'de>,
             ) -> DeserializerResult<'de, super::ModifyServiceResponseElementType> {
-                helper.init_deserializer_from_start_event(event, Self::from_bytes_start)
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        ModifyServiceResponseElementTypeDeserializer::from_bytes_start,
+                    )
             }
             fn next(
                 mut self,

@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::generated::partner::Operation;
-use crate::secret::{self, KeyHash, KeyKind};
+use crate::secret::{self, KeyHash, KeyKind, Secret};
 use crate::store::{
     self, AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, NewPartner,
     PartnerChanges, PartnerDetail, PartnerRecord, Rate, StatusChange, Store, StoreError,
@@ -774,13 +774,20 @@ impl KeyView {
     }
 }
 
+/// Serializes a key as its text: the only way keys leave a [`View`] (their `Debug` is redacted).
+fn expose<S: serde::Serializer>(key: &Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(key.expose())
+}
+
 /// A new partner's id and keys (the fields and their order are `partner create --json`'s).
 #[derive(Debug, Serialize)]
 pub struct CreatedView {
     /// The partner key.
-    pub api_key: String,
+    #[serde(serialize_with = "expose")]
+    pub api_key: Secret,
     /// The callback key.
-    pub callback_key: String,
+    #[serde(serialize_with = "expose")]
+    pub callback_key: Secret,
     /// The partner id.
     pub partner_id: String,
 }
@@ -800,7 +807,8 @@ pub struct RotatedView {
     /// Partner id.
     pub partner_id: String,
     /// The new key.
-    pub key: String,
+    #[serde(serialize_with = "expose")]
+    pub key: Secret,
     /// Its metadata.
     pub new_key: KeyView,
     /// The previously valid keys of the kind, with their expiry.
@@ -979,8 +987,8 @@ impl Admin {
                 reply(
                     format!("partner {} created", created.partner_id),
                     View::Created(CreatedView {
-                        api_key: created.api_key.expose().to_owned(),
-                        callback_key: created.callback_key.expose().to_owned(),
+                        api_key: created.api_key,
+                        callback_key: created.callback_key,
                         partner_id: created.partner_id,
                     }),
                 )
@@ -1031,7 +1039,7 @@ impl Admin {
                 reply(
                     message,
                     View::Rotated(RotatedView {
-                        key: rotated.key.expose().to_owned(),
+                        key: rotated.key,
                         new_key: KeyView::new(&rotated.record, now),
                         expiring: rotated
                             .expiring

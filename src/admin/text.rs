@@ -103,8 +103,8 @@ pub fn render(reply: &Reply, is_change: bool) -> String {
     match &reply.view {
         View::Created(c) => {
             let _ = writeln!(out, "partner_id:   {}", c.partner_id);
-            let _ = writeln!(out, "api_key:      {}", c.api_key);
-            let _ = writeln!(out, "callback_key: {}", c.callback_key);
+            let _ = writeln!(out, "api_key:      {}", c.api_key.expose());
+            let _ = writeln!(out, "callback_key: {}", c.callback_key.expose());
             let _ = writeln!(
                 out,
                 "Store the keys now: they are shown only once (the database keeps their hashes)."
@@ -112,7 +112,7 @@ pub fn render(reply: &Reply, is_change: bool) -> String {
         }
         View::Rotated(r) => {
             let _ = writeln!(out, "{}", reply.message);
-            let _ = writeln!(out, "key: {}", r.key);
+            let _ = writeln!(out, "key: {}", r.key.expose());
             let _ = writeln!(
                 out,
                 "Store the key now: it is shown only once (the database keeps its hash)."
