@@ -129,6 +129,20 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// Usage statistics over a period: calls per partner, operation and outcome, with their
+    /// average latency in the gateway (refused calls count against the partner they claimed).
+    Stats {
+        /// Only this partner.
+        #[arg(long)]
+        partner: Option<String>,
+        /// Start of the period: a duration back from now (90m, 24h, 7d) or a Unix timestamp.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        output: Output,
+    },
     /// The audit log of administrative changes.
     Audit {
         #[command(subcommand)]
@@ -696,6 +710,12 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
             common,
             output,
         } => administer(throttle_request(action)?, &common, &output, true, out)?,
+        Command::Stats {
+            partner,
+            since,
+            common,
+            output,
+        } => stats(partner.as_deref(), &since, &common, output.json, out)?,
         Command::Audit {
             action: AuditAction::List { target, limit },
             common,
@@ -876,6 +896,56 @@ fn init_tracing(json: bool) {
     } else {
         builder.init();
     }
+}
+
+/// `partnergate stats`.
+fn stats(
+    partner: Option<&str>,
+    since: &str,
+    common: &Common,
+    json: bool,
+    out: &mut String,
+) -> Result<(), String> {
+    let now = partnergate::pipeline::unix_now();
+    let start = if since.len() >= 9 && since.bytes().all(|b| b.is_ascii_digit()) {
+        since
+            .parse::<i64>()
+            .map_err(|e| format!("--since {since:?}: {e}"))?
+    } else {
+        let back =
+            partnergate::admin::parse_duration(since).map_err(|e| format!("--since: {e}"))?;
+        now - i64::try_from(back.as_secs()).unwrap_or(i64::MAX / 2)
+    };
+    let config = load_config(common, BTreeMap::new())?;
+    let store = Store::open(&config.database_url).map_err(|e| e.to_string())?;
+    let rows = store.usage(start, partner).map_err(|e| e.to_string())?;
+    if json {
+        let value = serde_json::json!({ "since": start, "until": now, "rows": rows });
+        let _ = writeln!(out, "{value}");
+        return Ok(());
+    }
+    let since_text = partnergate::xs::DateTime::from_unix(start);
+    let _ = writeln!(out, "since {since_text} (statistics are kept per minute)");
+    let _ = writeln!(
+        out,
+        "{:<16} {:<22} {:<26} {:>10} {:>10}",
+        "PARTNER", "OPERATION", "OUTCOME", "CALLS", "AVG MS"
+    );
+    for r in &rows {
+        let avg = if r.count > 0 {
+            r.total_micros as f64 / r.count as f64 / 1000.0
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "{:<16} {:<22} {:<26} {:>10} {:>10.3}",
+            r.partner_id, r.operation, r.outcome, r.count, avg
+        );
+    }
+    let total: i64 = rows.iter().map(|r| r.count).sum();
+    let _ = writeln!(out, "{total} calls");
+    Ok(())
 }
 
 /// Loads the configuration from the defaults, the file, the environment and `flags`.

@@ -144,6 +144,39 @@ async fn a_known_mix_of_calls_is_counted_per_partner_operation_and_outcome() {
     );
     assert!(text.contains("partnergate_open_connections "), "{text}");
     assert!(text.contains("partnergate_snapshot_revision "), "{text}");
+
+    // The same figures through `partnergate stats`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_partnergate"))
+        .args(["stats", "--since", "1h", "--json", "--database-url"])
+        .arg(&gw.db_path)
+        .args(["--partner", &p.id])
+        .output()
+        .expect("stats");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = v["rows"].as_array().expect("rows");
+    let calls = |op: &str, outcome: &str| {
+        rows.iter()
+            .filter(|r| r["operation"] == op && r["outcome"] == outcome)
+            .map(|r| r["count"].as_i64().unwrap_or(0))
+            .sum::<i64>()
+    };
+    assert_eq!(calls("CreateAccount", "ok"), 3);
+    assert_eq!(calls("GetAccount", "denied-authentication"), 2);
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_partnergate"))
+        .args(["stats", "--database-url"])
+        .arg(&gw.db_path)
+        .output()
+        .expect("stats");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("denied-operation") && table.contains("8 calls"),
+        "{table}"
+    );
     gw.stop().await;
 }
 
