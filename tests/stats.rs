@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use partnergate::envelope::SoapVersion;
 use partnergate::generated::partner::Operation;
-use partnergate::secret::KeyKind;
 use partnergate::store::Store;
 
 fn wrong_key(p: &Partner) -> Partner {
@@ -237,8 +236,24 @@ async fn two_nodes_on_postgresql_share_revocation_and_statistics() {
             assert_eq!(call(node.addr, Operation::CreateAccount, &p).await, 200);
         }
     }
-    // Revoked once, refused by both within a second.
-    store.revoke_key(&p.id, KeyKind::Partner).expect("revoke");
+    // Revoked once, through the CLI, refused by both within a second.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_partnergate"))
+        .args([
+            "key",
+            "revoke",
+            &p.id,
+            "--kind",
+            "partner",
+            "--database-url",
+            &db,
+        ])
+        .output()
+        .expect("partnergate key revoke");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let revoked = Instant::now();
     for node in &nodes {
         loop {
@@ -273,4 +288,37 @@ async fn two_nodes_on_postgresql_share_revocation_and_statistics() {
     }
     drop(store);
     psql(&url, &format!("DROP DATABASE {name} WITH (FORCE)"));
+}
+
+/// SIGTERM-style shutdown while a request waits for a slow upstream: the request is answered,
+/// new connections are refused, and the server task ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_requests_in_flight() {
+    let stub = StubUpstream::start(Reply::Delay(Duration::from_millis(600))).await;
+    let mut config = test_config();
+    config.upstream.url = Some(stub.url.clone());
+    let gw = start_gateway(config).await;
+    let p = gw.partner(&["*"], &["127.0.0.0/8"]).await;
+    let addr = gw.addr;
+    let in_flight = tokio::spawn(async move { call(addr, Operation::GetAccount, &p).await });
+    // Wait until the request has reached the upstream, then shut down.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while stub.count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = tokio::spawn(gw.stop());
+    assert_eq!(
+        in_flight.await.expect("client task"),
+        200,
+        "the request in flight is answered"
+    );
+    stopping.await.expect("stopped in time");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections after shutdown"
+    );
 }
