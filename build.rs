@@ -405,31 +405,18 @@ impl Wsdl {
             if !seen.insert(ns) {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).expect("read xsd");
-            let mut reader = NsReader::from_str(&text);
-            loop {
-                match reader.read_event().expect("XSD is well-formed") {
-                    Event::Start(s) | Event::Empty(s) => {
-                        let (res, local) = reader.resolve_element(s.name());
-                        let is_xs =
-                            matches!(res, ResolveResult::Bound(n) if n.0 == NS_XS.as_bytes());
-                        if is_xs && local.as_ref() == b"import" {
-                            let get = |n: &str| {
-                                s.try_get_attribute(n)
-                                    .expect("attribute")
-                                    .map(|a| String::from_utf8_lossy(&a.value).into_owned())
-                            };
-                            if let (Some(ns), Some(loc)) = (get("namespace"), get("schemaLocation"))
-                            {
-                                let dir = path.parent().expect("schema dir");
-                                todo.push((ns, dir.join(loc)));
-                            }
-                        }
+            let dir = path.parent().expect("schema dir").to_path_buf();
+            walk_xsd(&path, |e| {
+                if let XsEvent::Start(t) = e {
+                    if let ("import", Some(ns), Some(loc)) = (
+                        t.local.as_str(),
+                        t.get("namespace"),
+                        t.get("schemaLocation"),
+                    ) {
+                        todo.push((ns.to_string(), dir.join(loc)));
                     }
-                    Event::Eof => break,
-                    _ => {}
                 }
-            }
+            });
         }
         seen
     }
@@ -525,24 +512,13 @@ fn generate_types(xsd_files: &BTreeSet<PathBuf>, roots: &BTreeSet<QN>) -> syn::F
     // one in the wrong place or namespace when decoding fails.
     let mut names = BTreeSet::new();
     for path in xsd_files {
-        let text = std::fs::read_to_string(path).expect("read xsd");
-        let tns = xml_attr(&text, "targetNamespace").expect("targetNamespace");
-        let mut reader = NsReader::from_str(&text);
-        loop {
-            match reader.read_event().expect("XSD is well-formed") {
-                Event::Start(s) | Event::Empty(s) => {
-                    let (res, local) = reader.resolve_element(s.name());
-                    let is_xs = matches!(res, ResolveResult::Bound(ns) if ns.0 == NS_XS.as_bytes());
-                    if is_xs && local.as_ref() == b"element" {
-                        if let Some(name) = s.try_get_attribute("name").expect("attribute") {
-                            names.insert(format!("{tns} {}", String::from_utf8_lossy(&name.value)));
-                        }
-                    }
+        walk_xsd(path, |e| {
+            if let XsEvent::Start(t) = e {
+                if let (true, Some(name)) = (t.local == "element", t.get("name")) {
+                    names.insert(format!("{} {name}", t.tns));
                 }
-                Event::Eof => break,
-                _ => {}
             }
-        }
+        });
     }
     let names = names.iter().map(|n| lit(n));
     file.items.push(syn::parse_quote! {
@@ -558,30 +534,16 @@ fn generate_types(xsd_files: &BTreeSet<PathBuf>, roots: &BTreeSet<QN>) -> syn::F
 /// so that a pattern the regex crate rejects fails the build rather than panicking at run time.
 fn check_patterns(xsd_files: &BTreeSet<PathBuf>) {
     for path in xsd_files {
-        let text = std::fs::read_to_string(path).expect("read xsd");
-        let mut reader = NsReader::from_str(&text);
-        loop {
-            match reader.read_event().expect("XSD is well-formed") {
-                Event::Start(s) | Event::Empty(s) => {
-                    let (res, local) = reader.resolve_element(s.name());
-                    let is_xs = matches!(res, ResolveResult::Bound(ns) if ns.0 == NS_XS.as_bytes());
-                    if is_xs && local.as_ref() == b"pattern" {
-                        let value = s
-                            .try_get_attribute("value")
-                            .expect("attribute")
-                            .expect("pattern value");
-                        let value = value
-                            .decode_and_unescape_value(reader.decoder())
-                            .expect("pattern value");
-                        if let Err(e) = regex::Regex::new(&format!("^(?:{value})$")) {
-                            panic!("{}: pattern {value} does not compile: {e}", path.display());
-                        }
-                    }
-                }
-                Event::Eof => break,
-                _ => {}
+        walk_xsd(path, |e| {
+            let XsEvent::Start(t) = e else { return };
+            if t.local != "pattern" {
+                return;
             }
-        }
+            let value = t.get("value").expect("pattern value");
+            if let Err(e) = regex::Regex::new(&format!("^(?:{value})$")) {
+                panic!("{}: pattern {value} does not compile: {e}", path.display());
+            }
+        });
     }
 }
 
@@ -598,99 +560,71 @@ fn content_models(xsd_files: &BTreeSet<PathBuf>) -> Vec<syn::Item> {
     let mut roots: BTreeMap<String, String> = BTreeMap::new();
     let mut complex_names = BTreeSet::new();
     for path in xsd_files {
-        let text = std::fs::read_to_string(path).expect("read xsd");
-        let tns = xml_attr(&text, "targetNamespace").expect("targetNamespace");
-        let mut reader = NsReader::from_str(&text);
-        let mut stack: Vec<String> = Vec::new();
+        // The complex type being read: a named one, or a global element's anonymous one.
         let mut current: Option<String> = None;
-        loop {
-            let event = reader.read_event().expect("XSD is well-formed");
-            let (start, empty) = match &event {
-                Event::Start(s) => (s.clone(), false),
-                Event::Empty(s) => (s.clone(), true),
-                Event::End(_) => {
-                    if stack.pop().as_deref() == Some("complexType") && stack.len() <= 2 {
+        walk_xsd(path, |e| {
+            let t = match e {
+                XsEvent::Start(t) => t,
+                XsEvent::End(local) => {
+                    if local == "complexType" {
                         current = None;
                     }
-                    continue;
+                    return;
                 }
-                Event::Eof => break,
-                _ => continue,
             };
-            let (res, local) = reader.resolve_element(start.name());
-            let local = String::from_utf8_lossy(local.as_ref()).into_owned();
-            let is_xs = matches!(res, ResolveResult::Bound(ns) if ns.0 == NS_XS.as_bytes());
-            let get = |n: &str| {
-                start
-                    .try_get_attribute(n)
-                    .expect("attribute")
-                    .map(|a| String::from_utf8_lossy(&a.value).into_owned())
-            };
-            if is_xs {
-                let depth = stack.len();
-                match local.as_str() {
-                    "complexType" if depth == 1 => {
-                        let name = get("name").expect("top-level complexType has a name");
-                        let key = format!("{tns} {name}");
-                        complex_names.insert(key.clone());
-                        models.entry(key.clone()).or_default();
-                        current = Some(key);
+            let tns = &t.tns;
+            match (t.local.as_str(), t.depth) {
+                ("complexType", 1) => {
+                    let name = t.get("name").expect("top-level complexType has a name");
+                    let key = format!("{tns} {name}");
+                    complex_names.insert(key.clone());
+                    models.entry(key.clone()).or_default();
+                    current = Some(key);
+                }
+                ("element", 1) => {
+                    let name = t.get("name").expect("global element name");
+                    assert!(
+                        t.get("type").is_none(),
+                        "global element {name} must have an anonymous type"
+                    );
+                    let key = format!("{tns} element:{name}");
+                    roots.insert(format!("{tns} {name}"), key.clone());
+                    models.entry(key.clone()).or_default();
+                    current = Some(key);
+                }
+                ("choice", _) => {
+                    if let Some(key) = &current {
+                        models.entry(key.clone()).or_default().0 = true;
                     }
-                    "complexType" if depth == 2 => {
-                        // <schema><element name=X><complexType>
-                        let key = current.clone().expect("global element open");
-                        models.entry(key.clone()).or_default();
-                    }
-                    "element" if depth == 1 => {
-                        let name = get("name").expect("global element name");
+                }
+                ("element", _) => {
+                    let key = current.clone().expect("element inside a complex type");
+                    let name = t.get("name").expect("local element name").to_string();
+                    let ty_key = t
+                        .type_key
+                        .clone()
+                        .unwrap_or_else(|| panic!("local element {name} needs a named type"));
+                    let min = t
+                        .get("minOccurs")
+                        .map_or(1, |v| v.parse().expect("minOccurs"));
+                    let max = t.get("maxOccurs").map_or(1, |v| {
                         assert!(
-                            get("type").is_none(),
-                            "global element {name} must have an anonymous type"
+                            v != "unbounded",
+                            "element {name}: maxOccurs must be bounded"
                         );
-                        let key = format!("{tns} element:{name}");
-                        roots.insert(format!("{tns} {name}"), key.clone());
-                        current = Some(key);
-                    }
-                    "choice" => {
-                        if let Some(key) = &current {
-                            models.entry(key.clone()).or_default().0 = true;
-                        }
-                    }
-                    "element" => {
-                        let key = current.clone().expect("element inside a complex type");
-                        let name = get("name").expect("local element name");
-                        let ty = get("type")
-                            .unwrap_or_else(|| panic!("local element {name} needs a named type"));
-                        let (res, ty_local) = reader.resolve_element(QName(ty.as_bytes()));
-                        let ty_ns = match res {
-                            ResolveResult::Bound(ns) => String::from_utf8_lossy(ns.0).into_owned(),
-                            other => panic!("cannot resolve type {ty}: {other:?}"),
-                        };
-                        let ty_key =
-                            format!("{ty_ns} {}", String::from_utf8_lossy(ty_local.as_ref()));
-                        let min = get("minOccurs").map_or(1, |v| v.parse().expect("minOccurs"));
-                        let max = get("maxOccurs").map_or(1, |v| {
-                            assert!(
-                                v != "unbounded",
-                                "element {name}: maxOccurs must be bounded"
-                            );
-                            v.parse().expect("maxOccurs")
-                        });
-                        models.entry(key).or_default().1.push((
-                            tns.clone(),
-                            name,
-                            Some(ty_key),
-                            min,
-                            max,
-                        ));
-                    }
-                    _ => {}
+                        v.parse().expect("maxOccurs")
+                    });
+                    models.entry(key).or_default().1.push((
+                        tns.clone(),
+                        name,
+                        Some(ty_key),
+                        min,
+                        max,
+                    ));
                 }
+                _ => {}
             }
-            if !empty {
-                stack.push(if is_xs { local } else { String::new() });
-            }
-        }
+        });
     }
     // Children typed by a simple type have no model.
     for (_, children) in models.values_mut() {
@@ -754,34 +688,103 @@ fn content_models(xsd_files: &BTreeSet<PathBuf>) -> Vec<syn::Item> {
 
 /// The global elements (`/xs:schema/xs:element/@name`) of a schema file.
 fn global_elements(path: &Path) -> Vec<QN> {
-    let text = std::fs::read_to_string(path).expect("read xsd");
-    let tns = xml_attr(&text, "targetNamespace").expect("targetNamespace");
-    let mut reader = NsReader::from_str(&text);
-    let mut depth = 0usize;
     let mut out = Vec::new();
-    loop {
-        let event = reader.read_event().expect("XSD is well-formed");
-        if let Event::Start(s) | Event::Empty(s) = &event {
-            let top_level_element = depth == 1 && s.local_name().as_ref() == b"element";
-            if let Some(name) = s
-                .try_get_attribute("name")
-                .expect("attribute")
-                .filter(|_| top_level_element)
-            {
-                out.push((
-                    tns.clone(),
-                    String::from_utf8_lossy(&name.value).into_owned(),
-                ));
+    walk_xsd(path, |e| {
+        if let XsEvent::Start(t) = e {
+            if let (1, "element", Some(name)) = (t.depth, t.local.as_str(), t.get("name")) {
+                out.push((t.tns.clone(), name.to_string()));
             }
         }
-        match event {
-            Event::Start(_) => depth += 1,
-            Event::End(_) => depth -= 1,
+    });
+    out
+}
+
+/// One `xs:*` tag of a schema file, as the walkers below see it.
+struct XsTag {
+    /// The schema's targetNamespace.
+    tns: String,
+    /// Local name (`element`, `complexType`, …).
+    local: String,
+    /// How many elements are open around it (1 = a child of `xs:schema`).
+    depth: usize,
+    /// Its attributes, unescaped.
+    attrs: BTreeMap<String, String>,
+    /// Its `type` attribute resolved to `"namespace local"`, if it has one.
+    type_key: Option<String>,
+}
+
+impl XsTag {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.attrs.get(name).map(String::as_str)
+    }
+}
+
+/// What a walk over a schema reports: an `xs:*` start tag, or the end of one.
+enum XsEvent {
+    Start(XsTag),
+    End(String),
+}
+
+/// Walks the `xs:*` elements of a schema file in document order (trusted input: malformed
+/// schemas fail the build).
+fn walk_xsd(path: &Path, mut f: impl FnMut(XsEvent)) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let tns = xml_attr(&text, "targetNamespace").expect("targetNamespace");
+    let mut reader = NsReader::from_str(&text);
+    let mut stack: Vec<Option<String>> = Vec::new();
+    loop {
+        let event = reader.read_event().expect("XSD is well-formed");
+        let (start, empty) = match &event {
+            Event::Start(s) => (s, false),
+            Event::Empty(s) => (s, true),
+            Event::End(_) => {
+                if let Some(Some(local)) = stack.pop() {
+                    f(XsEvent::End(local));
+                }
+                continue;
+            }
             Event::Eof => break,
-            _ => {}
+            _ => continue,
+        };
+        let (res, local) = reader.resolve_element(start.name());
+        let is_xs = matches!(res, ResolveResult::Bound(ns) if ns.0 == NS_XS.as_bytes());
+        let local = String::from_utf8_lossy(local.as_ref()).into_owned();
+        if is_xs {
+            let mut attrs = BTreeMap::new();
+            for a in start.attributes() {
+                let a = a.expect("attribute");
+                let value = a
+                    .decode_and_unescape_value(reader.decoder())
+                    .expect("attribute value");
+                attrs.insert(
+                    String::from_utf8_lossy(a.key.as_ref()).into_owned(),
+                    value.into_owned(),
+                );
+            }
+            let type_key = attrs.get("type").map(|ty| {
+                let (res, ty_local) = reader.resolve_element(QName(ty.as_bytes()));
+                let ty_ns = match res {
+                    ResolveResult::Bound(ns) => String::from_utf8_lossy(ns.0).into_owned(),
+                    other => panic!("cannot resolve type {ty}: {other:?}"),
+                };
+                format!("{ty_ns} {}", String::from_utf8_lossy(ty_local.as_ref()))
+            });
+            f(XsEvent::Start(XsTag {
+                tns: tns.clone(),
+                local: local.clone(),
+                depth: stack.len(),
+                attrs,
+                type_key,
+            }));
+            if empty {
+                f(XsEvent::End(local));
+            } else {
+                stack.push(Some(local));
+            }
+        } else if !empty {
+            stack.push(None);
         }
     }
-    out
 }
 
 /// Crude attribute lookup for the schema root (trusted input; only used for targetNamespace).
