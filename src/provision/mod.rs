@@ -541,6 +541,28 @@ fn random_number(prefix: &str) -> String {
     format!("{prefix}-{n:010}")
 }
 
+/// Allocates a fresh `PREFIX-##########` number: `insert` tries it in a savepoint (so a collision
+/// does not abort the outer transaction), and a collision with an existing number is retried.
+fn with_fresh_number<T>(
+    c: &mut AnyConnection,
+    prefix: &str,
+    what: &str,
+    mut insert: impl FnMut(&mut AnyConnection, &str) -> Result<T, Problem>,
+) -> Result<T, Problem> {
+    for _ in 0..8 {
+        let number = random_number(prefix);
+        match c.transaction(|c| insert(c, &number)) {
+            Ok(value) => return Ok(value),
+            Err(Problem::Store(StoreError::Query(e))) if is_unique_violation(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Problem::Conflict {
+        reason: cmn::ConflictReason::Duplicate,
+        message: format!("could not allocate a unique {what}"),
+    })
+}
+
 fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(
         e,
@@ -554,10 +576,9 @@ fn create_account(
     r: &acc::CreateAccount,
 ) -> Result<Response, Problem> {
     let at = now();
-    for _ in 0..8 {
-        let number = random_number("ACC");
+    let account = with_fresh_number(c, "ACC", "account number", |c, number| {
         let account = acc::Account {
-            account_number: cmn::AccountNumber::new(number.clone())
+            account_number: cmn::AccountNumber::new(number.to_string())
                 .map_err(|e| Problem::Corrupt(e.to_string()))?,
             customer_reference: r.customer_reference.clone(),
             account_type: r.account_type.clone(),
@@ -573,35 +594,22 @@ fn create_account(
             created_at: DateTime::from_unix(at),
             updated_at: DateTime::from_unix(at),
         };
-        let record = to_xml(&account, "acc:Account")?;
-        // A savepoint, so a colliding number does not abort the outer transaction.
-        let inserted = c.transaction(|c| {
-            diesel::insert_into(a::table)
-                .values((
-                    a::account_number.eq(&number),
-                    a::partner_id.eq(partner),
-                    a::customer_reference.eq(r.customer_reference.as_str()),
-                    a::status.eq("ACTIVE"),
-                    a::record.eq(&record),
-                    a::created_at.eq(at),
-                    a::updated_at.eq(at),
-                ))
-                .execute(c)
-        });
-        match inserted {
-            Ok(_) => {
-                return Ok(Response::CreateAccount(Box::new(
-                    acc::CreateAccountResponse { account },
-                )))
-            }
-            Err(e) if is_unique_violation(&e) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Problem::Conflict {
-        reason: cmn::ConflictReason::Duplicate,
-        message: "could not allocate a unique account number".into(),
-    })
+        diesel::insert_into(a::table)
+            .values((
+                a::account_number.eq(number),
+                a::partner_id.eq(partner),
+                a::customer_reference.eq(r.customer_reference.as_str()),
+                a::status.eq("ACTIVE"),
+                a::record.eq(to_xml(&account, "acc:Account")?),
+                a::created_at.eq(at),
+                a::updated_at.eq(at),
+            ))
+            .execute(c)?;
+        Ok(account)
+    })?;
+    Ok(Response::CreateAccount(Box::new(
+        acc::CreateAccountResponse { account },
+    )))
 }
 
 fn modify_account(
@@ -736,10 +744,9 @@ fn add_service(
     let (account, _) = load_account(c, partner, &r.account_number)?;
     not_terminated(&account.status, "account", r.account_number.as_str())?;
     let at = now();
-    for _ in 0..8 {
-        let id = random_number("SVC");
+    let service = with_fresh_number(c, "SVC", "service id", |c, id| {
         let service = svc::Service {
-            service_id: cmn::ServiceId::new(id.clone())
+            service_id: cmn::ServiceId::new(id.to_string())
                 .map_err(|e| Problem::Corrupt(e.to_string()))?,
             account_number: r.account_number.clone(),
             service_type: r.service_type.clone(),
@@ -753,35 +760,23 @@ fn add_service(
             created_at: DateTime::from_unix(at),
             updated_at: DateTime::from_unix(at),
         };
-        let record = to_xml(&service, "svc:Service")?;
-        let inserted = c.transaction(|c| {
-            diesel::insert_into(s::table)
-                .values((
-                    s::service_id.eq(&id),
-                    s::partner_id.eq(partner),
-                    s::account_number.eq(r.account_number.as_str()),
-                    s::service_type.eq(service_type_str(&r.service_type)),
-                    s::status.eq("ACTIVE"),
-                    s::record.eq(&record),
-                    s::created_at.eq(at),
-                    s::updated_at.eq(at),
-                ))
-                .execute(c)
-        });
-        match inserted {
-            Ok(_) => {
-                return Ok(Response::AddService(Box::new(svc::AddServiceResponse {
-                    service,
-                })))
-            }
-            Err(e) if is_unique_violation(&e) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Problem::Conflict {
-        reason: cmn::ConflictReason::Duplicate,
-        message: "could not allocate a unique service id".into(),
-    })
+        diesel::insert_into(s::table)
+            .values((
+                s::service_id.eq(id),
+                s::partner_id.eq(partner),
+                s::account_number.eq(r.account_number.as_str()),
+                s::service_type.eq(service_type_str(&r.service_type)),
+                s::status.eq("ACTIVE"),
+                s::record.eq(to_xml(&service, "svc:Service")?),
+                s::created_at.eq(at),
+                s::updated_at.eq(at),
+            ))
+            .execute(c)?;
+        Ok(service)
+    })?;
+    Ok(Response::AddService(Box::new(svc::AddServiceResponse {
+        service,
+    })))
 }
 
 fn modify_service(
