@@ -14,8 +14,9 @@
     reason = "benchmark code"
 )]
 
+mod support;
+
 use std::hint::black_box;
-use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use partnergate::config::XmlLimits;
@@ -24,36 +25,7 @@ use partnergate::encode;
 use partnergate::envelope;
 use partnergate::generated::partner::Operation;
 
-fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data")
-            .join(rel),
-    )
-    .expect("fixture")
-}
-
-/// A FindAccountsResponse with 100 accounts, each with 1,500 characters of notes (~200 KB):
-/// the largest message the contract allows in practice.
-pub fn bulk_response() -> Vec<u8> {
-    let one = String::from_utf8(fixture("GetAccount/response.xml")).unwrap();
-    let start = one.find("<acc:Account>").unwrap();
-    let end = one.find("</acc:Account>").unwrap() + "</acc:Account>".len();
-    let notes = "Installation on weekdays; ask for the site manager. ".repeat(29);
-    let account = one[start..end].replace(
-        "Preferred contact by e-mail.\nInstallation appointments on weekdays only.",
-        notes.trim_end(),
-    );
-    let accounts: String = (0..100)
-        .map(|i| account.replace("ACC-0000001001", &format!("ACC-{:010}", 1000 + i)))
-        .collect();
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
-xmlns:cmn=\"urn:partnergate:partner:common:v1\" xmlns:acc=\"urn:partnergate:partner:accounts:v1\"><soapenv:Body>\
-<acc:FindAccountsResponse>{accounts}</acc:FindAccountsResponse></soapenv:Body></soapenv:Envelope>"
-    )
-    .into_bytes()
-}
+use support::{bulk_response, fixture};
 
 fn raw_events(bytes: &[u8]) -> usize {
     let mut reader = quick_xml::NsReader::from_reader(bytes);

@@ -224,8 +224,12 @@ async fn start_admin(
         rules,
         token,
         &config.limits,
-    );
-    tracing::info!(%addr, "admin API listening");
+    )
+    .with_dashboard(crate::admin::dashboard::Settings {
+        session_lifetime: config.admin.session_lifetime,
+        cookie_secure: config.admin.cookie_secure,
+    });
+    tracing::info!(%addr, "admin API and dashboard (/ui/) listening");
     Ok(Some((
         addr,
         tokio::spawn(server.serve(listener, shutdown.clone())),

@@ -61,6 +61,13 @@ pub struct AdminConfig {
     /// `admin.token` / `PARTNERGATE_ADMIN_TOKEN`: the bearer token (at least 24 characters),
     /// kept as its hash; `None`: no admin listener.
     pub token: Option<crate::admin::AdminToken>,
+    /// `admin.session_lifetime_ms`: how long a dashboard login lasts (absolute, from the
+    /// login; default 8 hours).
+    pub session_lifetime: Duration,
+    /// `admin.cookie_secure`: mark the dashboard's cookies `Secure` (and send HSTS). The admin
+    /// listener speaks plain HTTP; set this when operators reach it through TLS (a terminating
+    /// proxy), so the browser never sends the session cookie in clear.
+    pub cookie_secure: bool,
 }
 
 impl Default for AdminConfig {
@@ -68,6 +75,8 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             token: None,
+            session_lifetime: Duration::from_secs(8 * 3600),
+            cookie_secure: false,
         }
     }
 }
@@ -267,6 +276,8 @@ pub const KEYS: &[&str] = &[
     "metrics.allow",
     "admin.listen",
     "admin.token",
+    "admin.session_lifetime_ms",
+    "admin.cookie_secure",
     "tls.cert",
     "tls.key",
     "upstream.url",
@@ -492,6 +503,19 @@ impl Config {
                     .map_err(|_| "expected IP:PORT".to_string())?
             }
             "admin.token" => self.admin.token = Some(crate::admin::AdminToken::new(value)?),
+            "admin.session_lifetime_ms" => {
+                let d = ms(value)?;
+                if d < Duration::from_secs(1) {
+                    return Err("expected at least 1000 (one second)".into());
+                }
+                self.admin.session_lifetime = d;
+            }
+            "admin.cookie_secure" => {
+                self.admin.cookie_secure = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| "expected true or false".to_string())?;
+            }
             "metrics.allow" => {
                 self.metrics_allow = value
                     .split(',')

@@ -174,7 +174,7 @@ impl Default for DecodeLimits {
 /// Decodes `body` with `decode` (a generated `Request::decode`/`Response::decode` closure) through
 /// a [`StrictReader`] and checks that the whole body element was consumed.
 pub fn decode_with<'a, T>(
-    body: &BodyElement<'a>,
+    body: &'a BodyElement<'a>,
     namespaces: &'static [&'static str],
     limits: DecodeLimits,
     decode: impl FnOnce(&mut StrictReader<'a>) -> Result<T, XmlError>,
@@ -204,10 +204,10 @@ pub struct StrictReader<'a> {
     input: &'a [u8],
     resolver: NamespaceResolver,
     /// Declarations from the envelope, re-declared on the body element for the generated code.
-    inherited: Vec<Binding<'a>>,
+    inherited: &'a [Binding<'a>],
     namespaces: &'static [&'static str],
     /// The body element's namespace: the start of the content-model walk on the error path.
-    root_namespace: Vec<u8>,
+    root_namespace: &'a [u8],
     limits: DecodeLimits,
     /// Open elements: byte range of the element's name and start offset of its start tag.
     stack: Vec<Open>,
@@ -268,6 +268,29 @@ fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
+/// `text.chars().all(is_xml_char)`, byte-wise. A `str` is valid UTF-8, so it holds no
+/// surrogates; the only characters outside XML 1.0's `Char` it can hold are the C0 controls but
+/// tab, LF and CR (single bytes below 0x20) and U+FFFE and U+FFFF (`EF BF BE`, `EF BF BF`).
+/// The control test runs branch-free over 64-byte chunks (vectorized); the three-byte test only
+/// where an `EF` byte occurs at all.
+fn all_xml_chars(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let controls_ok = bytes.chunks(64).all(|chunk| {
+        chunk.iter().fold(true, |ok, &b| {
+            ok & ((b >= 0x20) | (b == b'\t') | (b == b'\n') | (b == b'\r'))
+        })
+    });
+    if !controls_ok {
+        return false;
+    }
+    if !bytes.contains(&0xEF) {
+        return true;
+    }
+    !bytes
+        .windows(3)
+        .any(|w| w[0] == 0xEF && w[1] == 0xBF && (w[2] == 0xBE || w[2] == 0xBF))
+}
+
 /// At most this many characters of an offending value are quoted back.
 const QUOTE_CHARS: usize = 40;
 
@@ -282,7 +305,7 @@ fn quote_value(value: &str) -> String {
 impl<'a> StrictReader<'a> {
     /// A reader over exactly the body element.
     pub fn new(
-        body: &BodyElement<'a>,
+        body: &'a BodyElement<'a>,
         namespaces: &'static [&'static str],
         limits: DecodeLimits,
     ) -> Self {
@@ -304,9 +327,9 @@ impl<'a> StrictReader<'a> {
             reader,
             input: body.bytes,
             resolver,
-            inherited: body.inherited.clone(),
+            inherited: &body.inherited,
             namespaces,
-            root_namespace: body.namespace.clone(),
+            root_namespace: &body.namespace,
             limits,
             stack: Vec::with_capacity(8),
             pop_pending: false,
@@ -670,7 +693,7 @@ impl<'a> StrictReader<'a> {
         let root = self.stack.first()?;
         let root_key = format!(
             "{} {}",
-            String::from_utf8_lossy(&self.root_namespace),
+            String::from_utf8_lossy(self.root_namespace),
             String::from_utf8_lossy(self.local_of(root))
         );
         let i = ROOT_MODELS
@@ -803,14 +826,25 @@ impl<'a> StrictReader<'a> {
             // code's own namespace resolver sees them (declarations on the element win), and
             // leave out the SOAP header attributes of a header block (only namespace
             // declarations remain: everything else was refused above).
-            let mut owned =
-                BytesStart::new(String::from_utf8_lossy(start.name().as_ref()).into_owned());
-            for (prefix, ns) in &self.inherited {
-                let key = if prefix.is_empty() {
-                    b"xmlns".to_vec()
-                } else {
-                    [&b"xmlns:"[..], prefix].concat()
-                };
+            // One buffer, sized for everything pushed below (no regrowth per attribute).
+            let qname = start.name();
+            let name = String::from_utf8_lossy(qname.as_ref());
+            let extra: usize = self
+                .inherited
+                .iter()
+                .map(|(p, ns)| p.len() + ns.len() + 10)
+                .sum();
+            let mut content = String::with_capacity(name.len() + extra + start.len());
+            content.push_str(&name);
+            let mut owned = BytesStart::from_content(content, name.len());
+            let mut key = Vec::with_capacity(64);
+            for (prefix, ns) in self.inherited {
+                key.clear();
+                key.extend_from_slice(b"xmlns");
+                if !prefix.is_empty() {
+                    key.push(b':');
+                    key.extend_from_slice(prefix);
+                }
                 let redeclared = start
                     .attributes()
                     .flatten()
@@ -841,7 +875,13 @@ impl<'a> StrictReader<'a> {
     /// Leaf text that is about to be handed out: whitespace and character checks.
     fn check_leaf_text(&mut self) -> Result<(), XmlError> {
         let text = self.text.as_str();
-        if let Some(c) = text.chars().find(|c| !is_xml_char(*c)) {
+        // Byte-wise first (the hot path: every value of every message); the character scan
+        // runs only to name the offending character.
+        let bad = match all_xml_chars(text) {
+            true => None,
+            false => text.chars().find(|c| !is_xml_char(*c)),
+        };
+        if let Some(c) = bad {
             let code = u32::from(c);
             return Err(self.violate(
                 Rule::InvalidCharacter,
@@ -852,6 +892,15 @@ impl<'a> StrictReader<'a> {
             return Err(self.violate(
                 Rule::Whitespace,
                 "leading or trailing whitespace around a value is not allowed",
+            ));
+        }
+        // The generated serializer refuses to write `]]>` in a value (XML 1.0 §2.4 forbids it
+        // raw in content), so a value holding it could not be forwarded: refuse it here, with a
+        // rule, rather than fail after authentication (caught by the `roundtrip` fuzz target).
+        if text.contains("]]>") {
+            return Err(self.violate(
+                Rule::InvalidCharacter,
+                "the sequence ]]> is not allowed in a value",
             ));
         }
         Ok(())
@@ -927,7 +976,7 @@ impl<'a> StrictReader<'a> {
                         }
                     };
                     match &mut self.text {
-                        Text::None if !piece.contains(['&', '<']) => {
+                        Text::None if memchr::memchr2(b'&', b'<', piece.as_bytes()).is_none() => {
                             self.text = Text::Borrowed(piece)
                         }
                         text => text.push(&piece),
@@ -1007,7 +1056,8 @@ pub fn reference_char(r: &quick_xml::events::BytesRef<'_>) -> Option<char> {
 }
 
 fn text_blank(s: &str) -> bool {
-    s.chars().all(is_xml_space)
+    // XML's four whitespace characters are ASCII: no byte of another character matches them.
+    s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
 }
 
 fn quote_detail(s: &str) -> String {

@@ -8,7 +8,7 @@
 //! gives the same bytes, and decoding the output gives the same value back (tested for every
 //! golden fixture and by a property test).
 
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, Event};
+use quick_xml::events::{BytesEnd, BytesStart, Event};
 use quick_xml::Writer;
 
 use crate::envelope::SoapVersion;
@@ -30,6 +30,9 @@ impl From<std::io::Error> for EncodeError {
     }
 }
 
+/// The XML declaration every envelope starts with.
+pub const XML_DECLARATION: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
+
 /// The envelope prefix partnergate writes, for both SOAP versions.
 pub const ENVELOPE_PREFIX: &str = "soap";
 
@@ -49,8 +52,11 @@ where
     H: FnOnce(&mut XmlWriter<'_>) -> Result<(), EncodeError>,
     B: FnOnce(&mut XmlWriter<'_>) -> Result<(), EncodeError>,
 {
+    let start = out.len();
+    // The declaration as quick-xml writes it for `BytesDecl::new("1.0", Some("UTF-8"), None)`,
+    // without building the event (two allocations and a copy per envelope).
+    out.extend_from_slice(XML_DECLARATION);
     let mut w = Writer::new(out);
-    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
     let mut root = BytesStart::new("soap:Envelope");
     root.push_attribute(("xmlns:soap", version.namespace()));
     w.write_event(Event::Start(root))?;
@@ -63,7 +69,31 @@ where
     body(&mut w)?;
     w.write_event(Event::End(BytesEnd::new("soap:Body")))?;
     w.write_event(Event::End(BytesEnd::new("soap:Envelope")))?;
+    escape_carriage_returns(w.into_inner(), start);
     Ok(())
+}
+
+/// Rewrites every carriage return in `out[from..]` as the character reference `&#xD;`.
+///
+/// quick-xml escapes only `<`, `>`, `&`, `'` and `"`. A value may hold a CR (sent as `&#13;`),
+/// but written raw, every XML parser — ours included — reads it back as a line feed (XML 1.0
+/// §2.11, end-of-line handling), so the receiver would get another value than the one
+/// validated (caught by the `roundtrip` fuzz invariant). Canonical XML writes `&#xD;` too. The
+/// encoder writes no CR outside values (no indentation), and in UTF-8 the byte 0x0D is only ever
+/// a CR.
+pub fn escape_carriage_returns(out: &mut Vec<u8>, from: usize) {
+    if !out.get(from..).is_some_and(|tail| tail.contains(&b'\r')) {
+        return;
+    }
+    let tail = out.split_off(from);
+    out.reserve(tail.len() + 16);
+    for b in tail {
+        if b == b'\r' {
+            out.extend_from_slice(b"&#xD;");
+        } else {
+            out.push(b);
+        }
+    }
 }
 
 /// Closure type for "no header".
@@ -125,4 +155,40 @@ where
         w.write_event(Event::End(BytesEnd::new("soap:Fault")))?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{self, DecodeLimits};
+    use crate::envelope;
+
+    /// Caught by the `roundtrip` fuzz invariant (input: `fuzz/regressions/roundtrip/
+    /// cr-in-free-text`): a CR in a value (`&#13;`) was written raw and read back as a line feed.
+    #[test]
+    fn a_carriage_return_in_a_value_survives_encoding() {
+        let path = format!(
+            "{}/tests/data/CreateAccount/request.canonical.xml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).expect("fixture").replacen(
+            "Preferred contact",
+            "Preferred&#13;contact&#13;&#10;by",
+            1,
+        );
+        let env = envelope::scan(text.as_bytes()).expect("scan");
+        let request = decode::partner_request(&env.body, DecodeLimits::default()).expect("decode");
+        let mut out = b"prefix\r".to_vec();
+        body_only(SoapVersion::Soap11, &mut out, |w| Ok(request.encode(w)?)).expect("encode");
+        assert!(
+            out.starts_with(b"prefix\r<?xml"),
+            "bytes before `from` are left alone"
+        );
+        let encoded = &out[7..];
+        assert!(!encoded.contains(&b'\r'));
+        assert!(String::from_utf8_lossy(encoded).contains("Preferred&#xD;contact&#xD;\nby"));
+        let env = envelope::scan(encoded).expect("scan");
+        let again = decode::partner_request(&env.body, DecodeLimits::default()).expect("decode");
+        assert_eq!(again, request);
+    }
 }

@@ -237,9 +237,13 @@ pub fn scan(input: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     config.check_comments = true;
     let mut s = Scanner { input, reader };
 
-    // Prolog.
+    // Prolog. The XML declaration only as the very first thing (XML 1.0 §2.8).
+    let mut first = true;
     let root = loop {
-        match s.next()? {
+        let event = s.next()?;
+        let is_first = std::mem::replace(&mut first, false);
+        match event {
+            Event::Decl(_) if !is_first => return Err(EnvelopeError::ProcessingInstruction),
             Event::Decl(decl) => {
                 if let Some(enc) = decl.encoding() {
                     let enc = enc.map_err(malformed)?;
@@ -757,5 +761,33 @@ fn single_entry<'a>(detail: &Node<'a>) -> Result<Option<BodyElement<'a>>, Envelo
         _ => Err(EnvelopeError::UnexpectedElement(
             "more than one detail entry".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str = "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\
+        <soap:Body><x:Ping xmlns:x=\"urn:x\"/></soap:Body></soap:Envelope>";
+
+    /// Found by tests/hostile.rs: a second XML declaration, or one after a comment or
+    /// whitespace, was accepted (and its encoding checked as if it were the document's).
+    #[test]
+    fn the_xml_declaration_is_only_allowed_at_the_start() {
+        let decl = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
+        for prefix in [
+            format!("{decl}{decl}"),
+            format!("<!-- c -->{decl}"),
+            format!("\n{decl}"),
+        ] {
+            assert_eq!(
+                scan(format!("{prefix}{BODY}").as_bytes()).map(|e| e.version),
+                Err(EnvelopeError::ProcessingInstruction),
+                "{prefix}"
+            );
+        }
+        assert!(scan(format!("{decl}\n<!-- c -->{BODY}").as_bytes()).is_ok());
+        assert!(scan(format!("\u{FEFF}{decl}{BODY}").as_bytes()).is_ok());
     }
 }

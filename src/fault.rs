@@ -305,6 +305,9 @@ fn sanitize(text: &str) -> Option<String> {
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(500)
         .collect();
+    // The serializer refuses `]]>` in a value; a message quoting the client's input (a
+    // SOAPAction, say) would otherwise lose the whole typed detail.
+    let line = line.replace("]]>", "]] >");
     let line = line.trim();
     (!line.is_empty()).then(|| line.to_string())
 }
@@ -400,5 +403,35 @@ fn finish(
         body,
         retry_after: plan.retry_after,
         outcome: plan.outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{self, DecodeLimits};
+    use crate::envelope;
+    use crate::pipeline::ActionError;
+
+    /// Found with the `pipeline` fuzz invariant "every refusal carries its typed detail": a
+    /// SOAPAction holding `]]>` is quoted in the detail's message, which the serializer refused
+    /// to write, so the fault went out without its detail.
+    #[test]
+    fn a_quoted_cdata_end_keeps_the_typed_detail() {
+        let rejection = Rejection::Action(ActionError {
+            action: "urn:x]]>y".into(),
+            body: "GetAccount",
+        });
+        let f = render(&rejection, SoapVersion::Soap12, "gw-1", Soap11Status::WsI);
+        let env = envelope::scan(&f.body).expect("scan");
+        let fault = envelope::parse_fault(&env).expect("fault");
+        let detail = fault.detail.expect("the typed detail is kept");
+        match decode::partner_fault(&detail, DecodeLimits::default()).expect("decode") {
+            FaultDetail::InvalidRequest(d) => {
+                assert_eq!(d.rule.as_str(), "soap-action");
+                assert!(d.message.as_str().contains("urn:x]] >y"), "{d:?}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

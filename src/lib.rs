@@ -31,3 +31,8 @@ pub mod provision;
 pub mod admin;
 
 pub mod app;
+
+/// Fuzz logic for the cargo-fuzz targets in `fuzz/` (the `fuzzing` feature; see the module doc
+/// for why a feature and not `cfg(fuzzing)`).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

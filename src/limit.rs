@@ -126,10 +126,12 @@ pub fn check_xml(input: &[u8], limits: &XmlLimits) -> Result<(), LimitError> {
     let mut elements = 0usize;
     let mut text_run = 0usize;
     let mut seen_root = false;
+    let mut first_event = true;
     loop {
         let event = reader
             .read_event()
             .map_err(|e| LimitError::Malformed(e.to_string()))?;
+        let is_first = std::mem::replace(&mut first_event, false);
         match &event {
             Event::Start(s) | Event::Empty(s) => {
                 text_run = 0;
@@ -214,7 +216,10 @@ pub fn check_xml(input: &[u8], limits: &XmlLimits) -> Result<(), LimitError> {
             Event::DocType(_) => return Err(LimitError::Doctype),
             Event::PI(_) => return Err(LimitError::ProcessingInstruction),
             Event::Decl(_) => {
-                if seen_root || elements > 0 {
+                // The XML declaration only at the very start (XML 1.0 §2.8; a UTF-8 BOM is
+                // skipped by the reader): anywhere else, after a comment, whitespace or another
+                // declaration, `<?xml …?>` is a processing instruction with a reserved name.
+                if !is_first {
                     return Err(LimitError::ProcessingInstruction);
                 }
             }
@@ -317,6 +322,21 @@ mod tests {
             check("<a/><?xml version=\"1.0\"?>"),
             Err(LimitError::ProcessingInstruction)
         );
+    }
+
+    /// Found by tests/hostile.rs: a second XML declaration, or one after a comment or
+    /// whitespace, was accepted as if it were the document's own.
+    #[test]
+    fn the_xml_declaration_is_only_allowed_at_the_start() {
+        for doc in [
+            "<?xml version=\"1.0\"?><?xml version=\"1.0\"?><a/>",
+            "<!-- c --><?xml version=\"1.0\"?><a/>",
+            "\n<?xml version=\"1.0\"?><a/>",
+        ] {
+            assert_eq!(check(doc), Err(LimitError::ProcessingInstruction), "{doc}");
+        }
+        assert!(check("\u{FEFF}<?xml version=\"1.0\" encoding=\"UTF-8\"?><a/>").is_ok());
+        assert!(check("<?xml version=\"1.0\"?>\n<!-- c -->\n<a/>").is_ok());
     }
 
     #[test]

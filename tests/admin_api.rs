@@ -147,6 +147,7 @@ async fn start(token: Option<&str>) -> Gateway {
         admin: AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: token.map(|t| AdminToken::new(t).unwrap()),
+            ..AdminConfig::default()
         },
         ..Config::default()
     };

@@ -183,6 +183,7 @@ both_backends!(
     concurrent_onboarding_does_not_fail,
     refresher_picks_up_a_change_from_another_handle,
     refresher_keeps_the_snapshot_when_loading_fails,
+    dashboard_reads_keys_and_usage_buckets,
 );
 
 fn partner(name: &str) -> NewPartner {
@@ -486,6 +487,56 @@ fn revoke_removes_the_key_and_bumps_the_revision(db: &Db) {
     assert_eq!(store.revoke_key(id, KeyKind::Partner).unwrap(), 0);
     assert_eq!(store.revoke_key(id, KeyKind::Callback).unwrap(), 1);
     assert!(store.load_snapshot().unwrap().partners[id].keys.is_empty());
+}
+
+/// The dashboard's two reads: every partner's key metadata in one query, and usage buckets
+/// filtered by time, partner and operation, oldest first.
+fn dashboard_reads_keys_and_usage_buckets(db: &Db) {
+    let store = db.open();
+    let a = store.create_partner(partner("Acme"), &known()).unwrap();
+    let b = store.create_partner(partner("Beta"), &known()).unwrap();
+    let keys = store.keys_by_partner().unwrap();
+    assert_eq!(keys.len(), 4);
+    assert!(keys.windows(2).all(|w| w[0].0 <= w[1].0), "by partner id");
+    assert_eq!(
+        keys.iter().filter(|(p, _)| *p == a.partner_id).count(),
+        2,
+        "{keys:?}"
+    );
+    let delta = |at: i64, p: &str, op: &str, outcome: &str| partnergate::store::UsageDelta {
+        bucket_start: at,
+        partner_id: p.to_owned(),
+        operation: op.to_owned(),
+        outcome: outcome.to_owned(),
+        count: 2,
+        total_micros: 3000,
+    };
+    store
+        .add_usage(
+            &[
+                delta(120, &a.partner_id, "GetAccount", "ok"),
+                delta(60, &a.partner_id, "GetAccount", "ok"),
+                delta(60, &a.partner_id, "CreateAccount", "denied-operation"),
+                delta(60, &b.partner_id, "GetAccount", "ok"),
+                delta(0, &a.partner_id, "GetAccount", "ok"),
+            ],
+            &[],
+        )
+        .unwrap();
+    let rows = store.usage_rows(60, Some(&a.partner_id), None).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows
+        .windows(2)
+        .all(|w| w[0].bucket_start <= w[1].bucket_start));
+    let rows = store
+        .usage_rows(60, Some(&a.partner_id), Some("GetAccount"))
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.bucket_start).collect::<Vec<_>>(),
+        vec![60, 120]
+    );
+    assert_eq!((rows[0].count, rows[0].total_micros), (2, 3000));
+    assert_eq!(store.usage_rows(0, None, None).unwrap().len(), 5);
 }
 
 fn grants_permit_exact_domain_and_star(db: &Db) {

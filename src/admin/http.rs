@@ -30,6 +30,10 @@
 //! | GET, PATCH | `/groups/{name}` | show; rename or change rates |
 //! | PUT, DELETE | `/groups/{name}/throttle` | `{"rate", "aggregate"}` (null clears); clear both |
 //! | GET | `/audit?target=…&limit=…` | audit rows, newest first |
+//!
+//! With [`AdminServer::with_dashboard`], paths under `/ui/` go to the operators' web dashboard
+//! ([`super::dashboard`]) instead, which has its own login (a session cookie, not the bearer
+//! header).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -67,6 +71,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The admin API server.
 #[derive(Debug)]
 pub struct AdminServer {
+    dashboard: Option<super::dashboard::Dashboard>,
     admin: Admin,
     rules: Rules,
     token: AdminToken,
@@ -79,12 +84,26 @@ impl AdminServer {
     /// body read timeouts.
     pub fn new(admin: Admin, rules: Rules, token: AdminToken, limits: &Limits) -> AdminServer {
         AdminServer {
+            dashboard: None,
             admin,
             rules,
             token,
             header_timeout: limits.header_read_timeout,
             body_timeout: limits.body_read_timeout,
         }
+    }
+
+    /// Also serves the operators' web dashboard under `/ui/` (its own login: the token is
+    /// exchanged for a session cookie).
+    pub fn with_dashboard(mut self, settings: super::dashboard::Settings) -> AdminServer {
+        self.dashboard = Some(super::dashboard::Dashboard::new(
+            self.admin.clone(),
+            self.rules,
+            self.token.clone(),
+            settings,
+            self.body_timeout,
+        ));
+        self
     }
 
     /// Accepts connections until `shutdown` turns true (or its sender is dropped).
@@ -192,6 +211,11 @@ impl AdminServer {
     }
 
     async fn respond(&self, req: HttpRequest<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        if let Some(dashboard) = &self.dashboard {
+            if super::dashboard::is_dashboard_path(req.uri().path()) {
+                return dashboard.respond(req, peer).await;
+            }
+        }
         if !self.authorized(req.headers()) {
             let mut r = error(
                 StatusCode::UNAUTHORIZED,

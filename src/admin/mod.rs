@@ -1,6 +1,7 @@
-//! Partner lifecycle administration: one service layer behind both the CLI
-//! (`partnergate partner|key|allow|grant|group|throttle|audit …`) and the admin HTTP API
-//! ([`http`]), so both validate alike and say the same things.
+//! Partner lifecycle administration: one service layer behind the CLI
+//! (`partnergate partner|key|allow|grant|group|throttle|audit …`), the admin HTTP API ([`http`])
+//! and the operators' web dashboard ([`dashboard`]), so all validate alike and say the same
+//! things.
 //!
 //! Not a request-path stage. The flow of one administrative operation:
 //!
@@ -15,6 +16,7 @@
 //! Keys appear only in the replies of `partner create` and `key rotate`; lists show key ids,
 //! prefixes and dates, never a key or its hash.
 
+pub mod dashboard;
 pub mod http;
 pub mod text;
 mod validate;
@@ -80,7 +82,8 @@ impl std::fmt::Debug for AdminToken {
 
 // === who ===
 
-/// Who made a change, as recorded in `audit_log.actor`: `cli:<user>` or `api:<peer address>`.
+/// Who made a change, as recorded in `audit_log.actor`: `cli:<user>`, `api:<peer address>` or
+/// `ui:<peer address>` (the web dashboard).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor(String);
 
@@ -108,6 +111,11 @@ impl Actor {
     /// A caller of the admin API, by its address.
     pub fn api(peer: SocketAddr) -> Actor {
         Actor(format!("api:{peer}"))
+    }
+
+    /// An operator of the web dashboard, by the browser's address.
+    pub fn ui(peer: SocketAddr) -> Actor {
+        Actor(format!("ui:{peer}"))
     }
 
     /// As stored.
@@ -960,6 +968,12 @@ impl Admin {
     /// Operations on `store`.
     pub fn new(store: Store) -> Admin {
         Admin { store }
+    }
+
+    /// The database (the dashboard reads usage statistics and key metadata from it directly;
+    /// every change still goes through [`Admin::run`]).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Runs a checked request on behalf of `actor`: one transaction for a change (its audit row

@@ -538,3 +538,71 @@ fn header_blocks_may_carry_soap_header_attributes_on_their_root_only() {
         Err(Rule::AttributeNotAllowed)
     );
 }
+
+/// The byte-wise character check agrees with the character-wise definition of XML 1.0 `Char`.
+#[test]
+fn byte_wise_character_check_matches_the_definition() {
+    let samples = [
+        "",
+        "a",
+        "plain ASCII text",
+        "tab\tnewline\ncr\r",
+        "\u{0}",
+        "x\u{1}y",
+        "\u{1F}",
+        "\u{7F}",
+        "\u{85}",
+        "Müller & Söhne",
+        "\u{D7FF}",
+        "\u{E000}",
+        "\u{FFFD}",
+        "\u{FFFE}",
+        "\u{FFFF}",
+        "ab\u{FFFE}",
+        "\u{FFFF}cd",
+        "\u{EFFF}\u{FFEF}\u{FEFF}",
+        "\u{F8FF}\u{FFBF}",
+        "\u{10000}",
+        "\u{10FFFF}",
+        "日本語のテキスト",
+        "emoji 🎉 ok",
+        "\u{FFFD}\u{FFFE}\u{FFFD}",
+    ];
+    for s in samples {
+        assert_eq!(all_xml_chars(s), s.chars().all(is_xml_char), "{s:?}");
+        let long = format!("{}{s}{}", "x".repeat(70), "y".repeat(130));
+        assert_eq!(
+            all_xml_chars(&long),
+            long.chars().all(is_xml_char),
+            "{long:?}"
+        );
+    }
+    proptest::proptest!(|(s in ".*", t in proptest::collection::vec(proptest::char::any(), 0..200))| {
+        proptest::prop_assert_eq!(all_xml_chars(&s), s.chars().all(is_xml_char));
+        let t: String = t.into_iter().collect();
+        proptest::prop_assert_eq!(all_xml_chars(&t), t.chars().all(is_xml_char));
+    });
+    assert!(text_blank(" \t\r\n"));
+    assert!(!text_blank(" \u{A0} "));
+    assert!(!text_blank(" \u{85} "));
+}
+
+/// Found by the `roundtrip` fuzz target (`fuzz/regressions/roundtrip/cdata-end-in-value`): a value
+/// holding `]]>` (raw, or as `]]&gt;`) decoded, but the serializer refuses to write it, so the
+/// request could not be forwarded (a 500 after authentication) and a response not relayed.
+#[test]
+fn a_value_holding_the_cdata_end_is_refused() {
+    for city in [
+        "Be]]&gt;rlin",
+        "Be]]>rlin",
+        "Be<![CDATA[]]]]><![CDATA[>]]>rlin",
+    ] {
+        let e = decode_body(&create_with("Berlin", city)).expect_err(city);
+        assert_eq!(
+            (e.path.as_str(), e.rule),
+            ("/CreateAccount/Address/City", Rule::InvalidCharacter),
+            "{city}: {e}"
+        );
+    }
+    assert!(decode_body(&create_with("Berlin", "Be]]rlin &gt;")).is_ok());
+}

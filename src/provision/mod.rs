@@ -377,6 +377,7 @@ pub(crate) fn to_xml<T: WithSerializer>(value: &T, root: &str) -> Result<String,
     value
         .serialize(root, &mut w)
         .map_err(|e| Problem::Corrupt(format!("encode {root}: {e}")))?;
+    crate::encode::escape_carriage_returns(&mut out, 0);
     String::from_utf8(out).map_err(|e| Problem::Corrupt(e.to_string()))
 }
 
@@ -412,6 +413,7 @@ fn encode_response(response: &Response) -> Result<String, Problem> {
     response
         .encode(&mut w)
         .map_err(|e| Problem::Corrupt(e.to_string()))?;
+    crate::encode::escape_carriage_returns(&mut out, 0);
     String::from_utf8(out).map_err(|e| Problem::Corrupt(e.to_string()))
 }
 

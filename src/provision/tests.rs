@@ -456,3 +456,34 @@ fn feature_defaults_are_validated() {
     )
     .is_ok());
 }
+
+/// Caught by the `roundtrip` fuzz invariant: a CR in a stored value (`&#13;` in the request) was
+/// written raw into the stored record and read back as a line feed.
+#[test]
+fn a_carriage_return_survives_the_stored_record() {
+    let path = format!(
+        "{}/tests/data/GetAccount/response.canonical.xml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).expect("fixture").replacen(
+        "Preferred contact",
+        "Preferred&#13;contact",
+        1,
+    );
+    let env = envelope::scan(text.as_bytes()).expect("scan");
+    let response =
+        decode::partner_response(Operation::GetAccount, &env.body, DecodeLimits::default())
+            .expect("decode");
+    let Response::GetAccount(r) = &response else {
+        panic!("{response:?}")
+    };
+    let xml = to_xml(&r.account, "acc:Account").expect("to_xml");
+    assert!(!xml.contains('\r') && xml.contains("&#xD;"), "{xml}");
+    let back: acc::Account = from_xml(&xml, NS_ACC).expect("from_xml");
+    assert_eq!(back, r.account);
+    let cached = encode_response(&response).expect("encode_response");
+    assert_eq!(
+        decode_response(Operation::GetAccount, &cached).expect("decode_response"),
+        response
+    );
+}

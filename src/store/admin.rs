@@ -565,6 +565,21 @@ impl Store {
         })
     }
 
+    /// Every partner's keys (metadata only), by partner id then key id: one read for the
+    /// dashboard's partner list.
+    pub fn keys_by_partner(&self) -> Result<Vec<(String, KeyRecord)>, StoreError> {
+        self.conn()?.transaction(|c| {
+            api_keys::table
+                .inner_join(partners::table)
+                .select((partners::partner_id, KeyMetaRow::as_select()))
+                .order((partners::partner_id, api_keys::id))
+                .load::<(String, KeyMetaRow)>(c)?
+                .into_iter()
+                .map(|(p, k)| Ok((p, k.into_record()?)))
+                .collect()
+        })
+    }
+
     /// A partner's allowlist, oldest first.
     pub fn list_allow(&self, partner_id: &str) -> Result<Vec<String>, StoreError> {
         self.conn()?.transaction(|c| {

@@ -45,7 +45,7 @@ pub use snapshot::{
     run_refresher, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate, RefreshHealth,
     Snapshot, SnapshotCell, DEFAULT_REFRESH_INTERVAL,
 };
-pub use usage::{UsageDelta, UsageTotal};
+pub use usage::{UsageDelta, UsageRow, UsageTotal};
 
 /// Pool size for SQLite: one writer at a time anyway; a few readers.
 const SQLITE_POOL_SIZE: u32 = 4;

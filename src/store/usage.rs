@@ -40,6 +40,23 @@ pub struct UsageTotal {
     pub total_micros: i64,
 }
 
+/// One stored bucket: the rows behind the dashboard's charts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRow {
+    /// Start of the bucket (unix seconds, a multiple of `stats::BUCKET_SECS`).
+    pub bucket_start: i64,
+    /// The partner.
+    pub partner_id: String,
+    /// The operation.
+    pub operation: String,
+    /// The outcome.
+    pub outcome: String,
+    /// Calls.
+    pub count: i64,
+    /// Summed latency, microseconds.
+    pub total_micros: i64,
+}
+
 impl Store {
     /// Adds `deltas` to the usage table and records key uses, in one transaction. Does not bump
     /// the partner-data revision (statistics are not partner data).
@@ -142,5 +159,49 @@ impl Store {
                 .then_with(|| a.partner_id.cmp(&b.partner_id))
         });
         Ok(out)
+    }
+
+    /// The stored buckets starting at or after `since` (unix seconds), oldest first, optionally
+    /// for one partner and one operation.
+    pub fn usage_rows(
+        &self,
+        since: i64,
+        partner: Option<&str>,
+        operation: Option<&str>,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let mut conn = self.connection()?;
+        let mut query = usage_stats::table
+            .filter(usage_stats::bucket_start.ge(since))
+            .into_boxed();
+        if let Some(p) = partner {
+            query = query.filter(usage_stats::partner_id.eq(p.to_string()));
+        }
+        if let Some(o) = operation {
+            query = query.filter(usage_stats::operation.eq(o.to_string()));
+        }
+        let rows: Vec<(i64, String, String, String, i64, i64)> = query
+            .select((
+                usage_stats::bucket_start,
+                usage_stats::partner_id,
+                usage_stats::operation,
+                usage_stats::outcome,
+                usage_stats::count,
+                usage_stats::total_micros,
+            ))
+            .order(usage_stats::bucket_start)
+            .load(&mut *conn)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(bucket_start, partner_id, operation, outcome, count, total_micros)| UsageRow {
+                    bucket_start,
+                    partner_id,
+                    operation,
+                    outcome,
+                    count,
+                    total_micros,
+                },
+            )
+            .collect())
     }
 }

@@ -1,0 +1,1239 @@
+//! Black-box tests of the operators' dashboard (`/ui/` on the admin listener): the gateway
+//! started in process (`partnergate::app::start`) on a fresh SQLite file with an admin token and
+//! the in-process partner API layer.
+//!
+//! - Security, over plain HTTP: login required on every page and action, CSRF, escaping,
+//!   session expiry, the token never in a URL or a log, security headers.
+//! - The browser test: headless Chromium driven through chromedriver (WebDriver, `fantoccini`):
+//!   log in, create a partner, copy its key from the page, grant an operation, call the gateway
+//!   with the key, revoke the key, see the next call refused within a second; a screenshot of
+//!   each main page goes to `target/dashboard-screenshots/`. Chromium and chromedriver are
+//!   installed by `.ci/setup`; missing, they fail the test (never a skip).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use partnergate::admin::{Actor, Admin, AdminToken, CreatePartner, Request, Rules};
+use partnergate::config::{AdminConfig, Config};
+use partnergate::store::{PartnerStatus, Rate, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "dashboard-admin-token-0123456789abcdef";
+
+// === logs ===
+
+/// Everything this test binary logs: installed once as the global subscriber.
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        buf
+    })
+}
+
+#[derive(Clone)]
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// === the gateway ===
+
+fn temp_path(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nonce: u64 = rand::random();
+    std::env::temp_dir().join(format!(
+        "partnergate-dashboard-{tag}-{}-{}-{nonce:016x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+struct Gateway {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    store: Store,
+    db: PathBuf,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.db.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Starts the gateway with the in-process partner API layer, an admin token, dashboard
+/// sessions of `lifetime`, and statistics flushed every 200 ms.
+async fn start(lifetime: Duration, cookie_secure: bool) -> Gateway {
+    logs();
+    let db = temp_path("db").with_extension("db");
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: db.display().to_string(),
+        default_rate: Rate::new(10_000, 10_000).unwrap(),
+        stats_flush_interval: Duration::from_millis(200),
+        admin: AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: Some(AdminToken::new(TOKEN).unwrap()),
+            session_lifetime: lifetime,
+            cookie_secure,
+        },
+        ..Config::default()
+    };
+    config.limits.header_read_timeout = Duration::from_secs(5);
+    config.limits.body_read_timeout = Duration::from_secs(5);
+    let running = partnergate::app::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("gateway start: {e}"));
+    let store = Store::open(&db.display().to_string()).unwrap();
+    Gateway {
+        addr: running.addr,
+        admin: running.admin_addr.expect("admin listener"),
+        store,
+        db,
+        shutdown: running.shutdown,
+    }
+}
+
+impl Gateway {
+    /// Onboards a partner through the admin service (as the CLI does): its id.
+    fn onboard(&self, name: &str) -> String {
+        let reply = Admin::new(self.store.clone())
+            .handle(
+                Request::CreatePartner(CreatePartner {
+                    name: name.into(),
+                    allow: vec!["127.0.0.1".into()],
+                    grants: vec!["accounts.*".into()],
+                    ..CreatePartner::default()
+                }),
+                &Rules::default(),
+                &Actor::cli(),
+            )
+            .unwrap();
+        serde_json::to_value(&reply.view).unwrap()["partner_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn status(&self, partner: &str) -> PartnerStatus {
+        self.store.partner_detail(partner).unwrap().partner.status
+    }
+}
+
+// === a raw HTTP/1.1 client with a cookie jar ===
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The value of the first `name="csrf"` hidden field.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .unwrap_or_else(|| panic!("no CSRF field in {}", self.body));
+        let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+/// Undoes HTML escaping (to compare a page with plain text).
+fn unescape(html: &str) -> String {
+    html.replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#38;", "&")
+        .replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+async fn send(addr: SocketAddr, raw: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// A browser stand-in: keeps cookies, sends forms.
+struct Client {
+    addr: SocketAddr,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Client {
+        Client {
+            addr,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    async fn request(&mut self, method: &str, path: &str, extra: &str, body: Option<&str>) -> Resp {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{extra}",
+            self.addr
+        );
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req.push_str(&format!("Cookie: {}\r\n", jar.join("; ")));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body.unwrap_or(""));
+        let r = send(self.addr, req.as_bytes()).await;
+        for c in r.all("set-cookie") {
+            let pair = c.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() || c.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        r
+    }
+
+    async fn get(&mut self, path: &str) -> Resp {
+        self.request("GET", path, "", None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Resp {
+        self.request("POST", path, "", Some(&form_encode(form)))
+            .await
+    }
+
+    /// Logs in through the form; the first page's CSRF token.
+    async fn login(&mut self) -> String {
+        let page = self.get("/ui/login").await;
+        assert_eq!(page.status, 200);
+        let r = self
+            .post("/ui/login", &[("csrf", &page.csrf()), ("token", TOKEN)])
+            .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        assert_eq!(r.header("location"), Some("/ui/partners"));
+        let partners = self.get("/ui/partners").await;
+        assert_eq!(partners.status, 200);
+        partners.csrf()
+    }
+}
+
+// === security ===
+
+#[tokio::test]
+async fn every_page_and_action_needs_a_login() {
+    let gw = start(Duration::from_secs(3600), false).await;
+    let p = gw.onboard("Acme");
+    let mut c = Client::new(gw.admin);
+    for page in [
+        "/ui".to_owned(),
+        "/ui/partners".to_owned(),
+        "/ui/partners/new".to_owned(),
+        format!("/ui/partners/{p}"),
+        "/ui/reveal".to_owned(),
+        "/ui/usage".to_owned(),
+        "/ui/groups".to_owned(),
+        "/ui/groups/gold".to_owned(),
+        "/ui/audit".to_owned(),
+        "/ui/nothing/here".to_owned(),
+    ] {
+        let r = c.get(&page).await;
+        assert!(
+            r.status == 303
+                && (r.header("location") == Some("/ui/login")
+                    || (page == "/ui" && r.header("location") == Some("/ui/partners"))),
+            "{page}: {} {:?}",
+            r.status,
+            r.header("location")
+        );
+        assert!(!r.body.contains(&p), "{page} leaks data");
+    }
+    // The admin API's bearer token is not a dashboard credential.
+    let r = c
+        .request(
+            "GET",
+            "/ui/partners",
+            &format!("Authorization: Bearer {TOKEN}\r\n"),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
+
+    let before = gw.store.revision().unwrap();
+    let audit = gw.store.audit_log(None, 1000).unwrap().len();
+    for (action, form) in [
+        (
+            "/ui/partners".to_owned(),
+            vec![("name", "X"), ("allow", "127.0.0.1"), ("grant", "*")],
+        ),
+        (format!("/ui/partners/{p}/suspend"), vec![]),
+        (
+            format!("/ui/partners/{p}/offboard"),
+            vec![("confirm", "yes")],
+        ),
+        (
+            format!("/ui/partners/{p}/keys/rotate"),
+            vec![("kind", "partner")],
+        ),
+        (
+            format!("/ui/partners/{p}/keys/revoke"),
+            vec![("kind", "partner")],
+        ),
+        (
+            format!("/ui/partners/{p}/allowlist"),
+            vec![("cidr", "10.0.0.0/8")],
+        ),
+        (
+            format!("/ui/partners/{p}/allowlist/remove"),
+            vec![("cidr", "127.0.0.1/32")],
+        ),
+        (
+            format!("/ui/partners/{p}/grants/add"),
+            vec![("permission", "*")],
+        ),
+        (
+            format!("/ui/partners/{p}/grants/revoke"),
+            vec![("permission", "accounts.*")],
+        ),
+        (format!("/ui/partners/{p}/update"), vec![("name", "Evil")]),
+        (format!("/ui/partners/{p}/group"), vec![("group", "")]),
+        (
+            format!("/ui/partners/{p}/throttle"),
+            vec![("per_second", "1"), ("burst", "1")],
+        ),
+        (format!("/ui/partners/{p}/throttle/clear"), vec![]),
+        ("/ui/groups".to_owned(), vec![("name", "gold")]),
+        (
+            "/ui/groups/gold".to_owned(),
+            vec![("rate_ps", "1"), ("rate_burst", "1")],
+        ),
+        ("/ui/groups/gold/rename".to_owned(), vec![("name", "x")]),
+        ("/ui/logout".to_owned(), vec![]),
+    ] {
+        // Even with a (guessed) CSRF value: no session, no action.
+        let mut form = form.clone();
+        form.push(("csrf", "0000"));
+        let r = c.post(&action, &form).await;
+        assert_eq!(r.status, 401, "{action}: {}", r.body);
+        assert!(r.body.contains("nothing was changed"), "{action}");
+    }
+    assert_eq!(gw.store.revision().unwrap(), before, "nothing written");
+    assert_eq!(gw.store.audit_log(None, 1000).unwrap().len(), audit);
+    assert_eq!(gw.status(&p), PartnerStatus::Active);
+    // A forged session cookie is no session either.
+    c.cookies.insert("pg_session".into(), "f".repeat(64));
+    let r = c.get("/ui/partners").await;
+    assert_eq!(r.status, 303);
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_are_refused() {
+    let gw = start(Duration::from_secs(3600), false).await;
+    let p = gw.onboard("Acme");
+    let mut c = Client::new(gw.admin);
+
+    // The login form itself: without its double-submit cookie, or with another value.
+    let page = c.get("/ui/login").await;
+    let csrf = page.csrf();
+    let mut stranger = Client::new(gw.admin);
+    let r = stranger
+        .post("/ui/login", &[("csrf", &csrf), ("token", TOKEN)])
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(!stranger.cookies.contains_key("pg_session"));
+    let r = c
+        .post("/ui/login", &[("csrf", "forged"), ("token", TOKEN)])
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(!c.cookies.contains_key("pg_session"));
+
+    let csrf = c.login().await;
+    let path = format!("/ui/partners/{p}/suspend");
+    let before = gw.store.revision().unwrap();
+    for form in [
+        vec![("reason", "test")],
+        vec![("reason", "test"), ("csrf", "")],
+        vec![("reason", "test"), ("csrf", "f00d")],
+    ] {
+        let r = c.post(&path, &form).await;
+        assert_eq!(r.status, 403, "{form:?}");
+        assert!(r.body.contains("nothing was changed"), "{}", r.body);
+    }
+    // Another session's token is not this session's.
+    let mut other = Client::new(gw.admin);
+    let other_csrf = other.login().await;
+    assert_ne!(other_csrf, csrf);
+    let r = c
+        .post(&path, &[("reason", "test"), ("csrf", &other_csrf)])
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(gw.store.revision().unwrap(), before, "nothing written");
+    assert_eq!(gw.status(&p), PartnerStatus::Active);
+
+    // With it: done, and audited as the dashboard's operator.
+    let r = c
+        .post(&path, &[("reason", "unpaid invoice"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("/ui/partners/{p}#lifecycle")
+    );
+    assert_eq!(gw.status(&p), PartnerStatus::Suspended);
+    let last = &gw.store.audit_log(Some(&p), 1).unwrap()[0];
+    assert_eq!(last.action, "partner.suspend");
+    assert!(last.actor.starts_with("ui:127.0.0.1:"), "{}", last.actor);
+    let page = c.get(&format!("/ui/partners/{p}")).await;
+    assert!(page.body.contains(&format!("partner {p} suspended")));
+    // The message is shown once.
+    let page = c.get(&format!("/ui/partners/{p}")).await;
+    assert!(!page.body.contains(&format!("partner {p} suspended")));
+
+    // Logging out ends the session; its token is worth nothing after.
+    let r = c.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
+    let r = c
+        .post(&format!("/ui/partners/{p}/reinstate"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(gw.status(&p), PartnerStatus::Suspended);
+}
+
+#[tokio::test]
+async fn partner_names_render_as_text() {
+    let gw = start(Duration::from_secs(3600), false).await;
+    let mut c = Client::new(gw.admin);
+    let csrf = c.login().await;
+    let evil = "<script>alert(1)</script>";
+    let r = c
+        .post(
+            "/ui/partners",
+            &[
+                ("csrf", &csrf),
+                ("name", evil),
+                ("allow", "127.0.0.1"),
+                ("grant", "accounts.get"),
+                ("grant_other", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let reveal = c.get("/ui/reveal").await;
+    let id = gw.store.list_partners().unwrap()[0].partner_id.clone();
+    // askama writes numeric character references.
+    let escaped = "&#60;script&#62;alert(1)&#60;/script&#62;";
+    for page in [
+        reveal,
+        c.get("/ui/partners").await,
+        c.get(&format!("/ui/partners/{id}")).await,
+        c.get("/ui/usage").await,
+        c.get("/ui/audit").await,
+    ] {
+        assert_eq!(page.status, 200);
+        assert!(!page.body.contains(evil), "{}", page.body);
+        assert!(!page.body.contains("<script>"), "inline script");
+    }
+    let page = c.get(&format!("/ui/partners/{id}")).await;
+    assert!(page.body.contains(escaped));
+    assert!(c.get("/ui/partners").await.body.contains(escaped));
+    // A search for it is echoed as text too.
+    let r = c
+        .get("/ui/partners?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        .await;
+    assert!(!r.body.contains(evil) && r.body.contains(escaped));
+}
+
+#[tokio::test]
+async fn sessions_expire() {
+    let gw = start(Duration::from_secs(1), false).await;
+    let p = gw.onboard("Acme");
+    let mut c = Client::new(gw.admin);
+    let csrf = c.login().await;
+    let page = c.get("/ui/login").await;
+    assert_eq!(page.status, 303, "a live session skips the login form");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let r = c.get("/ui/partners").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
+    let r = c
+        .post(&format!("/ui/partners/{p}/suspend"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(gw.status(&p), PartnerStatus::Active);
+    // The cookie says so too.
+    let mut fresh = Client::new(gw.admin);
+    let page = fresh.get("/ui/login").await;
+    let r = fresh
+        .post("/ui/login", &[("csrf", &page.csrf()), ("token", TOKEN)])
+        .await;
+    let cookie = r
+        .all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("pg_session="))
+        .unwrap()
+        .to_owned();
+    assert!(cookie.contains("Max-Age=1;"), "{cookie}");
+}
+
+#[tokio::test]
+async fn the_token_never_appears_in_a_url_or_a_log() {
+    let gw = start(Duration::from_secs(3600), false).await;
+    let mut c = Client::new(gw.admin);
+    // A token in the query string is refused unread, even with a valid form.
+    let page = c.get("/ui/login").await;
+    let r = c
+        .post(
+            &format!("/ui/login?token={TOKEN}"),
+            &[("csrf", &page.csrf()), ("token", TOKEN)],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("never accepted in a URL"));
+    assert!(!c.cookies.contains_key("pg_session"));
+    // Nor does a GET log in.
+    let r = c.get(&format!("/ui/login?token={TOKEN}")).await;
+    assert_eq!(r.status, 200);
+    assert!(!c.cookies.contains_key("pg_session"));
+    // A wrong token: refused, after a short delay.
+    let page = c.get("/ui/login").await;
+    let started = Instant::now();
+    let r = c
+        .post(
+            "/ui/login",
+            &[
+                ("csrf", &page.csrf()),
+                ("token", "not-the-token-at-all-0123456789"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(r.body.contains("not the admin token"));
+
+    let csrf = c.login().await;
+    // Every page the login flow and the dashboard answer: no token, anywhere.
+    let p = gw.onboard("Acme");
+    for path in [
+        "/ui/partners".to_owned(),
+        format!("/ui/partners/{p}"),
+        "/ui/audit".to_owned(),
+    ] {
+        let r = c.get(&path).await;
+        assert!(!r.body.contains(TOKEN), "{path}");
+        assert!(r.headers.iter().all(|(_, v)| !v.contains(TOKEN)), "{path}");
+    }
+    let r = c
+        .post(&format!("/ui/partners/{p}/suspend"), &[("csrf", &csrf)])
+        .await;
+    assert!(!r.header("location").unwrap().contains(TOKEN));
+    // The session id is not the token, and not derived from it in any visible way.
+    let sid = c.cookies.get("pg_session").unwrap();
+    assert_ne!(sid, TOKEN);
+    assert_eq!(sid.len(), 64);
+
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("dashboard: logged in"),
+        "the logs are captured"
+    );
+    assert!(!logs.contains(TOKEN), "the token is in the logs");
+    assert!(!logs.contains(sid.as_str()), "a session id is in the logs");
+    assert!(!logs.contains(&csrf), "a CSRF token is in the logs");
+}
+
+fn assert_hardened(r: &Resp, what: &str) {
+    let csp = r
+        .header("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no CSP"));
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(part), "{what}: {part} in {csp}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
+    assert_eq!(
+        r.header("cross-origin-opener-policy"),
+        Some("same-origin"),
+        "{what}"
+    );
+}
+
+#[tokio::test]
+async fn security_headers_are_present() {
+    let gw = start(Duration::from_secs(3600), false).await;
+    let p = gw.onboard("Acme");
+    let mut c = Client::new(gw.admin);
+    let login = c.get("/ui/login").await;
+    assert_hardened(&login, "login");
+    assert_eq!(
+        login.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let cookie = login.header("set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    assert_hardened(&c.get("/ui/partners").await, "redirect");
+    let r = c
+        .post("/ui/login", &[("csrf", &login.csrf()), ("token", TOKEN)])
+        .await;
+    let session = r
+        .all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("pg_session="))
+        .unwrap()
+        .to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(session.contains(attr), "{attr} in {session}");
+    }
+    for path in [
+        "/ui/partners".to_owned(),
+        format!("/ui/partners/{p}"),
+        "/ui/partners/new".to_owned(),
+        "/ui/usage".to_owned(),
+        "/ui/groups".to_owned(),
+        "/ui/audit".to_owned(),
+        "/ui/reveal".to_owned(),
+        "/ui/partners/NOPE-1".to_owned(),
+        "/ui/static/dashboard.css".to_owned(),
+        "/ui/static/dashboard.js".to_owned(),
+    ] {
+        let r = c.get(&path).await;
+        assert_hardened(&r, &path);
+        // No inline script and no inline style anywhere (the CSP would block them).
+        assert!(
+            !r.body.contains("<script>") && !r.body.contains(" style="),
+            "{path}"
+        );
+        assert!(!r.body.contains("onclick="), "{path}");
+    }
+    assert_eq!(c.get("/ui/partners/NOPE-1").await.status, 404);
+    assert_eq!(
+        c.get("/ui/static/dashboard.css")
+            .await
+            .header("content-type"),
+        Some("text/css; charset=utf-8")
+    );
+    // With admin.cookie_secure (TLS in front of the listener): Secure cookies and HSTS.
+    let gw = start(Duration::from_secs(3600), true).await;
+    let mut c = Client::new(gw.admin);
+    let login = c.get("/ui/login").await;
+    assert!(login.header("set-cookie").unwrap().contains("; Secure"));
+    assert!(login.header("strict-transport-security").is_some());
+    let r = c
+        .post("/ui/login", &[("csrf", &login.csrf()), ("token", TOKEN)])
+        .await;
+    assert!(r
+        .all("set-cookie")
+        .iter()
+        .any(|c| c.starts_with("pg_session=") && c.contains("; Secure")));
+}
+
+#[tokio::test]
+async fn actions_validate_like_the_cli_and_the_api() {
+    let gw = start(Duration::from_secs(3600), false).await;
+    let p = gw.onboard("Acme");
+    let mut c = Client::new(gw.admin);
+    let csrf = c.login().await;
+    let page = format!("/ui/partners/{p}");
+    // The service's own message for a host-bits CIDR, as the CLI and the API would say it.
+    let expected = Admin::new(gw.store.clone())
+        .handle(
+            Request::AddAllow {
+                partner: p.clone(),
+                cidr: "10.0.0.1/8".into(),
+            },
+            &Rules::default(),
+            &Actor::cli(),
+        )
+        .unwrap_err()
+        .to_string();
+    let before = gw.store.revision().unwrap();
+    let r = c
+        .post(
+            &format!("{page}/allowlist"),
+            &[("csrf", &csrf), ("cidr", "10.0.0.1/8")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(gw.store.revision().unwrap(), before);
+    let shown = unescape(&c.get(&page).await.body);
+    assert!(shown.contains(&expected), "{expected} in the page");
+    // The create form keeps what was typed and says what is wrong.
+    let r = c
+        .post(
+            "/ui/partners",
+            &[("csrf", &csrf), ("name", "Beta"), ("allow", "")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r
+        .body
+        .contains("invalid allow: at least one network is required"));
+    assert!(r.body.contains("value=\"Beta\""));
+    // Throttle, group, grants, details: each one change with its audit row.
+    let audit = gw.store.audit_log(Some(&p), 1000).unwrap().len();
+    let r = c
+        .post(
+            "/ui/groups",
+            &[
+                ("csrf", &csrf),
+                ("name", "gold"),
+                ("rate_ps", "20"),
+                ("rate_burst", "40"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    for (action, form) in [
+        ("throttle", vec![("per_second", "5"), ("burst", "10")]),
+        ("group", vec![("group", "gold")]),
+        ("grants/add", vec![("permission", "GetDevice")]),
+        (
+            "update",
+            vec![
+                ("name", "Acme Telecom"),
+                ("country", "AT"),
+                ("contact", "Jane"),
+            ],
+        ),
+        ("keys/rotate", vec![("kind", "callback"), ("overlap", "0")]),
+    ] {
+        let mut form = form.clone();
+        form.push(("csrf", &csrf));
+        let r = c.post(&format!("{page}/{action}"), &form).await;
+        assert_eq!(r.status, 303, "{action}");
+    }
+    let d = gw.store.partner_detail(&p).unwrap();
+    assert_eq!(d.partner.name, "Acme Telecom");
+    assert_eq!(d.partner.country.as_deref(), Some("AT"));
+    assert_eq!(d.partner.group.as_deref(), Some("gold"));
+    assert_eq!(d.partner.rate.map(|r| r.per_second.get()), Some(5));
+    assert!(d.grants.contains(&"devices.get".to_owned()));
+    assert_eq!(gw.store.audit_log(Some(&p), 1000).unwrap().len(), audit + 5);
+    // The rotated key is shown once, on the next page.
+    let reveal = c.get("/ui/reveal").await;
+    assert!(reveal.body.contains("pgc_"), "{}", reveal.body);
+    assert!(reveal.body.contains("shown exactly once"));
+    let again = c.get("/ui/reveal").await;
+    assert!(!again.body.contains("pgc_"));
+    // Offboarding needs the confirmation box.
+    let r = c
+        .post(&format!("{page}/offboard"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(gw.status(&p), PartnerStatus::Active);
+}
+
+// === the browser ===
+
+/// chromedriver on a free loopback port; killed (by its pid) when dropped.
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+    profile: PathBuf,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn chromedriver() -> Driver {
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} not installed: run `sudo .ci/setup` (Debian packages chromium, chromium-driver)"
+        );
+    }
+    let port = free_port();
+    let child = std::process::Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = Driver {
+        child,
+        port,
+        profile: temp_path("chromium-profile"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    driver
+}
+
+async fn browser(driver: &Driver, width: u32) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), "chrome".into());
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--hide-scrollbars",
+                format!("--user-data-dir={}", driver.profile.display()),
+                format!("--window-size={width},1000"),
+            ],
+        }),
+    );
+    fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a Chromium session")
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A screenshot of the whole page at `width` (the window is resized to the page's height).
+async fn screenshot(b: &fantoccini::Client, name: &str, width: u32) {
+    b.set_window_size(width, 1000).await.unwrap();
+    let height = b
+        .execute(
+            "window.scrollTo(0, 0); return document.documentElement.scrollHeight;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(1000)
+        .clamp(600, 6000);
+    b.set_window_size(width, u32::try_from(height).unwrap() + 140)
+        .await
+        .unwrap();
+    b.execute("window.scrollTo(0, 0);", vec![]).await.unwrap();
+    let png = b.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
+    b.set_window_size(1280, 1000).await.unwrap();
+}
+
+/// A SOAP 1.1 GetAccount call with `partner` and `key`: (HTTP status, body).
+async fn get_account(addr: SocketAddr, partner: &str, key: &str) -> (u16, String) {
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/GetAccount/request.xml"
+    ))
+    .unwrap();
+    let body = fixture
+        .replace("pgk_test_0123456789abcdef0123456789abcdef", key)
+        .replace("PARTNER-0042", partner);
+    let raw = format!(
+        "POST /soap/partner/v1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: text/xml; charset=utf-8\r\n\
+         SOAPAction: \"urn:partnergate:partner:v1/GetAccount\"\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let r = send(addr, raw.as_bytes()).await;
+    (r.status, r.body)
+}
+
+async fn text_of(b: &fantoccini::Client, css: &str) -> String {
+    b.find(fantoccini::Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
+    let gw = start(Duration::from_secs(3600), false).await;
+    let driver = chromedriver().await;
+    let b = browser(&driver, 1280).await;
+    let ui = format!("http://{}/ui", gw.admin);
+    use fantoccini::Locator::{Css, Id, XPath};
+
+    // Log in.
+    b.goto(&format!("{ui}/partners")).await.unwrap();
+    assert!(b.current_url().await.unwrap().path().ends_with("/ui/login"));
+    screenshot(&b, "01-login", 1280).await;
+    // By keyboard: the token field has the focus; Enter submits.
+    let focused = b.active_element().await.unwrap();
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("token"));
+    focused
+        .send_keys(&format!("{TOKEN}\u{E007}"))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("h1")).await.unwrap();
+    assert_eq!(text_of(&b, "h1").await, "Partners");
+    assert!(!b.current_url().await.unwrap().as_str().contains(TOKEN));
+
+    // Create a partner: allowed from this machine, one operation granted to begin with.
+    b.find(Css("a.button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Id("name")).await.unwrap();
+    b.find(Id("name"))
+        .await
+        .unwrap()
+        .send_keys("Acme Telecom")
+        .await
+        .unwrap();
+    b.find(Id("country"))
+        .await
+        .unwrap()
+        .send_keys("AT")
+        .await
+        .unwrap();
+    b.find(Id("allow"))
+        .await
+        .unwrap()
+        .send_keys("127.0.0.1")
+        .await
+        .unwrap();
+    b.find(Css("input[name=grant][value='accounts.find']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    screenshot(&b, "02-new-partner", 1280).await;
+    b.find(Css("form.stack button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Id("key-1")).await.unwrap();
+    assert!(text_of(&b, ".warning").await.contains("shown exactly once"));
+    let key = b
+        .find(Id("key-1"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(key.starts_with("pgk_") && key.len() == 68, "{key}");
+    let callback_key = b
+        .find(Id("key-2"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(callback_key.starts_with("pgc_"));
+    // The copy button (the external script unhides it) copies and says so.
+    let copy = b.find(Css("button[data-copy='key-1']")).await.unwrap();
+    assert!(
+        copy.is_displayed().await.unwrap(),
+        "the script ran (CSP allows 'self')"
+    );
+    copy.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let status = loop {
+        let s = text_of(&b, "#key-1-status").await;
+        if !s.is_empty() || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status.starts_with("Copied") || status.contains("Ctrl+C"),
+        "{status:?}"
+    );
+    screenshot(&b, "03-keys-shown-once", 1280).await;
+    let partner = gw.store.list_partners().unwrap()[0].partner_id.clone();
+
+    // Not granted yet: refused.
+    let (status, body) = get_account(gw.addr, &partner, &key).await;
+    assert!(body.contains("AccessDeniedFault"), "{status} {body}");
+
+    // Grant GetAccount in the permission matrix.
+    b.find(Css("a.button.primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Id("matrix")).await.unwrap();
+    b.find(Css("#op-GetAccount button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Css(".flash.ok")).await.unwrap();
+    assert!(text_of(&b, ".flash.ok").await.contains("granted"));
+    assert!(text_of(&b, "#op-GetAccount").await.contains("granted"));
+
+    // The key works: the in-process partner API layer knows no such account (NotFoundFault,
+    // an authorised call), where a refusal would be an AccessDeniedFault.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (status, body) = get_account(gw.addr, &partner, &key).await;
+        if body.contains("NotFoundFault") {
+            assert_eq!(status, 500, "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never authorised: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..4 {
+        get_account(gw.addr, &partner, &key).await;
+    }
+    get_account(gw.addr, &partner, "pgk_wrong").await;
+    // Let the statistics reach the database (flushed every 200 ms), then look at the page.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    b.refresh().await.unwrap();
+    b.wait().for_element(Id("key-table")).await.unwrap();
+    screenshot(&b, "04-partner", 1280).await;
+    screenshot(&b, "05-partner-tablet", 768).await;
+
+    // Revoke the partner key from its row; the next call is refused within a second.
+    b.find(XPath(
+        "//table[@id='key-table']//tr[td[2]='partner']//button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let revoked_at = Instant::now();
+    b.wait().for_element(Css(".flash.ok")).await.unwrap();
+    assert!(text_of(&b, ".flash.ok").await.contains("revoked"));
+    loop {
+        let (status, body) = get_account(gw.addr, &partner, &key).await;
+        if body.contains("AccessDeniedFault") {
+            assert_ne!(status, 200);
+            break;
+        }
+        assert!(body.contains("NotFoundFault"), "{status} {body}");
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "the revoked key still worked after {:?}",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let refused_after = revoked_at.elapsed();
+    assert!(refused_after < Duration::from_secs(1), "{refused_after:?}");
+    assert!(text_of(&b, "#key-table").await.contains("revoked"));
+
+    // The other main pages.
+    b.goto(&format!("{ui}/partners")).await.unwrap();
+    b.wait().for_element(Id("partners")).await.unwrap();
+    assert!(text_of(&b, "#partners").await.contains("Acme Telecom"));
+    screenshot(&b, "06-partners", 1280).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    b.goto(&format!("{ui}/usage?partner={partner}&range=1h"))
+        .await
+        .unwrap();
+    b.wait().for_element(Id("ops")).await.unwrap();
+    assert!(text_of(&b, "#ops").await.contains("GetAccount"));
+    screenshot(&b, "07-usage", 1280).await;
+    b.goto(&format!("{ui}/groups")).await.unwrap();
+    b.find(Id("g-name"))
+        .await
+        .unwrap()
+        .send_keys("gold")
+        .await
+        .unwrap();
+    b.find(Id("g-ps"))
+        .await
+        .unwrap()
+        .send_keys("20")
+        .await
+        .unwrap();
+    b.find(Id("g-b"))
+        .await
+        .unwrap()
+        .send_keys("40")
+        .await
+        .unwrap();
+    b.find(Id("g-aps"))
+        .await
+        .unwrap()
+        .send_keys("200")
+        .await
+        .unwrap();
+    b.find(Id("g-ab"))
+        .await
+        .unwrap()
+        .send_keys("400")
+        .await
+        .unwrap();
+    b.find(Css("form.stack button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Css(".flash.ok")).await.unwrap();
+    assert!(text_of(&b, ".flash.ok")
+        .await
+        .contains("group gold created"));
+    screenshot(&b, "08-groups", 1280).await;
+    b.goto(&format!("{ui}/partners/{partner}")).await.unwrap();
+    b.find(Id("t-group"))
+        .await
+        .unwrap()
+        .select_by_value("gold")
+        .await
+        .unwrap();
+    b.find(XPath("//form[contains(@action, '/group')]//button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Css(".flash.ok")).await.unwrap();
+    assert!(text_of(&b, ".flash.ok")
+        .await
+        .contains("is now in group gold"));
+    b.goto(&format!("{ui}/groups/gold")).await.unwrap();
+    assert!(text_of(&b, "main").await.contains(&partner));
+    screenshot(&b, "08-group", 1280).await;
+    b.goto(&format!("{ui}/audit")).await.unwrap();
+    assert!(text_of(&b, "main").await.contains("key.revoke"));
+    screenshot(&b, "09-audit", 1280).await;
+    b.close().await.unwrap();
+    eprintln!("revoked key refused after {refused_after:?}");
+}
