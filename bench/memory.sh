@@ -3,9 +3,9 @@
 #   1. after start, and after 2,000 CreateAccount requests on one keep-alive connection;
 #   2. with IDLE (default 1000) idle keep-alive connections open, each having completed one
 #      CreateAccount request (the target: <= 50 MB);
-#   3. with N concurrent slow uploads (N = SLOW, default "50 100 200"), each having sent all but
-#      a few bytes of a body of limits.body_max_bytes (256 KiB): memory per in-flight request,
-#      which the body limit must bound.
+#   3. in a fresh process, with N concurrent slow uploads (N = SLOW, default "50 100 200"), each
+#      having sent all but 100 bytes of a body of limits.body_max_bytes (256 KiB): memory per
+#      in-flight request, which the body limit must bound.
 # The same idle-connection measurement is taken of the nginx pass-through proxy for comparison
 # (its master + worker). Servers pinned as in bench/load.sh (bench/lib.sh).
 #
@@ -83,7 +83,16 @@ release() {
     printf '%-62s %10s\n' "nginx proxy (master+worker) without / with $IDLE idle" "$nbase / $(nginx_rss_mb "$ng")"
     release
 
+    # A fresh process for the uploads, so that memory freed by the idle connections (kept by the
+    # allocator) does not hide what the uploads take.
+    kill -TERM "$GW"
+    wait "$GW" 2>/dev/null || true
+    start_partnergate >&2
+    GW=${PID_OF[partnergate]}
+    "${CONNS[@]}" requests --port "$GATEWAY_PORT" --body "$RUN/CreateAccount.request.xml" --count 2000 >/dev/null
+    sleep 1
     before=$(rss_kib "$GW")
+    printf '%-62s %10s\n' "partnergate restarted, after 2,000 requests" "$(rss_mb "$GW")"
     for n in $SLOW; do
         with_clients slow --port "$GATEWAY_PORT" --count "$n" --length "$BODY_MAX" --send $((BODY_MAX - 100))
         now=$(rss_kib "$GW")
@@ -92,6 +101,9 @@ release() {
         release
     done
     printf '%-62s %10s\n' "partnergate at the end" "$(rss_mb "$GW")"
+    # Started in this subshell: the EXIT trap of the script does not know it.
+    kill -TERM "$GW"
+    wait "$GW" 2>/dev/null || true
 } | tee "$RUN/memory.txt"
 if [[ -n $OUT ]]; then cp "$RUN/memory.txt" "$OUT"; fi
 note "run directory: $RUN"

@@ -67,6 +67,24 @@ fn op_index(name: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The GetAccount fixture with a WS-Security UsernameToken instead of PartnerAuth.
+fn wsse_get_account() -> Vec<u8> {
+    let get = std::fs::read(root().join("tests/data/GetAccount/request.xml")).expect("fixture");
+    let text = String::from_utf8_lossy(&get);
+    let start = text.find("<cmn:PartnerAuth>").expect("PartnerAuth");
+    let end = text.find("</cmn:PartnerAuth>").expect("PartnerAuth end") + 18;
+    let wsse = format!(
+        "<wsse:Security xmlns:wsse=\"{}\" soapenv:mustUnderstand=\"1\"><wsse:UsernameToken>\
+         <wsse:Username>{}</wsse:Username><wsse:Password Type=\"{}\">{}</wsse:Password>\
+         </wsse:UsernameToken></wsse:Security>",
+        authenticate::WSSE_NS,
+        PARTNERS[0].id,
+        authenticate::PASSWORD_TEXT,
+        PARTNERS[0].key
+    );
+    format!("{}{wsse}{}", &text[..start], &text[end..]).into_bytes()
+}
+
 /// The seed corpus of `target`, built from the golden fixtures: (file name, bytes).
 fn seeds(target: &str) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -76,6 +94,7 @@ fn seeds(target: &str) -> BTreeMap<String, Vec<u8>> {
             for (name, bytes) in fixtures {
                 out.insert(name, bytes);
             }
+            out.insert("wsse-GetAccount.xml".into(), wsse_get_account());
         }
         "decode" | "roundtrip" => {
             for (name, bytes) in &fixtures {
@@ -169,20 +188,7 @@ fn seeds(target: &str) -> BTreeMap<String, Vec<u8>> {
                 ),
             );
             // WS-Security UsernameToken instead of PartnerAuth.
-            let text = String::from_utf8_lossy(get);
-            let start = text.find("<cmn:PartnerAuth>").expect("PartnerAuth");
-            let end = text.find("</cmn:PartnerAuth>").expect("PartnerAuth end") + 18;
-            let wsse = format!(
-                "<wsse:Security xmlns:wsse=\"{}\" soapenv:mustUnderstand=\"1\"><wsse:UsernameToken>\
-                 <wsse:Username>{}</wsse:Username><wsse:Password Type=\"{}\">{}</wsse:Password>\
-                 </wsse:UsernameToken></wsse:Security>",
-                authenticate::WSSE_NS,
-                PARTNERS[0].id,
-                authenticate::PASSWORD_TEXT,
-                PARTNERS[0].key
-            );
-            let body = format!("{}{wsse}{}", &text[..start], &text[end..]);
-            out.insert("wsse-GetAccount".into(), seed(0, &h11, body.as_bytes()));
+            out.insert("wsse-GetAccount".into(), seed(0, &h11, &wsse_get_account()));
         }
         other => panic!("no target {other}"),
     }
