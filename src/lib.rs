@@ -4,6 +4,7 @@
 //! Modules are listed in request-path order.
 
 pub mod generated;
+pub mod latency;
 pub mod published;
 pub mod secret;
 pub mod store;

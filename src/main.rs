@@ -16,8 +16,9 @@ use partnergate::decode::{self, DecodeLimits};
 use partnergate::encode;
 use partnergate::envelope;
 use partnergate::generated::{callback, partner};
+use partnergate::latency::{self, Estimate};
 use partnergate::published;
-use partnergate::store::Store;
+use partnergate::store::{Store, UsageTotal};
 use std::collections::BTreeMap;
 
 /// partnergate: the SOAP security gateway in front of the TSP's partner API.
@@ -130,7 +131,8 @@ enum Command {
         output: Output,
     },
     /// Usage statistics over a period: calls per partner, operation and outcome, with their
-    /// average latency in the gateway (refused calls count against the partner they claimed).
+    /// average and p50/p95/p99 latency in the gateway (percentiles estimated from the stored
+    /// latency buckets; refused calls count against the partner they claimed).
     Stats {
         /// Only this partner.
         #[arg(long)]
@@ -920,6 +922,7 @@ fn stats(
     let store = Store::open(&config.database_url).map_err(|e| e.to_string())?;
     let rows = store.usage(start, partner).map_err(|e| e.to_string())?;
     if json {
+        let rows: Vec<serde_json::Value> = rows.iter().map(stats_json_row).collect();
         let value = serde_json::json!({ "since": start, "until": now, "rows": rows });
         let _ = writeln!(out, "{value}");
         return Ok(());
@@ -928,8 +931,8 @@ fn stats(
     let _ = writeln!(out, "since {since_text} (statistics are kept per minute)");
     let _ = writeln!(
         out,
-        "{:<16} {:<22} {:<26} {:>10} {:>10}",
-        "PARTNER", "OPERATION", "OUTCOME", "CALLS", "AVG MS"
+        "{:<16} {:<22} {:<26} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "PARTNER", "OPERATION", "OUTCOME", "CALLS", "AVG MS", "P50 MS", "P95 MS", "P99 MS"
     );
     for r in &rows {
         let avg = if r.count > 0 {
@@ -937,15 +940,51 @@ fn stats(
         } else {
             0.0
         };
+        let [p50, p95, p99] = latency::SHOWN.map(|(_, q)| match r.latency.percentile(q) {
+            Some(Estimate::Micros(us)) => format!("{:.3}", us / 1000.0),
+            Some(Estimate::Above(b)) => format!(">{}", b / 1000),
+            None => "-".to_owned(),
+        });
         let _ = writeln!(
             out,
-            "{:<16} {:<22} {:<26} {:>10} {:>10.3}",
+            "{:<16} {:<22} {:<26} {:>10} {:>10.3} {p50:>10} {p95:>10} {p99:>10}",
             r.partner_id, r.operation, r.outcome, r.count, avg
         );
     }
     let total: i64 = rows.iter().map(|r| r.count).sum();
     let _ = writeln!(out, "{total} calls");
     Ok(())
+}
+
+/// One row of `partnergate stats --json`: the stored totals, the average, p50/p95/p99 (in
+/// milliseconds; `{"above_ms": 60000}` when slower than the last bucket bound, `null` without a
+/// histogram) and the non-empty latency buckets (`le_ms` null for the overflow bucket).
+fn stats_json_row(r: &UsageTotal) -> serde_json::Value {
+    let estimate = |q: f64| match r.latency.percentile(q) {
+        Some(Estimate::Micros(us)) => serde_json::json!(us / 1000.0),
+        Some(Estimate::Above(b)) => serde_json::json!({ "above_ms": b as f64 / 1000.0 }),
+        None => serde_json::Value::Null,
+    };
+    let buckets: Vec<serde_json::Value> = r
+        .latency
+        .stored()
+        .map(|(le, n)| {
+            let le_ms = (le != latency::OVERFLOW_STORED).then(|| le as f64 / 1000.0);
+            serde_json::json!({ "le_ms": le_ms, "count": n })
+        })
+        .collect();
+    serde_json::json!({
+        "partner_id": r.partner_id,
+        "operation": r.operation,
+        "outcome": r.outcome,
+        "count": r.count,
+        "total_micros": r.total_micros,
+        "avg_ms": (r.count > 0).then(|| r.total_micros as f64 / r.count as f64 / 1000.0),
+        "p50_ms": estimate(0.50),
+        "p95_ms": estimate(0.95),
+        "p99_ms": estimate(0.99),
+        "latency_buckets": buckets,
+    })
 }
 
 /// Loads the configuration from the defaults, the file, the environment and `flags`.

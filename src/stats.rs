@@ -1,7 +1,10 @@
 //! Usage statistics and metrics: every answered request is counted once, in memory, per partner ×
 //! operation × outcome, with its latency; per-stage and total latency histograms feed `/metrics`.
+//! Each call's latency also goes into that key's histogram of [`crate::latency::BOUNDS_MICROS`]
+//! (the stored buckets behind the dashboard's and `partnergate stats`' percentiles).
 //! A flusher adds the counts to the database in batches (every `stats.flush_interval_ms` and at
-//! shutdown), never one write per request; several gateway nodes add up in the same rows.
+//! shutdown), never one write per request; several gateway nodes add up in the same rows. A
+//! failed flush gives its counts back, so the next one writes them.
 //!
 //! Refused calls are counted against the partner they claimed to be when that partner exists;
 //! otherwise under `-` (so an anonymous caller cannot grow the key space). The hot path takes
@@ -13,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::latency;
 use crate::store::{Store, StoreError, UsageDelta};
 
 /// Mutex shards of the counter map.
@@ -21,7 +25,8 @@ pub const SHARDS: usize = 16;
 /// Length of a statistics bucket in the database.
 pub const BUCKET_SECS: i64 = 60;
 
-/// Upper bounds of the latency histogram buckets, in microseconds (the last is +Inf).
+/// Upper bounds of the `/metrics` latency histogram buckets, in microseconds (the last is +Inf).
+/// The stored per-partner histograms use [`crate::latency::BOUNDS_MICROS`].
 pub const BUCKETS_MICROS: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
@@ -137,8 +142,10 @@ struct Key {
 struct Value {
     count: u64,
     micros: u64,
+    latency: latency::Counts,
     flushed_count: u64,
     flushed_micros: u64,
+    flushed_latency: latency::Counts,
 }
 
 /// All counters of one gateway process.
@@ -201,6 +208,7 @@ impl Stats {
             let v = shard.entry(key).or_default();
             v.count += 1;
             v.micros = v.micros.saturating_add(micros);
+            v.latency.record(micros);
         }
         self.total.observe(r.total);
         for stage in Stage::ALL {
@@ -227,8 +235,10 @@ impl Stats {
                     continue;
                 }
                 let micros = v.micros - v.flushed_micros;
+                let latency = v.latency.minus(&v.flushed_latency);
                 v.flushed_count = v.count;
                 v.flushed_micros = v.micros;
+                v.flushed_latency = v.latency;
                 out.push(UsageDelta {
                     bucket_start,
                     partner_id: k.partner.to_string(),
@@ -236,6 +246,7 @@ impl Stats {
                     outcome: k.outcome.to_string(),
                     count: i64::try_from(count).unwrap_or(i64::MAX),
                     total_micros: i64::try_from(micros).unwrap_or(i64::MAX),
+                    latency,
                 });
             }
         }
@@ -248,6 +259,7 @@ impl Stats {
                 .and_modify(|e| {
                     e.count += d.count;
                     e.total_micros += d.total_micros;
+                    e.latency.add(&d.latency);
                 })
                 .or_insert(d);
         }
@@ -259,6 +271,7 @@ impl Stats {
         for d in deltas {
             let mut left_count = u64::try_from(d.count).unwrap_or(0);
             let mut left_micros = u64::try_from(d.total_micros).unwrap_or(0);
+            let mut left_latency = d.latency;
             for shard in &self.shards {
                 let Ok(mut map) = shard.lock() else { continue };
                 for (k, v) in map.iter_mut() {
@@ -272,6 +285,10 @@ impl Stats {
                         v.flushed_micros -= m;
                         left_count -= c;
                         left_micros -= m;
+                        // Per bucket, the same: undo at most what this shard marked.
+                        let undo = left_latency.min(&v.flushed_latency);
+                        v.flushed_latency = v.flushed_latency.minus(&undo);
+                        left_latency = left_latency.minus(&undo);
                     }
                 }
             }
@@ -473,6 +490,47 @@ mod tests {
             2,
             "a failed flush is written again"
         );
+    }
+
+    #[test]
+    fn latencies_are_bucketed_per_key_and_survive_a_failed_flush() {
+        let s = Stats::default();
+        let at = |us: u64, outcome: &'static str| Record {
+            total: Duration::from_micros(us),
+            ..rec("P-1", outcome)
+        };
+        // 4 ok calls ≤ 100 µs, 2 ok calls in (1 ms, 2 ms], one from another thread (shard);
+        // 1 refusal in (2 ms, 3 ms].
+        for _ in 0..4 {
+            s.record(at(80, "ok"), 100);
+        }
+        s.record(at(1_500, "ok"), 100);
+        std::thread::scope(|scope| {
+            scope.spawn(|| s.record(at(2_000, "ok"), 100));
+        });
+        s.record(at(2_500, "denied-operation"), 100);
+        let mut d = s.take_deltas(60);
+        d.sort_by(|a, b| a.outcome.cmp(&b.outcome));
+        let ok = &d[1];
+        assert_eq!((ok.outcome.as_str(), ok.count), ("ok", 6));
+        assert_eq!(ok.latency.total(), 6);
+        assert_eq!(
+            ok.latency.stored().collect::<Vec<_>>(),
+            vec![(100, 4), (2_000, 2)]
+        );
+        assert_eq!(d[0].latency.stored().collect::<Vec<_>>(), vec![(3_000, 1)]);
+        // The write failed: everything is given back, and written again with what came since.
+        s.give_back(&d);
+        s.record(at(90_000_000, "ok"), 100);
+        let mut again = s.take_deltas(60);
+        again.sort_by(|a, b| a.outcome.cmp(&b.outcome));
+        assert_eq!(again[1].count, 7);
+        assert_eq!(
+            again[1].latency.stored().collect::<Vec<_>>(),
+            vec![(100, 4), (2_000, 2), (latency::OVERFLOW_STORED, 1)]
+        );
+        assert_eq!(again[0].latency, d[0].latency);
+        assert!(s.take_deltas(60).is_empty());
     }
 
     #[test]

@@ -510,6 +510,13 @@ fn dashboard_reads_keys_and_usage_buckets(db: &Db) {
         outcome: outcome.to_owned(),
         count: 2,
         total_micros: 3000,
+        latency: {
+            // One call of ≤ 1 ms and one slower than the last bound.
+            let mut c = partnergate::latency::Counts::default();
+            c.record(900);
+            c.record(61_000_000);
+            c
+        },
     };
     store
         .add_usage(
@@ -537,6 +544,29 @@ fn dashboard_reads_keys_and_usage_buckets(db: &Db) {
     );
     assert_eq!((rows[0].count, rows[0].total_micros), (2, 3000));
     assert_eq!(store.usage_rows(0, None, None).unwrap().len(), 5);
+    // The latency buckets come back with their rows, and a second flush adds to them.
+    assert_eq!(
+        rows[0].latency.stored().collect::<Vec<_>>(),
+        vec![(1_000, 1), (partnergate::latency::OVERFLOW_STORED, 1)]
+    );
+    store
+        .add_usage(&[delta(60, &a.partner_id, "GetAccount", "ok")], &[])
+        .unwrap();
+    let rows = store
+        .usage_rows(60, Some(&a.partner_id), Some("GetAccount"))
+        .unwrap();
+    assert_eq!((rows[0].count, rows[0].latency.total()), (4, 4));
+    assert_eq!(
+        rows[0]
+            .latency
+            .percentile(0.99)
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some("> 60 s")
+    );
+    let totals = store.usage(0, Some(&a.partner_id)).unwrap();
+    let ok = totals.iter().find(|t| t.outcome == "ok").unwrap();
+    assert_eq!((ok.count, ok.latency.total()), (8, 8));
 }
 
 fn grants_permit_exact_domain_and_star(db: &Db) {

@@ -70,7 +70,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Per-partner call counts and timings, bucketed (written by a later issue).
+    /// Per-minute call counts and summed latency per partner × operation × outcome (`stats.rs`).
     usage_stats (bucket_start, partner_id, operation, outcome) {
         bucket_start -> BigInt,
         partner_id -> Text,
@@ -78,6 +78,19 @@ diesel::table! {
         outcome -> Text,
         count -> BigInt,
         total_micros -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Per-minute latency histograms beside `usage_stats`: calls per bucket of
+    /// `latency::BOUNDS_MICROS` (`le_micros` the bucket's upper bound, `i64::MAX` for overflow).
+    usage_latency (bucket_start, partner_id, operation, outcome, le_micros) {
+        bucket_start -> BigInt,
+        partner_id -> Text,
+        operation -> Text,
+        outcome -> Text,
+        le_micros -> BigInt,
+        count -> BigInt,
     }
 }
 
@@ -112,6 +125,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     allow_entries,
     grants,
     usage_stats,
+    usage_latency,
     audit_log,
     meta,
 );

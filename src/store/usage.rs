@@ -1,12 +1,18 @@
 //! Usage statistics in the database: counts and summed latency per time bucket × partner ×
-//! operation × outcome, added to (never overwritten) so that several gateway nodes add up; and
-//! the last use of each key. Written in batches by `stats.rs`, never once per request.
+//! operation × outcome (`usage_stats`) and, beside them, latency histogram counts per bucket of
+//! [`latency::BOUNDS_MICROS`](crate::latency::BOUNDS_MICROS) (`usage_latency`, one row per
+//! non-empty bucket); both added to (never overwritten) so that several gateway nodes add up,
+//! in one transaction; and the last use of each key. Written in batches by `stats.rs`, never
+//! once per request.
+
+use std::collections::{BTreeMap, HashMap};
 
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
-use super::schema::{api_keys, usage_stats};
+use super::schema::{api_keys, usage_latency, usage_stats};
 use super::{AnyConnection, Store, StoreError};
+use crate::latency::{self, Counts};
 
 /// One row to add: the deltas since the last flush.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +29,8 @@ pub struct UsageDelta {
     pub count: i64,
     /// Summed latency, microseconds.
     pub total_micros: i64,
+    /// Calls per latency bucket (their total is `count`).
+    pub latency: Counts,
 }
 
 /// A row of `partnergate stats`: totals over the requested period.
@@ -38,6 +46,9 @@ pub struct UsageTotal {
     pub count: i64,
     /// Summed latency, microseconds.
     pub total_micros: i64,
+    /// Calls per latency bucket (calls counted before `usage_latency` existed are missing).
+    #[serde(skip)]
+    pub latency: Counts,
 }
 
 /// One stored bucket: the rows behind the dashboard's charts.
@@ -55,7 +66,12 @@ pub struct UsageRow {
     pub count: i64,
     /// Summed latency, microseconds.
     pub total_micros: i64,
+    /// Calls per latency bucket (calls counted before `usage_latency` existed are missing).
+    pub latency: Counts,
 }
+
+/// `usage_latency` rows summed per bucket_start × partner × operation × outcome.
+type LatencyMap = HashMap<(i64, String, String, String), Counts>;
 
 impl Store {
     /// Adds `deltas` to the usage table and records key uses, in one transaction. Does not bump
@@ -105,6 +121,39 @@ impl Store {
                     AnyConnection::Sqlite(c) => upsert!(c),
                     AnyConnection::Postgresql(c) => upsert!(c),
                 };
+                for (le_micros, n) in d.latency.stored() {
+                    let n = i64::try_from(n).unwrap_or(i64::MAX);
+                    macro_rules! upsert_bucket {
+                        ($conn:expr) => {
+                            diesel::insert_into(usage_latency::table)
+                                .values((
+                                    usage_latency::bucket_start.eq(d.bucket_start),
+                                    usage_latency::partner_id.eq(&d.partner_id),
+                                    usage_latency::operation.eq(&d.operation),
+                                    usage_latency::outcome.eq(&d.outcome),
+                                    usage_latency::le_micros.eq(le_micros),
+                                    usage_latency::count.eq(n),
+                                ))
+                                .on_conflict((
+                                    usage_latency::bucket_start,
+                                    usage_latency::partner_id,
+                                    usage_latency::operation,
+                                    usage_latency::outcome,
+                                    usage_latency::le_micros,
+                                ))
+                                .do_update()
+                                .set(
+                                    usage_latency::count
+                                        .eq(usage_latency::count + excluded(usage_latency::count)),
+                                )
+                                .execute($conn)?
+                        };
+                    }
+                    match &mut **c {
+                        AnyConnection::Sqlite(c) => upsert_bucket!(c),
+                        AnyConnection::Postgresql(c) => upsert_bucket!(c),
+                    };
+                }
             }
             for (key_id, at) in key_uses {
                 diesel::update(api_keys::table.filter(api_keys::id.eq(key_id)))
@@ -134,22 +183,29 @@ impl Store {
                 usage_stats::total_micros,
             ))
             .load(&mut *conn)?;
-        let mut totals: std::collections::BTreeMap<(String, String, String), (i64, i64)> =
-            std::collections::BTreeMap::new();
+        let latency = latency_rows(&mut conn, since, partner, None)?;
+        let mut totals: BTreeMap<(String, String, String), (i64, i64, Counts)> = BTreeMap::new();
         for (p, o, out, n, us) in rows {
             let e = totals.entry((p, o, out)).or_default();
             e.0 += n;
             e.1 += us;
         }
+        for ((_, p, o, out), c) in latency {
+            // Histogram rows without a usage_stats row cannot be written (one transaction).
+            if let Some(e) = totals.get_mut(&(p, o, out)) {
+                e.2.add(&c);
+            }
+        }
         let mut out: Vec<UsageTotal> = totals
             .into_iter()
             .map(
-                |((partner_id, operation, outcome), (count, total_micros))| UsageTotal {
+                |((partner_id, operation, outcome), (count, total_micros, latency))| UsageTotal {
                     partner_id,
                     operation,
                     outcome,
                     count,
                     total_micros,
+                    latency,
                 },
             )
             .collect();
@@ -190,18 +246,69 @@ impl Store {
             ))
             .order(usage_stats::bucket_start)
             .load(&mut *conn)?;
+        let mut latency = latency_rows(&mut conn, since, partner, operation)?;
         Ok(rows
             .into_iter()
             .map(
-                |(bucket_start, partner_id, operation, outcome, count, total_micros)| UsageRow {
-                    bucket_start,
-                    partner_id,
-                    operation,
-                    outcome,
-                    count,
-                    total_micros,
+                |(bucket_start, partner_id, operation, outcome, count, total_micros)| {
+                    let latency = latency
+                        .remove(&(
+                            bucket_start,
+                            partner_id.clone(),
+                            operation.clone(),
+                            outcome.clone(),
+                        ))
+                        .unwrap_or_default();
+                    UsageRow {
+                        bucket_start,
+                        partner_id,
+                        operation,
+                        outcome,
+                        count,
+                        total_micros,
+                        latency,
+                    }
                 },
             )
             .collect())
     }
+}
+
+/// The `usage_latency` rows of buckets starting at or after `since`, optionally for one partner
+/// and one operation, summed into histograms per bucket_start × partner × operation × outcome.
+fn latency_rows(
+    conn: &mut AnyConnection,
+    since: i64,
+    partner: Option<&str>,
+    operation: Option<&str>,
+) -> Result<LatencyMap, StoreError> {
+    let mut query = usage_latency::table
+        .filter(usage_latency::bucket_start.ge(since))
+        .into_boxed();
+    if let Some(p) = partner {
+        query = query.filter(usage_latency::partner_id.eq(p.to_string()));
+    }
+    if let Some(o) = operation {
+        query = query.filter(usage_latency::operation.eq(o.to_string()));
+    }
+    let rows: Vec<(i64, String, String, String, i64, i64)> = query
+        .select((
+            usage_latency::bucket_start,
+            usage_latency::partner_id,
+            usage_latency::operation,
+            usage_latency::outcome,
+            usage_latency::le_micros,
+            usage_latency::count,
+        ))
+        .load(conn)?;
+    let mut out = LatencyMap::new();
+    for (bucket_start, partner_id, operation, outcome, le_micros, n) in rows {
+        out.entry((bucket_start, partner_id, operation, outcome))
+            .or_default()
+            .add_to(
+                latency::bucket_of_stored(le_micros),
+                u64::try_from(n).unwrap_or(0),
+            );
+    }
+    Ok(out)
 }

@@ -46,6 +46,19 @@ pub struct Series<T> {
     pub values: Vec<T>,
 }
 
+/// One point of a line: its value on the y axis and what its tooltip says (e.g. `> 60 s` for
+/// a point drawn at 60 s).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    /// Value in the chart's unit.
+    pub value: f64,
+    /// Tooltip text after the x label and the series name.
+    pub text: String,
+}
+
+/// Dash patterns of the line series, in order (series are told apart by colour and dash).
+const DASHES: [&str; 3] = ["", "7 4", "2 3"];
+
 /// A "nice" axis maximum and tick step for data up to `max` (1, 2, 2.5 or 5 × 10ⁿ steps, 4
 /// ticks).
 fn nice_axis(max: f64) -> (f64, f64) {
@@ -181,13 +194,14 @@ pub fn stacked_bars(
     out
 }
 
-/// Lines over time; `None` is a gap (no calls in that interval).
+/// Lines over time; `None` is a gap (no calls in that interval). Series `i` is dashed as
+/// `DASHES[i % 3]`; each point has a tooltip with its text.
 pub fn lines(
     id: &str,
     title: &str,
     desc: &str,
     labels: &[String],
-    series: &[Series<Option<f64>>],
+    series: &[Series<Option<Point>>],
     unit: &str,
 ) -> String {
     let mut out = String::new();
@@ -196,19 +210,29 @@ pub fn lines(
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().flatten())
-        .copied()
+        .map(|p| p.value)
         .fold(0.0, f64::max);
     let (axis_max, step) = nice_axis(max);
     grid(&mut out, axis_max, step, unit);
     let slot = (W - LEFT - RIGHT) / labels.len().max(1) as f64;
-    for s in series {
-        let mut run: Vec<(f64, f64)> = Vec::new();
-        let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    for (n, s) in series.iter().enumerate() {
+        let dash = match DASHES.get(n % DASHES.len()) {
+            Some(d) if !d.is_empty() => format!(" stroke-dasharray=\"{d}\""),
+            _ => String::new(),
+        };
+        let mut run: Vec<(f64, f64, &str, &str)> = Vec::new();
+        let mut runs: Vec<Vec<(f64, f64, &str, &str)>> = Vec::new();
         for (i, v) in s.values.iter().enumerate() {
             match v {
-                Some(v) => {
+                Some(p) => {
                     let x = LEFT + slot * i as f64 + slot / 2.0;
-                    run.push((x, TOP + PLOT_H - v / axis_max * PLOT_H));
+                    let label = labels.get(i).map_or("", String::as_str);
+                    run.push((
+                        x,
+                        TOP + PLOT_H - p.value / axis_max * PLOT_H,
+                        label,
+                        &p.text,
+                    ));
                 }
                 None => {
                     if !run.is_empty() {
@@ -222,20 +246,26 @@ pub fn lines(
         }
         for run in runs {
             if run.len() > 1 {
-                let points: Vec<String> =
-                    run.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+                let points: Vec<String> = run
+                    .iter()
+                    .map(|(x, y, _, _)| format!("{x:.1},{y:.1}"))
+                    .collect();
                 let _ = write!(
                     out,
-                    "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>",
+                    "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{dash}/>",
                     points.join(" "),
                     s.colour
                 );
             }
-            for (x, y) in run {
+            for (x, y, label, text) in run {
                 let _ = write!(
                     out,
-                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{}\"/>",
-                    s.colour
+                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{}\"><title>{} {}: \
+                     {}</title></circle>",
+                    s.colour,
+                    esc(label),
+                    esc(&s.name),
+                    esc(text)
                 );
             }
         }
@@ -349,14 +379,42 @@ mod tests {
             "t",
             "d",
             &["a".into(), "b".into(), "c".into(), "d".into()],
-            &[Series {
-                name: "avg".into(),
-                colour: "#000000",
-                values: vec![Some(1.0), Some(2.0), None, Some(3.0)],
-            }],
+            &[
+                Series {
+                    name: "p50".into(),
+                    colour: "#000000",
+                    values: [Some(1.0), Some(2.0), None, Some(3.0)]
+                        .map(|v| {
+                            v.map(|value| Point {
+                                value,
+                                text: format!("{value} ms"),
+                            })
+                        })
+                        .to_vec(),
+                },
+                Series {
+                    name: "p99".into(),
+                    colour: "#111111",
+                    values: vec![
+                        None,
+                        Some(Point {
+                            value: 60_000.0,
+                            text: "> 60 s".into(),
+                        }),
+                        Some(Point {
+                            value: 4.0,
+                            text: "<4 ms>".into(),
+                        }),
+                        None,
+                    ],
+                },
+            ],
             " ms",
         );
-        assert_eq!(svg.matches("<polyline").count(), 1);
-        assert_eq!(svg.matches("<circle").count(), 3);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 5);
+        assert_eq!(svg.matches("stroke-dasharray=\"7 4\"").count(), 1);
+        assert!(svg.contains("<title>b p99: &gt; 60 s</title>"), "{svg}");
+        assert!(svg.contains("c p99: &lt;4 ms&gt;") && !svg.contains("<4 ms>"));
     }
 }

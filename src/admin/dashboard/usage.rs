@@ -1,14 +1,20 @@
-//! Usage for the dashboard, from `usage_stats`: per one-minute bucket × partner × operation ×
-//! outcome, a call count and the summed latency. From that the dashboard shows calls by outcome
-//! over time, average latency (sum ÷ count) over time and per operation, and the highest
-//! one-minute average. It shows **no percentiles**: a count and a sum per minute do not
-//! determine any quantile, and drawing one would be invented. (The process-wide latency
-//! histograms behind `/metrics` are not stored per partner or operation.)
+//! Usage for the dashboard, from `usage_stats` and `usage_latency`: per one-minute bucket ×
+//! partner × operation × outcome, a call count, the summed latency and a latency histogram
+//! (calls per bucket of [`crate::latency::BOUNDS_MICROS`], 100 µs … 60 s).
+//!
+//! From that the dashboard shows calls by outcome over time, **p50/p95/p99 latency** over time
+//! (calls that reached the partner API layer), and per operation, per outcome and per interval
+//! the percentiles beside the average (sum ÷ count). A percentile is estimated from the summed
+//! histograms of the rows in question ([`crate::latency::percentile`]): exact to within one
+//! bucket (linear inside it), and one in the overflow bucket reads "> 60 s" (drawn at 60 s),
+//! never an invented number. Calls counted before `usage_latency` existed have no histogram:
+//! they are in the counts and averages, not in the percentiles.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::chart::{self, Series};
+use super::chart::{self, Point, Series};
 use crate::admin::text::utc;
+use crate::latency::{self, Counts, Estimate};
 use crate::store::UsageRow;
 
 /// A time range the usage page offers.
@@ -115,6 +121,8 @@ impl Category {
 }
 
 const OK_COLOUR: &str = "#2e7d32";
+/// Colours of the p50, p95 and p99 lines (the chart also dashes them differently).
+pub const PERCENTILE_COLOURS: [&str; 3] = ["#1565c0", "#ef6c00", "#c62828"];
 const UPSTREAM_COLOURS: [&str; 4] = ["#ef6c00", "#8d6e63", "#f9a825", "#5d4037"];
 const REFUSED_COLOURS: [&str; 8] = [
     "#c62828", "#6a1b9a", "#1565c0", "#00838f", "#ad1457", "#37474f", "#283593", "#9e9d24",
@@ -144,8 +152,8 @@ pub struct OpRow {
     pub refused: i64,
     /// Average latency of the calls that reached the partner API layer (ok + upstream).
     pub avg_reached: String,
-    /// Highest one-minute average of those.
-    pub worst_minute: String,
+    /// p50, p95 and p99 latency of those.
+    pub pct_reached: [String; 3],
     /// Average latency of refusals.
     pub avg_refused: String,
 }
@@ -161,6 +169,8 @@ pub struct OutcomeRow {
     pub calls: i64,
     /// Average latency.
     pub avg: String,
+    /// p50, p95 and p99 latency.
+    pub pct: [String; 3],
 }
 
 /// One row of the over-time table (the charts' numbers).
@@ -178,6 +188,8 @@ pub struct BinRow {
     pub refused: u64,
     /// Average latency of calls that reached the partner API layer.
     pub avg_reached: String,
+    /// p50, p95 and p99 latency of those.
+    pub pct_reached: [String; 3],
 }
 
 /// Everything the usage page and the partner page show.
@@ -193,10 +205,12 @@ pub struct Report {
     pub refused: i64,
     /// Average latency of calls that reached the partner API layer.
     pub avg_reached: String,
+    /// p50, p95 and p99 latency of those.
+    pub pct_reached: [String; 3],
     /// Calls by outcome over time (SVG).
     pub calls_svg: String,
-    /// Average latency over time (SVG).
-    pub latency_svg: String,
+    /// p50/p95/p99 latency over time of calls that reached the partner API layer (SVG).
+    pub percentiles_svg: String,
     /// Calls per operation by category (SVG).
     pub ops_svg: String,
     /// Colours of the outcomes in the calls chart.
@@ -237,16 +251,23 @@ fn bin_label(start: i64, bin: i64) -> String {
     }
 }
 
+/// p50, p95 and p99 for people (`-` without a histogram).
+pub fn pct_text(c: &Counts) -> [String; 3] {
+    latency::SHOWN.map(|(_, q)| latency::text(c.percentile(q)))
+}
+
 #[derive(Default, Clone, Copy)]
 struct Sum {
     count: i64,
     micros: i64,
+    latency: Counts,
 }
 
 impl Sum {
-    fn add(&mut self, count: i64, micros: i64) {
-        self.count += count;
-        self.micros += micros;
+    fn add(&mut self, r: &UsageRow) {
+        self.count += r.count;
+        self.micros += r.total_micros;
+        self.latency.add(&r.latency);
     }
 }
 
@@ -288,10 +309,8 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
 
     let mut per_outcome_bin: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     let mut reached_bin = vec![Sum::default(); nbins];
-    let mut refused_bin = vec![Sum::default(); nbins];
     let mut cat_bin = vec![[0u64; 3]; nbins];
     let mut per_op: BTreeMap<&str, [Sum; 3]> = BTreeMap::new();
-    let mut per_op_minute: BTreeMap<(&str, i64), Sum> = BTreeMap::new();
     let mut per_outcome: BTreeMap<&str, Sum> = BTreeMap::new();
     let mut report = Report::default();
     let mut reached = Sum::default();
@@ -314,12 +333,9 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
         }
         let op = per_op.entry(r.operation.as_str()).or_default();
         if let Some(s) = op.get_mut(ci) {
-            s.add(r.count, r.total_micros);
+            s.add(r);
         }
-        per_outcome
-            .entry(r.outcome.as_str())
-            .or_default()
-            .add(r.count, r.total_micros);
+        per_outcome.entry(r.outcome.as_str()).or_default().add(r);
         report.calls += r.count;
         match cat {
             Category::Ok | Category::Upstream => {
@@ -328,24 +344,18 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
                 } else {
                     report.upstream += r.count;
                 }
-                reached.add(r.count, r.total_micros);
+                reached.add(r);
                 if let Some(s) = reached_bin.get_mut(b) {
-                    s.add(r.count, r.total_micros);
+                    s.add(r);
                 }
-                per_op_minute
-                    .entry((r.operation.as_str(), r.bucket_start))
-                    .or_default()
-                    .add(r.count, r.total_micros);
             }
             Category::Refused => {
                 report.refused += r.count;
-                if let Some(s) = refused_bin.get_mut(b) {
-                    s.add(r.count, r.total_micros);
-                }
             }
         }
     }
     report.avg_reached = ms_text(reached.micros, reached.count);
+    report.pct_reached = pct_text(&reached.latency);
 
     let series: Vec<Series<u64>> = legend
         .iter()
@@ -372,44 +382,54 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
         &labels,
         &series,
     );
-    let avg =
-        |sums: &[Sum]| -> Vec<Option<f64>> { sums.iter().map(|s| ms(s.micros, s.count)).collect() };
-    report.latency_svg = chart::lines(
+    let with_calls = reached_bin.iter().filter(|s| s.latency.total() > 0).count();
+    let pct_series: Vec<Series<Option<Point>>> = latency::SHOWN
+        .iter()
+        .zip(PERCENTILE_COLOURS)
+        .map(|((name, q), colour)| Series {
+            name: (*name).to_owned(),
+            colour,
+            values: reached_bin
+                .iter()
+                .map(|s| {
+                    s.latency.percentile(*q).map(|e| Point {
+                        value: e.chart_ms(),
+                        text: format!("{e} ({} calls)", s.latency.total()),
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    // p99 is the highest shown: if any point is in the overflow bucket, a p99 is.
+    let overflow = reached_bin
+        .iter()
+        .any(|s| matches!(s.latency.percentile(0.99), Some(Estimate::Above(_))));
+    report.percentiles_svg = chart::lines(
         &format!("{id}-latency"),
-        &format!("Average latency, last {}", range.label),
+        &format!("Latency percentiles, last {}", range.label),
         &format!(
-            "Average latency per {} of calls that reached the partner API layer (green) and of \
-             calls refused by the gateway (red), in milliseconds; gaps: no calls.",
-            duration_text(range.bin)
+            "p50 (blue, solid), p95 (orange, dashed) and p99 (red, dotted) latency per {} of \
+             calls that reached the partner API layer, in milliseconds, estimated from latency \
+             buckets; {with_calls} interval(s) with calls, gaps: no calls.{}",
+            duration_text(range.bin),
+            if overflow {
+                " Points at 60 000 ms mean slower than 60 s."
+            } else {
+                ""
+            }
         ),
         &labels,
-        &[
-            Series {
-                name: "reached the partner API layer".into(),
-                colour: OK_COLOUR,
-                values: avg(&reached_bin),
-            },
-            Series {
-                name: "refused by the gateway".into(),
-                colour: REFUSED_COLOURS[0],
-                values: avg(&refused_bin),
-            },
-        ],
+        &pct_series,
         " ms",
     );
 
-    let mut worst: BTreeMap<&str, f64> = BTreeMap::new();
-    for ((op, _), s) in &per_op_minute {
-        if let Some(v) = ms(s.micros, s.count) {
-            let w = worst.entry(op).or_insert(0.0);
-            *w = w.max(v);
-        }
-    }
     let mut ops: Vec<OpRow> = per_op
         .iter()
         .map(|(op, [ok, upstream, refused])| {
             let reached_micros = ok.micros + upstream.micros;
             let reached_count = ok.count + upstream.count;
+            let mut reached_latency = ok.latency;
+            reached_latency.add(&upstream.latency);
             OpRow {
                 operation: (*op).to_owned(),
                 calls: ok.count + upstream.count + refused.count,
@@ -417,9 +437,7 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
                 upstream: upstream.count,
                 refused: refused.count,
                 avg_reached: ms_text(reached_micros, reached_count),
-                worst_minute: worst
-                    .get(op)
-                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms")),
+                pct_reached: pct_text(&reached_latency),
                 avg_refused: ms_text(refused.micros, refused.count),
             }
         })
@@ -459,6 +477,7 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
             category: category(o).label(),
             calls: s.count,
             avg: ms_text(s.micros, s.count),
+            pct: pct_text(&s.latency),
         })
         .collect();
     outcomes.sort_by(|a, b| {
@@ -480,6 +499,7 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
                 upstream,
                 refused,
                 avg_reached: ms_text(s.micros, s.count),
+                pct_reached: pct_text(&s.latency),
             })
         })
         .filter(|b| b.calls > 0)
@@ -499,7 +519,12 @@ fn duration_text(secs: i64) -> String {
 mod tests {
     use super::*;
 
+    /// A row of `count` calls that each took `micros / count` (all in that latency's bucket).
     fn row(at: i64, op: &str, outcome: &str, count: i64, micros: i64) -> UsageRow {
+        let mut latency = Counts::default();
+        if count > 0 {
+            latency.add_to(latency::bucket_of((micros / count) as u64), count as u64);
+        }
         UsageRow {
             bucket_start: at,
             partner_id: "P-1".into(),
@@ -507,6 +532,7 @@ mod tests {
             outcome: outcome.into(),
             count,
             total_micros: micros,
+            latency,
         }
     }
 
@@ -538,11 +564,88 @@ mod tests {
         // (4000 + 8000 + 30000) / 5 calls = 8.4 ms
         assert_eq!(rep.avg_reached, "8.40 ms");
         let op = &rep.ops[0];
-        assert_eq!(op.worst_minute, "30.0 ms");
         assert_eq!(op.avg_refused, "0.10 ms");
         assert_eq!(rep.bins.len(), 2);
         assert_eq!(rep.legend[0].name, "ok");
         assert!(rep.calls_svg.starts_with("<svg"));
         assert_eq!(range(Some("nope")), RANGES[0]);
+    }
+
+    #[test]
+    fn percentiles_come_from_the_summed_buckets_of_reached_calls() {
+        let now = 1_800_000_000;
+        let r = range(Some("1h"));
+        let since = r.since(now);
+        let rows = vec![
+            // 90 calls of 1.5 ms (bucket 1–2 ms), 10 of 150 ms (bucket 100–200 ms), split over
+            // two minutes and two outcomes that reached the partner API layer.
+            row(since, "GetAccount", "ok", 60, 60 * 1_500),
+            row(
+                since + 60,
+                "GetAccount",
+                "upstream-not-found",
+                30,
+                30 * 1_500,
+            ),
+            row(since + 60, "GetAccount", "ok", 10, 10 * 150_000),
+            // Refusals are not in the reached percentiles.
+            row(
+                since + 60,
+                "GetAccount",
+                "denied-authentication",
+                500,
+                500 * 40_000_000,
+            ),
+            // A call before the histograms were kept: counted, not in the percentiles.
+            UsageRow {
+                latency: Counts::default(),
+                ..row(since + 120, "CreateAccount", "ok", 3, 3_000)
+            },
+        ];
+        let rep = report(&rows, r, now, "u");
+        // p50: rank 50 of 100, inside 1–2 ms: 1 + 50/90 ms. p95: rank 95, 5 into the 10 calls
+        // of 100–200 ms: 150 ms. p99: 9 of 10: 190 ms.
+        assert_eq!(rep.pct_reached, ["1.56 ms", "150.0 ms", "190.0 ms"]);
+        let get = rep
+            .ops
+            .iter()
+            .find(|o| o.operation == "GetAccount")
+            .unwrap();
+        assert_eq!(get.pct_reached, rep.pct_reached);
+        let create = rep
+            .ops
+            .iter()
+            .find(|o| o.operation == "CreateAccount")
+            .unwrap();
+        assert_eq!(create.pct_reached, ["-", "-", "-"]);
+        assert_eq!(create.avg_reached, "1.00 ms");
+        let refused = rep
+            .outcomes
+            .iter()
+            .find(|o| o.outcome == "denied-authentication")
+            .unwrap();
+        // 500 calls of 40 s, bucket 30–60 s: p99 at 99 % of it.
+        assert_eq!(refused.pct[2], "59.70 s");
+        // First minute: only 1.5 ms calls; second: 30 of 1.5 ms and 10 of 150 ms.
+        assert_eq!(rep.bins[0].pct_reached, ["1.50 ms", "1.95 ms", "1.99 ms"]);
+        assert_eq!(rep.bins[1].pct_reached[2], "196.0 ms");
+        assert_eq!(rep.bins[2].pct_reached[0], "-");
+        // Three lines, each with a point in the two minutes that have histograms.
+        let svg = &rep.percentiles_svg;
+        assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
+        assert_eq!(svg.matches("<circle").count(), 6, "{svg}");
+        assert!(svg.contains("p99: 196.0 ms (40 calls)"), "{svg}");
+        assert!(!svg.contains("slower than 60 s"));
+    }
+
+    #[test]
+    fn percentiles_in_the_overflow_bucket_are_not_invented() {
+        let now = 1_800_000_000;
+        let r = range(Some("1h"));
+        let rows = vec![row(r.since(now), "GetAccount", "ok", 2, 2 * 90_000_000)];
+        let rep = report(&rows, r, now, "u");
+        assert_eq!(rep.pct_reached, ["> 60 s", "> 60 s", "> 60 s"]);
+        assert!(rep.percentiles_svg.contains("p50: &gt; 60 s (2 calls)"));
+        assert!(rep.percentiles_svg.contains("slower than 60 s"));
     }
 }
