@@ -46,6 +46,23 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Every stored total has a latency histogram holding exactly its calls (per outcome); returns
+/// how many rows were checked.
+fn assert_buckets_hold_every_call(store: &Store, partner: &str) -> usize {
+    let totals = store.usage(0, Some(partner)).unwrap();
+    for t in &totals {
+        assert_eq!(
+            i64::try_from(t.latency.total()).unwrap(),
+            t.count,
+            "latency buckets of {} {}: {:?}",
+            t.operation,
+            t.outcome,
+            t.latency
+        );
+    }
+    totals.len()
+}
+
 fn count(store: &Store, partner: &str, op: &str, outcome: &str) -> i64 {
     store
         .usage(0, Some(partner))
@@ -112,6 +129,12 @@ async fn a_known_mix_of_calls_is_counted_per_partner_operation_and_outcome() {
         .find(|t| t.outcome == "ok")
         .unwrap();
     assert!(ok.total_micros > 0);
+    // Each call is in exactly one latency bucket of its row: per outcome, buckets add up to the
+    // call count (4 rows for this partner: CreateAccount ok, GetAccount upstream-not-found and
+    // denied-authentication, AddDevice denied-operation; 1 under "-").
+    assert_eq!(assert_buckets_hold_every_call(store, &p.id), 4);
+    assert_eq!(assert_buckets_hold_every_call(store, "-"), 1);
+    assert!(ok.latency.percentile(0.99).is_some());
 
     // The key's last use is recorded (through the snapshot: KeyEntry has no last use, so read
     // it through the admin-facing store query when there is one; here: the metrics instead).
@@ -166,6 +189,23 @@ async fn a_known_mix_of_calls_is_counted_per_partner_operation_and_outcome() {
     };
     assert_eq!(calls("CreateAccount", "ok"), 3);
     assert_eq!(calls("GetAccount", "denied-authentication"), 2);
+    // p50/p95/p99 beside the count and the average, and the buckets they come from.
+    for r in rows {
+        let in_buckets: i64 = r["latency_buckets"]
+            .as_array()
+            .expect("latency_buckets")
+            .iter()
+            .map(|b| b["count"].as_i64().unwrap())
+            .sum();
+        assert_eq!(in_buckets, r["count"].as_i64().unwrap(), "{r}");
+        let (p50, p95, p99) = (
+            r["p50_ms"].as_f64().expect("p50_ms"),
+            r["p95_ms"].as_f64().expect("p95_ms"),
+            r["p99_ms"].as_f64().expect("p99_ms"),
+        );
+        assert!(0.0 < p50 && p50 <= p95 && p95 <= p99, "{r}");
+        assert!(r["avg_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
     let table = std::process::Command::new(env!("CARGO_BIN_EXE_partnergate"))
         .args(["stats", "--database-url"])
         .arg(&gw.db_path)
@@ -174,6 +214,10 @@ async fn a_known_mix_of_calls_is_counted_per_partner_operation_and_outcome() {
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
         table.contains("denied-operation") && table.contains("8 calls"),
+        "{table}"
+    );
+    assert!(
+        table.contains("AVG MS") && table.contains("P50 MS") && table.contains("P99 MS"),
         "{table}"
     );
     gw.stop().await;
@@ -202,6 +246,58 @@ async fn statistics_are_flushed_at_shutdown() {
     // it or left for the shutdown flush. Stop, then every call must be in the table.
     gw.stop().await;
     assert_eq!(count(&store, &id, "CreateAccount", "ok"), 1);
+}
+
+/// Calls through an upstream that answers after 120 ms land in latency buckets above 100 ms, so
+/// their stored percentiles are above 100 ms; refusals next to them are counted in their own
+/// row's buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_latency_buckets_hold_known_delays() {
+    let stub = StubUpstream::start(Reply::Delay(Duration::from_millis(120))).await;
+    let mut config = test_config();
+    config.upstream.url = Some(stub.url.clone());
+    config.stats_flush_interval = Duration::from_millis(50);
+    let gw = start_gateway(config).await;
+    let p = gw.partner(&["*"], &["127.0.0.0/8"]).await;
+    for _ in 0..4 {
+        assert_eq!(call(gw.addr, Operation::GetAccount, &p).await, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            call(gw.addr, Operation::GetAccount, &wrong_key(&p)).await,
+            500
+        );
+    }
+    let store = &gw.store;
+    eventually("the flush", || {
+        count(store, &p.id, "GetAccount", "ok") == 4
+            && count(store, &p.id, "GetAccount", "denied-authentication") == 3
+    })
+    .await;
+    assert_eq!(assert_buckets_hold_every_call(store, &p.id), 2);
+    let rows = store
+        .usage_rows(0, Some(&p.id), Some("GetAccount"))
+        .unwrap();
+    let mut ok = partnergate::latency::Counts::default();
+    for r in rows.iter().filter(|r| r.outcome == "ok") {
+        ok.add(&r.latency);
+    }
+    assert_eq!(ok.total(), 4);
+    // No call that waited 120 ms upstream is in a bucket ending at or below 100 ms.
+    assert!(
+        ok.stored().all(|(le_micros, _)| le_micros > 100_000),
+        "{:?}",
+        ok.stored().collect::<Vec<_>>()
+    );
+    for (name, q) in partnergate::latency::SHOWN {
+        match ok.percentile(q) {
+            Some(partnergate::latency::Estimate::Micros(us)) => {
+                assert!(us > 100_000.0, "{name} = {us} µs")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    gw.stop().await;
 }
 
 /// Two gateway nodes on one PostgreSQL: a key revoked through the store is refused by both within
@@ -286,6 +382,16 @@ async fn two_nodes_on_postgresql_share_revocation_and_statistics() {
         let _ = node.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), node.done).await;
     }
+    // Both nodes stopped (and flushed): their latency buckets added up in the same rows, one
+    // bucket count per call of each outcome.
+    assert!(assert_buckets_hold_every_call(&store, &p.id) >= 2);
+    let ok = store
+        .usage(0, Some(&p.id))
+        .unwrap()
+        .into_iter()
+        .find(|t| t.operation == "CreateAccount" && t.outcome == "ok")
+        .unwrap();
+    assert!(ok.count >= 6 && ok.latency.total() == u64::try_from(ok.count).unwrap());
     drop(store);
     psql(&url, &format!("DROP DATABASE {name} WITH (FORCE)"));
 }
