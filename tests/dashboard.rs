@@ -6,7 +6,8 @@
 //!   session expiry, the token never in a URL or a log, security headers.
 //! - The browser test: headless Chromium driven through chromedriver (WebDriver, `fantoccini`):
 //!   log in, create a partner, copy its key from the page, grant an operation, call the gateway
-//!   with the key, revoke the key, see the next call refused within a second; a screenshot of
+//!   with the key, see the usage page's p50/p95/p99 latency chart and numbers, revoke the
+//!   key, see the next call refused within a second; a screenshot of
 //!   each main page goes to `target/dashboard-screenshots/`. Chromium and chromedriver are
 //!   installed by `.ci/setup`; missing, they fail the test (never a skip).
 
@@ -1168,6 +1169,56 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
         .unwrap();
     b.wait().for_element(Id("ops")).await.unwrap();
     assert!(text_of(&b, "#ops").await.contains("GetAccount"));
+    // Latency percentiles: the chart has a point per percentile for each minute with calls
+    // that reached the partner API layer (the NotFound answers), and the numbers are in the
+    // summary and the GetAccount row (p50, p95, p99 in columns 6 to 8).
+    let points = b
+        .find_all(Css("#percentiles svg.chart circle"))
+        .await
+        .unwrap();
+    assert!(
+        points.len() >= 3 && points.len() % 3 == 0,
+        "{} points",
+        points.len()
+    );
+    // An SVG <title> is not rendered text: read its textContent.
+    let chart_title = b
+        .find(Css("#percentiles svg.chart > title"))
+        .await
+        .unwrap()
+        .prop("textContent")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(chart_title.contains("Latency percentiles"), "{chart_title}");
+    let is_latency = |t: &str| {
+        t.strip_suffix(" ms")
+            .or_else(|| t.strip_suffix(" s"))
+            .is_some_and(|n| n.parse::<f64>().is_ok_and(|v| v > 0.0))
+    };
+    let summary = text_of(&b, "#pct-summary").await;
+    let parts: Vec<&str> = summary.split(", ").collect();
+    assert_eq!(parts.len(), 3, "{summary}");
+    for (part, name) in parts.iter().zip(["p50 ", "p95 ", "p99 "]) {
+        let value = part
+            .strip_prefix(name)
+            .unwrap_or_else(|| panic!("{summary}"));
+        assert!(is_latency(value), "{summary}");
+    }
+    let mut row = Vec::new();
+    for col in 6..=8 {
+        row.push(
+            b.find(XPath(&format!(
+                "//table[@id='ops']//tr[td[1]='GetAccount']/td[{col}]"
+            )))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        );
+    }
+    assert!(row.iter().all(|t| is_latency(t)), "{row:?}");
     screenshot(&b, "07-usage", 1280).await;
     b.goto(&format!("{ui}/groups")).await.unwrap();
     b.find(Id("g-name"))

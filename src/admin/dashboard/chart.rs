@@ -260,7 +260,7 @@ pub fn lines(
             for (x, y, label, text) in run {
                 let _ = write!(
                     out,
-                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{}\"><title>{} {}: \
+                    "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{}\"><title>{} {}: \
                      {}</title></circle>",
                     s.colour,
                     esc(label),
