@@ -3,7 +3,7 @@
 //!
 //! 1. `pipeline::handle` for one request with the in-memory upstream of `benches/support` (as in
 //!    `benches/pipeline.rs`), stage by stage and whole (handle + the response's canonical
-//!    encode): CreateAccount, and FindAccounts answered with the ~200 KB bulk response.
+//!    encode): CreateAccount, and FindAccounts answered with the bulk response of `support`.
 //! 2. End to end in one process: the real `Server` (hyper, request id, tracing access line into a
 //!    sink, statistics) and the real `HttpUpstream` (pooled hyper client) between a raw keep-alive
 //!    TCP client and a raw fixed-response TCP upstream. Client and upstream are written not to
@@ -141,7 +141,7 @@ fn stages(n: usize) {
         }),
     );
     row(
-        "FindAccounts + 200 KB response: whole",
+        "FindAccounts + bulk response (267 KB): whole",
         per_run(n.div_ceil(20), || ready(answer(&gw, &h, &body))),
     );
 }

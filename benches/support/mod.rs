@@ -1,4 +1,4 @@
-//! Shared by the benchmarks: fixtures, the ~200 KB bulk message, an onboarded partner, and a
+//! Shared by the benchmarks: fixtures, the bulk message (267 KB), an onboarded partner, and a
 //! `Gateway` assembled by hand around an in-memory upstream (as `tests/gateway.rs`
 //! `no_upstream_configured_is_503` does) so that `pipeline::handle` runs without sockets.
 
@@ -30,8 +30,9 @@ pub fn fixture(rel: &str) -> Vec<u8> {
     .expect("fixture")
 }
 
-/// A FindAccountsResponse with 100 accounts, each with 1,500 characters of notes (~200 KB):
-/// the largest message the contract allows in practice (requests are a few KB at most).
+/// A FindAccountsResponse with 100 accounts, each with 1,500 characters of notes (266,709 B as
+/// generated, 240,895 B canonical): the largest message the contract allows in practice
+/// (requests are a few KB at most).
 pub fn bulk_response() -> Vec<u8> {
     let one = String::from_utf8(fixture("GetAccount/response.xml")).unwrap();
     let start = one.find("<acc:Account>").unwrap();
