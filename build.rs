@@ -38,6 +38,11 @@ use xsd_parser::config::{GeneratorFlags, Namespace, OptimizerFlags, RendererFlag
 use xsd_parser::models::meta::CustomMeta;
 use xsd_parser::{Config, IdentType};
 
+/// XML Schema regex → regex crate syntax, shared with the crate (src/pattern.rs).
+#[allow(dead_code)]
+#[path = "src/pattern.rs"]
+mod pattern;
+
 const NS_WSDL: &str = "http://schemas.xmlsoap.org/wsdl/";
 const NS_SOAP11: &str = "http://schemas.xmlsoap.org/wsdl/soap/";
 const NS_SOAP12: &str = "http://schemas.xmlsoap.org/wsdl/soap12/";
@@ -52,6 +57,7 @@ const CONTRACTS: [(&str, &str); 2] = [
 fn main() {
     println!("cargo:rerun-if-changed=wsdl");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/pattern.rs");
     let root = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env("OUT_DIR"));
     let wsdl_dir = root.join("wsdl");
@@ -530,7 +536,8 @@ fn generate_types(xsd_files: &BTreeSet<PathBuf>, roots: &BTreeSet<QN>) -> syn::F
     file
 }
 
-/// Compiles every `xs:pattern` the way the generated code will (anchored, with the regex crate),
+/// Compiles every `xs:pattern` the way the generated code will (translated by
+/// `pattern::to_rust`, anchored, with the regex crate),
 /// so that a pattern the regex crate rejects fails the build rather than panicking at run time.
 fn check_patterns(xsd_files: &BTreeSet<PathBuf>) {
     for path in xsd_files {
@@ -540,7 +547,10 @@ fn check_patterns(xsd_files: &BTreeSet<PathBuf>) {
                 return;
             }
             let value = t.get("value").expect("pattern value");
-            if let Err(e) = regex::Regex::new(&format!("^(?:{value})$")) {
+            let rust = pattern::to_rust(value).unwrap_or_else(|e| {
+                panic!("{}: pattern {value}: {e}", path.display());
+            });
+            if let Err(e) = regex::Regex::new(&format!("^(?:{rust})$")) {
                 panic!("{}: pattern {value} does not compile: {e}", path.display());
             }
         });
@@ -815,7 +825,10 @@ fn xmlns_decls(text: &str) -> Vec<(String, String)> {
 /// - `new()` of a restricted string type also checks the pattern (`validate_str`), so a value
 ///   that violates a facet cannot be constructed;
 /// - the tuple field of such a newtype is private, so it cannot be built around `new()`;
-/// - maxLength/minLength count characters (XSD semantics), not UTF-8 bytes.
+/// - maxLength/minLength count characters (XSD semantics), not UTF-8 bytes;
+/// - patterns are XML Schema regular expressions, translated to the regex crate's syntax
+///   (`\s`, `.`, `^`, `$` differ: src/pattern.rs), and the "no whitespace at either end"
+///   patterns are checked directly (`crate::pattern::trimmed`) instead of by a regex.
 struct Harden;
 
 impl VisitMut for Harden {
@@ -844,8 +857,57 @@ impl VisitMut for Harden {
             if f.sig.ident == "validate_value" {
                 CharLength.visit_block_mut(&mut f.block);
             }
+            if f.sig.ident == "validate_str" {
+                let mut patterns = Patterns::default();
+                patterns.visit_block_mut(&mut f.block);
+                if let [xsd] = patterns.xsd.as_slice() {
+                    if let Some(shape) = pattern::Shape::of(xsd) {
+                        let single_line = shape == pattern::Shape::TrimmedLine;
+                        let xsd = xsd.as_str();
+                        f.block = syn::parse_quote!({
+                            if !crate::pattern::trimmed(s, #single_line) {
+                                return Err(ValidateError::Pattern(#xsd));
+                            }
+                            Ok(())
+                        });
+                    }
+                }
+            }
         }
         syn::visit_mut::visit_item_impl_mut(self, item);
+    }
+}
+
+/// Translates the pattern of every `Regex::new("^(?:…)$")` xsd-parser emits from XML Schema to
+/// regex crate syntax, and records the XML Schema patterns.
+#[derive(Default)]
+struct Patterns {
+    xsd: Vec<String>,
+}
+
+impl VisitMut for Patterns {
+    fn visit_expr_call_mut(&mut self, call: &mut syn::ExprCall) {
+        let is_regex_new = matches!(&*call.func, syn::Expr::Path(p)
+            if p.path.segments.len() >= 2
+                && p.path.segments[p.path.segments.len() - 2].ident == "Regex"
+                && p.path.segments[p.path.segments.len() - 1].ident == "new");
+        if is_regex_new {
+            if let Some(syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(lit),
+                ..
+            })) = call.args.first_mut()
+            {
+                let anchored = lit.value();
+                let xsd = anchored
+                    .strip_prefix("^(?:")
+                    .and_then(|p| p.strip_suffix(")$"))
+                    .unwrap_or_else(|| panic!("unexpected generated pattern {anchored}"));
+                let rust = pattern::to_rust(xsd).unwrap_or_else(|e| panic!("pattern {xsd}: {e}"));
+                *lit = syn::LitStr::new(&format!("^(?:{rust})$"), lit.span());
+                self.xsd.push(xsd.to_string());
+            }
+        }
+        syn::visit_mut::visit_expr_call_mut(self, call);
     }
 }
 

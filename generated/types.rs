@@ -10570,11 +10570,8 @@ pub mod cmn {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }
@@ -10925,11 +10922,8 @@ pub mod cmn {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }
@@ -10995,11 +10989,8 @@ pub mod cmn {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }
@@ -11211,11 +11202,8 @@ pub mod cmn {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }
@@ -11355,11 +11343,8 @@ pub mod cmn {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }
@@ -11425,11 +11410,8 @@ pub mod cmn {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }
@@ -12461,11 +12443,8 @@ pub mod cmn {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S([\\s\\S]*\\S)?", Regex::new("^(?:\\S([\\s\\S]*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, false) {
+                return Err(ValidateError::Pattern("\\S([\\s\\S]*\\S)?"));
             }
             Ok(())
         }
@@ -12531,11 +12510,8 @@ pub mod cmn {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }
@@ -13060,11 +13036,8 @@ pub mod cmn {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }
@@ -18675,11 +18648,8 @@ pub mod dev {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }
@@ -24506,11 +24476,8 @@ pub mod ftr {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }
@@ -32493,11 +32460,8 @@ pub mod svc {
             self.0
         }
         pub fn validate_str(s: &str) -> Result<(), ValidateError> {
-            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
-                ("\\S(.*\\S)?", Regex::new("^(?:\\S(.*\\S)?)$").unwrap()),
-            ]);
-            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
-                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            if !crate::pattern::trimmed(s, true) {
+                return Err(ValidateError::Pattern("\\S(.*\\S)?"));
             }
             Ok(())
         }

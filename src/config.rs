@@ -40,6 +40,8 @@ pub struct Config {
     pub refresh_interval: Duration,
     /// JSON log lines instead of human-readable ones.
     pub log_json: bool,
+    /// How long INFO lines may wait in the log buffer (`log_flush_ms`; zero: unbuffered).
+    pub log_flush: Duration,
     /// HTTP status of SOAP 1.1 faults (`faults.soap11_status`: `wsi` or `semantic`).
     pub soap11_status: crate::fault::Soap11Status,
     /// How often usage statistics are added to the database (`stats.flush_interval_ms`).
@@ -211,6 +213,7 @@ impl Default for Config {
             },
             refresh_interval: Duration::from_millis(250),
             log_json: false,
+            log_flush: Duration::from_millis(100),
             soap11_status: crate::fault::Soap11Status::default(),
             stats_flush_interval: Duration::from_secs(5),
             callback: crate::callback::CallbackConfig::default(),
@@ -265,6 +268,7 @@ pub const KEYS: &[&str] = &[
     "public_url",
     "database_url",
     "log_json",
+    "log_flush_ms",
     "refresh_interval_ms",
     "trusted_proxies",
     "faults.soap11_status",
@@ -470,6 +474,7 @@ impl Config {
                     .parse()
                     .map_err(|_| "expected true or false".to_string())?
             }
+            "log_flush_ms" => self.log_flush = ms(value)?,
             "refresh_interval_ms" => self.refresh_interval = ms(value)?,
             "trusted_proxies" => {
                 self.trusted_proxies = value

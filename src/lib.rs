@@ -5,6 +5,8 @@
 
 pub mod generated;
 pub mod latency;
+pub mod log_output;
+pub mod pattern;
 pub mod published;
 pub mod secret;
 pub mod store;

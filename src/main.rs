@@ -17,9 +17,16 @@ use partnergate::encode;
 use partnergate::envelope;
 use partnergate::generated::{callback, partner};
 use partnergate::latency::{self, Estimate};
+use partnergate::log_output::LogOutput;
 use partnergate::published;
 use partnergate::store::{Store, UsageTotal};
 use std::collections::BTreeMap;
+
+/// mimalloc instead of glibc's malloc: a request makes a few hundred small, short-lived
+/// allocations (quick-xml buffers, decoded strings, the typed message), and glibc's
+/// malloc/free/realloc were ~7 % of the gateway's CPU under load (perf) — see bench/README.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// partnergate: the SOAP security gateway in front of the TSP's partner API.
 #[derive(Parser, Debug)]
@@ -771,7 +778,7 @@ fn serve(command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(config.log_json);
+    let log = init_tracing(config.log_json, config.log_flush);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -782,7 +789,7 @@ fn serve(command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let running = match partnergate::app::start(config).await {
             Ok(r) => r,
             Err(e) => {
@@ -796,7 +803,9 @@ fn serve(command: Command) -> ExitCode {
         let _ = running.shutdown.send(true);
         let _ = running.done.await;
         ExitCode::SUCCESS
-    })
+    });
+    log.flush();
+    code
 }
 
 /// `partnergate upstream serve`: runs until SIGINT or SIGTERM.
@@ -841,7 +850,7 @@ fn upstream(command: Command) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(format!("--allow-gateway: {e}")),
     };
-    init_tracing(config.log_json);
+    let log = init_tracing(config.log_json, config.log_flush);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -849,7 +858,7 @@ fn upstream(command: Command) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let trust = partnergate::provision::standalone::GatewayTrust {
             allowed,
             secret: gateway_secret,
@@ -869,7 +878,9 @@ fn upstream(command: Command) -> ExitCode {
         let _ = running.shutdown.send(true);
         let _ = running.done.await;
         ExitCode::SUCCESS
-    })
+    });
+    log.flush();
+    code
 }
 
 async fn wait_for_signal() {
@@ -887,17 +898,22 @@ async fn wait_for_signal() {
     }
 }
 
-fn init_tracing(json: bool) {
+/// Installs the subscriber; the returned output is flushed before the process exits.
+fn init_tracing(json: bool, flush: std::time::Duration) -> LogOutput {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("partnergate=info"));
+    let output = LogOutput::new(flush);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // Colours only on a terminal: escape codes in a log file are noise for every reader.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(output.clone());
     if json {
         builder.json().flatten_event(true).init();
     } else {
         builder.init();
     }
+    output
 }
 
 /// `partnergate stats`.

@@ -869,6 +869,11 @@ async fn invalid_requests_are_refused_with_path_and_rule() {
             "whitespace",
         ),
         (
+            "name-carriage-return.xml",
+            "/CreateAccount/Contact/LastName",
+            "pattern",
+        ),
+        (
             "missing-required.xml",
             "/CreateAccount/Address",
             "missing-element",

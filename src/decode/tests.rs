@@ -606,3 +606,22 @@ fn a_value_holding_the_cdata_end_is_refused() {
     }
     assert!(decode_body(&create_with("Berlin", "Be]]rlin &gt;")).is_ok());
 }
+
+#[test]
+fn patterns_use_xml_schema_whitespace() {
+    // XML Schema's `\s` is space, tab, CR and LF only: a name starting with a no-break space
+    // matches `\S(.*\S)?` (xmllint agrees); the regex crate's Unicode `\s` refused it.
+    let body = create_with("<cmn:LastName>Müller", "<cmn:LastName>\u{A0}Müller");
+    let Request::CreateAccount(req) = decode_body(&body).expect("schema-valid") else {
+        panic!("wrong operation");
+    };
+    // (Debug escapes the no-break space)
+    assert!(format!("{req:?}").contains(r"\u{a0}Müller"), "{req:?}");
+    // `.` matches neither CR nor LF: a carriage return inside a one-line name breaks it.
+    let body = create_with("<cmn:LastName>Müller", "<cmn:LastName>Mü&#13;ller");
+    refused(&body, Rule::Pattern, "/CreateAccount/Contact/LastName");
+    // Through the constructor too.
+    assert!(cmn::PersonName::new("\u{A0}Müller".into()).is_ok());
+    assert!(cmn::PersonName::new("Mü\rller".into()).is_err());
+    assert!(cmn::PersonName::new("Müller ".into()).is_err());
+}
