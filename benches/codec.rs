@@ -27,6 +27,10 @@ use partnergate::generated::partner::Operation;
 
 use support::{bulk_response, fixture};
 
+/// The allocator the `partnergate` binary uses (src/main.rs), so these figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn raw_events(bytes: &[u8]) -> usize {
     let mut reader = quick_xml::NsReader::from_reader(bytes);
     let mut n = 0;

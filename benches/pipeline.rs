@@ -32,6 +32,10 @@ use partnergate::secret;
 
 use support::{answer, bulk_response, fixture, gateway, headers, onboard, ready, request, Canned};
 
+/// The allocator the `partnergate` binary uses (src/main.rs), so these figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The small case: CreateAccount (1.7 KB request, 1.3 KB canonical response).
 fn small() -> (Gateway, Vec<u8>) {
     let who = onboard();

@@ -13,7 +13,7 @@ use crate::pipeline::{Gateway, Settings};
 use crate::provision::Provisioning;
 use crate::server::{ServeError, Server};
 use crate::stats::Stats;
-use crate::store::{self, SnapshotCell, Store, StoreError};
+use crate::store::{self, Closing, SnapshotCell, Store, StoreError};
 use crate::throttle::Throttle;
 
 /// Starting the gateway failed.
@@ -43,6 +43,9 @@ pub struct Running {
     pub shutdown: watch::Sender<bool>,
     /// Finishes when the server has stopped.
     pub done: tokio::task::JoinHandle<()>,
+    /// The database pool's end: once `done` has finished and the runtime is dropped (which drops
+    /// the tasks still holding the store), wait on it before the process exits.
+    pub closing: Closing,
 }
 
 /// How long in-flight requests may take to finish after shutdown was asked for.
@@ -56,6 +59,24 @@ pub struct RunningUpstream {
     pub shutdown: watch::Sender<bool>,
     /// Finishes when the server has stopped.
     pub done: tokio::task::JoinHandle<()>,
+    /// The database pool's end, as in [`Running::closing`].
+    pub closing: Closing,
+}
+
+/// Opens the store with a blocking task; the handle to wait on at exit comes with it.
+async fn open_store(url: &str) -> Result<(Store, Closing), StartError> {
+    let url = url.to_owned();
+    let store = tokio::task::spawn_blocking(move || Store::open(&url))
+        .await
+        .map_err(|e| StartError::Task(e.to_string()))??;
+    let closing = store.closing();
+    Ok((store, closing))
+}
+
+/// After a failed start: the store and the tasks holding it are gone or going (their shutdown
+/// channel is closed); wait for the pool's threads so the caller may exit.
+async fn close_after_failed_start(closing: Closing) {
+    let _ = tokio::task::spawn_blocking(move || closing.wait(store::CLOSE_TIMEOUT)).await;
 }
 
 /// Opens the database and starts `partnergate upstream serve` in the background.
@@ -65,10 +86,35 @@ pub async fn start_upstream(
     trust: crate::provision::standalone::GatewayTrust,
     refresh: Duration,
 ) -> Result<RunningUpstream, StartError> {
-    let url = database_url.to_string();
-    let store = tokio::task::spawn_blocking(move || Store::open(&url))
-        .await
-        .map_err(|e| StartError::Task(e.to_string()))??;
+    let (store, closing) = open_store(database_url).await?;
+    match serve_upstream(store, listen, trust, refresh).await {
+        Ok(s) => Ok(RunningUpstream {
+            addr: s.addr,
+            shutdown: s.shutdown,
+            done: s.done,
+            closing,
+        }),
+        Err(e) => {
+            close_after_failed_start(closing).await;
+            Err(e)
+        }
+    }
+}
+
+/// A started server, before the store's [`Closing`] is added.
+struct Started {
+    addr: std::net::SocketAddr,
+    admin_addr: Option<std::net::SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+async fn serve_upstream(
+    store: Store,
+    listen: std::net::SocketAddr,
+    trust: crate::provision::standalone::GatewayTrust,
+    refresh: Duration,
+) -> Result<Started, StartError> {
     let first = {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.load_snapshot())
@@ -97,8 +143,9 @@ pub async fn start_upstream(
         let _ = stop.send(true);
     });
     tracing::info!(%addr, "partner API layer listening");
-    Ok(RunningUpstream {
+    Ok(Started {
         addr,
+        admin_addr: None,
         shutdown: shutdown_tx,
         done,
     })
@@ -106,10 +153,23 @@ pub async fn start_upstream(
 
 /// Opens everything and starts serving in the background.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let url = config.database_url.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&url))
-        .await
-        .map_err(|e| StartError::Task(e.to_string()))??;
+    let (store, closing) = open_store(&config.database_url).await?;
+    match serve_gateway(config, store).await {
+        Ok(s) => Ok(Running {
+            addr: s.addr,
+            admin_addr: s.admin_addr,
+            shutdown: s.shutdown,
+            done: s.done,
+            closing,
+        }),
+        Err(e) => {
+            close_after_failed_start(closing).await;
+            Err(e)
+        }
+    }
+}
+
+async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartError> {
     tracing::info!(database = store.redacted_url(), backend = ?store.backend(), "database open and migrated");
     let first = {
         let store = store.clone();
@@ -190,7 +250,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }),
         None => done,
     };
-    Ok(Running {
+    Ok(Started {
         addr,
         admin_addr,
         shutdown: shutdown_tx,

@@ -19,7 +19,7 @@ use partnergate::generated::{callback, partner};
 use partnergate::latency::{self, Estimate};
 use partnergate::log_output::LogOutput;
 use partnergate::published;
-use partnergate::store::{Store, UsageTotal};
+use partnergate::store::{self as db, PoolUse, Store, UsageTotal};
 use std::collections::BTreeMap;
 
 /// mimalloc instead of glibc's malloc: a request makes a few hundred small, short-lived
@@ -789,23 +789,36 @@ fn serve(command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(async move {
+    let (code, closing) = runtime.block_on(async move {
         let running = match partnergate::app::start(config).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 eprintln!("partnergate: {e}");
-                return ExitCode::FAILURE;
+                return (ExitCode::FAILURE, None);
             }
         };
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = running.shutdown.send(true);
         let _ = running.done.await;
-        ExitCode::SUCCESS
+        (ExitCode::SUCCESS, Some(running.closing))
     });
+    close_store(runtime, closing);
     log.flush();
     code
+}
+
+/// The end of `serve` and `upstream serve`: dropping the runtime drops the tasks still holding
+/// the store (refresher, statistics flusher) and waits for its blocking tasks; then the pool's
+/// own threads are waited for, so none is inside libpq when the process exits.
+fn close_store(runtime: tokio::runtime::Runtime, closing: Option<db::Closing>) {
+    drop(runtime);
+    if let Some(closing) = closing {
+        if !closing.wait(db::CLOSE_TIMEOUT) {
+            tracing::warn!("database pool did not shut down in time");
+        }
+    }
 }
 
 /// `partnergate upstream serve`: runs until SIGINT or SIGTERM.
@@ -858,7 +871,7 @@ fn upstream(command: Command) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
-    let code = runtime.block_on(async move {
+    let (code, closing) = runtime.block_on(async move {
         let trust = partnergate::provision::standalone::GatewayTrust {
             allowed,
             secret: gateway_secret,
@@ -872,13 +885,14 @@ fn upstream(command: Command) -> ExitCode {
         .await
         {
             Ok(r) => r,
-            Err(e) => return fail(e.to_string()),
+            Err(e) => return (fail(e.to_string()), None),
         };
         wait_for_signal().await;
         let _ = running.shutdown.send(true);
         let _ = running.done.await;
-        ExitCode::SUCCESS
+        (ExitCode::SUCCESS, Some(running.closing))
     });
+    close_store(runtime, closing);
     log.flush();
     code
 }
@@ -935,8 +949,9 @@ fn stats(
         now - i64::try_from(back.as_secs()).unwrap_or(i64::MAX / 2)
     };
     let config = load_config(common, BTreeMap::new())?;
-    let store = Store::open(&config.database_url).map_err(|e| e.to_string())?;
-    let rows = store.usage(start, partner).map_err(|e| e.to_string())?;
+    let rows = with_store(&config.database_url, |store| {
+        store.usage(start, partner).map_err(|e| e.to_string())
+    })?;
     if json {
         let rows: Vec<serde_json::Value> = rows.iter().map(stats_json_row).collect();
         let value = serde_json::json!({ "since": start, "until": now, "rows": rows });
@@ -1003,6 +1018,19 @@ fn stats_json_row(r: &UsageTotal) -> serde_json::Value {
     })
 }
 
+/// Opens the database for one command, runs `f` on it (which drops the store), then waits until
+/// the pool's threads are done: a PostgreSQL connect still running while the process exits
+/// can abort it in libpq's Kerberos library after the command's change was committed.
+fn with_store<T>(url: &str, f: impl FnOnce(Store) -> Result<T, String>) -> Result<T, String> {
+    let store = Store::open_for(url, PoolUse::Command).map_err(|e| e.to_string())?;
+    let closing = store.closing();
+    let result = f(store);
+    if !closing.wait(db::CLOSE_TIMEOUT) {
+        eprintln!("partnergate: warning: the database connection pool did not shut down in time");
+    }
+    result
+}
+
 /// Loads the configuration from the defaults, the file, the environment and `flags`.
 fn load_config(common: &Common, flags: BTreeMap<String, String>) -> Result<Config, String> {
     let file = match &common.config {
@@ -1064,10 +1092,11 @@ fn administer(
     };
     let checked = request.check(&rules).map_err(message)?;
     let is_change = checked.is_change();
-    let store = Store::open(&config.database_url).map_err(|e| e.to_string())?;
-    let reply = Admin::new(store)
-        .run(checked, &Actor::cli())
-        .map_err(message)?;
+    let reply = with_store(&config.database_url, |store| {
+        Admin::new(store)
+            .run(checked, &Actor::cli())
+            .map_err(message)
+    })?;
     if output.json {
         let text = serde_json::to_string(&reply.view).map_err(|e| e.to_string())?;
         let _ = writeln!(out, "{text}");

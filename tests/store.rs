@@ -22,8 +22,8 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use partnergate::generated::partner::Operation;
 use partnergate::secret::{self, KeyKind};
 use partnergate::store::{
-    run_refresher, Backend, NewPartner, PartnerStatus, Rate, Snapshot, SnapshotCell, Store,
-    StoreError,
+    run_refresher, Backend, NewPartner, PartnerStatus, PoolUse, Rate, Snapshot, SnapshotCell,
+    Store, StoreError,
 };
 use rand::RngCore;
 
@@ -184,6 +184,7 @@ both_backends!(
     refresher_picks_up_a_change_from_another_handle,
     refresher_keeps_the_snapshot_when_loading_fails,
     dashboard_reads_keys_and_usage_buckets,
+    closing_waits_for_every_handle_and_the_pool,
 );
 
 fn partner(name: &str) -> NewPartner {
@@ -197,6 +198,36 @@ fn partner(name: &str) -> NewPartner {
 }
 
 // === cases (each runs on both backends) ===
+
+/// `Closing::wait` (what `main` calls before exiting) returns only once no handle is left and
+/// the pool's threads are idle; a command-sized store reads and writes like a service's.
+fn closing_waits_for_every_handle_and_the_pool(db: &Db) {
+    let store = Store::open_for(&db.url(), PoolUse::Command).unwrap();
+    let created = store.create_partner(partner("Acme"), &known()).unwrap();
+    assert_eq!(store.revision().unwrap(), 1);
+    let clone = store.clone();
+    let (early, late) = (store.closing(), store.closing());
+    drop(store);
+    // A handle is left: its pool could still connect after the wait.
+    assert!(!early.wait(Duration::from_millis(50)));
+    let detail = clone.partner_detail(&created.partner_id).unwrap();
+    assert_eq!(detail.partner.name, "Acme");
+    drop(clone);
+    let started = Instant::now();
+    assert!(late.wait(Duration::from_secs(15)));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A service's pool connects ahead of time on its threads; the wait outlasts that too.
+    let service = db.open();
+    assert_eq!(service.revision().unwrap(), 1);
+    let closing = service.closing();
+    drop(service);
+    assert!(closing.wait(Duration::from_secs(15)));
+}
 
 fn migrations_run_on_open_and_reopen_is_idempotent(db: &Db) {
     let store = db.open();

@@ -24,10 +24,11 @@ mod snapshot;
 mod usage;
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{mpsc, Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use diesel::prelude::*;
+use scheduled_thread_pool::ScheduledThreadPool;
 
 pub(crate) use conn::AnyConnection;
 use conn::{Manager, PoolErrors, SqlitePragmas, Target};
@@ -51,10 +52,24 @@ pub use usage::{UsageDelta, UsageRow, UsageTotal};
 const SQLITE_POOL_SIZE: u32 = 4;
 /// Pool size for PostgreSQL.
 const POSTGRES_POOL_SIZE: u32 = 8;
+/// Threads that make a service's pooled connections in the background (r2d2's default).
+const SERVICE_POOL_THREADS: usize = 3;
 /// How long a caller waits for a pooled connection.
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `meta` row bumped by every write to partner data.
 const REVISION: &str = "revision";
+
+/// What a [`Store`] is opened for; decides the size and the habits of its connection pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolUse {
+    /// A long-running process (`serve`, `upstream serve`): up to 4 (SQLite) or 8 (PostgreSQL)
+    /// connections, one kept idle and replaced in the background when it is taken.
+    Service,
+    /// One command-line command: at most one connection, made when the command asks for it and
+    /// never ahead of time, so no connect is still running in the background when the command
+    /// is done.
+    Command,
+}
 
 /// Which database a [`Store`] talks to, decided by the URL's scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,6 +138,11 @@ pub enum StoreError {
 }
 
 /// Handle to the partner database. Cheap to clone (the pool is shared); blocking.
+///
+/// The pool makes connections on its own worker threads. Before the process exits, drop every
+/// clone and wait on [`Store::closing`]: libpq loads MIT Kerberos (GSSAPI), whose exit-time
+/// destructors abort the process (`k5_mutex_lock: Received error 22`) when a worker is still
+/// inside a PostgreSQL connect.
 #[derive(Clone)]
 pub struct Store {
     /// Connections of the one backend chosen at open.
@@ -130,6 +150,12 @@ pub struct Store {
     backend: Backend,
     /// For logs and errors: the URL without its password.
     redacted_url: Arc<str>,
+    /// The pool's worker threads (connects and reaping run there).
+    threads: Arc<ScheduledThreadPool>,
+    /// How many worker threads `threads` has.
+    thread_count: usize,
+    /// One strong count per clone of this handle: [`Closing::wait`] waits until none is left.
+    handles: Arc<()>,
 }
 
 impl fmt::Debug for Store {
@@ -155,8 +181,14 @@ impl Store {
     ///
     /// The first connection is made here, so an unreachable server fails now with the real
     /// libpq error ([`StoreError::Connect`]). SQLite connections get `busy_timeout` (5 s), WAL and
-    /// `foreign_keys=ON`. Pool size: SQLite 4, PostgreSQL 8.
+    /// `foreign_keys=ON`. Pool size: SQLite 4, PostgreSQL 8 ([`PoolUse::Service`]).
     pub fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_for(url, PoolUse::Service)
+    }
+
+    /// [`Store::open`] with the pool sized for `usage`: a command-line command opens with
+    /// [`PoolUse::Command`] (one connection, nothing made in the background).
+    pub fn open_for(url: &str, usage: PoolUse) -> Result<Store, StoreError> {
         let target = Target::parse(url)?;
         let backend = target.backend();
         let redacted_url: Arc<str> = conn::redact(url).into();
@@ -170,28 +202,64 @@ impl Store {
         conn::migrate(&mut first)?;
         drop(first);
 
+        // Our own worker pool (r2d2 would make one it never joins), so `closing` can wait for
+        // the connects running on it.
+        let thread_count = match usage {
+            PoolUse::Service => SERVICE_POOL_THREADS,
+            PoolUse::Command => 1,
+        };
+        let threads = Arc::new(
+            ScheduledThreadPool::builder()
+                .num_threads(thread_count)
+                .thread_name_pattern("partnergate-db-{}")
+                .build(),
+        );
         let builder = r2d2::Pool::builder()
-            .max_size(match backend {
-                Backend::Sqlite => SQLITE_POOL_SIZE,
-                Backend::Postgres => POSTGRES_POOL_SIZE,
-            })
-            .min_idle(Some(1))
             .connection_timeout(POOL_TIMEOUT)
+            .thread_pool(Arc::clone(&threads))
             .error_handler(Box::new(PoolErrors {
                 db: redacted_url.clone(),
             }))
             .connection_customizer(Box::new(SqlitePragmas));
+        let builder = match usage {
+            PoolUse::Service => builder
+                .max_size(match backend {
+                    Backend::Sqlite => SQLITE_POOL_SIZE,
+                    Backend::Postgres => POSTGRES_POOL_SIZE,
+                })
+                .min_idle(Some(1)),
+            // min_idle 0: no connect at build, none to replace a taken connection, and no reaper
+            // (no idle timeout, no lifetime): the only connect is the one `get` waits for.
+            PoolUse::Command => builder
+                .max_size(1)
+                .min_idle(Some(0))
+                .idle_timeout(None)
+                .max_lifetime(None),
+        };
         // Unchecked: the connection above proved the database reachable; the pool connects lazily.
         let pool = builder.build_unchecked(Manager {
             target,
             create: false,
         });
-        tracing::debug!(db = %redacted_url, ?backend, "partner database open");
+        tracing::debug!(db = %redacted_url, ?backend, ?usage, "partner database open");
         Ok(Store {
             pool,
             backend,
             redacted_url,
+            threads,
+            thread_count,
+            handles: Arc::new(()),
         })
+    }
+
+    /// What to wait on before the process exits, once every clone of this store is dropped:
+    /// see [`Closing::wait`].
+    pub fn closing(&self) -> Closing {
+        Closing {
+            threads: Arc::clone(&self.threads),
+            thread_count: self.thread_count,
+            handles: Arc::downgrade(&self.handles),
+        }
     }
 
     /// The backend chosen at open.
@@ -252,6 +320,76 @@ impl Store {
             }
             f(c)
         })
+    }
+}
+
+/// How long a process waits for its pool's background work at exit by default: a connect in
+/// flight ends within libpq's `connect_timeout` (10 s unless the URL says otherwise).
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The end of a [`Store`]'s pool, to wait on before the process exits (from [`Store::closing`]).
+///
+/// r2d2 makes connections on worker threads that it never joins: when a command's `main`
+/// returned while a worker was still inside a PostgreSQL connect, the exit-time destructors of
+/// libpq's Kerberos library (GSSAPI) ran under it and the process died with SIGABRT
+/// (`k5_mutex_lock: Received error 22`) after its work was done.
+#[must_use = "call wait() before the process exits"]
+pub struct Closing {
+    threads: Arc<ScheduledThreadPool>,
+    thread_count: usize,
+    handles: Weak<()>,
+}
+
+impl fmt::Debug for Closing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Closing")
+            .field("threads", &self.thread_count)
+            .field("handles", &self.handles.strong_count())
+            .finish()
+    }
+}
+
+impl Closing {
+    /// Waits, at most `timeout`, until every clone of the store is dropped and the pool's worker
+    /// threads have finished whatever they were doing (a connect, or closing the pool's
+    /// connections when it went away). After that no thread of the pool touches the database
+    /// libraries again: the process may exit. Returns `false` when `timeout` ran out first.
+    pub fn wait(self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        // With a handle left, the pool could still start a connect after the wait.
+        while self.handles.strong_count() > 0 {
+            if Instant::now() >= deadline {
+                tracing::warn!("database pool: a store handle is still in use at exit");
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Park every worker on a job of ours: a worker takes it only after finishing the job
+        // it was running, and none can take a job started later until all are parked. Jobs
+        // left in the queue after that (a delayed retry, the reaper) only hold a weak reference
+        // to the pool, which is gone, so they return without connecting.
+        let (parked_tx, parked_rx) = mpsc::channel::<()>();
+        let mut releases = Vec::with_capacity(self.thread_count);
+        for _ in 0..self.thread_count {
+            let (release_tx, release_rx) = mpsc::channel::<()>();
+            releases.push(release_tx);
+            let parked = parked_tx.clone();
+            self.threads.execute(move || {
+                let _ = parked.send(());
+                // Returns when `releases` is dropped.
+                let _ = release_rx.recv();
+            });
+        }
+        drop(parked_tx);
+        for _ in 0..self.thread_count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if parked_rx.recv_timeout(left).is_err() {
+                tracing::warn!("database pool: a connection was still being made at exit");
+                return false;
+            }
+        }
+        drop(releases);
+        true
     }
 }
 
