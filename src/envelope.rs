@@ -148,8 +148,17 @@ fn lossy(bytes: &[u8]) -> String {
     s
 }
 
-/// Namespace declarations of a start tag, borrowed from the input.
+/// `part` as a slice of `input` when it lies inside it (a start tag read by the slice reader
+/// does; its attributes are slices of the tag), so that it can outlive the tag.
+fn within<'a>(input: &'a [u8], part: &[u8]) -> Option<&'a [u8]> {
+    let offset = (part.as_ptr() as usize).checked_sub(input.as_ptr() as usize)?;
+    input.get(offset..offset.checked_add(part.len())?)
+}
+
+/// Namespace declarations of a start tag, borrowed from the input where the tag is a slice of
+/// it (copied otherwise).
 fn declarations<'a>(
+    input: &'a [u8],
     start: &BytesStart<'a>,
     into: &mut Vec<Binding<'a>>,
 ) -> Result<(), EnvelopeError> {
@@ -163,9 +172,15 @@ fn declarations<'a>(
         } else {
             continue;
         };
-        // Attributes borrow from the tag, not the input: prefixes (short) are owned.
-        let prefix: Cow<'a, [u8]> = Cow::Owned(prefix.to_vec());
-        let value: Cow<'a, [u8]> = Cow::Owned(attr.value.into_owned());
+        let prefix: Cow<'a, [u8]> = match within(input, prefix) {
+            _ if prefix.is_empty() => Cow::Borrowed(b""),
+            Some(p) => Cow::Borrowed(p),
+            None => Cow::Owned(prefix.to_vec()),
+        };
+        let value: Cow<'a, [u8]> = match within(input, &attr.value) {
+            Some(v) => Cow::Borrowed(v),
+            None => Cow::Owned(attr.value.into_owned()),
+        };
         into.retain(|(p, _)| p.as_ref() != prefix.as_ref());
         into.push((prefix, value));
     }
@@ -198,8 +213,7 @@ impl<'a> Scanner<'a> {
         if empty {
             return Ok(&self.input[begin..end]);
         }
-        let name = start.name().as_ref().to_vec();
-        self.reader.read_to_end(QName(&name)).map_err(malformed)?;
+        self.reader.read_to_end(start.name()).map_err(malformed)?;
         let end = self.reader.buffer_position() as usize;
         Ok(&self.input[begin..end])
     }
@@ -273,7 +287,7 @@ pub fn scan(input: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     let soap_ns = version.namespace().as_bytes();
     only_declarations(&root)?;
     let mut envelope_decls = Vec::new();
-    declarations(&root, &mut envelope_decls)?;
+    declarations(input, &root, &mut envelope_decls)?;
 
     let mut headers = Vec::new();
     let mut body = None;
@@ -295,13 +309,13 @@ pub fn scan(input: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
         };
         let in_soap = s.namespace(start.name()).as_deref() == Some(soap_ns);
         let local = start.local_name();
-        let name = lossy(start.name().as_ref());
+        let name = || lossy(start.name().as_ref());
         if body.is_some() {
-            return Err(EnvelopeError::UnexpectedElement(name));
+            return Err(EnvelopeError::UnexpectedElement(name()));
         }
         only_declarations(&start)?;
         let mut decls = envelope_decls.clone();
-        declarations(&start, &mut decls)?;
+        declarations(input, &start, &mut decls)?;
         match (in_soap, local.as_ref()) {
             (true, b"Header") if !seen_header => {
                 seen_header = true;
@@ -325,7 +339,7 @@ pub fn scan(input: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
                 }
                 body = Some(child.element);
             }
-            _ => return Err(EnvelopeError::UnexpectedElement(name)),
+            _ => return Err(EnvelopeError::UnexpectedElement(name())),
         }
     }
     let body = body.ok_or(EnvelopeError::NoBody)?;
@@ -572,7 +586,7 @@ fn fault_tree<'a>(body: &BodyElement<'a>) -> Result<Node<'a>, EnvelopeError> {
             .last()
             .map_or_else(|| body.inherited.clone(), |(_, _, d)| d.clone());
         let mut inner = outer.clone();
-        declarations(&start, &mut inner)?;
+        declarations(input, &start, &mut inner)?;
         let local_name = local_name_slice(input, &start, reader.buffer_position() as usize, empty);
         let node = Node {
             namespace: namespace.clone(),
@@ -741,9 +755,10 @@ fn shallow<'a>(n: &Node<'a>) -> Node<'a> {
 
 /// Adds the element's own declarations to its inherited ones (for resolving QName text).
 fn declarations_of(element: &mut BodyElement<'_>) -> Result<(), EnvelopeError> {
-    let mut reader = quick_xml::Reader::from_reader(element.bytes);
+    let input = element.bytes;
+    let mut reader = quick_xml::Reader::from_reader(input);
     if let Event::Start(s) | Event::Empty(s) = reader.read_event().map_err(malformed)? {
-        declarations(&s, &mut element.inherited)?;
+        declarations(input, &s, &mut element.inherited)?;
     }
     Ok(())
 }
@@ -770,6 +785,36 @@ mod tests {
 
     const BODY: &str = "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\
         <soap:Body><x:Ping xmlns:x=\"urn:x\"/></soap:Body></soap:Envelope>";
+
+    #[test]
+    fn declarations_are_borrowed_from_the_input() {
+        let doc = "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+            xmlns:a=\"urn:a\"><soap:Header><a:H xmlns:b=\"urn:b\"/></soap:Header>\
+            <soap:Body xmlns=\"urn:d\"><x:Ping xmlns:x=\"urn:x\"/></soap:Body></soap:Envelope>";
+        let env = scan(doc.as_bytes()).unwrap();
+        let all = env.headers[0]
+            .element
+            .inherited
+            .iter()
+            .chain(&env.body.inherited);
+        for (prefix, ns) in all {
+            assert!(matches!(prefix, Cow::Borrowed(_)), "{prefix:?} copied");
+            assert!(matches!(ns, Cow::Borrowed(_)), "{ns:?} copied");
+        }
+        let body: Vec<_> = env
+            .body
+            .inherited
+            .iter()
+            .map(|(p, n)| (&**p, &**n))
+            .collect();
+        assert!(body.contains(&(&b""[..], &b"urn:d"[..])), "{body:?}");
+        assert!(body.contains(&(&b"a"[..], &b"urn:a"[..])), "{body:?}");
+        // A slice of the input is found in it; another buffer's bytes are not.
+        let input = b"xmlns:a=\"urn:a\"";
+        assert_eq!(within(input, &input[9..14]), Some(&b"urn:a"[..]));
+        let other = b"urn:a".to_vec();
+        assert_eq!(within(input, &other), None);
+    }
 
     /// Found by tests/hostile.rs: a second XML declaration, or one after a comment or
     /// whitespace, was accepted (and its encoding checked as if it were the document's).
