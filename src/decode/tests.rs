@@ -625,3 +625,12 @@ fn patterns_use_xml_schema_whitespace() {
     assert!(cmn::PersonName::new("Mü\rller".into()).is_err());
     assert!(cmn::PersonName::new("Müller ".into()).is_err());
 }
+
+#[test]
+fn cdata_end_is_found_like_a_substring_search() {
+    for s in [
+        "", ">", "]>", "]]>", "a]]>b", "]] >", "]]]>", "> ]]", "a>b>c]]", "x]]>", "]]>x", "é]]>",
+    ] {
+        assert_eq!(contains_cdata_end(s), s.contains("]]>"), "{s:?}");
+    }
+}
