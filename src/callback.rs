@@ -29,7 +29,7 @@ use crate::envelope::{self, EnvelopeError, FaultCode, SoapVersion};
 use crate::generated::callback::{self, FaultDetail, Operation, Request, Response};
 use crate::generated::types::{cb, cmn};
 use crate::limit::{self, LimitError};
-use crate::pipeline::{content_type_version, unix_now, TransportError};
+use crate::pipeline::{content_encoding, content_type_version, unix_now, TransportError};
 use crate::store::{PartnerEntry, SnapshotCell};
 
 /// Settings of the callback direction (`callback.*` config keys).
@@ -120,6 +120,7 @@ impl CallbackError {
         match self {
             CallbackError::Caller(_) | CallbackError::Auth(_) => http::StatusCode::FORBIDDEN,
             CallbackError::NoEndpoint(_) => http::StatusCode::NOT_FOUND,
+            CallbackError::Transport(e) => e.status(),
             CallbackError::Partner(_) | CallbackError::Encode(_) => http::StatusCode::BAD_GATEWAY,
             _ => http::StatusCode::BAD_REQUEST,
         }
@@ -340,6 +341,7 @@ impl Relay {
     ) -> Result<Reply, CallbackError> {
         let (ct_version, ct_action) =
             content_type_version(headers).map_err(CallbackError::Transport)?;
+        content_encoding(headers).map_err(CallbackError::Transport)?;
         limit::check_xml(body, &self.xml).map_err(CallbackError::Limit)?;
         let env = envelope::scan(body).map_err(CallbackError::Envelope)?;
         *version = env.version;

@@ -100,7 +100,7 @@ fn plan(rejection: &Rejection) -> Plan {
     };
     match rejection {
         Rejection::Transport(e) => invalid(
-            StatusCode::BAD_REQUEST,
+            e.status(),
             "/",
             e.rule(),
             e.to_string(),

@@ -39,6 +39,11 @@ pub enum TransportError {
     /// More than one SOAPAction header.
     #[error("more than one SOAPAction header")]
     DuplicateAction,
+    /// A `Content-Encoding` other than `identity` (gzip, deflate, …): the gateway checks the
+    /// envelope as sent and does not decompress (a decompression bomb would get past the body
+    /// limit), so it says so instead of failing on the compressed bytes.
+    #[error("content encoding {0:?} is not accepted: send the envelope uncompressed")]
+    ContentEncoding(String),
 }
 
 impl TransportError {
@@ -48,8 +53,34 @@ impl TransportError {
             TransportError::ContentType(_) => "content-type",
             TransportError::VersionConflict => "soap-version",
             TransportError::DuplicateAction => "soap-action",
+            TransportError::ContentEncoding(_) => "content-encoding",
         }
     }
+
+    /// The HTTP status of the fault (RFC 9110 §15.5.16: 415 for an unsupported content coding).
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            TransportError::ContentEncoding(_) => http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Refuses a request body with a content coding other than `identity`.
+pub fn content_encoding(headers: &HeaderMap) -> Result<(), TransportError> {
+    for value in headers.get_all(http::header::CONTENT_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        let identity = text
+            .split(',')
+            .map(str::trim)
+            .all(|c| c.is_empty() || c.eq_ignore_ascii_case("identity"));
+        if !identity {
+            return Err(TransportError::ContentEncoding(
+                text.chars().take(100).collect(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The SOAPAction names another operation than the body, or none of the contract.
@@ -258,6 +289,7 @@ async fn run(
         out.version = *version;
     }
     let (ct_version, ct_action) = ct.map_err(Rejection::Transport)?;
+    content_encoding(incoming.headers).map_err(Rejection::Transport)?;
     let action = soap_action(incoming.headers, ct_action).map_err(Rejection::Transport)?;
 
     // XML limits: one streaming pass before anything else parses.
@@ -347,4 +379,37 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(codings: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in codings {
+            h.append(
+                http::header::CONTENT_ENCODING,
+                http::HeaderValue::from_str(c).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_identity_coding_is_accepted() {
+        assert_eq!(content_encoding(&headers(&[])), Ok(()));
+        assert_eq!(content_encoding(&headers(&["identity"])), Ok(()));
+        assert_eq!(content_encoding(&headers(&["Identity", ""])), Ok(()));
+        for bad in [
+            &["gzip"][..],
+            &["identity, br"],
+            &["identity", "deflate"],
+            &["x-gzip"],
+        ] {
+            let err = content_encoding(&headers(bad)).unwrap_err();
+            assert_eq!(err.rule(), "content-encoding");
+            assert_eq!(err.status(), http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        }
+    }
 }

@@ -55,7 +55,7 @@
 //! | slow headers (slowloris: one byte every 100 ms) | closed after `limits.header_read_timeout_ms` | `slow_headers_are_cut_off` (case [`slow_headers`]) (a stalled head: `gateway.rs`: `a_stalled_request_head_is_closed_after_the_header_timeout`) |
 //! | slow body (one byte every 50 ms) | 408 `limits.body_read_timeout_ms`, closed | `a_slow_body_is_cut_off` (case [`slow_body`]) (a stalled body: `gateway.rs`: `a_stalled_body_is_refused_after_the_body_timeout`) |
 //! | a chunked body that never ends | 408 `limits.body_read_timeout_ms`, closed | `an_endless_chunked_body_is_cut_off` (case [`endless_chunked_body`]) |
-//! | `Content-Encoding: gzip` | 400 `encoding` (the header is not interpreted; gzip bytes are not UTF-8) | `gzip_content_encoding_is_refused_as_not_utf8` (case [`gzip_content_encoding`]) |
+//! | `Content-Encoding: gzip` (gzip bytes, or a plain body that says so), `identity, deflate` | 415 `content-encoding`, never decompressed | `compressed_bodies_are_refused_not_decompressed` (case [`gzip_content_encoding`]) |
 
 mod common;
 
@@ -938,21 +938,29 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The gateway does not interpret `Content-Encoding`: gzip bytes are parsed as they are and
-/// refused as not UTF-8 — a clean refusal, never a decompression (no zip bomb can expand).
+/// The gateway never decompresses (no zip bomb can expand past the body limit): a body with a
+/// content coding other than identity is refused with 415 and the rule `content-encoding`,
+/// whether it really is gzip or only says so.
 fn gzip_content_encoding(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
     Box::pin(async move {
         t.up.take();
-        let body = gzip(&request_fixture(Operation::GetAccount, Soap12, &t.p));
-        let resp = post_soap_with(
-            t.addr,
-            Soap12,
-            action(),
-            &[("Content-Encoding", "gzip")],
-            &body,
-        )
-        .await;
-        assert_invalid(&resp, 400, "/", "encoding");
+        let plain = request_fixture(Operation::GetAccount, Soap12, &t.p);
+        for (coding, body) in [
+            ("gzip", gzip(&plain)),
+            ("gzip", plain.clone()),
+            ("identity, deflate", plain.clone()),
+        ] {
+            let resp = post_soap_with(
+                t.addr,
+                Soap12,
+                action(),
+                &[("Content-Encoding", coding)],
+                &body,
+            )
+            .await;
+            let f = assert_invalid(&resp, 415, "/", "content-encoding");
+            assert!(f.reason.contains("send the envelope uncompressed"), "{f:?}");
+        }
         assert_untouched(t);
     })
 }
@@ -1069,7 +1077,7 @@ async fn an_endless_chunked_body_is_cut_off() {
 }
 
 #[tokio::test]
-async fn gzip_content_encoding_is_refused_as_not_utf8() {
+async fn compressed_bodies_are_refused_not_decompressed() {
     run(gzip_content_encoding).await;
 }
 
