@@ -57,11 +57,11 @@ impl PartnerDefaults {
     /// Reads the JSON stored at onboarding: `{"VOICEMAIL": {"MaxMessageSeconds": 120, …}, …}`,
     /// setting names as the schema's element names. Invalid entries are skipped with a warning
     /// (they were validated when stored: see [`validate_defaults`]).
-    pub fn from_json(value: Option<&serde_json::Value>) -> PartnerDefaults {
+    pub fn from_json(partner: &str, value: Option<&serde_json::Value>) -> PartnerDefaults {
         match value.map(parse_defaults) {
             Some(Ok(d)) => d,
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "ignoring the partner's feature defaults");
+                tracing::warn!(partner, error = %e, "ignoring the partner's feature defaults");
                 PartnerDefaults::default()
             }
             None => PartnerDefaults::default(),

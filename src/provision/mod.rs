@@ -117,7 +117,7 @@ impl Provisioning {
             .partners
             .get(partner)
             .and_then(|p| p.feature_defaults.clone());
-        let defaults = features::PartnerDefaults::from_json(defaults.as_ref());
+        let defaults = features::PartnerDefaults::from_json(partner, defaults.as_ref());
         let op = request.operation();
         let request_id = request_id_of(request);
         match request {
