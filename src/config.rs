@@ -474,7 +474,15 @@ impl Config {
                     .parse()
                     .map_err(|_| "expected true or false".to_string())?
             }
-            "log_flush_ms" => self.log_flush = ms(value)?,
+            // 0 is allowed here: every log line written at once.
+            "log_flush_ms" => {
+                self.log_flush = Duration::from_millis(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| "expected milliseconds (0: unbuffered)".to_string())?,
+                )
+            }
             "refresh_interval_ms" => self.refresh_interval = ms(value)?,
             "trusted_proxies" => {
                 self.trusted_proxies = value
@@ -647,6 +655,17 @@ mod tests {
         ]);
         let err = Config::from_sources(&[&bad]).expect_err("invalid");
         assert_eq!(err.0.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn log_flush_zero_means_unbuffered() {
+        let c = Config::from_sources(&[]).expect("defaults");
+        assert_eq!(c.log_flush, Duration::from_millis(100));
+        let file = TomlFile::parse("log_flush_ms = 0\n").expect("toml");
+        let c = Config::from_sources(&[&file]).expect("0 is allowed");
+        assert!(c.log_flush.is_zero());
+        let err = Config::from_sources(&[&map(&[("log_flush_ms", "-1")])]).expect_err("negative");
+        assert!(err.to_string().contains("log_flush_ms"), "{err}");
     }
 
     #[test]

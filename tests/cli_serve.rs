@@ -440,6 +440,27 @@ async fn serve_forwards_a_call_and_stops_on_sigterm() {
     assert_eq!(resp.status, 500);
     assert_eq!(up.count(), 0);
 
+    // Access lines are buffered (log_flush_ms, default 100 ms) but reach the log file while
+    // the server runs, without colour codes (stderr is a file here, not a terminal).
+    let access_lines = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("partnergate::access"))
+            .count()
+    };
+    let start = std::time::Instant::now();
+    while access_lines(&server.stderr()) < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "access lines not written: {}",
+            server.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !server.stderr().contains('\x1b'),
+        "colour codes in a log file"
+    );
+
     server.terminate();
     let status = server
         .exit_within(Duration::from_secs(5))
@@ -459,5 +480,10 @@ async fn serve_forwards_a_call_and_stops_on_sigterm() {
         "part of the API key was logged"
     );
     assert!(stderr.contains("listening"), "{stderr}");
+    assert!(
+        stderr.contains("shutting down"),
+        "lines buffered at shutdown are written: {stderr}"
+    );
+    assert_eq!(access_lines(&stderr), 3, "{stderr}");
     assert!(db.0.exists());
 }
