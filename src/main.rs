@@ -790,6 +790,7 @@ fn serve(command: Command) -> ExitCode {
         }
     };
     let (code, closing) = runtime.block_on(async move {
+        let signals = Signals::install();
         let running = match partnergate::app::start(config).await {
             Ok(r) => r,
             Err(e) => {
@@ -798,7 +799,7 @@ fn serve(command: Command) -> ExitCode {
                 return (ExitCode::FAILURE, None);
             }
         };
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = running.shutdown.send(true);
         let _ = running.done.await;
@@ -872,6 +873,7 @@ fn upstream(command: Command) -> ExitCode {
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
     let (code, closing) = runtime.block_on(async move {
+        let signals = Signals::install();
         let trust = partnergate::provision::standalone::GatewayTrust {
             allowed,
             secret: gateway_secret,
@@ -887,7 +889,7 @@ fn upstream(command: Command) -> ExitCode {
             Ok(r) => r,
             Err(e) => return (fail(e.to_string()), None),
         };
-        wait_for_signal().await;
+        signals.wait().await;
         let _ = running.shutdown.send(true);
         let _ = running.done.await;
         (ExitCode::SUCCESS, Some(running.closing))
@@ -897,17 +899,38 @@ fn upstream(command: Command) -> ExitCode {
     code
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+/// SIGINT and SIGTERM, caught from before start-up (opening and migrating the database), so
+/// that a signal during start-up ends in a clean shutdown once started, not in the default
+/// action killing the process half-way.
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers (inside the runtime).
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Until either signal arrives (at once if one arrived already). A handler that could not
+    /// be installed leaves that signal's default action.
+    async fn wait(mut self) {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(_) => {
-            let _ = ctrl_c.await;
+        tokio::select! {
+            _ = one(&mut self.interrupt) => {}
+            _ = one(&mut self.terminate) => {}
         }
     }
 }
