@@ -195,6 +195,7 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
         Arc::clone(&stats),
         store.clone(),
         config.stats_flush_interval,
+        config.stats_retention,
         shutdown_rx.clone(),
     ));
     // No upstream URL: the reference partner API layer runs in process, on the same database.

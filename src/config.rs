@@ -46,6 +46,8 @@ pub struct Config {
     pub soap11_status: crate::fault::Soap11Status,
     /// How often usage statistics are added to the database (`stats.flush_interval_ms`).
     pub stats_flush_interval: Duration,
+    /// How long per-minute usage rows are kept (`stats.retention_days`; zero: for ever).
+    pub stats_retention: Duration,
     /// Peers allowed to read `GET /metrics` on the partner listener (`metrics.allow`).
     pub metrics_allow: Vec<IpNet>,
     /// The callback direction (`callback.*`).
@@ -216,6 +218,7 @@ impl Default for Config {
             log_flush: Duration::from_millis(100),
             soap11_status: crate::fault::Soap11Status::default(),
             stats_flush_interval: Duration::from_secs(5),
+            stats_retention: Duration::from_secs(90 * 86_400),
             callback: crate::callback::CallbackConfig::default(),
             admin: AdminConfig::default(),
             metrics_allow: vec![
@@ -273,6 +276,7 @@ pub const KEYS: &[&str] = &[
     "trusted_proxies",
     "faults.soap11_status",
     "stats.flush_interval_ms",
+    "stats.retention_days",
     "callback.allowed_callers",
     "callback.allow_http",
     "callback.connect_timeout_ms",
@@ -493,6 +497,16 @@ impl Config {
                     .collect::<Result<_, _>>()?;
             }
             "stats.flush_interval_ms" => self.stats_flush_interval = ms(value)?,
+            "stats.retention_days" => {
+                let days: u64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| "expected whole days (0: keep for ever)".to_string())?;
+                if days > 36_500 {
+                    return Err("at most 36500 days (0: keep for ever)".into());
+                }
+                self.stats_retention = Duration::from_secs(days * 86_400);
+            }
             "callback.allowed_callers" => {
                 self.callback.allowed_callers = value
                     .split(',')
@@ -655,6 +669,19 @@ mod tests {
         ]);
         let err = Config::from_sources(&[&bad]).expect_err("invalid");
         assert_eq!(err.0.len(), 3, "{err}");
+    }
+
+    #[test]
+    fn stats_retention_in_days_zero_keeps_for_ever() {
+        let c = Config::from_sources(&[]).expect("defaults");
+        assert_eq!(c.stats_retention, Duration::from_secs(90 * 86_400));
+        let c = Config::from_sources(&[&map(&[("stats.retention_days", "0")])]).expect("0");
+        assert!(c.stats_retention.is_zero());
+        for bad in ["-1", "1.5", "36501"] {
+            let err =
+                Config::from_sources(&[&map(&[("stats.retention_days", bad)])]).expect_err(bad);
+            assert!(err.to_string().contains("stats.retention_days"), "{err}");
+        }
     }
 
     #[test]

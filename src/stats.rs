@@ -417,6 +417,20 @@ impl Stats {
     }
 }
 
+/// How often old usage rows are deleted.
+pub const PRUNE_EVERY_SECS: i64 = 3600;
+
+/// The cut-off (unix seconds) when old usage rows are due to be deleted: at the first flush and
+/// then hourly; never with a zero retention (keep for ever).
+fn prune_due(now: i64, retention: Duration, last: &mut Option<i64>) -> Option<i64> {
+    if retention.is_zero() || last.is_some_and(|t| now - t < PRUNE_EVERY_SECS) {
+        return None;
+    }
+    *last = Some(now);
+    let keep = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+    Some(now.saturating_sub(keep))
+}
+
 fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -428,10 +442,12 @@ pub async fn run_flusher(
     stats: Arc<Stats>,
     store: Store,
     every: Duration,
+    retention: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune: Option<i64> = None;
     loop {
         let stop = tokio::select! {
             _ = tick.tick() => false,
@@ -446,6 +462,15 @@ pub async fn run_flusher(
         }
         if stop || *shutdown.borrow() {
             return;
+        }
+        if let Some(before) = prune_due(now, retention, &mut last_prune) {
+            let st = store.clone();
+            match tokio::task::spawn_blocking(move || st.prune_usage(before)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(rows)) => tracing::info!(rows, before, "old usage statistics deleted"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "deleting old usage statistics failed"),
+                Err(e) => tracing::warn!(error = %e, "deleting old usage statistics failed"),
+            }
         }
     }
 }
@@ -464,6 +489,24 @@ mod tests {
             stages: StageTimes::default(),
             key_id: Some(7),
         }
+    }
+
+    #[test]
+    fn old_rows_are_pruned_at_the_first_flush_then_hourly_and_never_with_zero_retention() {
+        let day = Duration::from_secs(86_400);
+        let mut last = None;
+        assert_eq!(
+            prune_due(1_000_000, day, &mut last),
+            Some(1_000_000 - 86_400)
+        );
+        assert_eq!(prune_due(1_000_000 + 3_599, day, &mut last), None);
+        assert_eq!(
+            prune_due(1_000_000 + 3_600, day, &mut last),
+            Some(1_000_000 + 3_600 - 86_400)
+        );
+        let mut never = None;
+        assert_eq!(prune_due(1_000_000, Duration::ZERO, &mut never), None);
+        assert_eq!(never, None);
     }
 
     #[test]

@@ -184,6 +184,7 @@ both_backends!(
     refresher_picks_up_a_change_from_another_handle,
     refresher_keeps_the_snapshot_when_loading_fails,
     dashboard_reads_keys_and_usage_buckets,
+    usage_older_than_the_cut_off_is_pruned,
     closing_waits_for_every_handle_and_the_pool,
 );
 
@@ -522,6 +523,42 @@ fn revoke_removes_the_key_and_bumps_the_revision(db: &Db) {
 
 /// The dashboard's two reads: every partner's key metadata in one query, and usage buckets
 /// filtered by time, partner and operation, oldest first.
+fn usage_older_than_the_cut_off_is_pruned(db: &Db) {
+    let store = db.open();
+    let delta = |at: i64, op: &str| partnergate::store::UsageDelta {
+        bucket_start: at,
+        partner_id: "PARTNER-0001".to_owned(),
+        operation: op.to_owned(),
+        outcome: "ok".to_owned(),
+        count: 1,
+        total_micros: 500,
+        latency: {
+            let mut c = partnergate::latency::Counts::default();
+            c.record(500);
+            c.record(5_000);
+            c
+        },
+    };
+    store
+        .add_usage(
+            &[
+                delta(60, "GetAccount"),
+                delta(120, "GetAccount"),
+                delta(120, "CreateAccount"),
+                delta(180, "GetAccount"),
+            ],
+            &[],
+        )
+        .unwrap();
+    // Minutes starting before 180 go: 3 usage_stats rows and their 2 latency rows each.
+    assert_eq!(store.prune_usage(180).unwrap(), 3 + 3 * 2);
+    let rows = store.usage_rows(0, None, None).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].bucket_start, 180);
+    assert_eq!(rows[0].latency.stored().count(), 2, "its buckets stay");
+    assert_eq!(store.prune_usage(180).unwrap(), 0, "nothing left to delete");
+}
+
 fn dashboard_reads_keys_and_usage_buckets(db: &Db) {
     let store = db.open();
     let a = store.create_partner(partner("Acme"), &known()).unwrap();

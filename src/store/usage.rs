@@ -164,6 +164,23 @@ impl Store {
         })
     }
 
+    /// Deletes the usage rows (counts and latency buckets) of minutes starting before `before`
+    /// (unix seconds), in one transaction; returns how many rows went. Both tables' keys start
+    /// with `bucket_start`, so this is a range delete on the primary key. Safe to run on every
+    /// node at once (deleting what another node deleted deletes nothing).
+    pub fn prune_usage(&self, before: i64) -> Result<usize, StoreError> {
+        let mut conn = self.connection()?;
+        conn.transaction(|c: &mut r2d2::PooledConnection<super::conn::Manager>| {
+            let stats =
+                diesel::delete(usage_stats::table.filter(usage_stats::bucket_start.lt(before)))
+                    .execute(c)?;
+            let latency =
+                diesel::delete(usage_latency::table.filter(usage_latency::bucket_start.lt(before)))
+                    .execute(c)?;
+            Ok::<_, StoreError>(stats + latency)
+        })
+    }
+
     /// Totals per partner × operation × outcome over buckets starting at or after `since`
     /// (unix seconds), optionally for one partner, most calls first.
     pub fn usage(&self, since: i64, partner: Option<&str>) -> Result<Vec<UsageTotal>, StoreError> {
