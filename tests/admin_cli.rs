@@ -21,22 +21,12 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 use partnergate::secret::{self, KeyKind};
 use partnergate::store::{PartnerEntry, PartnerStatus, Rate, Store};
-use rand::RngCore;
 use serde_json::Value;
 
-const PG_ENV: &str = "PARTNERGATE_TEST_POSTGRES_URL";
 /// The `USER` the CLI runs as: the audit actor is `cli:tester`.
 const USER: &str = "tester";
-
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn now() -> i64 {
     i64::try_from(
@@ -60,87 +50,18 @@ fn temp_file(tag: &str, ext: &str) -> PathBuf {
 
 // === test databases ===
 
-/// One test's database; removed (file) or dropped (PostgreSQL database) on drop.
-enum Db {
-    Sqlite {
-        path: PathBuf,
-    },
-    Postgres {
-        admin_url: String,
-        name: String,
-        url: String,
-    },
-}
+#[path = "common/db.rs"]
+mod db;
+use db::{random_hex, Db};
 
 impl Db {
     fn sqlite() -> Db {
-        Db::Sqlite {
-            path: temp_file("db", "db"),
-        }
+        Db::sqlite_tagged("admin-db")
     }
 
     fn postgres() -> Db {
-        let admin_url = std::env::var(PG_ENV).unwrap_or_else(|_| {
-            panic!("{PG_ENV} is not set: run tests/run.sh (it starts a throwaway PostgreSQL)")
-        });
-        let name = format!("pg_admin_{}", random_hex(8));
-        let mut admin = PgConnection::establish(&admin_url)
-            .unwrap_or_else(|e| panic!("{PG_ENV}: cannot connect: {e}"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let url = with_database(&admin_url, &name);
-        Db::Postgres {
-            admin_url,
-            name,
-            url,
-        }
+        Db::postgres_tagged("admin")
     }
-
-    fn url(&self) -> String {
-        match self {
-            Db::Sqlite { path } => path.display().to_string(),
-            Db::Postgres { url, .. } => url.clone(),
-        }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        match self {
-            Db::Sqlite { path } => {
-                for suffix in ["", "-wal", "-shm", "-journal"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-            Db::Postgres {
-                admin_url, name, ..
-            } => {
-                if let Ok(mut admin) = PgConnection::establish(admin_url) {
-                    let _ = admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-                }
-            }
-        }
-    }
-}
-
-/// `admin_url` with its database name replaced by `name` (query parameters kept).
-fn with_database(admin_url: &str, name: &str) -> String {
-    let (scheme, rest) = admin_url.split_once("://").expect("a postgres:// URL");
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    let authority = before_query.split('/').next().unwrap();
-    let mut url = format!("{scheme}://{authority}/{name}");
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(q);
-    }
-    url
 }
 
 /// Runs each case once on SQLite and once on PostgreSQL: `<name>::sqlite`, `<name>::postgres`.

@@ -12,8 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,71 +24,27 @@ use partnergate::store::{
     run_refresher, Backend, NewPartner, PartnerStatus, PoolUse, Rate, Snapshot, SnapshotCell,
     Store, StoreError,
 };
-use rand::RngCore;
-
-const PG_ENV: &str = "PARTNERGATE_TEST_POSTGRES_URL";
 
 fn known() -> Vec<&'static str> {
     Operation::ALL.map(|o| o.permission()).to_vec()
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 // === test databases ===
 
-/// One test's database; removed (file) or dropped (PostgreSQL database) on drop.
-enum Db {
-    Sqlite {
-        path: PathBuf,
-    },
-    Postgres {
-        admin_url: String,
-        name: String,
-        url: String,
-    },
-}
+#[path = "common/db.rs"]
+#[allow(dead_code, reason = "shared with tests/admin_cli.rs")]
+mod db;
+use db::{random_hex, with_database, Db, PG_ENV};
 
 impl Db {
     fn sqlite() -> Db {
         logs();
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "partnergate-store-{}-{}-{}.db",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            random_hex(4)
-        ));
-        Db::Sqlite { path }
+        Db::sqlite_tagged("store")
     }
 
     fn postgres() -> Db {
         logs();
-        let admin_url = std::env::var(PG_ENV).unwrap_or_else(|_| {
-            panic!("{PG_ENV} is not set: run tests/run.sh (it starts a throwaway PostgreSQL)")
-        });
-        let name = format!("pg_test_{}", random_hex(8));
-        let mut admin = PgConnection::establish(&admin_url)
-            .unwrap_or_else(|e| panic!("{PG_ENV}: cannot connect: {e}"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let url = with_database(&admin_url, &name);
-        Db::Postgres {
-            admin_url,
-            name,
-            url,
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Db::Sqlite { path } => path.display().to_string(),
-            Db::Postgres { url, .. } => url.clone(),
-        }
+        Db::postgres_tagged("test")
     }
 
     fn backend(&self) -> Backend {
@@ -116,44 +71,6 @@ impl Db {
                 .unwrap(),
         }
     }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        match self {
-            Db::Sqlite { path } => {
-                for suffix in ["", "-wal", "-shm", "-journal"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-            Db::Postgres {
-                admin_url, name, ..
-            } => {
-                if let Ok(mut admin) = PgConnection::establish(admin_url) {
-                    let _ = admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-                }
-            }
-        }
-    }
-}
-
-/// `admin_url` with its database name replaced by `name` (query parameters kept).
-fn with_database(admin_url: &str, name: &str) -> String {
-    let (scheme, rest) = admin_url.split_once("://").expect("a postgres:// URL");
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    let authority = before_query.split('/').next().unwrap();
-    let mut url = format!("{scheme}://{authority}/{name}");
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(q);
-    }
-    url
 }
 
 /// Runs each body once on SQLite and once on PostgreSQL: `<name>::sqlite`, `<name>::postgres`.
