@@ -260,6 +260,40 @@ impl<'a> Text<'a> {
     }
 }
 
+/// Whether the namespace declaration `key` (`xmlns` or `xmlns:p`) declares `prefix` (empty: the
+/// default namespace).
+fn declares(key: &[u8], prefix: &[u8]) -> bool {
+    match key.strip_prefix(b"xmlns") {
+        Some([]) => prefix.is_empty(),
+        Some([b':', rest @ ..]) => !prefix.is_empty() && rest == prefix,
+        _ => false,
+    }
+}
+
+/// `="value"` with a raw attribute value: in quotes it cannot contain (a value taken from a
+/// `'…'` attribute may hold `"` but not `'`).
+fn push_raw_value(tag: &mut Vec<u8>, value: &[u8]) {
+    let quote = if value.contains(&b'"') { b'\'' } else { b'"' };
+    tag.push(b'=');
+    tag.push(quote);
+    tag.extend_from_slice(value);
+    tag.push(quote);
+}
+
+/// A text piece as a string. Without a CR there are no line ends to normalize (XML 1.0 §2.11),
+/// so the bytes are the text, borrowed from the input; with one, quick-xml normalizes them.
+/// (`xml10_content` on every piece — whitespace between elements included — was 3 % of a
+/// request: encoding dispatch and normalization for a few bytes.)
+fn text_piece(t: BytesText<'_>) -> Option<Cow<'_, str>> {
+    if memchr::memchr(b'\r', &t).is_some() {
+        return t.xml10_content().ok();
+    }
+    match t.into_inner() {
+        Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
+        Cow::Owned(v) => String::from_utf8(v).ok().map(Cow::Owned),
+    }
+}
+
 /// `text.contains("]]>")`: `>` is rare in values, so a SIMD search for it (memchr) and a look
 /// at the two bytes before each one replaces a substring search over every value.
 fn contains_cdata_end(text: &str) -> bool {
@@ -833,38 +867,47 @@ impl<'a> StrictReader<'a> {
             // code's own namespace resolver sees them (declarations on the element win), and
             // leave out the SOAP header attributes of a header block (only namespace
             // declarations remain: everything else was refused above).
-            // One buffer, sized for everything pushed below (no regrowth per attribute).
+            // The start tag is written into one buffer sized up front, values as they stand in
+            // the input (raw: quick-xml's resolvers compare raw values, so escaping them again
+            // would change the namespace the generated code sees).
             let qname = start.name();
-            let name = String::from_utf8_lossy(qname.as_ref());
-            let extra: usize = self
-                .inherited
-                .iter()
-                .map(|(p, ns)| p.len() + ns.len() + 10)
-                .sum();
-            let mut content = String::with_capacity(name.len() + extra + start.len());
-            content.push_str(&name);
-            let mut owned = BytesStart::from_content(content, name.len());
-            let mut key = Vec::with_capacity(64);
+            let own: Vec<_> = start
+                .attributes()
+                .flatten()
+                .filter(|a| a.key.as_namespace_binding().is_some())
+                .collect();
+            let size = qname.as_ref().len()
+                + self
+                    .inherited
+                    .iter()
+                    .map(|(p, ns)| p.len() + ns.len() + 10)
+                    .sum::<usize>()
+                + own
+                    .iter()
+                    .map(|a| a.key.as_ref().len() + a.value.len() + 4)
+                    .sum::<usize>();
+            let mut tag = Vec::with_capacity(size);
+            tag.extend_from_slice(qname.as_ref());
             for (prefix, ns) in self.inherited {
-                key.clear();
-                key.extend_from_slice(b"xmlns");
-                if !prefix.is_empty() {
-                    key.push(b':');
-                    key.extend_from_slice(prefix);
-                }
-                let redeclared = start
-                    .attributes()
-                    .flatten()
-                    .any(|a| a.key.as_ref() == key.as_slice());
-                if !redeclared {
-                    owned.push_attribute((key.as_slice(), ns.as_ref()));
+                if !own.iter().any(|a| declares(a.key.as_ref(), prefix)) {
+                    tag.extend_from_slice(b" xmlns");
+                    if !prefix.is_empty() {
+                        tag.push(b':');
+                        tag.extend_from_slice(prefix);
+                    }
+                    push_raw_value(&mut tag, ns);
                 }
             }
-            for attr in start.attributes().flatten() {
-                if attr.key.as_namespace_binding().is_some() {
-                    owned.push_attribute(attr);
-                }
+            for attr in &own {
+                tag.push(b' ');
+                tag.extend_from_slice(attr.key.as_ref());
+                push_raw_value(&mut tag, &attr.value);
             }
+            let name_len = qname.as_ref().len();
+            let Ok(tag) = String::from_utf8(tag) else {
+                return Err(self.violate(Rule::InvalidCharacter, "not valid UTF-8"));
+            };
+            let owned = BytesStart::from_content(tag, name_len);
             if empty {
                 Event::Empty(owned)
             } else {
@@ -976,11 +1019,8 @@ impl<'a> StrictReader<'a> {
                     });
                 }
                 Event::Text(t) => {
-                    let piece = match t.xml10_content() {
-                        Ok(p) => p,
-                        Err(_) => {
-                            return Err(self.violate(Rule::InvalidCharacter, "not valid UTF-8"))
-                        }
+                    let Some(piece) = text_piece(t) else {
+                        return Err(self.violate(Rule::InvalidCharacter, "not valid UTF-8"));
                     };
                     match &mut self.text {
                         Text::None if memchr::memchr2(b'&', b'<', piece.as_bytes()).is_none() => {

@@ -634,3 +634,37 @@ fn cdata_end_is_found_like_a_substring_search() {
         assert_eq!(contains_cdata_end(s), s.contains("]]>"), "{s:?}");
     }
 }
+
+#[test]
+fn redeclared_bindings_keep_raw_values_and_the_elements_own_win() {
+    assert!(declares(b"xmlns", b""));
+    assert!(declares(b"xmlns:cmn", b"cmn"));
+    assert!(!declares(b"xmlns:cmn", b""));
+    assert!(!declares(b"xmlns", b"cmn"));
+    assert!(!declares(b"xmlns:cmnx", b"cmn"));
+    assert!(!declares(b"xmlnsx", b""));
+    let mut tag = Vec::new();
+    push_raw_value(&mut tag, b"urn:a&amp;b");
+    assert_eq!(tag, b"=\"urn:a&amp;b\"");
+    tag.clear();
+    push_raw_value(&mut tag, b"urn:\"q\"");
+    assert_eq!(tag, b"='urn:\"q\"'");
+    // The body element declares the default namespace itself and inherits cmn from the
+    // envelope: both reach the generated code.
+    let body = create_with(
+        "<acc:CreateAccount>",
+        "<CreateAccount xmlns=\"urn:partnergate:partner:accounts:v1\">",
+    )
+    .replace("</acc:CreateAccount>", "</CreateAccount>")
+    .replace("<acc:", "<")
+    .replace("</acc:", "</");
+    decode_body(&body).expect("default namespace on the body element");
+}
+
+#[test]
+fn text_pieces_are_borrowed_unless_a_cr_needs_normalizing() {
+    let t = BytesText::from_escaped("a b");
+    assert!(matches!(text_piece(t), Some(Cow::Borrowed("a b"))));
+    let t = BytesText::from_escaped("a\r\nb\rc");
+    assert_eq!(text_piece(t).as_deref(), Some("a\nb\nc"));
+}
