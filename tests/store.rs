@@ -102,6 +102,7 @@ both_backends!(
     refresher_keeps_the_snapshot_when_loading_fails,
     dashboard_reads_keys_and_usage_buckets,
     usage_older_than_the_cut_off_is_pruned,
+    usage_counts_and_buckets_are_read_from_one_snapshot,
     closing_waits_for_every_handle_and_the_pool,
 );
 
@@ -440,6 +441,50 @@ fn revoke_removes_the_key_and_bumps_the_revision(db: &Db) {
 
 /// The dashboard's two reads: every partner's key metadata in one query, and usage buckets
 /// filtered by time, partner and operation, oldest first.
+/// A flush (one transaction adding to both usage tables) racing a dashboard read: every row read
+/// must have exactly as many calls in its latency buckets as its count. Reading the two tables
+/// with a snapshot each (PostgreSQL's read committed, or SQLite outside a transaction) lets a
+/// flush land between them.
+fn usage_counts_and_buckets_are_read_from_one_snapshot(db: &Db) {
+    let store = db.open();
+    let writer_store = db.open();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            for i in 0..300 {
+                let mut latency = partnergate::latency::Counts::default();
+                latency.record(100 + i);
+                let delta = partnergate::store::UsageDelta {
+                    bucket_start: 600,
+                    partner_id: "PARTNER-0001".to_owned(),
+                    operation: "GetAccount".to_owned(),
+                    outcome: "ok".to_owned(),
+                    count: 1,
+                    total_micros: 100,
+                    latency,
+                };
+                writer_store.add_usage(&[delta], &[]).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let mut reads = 0;
+    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+        for row in store.usage_rows(0, None, None).unwrap() {
+            let in_buckets: u64 = row.latency.stored().map(|(_, n)| n).sum();
+            assert_eq!(
+                in_buckets,
+                u64::try_from(row.count).unwrap(),
+                "counts and buckets from different moments"
+            );
+        }
+        reads += 1;
+    }
+    writer.join().unwrap();
+    assert!(reads > 5, "the reads did not overlap the writes ({reads})");
+}
+
 fn usage_older_than_the_cut_off_is_pruned(db: &Db) {
     let store = db.open();
     let delta = |at: i64, op: &str| partnergate::store::UsageDelta {

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
@@ -184,23 +185,7 @@ impl Store {
     /// Totals per partner × operation × outcome over buckets starting at or after `since`
     /// (unix seconds), optionally for one partner, most calls first.
     pub fn usage(&self, since: i64, partner: Option<&str>) -> Result<Vec<UsageTotal>, StoreError> {
-        let mut conn = self.connection()?;
-        let mut query = usage_stats::table
-            .filter(usage_stats::bucket_start.ge(since))
-            .into_boxed();
-        if let Some(p) = partner {
-            query = query.filter(usage_stats::partner_id.eq(p.to_string()));
-        }
-        let rows: Vec<(String, String, String, i64, i64)> = query
-            .select((
-                usage_stats::partner_id,
-                usage_stats::operation,
-                usage_stats::outcome,
-                usage_stats::count,
-                usage_stats::total_micros,
-            ))
-            .load(&mut *conn)?;
-        let latency = latency_rows(&mut conn, since, partner, None)?;
+        let (rows, latency) = self.read_snapshot(|c| usage_totals_in(c, since, partner))?;
         let mut totals: BTreeMap<(String, String, String), (i64, i64, Counts)> = BTreeMap::new();
         for (p, o, out, n, us) in rows {
             let e = totals.entry((p, o, out)).or_default();
@@ -235,14 +220,42 @@ impl Store {
     }
 
     /// The stored buckets starting at or after `since` (unix seconds), oldest first, optionally
-    /// for one partner and one operation.
+    /// for one partner and one operation. Counts and latency buckets are read in one read
+    /// transaction with one snapshot, so a flush landing in between cannot make them disagree.
     pub fn usage_rows(
         &self,
         since: i64,
         partner: Option<&str>,
         operation: Option<&str>,
     ) -> Result<Vec<UsageRow>, StoreError> {
+        self.read_snapshot(|c| usage_rows_in(c, since, partner, operation))
+    }
+
+    /// Runs `f` in one read transaction with one snapshot for all its queries (SQLite's read
+    /// transaction is one; PostgreSQL's default, read committed, takes one per statement).
+    fn read_snapshot<T>(
+        &self,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.connection()?;
+        let is_pg = matches!(&*conn, AnyConnection::Postgresql(_));
+        conn.transaction(|c: &mut r2d2::PooledConnection<super::conn::Manager>| {
+            if is_pg {
+                c.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            }
+            f(c)
+        })
+    }
+}
+
+/// [`Store::usage_rows`] inside its transaction.
+fn usage_rows_in(
+    conn: &mut AnyConnection,
+    since: i64,
+    partner: Option<&str>,
+    operation: Option<&str>,
+) -> Result<Vec<UsageRow>, StoreError> {
+    {
         let mut query = usage_stats::table
             .filter(usage_stats::bucket_start.ge(since))
             .into_boxed();
@@ -262,8 +275,8 @@ impl Store {
                 usage_stats::total_micros,
             ))
             .order(usage_stats::bucket_start)
-            .load(&mut *conn)?;
-        let mut latency = latency_rows(&mut conn, since, partner, operation)?;
+            .load(conn)?;
+        let mut latency = latency_rows(conn, since, partner, operation)?;
         Ok(rows
             .into_iter()
             .map(
@@ -328,4 +341,30 @@ fn latency_rows(
             );
     }
     Ok(out)
+}
+
+/// The usage_stats rows and latency buckets [`Store::usage`] adds up, inside its transaction.
+#[allow(clippy::type_complexity, reason = "rows as Diesel loads them")]
+fn usage_totals_in(
+    conn: &mut AnyConnection,
+    since: i64,
+    partner: Option<&str>,
+) -> Result<(Vec<(String, String, String, i64, i64)>, LatencyMap), StoreError> {
+    let mut query = usage_stats::table
+        .filter(usage_stats::bucket_start.ge(since))
+        .into_boxed();
+    if let Some(p) = partner {
+        query = query.filter(usage_stats::partner_id.eq(p.to_string()));
+    }
+    let rows: Vec<(String, String, String, i64, i64)> = query
+        .select((
+            usage_stats::partner_id,
+            usage_stats::operation,
+            usage_stats::outcome,
+            usage_stats::count,
+            usage_stats::total_micros,
+        ))
+        .load(conn)?;
+    let latency = latency_rows(conn, since, partner, None)?;
+    Ok((rows, latency))
 }
