@@ -399,34 +399,12 @@ fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     })
 }
 
-/// `%XX` escapes and `+` in a query value.
+/// `%XX` escapes and `+` in a query value (the dashboard's form decoder).
 fn percent_decode(s: &str) -> Result<String, AdminError> {
-    let bad = || AdminError::Invalid {
+    super::dashboard::form::decode(s).ok_or_else(|| AdminError::Invalid {
         field: "query",
         reason: format!("{s:?} is not a valid query value"),
-    };
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad())
+    })
 }
 
 impl<'a> Endpoint<'a> {

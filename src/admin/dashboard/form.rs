@@ -14,8 +14,12 @@ pub fn decode(s: &str) -> Option<String> {
     while let Some(&b) = bytes.get(i) {
         match b {
             b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Two hex digits exactly (from_str_radix alone would take "%+5").
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
                 i += 3;
             }
             b'+' => {
@@ -111,6 +115,9 @@ mod tests {
         assert!(f.has("c") && f.text("c").is_none());
         assert!(Form::parse("a=%zz").is_none());
         assert!(Form::parse("a=%ff").is_none());
+        assert!(decode("%+5").is_none(), "two hex digits, no sign");
+        assert!(decode("%4").is_none());
+        assert_eq!(decode("%41%2b").as_deref(), Some("A+"));
         assert_eq!(encode("P 1/<x>"), "P%201%2F%3Cx%3E");
     }
 
