@@ -185,18 +185,15 @@ impl Store {
     /// Totals per partner × operation × outcome over buckets starting at or after `since`
     /// (unix seconds), optionally for one partner, most calls first.
     pub fn usage(&self, since: i64, partner: Option<&str>) -> Result<Vec<UsageTotal>, StoreError> {
-        let (rows, latency) = self.read_snapshot(|c| usage_totals_in(c, since, partner))?;
+        let rows = self.read_snapshot(|c| usage_rows_in(c, since, partner, None))?;
         let mut totals: BTreeMap<(String, String, String), (i64, i64, Counts)> = BTreeMap::new();
-        for (p, o, out, n, us) in rows {
-            let e = totals.entry((p, o, out)).or_default();
-            e.0 += n;
-            e.1 += us;
-        }
-        for ((_, p, o, out), c) in latency {
-            // Histogram rows without a usage_stats row cannot be written (one transaction).
-            if let Some(e) = totals.get_mut(&(p, o, out)) {
-                e.2.add(&c);
-            }
+        for r in rows {
+            let e = totals
+                .entry((r.partner_id, r.operation, r.outcome))
+                .or_default();
+            e.0 += r.count;
+            e.1 += r.total_micros;
+            e.2.add(&r.latency);
         }
         let mut out: Vec<UsageTotal> = totals
             .into_iter()
@@ -255,53 +252,51 @@ fn usage_rows_in(
     partner: Option<&str>,
     operation: Option<&str>,
 ) -> Result<Vec<UsageRow>, StoreError> {
-    {
-        let mut query = usage_stats::table
-            .filter(usage_stats::bucket_start.ge(since))
-            .into_boxed();
-        if let Some(p) = partner {
-            query = query.filter(usage_stats::partner_id.eq(p.to_string()));
-        }
-        if let Some(o) = operation {
-            query = query.filter(usage_stats::operation.eq(o.to_string()));
-        }
-        let rows: Vec<(i64, String, String, String, i64, i64)> = query
-            .select((
-                usage_stats::bucket_start,
-                usage_stats::partner_id,
-                usage_stats::operation,
-                usage_stats::outcome,
-                usage_stats::count,
-                usage_stats::total_micros,
-            ))
-            .order(usage_stats::bucket_start)
-            .load(conn)?;
-        let mut latency = latency_rows(conn, since, partner, operation)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(bucket_start, partner_id, operation, outcome, count, total_micros)| {
-                    let latency = latency
-                        .remove(&(
-                            bucket_start,
-                            partner_id.clone(),
-                            operation.clone(),
-                            outcome.clone(),
-                        ))
-                        .unwrap_or_default();
-                    UsageRow {
-                        bucket_start,
-                        partner_id,
-                        operation,
-                        outcome,
-                        count,
-                        total_micros,
-                        latency,
-                    }
-                },
-            )
-            .collect())
+    let mut query = usage_stats::table
+        .filter(usage_stats::bucket_start.ge(since))
+        .into_boxed();
+    if let Some(p) = partner {
+        query = query.filter(usage_stats::partner_id.eq(p.to_string()));
     }
+    if let Some(o) = operation {
+        query = query.filter(usage_stats::operation.eq(o.to_string()));
+    }
+    let rows: Vec<(i64, String, String, String, i64, i64)> = query
+        .select((
+            usage_stats::bucket_start,
+            usage_stats::partner_id,
+            usage_stats::operation,
+            usage_stats::outcome,
+            usage_stats::count,
+            usage_stats::total_micros,
+        ))
+        .order(usage_stats::bucket_start)
+        .load(conn)?;
+    let mut latency = latency_rows(conn, since, partner, operation)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(bucket_start, partner_id, operation, outcome, count, total_micros)| {
+                let latency = latency
+                    .remove(&(
+                        bucket_start,
+                        partner_id.clone(),
+                        operation.clone(),
+                        outcome.clone(),
+                    ))
+                    .unwrap_or_default();
+                UsageRow {
+                    bucket_start,
+                    partner_id,
+                    operation,
+                    outcome,
+                    count,
+                    total_micros,
+                    latency,
+                }
+            },
+        )
+        .collect())
 }
 
 /// The `usage_latency` rows of buckets starting at or after `since`, optionally for one partner
@@ -341,30 +336,4 @@ fn latency_rows(
             );
     }
     Ok(out)
-}
-
-/// The usage_stats rows and latency buckets [`Store::usage`] adds up, inside its transaction.
-#[allow(clippy::type_complexity, reason = "rows as Diesel loads them")]
-fn usage_totals_in(
-    conn: &mut AnyConnection,
-    since: i64,
-    partner: Option<&str>,
-) -> Result<(Vec<(String, String, String, i64, i64)>, LatencyMap), StoreError> {
-    let mut query = usage_stats::table
-        .filter(usage_stats::bucket_start.ge(since))
-        .into_boxed();
-    if let Some(p) = partner {
-        query = query.filter(usage_stats::partner_id.eq(p.to_string()));
-    }
-    let rows: Vec<(String, String, String, i64, i64)> = query
-        .select((
-            usage_stats::partner_id,
-            usage_stats::operation,
-            usage_stats::outcome,
-            usage_stats::count,
-            usage_stats::total_micros,
-        ))
-        .load(conn)?;
-    let latency = latency_rows(conn, since, partner, None)?;
-    Ok((rows, latency))
 }
