@@ -191,7 +191,7 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
         shutdown_rx.clone(),
     ));
     let stats = Arc::new(Stats::default());
-    tokio::spawn(crate::stats::run_flusher(
+    let flusher = tokio::spawn(crate::stats::run_flusher(
         Arc::clone(&stats),
         store.clone(),
         config.stats_flush_interval,
@@ -236,7 +236,11 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
     );
     let done = tokio::spawn(async move {
         server.serve(listener, shutdown_rx, SHUTDOWN_GRACE).await;
-        // In-flight requests are done: write the last statistics.
+        // In-flight requests are done. The flusher has seen the shutdown too: let its last
+        // flush (or prune) finish first — two flushes at once could leave this one with nothing
+        // to write while the other's transaction is still open, and `done` would end before the
+        // statistics are in the database. Then write what came in after its last flush.
+        let _ = flusher.await;
         let now = crate::pipeline::unix_now();
         match tokio::task::spawn_blocking(move || stats.flush(&store, now)).await {
             Ok(Ok(rows)) => tracing::info!(rows, "statistics flushed at shutdown"),
