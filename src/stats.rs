@@ -153,7 +153,8 @@ pub struct Stats {
     shards: Vec<Mutex<HashMap<Key, Value>>>,
     total: Histogram,
     stages: [Histogram; 5],
-    key_uses: Mutex<HashMap<i64, i64>>,
+    /// Last use per key id, sharded like the counters (no process-wide lock per request).
+    key_uses: Vec<Mutex<HashMap<i64, i64>>>,
     /// Open connections (maintained by the server).
     pub open_connections: AtomicUsize,
 }
@@ -164,7 +165,7 @@ impl Default for Stats {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             total: Histogram::default(),
             stages: Default::default(),
-            key_uses: Mutex::new(HashMap::new()),
+            key_uses: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             open_connections: AtomicUsize::new(0),
         }
     }
@@ -218,7 +219,7 @@ impl Stats {
             }
         }
         if let Some(id) = r.key_id {
-            if let Ok(mut uses) = self.key_uses.lock() {
+            if let Ok(mut uses) = self.key_uses[shard_index()].lock() {
                 uses.insert(id, now);
             }
         }
@@ -295,20 +296,32 @@ impl Stats {
         }
     }
 
+    /// The latest use per key id across the shards, emptying them.
+    fn take_key_uses(&self) -> Vec<(i64, i64)> {
+        let mut latest: HashMap<i64, i64> = HashMap::new();
+        for shard in &self.key_uses {
+            if let Ok(mut m) = shard.lock() {
+                for (id, at) in m.drain() {
+                    let e = latest.entry(id).or_insert(at);
+                    *e = (*e).max(at);
+                }
+            }
+        }
+        latest.into_iter().collect()
+    }
+
     /// Writes everything not yet written (blocking; run on `spawn_blocking`).
     pub fn flush(&self, store: &Store, now: i64) -> Result<usize, StoreError> {
         let bucket = now - now.rem_euclid(BUCKET_SECS);
         let deltas = self.take_deltas(bucket);
-        let uses: Vec<(i64, i64)> = match self.key_uses.lock() {
-            Ok(mut m) => m.drain().collect(),
-            Err(_) => Vec::new(),
-        };
+        let uses = self.take_key_uses();
         match store.add_usage(&deltas, &uses) {
             Ok(()) => Ok(deltas.len()),
             Err(e) => {
                 self.give_back(&deltas);
-                if let Ok(mut m) = self.key_uses.lock() {
+                if let Ok(mut m) = self.key_uses[shard_index()].lock() {
                     for (id, at) in uses {
+                        // A use recorded since the failed flush is the later one.
                         m.entry(id).or_insert(at);
                     }
                 }
@@ -507,6 +520,27 @@ mod tests {
         let mut never = None;
         assert_eq!(prune_due(1_000_000, Duration::ZERO, &mut never), None);
         assert_eq!(never, None);
+    }
+
+    #[test]
+    fn key_uses_from_every_shard_are_taken_once_latest_first() {
+        let stats = Arc::new(Stats::default());
+        let use_key = |stats: &Stats, id: i64, at: i64| {
+            let mut r = rec("PARTNER-0001", "ok");
+            r.key_id = Some(id);
+            stats.record(r, at);
+        };
+        use_key(&stats, 7, 200);
+        use_key(&stats, 8, 150);
+        let s2 = Arc::clone(&stats);
+        // Another thread records into another shard.
+        std::thread::spawn(move || use_key(&s2, 7, 100))
+            .join()
+            .unwrap();
+        let mut uses = stats.take_key_uses();
+        uses.sort_unstable();
+        assert_eq!(uses, vec![(7, 200), (8, 150)]);
+        assert!(stats.take_key_uses().is_empty());
     }
 
     #[test]
