@@ -10,7 +10,7 @@
 //! otherwise under `-` (so an anonymous caller cannot grow the key space). The hot path takes
 //! one of [`SHARDS`] mutexes, chosen per worker thread, for a few hundred nanoseconds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -148,13 +148,22 @@ struct Value {
     flushed_latency: latency::Counts,
 }
 
+/// One thread's share of the counters (a request takes one shard's lock, nothing process-wide).
+#[derive(Default)]
+struct Shard {
+    counters: HashMap<Key, Value>,
+    /// Last use per key id.
+    key_uses: HashMap<i64, i64>,
+    /// The partner ids this shard has counted, so that counting a request clones an `Arc`
+    /// instead of allocating the id (only existing partners are counted: bounded).
+    partners: HashSet<Arc<str>>,
+}
+
 /// All counters of one gateway process.
 pub struct Stats {
-    shards: Vec<Mutex<HashMap<Key, Value>>>,
+    shards: Vec<Mutex<Shard>>,
     total: Histogram,
     stages: [Histogram; 5],
-    /// Last use per key id, sharded like the counters (no process-wide lock per request).
-    key_uses: Vec<Mutex<HashMap<i64, i64>>>,
     /// Open connections (maintained by the server).
     pub open_connections: AtomicUsize,
 }
@@ -162,10 +171,9 @@ pub struct Stats {
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             total: Histogram::default(),
             stages: Default::default(),
-            key_uses: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             open_connections: AtomicUsize::new(0),
         }
     }
@@ -199,17 +207,30 @@ pub struct Record<'a> {
 impl Stats {
     /// Counts one request.
     pub fn record(&self, r: Record<'_>, now: i64) {
-        let key = Key {
-            partner: Arc::from(r.partner.unwrap_or("-")),
-            operation: r.operation.unwrap_or("-"),
-            outcome: r.outcome,
-        };
         let micros = u64::try_from(r.total.as_micros()).unwrap_or(u64::MAX);
         if let Ok(mut shard) = self.shards[shard_index()].lock() {
-            let v = shard.entry(key).or_default();
+            let shard = &mut *shard;
+            let id = r.partner.unwrap_or("-");
+            let partner = match shard.partners.get(id) {
+                Some(p) => Arc::clone(p),
+                None => {
+                    let p: Arc<str> = Arc::from(id);
+                    shard.partners.insert(Arc::clone(&p));
+                    p
+                }
+            };
+            let key = Key {
+                partner,
+                operation: r.operation.unwrap_or("-"),
+                outcome: r.outcome,
+            };
+            let v = shard.counters.entry(key).or_default();
             v.count += 1;
             v.micros = v.micros.saturating_add(micros);
             v.latency.record(micros);
+            if let Some(id) = r.key_id {
+                shard.key_uses.insert(id, now);
+            }
         }
         self.total.observe(r.total);
         for stage in Stage::ALL {
@@ -218,19 +239,16 @@ impl Stats {
                 self.stages[stage as usize].observe(d);
             }
         }
-        if let Some(id) = r.key_id {
-            if let Ok(mut uses) = self.key_uses[shard_index()].lock() {
-                uses.insert(id, now);
-            }
-        }
     }
 
     /// The counts not yet written, marked as written (returned to the caller to write).
     fn take_deltas(&self, bucket_start: i64) -> Vec<UsageDelta> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            let Ok(mut map) = shard.lock() else { continue };
-            for (k, v) in map.iter_mut() {
+            let Ok(mut shard) = shard.lock() else {
+                continue;
+            };
+            for (k, v) in shard.counters.iter_mut() {
                 let count = v.count - v.flushed_count;
                 if count == 0 {
                     continue;
@@ -274,8 +292,10 @@ impl Stats {
             let mut left_micros = u64::try_from(d.total_micros).unwrap_or(0);
             let mut left_latency = d.latency;
             for shard in &self.shards {
-                let Ok(mut map) = shard.lock() else { continue };
-                for (k, v) in map.iter_mut() {
+                let Ok(mut shard) = shard.lock() else {
+                    continue;
+                };
+                for (k, v) in shard.counters.iter_mut() {
                     if *k.partner == *d.partner_id
                         && k.operation == d.operation
                         && k.outcome == d.outcome
@@ -299,9 +319,9 @@ impl Stats {
     /// The latest use per key id across the shards, emptying them.
     fn take_key_uses(&self) -> Vec<(i64, i64)> {
         let mut latest: HashMap<i64, i64> = HashMap::new();
-        for shard in &self.key_uses {
-            if let Ok(mut m) = shard.lock() {
-                for (id, at) in m.drain() {
+        for shard in &self.shards {
+            if let Ok(mut shard) = shard.lock() {
+                for (id, at) in shard.key_uses.drain() {
                     let e = latest.entry(id).or_insert(at);
                     *e = (*e).max(at);
                 }
@@ -319,10 +339,10 @@ impl Stats {
             Ok(()) => Ok(deltas.len()),
             Err(e) => {
                 self.give_back(&deltas);
-                if let Ok(mut m) = self.key_uses[shard_index()].lock() {
+                if let Ok(mut shard) = self.shards[shard_index()].lock() {
                     for (id, at) in uses {
                         // A use recorded since the failed flush is the later one.
-                        m.entry(id).or_insert(at);
+                        shard.key_uses.entry(id).or_insert(at);
                     }
                 }
                 Err(e)
@@ -336,8 +356,8 @@ impl Stats {
         let mut out = String::with_capacity(8 * 1024);
         let mut totals: HashMap<Key, u64> = HashMap::new();
         for shard in &self.shards {
-            let Ok(map) = shard.lock() else { continue };
-            for (k, v) in map.iter() {
+            let Ok(shard) = shard.lock() else { continue };
+            for (k, v) in shard.counters.iter() {
                 *totals.entry(k.clone()).or_default() += v.count;
             }
         }
