@@ -531,7 +531,10 @@ fn generate_types(xsd_files: &BTreeSet<PathBuf>, roots: &BTreeSet<QN>) -> syn::F
         /// Every element the contract's schemas declare, as `"namespace local-name"`, sorted.
         pub const CONTRACT_ELEMENTS: &[&str] = &[#(#names),*];
     });
-    file.items.extend(content_models(xsd_files));
+    let (models, model_roots) = read_models(xsd_files);
+    let ns_modules = namespace_modules(&file);
+    fast_decoders(&mut file, &models, &ns_modules);
+    file.items.extend(content_models(&models, &model_roots));
     check_patterns(xsd_files);
     file
 }
@@ -560,10 +563,13 @@ fn check_patterns(xsd_files: &BTreeSet<PathBuf>) {
 /// A child element of a content model: (namespace, name, type key, minOccurs, maxOccurs).
 type Child = (String, String, Option<String>, u32, u32);
 
-/// The content model of every complex type (named, or anonymous on a global element), emitted as
-/// a table the decoder reads on its error path to name exactly what is wrong: which required
-/// element is missing, which one is out of order, which repeats too often.
-fn content_models(xsd_files: &BTreeSet<PathBuf>) -> Vec<syn::Item> {
+/// Content models by key ("ns Name" for named types, "ns element:Name" for the anonymous type of
+/// a global element): (is a choice, children in order).
+type Models = BTreeMap<String, (bool, Vec<Child>)>;
+
+/// The content model of every complex type (named, or anonymous on a global element), and each
+/// global element's model key. Children typed by a simple type have no model key.
+fn read_models(xsd_files: &BTreeSet<PathBuf>) -> (Models, BTreeMap<String, String>) {
     // key → (is_choice, children); key is "ns Name" for named types, "ns element:Name" for the
     // anonymous type of a global element.
     let mut models: BTreeMap<String, (bool, Vec<Child>)> = BTreeMap::new();
@@ -644,6 +650,12 @@ fn content_models(xsd_files: &BTreeSet<PathBuf>) -> Vec<syn::Item> {
             }
         }
     }
+    (models, roots)
+}
+
+/// The content models as a table the decoder reads on its error path to name exactly what is
+/// wrong: which required element is missing, which one is out of order, which repeats too often.
+fn content_models(models: &Models, roots: &BTreeMap<String, String>) -> Vec<syn::Item> {
     let model_items = models.iter().map(|(key, (choice, children))| {
         let key = lit(key);
         let kids = children.iter().map(|(ns, name, ty, min, max)| {
@@ -694,6 +706,182 @@ fn content_models(xsd_files: &BTreeSet<PathBuf>) -> Vec<syn::Item> {
         pub const ROOT_MODELS: &[(&str, &str)] = &[#(#root_items),*];
     };
     file.items
+}
+
+/// `impl crate::decode::fast::FastDecode` for the Rust type of every content model: straight-line
+/// code that reads exactly the model's children in order (a sequence) or one of them (a choice)
+/// and builds the value, or gives up (`None`) at the first thing it does not expect, leaving the
+/// message to the strict decoder, which then decodes it or names the error. The field of each
+/// child is found by position and its name is checked, so a change in xsd-parser's output fails
+/// the build here instead of decoding into the wrong field.
+fn fast_decoders(file: &mut syn::File, models: &Models, ns_modules: &BTreeMap<String, String>) {
+    for (key, (choice, children)) in models {
+        let (ns, name) = key.split_once(' ').expect("model key is \"ns name\"");
+        let ident = match name.strip_prefix("element:") {
+            Some(element) => format!("{element}ElementType"),
+            None => name.to_string(),
+        };
+        let module = ns_modules
+            .get(ns)
+            .unwrap_or_else(|| panic!("no generated module for namespace {ns}"));
+        let items = file
+            .items
+            .iter_mut()
+            .find_map(|item| match item {
+                syn::Item::Mod(m) if m.ident == module => m.content.as_mut().map(|(_, i)| i),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no generated module {module}"));
+        let def = items
+            .iter()
+            .find_map(|item| match item {
+                syn::Item::Struct(s) if s.ident == ident => Some(syn::Item::Struct(s.clone())),
+                syn::Item::Enum(e) if e.ident == ident => Some(syn::Item::Enum(e.clone())),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("xsd-parser generated no type {module}::{ident} for {key}"));
+        let ty = Ident::new(&ident, Span::call_site());
+        let body = match def {
+            syn::Item::Struct(s) => {
+                assert!(!choice, "{key}: a choice model became a struct");
+                fast_sequence(key, &s.fields, children)
+            }
+            syn::Item::Enum(e) => {
+                assert!(choice, "{key}: a sequence model became an enum");
+                fast_choice(key, &e, children)
+            }
+            _ => unreachable!(),
+        };
+        items.push(syn::parse_quote! {
+            impl crate::decode::fast::FastDecode for #ty {
+                fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+                    #body
+                }
+            }
+        });
+    }
+}
+
+/// `street_2` and `Street2` are the same name.
+fn same_name(field: &str, element: &str) -> bool {
+    let norm = |s: &str| {
+        s.trim_start_matches("r#")
+            .chars()
+            .filter(|c| *c != '_')
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    norm(field) == norm(element)
+}
+
+/// How a field holds its child: (`Option`, `Vec` or plain, the child's type).
+fn field_shape(key: &str, ty: &syn::Type) -> (&'static str, syn::Type) {
+    if let syn::Type::Path(p) = ty {
+        if let Some(last) = p.path.segments.last() {
+            let wrapper = last.ident.to_string();
+            if let syn::PathArguments::AngleBracketed(args) = &last.arguments {
+                if let (true, Some(syn::GenericArgument::Type(inner))) = (
+                    matches!(wrapper.as_str(), "Option" | "Vec"),
+                    args.args.first(),
+                ) {
+                    let shape = if wrapper == "Option" { "Option" } else { "Vec" };
+                    return (shape, inner.clone());
+                }
+                panic!("{key}: unexpected field type {}", quote!(#ty));
+            }
+        }
+    }
+    ("plain", ty.clone())
+}
+
+/// The read of one child: a nested model or a leaf.
+fn fast_read(child: &Child, inner: &syn::Type) -> TokenStream {
+    if child.2.is_some() {
+        quote!(r.child::<#inner>()?)
+    } else {
+        quote!(r.leaf::<#inner>()?)
+    }
+}
+
+fn fast_sequence(key: &str, fields: &syn::Fields, children: &[Child]) -> TokenStream {
+    let fields: Vec<&syn::Field> = match fields {
+        syn::Fields::Named(n) => n.named.iter().collect(),
+        syn::Fields::Unit => Vec::new(),
+        syn::Fields::Unnamed(_) => panic!("{key}: a sequence became a tuple struct"),
+    };
+    assert_eq!(
+        fields.len(),
+        children.len(),
+        "{key}: fields and children differ"
+    );
+    let mut stmts = Vec::new();
+    let mut names = Vec::new();
+    for (field, child) in fields.iter().zip(children) {
+        let (ns, element, _, min, max) = child;
+        let fname = field.ident.clone().expect("named field");
+        assert!(
+            same_name(&fname.to_string(), element),
+            "{key}: field {fname} holds element {element}?"
+        );
+        let (shape, inner) = field_shape(key, &field.ty);
+        let read = fast_read(child, &inner);
+        let (nsb, nb) = (blit(ns), blit(element));
+        stmts.push(match (shape, *min, *max) {
+            ("plain", 1, 1) => quote! {
+                let #fname = if r.next_is(#nsb, #nb)? { #read } else { return None; };
+            },
+            ("Option", 0, 1) => quote! {
+                let #fname = if r.next_is(#nsb, #nb)? { Some(#read) } else { None };
+            },
+            ("Vec", min, max) if max > 1 => {
+                let (min, max) = (min as usize, max as usize);
+                let at_least = (min > 0).then(|| quote!(if #fname.len() < #min { return None; }));
+                quote! {
+                    let mut #fname = Vec::new();
+                    while #fname.len() < #max && r.next_is(#nsb, #nb)? {
+                        #fname.push(#read);
+                    }
+                    #at_least
+                }
+            }
+            (shape, min, max) => panic!("{key}: {element} is {shape} but occurs {min}..{max}"),
+        });
+        names.push(fname);
+    }
+    quote! {
+        #(#stmts)*
+        r.end()?;
+        Some(Self { #(#names),* })
+    }
+}
+
+fn fast_choice(key: &str, item: &syn::ItemEnum, children: &[Child]) -> TokenStream {
+    assert_eq!(
+        item.variants.len(),
+        children.len(),
+        "{key}: variants and children differ"
+    );
+    let mut arms = Vec::new();
+    for (variant, child) in item.variants.iter().zip(children) {
+        let (ns, element, _, min, max) = child;
+        assert!(
+            variant.ident == element.as_str() && (*min, *max) == (1, 1),
+            "{key}: variant {} for element {element} ({min}..{max})",
+            variant.ident
+        );
+        let syn::Fields::Unnamed(f) = &variant.fields else {
+            panic!("{key}: variant {} is not a one-field tuple", variant.ident)
+        };
+        let inner = &f.unnamed.first().expect("variant field").ty;
+        let read = fast_read(child, inner);
+        let (nsb, nb, v) = (blit(ns), blit(element), &variant.ident);
+        arms.push(quote!(if r.next_is(#nsb, #nb)? { Self::#v(#read) } else));
+    }
+    quote! {
+        let value = #(#arms)* { return None; };
+        r.end()?;
+        Some(value)
+    }
 }
 
 /// The global elements (`/xs:schema/xs:element/@name`) of a schema file.
@@ -1225,6 +1413,14 @@ fn operation_table(
                 })
             }
 
+            /// The fast path of [`Request::decode`] (see `crate::decode::fast`): the value, or
+            /// `None` when the strict decoder must read the body.
+            pub fn decode_fast(op: Operation, reader: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+                Some(match op {
+                    #(Operation::#variants => Request::#variants(Box::new(reader.root::<#req_ty>()?)),)*
+                })
+            }
+
             /// Writes the body element with its namespace declarations.
             pub fn encode<W: std::io::Write>(&self, writer: &mut Writer<W>) -> Result<(), Error> {
                 match self { #(Request::#variants(v) => v.serialize(#req_root, writer),)* }
@@ -1250,6 +1446,13 @@ fn operation_table(
                 })
             }
 
+            /// The fast path of [`Response::decode`] (see `crate::decode::fast`).
+            pub fn decode_fast(op: Operation, reader: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+                Some(match op {
+                    #(Operation::#variants => Response::#variants(Box::new(reader.root::<#resp_ty>()?)),)*
+                })
+            }
+
             /// Writes the response element with its namespace declarations.
             pub fn encode<W: std::io::Write>(&self, writer: &mut Writer<W>) -> Result<(), Error> {
                 match self { #(Response::#variants(v) => v.serialize(#resp_root, writer),)* }
@@ -1264,6 +1467,11 @@ fn operation_table(
         /// Decodes the credential header from a reader positioned at it.
         pub fn decode_auth_header<'a, R: XmlReaderSync<'a>>(reader: &mut R) -> Result<AuthHeader, Error> {
             <AuthHeader as DeserializeSync<'a, R>>::deserialize(reader)
+        }
+
+        /// The fast path of [`decode_auth_header`] (see `crate::decode::fast`).
+        pub fn decode_auth_header_fast(reader: &mut crate::decode::fast::FastReader<'_>) -> Option<AuthHeader> {
+            reader.root::<AuthHeader>()
         }
 
         /// Writes the credential header element.
@@ -1311,6 +1519,13 @@ fn operation_table(
             pub fn decode<'a, R: XmlReaderSync<'a>>(kind: FaultKind, reader: &mut R) -> Result<Self, Error> {
                 Ok(match kind {
                     #(FaultKind::#fault_variants => FaultDetail::#fault_variants(Box::new(<#fault_ty as DeserializeSync<'a, R>>::deserialize(reader)?)),)*
+                })
+            }
+
+            /// The fast path of [`FaultDetail::decode`] (see `crate::decode::fast`).
+            pub fn decode_fast(kind: FaultKind, reader: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+                Some(match kind {
+                    #(FaultKind::#fault_variants => FaultDetail::#fault_variants(Box::new(reader.root::<#fault_ty>()?)),)*
                 })
             }
 

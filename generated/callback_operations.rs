@@ -166,6 +166,29 @@ impl Request {
             },
         )
     }
+    /// The fast path of [`Request::decode`] (see `crate::decode::fast`): the value, or
+    /// `None` when the strict decoder must read the body.
+    pub fn decode_fast(
+        op: Operation,
+        reader: &mut crate::decode::fast::FastReader<'_>,
+    ) -> Option<Self> {
+        Some(
+            match op {
+                Operation::GetCustomerRecord => {
+                    Request::GetCustomerRecord(
+                        Box::new(reader.root::<super::types::cb::GetCustomerRecord>()?),
+                    )
+                }
+                Operation::NotifyProvisioningEvent => {
+                    Request::NotifyProvisioningEvent(
+                        Box::new(
+                            reader.root::<super::types::cb::NotifyProvisioningEvent>()?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
     /// Writes the body element with its namespace declarations.
     pub fn encode<W: std::io::Write>(
         &self,
@@ -225,6 +248,33 @@ impl Response {
             },
         )
     }
+    /// The fast path of [`Response::decode`] (see `crate::decode::fast`).
+    pub fn decode_fast(
+        op: Operation,
+        reader: &mut crate::decode::fast::FastReader<'_>,
+    ) -> Option<Self> {
+        Some(
+            match op {
+                Operation::GetCustomerRecord => {
+                    Response::GetCustomerRecord(
+                        Box::new(
+                            reader.root::<super::types::cb::GetCustomerRecordResponse>()?,
+                        ),
+                    )
+                }
+                Operation::NotifyProvisioningEvent => {
+                    Response::NotifyProvisioningEvent(
+                        Box::new(
+                            reader
+                                .root::<
+                                    super::types::cb::NotifyProvisioningEventResponse,
+                                >()?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
     /// Writes the response element with its namespace declarations.
     pub fn encode<W: std::io::Write>(
         &self,
@@ -252,6 +302,12 @@ pub fn decode_auth_header<'a, R: XmlReaderSync<'a>>(
     reader: &mut R,
 ) -> Result<AuthHeader, Error> {
     <AuthHeader as DeserializeSync<'a, R>>::deserialize(reader)
+}
+/// The fast path of [`decode_auth_header`] (see `crate::decode::fast`).
+pub fn decode_auth_header_fast(
+    reader: &mut crate::decode::fast::FastReader<'_>,
+) -> Option<AuthHeader> {
+    reader.root::<AuthHeader>()
 }
 /// Writes the credential header element.
 pub fn encode_auth_header<W: std::io::Write>(
@@ -311,6 +367,21 @@ impl FaultDetail {
                                 R,
                             >>::deserialize(reader)?,
                         ),
+                    )
+                }
+            },
+        )
+    }
+    /// The fast path of [`FaultDetail::decode`] (see `crate::decode::fast`).
+    pub fn decode_fast(
+        kind: FaultKind,
+        reader: &mut crate::decode::fast::FastReader<'_>,
+    ) -> Option<Self> {
+        Some(
+            match kind {
+                FaultKind::Callback => {
+                    FaultDetail::Callback(
+                        Box::new(reader.root::<super::types::cb::CallbackFault>()?),
                     )
                 }
             },

@@ -701,6 +701,113 @@ impl Request {
             },
         )
     }
+    /// The fast path of [`Request::decode`] (see `crate::decode::fast`): the value, or
+    /// `None` when the strict decoder must read the body.
+    pub fn decode_fast(
+        op: Operation,
+        reader: &mut crate::decode::fast::FastReader<'_>,
+    ) -> Option<Self> {
+        Some(
+            match op {
+                Operation::CreateAccount => {
+                    Request::CreateAccount(
+                        Box::new(reader.root::<super::types::acc::CreateAccount>()?),
+                    )
+                }
+                Operation::ModifyAccount => {
+                    Request::ModifyAccount(
+                        Box::new(reader.root::<super::types::acc::ModifyAccount>()?),
+                    )
+                }
+                Operation::ChangeAccountStatus => {
+                    Request::ChangeAccountStatus(
+                        Box::new(
+                            reader.root::<super::types::acc::ChangeAccountStatus>()?,
+                        ),
+                    )
+                }
+                Operation::GetAccount => {
+                    Request::GetAccount(
+                        Box::new(reader.root::<super::types::acc::GetAccount>()?),
+                    )
+                }
+                Operation::FindAccounts => {
+                    Request::FindAccounts(
+                        Box::new(reader.root::<super::types::acc::FindAccounts>()?),
+                    )
+                }
+                Operation::AddService => {
+                    Request::AddService(
+                        Box::new(reader.root::<super::types::svc::AddService>()?),
+                    )
+                }
+                Operation::ModifyService => {
+                    Request::ModifyService(
+                        Box::new(reader.root::<super::types::svc::ModifyService>()?),
+                    )
+                }
+                Operation::ChangeServiceStatus => {
+                    Request::ChangeServiceStatus(
+                        Box::new(
+                            reader.root::<super::types::svc::ChangeServiceStatus>()?,
+                        ),
+                    )
+                }
+                Operation::GetService => {
+                    Request::GetService(
+                        Box::new(reader.root::<super::types::svc::GetService>()?),
+                    )
+                }
+                Operation::ListServices => {
+                    Request::ListServices(
+                        Box::new(reader.root::<super::types::svc::ListServices>()?),
+                    )
+                }
+                Operation::AddDevice => {
+                    Request::AddDevice(
+                        Box::new(reader.root::<super::types::dev::AddDevice>()?),
+                    )
+                }
+                Operation::ModifyDevice => {
+                    Request::ModifyDevice(
+                        Box::new(reader.root::<super::types::dev::ModifyDevice>()?),
+                    )
+                }
+                Operation::ChangeDeviceStatus => {
+                    Request::ChangeDeviceStatus(
+                        Box::new(reader.root::<super::types::dev::ChangeDeviceStatus>()?),
+                    )
+                }
+                Operation::GetDevice => {
+                    Request::GetDevice(
+                        Box::new(reader.root::<super::types::dev::GetDevice>()?),
+                    )
+                }
+                Operation::EnableFeature => {
+                    Request::EnableFeature(
+                        Box::new(reader.root::<super::types::ftr::EnableFeature>()?),
+                    )
+                }
+                Operation::ModifyFeature => {
+                    Request::ModifyFeature(
+                        Box::new(reader.root::<super::types::ftr::ModifyFeature>()?),
+                    )
+                }
+                Operation::ChangeFeatureStatus => {
+                    Request::ChangeFeatureStatus(
+                        Box::new(
+                            reader.root::<super::types::ftr::ChangeFeatureStatus>()?,
+                        ),
+                    )
+                }
+                Operation::GetFeature => {
+                    Request::GetFeature(
+                        Box::new(reader.root::<super::types::ftr::GetFeature>()?),
+                    )
+                }
+            },
+        )
+    }
     /// Writes the body element with its namespace declarations.
     pub fn encode<W: std::io::Write>(
         &self,
@@ -990,6 +1097,134 @@ impl Response {
             },
         )
     }
+    /// The fast path of [`Response::decode`] (see `crate::decode::fast`).
+    pub fn decode_fast(
+        op: Operation,
+        reader: &mut crate::decode::fast::FastReader<'_>,
+    ) -> Option<Self> {
+        Some(
+            match op {
+                Operation::CreateAccount => {
+                    Response::CreateAccount(
+                        Box::new(
+                            reader.root::<super::types::acc::CreateAccountResponse>()?,
+                        ),
+                    )
+                }
+                Operation::ModifyAccount => {
+                    Response::ModifyAccount(
+                        Box::new(
+                            reader.root::<super::types::acc::ModifyAccountResponse>()?,
+                        ),
+                    )
+                }
+                Operation::ChangeAccountStatus => {
+                    Response::ChangeAccountStatus(
+                        Box::new(
+                            reader
+                                .root::<super::types::acc::ChangeAccountStatusResponse>()?,
+                        ),
+                    )
+                }
+                Operation::GetAccount => {
+                    Response::GetAccount(
+                        Box::new(reader.root::<super::types::acc::GetAccountResponse>()?),
+                    )
+                }
+                Operation::FindAccounts => {
+                    Response::FindAccounts(
+                        Box::new(
+                            reader.root::<super::types::acc::FindAccountsResponse>()?,
+                        ),
+                    )
+                }
+                Operation::AddService => {
+                    Response::AddService(
+                        Box::new(reader.root::<super::types::svc::AddServiceResponse>()?),
+                    )
+                }
+                Operation::ModifyService => {
+                    Response::ModifyService(
+                        Box::new(
+                            reader.root::<super::types::svc::ModifyServiceResponse>()?,
+                        ),
+                    )
+                }
+                Operation::ChangeServiceStatus => {
+                    Response::ChangeServiceStatus(
+                        Box::new(
+                            reader
+                                .root::<super::types::svc::ChangeServiceStatusResponse>()?,
+                        ),
+                    )
+                }
+                Operation::GetService => {
+                    Response::GetService(
+                        Box::new(reader.root::<super::types::svc::GetServiceResponse>()?),
+                    )
+                }
+                Operation::ListServices => {
+                    Response::ListServices(
+                        Box::new(
+                            reader.root::<super::types::svc::ListServicesResponse>()?,
+                        ),
+                    )
+                }
+                Operation::AddDevice => {
+                    Response::AddDevice(
+                        Box::new(reader.root::<super::types::dev::AddDeviceResponse>()?),
+                    )
+                }
+                Operation::ModifyDevice => {
+                    Response::ModifyDevice(
+                        Box::new(
+                            reader.root::<super::types::dev::ModifyDeviceResponse>()?,
+                        ),
+                    )
+                }
+                Operation::ChangeDeviceStatus => {
+                    Response::ChangeDeviceStatus(
+                        Box::new(
+                            reader
+                                .root::<super::types::dev::ChangeDeviceStatusResponse>()?,
+                        ),
+                    )
+                }
+                Operation::GetDevice => {
+                    Response::GetDevice(
+                        Box::new(reader.root::<super::types::dev::GetDeviceResponse>()?),
+                    )
+                }
+                Operation::EnableFeature => {
+                    Response::EnableFeature(
+                        Box::new(
+                            reader.root::<super::types::ftr::EnableFeatureResponse>()?,
+                        ),
+                    )
+                }
+                Operation::ModifyFeature => {
+                    Response::ModifyFeature(
+                        Box::new(
+                            reader.root::<super::types::ftr::ModifyFeatureResponse>()?,
+                        ),
+                    )
+                }
+                Operation::ChangeFeatureStatus => {
+                    Response::ChangeFeatureStatus(
+                        Box::new(
+                            reader
+                                .root::<super::types::ftr::ChangeFeatureStatusResponse>()?,
+                        ),
+                    )
+                }
+                Operation::GetFeature => {
+                    Response::GetFeature(
+                        Box::new(reader.root::<super::types::ftr::GetFeatureResponse>()?),
+                    )
+                }
+            },
+        )
+    }
     /// Writes the response element with its namespace declarations.
     pub fn encode<W: std::io::Write>(
         &self,
@@ -1047,6 +1282,12 @@ pub fn decode_auth_header<'a, R: XmlReaderSync<'a>>(
     reader: &mut R,
 ) -> Result<AuthHeader, Error> {
     <AuthHeader as DeserializeSync<'a, R>>::deserialize(reader)
+}
+/// The fast path of [`decode_auth_header`] (see `crate::decode::fast`).
+pub fn decode_auth_header_fast(
+    reader: &mut crate::decode::fast::FastReader<'_>,
+) -> Option<AuthHeader> {
+    reader.root::<AuthHeader>()
 }
 /// Writes the credential header element.
 pub fn encode_auth_header<W: std::io::Write>(
@@ -1205,6 +1446,50 @@ impl FaultDetail {
                                 'a,
                                 R,
                             >>::deserialize(reader)?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    /// The fast path of [`FaultDetail::decode`] (see `crate::decode::fast`).
+    pub fn decode_fast(
+        kind: FaultKind,
+        reader: &mut crate::decode::fast::FastReader<'_>,
+    ) -> Option<Self> {
+        Some(
+            match kind {
+                FaultKind::AccessDenied => {
+                    FaultDetail::AccessDenied(
+                        Box::new(reader.root::<super::types::cmn::AccessDeniedFault>()?),
+                    )
+                }
+                FaultKind::InvalidRequest => {
+                    FaultDetail::InvalidRequest(
+                        Box::new(
+                            reader.root::<super::types::cmn::InvalidRequestFault>()?,
+                        ),
+                    )
+                }
+                FaultKind::Throttled => {
+                    FaultDetail::Throttled(
+                        Box::new(reader.root::<super::types::cmn::ThrottledFault>()?),
+                    )
+                }
+                FaultKind::NotFound => {
+                    FaultDetail::NotFound(
+                        Box::new(reader.root::<super::types::cmn::NotFoundFault>()?),
+                    )
+                }
+                FaultKind::Conflict => {
+                    FaultDetail::Conflict(
+                        Box::new(reader.root::<super::types::cmn::ConflictFault>()?),
+                    )
+                }
+                FaultKind::UpstreamUnavailable => {
+                    FaultDetail::UpstreamUnavailable(
+                        Box::new(
+                            reader.root::<super::types::cmn::UpstreamUnavailableFault>()?,
                         ),
                     )
                 }

@@ -6699,6 +6699,367 @@ pub mod acc {
             }
         }
     }
+    impl crate::decode::fast::FastDecode for Account {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let account_number = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"AccountNumber")?
+            {
+                r.leaf::<super::cmn::AccountNumber>()?
+            } else {
+                return None;
+            };
+            let customer_reference = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"CustomerReference")?
+            {
+                r.leaf::<super::cmn::CustomerReference>()?
+            } else {
+                return None;
+            };
+            let account_type = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"AccountType")?
+            {
+                r.leaf::<AccountType>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:accounts:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let contact = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Contact")?
+            {
+                r.child::<super::cmn::Contact>()?
+            } else {
+                return None;
+            };
+            let address = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Address")?
+            {
+                r.child::<super::cmn::PostalAddress>()?
+            } else {
+                return None;
+            };
+            let settings = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Settings")?
+            {
+                r.child::<AccountSettings>()?
+            } else {
+                return None;
+            };
+            let created_at = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"CreatedAt")?
+            {
+                r.leaf::<DateTime>()?
+            } else {
+                return None;
+            };
+            let updated_at = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"UpdatedAt")?
+            {
+                r.leaf::<DateTime>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                account_number,
+                customer_reference,
+                account_type,
+                status,
+                contact,
+                address,
+                settings,
+                created_at,
+                updated_at,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for AccountSettings {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let language = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Language")?
+            {
+                Some(r.leaf::<super::cmn::LanguageTag>()?)
+            } else {
+                None
+            };
+            let currency = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Currency")?
+            {
+                Some(r.leaf::<super::cmn::CurrencyCode>()?)
+            } else {
+                None
+            };
+            let billing_cycle = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"BillingCycle")?
+            {
+                Some(r.leaf::<BillingCycle>()?)
+            } else {
+                None
+            };
+            let notes = if r.next_is(b"urn:partnergate:partner:accounts:v1", b"Notes")? {
+                Some(r.leaf::<super::cmn::FreeText>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                language,
+                currency,
+                billing_cycle,
+                notes,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ChangeAccountStatusElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let account_number = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"AccountNumber")?
+            {
+                r.leaf::<super::cmn::AccountNumber>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:accounts:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let reason = if r.next_is(b"urn:partnergate:partner:accounts:v1", b"Reason")?
+            {
+                Some(r.leaf::<super::cmn::StatusReason>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                account_number,
+                status,
+                reason,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ChangeAccountStatusResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let account_number = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"AccountNumber")?
+            {
+                r.leaf::<super::cmn::AccountNumber>()?
+            } else {
+                return None;
+            };
+            let previous_status = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"PreviousStatus")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:accounts:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                account_number,
+                previous_status,
+                status,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for CreateAccountElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let customer_reference = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"CustomerReference")?
+            {
+                r.leaf::<super::cmn::CustomerReference>()?
+            } else {
+                return None;
+            };
+            let account_type = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"AccountType")?
+            {
+                r.leaf::<AccountType>()?
+            } else {
+                return None;
+            };
+            let contact = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Contact")?
+            {
+                r.child::<super::cmn::Contact>()?
+            } else {
+                return None;
+            };
+            let address = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Address")?
+            {
+                r.child::<super::cmn::PostalAddress>()?
+            } else {
+                return None;
+            };
+            let settings = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Settings")?
+            {
+                Some(r.child::<AccountSettings>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                customer_reference,
+                account_type,
+                contact,
+                address,
+                settings,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for CreateAccountResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let account = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Account")?
+            {
+                r.child::<Account>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { account })
+        }
+    }
+    impl crate::decode::fast::FastDecode for FindAccountsElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let customer_reference = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"CustomerReference")?
+            {
+                r.leaf::<super::cmn::CustomerReference>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { customer_reference })
+        }
+    }
+    impl crate::decode::fast::FastDecode for FindAccountsResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let mut account = Vec::new();
+            while account.len() < 100usize
+                && r.next_is(b"urn:partnergate:partner:accounts:v1", b"Account")?
+            {
+                account.push(r.child::<Account>()?);
+            }
+            r.end()?;
+            Some(Self { account })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetAccountElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let account_number = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"AccountNumber")?
+            {
+                r.leaf::<super::cmn::AccountNumber>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { account_number })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetAccountResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let account = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Account")?
+            {
+                r.child::<Account>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { account })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ModifyAccountElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let account_number = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"AccountNumber")?
+            {
+                r.leaf::<super::cmn::AccountNumber>()?
+            } else {
+                return None;
+            };
+            let contact = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Contact")?
+            {
+                Some(r.child::<super::cmn::Contact>()?)
+            } else {
+                None
+            };
+            let address = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Address")?
+            {
+                Some(r.child::<super::cmn::PostalAddress>()?)
+            } else {
+                None
+            };
+            let settings = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Settings")?
+            {
+                Some(r.child::<AccountSettings>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                account_number,
+                contact,
+                address,
+                settings,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ModifyAccountResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let account = if r
+                .next_is(b"urn:partnergate:partner:accounts:v1", b"Account")?
+            {
+                r.child::<Account>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { account })
+        }
+    }
 }
 pub mod cb {
     use core::{ops::Deref, str::from_utf8};
@@ -10401,6 +10762,178 @@ pub mod cb {
                     }
                 }
             }
+        }
+    }
+    impl crate::decode::fast::FastDecode for CallbackAuthElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let partner_id = if r.next_is(b"urn:partnergate:callback:v1", b"PartnerId")?
+            {
+                r.leaf::<super::cmn::PartnerId>()?
+            } else {
+                return None;
+            };
+            let callback_key = if r
+                .next_is(b"urn:partnergate:callback:v1", b"CallbackKey")?
+            {
+                r.leaf::<super::cmn::ApiKey>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { partner_id, callback_key })
+        }
+    }
+    impl crate::decode::fast::FastDecode for CallbackFaultElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let reason = if r.next_is(b"urn:partnergate:callback:v1", b"Reason")? {
+                r.leaf::<CallbackFaultReason>()?
+            } else {
+                return None;
+            };
+            let message = if r.next_is(b"urn:partnergate:callback:v1", b"Message")? {
+                r.leaf::<super::cmn::FaultMessage>()?
+            } else {
+                return None;
+            };
+            let request_id = if r.next_is(b"urn:partnergate:callback:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                reason,
+                message,
+                request_id,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetCustomerRecordElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let customer_reference = if r
+                .next_is(b"urn:partnergate:callback:v1", b"CustomerReference")?
+            {
+                r.leaf::<super::cmn::CustomerReference>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { customer_reference })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetCustomerRecordResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let customer_reference = if r
+                .next_is(b"urn:partnergate:callback:v1", b"CustomerReference")?
+            {
+                r.leaf::<super::cmn::CustomerReference>()?
+            } else {
+                return None;
+            };
+            let contact = if r.next_is(b"urn:partnergate:callback:v1", b"Contact")? {
+                r.child::<super::cmn::Contact>()?
+            } else {
+                return None;
+            };
+            let address = if r.next_is(b"urn:partnergate:callback:v1", b"Address")? {
+                r.child::<super::cmn::PostalAddress>()?
+            } else {
+                return None;
+            };
+            let account_number = if r
+                .next_is(b"urn:partnergate:callback:v1", b"AccountNumber")?
+            {
+                Some(r.leaf::<super::cmn::AccountNumber>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                customer_reference,
+                contact,
+                address,
+                account_number,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for NotifyProvisioningEventElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let event_id = if r.next_is(b"urn:partnergate:callback:v1", b"EventId")? {
+                r.leaf::<EventId>()?
+            } else {
+                return None;
+            };
+            let event_type = if r.next_is(b"urn:partnergate:callback:v1", b"EventType")?
+            {
+                r.leaf::<EventType>()?
+            } else {
+                return None;
+            };
+            let occurred_at = if r
+                .next_is(b"urn:partnergate:callback:v1", b"OccurredAt")?
+            {
+                r.leaf::<DateTime>()?
+            } else {
+                return None;
+            };
+            let account_number = if r
+                .next_is(b"urn:partnergate:callback:v1", b"AccountNumber")?
+            {
+                r.leaf::<super::cmn::AccountNumber>()?
+            } else {
+                return None;
+            };
+            let service_id = if r.next_is(b"urn:partnergate:callback:v1", b"ServiceId")?
+            {
+                Some(r.leaf::<super::cmn::ServiceId>()?)
+            } else {
+                None
+            };
+            let mac_address = if r
+                .next_is(b"urn:partnergate:callback:v1", b"MacAddress")?
+            {
+                Some(r.leaf::<super::cmn::MacAddress>()?)
+            } else {
+                None
+            };
+            let status = if r.next_is(b"urn:partnergate:callback:v1", b"Status")? {
+                Some(r.leaf::<super::cmn::Status>()?)
+            } else {
+                None
+            };
+            let message = if r.next_is(b"urn:partnergate:callback:v1", b"Message")? {
+                Some(r.leaf::<super::cmn::FreeText>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                event_id,
+                event_type,
+                occurred_at,
+                account_number,
+                service_id,
+                mac_address,
+                status,
+                message,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for NotifyProvisioningEventResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let event_id = if r.next_is(b"urn:partnergate:callback:v1", b"EventId")? {
+                r.leaf::<EventId>()?
+            } else {
+                return None;
+            };
+            let accepted = if r.next_is(b"urn:partnergate:callback:v1", b"Accepted")? {
+                r.leaf::<bool>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { event_id, accepted })
         }
     }
 }
@@ -18469,6 +19002,302 @@ pub mod cmn {
             }
         }
     }
+    impl crate::decode::fast::FastDecode for Contact {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let first_name = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"FirstName")?
+            {
+                r.leaf::<PersonName>()?
+            } else {
+                return None;
+            };
+            let last_name = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"LastName")?
+            {
+                r.leaf::<PersonName>()?
+            } else {
+                return None;
+            };
+            let company = if r.next_is(b"urn:partnergate:partner:common:v1", b"Company")?
+            {
+                Some(r.leaf::<CompanyName>()?)
+            } else {
+                None
+            };
+            let email = if r.next_is(b"urn:partnergate:partner:common:v1", b"Email")? {
+                Some(r.leaf::<EmailAddress>()?)
+            } else {
+                None
+            };
+            let phone = if r.next_is(b"urn:partnergate:partner:common:v1", b"Phone")? {
+                Some(r.leaf::<E164Number>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                first_name,
+                last_name,
+                company,
+                email,
+                phone,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for PostalAddress {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let street = if r.next_is(b"urn:partnergate:partner:common:v1", b"Street")? {
+                r.leaf::<StreetLine>()?
+            } else {
+                return None;
+            };
+            let street_2 = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"Street2")?
+            {
+                Some(r.leaf::<StreetLine>()?)
+            } else {
+                None
+            };
+            let postal_code = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"PostalCode")?
+            {
+                r.leaf::<PostalCode>()?
+            } else {
+                return None;
+            };
+            let city = if r.next_is(b"urn:partnergate:partner:common:v1", b"City")? {
+                r.leaf::<City>()?
+            } else {
+                return None;
+            };
+            let region = if r.next_is(b"urn:partnergate:partner:common:v1", b"Region")? {
+                Some(r.leaf::<Region>()?)
+            } else {
+                None
+            };
+            let country = if r.next_is(b"urn:partnergate:partner:common:v1", b"Country")?
+            {
+                r.leaf::<CountryCode>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                street,
+                street_2,
+                postal_code,
+                city,
+                region,
+                country,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for AccessDeniedFaultElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let reason = if r.next_is(b"urn:partnergate:partner:common:v1", b"Reason")? {
+                r.leaf::<AccessDeniedReason>()?
+            } else {
+                return None;
+            };
+            let message = if r.next_is(b"urn:partnergate:partner:common:v1", b"Message")?
+            {
+                r.leaf::<FaultMessage>()?
+            } else {
+                return None;
+            };
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"RequestId")?
+            {
+                r.leaf::<GatewayRequestId>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                reason,
+                message,
+                request_id,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ConflictFaultElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let reason = if r.next_is(b"urn:partnergate:partner:common:v1", b"Reason")? {
+                r.leaf::<ConflictReason>()?
+            } else {
+                return None;
+            };
+            let message = if r.next_is(b"urn:partnergate:partner:common:v1", b"Message")?
+            {
+                r.leaf::<FaultMessage>()?
+            } else {
+                return None;
+            };
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"RequestId")?
+            {
+                r.leaf::<GatewayRequestId>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                reason,
+                message,
+                request_id,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GatewayAssertionElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let partner_id = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"PartnerId")?
+            {
+                r.leaf::<PartnerId>()?
+            } else {
+                return None;
+            };
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"RequestId")?
+            {
+                r.leaf::<GatewayRequestId>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { partner_id, request_id })
+        }
+    }
+    impl crate::decode::fast::FastDecode for InvalidRequestFaultElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let path = if r.next_is(b"urn:partnergate:partner:common:v1", b"Path")? {
+                r.leaf::<FaultPath>()?
+            } else {
+                return None;
+            };
+            let rule = if r.next_is(b"urn:partnergate:partner:common:v1", b"Rule")? {
+                r.leaf::<ValidationRule>()?
+            } else {
+                return None;
+            };
+            let message = if r.next_is(b"urn:partnergate:partner:common:v1", b"Message")?
+            {
+                r.leaf::<FaultMessage>()?
+            } else {
+                return None;
+            };
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"RequestId")?
+            {
+                r.leaf::<GatewayRequestId>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                path,
+                rule,
+                message,
+                request_id,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for NotFoundFaultElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let entity = if r.next_is(b"urn:partnergate:partner:common:v1", b"Entity")? {
+                r.leaf::<NotFoundEntity>()?
+            } else {
+                return None;
+            };
+            let message = if r.next_is(b"urn:partnergate:partner:common:v1", b"Message")?
+            {
+                r.leaf::<FaultMessage>()?
+            } else {
+                return None;
+            };
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"RequestId")?
+            {
+                r.leaf::<GatewayRequestId>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                entity,
+                message,
+                request_id,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for PartnerAuthElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let partner_id = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"PartnerId")?
+            {
+                r.leaf::<PartnerId>()?
+            } else {
+                return None;
+            };
+            let api_key = if r.next_is(b"urn:partnergate:partner:common:v1", b"ApiKey")?
+            {
+                r.leaf::<ApiKey>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { partner_id, api_key })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ThrottledFaultElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let retry_after_seconds = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"RetryAfterSeconds")?
+            {
+                r.leaf::<u32>()?
+            } else {
+                return None;
+            };
+            let message = if r.next_is(b"urn:partnergate:partner:common:v1", b"Message")?
+            {
+                r.leaf::<FaultMessage>()?
+            } else {
+                return None;
+            };
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"RequestId")?
+            {
+                r.leaf::<GatewayRequestId>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                retry_after_seconds,
+                message,
+                request_id,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for UpstreamUnavailableFaultElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let message = if r.next_is(b"urn:partnergate:partner:common:v1", b"Message")?
+            {
+                r.leaf::<FaultMessage>()?
+            } else {
+                return None;
+            };
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:common:v1", b"RequestId")?
+            {
+                r.leaf::<GatewayRequestId>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { message, request_id })
+        }
+    }
 }
 pub mod dev {
     use core::{ops::Deref, str::from_utf8};
@@ -23846,6 +24675,286 @@ pub mod dev {
                     }
                 }
             }
+        }
+    }
+    impl crate::decode::fast::FastDecode for Device {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let mac_address = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"MacAddress")?
+            {
+                r.leaf::<super::cmn::MacAddress>()?
+            } else {
+                return None;
+            };
+            let account_number = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"AccountNumber")?
+            {
+                r.leaf::<super::cmn::AccountNumber>()?
+            } else {
+                return None;
+            };
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let kind = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Kind")? {
+                r.leaf::<DeviceKind>()?
+            } else {
+                return None;
+            };
+            let model = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Model")? {
+                r.leaf::<DeviceModel>()?
+            } else {
+                return None;
+            };
+            let label = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Label")? {
+                Some(r.leaf::<DeviceLabel>()?)
+            } else {
+                None
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let created_at = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"CreatedAt")?
+            {
+                r.leaf::<DateTime>()?
+            } else {
+                return None;
+            };
+            let updated_at = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"UpdatedAt")?
+            {
+                r.leaf::<DateTime>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                mac_address,
+                account_number,
+                service_id,
+                kind,
+                model,
+                label,
+                status,
+                created_at,
+                updated_at,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for AddDeviceElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let mac_address = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"MacAddress")?
+            {
+                r.leaf::<super::cmn::MacAddress>()?
+            } else {
+                return None;
+            };
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let kind = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Kind")? {
+                r.leaf::<DeviceKind>()?
+            } else {
+                return None;
+            };
+            let model = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Model")? {
+                r.leaf::<DeviceModel>()?
+            } else {
+                return None;
+            };
+            let label = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Label")? {
+                Some(r.leaf::<DeviceLabel>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                mac_address,
+                service_id,
+                kind,
+                model,
+                label,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for AddDeviceResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let device = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Device")?
+            {
+                r.child::<Device>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { device })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ChangeDeviceStatusElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let mac_address = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"MacAddress")?
+            {
+                r.leaf::<super::cmn::MacAddress>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let reason = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Reason")?
+            {
+                Some(r.leaf::<super::cmn::StatusReason>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                mac_address,
+                status,
+                reason,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ChangeDeviceStatusResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let mac_address = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"MacAddress")?
+            {
+                r.leaf::<super::cmn::MacAddress>()?
+            } else {
+                return None;
+            };
+            let previous_status = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"PreviousStatus")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                mac_address,
+                previous_status,
+                status,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetDeviceElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let mac_address = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"MacAddress")?
+            {
+                r.leaf::<super::cmn::MacAddress>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { mac_address })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetDeviceResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let device = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Device")?
+            {
+                r.child::<Device>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { device })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ModifyDeviceElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let mac_address = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"MacAddress")?
+            {
+                r.leaf::<super::cmn::MacAddress>()?
+            } else {
+                return None;
+            };
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:devices:v1", b"ServiceId")?
+            {
+                Some(r.leaf::<super::cmn::ServiceId>()?)
+            } else {
+                None
+            };
+            let model = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Model")? {
+                Some(r.leaf::<DeviceModel>()?)
+            } else {
+                None
+            };
+            let label = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Label")? {
+                Some(r.leaf::<DeviceLabel>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                mac_address,
+                service_id,
+                model,
+                label,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ModifyDeviceResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let device = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Device")?
+            {
+                r.child::<Device>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { device })
         }
     }
 }
@@ -32325,6 +33434,421 @@ pub mod ftr {
             }
         }
     }
+    impl crate::decode::fast::FastDecode for CallForwardingSettings {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let forward_to = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"ForwardTo")?
+            {
+                Some(r.leaf::<super::cmn::E164Number>()?)
+            } else {
+                None
+            };
+            let condition = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Condition")?
+            {
+                Some(r.leaf::<ForwardingCondition>()?)
+            } else {
+                None
+            };
+            let ring_seconds = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"RingSeconds")?
+            {
+                Some(r.leaf::<RingSeconds>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                forward_to,
+                condition,
+                ring_seconds,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for CallWaitingSettings {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let tone_enabled = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"ToneEnabled")?
+            {
+                Some(r.leaf::<bool>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self { tone_enabled })
+        }
+    }
+    impl crate::decode::fast::FastDecode for CallerIdSettings {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let presentation = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Presentation")?
+            {
+                Some(r.leaf::<CallerIdPresentation>()?)
+            } else {
+                None
+            };
+            let display_name = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"DisplayName")?
+            {
+                Some(r.leaf::<CallerIdDisplayName>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self { presentation, display_name })
+        }
+    }
+    impl crate::decode::fast::FastDecode for DoNotDisturbSettings {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let mut allow_list = Vec::new();
+            while allow_list.len() < 20usize
+                && r.next_is(b"urn:partnergate:partner:features:v1", b"AllowList")?
+            {
+                allow_list.push(r.leaf::<super::cmn::E164Number>()?);
+            }
+            r.end()?;
+            Some(Self { allow_list })
+        }
+    }
+    impl crate::decode::fast::FastDecode for FeatureInstance {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let feature = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Feature")?
+            {
+                r.leaf::<FeatureCode>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:features:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let settings = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Settings")?
+            {
+                r.child::<FeatureSettings>()?
+            } else {
+                return None;
+            };
+            let mut defaulted_setting = Vec::new();
+            while defaulted_setting.len() < 20usize
+                && r
+                    .next_is(
+                        b"urn:partnergate:partner:features:v1",
+                        b"DefaultedSetting",
+                    )?
+            {
+                defaulted_setting.push(r.leaf::<SettingName>()?);
+            }
+            let updated_at = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"UpdatedAt")?
+            {
+                r.leaf::<DateTime>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                service_id,
+                feature,
+                status,
+                settings,
+                defaulted_setting,
+                updated_at,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for FeatureSettings {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let value = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Voicemail")?
+            {
+                Self::Voicemail(r.child::<VoicemailSettings>()?)
+            } else if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"CallForwarding")?
+            {
+                Self::CallForwarding(r.child::<CallForwardingSettings>()?)
+            } else if r.next_is(b"urn:partnergate:partner:features:v1", b"CallerId")? {
+                Self::CallerId(r.child::<CallerIdSettings>()?)
+            } else if r.next_is(b"urn:partnergate:partner:features:v1", b"CallWaiting")?
+            {
+                Self::CallWaiting(r.child::<CallWaitingSettings>()?)
+            } else if r.next_is(b"urn:partnergate:partner:features:v1", b"DoNotDisturb")?
+            {
+                Self::DoNotDisturb(r.child::<DoNotDisturbSettings>()?)
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(value)
+        }
+    }
+    impl crate::decode::fast::FastDecode for VoicemailSettings {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let pin = if r.next_is(b"urn:partnergate:partner:features:v1", b"Pin")? {
+                Some(r.leaf::<VoicemailPin>()?)
+            } else {
+                None
+            };
+            let max_message_seconds = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"MaxMessageSeconds")?
+            {
+                Some(r.leaf::<MessageSeconds>()?)
+            } else {
+                None
+            };
+            let email_notification = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"EmailNotification")?
+            {
+                Some(r.leaf::<bool>()?)
+            } else {
+                None
+            };
+            let notification_email = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"NotificationEmail")?
+            {
+                Some(r.leaf::<super::cmn::EmailAddress>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                pin,
+                max_message_seconds,
+                email_notification,
+                notification_email,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ChangeFeatureStatusElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let feature = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Feature")?
+            {
+                r.leaf::<FeatureCode>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:features:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let reason = if r.next_is(b"urn:partnergate:partner:features:v1", b"Reason")?
+            {
+                Some(r.leaf::<super::cmn::StatusReason>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                service_id,
+                feature,
+                status,
+                reason,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ChangeFeatureStatusResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let feature = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Feature")?
+            {
+                r.leaf::<FeatureCode>()?
+            } else {
+                return None;
+            };
+            let previous_status = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"PreviousStatus")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:features:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                service_id,
+                feature,
+                previous_status,
+                status,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for EnableFeatureElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let feature = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Feature")?
+            {
+                r.leaf::<FeatureCode>()?
+            } else {
+                return None;
+            };
+            let settings = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Settings")?
+            {
+                Some(r.child::<FeatureSettings>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                service_id,
+                feature,
+                settings,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for EnableFeatureResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let feature_instance = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"FeatureInstance")?
+            {
+                r.child::<FeatureInstance>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { feature_instance })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetFeatureElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let feature = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Feature")?
+            {
+                r.leaf::<FeatureCode>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { service_id, feature })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetFeatureResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let feature_instance = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"FeatureInstance")?
+            {
+                r.child::<FeatureInstance>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { feature_instance })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ModifyFeatureElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let feature = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Feature")?
+            {
+                r.leaf::<FeatureCode>()?
+            } else {
+                return None;
+            };
+            let settings = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"Settings")?
+            {
+                r.child::<FeatureSettings>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                service_id,
+                feature,
+                settings,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ModifyFeatureResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let feature_instance = if r
+                .next_is(b"urn:partnergate:partner:features:v1", b"FeatureInstance")?
+            {
+                r.child::<FeatureInstance>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { feature_instance })
+        }
+    }
 }
 pub mod svc {
     use core::{ops::Deref, str::from_utf8};
@@ -38580,6 +40104,331 @@ pub mod svc {
                     }
                 }
             }
+        }
+    }
+    impl crate::decode::fast::FastDecode for Service {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let account_number = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"AccountNumber")?
+            {
+                r.leaf::<super::cmn::AccountNumber>()?
+            } else {
+                return None;
+            };
+            let service_type = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"ServiceType")?
+            {
+                r.leaf::<ServiceType>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:services:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let settings = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"Settings")?
+            {
+                r.child::<ServiceSettings>()?
+            } else {
+                return None;
+            };
+            let created_at = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"CreatedAt")?
+            {
+                r.leaf::<DateTime>()?
+            } else {
+                return None;
+            };
+            let updated_at = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"UpdatedAt")?
+            {
+                r.leaf::<DateTime>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                service_id,
+                account_number,
+                service_type,
+                status,
+                settings,
+                created_at,
+                updated_at,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ServiceSettings {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let phone_number = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"PhoneNumber")?
+            {
+                Some(r.leaf::<super::cmn::E164Number>()?)
+            } else {
+                None
+            };
+            let display_name = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"DisplayName")?
+            {
+                Some(r.leaf::<ServiceDisplayName>()?)
+            } else {
+                None
+            };
+            let max_channels = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"MaxChannels")?
+            {
+                Some(r.leaf::<ChannelCount>()?)
+            } else {
+                None
+            };
+            let sms_sender_id = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"SmsSenderId")?
+            {
+                Some(r.leaf::<SmsSenderId>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                phone_number,
+                display_name,
+                max_channels,
+                sms_sender_id,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for AddServiceElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let account_number = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"AccountNumber")?
+            {
+                r.leaf::<super::cmn::AccountNumber>()?
+            } else {
+                return None;
+            };
+            let service_type = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"ServiceType")?
+            {
+                r.leaf::<ServiceType>()?
+            } else {
+                return None;
+            };
+            let settings = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"Settings")?
+            {
+                Some(r.child::<ServiceSettings>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                account_number,
+                service_type,
+                settings,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for AddServiceResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let service = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"Service")?
+            {
+                r.child::<Service>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { service })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ChangeServiceStatusElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:services:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let reason = if r.next_is(b"urn:partnergate:partner:services:v1", b"Reason")?
+            {
+                Some(r.leaf::<super::cmn::StatusReason>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                service_id,
+                status,
+                reason,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ChangeServiceStatusResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let previous_status = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"PreviousStatus")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:partner:services:v1", b"Status")?
+            {
+                r.leaf::<super::cmn::Status>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                service_id,
+                previous_status,
+                status,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetServiceElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { service_id })
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetServiceResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let service = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"Service")?
+            {
+                r.child::<Service>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { service })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ListServicesElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let account_number = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"AccountNumber")?
+            {
+                r.leaf::<super::cmn::AccountNumber>()?
+            } else {
+                return None;
+            };
+            let service_type = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"ServiceType")?
+            {
+                Some(r.leaf::<ServiceType>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                account_number,
+                service_type,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ListServicesResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let mut service = Vec::new();
+            while service.len() < 200usize
+                && r.next_is(b"urn:partnergate:partner:services:v1", b"Service")?
+            {
+                service.push(r.child::<Service>()?);
+            }
+            r.end()?;
+            Some(Self { service })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ModifyServiceElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let request_id = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"RequestId")?
+            {
+                Some(r.leaf::<super::cmn::RequestId>()?)
+            } else {
+                None
+            };
+            let service_id = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"ServiceId")?
+            {
+                r.leaf::<super::cmn::ServiceId>()?
+            } else {
+                return None;
+            };
+            let settings = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"Settings")?
+            {
+                r.child::<ServiceSettings>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                request_id,
+                service_id,
+                settings,
+            })
+        }
+    }
+    impl crate::decode::fast::FastDecode for ModifyServiceResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let service = if r
+                .next_is(b"urn:partnergate:partner:services:v1", b"Service")?
+            {
+                r.child::<Service>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self { service })
         }
     }
 }

@@ -194,6 +194,35 @@ pub fn decode_with<'a, T>(
     }
 }
 
+/// Decodes `body` with a generated fast decoder ([`fast`]) and, when that gives up, with the
+/// strict decoder through [`decode_with`]: the value, or the strict decoder's error.
+///
+/// In debug builds (the test suite, the fuzz targets) a value from the fast path is checked
+/// against the strict decoder's answer for the same bytes, and any difference panics: the fast
+/// path must never accept what the strict decoder refuses, nor decode differently.
+pub fn decode_fast_or_strict<'a, T: PartialEq + std::fmt::Debug>(
+    body: &'a BodyElement<'a>,
+    namespaces: &'static [&'static str],
+    limits: DecodeLimits,
+    fast: impl FnOnce(&mut fast::FastReader<'a>) -> Option<T>,
+    strict: impl FnOnce(&mut StrictReader<'a>) -> Result<T, XmlError>,
+) -> Result<T, DecodeError> {
+    match fast::decode(body, limits, fast) {
+        Some(value) => {
+            #[cfg(debug_assertions)]
+            {
+                let strict = decode_with(body, namespaces, limits, strict);
+                debug_assert!(
+                    strict.as_ref().is_ok_and(|s| *s == value),
+                    "the fast decode {value:?} disagrees with the strict decoder: {strict:?}"
+                );
+            }
+            Ok(value)
+        }
+        None => decode_with(body, namespaces, limits, strict),
+    }
+}
+
 /// An in-scope namespace declaration inherited from the envelope: (prefix, namespace); an empty
 /// prefix is the default namespace.
 pub type Binding<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
@@ -1155,9 +1184,13 @@ pub fn partner_request(
 ) -> Result<partner::Request, DecodeError> {
     let op = partner::Operation::from_request_element(&body.namespace, body.local_name)
         .ok_or_else(|| unknown_operation(body))?;
-    decode_with(body, partner::NAMESPACES, limits, |r| {
-        partner::Request::decode(op, r)
-    })
+    decode_fast_or_strict(
+        body,
+        partner::NAMESPACES,
+        limits,
+        |r| partner::Request::decode_fast(op, r),
+        |r| partner::Request::decode(op, r),
+    )
 }
 
 /// Decodes the upstream's response body to a partner API request of `op`.
@@ -1170,9 +1203,13 @@ pub fn partner_response(
     if !body.is(ns, local) {
         return Err(unknown_operation(body));
     }
-    decode_with(body, partner::NAMESPACES, limits, |r| {
-        partner::Response::decode(op, r)
-    })
+    decode_fast_or_strict(
+        body,
+        partner::NAMESPACES,
+        limits,
+        |r| partner::Response::decode_fast(op, r),
+        |r| partner::Response::decode(op, r),
+    )
 }
 
 /// Decodes a partner API fault detail element.
@@ -1182,9 +1219,13 @@ pub fn partner_fault(
 ) -> Result<partner::FaultDetail, DecodeError> {
     let kind = partner::FaultKind::from_element(&element.namespace, element.local_name)
         .ok_or_else(|| unknown_operation(element))?;
-    decode_with(element, partner::NAMESPACES, limits, |r| {
-        partner::FaultDetail::decode(kind, r)
-    })
+    decode_fast_or_strict(
+        element,
+        partner::NAMESPACES,
+        limits,
+        |r| partner::FaultDetail::decode_fast(kind, r),
+        |r| partner::FaultDetail::decode(kind, r),
+    )
 }
 
 /// Decodes the partner credential header block (`PartnerAuth`).
@@ -1192,10 +1233,11 @@ pub fn partner_auth(
     element: &BodyElement<'_>,
     limits: DecodeLimits,
 ) -> Result<partner::AuthHeader, DecodeError> {
-    decode_with(
+    decode_fast_or_strict(
         element,
         partner::NAMESPACES,
         limits,
+        partner::decode_auth_header_fast,
         partner::decode_auth_header,
     )
 }
@@ -1207,9 +1249,13 @@ pub fn callback_request(
 ) -> Result<callback::Request, DecodeError> {
     let op = callback::Operation::from_request_element(&body.namespace, body.local_name)
         .ok_or_else(|| unknown_operation(body))?;
-    decode_with(body, callback::NAMESPACES, limits, |r| {
-        callback::Request::decode(op, r)
-    })
+    decode_fast_or_strict(
+        body,
+        callback::NAMESPACES,
+        limits,
+        |r| callback::Request::decode_fast(op, r),
+        |r| callback::Request::decode(op, r),
+    )
 }
 
 /// Decodes a partner BSS's response to a callback of `op`.
@@ -1222,9 +1268,13 @@ pub fn callback_response(
     if !body.is(ns, local) {
         return Err(unknown_operation(body));
     }
-    decode_with(body, callback::NAMESPACES, limits, |r| {
-        callback::Response::decode(op, r)
-    })
+    decode_fast_or_strict(
+        body,
+        callback::NAMESPACES,
+        limits,
+        |r| callback::Response::decode_fast(op, r),
+        |r| callback::Response::decode(op, r),
+    )
 }
 
 /// Decodes a callback fault detail element.
@@ -1234,9 +1284,13 @@ pub fn callback_fault(
 ) -> Result<callback::FaultDetail, DecodeError> {
     let kind = callback::FaultKind::from_element(&element.namespace, element.local_name)
         .ok_or_else(|| unknown_operation(element))?;
-    decode_with(element, callback::NAMESPACES, limits, |r| {
-        callback::FaultDetail::decode(kind, r)
-    })
+    decode_fast_or_strict(
+        element,
+        callback::NAMESPACES,
+        limits,
+        |r| callback::FaultDetail::decode_fast(kind, r),
+        |r| callback::FaultDetail::decode(kind, r),
+    )
 }
 
 /// Decodes the callback credential header block (`CallbackAuth`).
@@ -1244,13 +1298,16 @@ pub fn callback_auth(
     element: &BodyElement<'_>,
     limits: DecodeLimits,
 ) -> Result<callback::AuthHeader, DecodeError> {
-    decode_with(
+    decode_fast_or_strict(
         element,
         callback::NAMESPACES,
         limits,
+        callback::decode_auth_header_fast,
         callback::decode_auth_header,
     )
 }
+
+pub mod fast;
 
 #[cfg(test)]
 mod tests;

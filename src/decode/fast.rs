@@ -1,0 +1,513 @@
+//! The fast path of the strict decode.
+//!
+//! build.rs generates, for every content model of the contract, an implementation of
+//! [`FastDecode`]: straight-line code that reads the model's children in schema order from a
+//! [`FastReader`] and builds xsd-parser's type directly, calling the same `DeserializeBytes`
+//! (facets, enumerations, patterns) as xsd-parser's own deserializer does for every leaf. It
+//! replaces, for well-formed ordinary messages, the generic deserializer chain of
+//! xsd-parser-types driven through [`super::StrictReader`] (three quarters of a request's
+//! instructions: see bench/README.md).
+//!
+//! The fast path never decides that a message is invalid. It returns `None` at the first thing it
+//! does not expect — an unknown, missing, repeated or misplaced element, any attribute that is not
+//! a namespace declaration, a comment, CDATA, a processing instruction, text beside elements, a
+//! carriage return in a value (line-end normalization), a value the type refuses — and the
+//! caller then runs the strict decoder on the same bytes, which either decodes it (the unusual
+//! but valid cases above) or names the error exactly as before. So the errors partners see are
+//! unchanged, and the fast path only has to be right about what it accepts: in debug builds
+//! (tests, fuzzing) every value it returns is compared with the strict decoder's, and a
+//! difference panics (see [`super::decode_with`]).
+
+use std::borrow::Cow;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+use xsd_parser_types::quick_xml::{DeserializeBytes, DeserializeHelper};
+
+use super::{all_xml_chars, contains_cdata_end, is_xml_char, is_xml_space, reference_char};
+use crate::envelope::BodyElement;
+
+/// A type with a generated fast decoder.
+pub trait FastDecode: Sized {
+    /// Reads the content and the end tag of an element of this type, whose start tag the reader
+    /// has just consumed.
+    fn fast(r: &mut FastReader<'_>) -> Option<Self>;
+}
+
+/// The next start tag or end tag, looked at but not consumed.
+#[derive(Clone, Copy)]
+enum Next<'b> {
+    Start {
+        ns: &'b [u8],
+        local: &'b [u8],
+        empty: bool,
+    },
+    End,
+}
+
+/// A quick-xml reader over exactly one body element (or header block) with its own namespace
+/// scope: declarations borrow the input, resolution is a walk over a handful of bindings.
+pub struct FastReader<'b> {
+    reader: Reader<&'b [u8]>,
+    input: &'b [u8],
+    /// In-scope declarations: (prefix, namespace, depth of the element that declared them);
+    /// empty prefix = the default namespace; depth 0 = inherited from the envelope.
+    bindings: Vec<(&'b [u8], &'b [u8], u32)>,
+    /// Depth of the innermost consumed, open element (0 before the root).
+    depth: u32,
+    /// [`super::DecodeLimits::max_depth`].
+    max_depth: u32,
+    next: Option<Next<'b>>,
+    helper: DeserializeHelper,
+    root: (&'b [u8], &'b [u8]),
+}
+
+/// Decodes `body` with a generated fast decoder, or `None` when the strict decoder must.
+pub fn decode<'b, T>(
+    body: &'b BodyElement<'_>,
+    limits: super::DecodeLimits,
+    decode: impl FnOnce(&mut FastReader<'b>) -> Option<T>,
+) -> Option<T> {
+    let mut reader = Reader::from_reader(body.bytes);
+    reader.config_mut().check_end_names = true;
+    let mut bindings = Vec::with_capacity(body.inherited.len() + 4);
+    for (prefix, ns) in &body.inherited {
+        bindings.push((prefix.as_ref(), ns.as_ref(), 0));
+    }
+    let mut r = FastReader {
+        reader,
+        input: body.bytes,
+        bindings,
+        depth: 0,
+        max_depth: u32::try_from(limits.max_depth).unwrap_or(u32::MAX),
+        next: None,
+        helper: DeserializeHelper::default(),
+        root: (&body.namespace, body.local_name),
+    };
+    let value = decode(&mut r)?;
+    // The element is the whole input: nothing may follow its end tag.
+    match (r.depth, r.reader.read_event()) {
+        (0, Ok(Event::Eof)) => Some(value),
+        _ => None,
+    }
+}
+
+impl<'b> FastReader<'b> {
+    /// Reads the root element (the one the envelope scan found) as a `T`.
+    pub fn root<T: FastDecode>(&mut self) -> Option<T> {
+        let (ns, local) = self.root;
+        if self.depth != 0 || !self.next_is(ns, local)? {
+            return None;
+        }
+        self.child::<T>()
+    }
+
+    /// Whether the next element is `{ns}local`; `Some(false)` also at the parent's end tag.
+    /// `None`: something the fast path does not handle comes first.
+    #[inline]
+    pub fn next_is(&mut self, ns: &[u8], local: &[u8]) -> Option<bool> {
+        let next = match self.next {
+            Some(n) => n,
+            None => {
+                let n = self.read_next()?;
+                self.next = Some(n);
+                n
+            }
+        };
+        Some(matches!(next, Next::Start { ns: n, local: l, .. } if n == ns && l == local))
+    }
+
+    /// Reads the next element, a complex type.
+    pub fn child<T: FastDecode>(&mut self) -> Option<T> {
+        self.enter()?;
+        T::fast(self)
+    }
+
+    /// Reads the next element, a leaf, through the type's `DeserializeBytes` (its facets).
+    pub fn leaf<T: DeserializeBytes>(&mut self) -> Option<T> {
+        let empty = self.enter()?;
+        if empty {
+            self.end()?;
+            return T::deserialize_bytes(&mut self.helper, b"").ok();
+        }
+        let mut text: Cow<'b, str> = Cow::Borrowed("");
+        loop {
+            match self.reader.read_event().ok()? {
+                Event::Text(t) => {
+                    let Cow::Borrowed(piece) = t.into_inner() else {
+                        return None;
+                    };
+                    // A carriage return needs line-end normalization: the strict decoder's job.
+                    if memchr::memchr(b'\r', piece).is_some() {
+                        return None;
+                    }
+                    let piece = std::str::from_utf8(piece).ok()?;
+                    if text.is_empty() {
+                        text = Cow::Borrowed(piece);
+                    } else {
+                        text.to_mut().push_str(piece);
+                    }
+                }
+                Event::GeneralRef(r) => {
+                    let c = reference_char(&r).filter(|c| is_xml_char(*c))?;
+                    text.to_mut().push(c);
+                }
+                Event::End(_) => break,
+                _ => return None,
+            }
+        }
+        // The strict reader's leaf checks (`StrictReader::check_leaf_text`).
+        if !all_xml_chars(&text)
+            || text.starts_with(is_xml_space)
+            || text.ends_with(is_xml_space)
+            || contains_cdata_end(&text)
+        {
+            return None;
+        }
+        self.leave();
+        T::deserialize_bytes(&mut self.helper, text.as_bytes()).ok()
+    }
+
+    /// Reads the end tag of the element being read.
+    pub fn end(&mut self) -> Option<()> {
+        let next = match self.next.take() {
+            Some(n) => n,
+            None => self.read_next()?,
+        };
+        match next {
+            Next::End => {
+                self.leave();
+                Some(())
+            }
+            Next::Start { .. } => None,
+        }
+    }
+
+    /// Consumes the start tag looked at; whether it was an empty element.
+    fn enter(&mut self) -> Option<bool> {
+        let Some(Next::Start { empty, .. }) = self.next.take() else {
+            return None;
+        };
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return None;
+        }
+        if empty {
+            self.next = Some(Next::End);
+        }
+        Some(empty)
+    }
+
+    /// Closes the element at the current depth: its declarations go out of scope.
+    fn leave(&mut self) {
+        self.next = None;
+        while self.bindings.last().is_some_and(|b| b.2 >= self.depth) {
+            self.bindings.pop();
+        }
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// The next start or end tag, skipping whitespace between elements.
+    fn read_next(&mut self) -> Option<Next<'b>> {
+        loop {
+            match self.reader.read_event().ok()? {
+                Event::Text(t) => {
+                    if !t.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+                        return None;
+                    }
+                }
+                Event::Start(s) => return self.start_tag(&s, false),
+                Event::Empty(s) => return self.start_tag(&s, true),
+                Event::End(_) => return Some(Next::End),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A start tag: its namespace declarations enter the scope of the depth it will have once
+    /// consumed; any other attribute leaves the message to the strict decoder.
+    fn start_tag(&mut self, start: &BytesStart<'_>, empty: bool) -> Option<Next<'b>> {
+        // The tag as a slice of the input (so that names and declarations borrow the input):
+        // it ends before `>` (or `/>`) at the reader's position.
+        let end =
+            (self.reader.buffer_position() as usize).checked_sub(if empty { 2 } else { 1 })?;
+        let tag_start = end.checked_sub(start.len())?;
+        let tag: &'b [u8] = self.input.get(tag_start..end)?;
+        if tag != &start[..] {
+            return None;
+        }
+        let name_len = start.name().as_ref().len();
+        let depth = self.depth + 1;
+        if tag.len() > name_len {
+            let attributes = quick_xml::events::attributes::Attributes::new(
+                std::str::from_utf8(tag).ok()?,
+                name_len,
+            );
+            for attr in attributes {
+                let attr = attr.ok()?;
+                let Cow::Borrowed(value) = attr.value else {
+                    return None;
+                };
+                let key: &'b [u8] = attr.key.into_inner();
+                let prefix: &'b [u8] = match key {
+                    b"xmlns" => b"",
+                    [b'x', b'm', b'l', b'n', b's', b':', prefix @ ..] => prefix,
+                    _ => return None,
+                };
+                // Reserved prefixes, undeclarations and escaped URIs: the strict decoder's job.
+                if value.is_empty()
+                    || value.contains(&b'&')
+                    || prefix.len() >= 3 && prefix[..3].eq_ignore_ascii_case(b"xml")
+                {
+                    return None;
+                }
+                self.bindings.push((prefix, value, depth));
+            }
+        }
+        let name = &tag[..name_len];
+        let (prefix, local): (&[u8], &'b [u8]) = match memchr::memchr(b':', name) {
+            Some(i) => (&name[..i], &name[i + 1..]),
+            None => (b"", name),
+        };
+        let ns = self
+            .bindings
+            .iter()
+            .rev()
+            .find(|b| b.0 == prefix)
+            .map(|b| b.1)?;
+        Some(Next::Start { ns, local, empty })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every golden fixture takes the fast path (otherwise it would be slow, not wrong: the
+    //! debug-build comparison in `decode_fast_or_strict` covers being wrong, in every test that
+    //! decodes anything), and the unusual-but-valid shapes it leaves to the strict decoder.
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::decode::{self, DecodeLimits};
+    use crate::envelope;
+    use crate::generated::{callback, partner};
+
+    fn fixtures(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("invalid") {
+                fixtures(&path, out);
+            } else if path.extension().is_some_and(|e| e == "xml") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Decodes every element of a fixture the gateway decodes (body, credential header, fault
+    /// detail) with the fast path only; the number of elements decoded.
+    fn fast_only(path: &Path) -> usize {
+        let bytes = std::fs::read(path).expect("fixture");
+        let env = envelope::scan(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let callbacks = path.components().any(|c| c.as_os_str() == "callback");
+        let body = &env.body;
+        let mut decoded = 0;
+        let expect = |what: &str, ok: bool| {
+            assert!(
+                ok,
+                "{}: the fast path gave up on the {what}",
+                path.display()
+            );
+        };
+        for block in &env.headers {
+            let el = &block.element;
+            if callbacks {
+                let (ns, local) = callback::AUTH_HEADER_ELEMENT;
+                if el.is(ns, local) {
+                    let fast = decode(
+                        el,
+                        DecodeLimits::header_block(),
+                        callback::decode_auth_header_fast,
+                    );
+                    let strict = decode::callback_auth(el, DecodeLimits::header_block());
+                    expect("header", fast.is_some() && fast == strict.ok());
+                    decoded += 1;
+                }
+            } else {
+                let (ns, local) = partner::AUTH_HEADER_ELEMENT;
+                if el.is(ns, local) {
+                    let fast = decode(
+                        el,
+                        DecodeLimits::header_block(),
+                        partner::decode_auth_header_fast,
+                    );
+                    let strict = decode::partner_auth(el, DecodeLimits::header_block());
+                    expect("header", fast.is_some() && fast == strict.ok());
+                    decoded += 1;
+                }
+            }
+        }
+        let limits = DecodeLimits::default();
+        if let Ok(fault) = envelope::parse_fault(&env) {
+            if let Some(detail) = &fault.detail {
+                if callbacks {
+                    let kind =
+                        callback::FaultKind::from_element(&detail.namespace, detail.local_name)
+                            .expect("declared fault");
+                    let fast = decode(detail, limits, |r| {
+                        callback::FaultDetail::decode_fast(kind, r)
+                    });
+                    expect(
+                        "fault detail",
+                        fast == decode::callback_fault(detail, limits).ok(),
+                    );
+                    decoded += usize::from(fast.is_some());
+                } else {
+                    let kind =
+                        partner::FaultKind::from_element(&detail.namespace, detail.local_name)
+                            .expect("declared fault");
+                    let fast = decode(detail, limits, |r| {
+                        partner::FaultDetail::decode_fast(kind, r)
+                    });
+                    expect(
+                        "fault detail",
+                        fast == decode::partner_fault(detail, limits).ok(),
+                    );
+                    decoded += usize::from(fast.is_some());
+                }
+            }
+            return decoded;
+        }
+        let (ns, local) = (&body.namespace, body.local_name);
+        if callbacks {
+            if let Some(op) = callback::Operation::from_request_element(ns, local) {
+                let fast = decode(body, limits, |r| callback::Request::decode_fast(op, r));
+                expect(
+                    "body",
+                    fast.is_some() && fast == decode::callback_request(body, limits).ok(),
+                );
+            } else {
+                let op = callback::Operation::from_response_element(ns, local).expect("op");
+                let fast = decode(body, limits, |r| callback::Response::decode_fast(op, r));
+                expect(
+                    "body",
+                    fast.is_some() && fast == decode::callback_response(op, body, limits).ok(),
+                );
+            }
+        } else if let Some(op) = partner::Operation::from_request_element(ns, local) {
+            let fast = decode(body, limits, |r| partner::Request::decode_fast(op, r));
+            expect(
+                "body",
+                fast.is_some() && fast == decode::partner_request(body, limits).ok(),
+            );
+        } else {
+            let op = partner::Operation::from_response_element(ns, local).expect("op");
+            let fast = decode(body, limits, |r| partner::Response::decode_fast(op, r));
+            expect(
+                "body",
+                fast.is_some() && fast == decode::partner_response(op, body, limits).ok(),
+            );
+        }
+        decoded + 1
+    }
+
+    #[test]
+    fn every_golden_fixture_takes_the_fast_path() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let mut files = Vec::new();
+        fixtures(&root, &mut files);
+        files.sort();
+        assert!(files.len() > 80, "found only {} fixtures", files.len());
+        let decoded: usize = files.iter().map(|f| fast_only(f)).sum();
+        // Every request has a body and a header; every fault a detail; responses a body.
+        assert!(
+            decoded > files.len(),
+            "decoded {decoded} elements in {} files",
+            files.len()
+        );
+    }
+
+    const ENV_OPEN: &str = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:acc="urn:partnergate:partner:accounts:v1"><s:Body>"#;
+    const ENV_CLOSE: &str = "</s:Body></s:Envelope>";
+    const BODY: &str =
+        "<acc:GetAccount><acc:AccountNumber>ACC-0000001001</acc:AccountNumber></acc:GetAccount>";
+
+    /// (fast path's answer, strict decoder's answer) for a GetAccount body.
+    fn both(
+        body: &str,
+    ) -> (
+        Option<partner::Request>,
+        Result<partner::Request, decode::DecodeError>,
+    ) {
+        let doc = format!("{ENV_OPEN}{body}{ENV_CLOSE}");
+        let env = envelope::scan(doc.as_bytes()).expect("scans");
+        let op = partner::Operation::GetAccount;
+        let fast = decode(&env.body, DecodeLimits::default(), |r| {
+            partner::Request::decode_fast(op, r)
+        });
+        let strict = decode::decode_with(
+            &env.body,
+            partner::NAMESPACES,
+            DecodeLimits::default(),
+            |r| partner::Request::decode(op, r),
+        );
+        (fast, strict)
+    }
+
+    #[test]
+    fn ordinary_variants_take_the_fast_path() {
+        for body in [
+            BODY.to_string(),
+            // default namespace, a re-declared prefix, whitespace between elements
+            r#"<GetAccount xmlns="urn:partnergate:partner:accounts:v1"> <AccountNumber>ACC-0000001001</AccountNumber>
+</GetAccount>"#
+                .to_string(),
+            r#"<a:GetAccount xmlns:a="urn:partnergate:partner:accounts:v1"><b:AccountNumber xmlns:b="urn:partnergate:partner:accounts:v1">ACC-0000001001</b:AccountNumber></a:GetAccount>"#.to_string(),
+            BODY.replace("ACC-0000001001", "ACC-000000&#49;001"),
+        ] {
+            let (fast, strict) = both(&body);
+            assert!(fast.is_some(), "{body}");
+            assert_eq!(fast, strict.ok(), "{body}");
+        }
+    }
+
+    #[test]
+    fn unusual_but_valid_shapes_are_left_to_the_strict_decoder() {
+        for body in [
+            BODY.replace("<acc:AccountNumber>", "<!-- c --><acc:AccountNumber>"),
+            BODY.replace("ACC-0000001001", "<![CDATA[ACC-0000001001]]>"),
+        ] {
+            let (fast, strict) = both(&body);
+            assert!(fast.is_none(), "{body}");
+            assert!(strict.is_ok(), "{body}: {strict:?}");
+        }
+    }
+
+    #[test]
+    fn what_the_strict_decoder_refuses_the_fast_path_gives_up_on() {
+        for body in [
+            BODY.replace("ACC-0000001001", " ACC-0000001001"),
+            BODY.replace("ACC-0000001001", "ACC-1"),
+            BODY.replace("<acc:AccountNumber>", "<acc:AccountNumber x=\"1\">"),
+            BODY.replace("<acc:AccountNumber>", "<acc:Extra/><acc:AccountNumber>"),
+            BODY.replace(
+                "</acc:GetAccount>",
+                "<acc:AccountNumber>ACC-0000001001</acc:AccountNumber></acc:GetAccount>",
+            ),
+            BODY.replace("</acc:GetAccount>", "x</acc:GetAccount>"),
+            BODY.replace("<acc:AccountNumber>ACC-0000001001</acc:AccountNumber>", ""),
+            BODY.replace("acc:AccountNumber", "AccountNumber"),
+            BODY.replace("ACC-0000001001", "ACC-0000001001&#1;"),
+            BODY.replace("ACC-0000001001", "ACC-0000001001\r"),
+            BODY.replace(
+                "<acc:GetAccount>",
+                "<acc:GetAccount xmlns:acc=\"urn:other\">",
+            ),
+        ] {
+            let (fast, strict) = both(&body);
+            assert!(fast.is_none(), "{body}");
+            assert!(strict.is_err(), "{body}");
+        }
+    }
+}
