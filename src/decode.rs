@@ -197,7 +197,7 @@ pub fn decode_with<'a, T>(
 /// Decodes `body` with a generated fast decoder ([`fast`]) and, when that gives up, with the
 /// strict decoder through [`decode_with`]: the value, or the strict decoder's error.
 ///
-/// In debug builds (the test suite, the fuzz targets) a value from the fast path is checked
+/// In debug builds (the test suite) and with the `fuzzing` feature a value from the fast path is checked
 /// against the strict decoder's answer for the same bytes, and any difference panics: the fast
 /// path must never accept what the strict decoder refuses, nor decode differently.
 pub fn decode_fast_or_strict<'a, T: PartialEq + std::fmt::Debug>(
@@ -209,10 +209,11 @@ pub fn decode_fast_or_strict<'a, T: PartialEq + std::fmt::Debug>(
 ) -> Result<T, DecodeError> {
     match fast::decode(body, limits, fast) {
         Some(value) => {
-            #[cfg(debug_assertions)]
+            // Debug builds and the fuzz targets (built in release with the `fuzzing` feature).
+            #[cfg(any(debug_assertions, feature = "fuzzing"))]
             {
                 let strict = decode_with(body, namespaces, limits, strict);
-                debug_assert!(
+                assert!(
                     strict.as_ref().is_ok_and(|s| *s == value),
                     "the fast decode {value:?} disagrees with the strict decoder: {strict:?}"
                 );

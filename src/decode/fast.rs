@@ -15,8 +15,8 @@
 //! caller then runs the strict decoder on the same bytes, which either decodes it (the unusual
 //! but valid cases above) or names the error exactly as before. So the errors partners see are
 //! unchanged, and the fast path only has to be right about what it accepts: in debug builds
-//! (tests, fuzzing) every value it returns is compared with the strict decoder's, and a
-//! difference panics (see [`super::decode_with`]).
+//! (the tests) and in the fuzz targets (feature `fuzzing`) every value it returns is compared
+//! with the strict decoder's, and a difference panics (see [`super::decode_fast_or_strict`]).
 
 use std::borrow::Cow;
 
