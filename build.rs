@@ -741,17 +741,29 @@ fn fast_decoders(file: &mut syn::File, models: &Models, ns_modules: &BTreeMap<St
             })
             .unwrap_or_else(|| panic!("xsd-parser generated no type {module}::{ident} for {key}"));
         let ty = Ident::new(&ident, Span::call_site());
-        let body = match def {
+        let (body, content) = match &def {
             syn::Item::Struct(s) => {
                 assert!(!choice, "{key}: a choice model became a struct");
-                fast_sequence(key, &s.fields, children)
+                (
+                    fast_sequence(key, &s.fields, children),
+                    fast_encode_sequence(key, &s.fields, children, ns_modules),
+                )
             }
             syn::Item::Enum(e) => {
                 assert!(choice, "{key}: a sequence model became an enum");
-                fast_choice(key, &e, children)
+                (
+                    fast_choice(key, e, children),
+                    fast_encode_choice(e, children, ns_modules),
+                )
             }
             _ => unreachable!(),
         };
+        let xmlns = root_xmlns(items, &ident, ns_modules)
+            .into_iter()
+            .map(|(p, ns)| {
+                let (p, ns) = (blit(&p), blit(&ns));
+                quote!((#p, #ns))
+            });
         items.push(syn::parse_quote! {
             impl crate::decode::fast::FastDecode for #ty {
                 fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
@@ -759,6 +771,135 @@ fn fast_decoders(file: &mut syn::File, models: &Models, ns_modules: &BTreeMap<St
                 }
             }
         });
+        items.push(syn::parse_quote! {
+            impl crate::encode::fast::FastEncode for #ty {
+                const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[#(#xmlns),*];
+                fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+                    #content
+                }
+            }
+        });
+    }
+}
+
+/// The namespace declarations xsd-parser's serializer for `ident` writes when the value is the
+/// root (the `write_xmlns` calls in its `if self.is_root { … }` block), as (prefix, namespace).
+fn root_xmlns(
+    items: &[syn::Item],
+    ident: &str,
+    ns_modules: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let serializer = format!("{ident}Serializer");
+    let code = items
+        .iter()
+        .find_map(|item| match item {
+            syn::Item::Mod(m) if m.ident == "quick_xml_serialize" => m.content.as_ref(),
+            _ => None,
+        })
+        .and_then(|(_, items)| {
+            items.iter().find_map(|item| match item {
+                syn::Item::Impl(i)
+                    if i.trait_.is_none()
+                        && matches!(&*i.self_ty, syn::Type::Path(p)
+                            if p.path.segments.last().is_some_and(|s| s.ident == serializer)) =>
+                {
+                    Some(quote!(#i).to_string())
+                }
+                _ => None,
+            })
+        })
+        .unwrap_or_else(|| panic!("no serializer impl for {ident}"));
+    let Some(at) = code.find("if self . is_root {") else {
+        return Vec::new();
+    };
+    let block = &code[at..];
+    let block = &block[..block.find('}').expect("is_root block ends")];
+    let mut out = Vec::new();
+    for piece in block.split("PREFIX_").skip(1) {
+        let module: String = piece
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect::<String>()
+            .to_lowercase();
+        let ns = ns_modules
+            .iter()
+            .find(|(_, m)| **m == module)
+            .map(|(ns, _)| ns.clone())
+            .unwrap_or_else(|| panic!("{ident}: no namespace for prefix {module}"));
+        out.push((module, ns));
+    }
+    out
+}
+
+/// The qualified name the serializer writes for a child: the namespace's module is its prefix.
+fn child_qname(
+    ns_modules: &BTreeMap<String, String>,
+    ns: &str,
+    local: &str,
+) -> proc_macro2::Literal {
+    let prefix = ns_modules
+        .get(ns)
+        .unwrap_or_else(|| panic!("no generated module for namespace {ns}"));
+    blit(&format!("{prefix}:{local}"))
+}
+
+fn fast_encode_write(
+    child: &Child,
+    value: TokenStream,
+    name: &proc_macro2::Literal,
+) -> TokenStream {
+    if child.2.is_some() {
+        quote!(w.child(#value, #name)?;)
+    } else {
+        quote!(w.leaf(#value, #name)?;)
+    }
+}
+
+fn fast_encode_sequence(
+    key: &str,
+    fields: &syn::Fields,
+    children: &[Child],
+    ns_modules: &BTreeMap<String, String>,
+) -> TokenStream {
+    let fields: Vec<&syn::Field> = match fields {
+        syn::Fields::Named(n) => n.named.iter().collect(),
+        _ => Vec::new(),
+    };
+    let stmts = fields.iter().zip(children).map(|(field, child)| {
+        let fname = field.ident.clone().expect("named field");
+        let name = child_qname(ns_modules, &child.0, &child.1);
+        match field_shape(key, &field.ty).0 {
+            "Option" => {
+                let write = fast_encode_write(child, quote!(v), &name);
+                quote!(if let Some(v) = &self.#fname { #write })
+            }
+            "Vec" => {
+                let write = fast_encode_write(child, quote!(v), &name);
+                quote!(for v in &self.#fname { #write })
+            }
+            _ => fast_encode_write(child, quote!(&self.#fname), &name),
+        }
+    });
+    quote! {
+        #(#stmts)*
+        Some(())
+    }
+}
+
+fn fast_encode_choice(
+    item: &syn::ItemEnum,
+    children: &[Child],
+    ns_modules: &BTreeMap<String, String>,
+) -> TokenStream {
+    let arms = item.variants.iter().zip(children).map(|(variant, child)| {
+        let v = &variant.ident;
+        let name = child_qname(ns_modules, &child.0, &child.1);
+        let write = fast_encode_write(child, quote!(v), &name);
+        quote!(Self::#v(v) => { #write })
+    });
+    quote! {
+        match self { #(#arms)* }
+        Some(())
     }
 }
 
@@ -1422,8 +1563,14 @@ fn operation_table(
             }
 
             /// Writes the body element with its namespace declarations.
-            pub fn encode<W: std::io::Write>(&self, writer: &mut Writer<W>) -> Result<(), Error> {
-                match self { #(Request::#variants(v) => v.serialize(#req_root, writer),)* }
+            pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
+                match self { #(Request::#variants(v) => crate::encode::fast::encode_root(&**v, #req_root, writer, |w| v.serialize(#req_root, w)),)* }
+            }
+
+            /// Writes the element with the fast encoder only; `false` (nothing written) when it
+            /// gives up (see `crate::encode::fast`).
+            pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
+                match self { #(Request::#variants(v) => crate::encode::fast::write_root(&**v, #req_root, out),)* }
             }
         }
 
@@ -1454,8 +1601,14 @@ fn operation_table(
             }
 
             /// Writes the response element with its namespace declarations.
-            pub fn encode<W: std::io::Write>(&self, writer: &mut Writer<W>) -> Result<(), Error> {
-                match self { #(Response::#variants(v) => v.serialize(#resp_root, writer),)* }
+            pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
+                match self { #(Response::#variants(v) => crate::encode::fast::encode_root(&**v, #resp_root, writer, |w| v.serialize(#resp_root, w)),)* }
+            }
+
+            /// Writes the element with the fast encoder only; `false` (nothing written) when it
+            /// gives up (see `crate::encode::fast`).
+            pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
+                match self { #(Response::#variants(v) => crate::encode::fast::write_root(&**v, #resp_root, out),)* }
             }
         }
 
@@ -1475,8 +1628,8 @@ fn operation_table(
         }
 
         /// Writes the credential header element.
-        pub fn encode_auth_header<W: std::io::Write>(header: &AuthHeader, writer: &mut Writer<W>) -> Result<(), Error> {
-            header.serialize(#header_root, writer)
+        pub fn encode_auth_header(header: &AuthHeader, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
+            crate::encode::fast::encode_root(header, #header_root, writer, |w| header.serialize(#header_root, w))
         }
 
         /// The declared fault kinds (`soap:fault`), the same for every operation.
@@ -1530,8 +1683,8 @@ fn operation_table(
             }
 
             /// Writes the detail element with its namespace declarations.
-            pub fn encode<W: std::io::Write>(&self, writer: &mut Writer<W>) -> Result<(), Error> {
-                match self { #(FaultDetail::#fault_variants(v) => v.serialize(#fault_root, writer),)* }
+            pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
+                match self { #(FaultDetail::#fault_variants(v) => crate::encode::fast::encode_root(&**v, #fault_root, writer, |w| v.serialize(#fault_root, w)),)* }
             }
         }
     }

@@ -190,14 +190,35 @@ impl Request {
         )
     }
     /// Writes the body element with its namespace declarations.
-    pub fn encode<W: std::io::Write>(
-        &self,
-        writer: &mut Writer<W>,
-    ) -> Result<(), Error> {
+    pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
         match self {
-            Request::GetCustomerRecord(v) => v.serialize("cb:GetCustomerRecord", writer),
+            Request::GetCustomerRecord(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cb:GetCustomerRecord",
+                    writer,
+                    |w| v.serialize("cb:GetCustomerRecord", w),
+                )
+            }
             Request::NotifyProvisioningEvent(v) => {
-                v.serialize("cb:NotifyProvisioningEvent", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cb:NotifyProvisioningEvent",
+                    writer,
+                    |w| v.serialize("cb:NotifyProvisioningEvent", w),
+                )
+            }
+        }
+    }
+    /// Writes the element with the fast encoder only; `false` (nothing written) when it
+    /// gives up (see `crate::encode::fast`).
+    pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
+        match self {
+            Request::GetCustomerRecord(v) => {
+                crate::encode::fast::write_root(&**v, "cb:GetCustomerRecord", out)
+            }
+            Request::NotifyProvisioningEvent(v) => {
+                crate::encode::fast::write_root(&**v, "cb:NotifyProvisioningEvent", out)
             }
         }
     }
@@ -276,16 +297,43 @@ impl Response {
         )
     }
     /// Writes the response element with its namespace declarations.
-    pub fn encode<W: std::io::Write>(
-        &self,
-        writer: &mut Writer<W>,
-    ) -> Result<(), Error> {
+    pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
         match self {
             Response::GetCustomerRecord(v) => {
-                v.serialize("cb:GetCustomerRecordResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cb:GetCustomerRecordResponse",
+                    writer,
+                    |w| v.serialize("cb:GetCustomerRecordResponse", w),
+                )
             }
             Response::NotifyProvisioningEvent(v) => {
-                v.serialize("cb:NotifyProvisioningEventResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cb:NotifyProvisioningEventResponse",
+                    writer,
+                    |w| v.serialize("cb:NotifyProvisioningEventResponse", w),
+                )
+            }
+        }
+    }
+    /// Writes the element with the fast encoder only; `false` (nothing written) when it
+    /// gives up (see `crate::encode::fast`).
+    pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
+        match self {
+            Response::GetCustomerRecord(v) => {
+                crate::encode::fast::write_root(
+                    &**v,
+                    "cb:GetCustomerRecordResponse",
+                    out,
+                )
+            }
+            Response::NotifyProvisioningEvent(v) => {
+                crate::encode::fast::write_root(
+                    &**v,
+                    "cb:NotifyProvisioningEventResponse",
+                    out,
+                )
             }
         }
     }
@@ -310,11 +358,16 @@ pub fn decode_auth_header_fast(
     reader.root::<AuthHeader>()
 }
 /// Writes the credential header element.
-pub fn encode_auth_header<W: std::io::Write>(
+pub fn encode_auth_header(
     header: &AuthHeader,
-    writer: &mut Writer<W>,
+    writer: &mut Writer<&mut Vec<u8>>,
 ) -> Result<(), Error> {
-    header.serialize("cb:CallbackAuth", writer)
+    crate::encode::fast::encode_root(
+        header,
+        "cb:CallbackAuth",
+        writer,
+        |w| header.serialize("cb:CallbackAuth", w),
+    )
 }
 /// The declared fault kinds (`soap:fault`), the same for every operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -388,12 +441,16 @@ impl FaultDetail {
         )
     }
     /// Writes the detail element with its namespace declarations.
-    pub fn encode<W: std::io::Write>(
-        &self,
-        writer: &mut Writer<W>,
-    ) -> Result<(), Error> {
+    pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
         match self {
-            FaultDetail::Callback(v) => v.serialize("cb:CallbackFault", writer),
+            FaultDetail::Callback(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cb:CallbackFault",
+                    writer,
+                    |w| v.serialize("cb:CallbackFault", w),
+                )
+            }
         }
     }
 }

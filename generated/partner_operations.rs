@@ -809,37 +809,212 @@ impl Request {
         )
     }
     /// Writes the body element with its namespace declarations.
-    pub fn encode<W: std::io::Write>(
-        &self,
-        writer: &mut Writer<W>,
-    ) -> Result<(), Error> {
+    pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
         match self {
-            Request::CreateAccount(v) => v.serialize("acc:CreateAccount", writer),
-            Request::ModifyAccount(v) => v.serialize("acc:ModifyAccount", writer),
+            Request::CreateAccount(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "acc:CreateAccount",
+                    writer,
+                    |w| v.serialize("acc:CreateAccount", w),
+                )
+            }
+            Request::ModifyAccount(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "acc:ModifyAccount",
+                    writer,
+                    |w| v.serialize("acc:ModifyAccount", w),
+                )
+            }
             Request::ChangeAccountStatus(v) => {
-                v.serialize("acc:ChangeAccountStatus", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "acc:ChangeAccountStatus",
+                    writer,
+                    |w| v.serialize("acc:ChangeAccountStatus", w),
+                )
             }
-            Request::GetAccount(v) => v.serialize("acc:GetAccount", writer),
-            Request::FindAccounts(v) => v.serialize("acc:FindAccounts", writer),
-            Request::AddService(v) => v.serialize("svc:AddService", writer),
-            Request::ModifyService(v) => v.serialize("svc:ModifyService", writer),
+            Request::GetAccount(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "acc:GetAccount",
+                    writer,
+                    |w| v.serialize("acc:GetAccount", w),
+                )
+            }
+            Request::FindAccounts(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "acc:FindAccounts",
+                    writer,
+                    |w| v.serialize("acc:FindAccounts", w),
+                )
+            }
+            Request::AddService(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "svc:AddService",
+                    writer,
+                    |w| v.serialize("svc:AddService", w),
+                )
+            }
+            Request::ModifyService(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "svc:ModifyService",
+                    writer,
+                    |w| v.serialize("svc:ModifyService", w),
+                )
+            }
             Request::ChangeServiceStatus(v) => {
-                v.serialize("svc:ChangeServiceStatus", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "svc:ChangeServiceStatus",
+                    writer,
+                    |w| v.serialize("svc:ChangeServiceStatus", w),
+                )
             }
-            Request::GetService(v) => v.serialize("svc:GetService", writer),
-            Request::ListServices(v) => v.serialize("svc:ListServices", writer),
-            Request::AddDevice(v) => v.serialize("dev:AddDevice", writer),
-            Request::ModifyDevice(v) => v.serialize("dev:ModifyDevice", writer),
+            Request::GetService(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "svc:GetService",
+                    writer,
+                    |w| v.serialize("svc:GetService", w),
+                )
+            }
+            Request::ListServices(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "svc:ListServices",
+                    writer,
+                    |w| v.serialize("svc:ListServices", w),
+                )
+            }
+            Request::AddDevice(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "dev:AddDevice",
+                    writer,
+                    |w| v.serialize("dev:AddDevice", w),
+                )
+            }
+            Request::ModifyDevice(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "dev:ModifyDevice",
+                    writer,
+                    |w| v.serialize("dev:ModifyDevice", w),
+                )
+            }
             Request::ChangeDeviceStatus(v) => {
-                v.serialize("dev:ChangeDeviceStatus", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "dev:ChangeDeviceStatus",
+                    writer,
+                    |w| v.serialize("dev:ChangeDeviceStatus", w),
+                )
             }
-            Request::GetDevice(v) => v.serialize("dev:GetDevice", writer),
-            Request::EnableFeature(v) => v.serialize("ftr:EnableFeature", writer),
-            Request::ModifyFeature(v) => v.serialize("ftr:ModifyFeature", writer),
+            Request::GetDevice(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "dev:GetDevice",
+                    writer,
+                    |w| v.serialize("dev:GetDevice", w),
+                )
+            }
+            Request::EnableFeature(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "ftr:EnableFeature",
+                    writer,
+                    |w| v.serialize("ftr:EnableFeature", w),
+                )
+            }
+            Request::ModifyFeature(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "ftr:ModifyFeature",
+                    writer,
+                    |w| v.serialize("ftr:ModifyFeature", w),
+                )
+            }
             Request::ChangeFeatureStatus(v) => {
-                v.serialize("ftr:ChangeFeatureStatus", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "ftr:ChangeFeatureStatus",
+                    writer,
+                    |w| v.serialize("ftr:ChangeFeatureStatus", w),
+                )
             }
-            Request::GetFeature(v) => v.serialize("ftr:GetFeature", writer),
+            Request::GetFeature(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "ftr:GetFeature",
+                    writer,
+                    |w| v.serialize("ftr:GetFeature", w),
+                )
+            }
+        }
+    }
+    /// Writes the element with the fast encoder only; `false` (nothing written) when it
+    /// gives up (see `crate::encode::fast`).
+    pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
+        match self {
+            Request::CreateAccount(v) => {
+                crate::encode::fast::write_root(&**v, "acc:CreateAccount", out)
+            }
+            Request::ModifyAccount(v) => {
+                crate::encode::fast::write_root(&**v, "acc:ModifyAccount", out)
+            }
+            Request::ChangeAccountStatus(v) => {
+                crate::encode::fast::write_root(&**v, "acc:ChangeAccountStatus", out)
+            }
+            Request::GetAccount(v) => {
+                crate::encode::fast::write_root(&**v, "acc:GetAccount", out)
+            }
+            Request::FindAccounts(v) => {
+                crate::encode::fast::write_root(&**v, "acc:FindAccounts", out)
+            }
+            Request::AddService(v) => {
+                crate::encode::fast::write_root(&**v, "svc:AddService", out)
+            }
+            Request::ModifyService(v) => {
+                crate::encode::fast::write_root(&**v, "svc:ModifyService", out)
+            }
+            Request::ChangeServiceStatus(v) => {
+                crate::encode::fast::write_root(&**v, "svc:ChangeServiceStatus", out)
+            }
+            Request::GetService(v) => {
+                crate::encode::fast::write_root(&**v, "svc:GetService", out)
+            }
+            Request::ListServices(v) => {
+                crate::encode::fast::write_root(&**v, "svc:ListServices", out)
+            }
+            Request::AddDevice(v) => {
+                crate::encode::fast::write_root(&**v, "dev:AddDevice", out)
+            }
+            Request::ModifyDevice(v) => {
+                crate::encode::fast::write_root(&**v, "dev:ModifyDevice", out)
+            }
+            Request::ChangeDeviceStatus(v) => {
+                crate::encode::fast::write_root(&**v, "dev:ChangeDeviceStatus", out)
+            }
+            Request::GetDevice(v) => {
+                crate::encode::fast::write_root(&**v, "dev:GetDevice", out)
+            }
+            Request::EnableFeature(v) => {
+                crate::encode::fast::write_root(&**v, "ftr:EnableFeature", out)
+            }
+            Request::ModifyFeature(v) => {
+                crate::encode::fast::write_root(&**v, "ftr:ModifyFeature", out)
+            }
+            Request::ChangeFeatureStatus(v) => {
+                crate::encode::fast::write_root(&**v, "ftr:ChangeFeatureStatus", out)
+            }
+            Request::GetFeature(v) => {
+                crate::encode::fast::write_root(&**v, "ftr:GetFeature", out)
+            }
         }
     }
 }
@@ -1226,47 +1401,228 @@ impl Response {
         )
     }
     /// Writes the response element with its namespace declarations.
-    pub fn encode<W: std::io::Write>(
-        &self,
-        writer: &mut Writer<W>,
-    ) -> Result<(), Error> {
+    pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
         match self {
             Response::CreateAccount(v) => {
-                v.serialize("acc:CreateAccountResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "acc:CreateAccountResponse",
+                    writer,
+                    |w| v.serialize("acc:CreateAccountResponse", w),
+                )
             }
             Response::ModifyAccount(v) => {
-                v.serialize("acc:ModifyAccountResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "acc:ModifyAccountResponse",
+                    writer,
+                    |w| v.serialize("acc:ModifyAccountResponse", w),
+                )
             }
             Response::ChangeAccountStatus(v) => {
-                v.serialize("acc:ChangeAccountStatusResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "acc:ChangeAccountStatusResponse",
+                    writer,
+                    |w| v.serialize("acc:ChangeAccountStatusResponse", w),
+                )
             }
-            Response::GetAccount(v) => v.serialize("acc:GetAccountResponse", writer),
-            Response::FindAccounts(v) => v.serialize("acc:FindAccountsResponse", writer),
-            Response::AddService(v) => v.serialize("svc:AddServiceResponse", writer),
+            Response::GetAccount(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "acc:GetAccountResponse",
+                    writer,
+                    |w| v.serialize("acc:GetAccountResponse", w),
+                )
+            }
+            Response::FindAccounts(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "acc:FindAccountsResponse",
+                    writer,
+                    |w| v.serialize("acc:FindAccountsResponse", w),
+                )
+            }
+            Response::AddService(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "svc:AddServiceResponse",
+                    writer,
+                    |w| v.serialize("svc:AddServiceResponse", w),
+                )
+            }
             Response::ModifyService(v) => {
-                v.serialize("svc:ModifyServiceResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "svc:ModifyServiceResponse",
+                    writer,
+                    |w| v.serialize("svc:ModifyServiceResponse", w),
+                )
             }
             Response::ChangeServiceStatus(v) => {
-                v.serialize("svc:ChangeServiceStatusResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "svc:ChangeServiceStatusResponse",
+                    writer,
+                    |w| v.serialize("svc:ChangeServiceStatusResponse", w),
+                )
             }
-            Response::GetService(v) => v.serialize("svc:GetServiceResponse", writer),
-            Response::ListServices(v) => v.serialize("svc:ListServicesResponse", writer),
-            Response::AddDevice(v) => v.serialize("dev:AddDeviceResponse", writer),
-            Response::ModifyDevice(v) => v.serialize("dev:ModifyDeviceResponse", writer),
+            Response::GetService(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "svc:GetServiceResponse",
+                    writer,
+                    |w| v.serialize("svc:GetServiceResponse", w),
+                )
+            }
+            Response::ListServices(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "svc:ListServicesResponse",
+                    writer,
+                    |w| v.serialize("svc:ListServicesResponse", w),
+                )
+            }
+            Response::AddDevice(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "dev:AddDeviceResponse",
+                    writer,
+                    |w| v.serialize("dev:AddDeviceResponse", w),
+                )
+            }
+            Response::ModifyDevice(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "dev:ModifyDeviceResponse",
+                    writer,
+                    |w| v.serialize("dev:ModifyDeviceResponse", w),
+                )
+            }
             Response::ChangeDeviceStatus(v) => {
-                v.serialize("dev:ChangeDeviceStatusResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "dev:ChangeDeviceStatusResponse",
+                    writer,
+                    |w| v.serialize("dev:ChangeDeviceStatusResponse", w),
+                )
             }
-            Response::GetDevice(v) => v.serialize("dev:GetDeviceResponse", writer),
+            Response::GetDevice(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "dev:GetDeviceResponse",
+                    writer,
+                    |w| v.serialize("dev:GetDeviceResponse", w),
+                )
+            }
             Response::EnableFeature(v) => {
-                v.serialize("ftr:EnableFeatureResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "ftr:EnableFeatureResponse",
+                    writer,
+                    |w| v.serialize("ftr:EnableFeatureResponse", w),
+                )
             }
             Response::ModifyFeature(v) => {
-                v.serialize("ftr:ModifyFeatureResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "ftr:ModifyFeatureResponse",
+                    writer,
+                    |w| v.serialize("ftr:ModifyFeatureResponse", w),
+                )
             }
             Response::ChangeFeatureStatus(v) => {
-                v.serialize("ftr:ChangeFeatureStatusResponse", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "ftr:ChangeFeatureStatusResponse",
+                    writer,
+                    |w| v.serialize("ftr:ChangeFeatureStatusResponse", w),
+                )
             }
-            Response::GetFeature(v) => v.serialize("ftr:GetFeatureResponse", writer),
+            Response::GetFeature(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "ftr:GetFeatureResponse",
+                    writer,
+                    |w| v.serialize("ftr:GetFeatureResponse", w),
+                )
+            }
+        }
+    }
+    /// Writes the element with the fast encoder only; `false` (nothing written) when it
+    /// gives up (see `crate::encode::fast`).
+    pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
+        match self {
+            Response::CreateAccount(v) => {
+                crate::encode::fast::write_root(&**v, "acc:CreateAccountResponse", out)
+            }
+            Response::ModifyAccount(v) => {
+                crate::encode::fast::write_root(&**v, "acc:ModifyAccountResponse", out)
+            }
+            Response::ChangeAccountStatus(v) => {
+                crate::encode::fast::write_root(
+                    &**v,
+                    "acc:ChangeAccountStatusResponse",
+                    out,
+                )
+            }
+            Response::GetAccount(v) => {
+                crate::encode::fast::write_root(&**v, "acc:GetAccountResponse", out)
+            }
+            Response::FindAccounts(v) => {
+                crate::encode::fast::write_root(&**v, "acc:FindAccountsResponse", out)
+            }
+            Response::AddService(v) => {
+                crate::encode::fast::write_root(&**v, "svc:AddServiceResponse", out)
+            }
+            Response::ModifyService(v) => {
+                crate::encode::fast::write_root(&**v, "svc:ModifyServiceResponse", out)
+            }
+            Response::ChangeServiceStatus(v) => {
+                crate::encode::fast::write_root(
+                    &**v,
+                    "svc:ChangeServiceStatusResponse",
+                    out,
+                )
+            }
+            Response::GetService(v) => {
+                crate::encode::fast::write_root(&**v, "svc:GetServiceResponse", out)
+            }
+            Response::ListServices(v) => {
+                crate::encode::fast::write_root(&**v, "svc:ListServicesResponse", out)
+            }
+            Response::AddDevice(v) => {
+                crate::encode::fast::write_root(&**v, "dev:AddDeviceResponse", out)
+            }
+            Response::ModifyDevice(v) => {
+                crate::encode::fast::write_root(&**v, "dev:ModifyDeviceResponse", out)
+            }
+            Response::ChangeDeviceStatus(v) => {
+                crate::encode::fast::write_root(
+                    &**v,
+                    "dev:ChangeDeviceStatusResponse",
+                    out,
+                )
+            }
+            Response::GetDevice(v) => {
+                crate::encode::fast::write_root(&**v, "dev:GetDeviceResponse", out)
+            }
+            Response::EnableFeature(v) => {
+                crate::encode::fast::write_root(&**v, "ftr:EnableFeatureResponse", out)
+            }
+            Response::ModifyFeature(v) => {
+                crate::encode::fast::write_root(&**v, "ftr:ModifyFeatureResponse", out)
+            }
+            Response::ChangeFeatureStatus(v) => {
+                crate::encode::fast::write_root(
+                    &**v,
+                    "ftr:ChangeFeatureStatusResponse",
+                    out,
+                )
+            }
+            Response::GetFeature(v) => {
+                crate::encode::fast::write_root(&**v, "ftr:GetFeatureResponse", out)
+            }
         }
     }
 }
@@ -1290,11 +1646,16 @@ pub fn decode_auth_header_fast(
     reader.root::<AuthHeader>()
 }
 /// Writes the credential header element.
-pub fn encode_auth_header<W: std::io::Write>(
+pub fn encode_auth_header(
     header: &AuthHeader,
-    writer: &mut Writer<W>,
+    writer: &mut Writer<&mut Vec<u8>>,
 ) -> Result<(), Error> {
-    header.serialize("cmn:PartnerAuth", writer)
+    crate::encode::fast::encode_root(
+        header,
+        "cmn:PartnerAuth",
+        writer,
+        |w| header.serialize("cmn:PartnerAuth", w),
+    )
 }
 /// The declared fault kinds (`soap:fault`), the same for every operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1497,20 +1858,55 @@ impl FaultDetail {
         )
     }
     /// Writes the detail element with its namespace declarations.
-    pub fn encode<W: std::io::Write>(
-        &self,
-        writer: &mut Writer<W>,
-    ) -> Result<(), Error> {
+    pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
         match self {
-            FaultDetail::AccessDenied(v) => v.serialize("cmn:AccessDeniedFault", writer),
-            FaultDetail::InvalidRequest(v) => {
-                v.serialize("cmn:InvalidRequestFault", writer)
+            FaultDetail::AccessDenied(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cmn:AccessDeniedFault",
+                    writer,
+                    |w| v.serialize("cmn:AccessDeniedFault", w),
+                )
             }
-            FaultDetail::Throttled(v) => v.serialize("cmn:ThrottledFault", writer),
-            FaultDetail::NotFound(v) => v.serialize("cmn:NotFoundFault", writer),
-            FaultDetail::Conflict(v) => v.serialize("cmn:ConflictFault", writer),
+            FaultDetail::InvalidRequest(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cmn:InvalidRequestFault",
+                    writer,
+                    |w| v.serialize("cmn:InvalidRequestFault", w),
+                )
+            }
+            FaultDetail::Throttled(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cmn:ThrottledFault",
+                    writer,
+                    |w| v.serialize("cmn:ThrottledFault", w),
+                )
+            }
+            FaultDetail::NotFound(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cmn:NotFoundFault",
+                    writer,
+                    |w| v.serialize("cmn:NotFoundFault", w),
+                )
+            }
+            FaultDetail::Conflict(v) => {
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cmn:ConflictFault",
+                    writer,
+                    |w| v.serialize("cmn:ConflictFault", w),
+                )
+            }
             FaultDetail::UpstreamUnavailable(v) => {
-                v.serialize("cmn:UpstreamUnavailableFault", writer)
+                crate::encode::fast::encode_root(
+                    &**v,
+                    "cmn:UpstreamUnavailableFault",
+                    writer,
+                    |w| v.serialize("cmn:UpstreamUnavailableFault", w),
+                )
             }
         }
     }

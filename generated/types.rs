@@ -6777,6 +6777,24 @@ pub mod acc {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for Account {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.account_number, b"acc:AccountNumber")?;
+            w.leaf(&self.customer_reference, b"acc:CustomerReference")?;
+            w.leaf(&self.account_type, b"acc:AccountType")?;
+            w.leaf(&self.status, b"acc:Status")?;
+            w.child(&self.contact, b"acc:Contact")?;
+            w.child(&self.address, b"acc:Address")?;
+            w.child(&self.settings, b"acc:Settings")?;
+            w.leaf(&self.created_at, b"acc:CreatedAt")?;
+            w.leaf(&self.updated_at, b"acc:UpdatedAt")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for AccountSettings {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let language = if r
@@ -6812,6 +6830,27 @@ pub mod acc {
                 billing_cycle,
                 notes,
             })
+        }
+    }
+    impl crate::encode::fast::FastEncode for AccountSettings {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.language {
+                w.leaf(v, b"acc:Language")?;
+            }
+            if let Some(v) = &self.currency {
+                w.leaf(v, b"acc:Currency")?;
+            }
+            if let Some(v) = &self.billing_cycle {
+                w.leaf(v, b"acc:BillingCycle")?;
+            }
+            if let Some(v) = &self.notes {
+                w.leaf(v, b"acc:Notes")?;
+            }
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ChangeAccountStatusElementType {
@@ -6851,6 +6890,23 @@ pub mod acc {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ChangeAccountStatusElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"acc:RequestId")?;
+            }
+            w.leaf(&self.account_number, b"acc:AccountNumber")?;
+            w.leaf(&self.status, b"acc:Status")?;
+            if let Some(v) = &self.reason {
+                w.leaf(v, b"acc:Reason")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for ChangeAccountStatusResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let account_number = if r
@@ -6879,6 +6935,18 @@ pub mod acc {
                 previous_status,
                 status,
             })
+        }
+    }
+    impl crate::encode::fast::FastEncode for ChangeAccountStatusResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.account_number, b"acc:AccountNumber")?;
+            w.leaf(&self.previous_status, b"acc:PreviousStatus")?;
+            w.leaf(&self.status, b"acc:Status")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for CreateAccountElementType {
@@ -6936,6 +7004,25 @@ pub mod acc {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for CreateAccountElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"acc:RequestId")?;
+            }
+            w.leaf(&self.customer_reference, b"acc:CustomerReference")?;
+            w.leaf(&self.account_type, b"acc:AccountType")?;
+            w.child(&self.contact, b"acc:Contact")?;
+            w.child(&self.address, b"acc:Address")?;
+            if let Some(v) = &self.settings {
+                w.child(v, b"acc:Settings")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for CreateAccountResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let account = if r
@@ -6947,6 +7034,16 @@ pub mod acc {
             };
             r.end()?;
             Some(Self { account })
+        }
+    }
+    impl crate::encode::fast::FastEncode for CreateAccountResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.account, b"acc:Account")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for FindAccountsElementType {
@@ -6962,6 +7059,16 @@ pub mod acc {
             Some(Self { customer_reference })
         }
     }
+    impl crate::encode::fast::FastEncode for FindAccountsElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.customer_reference, b"acc:CustomerReference")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for FindAccountsResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let mut account = Vec::new();
@@ -6972,6 +7079,18 @@ pub mod acc {
             }
             r.end()?;
             Some(Self { account })
+        }
+    }
+    impl crate::encode::fast::FastEncode for FindAccountsResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            for v in &self.account {
+                w.child(v, b"acc:Account")?;
+            }
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for GetAccountElementType {
@@ -6987,6 +7106,16 @@ pub mod acc {
             Some(Self { account_number })
         }
     }
+    impl crate::encode::fast::FastEncode for GetAccountElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.account_number, b"acc:AccountNumber")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for GetAccountResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let account = if r
@@ -6998,6 +7127,16 @@ pub mod acc {
             };
             r.end()?;
             Some(Self { account })
+        }
+    }
+    impl crate::encode::fast::FastEncode for GetAccountResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.account, b"acc:Account")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ModifyAccountElementType {
@@ -7047,6 +7186,28 @@ pub mod acc {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ModifyAccountElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"acc:RequestId")?;
+            }
+            w.leaf(&self.account_number, b"acc:AccountNumber")?;
+            if let Some(v) = &self.contact {
+                w.child(v, b"acc:Contact")?;
+            }
+            if let Some(v) = &self.address {
+                w.child(v, b"acc:Address")?;
+            }
+            if let Some(v) = &self.settings {
+                w.child(v, b"acc:Settings")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for ModifyAccountResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let account = if r
@@ -7058,6 +7219,16 @@ pub mod acc {
             };
             r.end()?;
             Some(Self { account })
+        }
+    }
+    impl crate::encode::fast::FastEncode for ModifyAccountResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"acc", b"urn:partnergate:partner:accounts:v1"),
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.account, b"acc:Account")?;
+            Some(())
         }
     }
 }
@@ -10783,6 +10954,17 @@ pub mod cb {
             Some(Self { partner_id, callback_key })
         }
     }
+    impl crate::encode::fast::FastEncode for CallbackAuthElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"cb", b"urn:partnergate:callback:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.partner_id, b"cb:PartnerId")?;
+            w.leaf(&self.callback_key, b"cb:CallbackKey")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for CallbackFaultElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let reason = if r.next_is(b"urn:partnergate:callback:v1", b"Reason")? {
@@ -10809,6 +10991,20 @@ pub mod cb {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for CallbackFaultElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"cb", b"urn:partnergate:callback:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.reason, b"cb:Reason")?;
+            w.leaf(&self.message, b"cb:Message")?;
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"cb:RequestId")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for GetCustomerRecordElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let customer_reference = if r
@@ -10820,6 +11016,16 @@ pub mod cb {
             };
             r.end()?;
             Some(Self { customer_reference })
+        }
+    }
+    impl crate::encode::fast::FastEncode for GetCustomerRecordElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"cb", b"urn:partnergate:callback:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.customer_reference, b"cb:CustomerReference")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for GetCustomerRecordResponseElementType {
@@ -10855,6 +11061,21 @@ pub mod cb {
                 address,
                 account_number,
             })
+        }
+    }
+    impl crate::encode::fast::FastEncode for GetCustomerRecordResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"cb", b"urn:partnergate:callback:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.customer_reference, b"cb:CustomerReference")?;
+            w.child(&self.contact, b"cb:Contact")?;
+            w.child(&self.address, b"cb:Address")?;
+            if let Some(v) = &self.account_number {
+                w.leaf(v, b"cb:AccountNumber")?;
+            }
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for NotifyProvisioningEventElementType {
@@ -10920,6 +11141,31 @@ pub mod cb {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for NotifyProvisioningEventElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"cb", b"urn:partnergate:callback:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.event_id, b"cb:EventId")?;
+            w.leaf(&self.event_type, b"cb:EventType")?;
+            w.leaf(&self.occurred_at, b"cb:OccurredAt")?;
+            w.leaf(&self.account_number, b"cb:AccountNumber")?;
+            if let Some(v) = &self.service_id {
+                w.leaf(v, b"cb:ServiceId")?;
+            }
+            if let Some(v) = &self.mac_address {
+                w.leaf(v, b"cb:MacAddress")?;
+            }
+            if let Some(v) = &self.status {
+                w.leaf(v, b"cb:Status")?;
+            }
+            if let Some(v) = &self.message {
+                w.leaf(v, b"cb:Message")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for NotifyProvisioningEventResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let event_id = if r.next_is(b"urn:partnergate:callback:v1", b"EventId")? {
@@ -10934,6 +11180,16 @@ pub mod cb {
             };
             r.end()?;
             Some(Self { event_id, accepted })
+        }
+    }
+    impl crate::encode::fast::FastEncode for NotifyProvisioningEventResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cb", b"urn:partnergate:callback:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.event_id, b"cb:EventId")?;
+            w.leaf(&self.accepted, b"cb:Accepted")?;
+            Some(())
         }
     }
 }
@@ -19044,6 +19300,25 @@ pub mod cmn {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for Contact {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.first_name, b"cmn:FirstName")?;
+            w.leaf(&self.last_name, b"cmn:LastName")?;
+            if let Some(v) = &self.company {
+                w.leaf(v, b"cmn:Company")?;
+            }
+            if let Some(v) = &self.email {
+                w.leaf(v, b"cmn:Email")?;
+            }
+            if let Some(v) = &self.phone {
+                w.leaf(v, b"cmn:Phone")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for PostalAddress {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let street = if r.next_is(b"urn:partnergate:partner:common:v1", b"Street")? {
@@ -19092,6 +19367,24 @@ pub mod cmn {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for PostalAddress {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.street, b"cmn:Street")?;
+            if let Some(v) = &self.street_2 {
+                w.leaf(v, b"cmn:Street2")?;
+            }
+            w.leaf(&self.postal_code, b"cmn:PostalCode")?;
+            w.leaf(&self.city, b"cmn:City")?;
+            if let Some(v) = &self.region {
+                w.leaf(v, b"cmn:Region")?;
+            }
+            w.leaf(&self.country, b"cmn:Country")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for AccessDeniedFaultElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let reason = if r.next_is(b"urn:partnergate:partner:common:v1", b"Reason")? {
@@ -19118,6 +19411,17 @@ pub mod cmn {
                 message,
                 request_id,
             })
+        }
+    }
+    impl crate::encode::fast::FastEncode for AccessDeniedFaultElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.reason, b"cmn:Reason")?;
+            w.leaf(&self.message, b"cmn:Message")?;
+            w.leaf(&self.request_id, b"cmn:RequestId")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ConflictFaultElementType {
@@ -19148,6 +19452,17 @@ pub mod cmn {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ConflictFaultElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.reason, b"cmn:Reason")?;
+            w.leaf(&self.message, b"cmn:Message")?;
+            w.leaf(&self.request_id, b"cmn:RequestId")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for GatewayAssertionElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let partner_id = if r
@@ -19166,6 +19481,16 @@ pub mod cmn {
             };
             r.end()?;
             Some(Self { partner_id, request_id })
+        }
+    }
+    impl crate::encode::fast::FastEncode for GatewayAssertionElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.partner_id, b"cmn:PartnerId")?;
+            w.leaf(&self.request_id, b"cmn:RequestId")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for InvalidRequestFaultElementType {
@@ -19202,6 +19527,18 @@ pub mod cmn {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for InvalidRequestFaultElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.path, b"cmn:Path")?;
+            w.leaf(&self.rule, b"cmn:Rule")?;
+            w.leaf(&self.message, b"cmn:Message")?;
+            w.leaf(&self.request_id, b"cmn:RequestId")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for NotFoundFaultElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let entity = if r.next_is(b"urn:partnergate:partner:common:v1", b"Entity")? {
@@ -19230,6 +19567,17 @@ pub mod cmn {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for NotFoundFaultElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.entity, b"cmn:Entity")?;
+            w.leaf(&self.message, b"cmn:Message")?;
+            w.leaf(&self.request_id, b"cmn:RequestId")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for PartnerAuthElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let partner_id = if r
@@ -19247,6 +19595,16 @@ pub mod cmn {
             };
             r.end()?;
             Some(Self { partner_id, api_key })
+        }
+    }
+    impl crate::encode::fast::FastEncode for PartnerAuthElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.partner_id, b"cmn:PartnerId")?;
+            w.leaf(&self.api_key, b"cmn:ApiKey")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ThrottledFaultElementType {
@@ -19279,6 +19637,17 @@ pub mod cmn {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ThrottledFaultElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.retry_after_seconds, b"cmn:RetryAfterSeconds")?;
+            w.leaf(&self.message, b"cmn:Message")?;
+            w.leaf(&self.request_id, b"cmn:RequestId")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for UpstreamUnavailableFaultElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let message = if r.next_is(b"urn:partnergate:partner:common:v1", b"Message")?
@@ -19296,6 +19665,16 @@ pub mod cmn {
             };
             r.end()?;
             Some(Self { message, request_id })
+        }
+    }
+    impl crate::encode::fast::FastEncode for UpstreamUnavailableFaultElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.message, b"cmn:Message")?;
+            w.leaf(&self.request_id, b"cmn:RequestId")?;
+            Some(())
         }
     }
 }
@@ -24749,6 +25128,26 @@ pub mod dev {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for Device {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"dev", b"urn:partnergate:partner:devices:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.mac_address, b"dev:MacAddress")?;
+            w.leaf(&self.account_number, b"dev:AccountNumber")?;
+            w.leaf(&self.service_id, b"dev:ServiceId")?;
+            w.leaf(&self.kind, b"dev:Kind")?;
+            w.leaf(&self.model, b"dev:Model")?;
+            if let Some(v) = &self.label {
+                w.leaf(v, b"dev:Label")?;
+            }
+            w.leaf(&self.status, b"dev:Status")?;
+            w.leaf(&self.created_at, b"dev:CreatedAt")?;
+            w.leaf(&self.updated_at, b"dev:UpdatedAt")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for AddDeviceElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let request_id = if r
@@ -24798,6 +25197,25 @@ pub mod dev {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for AddDeviceElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"dev", b"urn:partnergate:partner:devices:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"dev:RequestId")?;
+            }
+            w.leaf(&self.mac_address, b"dev:MacAddress")?;
+            w.leaf(&self.service_id, b"dev:ServiceId")?;
+            w.leaf(&self.kind, b"dev:Kind")?;
+            w.leaf(&self.model, b"dev:Model")?;
+            if let Some(v) = &self.label {
+                w.leaf(v, b"dev:Label")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for AddDeviceResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let device = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Device")?
@@ -24808,6 +25226,16 @@ pub mod dev {
             };
             r.end()?;
             Some(Self { device })
+        }
+    }
+    impl crate::encode::fast::FastEncode for AddDeviceResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"dev", b"urn:partnergate:partner:devices:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.device, b"dev:Device")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ChangeDeviceStatusElementType {
@@ -24847,6 +25275,23 @@ pub mod dev {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ChangeDeviceStatusElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"dev", b"urn:partnergate:partner:devices:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"dev:RequestId")?;
+            }
+            w.leaf(&self.mac_address, b"dev:MacAddress")?;
+            w.leaf(&self.status, b"dev:Status")?;
+            if let Some(v) = &self.reason {
+                w.leaf(v, b"dev:Reason")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for ChangeDeviceStatusResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let mac_address = if r
@@ -24877,6 +25322,18 @@ pub mod dev {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ChangeDeviceStatusResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"dev", b"urn:partnergate:partner:devices:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.mac_address, b"dev:MacAddress")?;
+            w.leaf(&self.previous_status, b"dev:PreviousStatus")?;
+            w.leaf(&self.status, b"dev:Status")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for GetDeviceElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let mac_address = if r
@@ -24890,6 +25347,16 @@ pub mod dev {
             Some(Self { mac_address })
         }
     }
+    impl crate::encode::fast::FastEncode for GetDeviceElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"dev", b"urn:partnergate:partner:devices:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.mac_address, b"dev:MacAddress")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for GetDeviceResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let device = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Device")?
@@ -24900,6 +25367,16 @@ pub mod dev {
             };
             r.end()?;
             Some(Self { device })
+        }
+    }
+    impl crate::encode::fast::FastEncode for GetDeviceResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"dev", b"urn:partnergate:partner:devices:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.device, b"dev:Device")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ModifyDeviceElementType {
@@ -24945,6 +25422,28 @@ pub mod dev {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ModifyDeviceElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"dev", b"urn:partnergate:partner:devices:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"dev:RequestId")?;
+            }
+            w.leaf(&self.mac_address, b"dev:MacAddress")?;
+            if let Some(v) = &self.service_id {
+                w.leaf(v, b"dev:ServiceId")?;
+            }
+            if let Some(v) = &self.model {
+                w.leaf(v, b"dev:Model")?;
+            }
+            if let Some(v) = &self.label {
+                w.leaf(v, b"dev:Label")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for ModifyDeviceResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let device = if r.next_is(b"urn:partnergate:partner:devices:v1", b"Device")?
@@ -24955,6 +25454,16 @@ pub mod dev {
             };
             r.end()?;
             Some(Self { device })
+        }
+    }
+    impl crate::encode::fast::FastEncode for ModifyDeviceResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"dev", b"urn:partnergate:partner:devices:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.device, b"dev:Device")?;
+            Some(())
         }
     }
 }
@@ -33465,6 +33974,24 @@ pub mod ftr {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for CallForwardingSettings {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.forward_to {
+                w.leaf(v, b"ftr:ForwardTo")?;
+            }
+            if let Some(v) = &self.condition {
+                w.leaf(v, b"ftr:Condition")?;
+            }
+            if let Some(v) = &self.ring_seconds {
+                w.leaf(v, b"ftr:RingSeconds")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for CallWaitingSettings {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let tone_enabled = if r
@@ -33476,6 +34003,17 @@ pub mod ftr {
             };
             r.end()?;
             Some(Self { tone_enabled })
+        }
+    }
+    impl crate::encode::fast::FastEncode for CallWaitingSettings {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.tone_enabled {
+                w.leaf(v, b"ftr:ToneEnabled")?;
+            }
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for CallerIdSettings {
@@ -33498,6 +34036,20 @@ pub mod ftr {
             Some(Self { presentation, display_name })
         }
     }
+    impl crate::encode::fast::FastEncode for CallerIdSettings {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.presentation {
+                w.leaf(v, b"ftr:Presentation")?;
+            }
+            if let Some(v) = &self.display_name {
+                w.leaf(v, b"ftr:DisplayName")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for DoNotDisturbSettings {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let mut allow_list = Vec::new();
@@ -33508,6 +34060,18 @@ pub mod ftr {
             }
             r.end()?;
             Some(Self { allow_list })
+        }
+    }
+    impl crate::encode::fast::FastEncode for DoNotDisturbSettings {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            for v in &self.allow_list {
+                w.leaf(v, b"ftr:AllowList")?;
+            }
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for FeatureInstance {
@@ -33567,6 +34131,23 @@ pub mod ftr {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for FeatureInstance {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.service_id, b"ftr:ServiceId")?;
+            w.leaf(&self.feature, b"ftr:Feature")?;
+            w.leaf(&self.status, b"ftr:Status")?;
+            w.child(&self.settings, b"ftr:Settings")?;
+            for v in &self.defaulted_setting {
+                w.leaf(v, b"ftr:DefaultedSetting")?;
+            }
+            w.leaf(&self.updated_at, b"ftr:UpdatedAt")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for FeatureSettings {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let value = if r
@@ -33590,6 +34171,32 @@ pub mod ftr {
             };
             r.end()?;
             Some(value)
+        }
+    }
+    impl crate::encode::fast::FastEncode for FeatureSettings {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            match self {
+                Self::Voicemail(v) => {
+                    w.child(v, b"ftr:Voicemail")?;
+                }
+                Self::CallForwarding(v) => {
+                    w.child(v, b"ftr:CallForwarding")?;
+                }
+                Self::CallerId(v) => {
+                    w.child(v, b"ftr:CallerId")?;
+                }
+                Self::CallWaiting(v) => {
+                    w.child(v, b"ftr:CallWaiting")?;
+                }
+                Self::DoNotDisturb(v) => {
+                    w.child(v, b"ftr:DoNotDisturb")?;
+                }
+            }
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for VoicemailSettings {
@@ -33627,6 +34234,27 @@ pub mod ftr {
                 email_notification,
                 notification_email,
             })
+        }
+    }
+    impl crate::encode::fast::FastEncode for VoicemailSettings {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.pin {
+                w.leaf(v, b"ftr:Pin")?;
+            }
+            if let Some(v) = &self.max_message_seconds {
+                w.leaf(v, b"ftr:MaxMessageSeconds")?;
+            }
+            if let Some(v) = &self.email_notification {
+                w.leaf(v, b"ftr:EmailNotification")?;
+            }
+            if let Some(v) = &self.notification_email {
+                w.leaf(v, b"ftr:NotificationEmail")?;
+            }
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ChangeFeatureStatusElementType {
@@ -33674,6 +34302,24 @@ pub mod ftr {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ChangeFeatureStatusElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"ftr:RequestId")?;
+            }
+            w.leaf(&self.service_id, b"ftr:ServiceId")?;
+            w.leaf(&self.feature, b"ftr:Feature")?;
+            w.leaf(&self.status, b"ftr:Status")?;
+            if let Some(v) = &self.reason {
+                w.leaf(v, b"ftr:Reason")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for ChangeFeatureStatusResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let service_id = if r
@@ -33710,6 +34356,19 @@ pub mod ftr {
                 previous_status,
                 status,
             })
+        }
+    }
+    impl crate::encode::fast::FastEncode for ChangeFeatureStatusResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.service_id, b"ftr:ServiceId")?;
+            w.leaf(&self.feature, b"ftr:Feature")?;
+            w.leaf(&self.previous_status, b"ftr:PreviousStatus")?;
+            w.leaf(&self.status, b"ftr:Status")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for EnableFeatureElementType {
@@ -33751,6 +34410,23 @@ pub mod ftr {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for EnableFeatureElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"ftr:RequestId")?;
+            }
+            w.leaf(&self.service_id, b"ftr:ServiceId")?;
+            w.leaf(&self.feature, b"ftr:Feature")?;
+            if let Some(v) = &self.settings {
+                w.child(v, b"ftr:Settings")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for EnableFeatureResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let feature_instance = if r
@@ -33762,6 +34438,16 @@ pub mod ftr {
             };
             r.end()?;
             Some(Self { feature_instance })
+        }
+    }
+    impl crate::encode::fast::FastEncode for EnableFeatureResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.feature_instance, b"ftr:FeatureInstance")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for GetFeatureElementType {
@@ -33784,6 +34470,17 @@ pub mod ftr {
             Some(Self { service_id, feature })
         }
     }
+    impl crate::encode::fast::FastEncode for GetFeatureElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.service_id, b"ftr:ServiceId")?;
+            w.leaf(&self.feature, b"ftr:Feature")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for GetFeatureResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let feature_instance = if r
@@ -33795,6 +34492,16 @@ pub mod ftr {
             };
             r.end()?;
             Some(Self { feature_instance })
+        }
+    }
+    impl crate::encode::fast::FastEncode for GetFeatureResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.feature_instance, b"ftr:FeatureInstance")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ModifyFeatureElementType {
@@ -33836,6 +34543,21 @@ pub mod ftr {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ModifyFeatureElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"ftr:RequestId")?;
+            }
+            w.leaf(&self.service_id, b"ftr:ServiceId")?;
+            w.leaf(&self.feature, b"ftr:Feature")?;
+            w.child(&self.settings, b"ftr:Settings")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for ModifyFeatureResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let feature_instance = if r
@@ -33847,6 +34569,16 @@ pub mod ftr {
             };
             r.end()?;
             Some(Self { feature_instance })
+        }
+    }
+    impl crate::encode::fast::FastEncode for ModifyFeatureResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"ftr", b"urn:partnergate:partner:features:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.feature_instance, b"ftr:FeatureInstance")?;
+            Some(())
         }
     }
 }
@@ -40168,6 +40900,22 @@ pub mod svc {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for Service {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.service_id, b"svc:ServiceId")?;
+            w.leaf(&self.account_number, b"svc:AccountNumber")?;
+            w.leaf(&self.service_type, b"svc:ServiceType")?;
+            w.leaf(&self.status, b"svc:Status")?;
+            w.child(&self.settings, b"svc:Settings")?;
+            w.leaf(&self.created_at, b"svc:CreatedAt")?;
+            w.leaf(&self.updated_at, b"svc:UpdatedAt")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for ServiceSettings {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let phone_number = if r
@@ -40205,6 +40953,27 @@ pub mod svc {
                 max_channels,
                 sms_sender_id,
             })
+        }
+    }
+    impl crate::encode::fast::FastEncode for ServiceSettings {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.phone_number {
+                w.leaf(v, b"svc:PhoneNumber")?;
+            }
+            if let Some(v) = &self.display_name {
+                w.leaf(v, b"svc:DisplayName")?;
+            }
+            if let Some(v) = &self.max_channels {
+                w.leaf(v, b"svc:MaxChannels")?;
+            }
+            if let Some(v) = &self.sms_sender_id {
+                w.leaf(v, b"svc:SmsSenderId")?;
+            }
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for AddServiceElementType {
@@ -40246,6 +41015,23 @@ pub mod svc {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for AddServiceElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"svc:RequestId")?;
+            }
+            w.leaf(&self.account_number, b"svc:AccountNumber")?;
+            w.leaf(&self.service_type, b"svc:ServiceType")?;
+            if let Some(v) = &self.settings {
+                w.child(v, b"svc:Settings")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for AddServiceResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let service = if r
@@ -40257,6 +41043,16 @@ pub mod svc {
             };
             r.end()?;
             Some(Self { service })
+        }
+    }
+    impl crate::encode::fast::FastEncode for AddServiceResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.service, b"svc:Service")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ChangeServiceStatusElementType {
@@ -40296,6 +41092,23 @@ pub mod svc {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ChangeServiceStatusElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"svc:RequestId")?;
+            }
+            w.leaf(&self.service_id, b"svc:ServiceId")?;
+            w.leaf(&self.status, b"svc:Status")?;
+            if let Some(v) = &self.reason {
+                w.leaf(v, b"svc:Reason")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for ChangeServiceStatusResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let service_id = if r
@@ -40326,6 +41139,18 @@ pub mod svc {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ChangeServiceStatusResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.service_id, b"svc:ServiceId")?;
+            w.leaf(&self.previous_status, b"svc:PreviousStatus")?;
+            w.leaf(&self.status, b"svc:Status")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for GetServiceElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let service_id = if r
@@ -40339,6 +41164,16 @@ pub mod svc {
             Some(Self { service_id })
         }
     }
+    impl crate::encode::fast::FastEncode for GetServiceElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.service_id, b"svc:ServiceId")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for GetServiceResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let service = if r
@@ -40350,6 +41185,16 @@ pub mod svc {
             };
             r.end()?;
             Some(Self { service })
+        }
+    }
+    impl crate::encode::fast::FastEncode for GetServiceResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.service, b"svc:Service")?;
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ListServicesElementType {
@@ -40375,6 +41220,19 @@ pub mod svc {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ListServicesElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.account_number, b"svc:AccountNumber")?;
+            if let Some(v) = &self.service_type {
+                w.leaf(v, b"svc:ServiceType")?;
+            }
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for ListServicesResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let mut service = Vec::new();
@@ -40385,6 +41243,18 @@ pub mod svc {
             }
             r.end()?;
             Some(Self { service })
+        }
+    }
+    impl crate::encode::fast::FastEncode for ListServicesResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            for v in &self.service {
+                w.child(v, b"svc:Service")?;
+            }
+            Some(())
         }
     }
     impl crate::decode::fast::FastDecode for ModifyServiceElementType {
@@ -40418,6 +41288,20 @@ pub mod svc {
             })
         }
     }
+    impl crate::encode::fast::FastEncode for ModifyServiceElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            if let Some(v) = &self.request_id {
+                w.leaf(v, b"svc:RequestId")?;
+            }
+            w.leaf(&self.service_id, b"svc:ServiceId")?;
+            w.child(&self.settings, b"svc:Settings")?;
+            Some(())
+        }
+    }
     impl crate::decode::fast::FastDecode for ModifyServiceResponseElementType {
         fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
             let service = if r
@@ -40429,6 +41313,16 @@ pub mod svc {
             };
             r.end()?;
             Some(Self { service })
+        }
+    }
+    impl crate::encode::fast::FastEncode for ModifyServiceResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"svc", b"urn:partnergate:partner:services:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.child(&self.service, b"svc:Service")?;
+            Some(())
         }
     }
 }

@@ -161,6 +161,8 @@ where
     })
 }
 
+pub mod fast;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -243,7 +243,8 @@ pub fn encode_upstream_request(
         &mut out,
         Some(|w: &mut encode::XmlWriter<'_>| {
             use xsd_parser_types::quick_xml::SerializeSync;
-            assertion.serialize("cmn:GatewayAssertion", w)?;
+            const NAME: &str = "cmn:GatewayAssertion";
+            encode::fast::encode_root(&assertion, NAME, w, |w| assertion.serialize(NAME, w))?;
             Ok(())
         }),
         |w| Ok(request.encode(w)?),
