@@ -7533,7 +7533,6 @@ pub mod cb {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -11269,7 +11268,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -11339,7 +11337,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -11406,7 +11403,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -11480,7 +11476,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -11553,7 +11548,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -11691,7 +11685,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -11758,7 +11751,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -11825,7 +11817,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -11901,7 +11892,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -11971,7 +11961,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -12038,7 +12027,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -12112,7 +12100,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -12179,7 +12166,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -12246,7 +12232,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -13094,7 +13079,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -13167,7 +13151,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -13279,7 +13262,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -13346,7 +13328,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -13419,7 +13400,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -13489,7 +13469,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -13644,7 +13623,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -13872,7 +13850,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -13945,7 +13922,6 @@ pub mod cmn {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -19836,7 +19812,6 @@ pub mod dev {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -19903,7 +19878,6 @@ pub mod dev {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -25878,7 +25852,6 @@ pub mod ftr {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -26141,7 +26114,6 @@ pub mod ftr {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -26281,7 +26253,6 @@ pub mod ftr {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -34763,7 +34734,6 @@ pub mod svc {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
@@ -34891,7 +34861,6 @@ pub mod svc {
             bytes: &[u8],
         ) -> Result<Self, Error> {
             let s = from_utf8(bytes).map_err(Error::from)?;
-            Self::validate_str(s).map_err(|error| (bytes, error))?;
             let inner = String::deserialize_str(helper, s)?;
             Ok(Self::new(inner).map_err(|error| (bytes, error))?)
         }
