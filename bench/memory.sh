@@ -87,6 +87,8 @@ release() {
     # allocator) does not hide what the uploads take.
     kill -TERM "$GW"
     wait "$GW" 2>/dev/null || true
+    # Graceful shutdown may still be closing the listener when `wait` returns (seen once).
+    for _ in $(seq 200); do port_open "$GATEWAY_PORT" || break; sleep 0.05; done
     start_partnergate >&2
     GW=${PID_OF[partnergate]}
     "${CONNS[@]}" requests --port "$GATEWAY_PORT" --body "$RUN/CreateAccount.request.xml" --count 2000 >/dev/null
