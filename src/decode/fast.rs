@@ -145,7 +145,7 @@ impl<'b> FastReader<'b> {
                         return None;
                     };
                     // A carriage return needs line-end normalization: the strict decoder's job.
-                    if memchr::memchr(b'\r', piece).is_some() {
+                    if piece.contains(&b'\r') {
                         return None;
                     }
                     let piece = self.piece_str(piece)?;

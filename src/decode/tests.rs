@@ -632,6 +632,11 @@ fn cdata_end_is_found_like_a_substring_search() {
         "", ">", "]>", "]]>", "a]]>b", "]] >", "]]]>", "> ]]", "a>b>c]]", "x]]>", "]]>x", "é]]>",
     ] {
         assert_eq!(contains_cdata_end(s), s.contains("]]>"), "{s:?}");
+        // The same beyond 64 bytes (the SIMD search), at both ends.
+        let long = format!("{}{s}", "y".repeat(70));
+        assert_eq!(contains_cdata_end(&long), long.contains("]]>"), "{long:?}");
+        let long = format!("{s}{}", "y".repeat(70));
+        assert_eq!(contains_cdata_end(&long), long.contains("]]>"), "{long:?}");
     }
 }
 
