@@ -539,6 +539,148 @@ mod tests {
         }
     }
 
+    /// Edits at tag boundaries that keep a message close to valid, where the fast path and the
+    /// strict decoder are most likely to disagree: (which `>`, what to do).
+    fn mutate(body: &str, edits: &[(usize, u8)]) -> String {
+        const PIECES: [&str; 12] = [
+            " ",
+            "\n",
+            "\r\n",
+            "<!-- c -->",
+            "&amp;",
+            "&#32;",
+            "&#x41;",
+            "<![CDATA[x]]>",
+            "x",
+            "\t",
+            "<x:Y xmlns:x=\"urn:partnergate:partner:common:v1\"/>",
+            "]]>",
+        ];
+        let mut out = body.to_string();
+        for &(k, edit) in edits {
+            let ends: Vec<usize> = out.match_indices('>').map(|(i, _)| i + 1).collect();
+            if ends.is_empty() {
+                break;
+            }
+            let at = ends[k % ends.len()];
+            let next = out[at..].find('<').map_or(out.len(), |i| at + i);
+            let piece = PIECES[usize::from(edit / 8) % PIECES.len()];
+            match edit % 8 {
+                0 => out.insert_str(at, piece),
+                1 => out.insert_str(next, piece),
+                2 => out.replace_range(at..next, ""),
+                3 => out.replace_range(at..next, piece),
+                // inside a value
+                4 => {
+                    let mut mid = at + (next - at) / 2;
+                    while !out.is_char_boundary(mid) {
+                        mid -= 1;
+                    }
+                    out.insert_str(mid, piece);
+                }
+                _ if next >= out.len() => {}
+                // repeat or drop the element that starts at `next`
+                _ => {
+                    let name_end = out[next..]
+                        .find(['>', ' ', '/'])
+                        .map_or(out.len(), |i| next + i);
+                    let name = out[next + 1..name_end].to_string();
+                    let close = format!("</{name}>");
+                    if let Some(end) = out[next..].find(&close).map(|i| next + i + close.len()) {
+                        if edit % 8 < 7 {
+                            let element = out[next..end].to_string();
+                            out.insert_str(end, &element);
+                        } else {
+                            out.replace_range(next..end, "");
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes a golden message with its body replaced by `body` (both paths, compared by
+    /// `decode_fast_or_strict` in this debug build); whether the body decoded.
+    fn decode_variant(
+        doc: &str,
+        body: &str,
+        variant: &str,
+        op: partner::Operation,
+        response: bool,
+    ) -> bool {
+        let start = doc.find(body).expect("body in the document");
+        let doc = format!("{}{variant}{}", &doc[..start], &doc[start + body.len()..]);
+        let Ok(env) = envelope::scan(doc.as_bytes()) else {
+            return false;
+        };
+        let limits = DecodeLimits::default();
+        for block in &env.headers {
+            let _ = decode::partner_auth(&block.element, DecodeLimits::header_block());
+        }
+        if response {
+            decode::partner_response(op, &env.body, limits).is_ok()
+        } else {
+            decode::partner_request(&env.body, limits).is_ok()
+        }
+    }
+
+    /// Every single edit at every tag boundary of every golden request and response: whatever
+    /// the fast path accepts, the strict decoder accepts with the same value.
+    #[test]
+    fn every_single_edit_of_the_golden_messages_decodes_the_same_way_on_both_paths() {
+        let mut decoded = 0;
+        let mut variants = 0;
+        for op in partner::Operation::ALL {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data")
+                .join(op.name());
+            for (file, response) in [("request.xml", false), ("response.xml", true)] {
+                let doc = std::fs::read_to_string(dir.join(file)).expect("fixture");
+                let env = envelope::scan(doc.as_bytes()).expect("scans");
+                let body = std::str::from_utf8(env.body.bytes).expect("utf-8");
+                let boundaries = body.matches('>').count();
+                for k in 0..boundaries {
+                    // Every edit kind with every piece once (12 pieces × 8 kinds); the element
+                    // edits (kinds 5–7) do not depend on the piece.
+                    for edit in 0..96u8 {
+                        if edit % 8 > 4 && edit >= 8 {
+                            continue;
+                        }
+                        let variant = mutate(body, &[(k, edit)]);
+                        variants += 1;
+                        decoded += usize::from(decode_variant(&doc, body, &variant, op, response));
+                    }
+                }
+            }
+        }
+        assert!(
+            variants > 10_000 && decoded > 1_000,
+            "{decoded} of {variants}"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Near-valid variants of the golden requests and responses: whatever the fast path
+        /// accepts, the strict decoder accepts with the same value (`decode_fast_or_strict`
+        /// asserts it in this debug build; decoding here is enough to check it).
+        #[test]
+        fn near_valid_variants_decode_the_same_way_on_both_paths(
+            op in 0usize..partner::Operation::ALL.len(),
+            response in proptest::bool::ANY,
+            edits in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 1..4),
+        ) {
+            let op = partner::Operation::ALL[op];
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(op.name());
+            let file = if response { "response.xml" } else { "request.xml" };
+            let doc = std::fs::read_to_string(dir.join(file)).expect("fixture");
+            let env = envelope::scan(doc.as_bytes()).expect("scans");
+            let body = std::str::from_utf8(env.body.bytes).expect("utf-8");
+            decode_variant(&doc, body, &mutate(body, &edits), op, response);
+        }
+    }
+
     #[test]
     fn what_the_strict_decoder_refuses_the_fast_path_gives_up_on() {
         for body in [
