@@ -701,7 +701,8 @@ mod tests {
             }
         }
         assert!(
-            variants > 10_000 && decoded > 1_000,
+            // 55,692 variants, 24,217 of them valid, when written.
+            variants > 40_000 && decoded > 15_000,
             "{decoded} of {variants}"
         );
     }
