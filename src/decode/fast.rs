@@ -24,7 +24,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use xsd_parser_types::quick_xml::{DeserializeBytes, DeserializeHelper};
 
-use super::{all_xml_chars, contains_cdata_end, is_xml_char, is_xml_space, reference_char};
+use super::{is_xml_char, leaf_text_problem, reference_char, text_blank};
 use crate::envelope::BodyElement;
 
 /// A type with a generated fast decoder.
@@ -163,12 +163,8 @@ impl<'b> FastReader<'b> {
                 _ => return None,
             }
         }
-        // The strict reader's leaf checks (`StrictReader::check_leaf_text`).
-        if !all_xml_chars(&text)
-            || text.starts_with(is_xml_space)
-            || text.ends_with(is_xml_space)
-            || contains_cdata_end(&text)
-        {
+        // The strict reader's leaf checks.
+        if leaf_text_problem(&text).is_some() {
             return None;
         }
         self.leave();
@@ -233,7 +229,7 @@ impl<'b> FastReader<'b> {
         loop {
             match self.reader.read_event().ok()? {
                 Event::Text(t) => {
-                    if !t.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+                    if !text_blank(&*t) {
                         return None;
                     }
                     blank_text |= !t.is_empty();
