@@ -744,9 +744,10 @@ fn fast_decoders(file: &mut syn::File, models: &Models, ns_modules: &BTreeMap<St
         let (body, content) = match &def {
             syn::Item::Struct(s) => {
                 assert!(!choice, "{key}: a choice model became a struct");
+                let fields = sequence_fields(key, &s.fields, children);
                 (
-                    fast_sequence(key, &s.fields, children),
-                    fast_encode_sequence(key, &s.fields, children, ns_modules),
+                    fast_sequence(&fields),
+                    fast_encode_sequence(&fields, ns_modules),
                 )
             }
             syn::Item::Enum(e) => {
@@ -831,16 +832,10 @@ fn root_xmlns(
     out
 }
 
-/// The qualified name the serializer writes for a child: the namespace's module is its prefix.
-fn child_qname(
-    ns_modules: &BTreeMap<String, String>,
-    ns: &str,
-    local: &str,
-) -> proc_macro2::Literal {
-    let prefix = ns_modules
-        .get(ns)
-        .unwrap_or_else(|| panic!("no generated module for namespace {ns}"));
-    blit(&format!("{prefix}:{local}"))
+/// The qualified name the serializer writes for a child (as for a root: the namespace's module
+/// is its prefix).
+fn child_qname(ns_modules: &BTreeMap<String, String>, child: &Child) -> proc_macro2::Literal {
+    blit(&root_name(ns_modules, &(child.0.clone(), child.1.clone())))
 }
 
 fn fast_encode_write(
@@ -856,19 +851,13 @@ fn fast_encode_write(
 }
 
 fn fast_encode_sequence(
-    key: &str,
-    fields: &syn::Fields,
-    children: &[Child],
+    fields: &[SequenceField<'_>],
     ns_modules: &BTreeMap<String, String>,
 ) -> TokenStream {
-    let fields: Vec<&syn::Field> = match fields {
-        syn::Fields::Named(n) => n.named.iter().collect(),
-        _ => Vec::new(),
-    };
-    let stmts = fields.iter().zip(children).map(|(field, child)| {
-        let fname = field.ident.clone().expect("named field");
-        let name = child_qname(ns_modules, &child.0, &child.1);
-        match field_shape(key, &field.ty).0 {
+    let stmts = fields.iter().map(|f| {
+        let (fname, child) = (&f.name, f.child);
+        let name = child_qname(ns_modules, child);
+        match f.shape {
             "Option" => {
                 let write = fast_encode_write(child, quote!(v), &name);
                 quote!(if let Some(v) = &self.#fname { #write })
@@ -893,7 +882,7 @@ fn fast_encode_choice(
 ) -> TokenStream {
     let arms = item.variants.iter().zip(children).map(|(variant, child)| {
         let v = &variant.ident;
-        let name = child_qname(ns_modules, &child.0, &child.1);
+        let name = child_qname(ns_modules, child);
         let write = fast_encode_write(child, quote!(v), &name);
         quote!(Self::#v(v) => { #write })
     });
@@ -944,7 +933,24 @@ fn fast_read(child: &Child, inner: &syn::Type) -> TokenStream {
     }
 }
 
-fn fast_sequence(key: &str, fields: &syn::Fields, children: &[Child]) -> TokenStream {
+/// One field of a sequence's struct with the child element it holds.
+struct SequenceField<'c> {
+    name: Ident,
+    /// `Option`, `Vec` or `plain`.
+    shape: &'static str,
+    /// The child's type (inside the `Option`/`Vec`).
+    inner: syn::Type,
+    child: &'c Child,
+}
+
+/// Matches a sequence's struct fields to its children by position, checking names and
+/// occurrences, so that a change in xsd-parser's output fails the build instead of decoding
+/// into (or encoding from) the wrong field.
+fn sequence_fields<'c>(
+    key: &str,
+    fields: &syn::Fields,
+    children: &'c [Child],
+) -> Vec<SequenceField<'c>> {
     let fields: Vec<&syn::Field> = match fields {
         syn::Fields::Named(n) => n.named.iter().collect(),
         syn::Fields::Unit => Vec::new(),
@@ -955,27 +961,47 @@ fn fast_sequence(key: &str, fields: &syn::Fields, children: &[Child]) -> TokenSt
         children.len(),
         "{key}: fields and children differ"
     );
-    let mut stmts = Vec::new();
-    let mut names = Vec::new();
-    for (field, child) in fields.iter().zip(children) {
-        let (ns, element, _, min, max) = child;
-        let fname = field.ident.clone().expect("named field");
-        assert!(
-            same_name(&fname.to_string(), element),
-            "{key}: field {fname} holds element {element}?"
-        );
-        let (shape, inner) = field_shape(key, &field.ty);
-        let read = fast_read(child, &inner);
+    fields
+        .iter()
+        .zip(children)
+        .map(|(field, child)| {
+            let (_, element, _, min, max) = child;
+            let name = field.ident.clone().expect("named field");
+            assert!(
+                same_name(&name.to_string(), element),
+                "{key}: field {name} holds element {element}?"
+            );
+            let (shape, inner) = field_shape(key, &field.ty);
+            let fits = match shape {
+                "plain" => (*min, *max) == (1, 1),
+                "Option" => (*min, *max) == (0, 1),
+                _ => *max > 1,
+            };
+            assert!(fits, "{key}: {element} is {shape} but occurs {min}..{max}");
+            SequenceField {
+                name,
+                shape,
+                inner,
+                child,
+            }
+        })
+        .collect()
+}
+
+fn fast_sequence(fields: &[SequenceField<'_>]) -> TokenStream {
+    let stmts = fields.iter().map(|f| {
+        let (fname, (ns, element, _, min, max)) = (&f.name, f.child);
+        let read = fast_read(f.child, &f.inner);
         let (nsb, nb) = (blit(ns), blit(element));
-        stmts.push(match (shape, *min, *max) {
-            ("plain", 1, 1) => quote! {
+        match f.shape {
+            "plain" => quote! {
                 let #fname = if r.next_is(#nsb, #nb)? { #read } else { return None; };
             },
-            ("Option", 0, 1) => quote! {
+            "Option" => quote! {
                 let #fname = if r.next_is(#nsb, #nb)? { Some(#read) } else { None };
             },
-            ("Vec", min, max) if max > 1 => {
-                let (min, max) = (min as usize, max as usize);
+            _ => {
+                let (min, max) = (*min as usize, *max as usize);
                 let at_least = (min > 0).then(|| quote!(if #fname.len() < #min { return None; }));
                 quote! {
                     let mut #fname = Vec::new();
@@ -985,10 +1011,9 @@ fn fast_sequence(key: &str, fields: &syn::Fields, children: &[Child]) -> TokenSt
                     #at_least
                 }
             }
-            (shape, min, max) => panic!("{key}: {element} is {shape} but occurs {min}..{max}"),
-        });
-        names.push(fname);
-    }
+        }
+    });
+    let names = fields.iter().map(|f| &f.name);
     quote! {
         #(#stmts)*
         r.end()?;
