@@ -328,111 +328,106 @@ mod tests {
         }
     }
 
-    /// Decodes every element of a fixture the gateway decodes (body, credential header, fault
-    /// detail) with the fast path only; the number of elements decoded.
+    /// The fast path decoded `what` (`fast`), to the strict decoder's value: 1.
+    #[track_caller]
+    fn took_fast_path<T: PartialEq + std::fmt::Debug>(
+        path: &Path,
+        what: &str,
+        fast: Option<T>,
+        strict: Result<T, decode::DecodeError>,
+    ) -> usize {
+        let at = path.display();
+        assert!(fast.is_some(), "{at}: the fast path gave up on the {what}");
+        assert_eq!(fast, strict.ok(), "{at}: {what}");
+        1
+    }
+
+    /// Decodes every element of a fixture the gateway decodes (credential header, fault detail,
+    /// body) with the fast path, checking it did not give up; the number of elements decoded.
     fn fast_only(path: &Path) -> usize {
         let bytes = std::fs::read(path).expect("fixture");
         let env = envelope::scan(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let callbacks = path.components().any(|c| c.as_os_str() == "callback");
-        let body = &env.body;
+        let (limits, header) = (DecodeLimits::default(), DecodeLimits::header_block());
         let mut decoded = 0;
-        let expect = |what: &str, ok: bool| {
-            assert!(
-                ok,
-                "{}: the fast path gave up on the {what}",
-                path.display()
-            );
-        };
         for block in &env.headers {
             let el = &block.element;
-            if callbacks {
-                let (ns, local) = callback::AUTH_HEADER_ELEMENT;
-                if el.is(ns, local) {
-                    let fast = decode(
-                        el,
-                        DecodeLimits::header_block(),
-                        callback::decode_auth_header_fast,
-                    );
-                    let strict = decode::callback_auth(el, DecodeLimits::header_block());
-                    expect("header", fast.is_some() && fast == strict.ok());
-                    decoded += 1;
+            decoded += match callbacks {
+                true if el.is(
+                    callback::AUTH_HEADER_ELEMENT.0,
+                    callback::AUTH_HEADER_ELEMENT.1,
+                ) =>
+                {
+                    let fast = decode(el, header, callback::decode_auth_header_fast);
+                    took_fast_path(path, "header", fast, decode::callback_auth(el, header))
                 }
-            } else {
-                let (ns, local) = partner::AUTH_HEADER_ELEMENT;
-                if el.is(ns, local) {
-                    let fast = decode(
-                        el,
-                        DecodeLimits::header_block(),
-                        partner::decode_auth_header_fast,
-                    );
-                    let strict = decode::partner_auth(el, DecodeLimits::header_block());
-                    expect("header", fast.is_some() && fast == strict.ok());
-                    decoded += 1;
+                false
+                    if el.is(
+                        partner::AUTH_HEADER_ELEMENT.0,
+                        partner::AUTH_HEADER_ELEMENT.1,
+                    ) =>
+                {
+                    let fast = decode(el, header, partner::decode_auth_header_fast);
+                    took_fast_path(path, "header", fast, decode::partner_auth(el, header))
                 }
-            }
+                _ => 0,
+            };
         }
-        let limits = DecodeLimits::default();
         if let Ok(fault) = envelope::parse_fault(&env) {
-            if let Some(detail) = &fault.detail {
-                if callbacks {
-                    let kind =
-                        callback::FaultKind::from_element(&detail.namespace, detail.local_name)
-                            .expect("declared fault");
-                    let fast = decode(detail, limits, |r| {
-                        callback::FaultDetail::decode_fast(kind, r)
-                    });
-                    expect(
+            let Some(d) = &fault.detail else {
+                return decoded;
+            };
+            let (ns, local) = (&d.namespace, d.local_name);
+            return decoded
+                + if callbacks {
+                    let kind = callback::FaultKind::from_element(ns, local).expect("declared");
+                    let fast = decode(d, limits, |r| callback::FaultDetail::decode_fast(kind, r));
+                    took_fast_path(
+                        path,
                         "fault detail",
-                        fast == decode::callback_fault(detail, limits).ok(),
-                    );
-                    decoded += usize::from(fast.is_some());
+                        fast,
+                        decode::callback_fault(d, limits),
+                    )
                 } else {
-                    let kind =
-                        partner::FaultKind::from_element(&detail.namespace, detail.local_name)
-                            .expect("declared fault");
-                    let fast = decode(detail, limits, |r| {
-                        partner::FaultDetail::decode_fast(kind, r)
-                    });
-                    expect(
-                        "fault detail",
-                        fast == decode::partner_fault(detail, limits).ok(),
-                    );
-                    decoded += usize::from(fast.is_some());
+                    let kind = partner::FaultKind::from_element(ns, local).expect("declared");
+                    let fast = decode(d, limits, |r| partner::FaultDetail::decode_fast(kind, r));
+                    took_fast_path(path, "fault detail", fast, decode::partner_fault(d, limits))
+                };
+        }
+        let body = &env.body;
+        let (ns, local) = (&body.namespace, body.local_name);
+        decoded
+            + match (
+                callbacks,
+                partner::Operation::from_request_element(ns, local),
+            ) {
+                (true, _) => match callback::Operation::from_request_element(ns, local) {
+                    Some(op) => {
+                        let fast = decode(body, limits, |r| callback::Request::decode_fast(op, r));
+                        took_fast_path(path, "body", fast, decode::callback_request(body, limits))
+                    }
+                    None => {
+                        let op = callback::Operation::from_response_element(ns, local).expect("op");
+                        let fast = decode(body, limits, |r| callback::Response::decode_fast(op, r));
+                        let strict = decode::callback_response(op, body, limits);
+                        took_fast_path(path, "body", fast, strict)
+                    }
+                },
+                (false, Some(op)) => {
+                    let fast = decode(body, limits, |r| partner::Request::decode_fast(op, r));
+                    took_fast_path(path, "body", fast, decode::partner_request(body, limits))
+                }
+                (false, None) => {
+                    let op = partner::Operation::from_response_element(ns, local).expect("op");
+                    let fast = decode(body, limits, |r| partner::Response::decode_fast(op, r));
+                    took_fast_path(
+                        path,
+                        "body",
+                        fast,
+                        decode::partner_response(op, body, limits),
+                    )
                 }
             }
-            return decoded;
-        }
-        let (ns, local) = (&body.namespace, body.local_name);
-        if callbacks {
-            if let Some(op) = callback::Operation::from_request_element(ns, local) {
-                let fast = decode(body, limits, |r| callback::Request::decode_fast(op, r));
-                expect(
-                    "body",
-                    fast.is_some() && fast == decode::callback_request(body, limits).ok(),
-                );
-            } else {
-                let op = callback::Operation::from_response_element(ns, local).expect("op");
-                let fast = decode(body, limits, |r| callback::Response::decode_fast(op, r));
-                expect(
-                    "body",
-                    fast.is_some() && fast == decode::callback_response(op, body, limits).ok(),
-                );
-            }
-        } else if let Some(op) = partner::Operation::from_request_element(ns, local) {
-            let fast = decode(body, limits, |r| partner::Request::decode_fast(op, r));
-            expect(
-                "body",
-                fast.is_some() && fast == decode::partner_request(body, limits).ok(),
-            );
-        } else {
-            let op = partner::Operation::from_response_element(ns, local).expect("op");
-            let fast = decode(body, limits, |r| partner::Response::decode_fast(op, r));
-            expect(
-                "body",
-                fast.is_some() && fast == decode::partner_response(op, body, limits).ok(),
-            );
-        }
-        decoded + 1
     }
 
     #[test]
