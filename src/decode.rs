@@ -213,10 +213,15 @@ pub fn decode_fast_or_strict<'a, T: PartialEq + std::fmt::Debug>(
             // Debug builds and the fuzz targets (built in release with the `fuzzing` feature).
             #[cfg(any(debug_assertions, feature = "fuzzing"))]
             {
+                // The message names the strict decoder's error, never the values: a credential
+                // header's value holds the key.
                 let strict = decode_with(body, namespaces, limits, strict);
                 assert!(
                     strict.as_ref().is_ok_and(|s| *s == value),
-                    "the fast decode {value:?} disagrees with the strict decoder: {strict:?}"
+                    "the fast decode disagrees with the strict decoder: {}",
+                    strict
+                        .as_ref()
+                        .map_or_else(ToString::to_string, |_| "another value".into())
                 );
             }
             Ok(value)
