@@ -342,8 +342,8 @@ impl Relay {
         let (ct_version, ct_action) =
             content_type_version(headers).map_err(CallbackError::Transport)?;
         content_encoding(headers).map_err(CallbackError::Transport)?;
-        limit::check_xml(body, &self.xml).map_err(CallbackError::Limit)?;
-        let env = envelope::scan(body).map_err(CallbackError::Envelope)?;
+        let outline = limit::check_xml(body, &self.xml).map_err(CallbackError::Limit)?;
+        let env = envelope::scan_outlined(body, &outline).map_err(CallbackError::Envelope)?;
         *version = env.version;
         if env.version != ct_version {
             return Err(CallbackError::Transport(TransportError::VersionConflict));

@@ -13,6 +13,7 @@ use quick_xml::name::{QName, ResolveResult};
 use quick_xml::NsReader;
 
 use crate::decode::Binding;
+use crate::limit::Outline;
 
 /// SOAP 1.1 envelope namespace.
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -48,7 +49,7 @@ impl SoapVersion {
 
 /// One element (a header block or the body element) as it appears in the message, with the
 /// namespace declarations in scope from its ancestors.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BodyElement<'a> {
     /// Exactly the element, from `<` of its start tag to `>` of its end tag.
     pub bytes: &'a [u8],
@@ -68,7 +69,7 @@ impl BodyElement<'_> {
 }
 
 /// A SOAP header block.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderBlock<'a> {
     /// The block itself.
     pub element: BodyElement<'a>,
@@ -79,7 +80,7 @@ pub struct HeaderBlock<'a> {
 }
 
 /// A scanned envelope.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope<'a> {
     /// From the envelope namespace.
     pub version: SoapVersion,
@@ -187,12 +188,16 @@ fn declarations<'a>(
     Ok(())
 }
 
-struct Scanner<'a> {
+struct Scanner<'a, 's> {
     input: &'a [u8],
     reader: NsReader<&'a [u8]>,
+    /// From the limits pass: where header blocks and the body element end (see [`scan_outlined`]).
+    skips: &'s [(usize, usize)],
+    /// Bytes stepped over with a skip, which the reader's position does not count.
+    skipped: usize,
 }
 
-impl<'a> Scanner<'a> {
+impl<'a> Scanner<'a, '_> {
     fn next(&mut self) -> Result<Event<'a>, EnvelopeError> {
         self.reader.read_event().map_err(malformed)
     }
@@ -205,17 +210,59 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// The offset in `input` just after the last event.
+    fn position(&self) -> usize {
+        self.reader.buffer_position() as usize + self.skipped
+    }
+
     /// Reads a child element to its end and returns its bytes.
     fn element(&mut self, start: &BytesStart<'a>, empty: bool) -> Result<&'a [u8], EnvelopeError> {
-        let end = self.reader.buffer_position() as usize;
+        let end = self.position();
         let tag_len = start.len() + if empty { 3 } else { 2 };
         let begin = end.saturating_sub(tag_len);
         if empty {
             return Ok(&self.input[begin..end]);
         }
-        self.reader.read_to_end(start.name()).map_err(malformed)?;
-        let end = self.reader.buffer_position() as usize;
+        if !self.skip_content(begin, end, start.name()) {
+            self.reader.read_to_end(start.name()).map_err(malformed)?;
+        }
+        let end = self.position();
         Ok(&self.input[begin..end])
+    }
+
+    /// Steps over the content of the element whose start tag (at `begin`, ending at `here`) was
+    /// just read, if the limits pass recorded where its end tag is, and reads that end tag.
+    /// The limits pass has read the content with the same reader configuration (well-formed,
+    /// names of end tags checked, comments checked), and `read_to_end` resolves no namespaces,
+    /// so reading it again could not fail and would produce nothing the scan keeps. `false`: no usable record; nothing was consumed.
+    fn skip_content(&mut self, begin: usize, here: usize, name: QName<'_>) -> bool {
+        while self.skips.first().is_some_and(|s| s.0 < begin) {
+            self.skips = &self.skips[1..];
+        }
+        let Some(&(at, end_tag)) = self.skips.first().filter(|s| s.0 == begin) else {
+            return false;
+        };
+        self.skips = &self.skips[1..];
+        // The reader's remaining input must be exactly the input after `here`, and the record
+        // must point at this element's end tag.
+        let rest = self.reader.get_mut();
+        let closes = |tail: &[u8]| {
+            tail.strip_prefix(b"</")
+                .and_then(|t| t.strip_prefix(name.as_ref()))
+                .is_some_and(|t| matches!(t.first(), Some(b'>' | b' ' | b'\t' | b'\r' | b'\n')))
+        };
+        match (self.input.get(here..), self.input.get(end_tag..)) {
+            (Some(tail), Some(end))
+                if at == begin && end_tag >= here && *rest == tail && closes(end) =>
+            {
+                *rest = end;
+                self.skipped += end_tag - here;
+            }
+            _ => return false,
+        }
+        // The end tag itself, through the reader: it closes the element's namespace scope and
+        // its entry in the reader's stack of open names.
+        matches!(self.reader.read_event(), Ok(Event::End(e)) if e.name() == name)
     }
 }
 
@@ -239,17 +286,67 @@ fn is_blank(bytes: &[u8]) -> bool {
 
 /// Scans a SOAP 1.1 or 1.2 envelope.
 pub fn scan(input: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+    scan_outlined(input, &Outline::default())
+}
+
+/// [`scan`] of a document the limits pass has accepted, with what it recorded: the scan does not
+/// validate the UTF-8 again and steps over the content of header blocks and the body element
+/// instead of reading it (the typed decode reads it later). The result is the same as [`scan`]'s
+/// for every document the limits pass accepts (checked in debug builds and by the `envelope`
+/// fuzz target); an outline taken from other bytes is ignored.
+pub fn scan_outlined<'a>(
+    input: &'a [u8],
+    outline: &Outline<'_>,
+) -> Result<Envelope<'a>, EnvelopeError> {
     // A UTF-8 byte order mark is allowed (XML 1.0 §4.3.3). quick-xml skips it without counting
     // it in its positions, so it is cut off here, before any slice is taken.
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    if std::str::from_utf8(input).is_err() {
+    let skips = outline.skips_for(input);
+    let envelope = scan_with(input, skips);
+    // Debug builds and the fuzz targets: the same as the scan that reads everything. The message
+    // never shows the envelope (a credential header holds a key).
+    #[cfg(any(debug_assertions, feature = "fuzzing"))]
+    if skips.is_some() {
+        let plain = scan_with(input, None);
+        let same_bytes = |a: &BodyElement<'_>, b: &BodyElement<'_>| std::ptr::eq(a.bytes, b.bytes);
+        let same = match (&envelope, &plain) {
+            (Ok(a), Ok(b)) => {
+                a == b
+                    && same_bytes(&a.body, &b.body)
+                    && a.headers
+                        .iter()
+                        .zip(&b.headers)
+                        .all(|(x, y)| same_bytes(&x.element, &y.element))
+            }
+            (a, b) => a == b,
+        };
+        assert!(
+            same,
+            "the outlined envelope scan disagrees with the full scan"
+        );
+    }
+    envelope
+}
+
+/// The scan, with the limits pass's skips if there are any (`None`: the input is not known to
+/// be UTF-8 and well-formed yet).
+fn scan_with<'a>(
+    input: &'a [u8],
+    skips: Option<&[(usize, usize)]>,
+) -> Result<Envelope<'a>, EnvelopeError> {
+    if skips.is_none() && std::str::from_utf8(input).is_err() {
         return Err(EnvelopeError::Encoding);
     }
     let mut reader = NsReader::from_reader(input);
     let config = reader.config_mut();
     config.check_end_names = true;
     config.check_comments = true;
-    let mut s = Scanner { input, reader };
+    let mut s = Scanner {
+        input,
+        reader,
+        skips: skips.unwrap_or_default(),
+        skipped: 0,
+    };
 
     // Prolog. The XML declaration only as the very first thing (XML 1.0 §2.8).
     let mut first = true;
@@ -360,7 +457,7 @@ pub fn scan(input: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
 
 /// Reads the children of Header or Body up to the parent's end tag.
 fn scan_children<'a>(
-    s: &mut Scanner<'a>,
+    s: &mut Scanner<'a, '_>,
     decls: &[Binding<'a>],
     version: SoapVersion,
     parent: &'static str,
@@ -414,8 +511,7 @@ fn scan_children<'a>(
                 (_, other) => return Err(EnvelopeError::AttributeNotAllowed(lossy(other))),
             }
         }
-        let local_name =
-            local_name_slice(s.input, &start, s.reader.buffer_position() as usize, empty);
+        let local_name = local_name_slice(s.input, &start, s.position(), empty);
         let bytes = s.element(&start, empty)?;
         out.push(HeaderBlock {
             element: BodyElement {
@@ -834,5 +930,88 @@ mod tests {
         }
         assert!(scan(format!("{decl}\n<!-- c -->{BODY}").as_bytes()).is_ok());
         assert!(scan(format!("\u{FEFF}{decl}{BODY}").as_bytes()).is_ok());
+    }
+
+    fn outlined(doc: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
+        let outline = crate::limit::check_xml(doc, &crate::config::XmlLimits::default())
+            .expect("within the limits");
+        // Asserts in this debug build that the result is the full scan's.
+        let env = scan_outlined(doc, &outline);
+        assert_eq!(env, scan(doc));
+        env
+    }
+
+    #[test]
+    fn the_outlined_scan_steps_over_header_blocks_and_the_body_element() {
+        let doc = "\u{FEFF}<?xml version=\"1.0\"?>\n<soap:Envelope \
+            xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Header>\
+            <a:H xmlns:a=\"urn:a\"><a:K>k</a:K><a:H>nested, same name</a:H></a:H >\
+            <a:E xmlns:a=\"urn:a\"/></soap:Header>\n<soap:Body><x:Ping xmlns:x=\"urn:x\">\
+            <x:V>1</x:V><!-- c --></x:Ping\n></soap:Body></soap:Envelope>";
+        let outline = crate::limit::check_xml(doc.as_bytes(), &crate::config::XmlLimits::default())
+            .expect("within the limits");
+        // The two elements with content (H, Ping) are recorded; the empty one (E) needs none.
+        assert_eq!(
+            outline.skips_for(&doc.as_bytes()[3..]).map(<[_]>::len),
+            Some(2)
+        );
+        let env = outlined(doc.as_bytes()).expect("scans");
+        assert!(env.headers[0].element.bytes.ends_with(b"</a:H >"));
+        assert!(env.body.bytes.ends_with(b"</x:Ping\n>"));
+        // Other bytes than the outline's: ignored (the scan reads everything).
+        let copy = doc.as_bytes().to_vec();
+        assert_eq!(outline.skips_for(&copy[3..]), None);
+        assert_eq!(scan_outlined(&copy, &outline), scan(&copy));
+    }
+
+    /// White box: the content between a recorded start and end tag is not read again (here it
+    /// is not even XML; the limits pass never records such a thing, which is why skipping is
+    /// safe), and a record that does not fit is not used.
+    #[test]
+    fn recorded_content_is_stepped_over() {
+        let doc = b"<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\
+            <soap:Body><x:Ping xmlns:x=\"urn:x\"><<&</x:Ping></soap:Body></soap:Envelope>";
+        let start = memchr::memmem::find(doc, b"<x:Ping").expect("start");
+        let end_tag = memchr::memmem::find(doc, b"</x:Ping").expect("end");
+        let env = scan_with(doc, Some(&[(start, end_tag)])).expect("stepped over");
+        assert_eq!(env.body.bytes, &doc[start..end_tag + 9]);
+        assert_eq!(env.body.local_name, b"Ping");
+        assert!(matches!(
+            scan_with(doc, None),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        // Records that do not point at this element's end tag: the reader reads (and refuses).
+        for wrong in [
+            (start, end_tag - 1),
+            (start + 1, end_tag),
+            (start, start + 1),
+        ] {
+            assert!(
+                matches!(
+                    scan_with(doc, Some(&[wrong])),
+                    Err(EnvelopeError::Malformed(_))
+                ),
+                "{wrong:?}"
+            );
+        }
+    }
+
+    /// The full scan does not resolve namespaces inside header blocks and the body element
+    /// (quick-xml's `read_to_end`), so declarations its namespace reader would refuse there are
+    /// the decoder's to refuse: stepping over them changes nothing.
+    #[test]
+    fn declarations_in_content_are_the_decoders_business() {
+        for decl in [
+            "xmlns:xml=\"urn:other\"",
+            "xmlns:xmlns=\"urn:other\"",
+            "xmlns:p=\"\"",
+        ] {
+            let doc = format!(
+                "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\
+                <soap:Body><x:Ping xmlns:x=\"urn:x\"><x:V {decl}/></x:Ping></soap:Body>\
+                </soap:Envelope>"
+            );
+            assert!(outlined(doc.as_bytes()).is_ok(), "{decl}");
+        }
     }
 }

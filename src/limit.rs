@@ -111,12 +111,42 @@ where
         .map_err(|_| LimitError::BodyTimeout(timeout))?
 }
 
+/// What the limits pass learnt about a document it accepted, for the envelope scan that reads it
+/// next ([`crate::envelope::scan_outlined`]): the document is UTF-8 and well-formed, and where
+/// the elements at depth 3 (in an envelope: the header blocks and the body element) end, so that
+/// the scan can step over their content instead of reading it a second time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outline<'a> {
+    /// The document (after a UTF-8 byte order mark): the outline is only used with the very
+    /// bytes it was taken from.
+    doc: &'a [u8],
+    /// (offset of `<` of the start tag, offset of `<` of the end tag) of every element at depth 3
+    /// that has content, in document order; offsets after a byte order mark.
+    skips: Vec<(usize, usize)>,
+}
+
+impl Outline<'_> {
+    /// The skips, if the outline was taken from exactly `input` (without its byte order mark).
+    pub(crate) fn skips_for(&self, input: &[u8]) -> Option<&[(usize, usize)]> {
+        std::ptr::eq(self.doc, input).then_some(&self.skips[..])
+    }
+}
+
 /// Checks the document against every structural bound in one streaming pass.
-pub fn check_xml(input: &[u8], limits: &XmlLimits) -> Result<(), LimitError> {
+pub fn check_xml<'a>(input: &'a [u8], limits: &XmlLimits) -> Result<Outline<'a>, LimitError> {
+    // quick-xml skips a UTF-8 byte order mark without counting it in its positions: cut off
+    // here (as the envelope scan does), so that the outline's offsets are into the same bytes.
+    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
     if std::str::from_utf8(input).is_err() {
         return Err(LimitError::NotUtf8);
     }
     let exceeded = |what: &'static str, limit: usize| LimitError::Xml { what, limit };
+    let mut outline = Outline {
+        doc: input,
+        skips: Vec::new(),
+    };
+    // The start offset of the open element at depth 3.
+    let mut open3: Option<usize> = None;
     let mut reader = Reader::from_reader(input);
     let config = reader.config_mut();
     config.check_end_names = true;
@@ -128,6 +158,7 @@ pub fn check_xml(input: &[u8], limits: &XmlLimits) -> Result<(), LimitError> {
     let mut seen_root = false;
     let mut first_event = true;
     loop {
+        let at = reader.buffer_position() as usize;
         let event = reader
             .read_event()
             .map_err(|e| LimitError::Malformed(e.to_string()))?;
@@ -184,10 +215,18 @@ pub fn check_xml(input: &[u8], limits: &XmlLimits) -> Result<(), LimitError> {
                     if children.len() > limits.max_depth {
                         return Err(exceeded("max_depth", limits.max_depth));
                     }
+                    if children.len() == 3 {
+                        open3 = Some(at);
+                    }
                 }
             }
             Event::End(_) => {
                 text_run = 0;
+                if children.len() == 3 {
+                    if let Some(start) = open3.take() {
+                        outline.skips.push((start, at));
+                    }
+                }
                 children.pop();
             }
             Event::Text(t) => {
@@ -229,7 +268,7 @@ pub fn check_xml(input: &[u8], limits: &XmlLimits) -> Result<(), LimitError> {
                         "the document ended inside an element".into(),
                     ));
                 }
-                return Ok(());
+                return Ok(outline);
             }
         }
     }
@@ -240,7 +279,7 @@ mod tests {
     use super::*;
 
     fn check(doc: &str) -> Result<(), LimitError> {
-        check_xml(doc.as_bytes(), &XmlLimits::default())
+        check_xml(doc.as_bytes(), &XmlLimits::default()).map(|_| ())
     }
 
     #[test]

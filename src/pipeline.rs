@@ -296,10 +296,11 @@ async fn run(
     let mut laps = Laps(Instant::now());
     let limited = limit::check_xml(incoming.body, &gw.settings.xml);
     laps.lap(Stage::Limit, out);
-    limited.map_err(Rejection::Limit)?;
+    let outline = limited.map_err(Rejection::Limit)?;
 
-    // Envelope scan: header blocks and the body element.
-    let env = envelope::scan(incoming.body);
+    // Envelope scan: header blocks and the body element (stepping over their content, which the
+    // limits pass has read).
+    let env = envelope::scan_outlined(incoming.body, &outline);
     laps.lap(Stage::Envelope, out);
     let env = env.map_err(Rejection::Envelope)?;
     out.version = env.version;

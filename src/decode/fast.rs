@@ -624,6 +624,12 @@ mod tests {
     /// body) through `decode_fast_or_strict`, which compares the two paths in this debug build;
     /// whether all of them decoded.
     fn decode_all(doc: &str, contract: Contract, response: bool) -> bool {
+        // The request path's outlined scan (asserted to equal the full scan in this debug build).
+        if let Ok(outline) =
+            crate::limit::check_xml(doc.as_bytes(), &crate::config::XmlLimits::default())
+        {
+            let _ = envelope::scan_outlined(doc.as_bytes(), &outline);
+        }
         let Ok(env) = envelope::scan(doc.as_bytes()) else {
             return false;
         };

@@ -195,8 +195,9 @@ impl Standalone {
         request_id: &str,
     ) -> Result<(SoapVersion, UpstreamReply), (SoapVersion, Rejection)> {
         let v = SoapVersion::Soap11;
-        limit::check_xml(body, &self.limits).map_err(|e| (v, Rejection::Limit(e)))?;
-        let env = envelope::scan(body).map_err(|e| (v, Rejection::Envelope(e)))?;
+        let outline = limit::check_xml(body, &self.limits).map_err(|e| (v, Rejection::Limit(e)))?;
+        let env =
+            envelope::scan_outlined(body, &outline).map_err(|e| (v, Rejection::Envelope(e)))?;
         let v = env.version;
         let op = Operation::from_request_element(&env.body.namespace, env.body.local_name)
             .ok_or_else(|| (v, Rejection::Decode(decode::unknown_operation(&env.body))))?;
