@@ -25,7 +25,7 @@ use xsd_parser_types::quick_xml::{
     Error as XmlError, ErrorKind, ValidateError, XmlReader, XmlReaderSync,
 };
 
-use crate::envelope::BodyElement;
+use crate::envelope::{BodyElement, OpenEnvelope};
 use crate::generated::types::{ContentModel, CONTENT_MODELS, CONTRACT_ELEMENTS, ROOT_MODELS};
 
 /// The schema rule a message broke. The string forms are stable: they appear in
@@ -1227,6 +1227,24 @@ pub fn partner_response(
         |r| partner::Response::decode_fast(op, r),
         |r| partner::Response::decode(op, r),
     )
+}
+
+/// The fast path alone for a partner API response read by [`crate::envelope::scan_to_body`]:
+/// the response, if the body element is `op`'s response element, the fast path decodes it and
+/// the rest of the document closes the envelope; `None` otherwise (the caller then scans the
+/// whole document and decodes as usual, which names any error).
+pub fn partner_response_open(
+    op: partner::Operation,
+    open: &OpenEnvelope<'_>,
+    limits: DecodeLimits,
+) -> Option<partner::Response> {
+    let body = &open.envelope.body;
+    let (ns, local) = op.response_element();
+    if !body.is(ns, local) {
+        return None;
+    }
+    let (value, end) = fast::decode_open(body, limits, |r| partner::Response::decode_fast(op, r))?;
+    open.closes_after(end).then_some(value)
 }
 
 /// Decodes a partner API fault detail element.

@@ -195,6 +195,8 @@ struct Scanner<'a, 's> {
     skips: &'s [(usize, usize)],
     /// Bytes stepped over with a skip, which the reader's position does not count.
     skipped: usize,
+    /// [`scan_to_body`]: stop at the body element's start tag.
+    open_body: bool,
 }
 
 impl<'a> Scanner<'a, '_> {
@@ -302,12 +304,12 @@ pub fn scan_outlined<'a>(
     // it in its positions, so it is cut off here, before any slice is taken.
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
     let skips = outline.skips_for(input);
-    let envelope = scan_with(input, skips);
+    let envelope = scan_with(input, skips, false).map(|(env, _)| env);
     // Debug builds and the fuzz targets: the same as the scan that reads everything. The message
     // never shows the envelope (a credential header holds a key).
     #[cfg(any(debug_assertions, feature = "fuzzing"))]
     if skips.is_some() {
-        let plain = scan_with(input, None);
+        let plain = scan_with(input, None, false).map(|(env, _)| env);
         let same_bytes = |a: &BodyElement<'_>, b: &BodyElement<'_>| std::ptr::eq(a.bytes, b.bytes);
         let same = match (&envelope, &plain) {
             (Ok(a), Ok(b)) => {
@@ -328,12 +330,71 @@ pub fn scan_outlined<'a>(
     envelope
 }
 
+/// An envelope read up to the start tag of its body element ([`scan_to_body`]). The body
+/// element's `bytes` run from its start tag to the end of the document.
+#[derive(Debug)]
+pub struct OpenEnvelope<'a> {
+    /// The envelope so far: version, header blocks (complete), the body element (open).
+    pub envelope: Envelope<'a>,
+    /// The qualified names of the Envelope and Body start tags, as written.
+    tags: Tags<'a>,
+}
+
+/// The qualified names of the Envelope and Body start tags, as written.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tags<'a> {
+    root: &'a [u8],
+    body: &'a [u8],
+}
+
+impl OpenEnvelope<'_> {
+    /// Whether the document after offset `end` of the body element's bytes (just after its end
+    /// tag) closes the envelope as [`scan`] requires: blank text and comments, the Body end tag,
+    /// blank text and comments, the Envelope end tag, blank text and comments. `false` for
+    /// anything else, where the caller runs [`scan`] (which names what is wrong).
+    pub fn closes_after(&self, end: usize) -> bool {
+        let Some(tail) = self.envelope.body.bytes.get(end..) else {
+            return false;
+        };
+        // quick-xml would skip a byte order mark at the start of its input unseen.
+        if tail.starts_with(b"\xEF\xBB\xBF") {
+            return false;
+        }
+        let mut reader = quick_xml::Reader::from_reader(tail);
+        let config = reader.config_mut();
+        config.check_comments = true;
+        // The start tags are before the tail: the names are compared here.
+        config.allow_unmatched_ends = true;
+        let mut closing = [self.tags.body, self.tags.root].into_iter();
+        loop {
+            match reader.read_event() {
+                Ok(Event::Text(t)) if is_blank(&t) => {}
+                Ok(Event::Comment(_)) => {}
+                Ok(Event::End(e)) if closing.next() == Some(e.name().as_ref()) => {}
+                Ok(Event::Eof) => return closing.next().is_none(),
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// Reads an envelope up to the start tag of its body element, for a caller that decodes the
+/// body element from there and then checks the rest with [`OpenEnvelope::closes_after`] — one
+/// pass over the body instead of two (the upstream's answers, which no limits pass has read).
+/// Everything before the body element is checked as [`scan`] checks it; an error here, or a rest
+/// that does not close the envelope, is for [`scan`] to name.
+pub fn scan_to_body(input: &[u8]) -> Result<OpenEnvelope<'_>, EnvelopeError> {
+    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
+    scan_with(input, None, true).map(|(envelope, tags)| OpenEnvelope { envelope, tags })
+}
+
 /// The scan, with the limits pass's skips if there are any (`None`: the input is not known to
-/// be UTF-8 and well-formed yet).
+/// be UTF-8 and well-formed yet); with `open_body`, it stops at the body element's start tag.
 fn scan_with<'a>(
     input: &'a [u8],
     skips: Option<&[(usize, usize)]>,
-) -> Result<Envelope<'a>, EnvelopeError> {
+    open_body: bool,
+) -> Result<(Envelope<'a>, Tags<'a>), EnvelopeError> {
     if skips.is_none() && std::str::from_utf8(input).is_err() {
         return Err(EnvelopeError::Encoding);
     }
@@ -346,6 +407,7 @@ fn scan_with<'a>(
         reader,
         skips: skips.unwrap_or_default(),
         skipped: 0,
+        open_body,
     };
 
     // Prolog. The XML declaration only as the very first thing (XML 1.0 §2.8).
@@ -372,6 +434,10 @@ fn scan_with<'a>(
             Event::Eof => return Err(malformed("empty document")),
             _ => return Err(malformed("content before the root element")),
         }
+    };
+    let mut tags = Tags {
+        root: qname_slice(input, &root, s.position(), false),
+        body: b"",
     };
     if root.local_name().as_ref() != b"Envelope" {
         return Err(EnvelopeError::NotAnEnvelope);
@@ -424,6 +490,7 @@ fn scan_with<'a>(
                 if empty {
                     return Err(EnvelopeError::EmptyBody);
                 }
+                tags.body = qname_slice(input, &start, s.position(), false);
                 let mut children = scan_children(&mut s, &decls, version, "Body")?;
                 if children.len() > 1 {
                     return Err(EnvelopeError::MultipleBodyElements);
@@ -435,11 +502,22 @@ fn scan_with<'a>(
                     ));
                 }
                 body = Some(child.element);
+                if s.open_body {
+                    break;
+                }
             }
             _ => return Err(EnvelopeError::UnexpectedElement(name())),
         }
     }
     let body = body.ok_or(EnvelopeError::NoBody)?;
+    if s.open_body {
+        let envelope = Envelope {
+            version,
+            headers,
+            body,
+        };
+        return Ok((envelope, tags));
+    }
     loop {
         match s.next()? {
             Event::Eof => break,
@@ -448,14 +526,16 @@ fn scan_with<'a>(
             _ => return Err(EnvelopeError::TrailingContent),
         }
     }
-    Ok(Envelope {
+    let envelope = Envelope {
         version,
         headers,
         body,
-    })
+    };
+    Ok((envelope, tags))
 }
 
-/// Reads the children of Header or Body up to the parent's end tag.
+/// Reads the children of Header or Body up to the parent's end tag (with `open_body`, the body
+/// element only to its start tag: its bytes run to the end of the document).
 fn scan_children<'a>(
     s: &mut Scanner<'a, '_>,
     decls: &[Binding<'a>],
@@ -512,7 +592,15 @@ fn scan_children<'a>(
             }
         }
         let local_name = local_name_slice(s.input, &start, s.position(), empty);
-        let bytes = s.element(&start, empty)?;
+        let open = s.open_body && parent == "Body";
+        let bytes = if open {
+            let begin = s
+                .position()
+                .saturating_sub(start.len() + if empty { 3 } else { 2 });
+            &s.input[begin..]
+        } else {
+            s.element(&start, empty)?
+        };
         out.push(HeaderBlock {
             element: BodyElement {
                 bytes,
@@ -523,6 +611,9 @@ fn scan_children<'a>(
             must_understand,
             role,
         });
+        if open {
+            return Ok(out);
+        }
     }
 }
 
@@ -533,14 +624,19 @@ fn local_name_slice<'a>(
     end: usize,
     empty: bool,
 ) -> &'a [u8] {
-    let tag_len = start.len() + if empty { 3 } else { 2 };
-    let begin = end.saturating_sub(tag_len) + 1;
-    let name_len = start.name().as_ref().len();
-    let qname = &input[begin..begin + name_len];
+    let qname = qname_slice(input, start, end, empty);
     match qname.iter().position(|b| *b == b':') {
         Some(i) => &qname[i + 1..],
         None => qname,
     }
+}
+
+/// The qualified name of a start tag as a slice of the input (the tag has just been read).
+fn qname_slice<'a>(input: &'a [u8], start: &BytesStart<'_>, end: usize, empty: bool) -> &'a [u8] {
+    let tag_len = start.len() + if empty { 3 } else { 2 };
+    let begin = end.saturating_sub(tag_len) + 1;
+    let name_len = start.name().as_ref().len();
+    input.get(begin..begin + name_len).unwrap_or_default()
 }
 
 // === SOAP faults ===
@@ -973,11 +1069,11 @@ mod tests {
             <soap:Body><x:Ping xmlns:x=\"urn:x\"><<&</x:Ping></soap:Body></soap:Envelope>";
         let start = memchr::memmem::find(doc, b"<x:Ping").expect("start");
         let end_tag = memchr::memmem::find(doc, b"</x:Ping").expect("end");
-        let env = scan_with(doc, Some(&[(start, end_tag)])).expect("stepped over");
+        let (env, _) = scan_with(doc, Some(&[(start, end_tag)]), false).expect("stepped over");
         assert_eq!(env.body.bytes, &doc[start..end_tag + 9]);
         assert_eq!(env.body.local_name, b"Ping");
         assert!(matches!(
-            scan_with(doc, None),
+            scan_with(doc, None, false),
             Err(EnvelopeError::Malformed(_))
         ));
         // Records that do not point at this element's end tag: the reader reads (and refuses).
@@ -988,7 +1084,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    scan_with(doc, Some(&[wrong])),
+                    scan_with(doc, Some(&[wrong]), false),
                     Err(EnvelopeError::Malformed(_))
                 ),
                 "{wrong:?}"

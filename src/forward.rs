@@ -258,6 +258,35 @@ pub fn decode_upstream_reply(
     status: u16,
     bytes: &[u8],
 ) -> Result<UpstreamReply, ForwardError> {
+    // An ordinary answer in one pass: the envelope up to the body element, the fast decode of
+    // the body element, then the rest of the envelope. Anything else (a fault, an unusual shape,
+    // an error) takes the full scan and decode below, which name what is wrong.
+    if (200..300).contains(&status) {
+        let open = envelope::scan_to_body(bytes);
+        let limits = DecodeLimits::default();
+        if let Some(response) = open
+            .ok()
+            .and_then(|open| decode::partner_response_open(op, &open, limits))
+        {
+            // Debug builds and the fuzz targets: the same as the full path. The message shows
+            // no values.
+            #[cfg(any(debug_assertions, feature = "fuzzing"))]
+            assert!(
+                matches!(decode_whole_reply(op, status, bytes), Ok(UpstreamReply::Response(r)) if r == response),
+                "the one-pass decode of an upstream answer disagrees with the full scan and decode"
+            );
+            return Ok(UpstreamReply::Response(response));
+        }
+    }
+    decode_whole_reply(op, status, bytes)
+}
+
+/// [`decode_upstream_reply`] with a scan of the whole envelope first.
+fn decode_whole_reply(
+    op: Operation,
+    status: u16,
+    bytes: &[u8],
+) -> Result<UpstreamReply, ForwardError> {
     let invalid = |e: &dyn std::fmt::Display| ForwardError::Invalid(e.to_string());
     let limits = DecodeLimits::default();
     let env = match envelope::scan(bytes) {
@@ -378,5 +407,80 @@ mod tests {
             decode_upstream_reply(Operation::GetAccount, 200, b"<not-soap/>"),
             Err(ForwardError::Invalid(_))
         ));
+    }
+
+    /// Whether an answer takes the one-pass path (scan to the body element, fast decode, rest).
+    fn one_pass(op: Operation, bytes: &[u8]) -> bool {
+        envelope::scan_to_body(bytes).is_ok_and(|open| {
+            decode::partner_response_open(op, &open, DecodeLimits::default()).is_some()
+        })
+    }
+
+    #[test]
+    fn every_golden_response_is_decoded_in_one_pass() {
+        for op in Operation::ALL {
+            let bytes = fixture(op.name(), "response.xml");
+            assert!(one_pass(op, &bytes), "{}", op.name());
+            // (and equals the full path: asserted inside in this debug build)
+            assert!(matches!(
+                decode_upstream_reply(op, 200, &bytes),
+                Ok(UpstreamReply::Response(_))
+            ));
+        }
+    }
+
+    /// What follows the body element: the one-pass path accepts exactly what the full scan
+    /// accepts, and its result is the full path's (asserted inside `decode_upstream_reply`).
+    #[test]
+    fn the_rest_of_an_answer_is_checked_as_the_full_scan_checks_it() {
+        let doc = String::from_utf8(fixture("GetAccount", "response.xml")).expect("utf-8");
+        let end = "</acc:GetAccountResponse>";
+        let at = doc.find(end).expect("end tag") + end.len();
+        let (head, tail) = doc.split_at(at);
+        assert_eq!(tail, "\n  </soapenv:Body>\n</soapenv:Envelope>\n");
+        let other = "<acc:GetAccountResponse/>";
+        for (tail, accepted) in [
+            ("</soapenv:Body></soapenv:Envelope>", true),
+            (
+                "<!-- c --></soapenv:Body >\n<!-- c -->\t</soapenv:Envelope\n>\r\n<!---->",
+                true,
+            ),
+            ("</soapenv:Body></soapenv:Envelope>", true),
+            ("", false),
+            ("</soapenv:Body>", false),
+            ("</soapenv:Body></soapenv:Envelope></x>", false),
+            ("</soapenv:Body></soapenv:Envelope>x", false),
+            ("</soapenv:Body></soapenv:Envelope><!-- a -- b -->", false),
+            ("</soapenv:Body></soapenv:Envelope><?pi?>", false),
+            ("</soapenv:Body></soapenv:Envelope>\u{FEFF}", false),
+            ("\u{FEFF}</soapenv:Body></soapenv:Envelope>", false),
+            ("&#32;</soapenv:Body></soapenv:Envelope>", false),
+            ("<![CDATA[]]></soapenv:Body></soapenv:Envelope>", false),
+            (&format!("{other}</soapenv:Body></soapenv:Envelope>"), false),
+            (
+                &format!("</soapenv:Body><soapenv:Body>{other}</soapenv:Body></soapenv:Envelope>"),
+                false,
+            ),
+            ("</soapenv:Body><soapenv:Header/></soapenv:Envelope>", false),
+            ("</Body></soapenv:Envelope>", false),
+            ("</soapenv:Envelope></soapenv:Body>", false),
+            (
+                "</soapenv:Body></soapenv:Envelope></soapenv:Envelope>",
+                false,
+            ),
+        ] {
+            let bytes = format!("{head}{tail}").into_bytes();
+            let whole = decode_whole_reply(Operation::GetAccount, 200, &bytes);
+            assert_eq!(whole.is_ok(), accepted, "{tail:?}: {whole:?}");
+            assert_eq!(
+                one_pass(Operation::GetAccount, &bytes),
+                accepted,
+                "{tail:?}"
+            );
+            assert_eq!(
+                decode_upstream_reply(Operation::GetAccount, 200, &bytes),
+                whole
+            );
+        }
     }
 }

@@ -255,6 +255,10 @@ pub fn envelope(data: &[u8]) {
         // inside with the feature `fuzzing`).
         let _ = envelope::scan_outlined(data, &outline);
     }
+    // As an upstream's answer (any bytes can come back): the one-pass decode equals the full
+    // scan and decode (asserted inside with the feature `fuzzing`).
+    let op = partner::Operation::ALL[data.len() % partner::Operation::ALL.len()];
+    let _ = forward::decode_upstream_reply(op, 200, data);
     // The scan runs on its own too: the forward path scans upstream answers without the limit
     // pass, so it must hold on any input.
     let Ok(env) = envelope::scan(data) else {
@@ -433,6 +437,9 @@ pub fn decode(data: &[u8]) {
     };
     let sel = Selector::from_byte(b);
     let doc = wrap(sel, rest);
+    // As an upstream's answer: the one-pass decode equals the full scan and decode (asserted
+    // inside with the feature `fuzzing`).
+    let _ = forward::decode_upstream_reply(sel.op, 200, &doc);
     let Ok(env) = envelope::scan(&doc) else {
         return;
     };

@@ -72,25 +72,7 @@ pub fn decode<'b, T>(
     limits: super::DecodeLimits,
     decode: impl FnOnce(&mut FastReader<'b>) -> Option<T>,
 ) -> Option<T> {
-    let mut reader = Reader::from_reader(body.bytes);
-    reader.config_mut().check_end_names = true;
-    let mut bindings = Vec::with_capacity(body.inherited.len() + 4);
-    for (prefix, ns) in &body.inherited {
-        bindings.push((prefix.as_ref(), ns.as_ref(), 0));
-    }
-    let text = std::str::from_utf8(body.bytes).ok()?;
-    let mut r = FastReader {
-        reader,
-        input: body.bytes,
-        text,
-        bindings,
-        depth: 0,
-        max_depth: u32::try_from(limits.max_depth).unwrap_or(u32::MAX),
-        childless: false,
-        next: None,
-        helper: DeserializeHelper::default(),
-        root: (&body.namespace, body.local_name),
-    };
+    let mut r = FastReader::new(body, limits)?;
     let value = decode(&mut r)?;
     // The element is the whole input: nothing may follow its end tag.
     match (r.depth, r.reader.read_event()) {
@@ -99,7 +81,42 @@ pub fn decode<'b, T>(
     }
 }
 
+/// [`decode`] of an element whose bytes run on past its end tag (the body element of
+/// [`crate::envelope::scan_to_body`]): the value and the offset just after its end tag, where
+/// the caller checks what follows.
+pub fn decode_open<'b, T>(
+    body: &'b BodyElement<'_>,
+    limits: super::DecodeLimits,
+    decode: impl FnOnce(&mut FastReader<'b>) -> Option<T>,
+) -> Option<(T, usize)> {
+    let mut r = FastReader::new(body, limits)?;
+    let value = decode(&mut r)?;
+    (r.depth == 0 && r.next.is_none()).then(|| (value, r.reader.buffer_position() as usize))
+}
+
 impl<'b> FastReader<'b> {
+    fn new(body: &'b BodyElement<'_>, limits: super::DecodeLimits) -> Option<Self> {
+        let mut reader = Reader::from_reader(body.bytes);
+        reader.config_mut().check_end_names = true;
+        let mut bindings = Vec::with_capacity(body.inherited.len() + 4);
+        for (prefix, ns) in &body.inherited {
+            bindings.push((prefix.as_ref(), ns.as_ref(), 0));
+        }
+        let text = std::str::from_utf8(body.bytes).ok()?;
+        Some(FastReader {
+            reader,
+            input: body.bytes,
+            text,
+            bindings,
+            depth: 0,
+            max_depth: u32::try_from(limits.max_depth).unwrap_or(u32::MAX),
+            childless: false,
+            next: None,
+            helper: DeserializeHelper::default(),
+            root: (&body.namespace, body.local_name),
+        })
+    }
+
     /// Reads the root element (the one the envelope scan found) as a `T`.
     pub fn root<T: FastDecode>(&mut self) -> Option<T> {
         let (ns, local) = self.root;
