@@ -3,6 +3,7 @@
 //!
 //! Modules are listed in request-path order.
 
+pub mod access_format;
 pub mod generated;
 pub mod latency;
 pub mod log_output;

@@ -948,7 +948,9 @@ fn init_tracing(json: bool, flush: std::time::Duration) -> LogOutput {
     if json {
         builder.json().flatten_event(true).init();
     } else {
-        builder.init();
+        builder
+            .event_format(partnergate::access_format::TextFormat::default())
+            .init();
     }
     output
 }

@@ -735,7 +735,7 @@ fn log_line(done: &Done<'_>, elapsed: Duration) {
     // Never a key or a body: the rejection's Display names rules, paths and limits only.
     let detail = done.rejection.map(|r| r.to_string());
     tracing::info!(
-        target: "partnergate::access",
+        target: crate::access_format::ACCESS_TARGET,
         request_id = done.request_id,
         peer = %done.peer.ip(),
         partner = done.partner.unwrap_or("-"),
