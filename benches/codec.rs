@@ -65,7 +65,7 @@ fn requests(c: &mut Criterion) {
             b.iter(|| partnergate::limit::check_xml(black_box(x), &XmlLimits::default()).unwrap())
         });
         group.bench_with_input(BenchmarkId::new("envelope", op.name()), &bytes, |b, x| {
-            b.iter(|| envelope::scan(black_box(x)).unwrap().body.bytes.len())
+            b.iter(|| envelope::scan(black_box(x)).unwrap().body.bytes().len())
         });
         let env = envelope::scan(&bytes).unwrap();
         group.bench_with_input(
@@ -104,7 +104,13 @@ fn bulk(c: &mut Criterion) {
         b.iter(|| partnergate::limit::check_xml(black_box(&bytes), &XmlLimits::default()).unwrap())
     });
     group.bench_function("envelope", |b| {
-        b.iter(|| envelope::scan(black_box(&bytes)).unwrap().body.bytes.len())
+        b.iter(|| {
+            envelope::scan(black_box(&bytes))
+                .unwrap()
+                .body
+                .bytes()
+                .len()
+        })
     });
     let env = envelope::scan(&bytes).unwrap();
     group.bench_function("decode", |b| {

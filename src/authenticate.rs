@@ -249,7 +249,7 @@ pub fn authenticate_callback(
 /// credential header is refused. XML would allow them (the value is the same), but no toolkit
 /// writes a key that way, and a key that is only equal after unescaping is a probe.
 fn plain_text_only(block: &BodyElement<'_>) -> Result<(), AuthError> {
-    let bytes = block.bytes;
+    let bytes = block.bytes();
     let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     if contains(b"<!--") || contains(b"<![CDATA[") || bytes.contains(&b'&') {
         return Err(AuthError::Malformed(
@@ -264,7 +264,7 @@ fn plain_text_only(block: &BodyElement<'_>) -> Result<(), AuthError> {
 /// must not claim to understand a signature or an encrypted key we do not process.
 fn username_token(block: &BodyElement<'_>) -> Result<Presented, AuthError> {
     let bad = |m: &str| AuthError::Malformed(format!("WS-Security: {m}"));
-    let mut reader = quick_xml::Reader::from_reader(block.bytes);
+    let mut reader = quick_xml::Reader::from_reader(block.bytes());
     reader.config_mut().check_end_names = true;
     let mut resolver = NamespaceResolver::default();
     for (prefix, ns) in &block.inherited {

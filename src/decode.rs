@@ -420,7 +420,7 @@ impl<'a> StrictReader<'a> {
         namespaces: &'static [&'static str],
         limits: DecodeLimits,
     ) -> Self {
-        let mut reader = Reader::from_reader(body.bytes);
+        let mut reader = Reader::from_reader(body.bytes());
         let config = reader.config_mut();
         config.check_end_names = true;
         config.check_comments = true;
@@ -436,7 +436,7 @@ impl<'a> StrictReader<'a> {
         }
         StrictReader {
             reader,
-            input: body.bytes,
+            input: body.bytes(),
             resolver,
             inherited: &body.inherited,
             namespaces,

@@ -51,8 +51,9 @@ impl SoapVersion {
 /// namespace declarations in scope from its ancestors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BodyElement<'a> {
-    /// Exactly the element, from `<` of its start tag to `>` of its end tag.
-    pub bytes: &'a [u8],
+    /// Exactly the element, from `<` of its start tag to `>` of its end tag: a slice of the
+    /// document, which the envelope scan (or the limits pass) has validated as UTF-8 once.
+    pub text: &'a str,
     /// Declarations inherited from the envelope (prefix, namespace); empty prefix = default.
     pub inherited: Vec<Binding<'a>>,
     /// The element's namespace.
@@ -61,7 +62,12 @@ pub struct BodyElement<'a> {
     pub local_name: &'a [u8],
 }
 
-impl BodyElement<'_> {
+impl<'a> BodyElement<'a> {
+    /// [`Self::text`] as bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     /// Whether the element is `{ns}local`.
     pub fn is(&self, ns: &str, local: &str) -> bool {
         self.namespace == ns.as_bytes() && self.local_name == local.as_bytes()
@@ -190,6 +196,8 @@ fn declarations<'a>(
 
 struct Scanner<'a, 's> {
     input: &'a [u8],
+    /// The same bytes as text (validated once): the elements are slices of it.
+    text: &'a str,
     reader: NsReader<&'a [u8]>,
     /// From the limits pass: where header blocks and the body element end (see [`scan_outlined`]).
     skips: &'s [(usize, usize)],
@@ -217,19 +225,25 @@ impl<'a> Scanner<'a, '_> {
         self.reader.buffer_position() as usize + self.skipped
     }
 
-    /// Reads a child element to its end and returns its bytes.
-    fn element(&mut self, start: &BytesStart<'a>, empty: bool) -> Result<&'a [u8], EnvelopeError> {
+    /// The text from `begin` to `end` (element boundaries: markup, so character boundaries).
+    fn slice(&self, begin: usize, end: usize) -> Result<&'a str, EnvelopeError> {
+        self.text
+            .get(begin..end)
+            .ok_or_else(|| malformed("element bounds"))
+    }
+
+    /// Reads a child element to its end and returns its text.
+    fn element(&mut self, start: &BytesStart<'a>, empty: bool) -> Result<&'a str, EnvelopeError> {
         let end = self.position();
         let tag_len = start.len() + if empty { 3 } else { 2 };
         let begin = end.saturating_sub(tag_len);
         if empty {
-            return Ok(&self.input[begin..end]);
+            return self.slice(begin, end);
         }
         if !self.skip_content(begin, end, start.name()) {
             self.reader.read_to_end(start.name()).map_err(malformed)?;
         }
-        let end = self.position();
-        Ok(&self.input[begin..end])
+        self.slice(begin, self.position())
     }
 
     /// Steps over the content of the element whose start tag (at `begin`, ending at `here`) was
@@ -298,7 +312,7 @@ pub fn scan(input: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
 /// fuzz target); an outline taken from other bytes is ignored.
 pub fn scan_outlined<'a>(
     input: &'a [u8],
-    outline: &Outline<'_>,
+    outline: &Outline<'a>,
 ) -> Result<Envelope<'a>, EnvelopeError> {
     // A UTF-8 byte order mark is allowed (XML 1.0 §4.3.3). quick-xml skips it without counting
     // it in its positions, so it is cut off here, before any slice is taken.
@@ -310,7 +324,8 @@ pub fn scan_outlined<'a>(
     #[cfg(any(debug_assertions, feature = "fuzzing"))]
     if skips.is_some() {
         let plain = scan_with(input, None, false).map(|(env, _)| env);
-        let same_bytes = |a: &BodyElement<'_>, b: &BodyElement<'_>| std::ptr::eq(a.bytes, b.bytes);
+        let same_bytes =
+            |a: &BodyElement<'_>, b: &BodyElement<'_>| std::ptr::eq(a.bytes(), b.bytes());
         let same = match (&envelope, &plain) {
             (Ok(a), Ok(b)) => {
                 a == b
@@ -353,7 +368,7 @@ impl OpenEnvelope<'_> {
     /// blank text and comments, the Envelope end tag, blank text and comments. `false` for
     /// anything else, where the caller runs [`scan`] (which names what is wrong).
     pub fn closes_after(&self, end: usize) -> bool {
-        let Some(tail) = self.envelope.body.bytes.get(end..) else {
+        let Some(tail) = self.envelope.body.bytes().get(end..) else {
             return false;
         };
         // quick-xml would skip a byte order mark at the start of its input unseen.
@@ -392,20 +407,25 @@ pub fn scan_to_body(input: &[u8]) -> Result<OpenEnvelope<'_>, EnvelopeError> {
 /// be UTF-8 and well-formed yet); with `open_body`, it stops at the body element's start tag.
 fn scan_with<'a>(
     input: &'a [u8],
-    skips: Option<&[(usize, usize)]>,
+    outlined: Option<(&'a str, &[(usize, usize)])>,
     open_body: bool,
 ) -> Result<(Envelope<'a>, Tags<'a>), EnvelopeError> {
-    if skips.is_none() && std::str::from_utf8(input).is_err() {
-        return Err(EnvelopeError::Encoding);
-    }
+    let (text, skips) = match outlined {
+        Some((text, skips)) => (text, skips),
+        None => (
+            std::str::from_utf8(input).map_err(|_| EnvelopeError::Encoding)?,
+            &[][..],
+        ),
+    };
     let mut reader = NsReader::from_reader(input);
     let config = reader.config_mut();
     config.check_end_names = true;
     config.check_comments = true;
     let mut s = Scanner {
         input,
+        text,
         reader,
-        skips: skips.unwrap_or_default(),
+        skips,
         skipped: 0,
         open_body,
     };
@@ -597,13 +617,13 @@ fn scan_children<'a>(
             let begin = s
                 .position()
                 .saturating_sub(start.len() + if empty { 3 } else { 2 });
-            &s.input[begin..]
+            s.slice(begin, s.input.len())?
         } else {
             s.element(&start, empty)?
         };
         out.push(HeaderBlock {
             element: BodyElement {
-                bytes,
+                text: bytes,
                 inherited: decls.to_vec(),
                 namespace,
                 local_name,
@@ -714,7 +734,8 @@ pub const MAX_FAULT_NODES: usize = 64;
 
 fn fault_tree<'a>(body: &BodyElement<'a>) -> Result<Node<'a>, EnvelopeError> {
     use quick_xml::name::{Namespace, NamespaceResolver, PrefixDeclaration};
-    let input = body.bytes;
+    let text = body.text;
+    let input = text.as_bytes();
     let mut reader = quick_xml::Reader::from_reader(input);
     reader.config_mut().check_end_names = true;
     let mut resolver = NamespaceResolver::default();
@@ -736,7 +757,7 @@ fn fault_tree<'a>(body: &BodyElement<'a>) -> Result<Node<'a>, EnvelopeError> {
             Event::Empty(s) => (s, true),
             Event::End(_) => {
                 let end = reader.buffer_position() as usize;
-                if let Some(root) = close(&mut stack, &mut resolver, end, input)? {
+                if let Some(root) = close(&mut stack, &mut resolver, end, text)? {
                     return Ok(root);
                 }
                 continue;
@@ -786,7 +807,9 @@ fn fault_tree<'a>(body: &BodyElement<'a>) -> Result<Node<'a>, EnvelopeError> {
             text: String::new(),
             children: Vec::new(),
             element: BodyElement {
-                bytes: &input[before..],
+                text: text
+                    .get(before..)
+                    .ok_or_else(|| malformed("fault bounds"))?,
                 inherited: outer,
                 namespace: namespace.unwrap_or_default(),
                 local_name,
@@ -795,7 +818,7 @@ fn fault_tree<'a>(body: &BodyElement<'a>) -> Result<Node<'a>, EnvelopeError> {
         stack.push((node, before, inner));
         if empty {
             let end = reader.buffer_position() as usize;
-            if let Some(root) = close(&mut stack, &mut resolver, end, input)? {
+            if let Some(root) = close(&mut stack, &mut resolver, end, text)? {
                 return Ok(root);
             }
         }
@@ -814,11 +837,11 @@ fn close<'a>(
     stack: &mut Vec<(Node<'a>, usize, Vec<Binding<'a>>)>,
     resolver: &mut quick_xml::name::NamespaceResolver,
     end: usize,
-    input: &'a [u8],
+    input: &'a str,
 ) -> Result<Option<Node<'a>>, EnvelopeError> {
     let (mut node, start, _) = stack.pop().ok_or_else(|| malformed("unbalanced fault"))?;
     resolver.pop();
-    node.element.bytes = input
+    node.element.text = input
         .get(start..end)
         .ok_or_else(|| malformed("fault bounds"))?;
     match stack.last_mut() {
@@ -947,7 +970,7 @@ fn shallow<'a>(n: &Node<'a>) -> Node<'a> {
 
 /// Adds the element's own declarations to its inherited ones (for resolving QName text).
 fn declarations_of(element: &mut BodyElement<'_>) -> Result<(), EnvelopeError> {
-    let input = element.bytes;
+    let input = element.bytes();
     let mut reader = quick_xml::Reader::from_reader(input);
     if let Event::Start(s) | Event::Empty(s) = reader.read_event().map_err(malformed)? {
         declarations(input, &s, &mut element.inherited)?;
@@ -1048,15 +1071,17 @@ mod tests {
             .expect("within the limits");
         // The two elements with content (H, Ping) are recorded; the empty one (E) needs none.
         assert_eq!(
-            outline.skips_for(&doc.as_bytes()[3..]).map(<[_]>::len),
+            outline
+                .skips_for(&doc.as_bytes()[3..])
+                .map(|(_, s)| s.len()),
             Some(2)
         );
         let env = outlined(doc.as_bytes()).expect("scans");
-        assert!(env.headers[0].element.bytes.ends_with(b"</a:H >"));
-        assert!(env.body.bytes.ends_with(b"</x:Ping\n>"));
+        assert!(env.headers[0].element.bytes().ends_with(b"</a:H >"));
+        assert!(env.body.bytes().ends_with(b"</x:Ping\n>"));
         // Other bytes than the outline's: ignored (the scan reads everything).
         let copy = doc.as_bytes().to_vec();
-        assert_eq!(outline.skips_for(&copy[3..]), None);
+        assert!(outline.skips_for(&copy[3..]).is_none());
         assert_eq!(scan_outlined(&copy, &outline), scan(&copy));
     }
 
@@ -1069,8 +1094,10 @@ mod tests {
             <soap:Body><x:Ping xmlns:x=\"urn:x\"><<&</x:Ping></soap:Body></soap:Envelope>";
         let start = memchr::memmem::find(doc, b"<x:Ping").expect("start");
         let end_tag = memchr::memmem::find(doc, b"</x:Ping").expect("end");
-        let (env, _) = scan_with(doc, Some(&[(start, end_tag)]), false).expect("stepped over");
-        assert_eq!(env.body.bytes, &doc[start..end_tag + 9]);
+        let text = std::str::from_utf8(doc).expect("utf-8");
+        let (env, _) =
+            scan_with(doc, Some((text, &[(start, end_tag)])), false).expect("stepped over");
+        assert_eq!(env.body.bytes(), &doc[start..end_tag + 9]);
         assert_eq!(env.body.local_name, b"Ping");
         assert!(matches!(
             scan_with(doc, None, false),
@@ -1084,7 +1111,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    scan_with(doc, Some(&[wrong]), false),
+                    scan_with(doc, Some((text, &[wrong])), false),
                     Err(EnvelopeError::Malformed(_))
                 ),
                 "{wrong:?}"

@@ -215,20 +215,20 @@ fn within(outer: &[u8], inner: &[u8]) -> bool {
 /// local name is inside its bytes.
 fn check_element(input: &[u8], el: &BodyElement<'_>, what: &str) {
     assert!(
-        within(input, el.bytes),
+        within(input, el.bytes()),
         "{what}: the element slice is not inside the input"
     );
     assert!(
-        el.bytes.first() == Some(&b'<') && el.bytes.last() == Some(&b'>'),
+        el.bytes().first() == Some(&b'<') && el.bytes().last() == Some(&b'>'),
         "{what}: the element slice is not a whole element: {:?}",
-        String::from_utf8_lossy(el.bytes)
+        String::from_utf8_lossy(el.bytes())
     );
     assert!(
-        !el.local_name.is_empty() && within(el.bytes, el.local_name),
+        !el.local_name.is_empty() && within(el.bytes(), el.local_name),
         "{what}: the local name is not inside the element"
     );
     // The local name is the element's own: its tag name, after the prefix.
-    let tag = &el.bytes[1..];
+    let tag = &el.bytes()[1..];
     let qname_len = tag
         .iter()
         .position(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>'))

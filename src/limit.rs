@@ -117,18 +117,19 @@ where
 /// the scan can step over their content instead of reading it a second time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outline<'a> {
-    /// The document (after a UTF-8 byte order mark): the outline is only used with the very
-    /// bytes it was taken from.
-    doc: &'a [u8],
+    /// The document (after a UTF-8 byte order mark), validated as UTF-8: the outline is only
+    /// used with the very bytes it was taken from.
+    doc: &'a str,
     /// (offset of `<` of the start tag, offset of `<` of the end tag) of every element at depth 3
     /// that has content, in document order; offsets after a byte order mark.
     skips: Vec<(usize, usize)>,
 }
 
-impl Outline<'_> {
-    /// The skips, if the outline was taken from exactly `input` (without its byte order mark).
-    pub(crate) fn skips_for(&self, input: &[u8]) -> Option<&[(usize, usize)]> {
-        std::ptr::eq(self.doc, input).then_some(&self.skips[..])
+impl<'a> Outline<'a> {
+    /// The document as text and the skips, if the outline was taken from exactly `input`
+    /// (without its byte order mark).
+    pub(crate) fn skips_for(&self, input: &[u8]) -> Option<(&'a str, &[(usize, usize)])> {
+        std::ptr::eq(self.doc.as_bytes(), input).then_some((self.doc, &self.skips[..]))
     }
 }
 
@@ -137,12 +138,12 @@ pub fn check_xml<'a>(input: &'a [u8], limits: &XmlLimits) -> Result<Outline<'a>,
     // quick-xml skips a UTF-8 byte order mark without counting it in its positions: cut off
     // here (as the envelope scan does), so that the outline's offsets are into the same bytes.
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    if std::str::from_utf8(input).is_err() {
+    let Ok(text) = std::str::from_utf8(input) else {
         return Err(LimitError::NotUtf8);
-    }
+    };
     let exceeded = |what: &'static str, limit: usize| LimitError::Xml { what, limit };
     let mut outline = Outline {
-        doc: input,
+        doc: text,
         skips: Vec::new(),
     };
     // The start offset of the open element at depth 3.

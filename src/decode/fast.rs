@@ -96,16 +96,17 @@ pub fn decode_open<'b, T>(
 
 impl<'b> FastReader<'b> {
     fn new(body: &'b BodyElement<'_>, limits: super::DecodeLimits) -> Option<Self> {
-        let mut reader = Reader::from_reader(body.bytes);
+        let mut reader = Reader::from_reader(body.bytes());
         reader.config_mut().check_end_names = true;
         let mut bindings = Vec::with_capacity(body.inherited.len() + 4);
         for (prefix, ns) in &body.inherited {
             bindings.push((prefix.as_ref(), ns.as_ref(), 0));
         }
-        let text = std::str::from_utf8(body.bytes).ok()?;
+        // Validated once by the envelope scan (or the limits pass): no second pass.
+        let text = body.text;
         Some(FastReader {
             reader,
-            input: body.bytes,
+            input: body.bytes(),
             text,
             bindings,
             depth: 0,
@@ -676,8 +677,8 @@ mod tests {
         let base = doc.as_ptr() as usize;
         env.headers
             .iter()
-            .map(|h| h.element.bytes)
-            .chain([env.body.bytes])
+            .map(|h| h.element.bytes())
+            .chain([env.body.bytes()])
             .map(|b| {
                 let at = b.as_ptr() as usize - base;
                 at..at + b.len()

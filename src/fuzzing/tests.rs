@@ -104,11 +104,11 @@ fn seeds(target: &str) -> BTreeMap<String, Vec<u8>> {
                 let canonical = name.contains("canonical");
                 let i = op_index(name);
                 let mut seed = vec![Selector::byte(i, env.version, !canonical, false)];
-                seed.extend_from_slice(env.body.bytes);
+                seed.extend_from_slice(env.body.bytes());
                 out.insert(format!("{name}-body"), seed);
                 for (n, h) in env.headers.iter().enumerate() {
                     let mut seed = vec![Selector::byte(i, env.version, true, true)];
-                    seed.extend_from_slice(h.element.bytes);
+                    seed.extend_from_slice(h.element.bytes());
                     out.insert(format!("{name}-header{n}"), seed);
                 }
             }

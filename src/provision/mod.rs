@@ -396,7 +396,7 @@ where
     let qname = bytes.get(1..name_end).unwrap_or_default();
     let local_name = qname.rsplit(|b| *b == b':').next().unwrap_or(qname);
     let body = BodyElement {
-        bytes,
+        text: xml,
         inherited: Vec::new(),
         namespace: namespace.as_bytes().to_vec(),
         local_name,
@@ -420,7 +420,7 @@ fn encode_response(response: &Response) -> Result<String, Problem> {
 fn decode_response(op: Operation, xml: &str) -> Result<Response, Problem> {
     let (ns, local) = op.response_element();
     let body = BodyElement {
-        bytes: xml.as_bytes(),
+        text: xml,
         inherited: Vec::new(),
         namespace: ns.as_bytes().to_vec(),
         local_name: local.as_bytes(),
