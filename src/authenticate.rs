@@ -250,8 +250,9 @@ pub fn authenticate_callback(
 /// writes a key that way, and a key that is only equal after unescaping is a probe.
 fn plain_text_only(block: &BodyElement<'_>) -> Result<(), AuthError> {
     let bytes = block.bytes();
-    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-    if contains(b"<!--") || contains(b"<![CDATA[") || bytes.contains(&b'&') {
+    // Inside an element (well-formed: the limits pass or the envelope scan has read it), `<!`
+    // starts a comment or a CDATA section and nothing else.
+    if memchr::memchr(b'&', bytes).is_some() || memchr::memmem::find(bytes, b"<!").is_some() {
         return Err(AuthError::Malformed(
             "comments, CDATA and references are not accepted in credentials".into(),
         ));
@@ -365,5 +366,37 @@ fn username_token(block: &BodyElement<'_>) -> Result<Presented, AuthError> {
             Ok(Presented { partner_id, key })
         }
         _ => Err(bad("Username and Password are required")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_plain_text() {
+        let block = |text: &'static str| BodyElement {
+            text,
+            inherited: Vec::new(),
+            namespace: Vec::new(),
+            local_name: b"PartnerAuth",
+        };
+        let clean = "<p:PartnerAuth><p:PartnerId>P-1</p:PartnerId><p:ApiKey>pgk_abc</p:ApiKey></p:PartnerAuth>";
+        assert!(plain_text_only(&block(clean)).is_ok());
+        for marked in [
+            "<p:A><p:K>pgk_<!-- x -->abc</p:K></p:A>",
+            "<p:A><p:K>pgk_<![CDATA[abc]]></p:K></p:A>",
+            "<p:A><p:K>pgk_&#97;bc</p:K></p:A>",
+            "<p:A><p:K>pgk_&amp;abc</p:K></p:A>",
+            "<p:A><!----><p:K>pgk_abc</p:K></p:A>",
+        ] {
+            assert!(
+                matches!(
+                    plain_text_only(&block(marked)),
+                    Err(AuthError::Malformed(_))
+                ),
+                "{marked}"
+            );
+        }
     }
 }
