@@ -169,6 +169,26 @@ fn declarations<'a>(
     start: &BytesStart<'a>,
     into: &mut Vec<Binding<'a>>,
 ) -> Result<(), EnvelopeError> {
+    collect_declarations(input, start, into, false)
+}
+
+/// Envelope and Body: only namespace declarations are allowed on them; collects those.
+fn only_declarations<'a>(
+    input: &'a [u8],
+    start: &BytesStart<'a>,
+    into: &mut Vec<Binding<'a>>,
+) -> Result<(), EnvelopeError> {
+    collect_declarations(input, start, into, true)
+}
+
+/// One pass over the attributes: collects the declarations; with `refuse_others`, the first
+/// other attribute is an error.
+fn collect_declarations<'a>(
+    input: &'a [u8],
+    start: &BytesStart<'a>,
+    into: &mut Vec<Binding<'a>>,
+    refuse_others: bool,
+) -> Result<(), EnvelopeError> {
     for attr in start.attributes().with_checks(true) {
         let attr = attr.map_err(malformed)?;
         let key = attr.key.as_ref();
@@ -176,6 +196,8 @@ fn declarations<'a>(
             b""
         } else if let Some(p) = key.strip_prefix(b"xmlns:") {
             p
+        } else if refuse_others {
+            return Err(EnvelopeError::AttributeNotAllowed(lossy(key)));
         } else {
             continue;
         };
@@ -280,18 +302,6 @@ impl<'a> Scanner<'a, '_> {
         // its entry in the reader's stack of open names.
         matches!(self.reader.read_event(), Ok(Event::End(e)) if e.name() == name)
     }
-}
-
-/// Only namespace declarations (and, on header blocks, the SOAP header attributes) are allowed
-/// on envelope elements.
-fn only_declarations(start: &BytesStart<'_>) -> Result<(), EnvelopeError> {
-    for attr in start.attributes().with_checks(true) {
-        let attr = attr.map_err(malformed)?;
-        if attr.key.as_namespace_binding().is_none() {
-            return Err(EnvelopeError::AttributeNotAllowed(lossy(attr.key.as_ref())));
-        }
-    }
-    Ok(())
 }
 
 fn is_blank(bytes: &[u8]) -> bool {
@@ -468,9 +478,8 @@ fn scan_with<'a>(
         _ => return Err(EnvelopeError::VersionMismatch),
     };
     let soap_ns = version.namespace().as_bytes();
-    only_declarations(&root)?;
     let mut envelope_decls = Vec::new();
-    declarations(input, &root, &mut envelope_decls)?;
+    only_declarations(input, &root, &mut envelope_decls)?;
 
     let mut headers = Vec::new();
     let mut body = None;
@@ -496,9 +505,8 @@ fn scan_with<'a>(
         if body.is_some() {
             return Err(EnvelopeError::UnexpectedElement(name()));
         }
-        only_declarations(&start)?;
         let mut decls = envelope_decls.clone();
-        declarations(input, &start, &mut decls)?;
+        only_declarations(input, &start, &mut decls)?;
         match (in_soap, local.as_ref()) {
             (true, b"Header") if !seen_header => {
                 seen_header = true;
