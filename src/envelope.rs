@@ -1145,4 +1145,38 @@ mod tests {
             assert!(outlined(doc.as_bytes()).is_ok(), "{decl}");
         }
     }
+
+    /// Envelope, Header and Body carry namespace declarations and nothing else.
+    #[test]
+    fn only_declarations_on_envelope_header_and_body() {
+        let soap = "xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"";
+        for (doc, attr) in [
+            (format!("<soap:Envelope id=\"1\" {soap}><soap:Body><x:P xmlns:x=\"urn:x\"/></soap:Body></soap:Envelope>"), "id"),
+            (format!("<soap:Envelope {soap} xmlns:a=\"urn:a\" a:b=\"c\"><soap:Body><x:P xmlns:x=\"urn:x\"/></soap:Body></soap:Envelope>"), "a:b"),
+            (format!("<soap:Envelope {soap}><soap:Header soap:actor=\"x\"/><soap:Body><x:P xmlns:x=\"urn:x\"/></soap:Body></soap:Envelope>"), "soap:actor"),
+            (format!("<soap:Envelope {soap}><soap:Body soap:encodingStyle=\"e\"><x:P xmlns:x=\"urn:x\"/></soap:Body></soap:Envelope>"), "soap:encodingStyle"),
+        ] {
+            assert_eq!(
+                scan(doc.as_bytes()).map(|e| e.version),
+                Err(EnvelopeError::AttributeNotAllowed(attr.into())),
+                "{doc}"
+            );
+        }
+        // A malformed attribute before a disallowed one: malformed, as before.
+        let doc =
+            format!("<soap:Envelope {soap} a=\"1\" a=\"2\" b=\"3\"><soap:Body/></soap:Envelope>");
+        assert!(
+            matches!(scan(doc.as_bytes()), Err(EnvelopeError::AttributeNotAllowed(a)) if a == "a")
+        );
+        let doc = format!("<soap:Envelope {soap} {soap} b=\"3\"><soap:Body/></soap:Envelope>");
+        assert!(matches!(
+            scan(doc.as_bytes()),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        // Declarations on Envelope and Body are inherited by the body element.
+        let doc = format!("<soap:Envelope {soap} xmlns:a=\"urn:a\"><soap:Body xmlns=\"urn:d\"><P/></soap:Body></soap:Envelope>");
+        let env = scan(doc.as_bytes()).expect("scans");
+        assert_eq!(env.body.namespace, b"urn:d");
+        assert_eq!(env.body.inherited.len(), 3);
+    }
 }
