@@ -163,7 +163,8 @@ impl<'b> FastReader<'b> {
                         return None;
                     };
                     // A carriage return needs line-end normalization: the strict decoder's job.
-                    if piece.contains(&b'\r') {
+                    // (memchr: SIMD; `<[u8]>::contains` is a scalar loop, 5 % of a 240 KB answer.)
+                    if memchr::memchr(b'\r', piece).is_some() {
                         return None;
                     }
                     let piece = self.piece_str(piece)?;
