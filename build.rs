@@ -511,7 +511,7 @@ fn generate_types(xsd_files: &BTreeSet<PathBuf>, roots: &BTreeSet<QN>) -> syn::F
         .with_quick_xml_deserialize_config(true);
     let tokens = xsd_parser::generate(config).unwrap_or_else(|e| panic!("xsd-parser: {e:#}"));
     let mut file: syn::File = syn::parse2(tokens).expect("xsd-parser output parses");
-    Harden.visit_file_mut(&mut file);
+    Harden::of(&file).visit_file_mut(&mut file);
 
     // Every element the contract declares, as "namespace local" (elementFormDefault is qualified,
     // so local elements are in their schema's namespace): tells an unknown element from a known
@@ -1182,8 +1182,35 @@ fn xmlns_decls(text: &str) -> Vec<(String, String)> {
 /// - maxLength/minLength count characters (XSD semantics), not UTF-8 bytes;
 /// - patterns are XML Schema regular expressions, translated to the regex crate's syntax
 ///   (`\s`, `.`, `^`, `$` differ: src/pattern.rs), and the "no whitespace at either end"
-///   patterns are checked directly (`crate::pattern::trimmed`) instead of by a regex.
-struct Harden;
+///   patterns are checked directly (`crate::pattern::trimmed`) instead of by a regex;
+/// - a string type serializes as a borrow of its value (xsd-parser-types' `SerializeBytes for
+///   String` copies it into a new `String`: one allocation per value encoded).
+struct Harden {
+    /// The types that are a `String` newtype (`struct X(String);`).
+    string_newtypes: BTreeSet<String>,
+}
+
+impl Harden {
+    fn of(file: &syn::File) -> Self {
+        let mut string_newtypes = BTreeSet::new();
+        let mut items: Vec<&syn::Item> = file.items.iter().collect();
+        while let Some(item) = items.pop() {
+            match item {
+                syn::Item::Mod(m) => items.extend(m.content.iter().flat_map(|(_, i)| i)),
+                syn::Item::Struct(s) => {
+                    if let syn::Fields::Unnamed(f) = &s.fields {
+                        let ty = f.unnamed.iter().map(|f| &f.ty);
+                        if quote!(#(#ty)*).to_string() == "String" {
+                            string_newtypes.insert(s.ident.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Harden { string_newtypes }
+    }
+}
 
 impl VisitMut for Harden {
     fn visit_item_struct_mut(&mut self, item: &mut syn::ItemStruct) {
@@ -1200,10 +1227,24 @@ impl VisitMut for Harden {
             .items
             .iter()
             .any(|i| matches!(i, syn::ImplItem::Fn(f) if f.sig.ident == "validate_str"));
+        let self_ty = &item.self_ty;
+        let string_newtype = self.string_newtypes.contains(&quote!(#self_ty).to_string());
         for impl_item in &mut item.items {
             let syn::ImplItem::Fn(f) = impl_item else {
                 continue;
             };
+            if string_newtype && f.sig.ident == "serialize_bytes" {
+                let body = &f.block;
+                assert_eq!(
+                    quote!(#body).to_string(),
+                    "{ self . 0 . serialize_bytes (helper) }",
+                    "serialize_bytes of a String newtype changed in xsd-parser: review the rewrite"
+                );
+                f.block = syn::parse_quote!({
+                    let _ = helper;
+                    Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
+                });
+            }
             if f.sig.ident == "new" && has_validate_str {
                 let check: syn::Stmt = syn::parse_quote!(Self::validate_str(&inner)?;);
                 f.block.stmts.insert(0, check);

@@ -7523,7 +7523,8 @@ pub mod cb {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for EventId {}
@@ -11258,7 +11259,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for PartnerId {}
@@ -11327,7 +11329,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for ApiKey {}
@@ -11393,7 +11396,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for FaultMessage {}
@@ -11466,7 +11470,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for RequestId {}
@@ -11538,7 +11543,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for CustomerReference {}
@@ -11675,7 +11681,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for AccountNumber {}
@@ -11741,7 +11748,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for PersonName {}
@@ -11807,7 +11815,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for CompanyName {}
@@ -11882,7 +11891,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for EmailAddress {}
@@ -11951,7 +11961,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for E164Number {}
@@ -12017,7 +12028,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for StreetLine {}
@@ -12090,7 +12102,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for PostalCode {}
@@ -12156,7 +12169,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for City {}
@@ -12222,7 +12236,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for Region {}
@@ -13069,7 +13084,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for ServiceId {}
@@ -13141,7 +13157,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for MacAddress {}
@@ -13252,7 +13269,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for FreeText {}
@@ -13318,7 +13336,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for StatusReason {}
@@ -13390,7 +13409,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for LanguageTag {}
@@ -13459,7 +13479,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for CurrencyCode {}
@@ -13613,7 +13634,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for GatewayRequestId {}
@@ -13840,7 +13862,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for FaultPath {}
@@ -13912,7 +13935,8 @@ pub mod cmn {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for ValidationRule {}
@@ -19802,7 +19826,8 @@ pub mod dev {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for DeviceModel {}
@@ -19868,7 +19893,8 @@ pub mod dev {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for DeviceLabel {}
@@ -25842,7 +25868,8 @@ pub mod ftr {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for VoicemailPin {}
@@ -26104,7 +26131,8 @@ pub mod ftr {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for CallerIdDisplayName {}
@@ -26243,7 +26271,8 @@ pub mod ftr {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for SettingName {}
@@ -34724,7 +34753,8 @@ pub mod svc {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for ServiceDisplayName {}
@@ -34851,7 +34881,8 @@ pub mod svc {
             &self,
             helper: &mut SerializeHelper,
         ) -> Result<Option<Cow<'_, str>>, Error> {
-            self.0.serialize_bytes(helper)
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
         }
     }
     impl WithSerializeToBytes for SmsSenderId {}
