@@ -236,8 +236,13 @@ impl<'a> Scanner<'a, '_> {
 
     /// Namespace of an element start, in the reader's current scope.
     fn namespace(&self, name: QName<'_>) -> Option<Vec<u8>> {
+        self.namespace_ref(name).map(<[u8]>::to_vec)
+    }
+
+    /// [`Self::namespace`], borrowed from the reader (no copy for a comparison).
+    fn namespace_ref(&self, name: QName<'_>) -> Option<&[u8]> {
         match self.reader.resolve_element(name).0 {
-            ResolveResult::Bound(ns) => Some(ns.0.to_vec()),
+            ResolveResult::Bound(ns) => Some(ns.0),
             _ => None,
         }
     }
@@ -472,7 +477,7 @@ fn scan_with<'a>(
     if root.local_name().as_ref() != b"Envelope" {
         return Err(EnvelopeError::NotAnEnvelope);
     }
-    let version = match s.namespace(root.name()).as_deref() {
+    let version = match s.namespace_ref(root.name()) {
         Some(ns) if ns == SOAP11_NS.as_bytes() => SoapVersion::Soap11,
         Some(ns) if ns == SOAP12_NS.as_bytes() => SoapVersion::Soap12,
         _ => return Err(EnvelopeError::VersionMismatch),
@@ -499,7 +504,7 @@ fn scan_with<'a>(
             Event::Decl(_) => return Err(EnvelopeError::ProcessingInstruction),
             Event::Eof => return Err(malformed("the document ended inside the Envelope")),
         };
-        let in_soap = s.namespace(start.name()).as_deref() == Some(soap_ns);
+        let in_soap = s.namespace_ref(start.name()) == Some(soap_ns);
         let local = start.local_name();
         let name = || lossy(start.name().as_ref());
         if body.is_some() {
