@@ -328,8 +328,11 @@ impl Server {
             body: &body,
             request_id: &request_id,
         };
-        // One span per request; the partner and operation are recorded in the access line.
-        let span = tracing::info_span!("request", request_id = %request_id, peer = %peer.ip());
+        // One span per request, at DEBUG: events on the request's way carry its id when
+        // debugging. Nothing on the path logs at INFO or above inside it (the access line, with
+        // the request id, partner and operation, is written after it), and at INFO the span
+        // cost ~8,000 instructions per request (2.6 %: creating it formats its fields).
+        let span = tracing::debug_span!("request", request_id = %request_id, peer = %peer.ip());
         let outcome = pipeline::handle(gw, incoming).instrument(span).await;
         let version = outcome.version;
         // A response that cannot be encoded (it cannot: its values were validated on decode) is
