@@ -267,7 +267,7 @@ impl<'a> Scanner<'a, '_> {
         if empty {
             return self.slice(begin, end);
         }
-        if !self.skip_content(begin, end, start.name()) {
+        if !self.skip_content(begin, end, start.name())? {
             self.reader.read_to_end(start.name()).map_err(malformed)?;
         }
         self.slice(begin, self.position())
@@ -277,13 +277,19 @@ impl<'a> Scanner<'a, '_> {
     /// just read, if the limits pass recorded where its end tag is, and reads that end tag.
     /// The limits pass has read the content with the same reader configuration (well-formed,
     /// names of end tags checked, comments checked), and `read_to_end` resolves no namespaces,
-    /// so reading it again could not fail and would produce nothing the scan keeps. `false`: no usable record; nothing was consumed.
-    fn skip_content(&mut self, begin: usize, here: usize, name: QName<'_>) -> bool {
+    /// so reading it again could not fail and would produce nothing the scan keeps.
+    /// `Ok(false)`: no usable record, nothing consumed (the caller reads the content).
+    fn skip_content(
+        &mut self,
+        begin: usize,
+        here: usize,
+        name: QName<'_>,
+    ) -> Result<bool, EnvelopeError> {
         while self.skips.first().is_some_and(|s| s.0 < begin) {
             self.skips = &self.skips[1..];
         }
         let Some(&(at, end_tag)) = self.skips.first().filter(|s| s.0 == begin) else {
-            return false;
+            return Ok(false);
         };
         self.skips = &self.skips[1..];
         // The reader's remaining input must be exactly the input after `here`, and the record
@@ -301,11 +307,15 @@ impl<'a> Scanner<'a, '_> {
                 *rest = end;
                 self.skipped += end_tag - here;
             }
-            _ => return false,
+            _ => return Ok(false),
         }
         // The end tag itself, through the reader: it closes the element's namespace scope and
-        // its entry in the reader's stack of open names.
-        matches!(self.reader.read_event(), Ok(Event::End(e)) if e.name() == name)
+        // its entry in the reader's stack of open names. (Checked above to be this element's
+        // end tag; the reader is past the content now, so a surprise is an error, not a retry.)
+        match self.reader.read_event().map_err(malformed)? {
+            Event::End(e) if e.name() == name => Ok(true),
+            _ => Err(malformed("the recorded end tag does not close the element")),
+        }
     }
 }
 
