@@ -649,6 +649,11 @@ mod tests {
         {
             let _ = envelope::scan_outlined(doc.as_bytes(), &outline);
         }
+        // An answer of the partner API: the forward stage's one-pass decode (asserted to equal
+        // the full scan and decode in this debug build).
+        if let (Contract::Partner(op), true) = (contract, response) {
+            let _ = crate::forward::decode_upstream_reply(op, 200, doc.as_bytes());
+        }
         let Ok(env) = envelope::scan(doc.as_bytes()) else {
             return false;
         };
@@ -720,6 +725,34 @@ mod tests {
             // 55,692 variants, 24,217 of them valid, when written.
             variants > 40_000 && decoded > 15_000,
             "{decoded} of {variants}"
+        );
+    }
+
+    /// Every single edit after the body element of every golden answer of the partner API
+    /// (where the one-pass decode of upstream answers checks the rest of the envelope itself):
+    /// the one-pass result equals the full scan and decode (asserted inside
+    /// `decode_upstream_reply`), and it accepts exactly what the full path accepts.
+    #[test]
+    fn every_single_edit_after_the_body_element_of_an_answer_is_read_as_the_full_scan_reads_it() {
+        let (mut variants, mut accepted) = (0, 0);
+        for (contract, doc, response) in golden_messages() {
+            let (Contract::Partner(op), true) = (contract, response) else {
+                continue;
+            };
+            let body = decoded_elements(&doc).pop().expect("a body element");
+            let (head, tail) = doc.split_at(body.end);
+            for k in 0..tail.matches('>').count() + 1 {
+                for edit in 0..96u8 {
+                    let variant = format!("{head}{}", mutate(tail, &[(k, edit)]));
+                    variants += 1;
+                    let reply = crate::forward::decode_upstream_reply(op, 200, variant.as_bytes());
+                    accepted += usize::from(reply.is_ok());
+                }
+            }
+        }
+        assert!(
+            variants > 5_000 && accepted > 500,
+            "{accepted} of {variants}"
         );
     }
 
