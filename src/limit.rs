@@ -185,30 +185,33 @@ pub fn check_xml<'a>(input: &'a [u8], limits: &XmlLimits) -> Result<Outline<'a>,
                 }
                 let mut attributes = 0usize;
                 let mut declarations = 0usize;
-                for attr in s.attributes().with_checks(true) {
-                    let attr = attr.map_err(|e| LimitError::Malformed(e.to_string()))?;
-                    if attr.key.as_namespace_binding().is_some() {
-                        declarations += 1;
-                        if declarations > limits.max_namespace_declarations {
+                // Most tags have no attributes: no attribute iterator for them (it would yield nothing).
+                if !s.attributes_raw().is_empty() {
+                    for attr in s.attributes().with_checks(true) {
+                        let attr = attr.map_err(|e| LimitError::Malformed(e.to_string()))?;
+                        if attr.key.as_namespace_binding().is_some() {
+                            declarations += 1;
+                            if declarations > limits.max_namespace_declarations {
+                                return Err(exceeded(
+                                    "max_namespace_declarations",
+                                    limits.max_namespace_declarations,
+                                ));
+                            }
+                        } else {
+                            attributes += 1;
+                            if attributes > limits.max_attributes {
+                                return Err(exceeded("max_attributes", limits.max_attributes));
+                            }
+                        }
+                        if attr.key.as_ref().len() > limits.max_name_bytes {
+                            return Err(exceeded("max_name_bytes", limits.max_name_bytes));
+                        }
+                        if attr.value.len() > limits.max_attribute_value_bytes {
                             return Err(exceeded(
-                                "max_namespace_declarations",
-                                limits.max_namespace_declarations,
+                                "max_attribute_value_bytes",
+                                limits.max_attribute_value_bytes,
                             ));
                         }
-                    } else {
-                        attributes += 1;
-                        if attributes > limits.max_attributes {
-                            return Err(exceeded("max_attributes", limits.max_attributes));
-                        }
-                    }
-                    if attr.key.as_ref().len() > limits.max_name_bytes {
-                        return Err(exceeded("max_name_bytes", limits.max_name_bytes));
-                    }
-                    if attr.value.len() > limits.max_attribute_value_bytes {
-                        return Err(exceeded(
-                            "max_attribute_value_bytes",
-                            limits.max_attribute_value_bytes,
-                        ));
                     }
                 }
                 if matches!(event, Event::Start(_)) {
