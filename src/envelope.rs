@@ -162,32 +162,22 @@ fn within<'a>(input: &'a [u8], part: &[u8]) -> Option<&'a [u8]> {
     input.get(offset..offset.checked_add(part.len())?)
 }
 
+/// What [`declarations`] does with an attribute that is not a namespace declaration.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Others {
+    /// Passes over it (a fault element's own attributes are none of the envelope's business).
+    Skip,
+    /// Refuses it: Envelope, Header and Body carry namespace declarations only.
+    Refuse,
+}
+
 /// Namespace declarations of a start tag, borrowed from the input where the tag is a slice of
-/// it (copied otherwise).
+/// it (copied otherwise), in one pass over its attributes.
 fn declarations<'a>(
     input: &'a [u8],
     start: &BytesStart<'a>,
     into: &mut Vec<Binding<'a>>,
-) -> Result<(), EnvelopeError> {
-    collect_declarations(input, start, into, false)
-}
-
-/// Envelope and Body: only namespace declarations are allowed on them; collects those.
-fn only_declarations<'a>(
-    input: &'a [u8],
-    start: &BytesStart<'a>,
-    into: &mut Vec<Binding<'a>>,
-) -> Result<(), EnvelopeError> {
-    collect_declarations(input, start, into, true)
-}
-
-/// One pass over the attributes: collects the declarations; with `refuse_others`, the first
-/// other attribute is an error.
-fn collect_declarations<'a>(
-    input: &'a [u8],
-    start: &BytesStart<'a>,
-    into: &mut Vec<Binding<'a>>,
-    refuse_others: bool,
+    others: Others,
 ) -> Result<(), EnvelopeError> {
     for attr in start.attributes().with_checks(true) {
         let attr = attr.map_err(malformed)?;
@@ -196,7 +186,7 @@ fn collect_declarations<'a>(
             b""
         } else if let Some(p) = key.strip_prefix(b"xmlns:") {
             p
-        } else if refuse_others {
+        } else if others == Others::Refuse {
             return Err(EnvelopeError::AttributeNotAllowed(lossy(key)));
         } else {
             continue;
@@ -217,8 +207,7 @@ fn collect_declarations<'a>(
 }
 
 struct Scanner<'a, 's> {
-    input: &'a [u8],
-    /// The same bytes as text (validated once): the elements are slices of it.
+    /// The document, validated as UTF-8 once: the elements are slices of it.
     text: &'a str,
     reader: NsReader<&'a [u8]>,
     /// From the limits pass: where header blocks and the body element end (see [`scan_outlined`]).
@@ -247,9 +236,20 @@ impl<'a> Scanner<'a, '_> {
         }
     }
 
-    /// The offset in `input` just after the last event.
+    /// The document's bytes.
+    fn input(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    /// The offset in the document just after the last event.
     fn position(&self) -> usize {
         self.reader.buffer_position() as usize + self.skipped
+    }
+
+    /// The offset of `<` of the start tag just read.
+    fn tag_begin(&self, start: &BytesStart<'_>, empty: bool) -> usize {
+        self.position()
+            .saturating_sub(start.len() + if empty { 3 } else { 2 })
     }
 
     /// The text from `begin` to `end` (element boundaries: markup, so character boundaries).
@@ -261,9 +261,7 @@ impl<'a> Scanner<'a, '_> {
 
     /// Reads a child element to its end and returns its text.
     fn element(&mut self, start: &BytesStart<'a>, empty: bool) -> Result<&'a str, EnvelopeError> {
-        let end = self.position();
-        let tag_len = start.len() + if empty { 3 } else { 2 };
-        let begin = end.saturating_sub(tag_len);
+        let (begin, end) = (self.tag_begin(start, empty), self.position());
         if empty {
             return self.slice(begin, end);
         }
@@ -294,13 +292,14 @@ impl<'a> Scanner<'a, '_> {
         self.skips = &self.skips[1..];
         // The reader's remaining input must be exactly the input after `here`, and the record
         // must point at this element's end tag.
+        let input = self.input();
         let rest = self.reader.get_mut();
         let closes = |tail: &[u8]| {
             tail.strip_prefix(b"</")
                 .and_then(|t| t.strip_prefix(name.as_ref()))
                 .is_some_and(|t| matches!(t.first(), Some(b'>' | b' ' | b'\t' | b'\r' | b'\n')))
         };
-        match (self.input.get(here..), self.input.get(end_tag..)) {
+        match (input.get(here..), input.get(end_tag..)) {
             (Some(tail), Some(end))
                 if at == begin && end_tag >= here && *rest == tail && closes(end) =>
             {
@@ -339,16 +338,18 @@ pub fn scan_outlined<'a>(
     input: &'a [u8],
     outline: &Outline<'a>,
 ) -> Result<Envelope<'a>, EnvelopeError> {
-    // A UTF-8 byte order mark is allowed (XML 1.0 §4.3.3). quick-xml skips it without counting
-    // it in its positions, so it is cut off here, before any slice is taken.
-    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    let skips = outline.skips_for(input);
-    let envelope = scan_with(input, skips, false).map(|(env, _)| env);
+    let input = without_bom(input);
+    let outlined = outline.skips_for(input);
+    let (text, skips) = match outlined {
+        Some(outlined) => outlined,
+        None => (as_text(input)?, &[][..]),
+    };
+    let envelope = scan_with(text, skips, false).map(|(env, _)| env);
     // Debug builds and the fuzz targets: the same as the scan that reads everything. The message
     // never shows the envelope (a credential header holds a key).
     #[cfg(any(debug_assertions, feature = "fuzzing"))]
-    if skips.is_some() {
-        let plain = scan_with(input, None, false).map(|(env, _)| env);
+    if outlined.is_some() {
+        let plain = scan_with(text, &[], false).map(|(env, _)| env);
         let same_bytes =
             |a: &BodyElement<'_>, b: &BodyElement<'_>| std::ptr::eq(a.bytes(), b.bytes());
         let same = match (&envelope, &plain) {
@@ -381,7 +382,7 @@ pub struct OpenEnvelope<'a> {
 }
 
 /// The qualified names of the Envelope and Body start tags, as written.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Tags<'a> {
     root: &'a [u8],
     body: &'a [u8],
@@ -424,30 +425,33 @@ impl OpenEnvelope<'_> {
 /// Everything before the body element is checked as [`scan`] checks it; an error here, or a rest
 /// that does not close the envelope, is for [`scan`] to name.
 pub fn scan_to_body(input: &[u8]) -> Result<OpenEnvelope<'_>, EnvelopeError> {
-    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    scan_with(input, None, true).map(|(envelope, tags)| OpenEnvelope { envelope, tags })
+    let text = as_text(without_bom(input))?;
+    scan_with(text, &[], true).map(|(envelope, tags)| OpenEnvelope { envelope, tags })
 }
 
-/// The scan, with the limits pass's skips if there are any (`None`: the input is not known to
-/// be UTF-8 and well-formed yet); with `open_body`, it stops at the body element's start tag.
+/// The document without its UTF-8 byte order mark, which XML 1.0 §4.3.3 allows. quick-xml
+/// skips one without counting it in its positions, so it is cut off before any slice is taken.
+fn without_bom(input: &[u8]) -> &[u8] {
+    input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input)
+}
+
+fn as_text(input: &[u8]) -> Result<&str, EnvelopeError> {
+    std::str::from_utf8(input).map_err(|_| EnvelopeError::Encoding)
+}
+
+/// The scan of a document (without byte order mark), with the limits pass's skips if it has
+/// read it (none otherwise); with `open_body`, it stops at the body element's start tag.
 fn scan_with<'a>(
-    input: &'a [u8],
-    outlined: Option<(&'a str, &[(usize, usize)])>,
+    text: &'a str,
+    skips: &[(usize, usize)],
     open_body: bool,
 ) -> Result<(Envelope<'a>, Tags<'a>), EnvelopeError> {
-    let (text, skips) = match outlined {
-        Some((text, skips)) => (text, skips),
-        None => (
-            std::str::from_utf8(input).map_err(|_| EnvelopeError::Encoding)?,
-            &[][..],
-        ),
-    };
+    let input = text.as_bytes();
     let mut reader = NsReader::from_reader(input);
     let config = reader.config_mut();
     config.check_end_names = true;
     config.check_comments = true;
     let mut s = Scanner {
-        input,
         text,
         reader,
         skips,
@@ -494,7 +498,7 @@ fn scan_with<'a>(
     };
     let soap_ns = version.namespace().as_bytes();
     let mut envelope_decls = Vec::new();
-    only_declarations(input, &root, &mut envelope_decls)?;
+    declarations(input, &root, &mut envelope_decls, Others::Refuse)?;
 
     let mut headers = Vec::new();
     let mut body = None;
@@ -521,7 +525,7 @@ fn scan_with<'a>(
             return Err(EnvelopeError::UnexpectedElement(name()));
         }
         let mut decls = envelope_decls.clone();
-        only_declarations(input, &start, &mut decls)?;
+        declarations(input, &start, &mut decls, Others::Refuse)?;
         match (in_soap, local.as_ref()) {
             (true, b"Header") if !seen_header => {
                 seen_header = true;
@@ -634,13 +638,10 @@ fn scan_children<'a>(
                 (_, other) => return Err(EnvelopeError::AttributeNotAllowed(lossy(other))),
             }
         }
-        let local_name = local_name_slice(s.input, &start, s.position(), empty);
+        let local_name = local_name_slice(s.input(), &start, s.position(), empty);
         let open = s.open_body && parent == "Body";
         let bytes = if open {
-            let begin = s
-                .position()
-                .saturating_sub(start.len() + if empty { 3 } else { 2 });
-            s.slice(begin, s.input.len())?
+            s.slice(s.tag_begin(&start, empty), s.text.len())?
         } else {
             s.element(&start, empty)?
         };
@@ -822,7 +823,7 @@ fn fault_tree<'a>(body: &BodyElement<'a>) -> Result<Node<'a>, EnvelopeError> {
             .last()
             .map_or_else(|| body.inherited.clone(), |(_, _, d)| d.clone());
         let mut inner = outer.clone();
-        declarations(input, &start, &mut inner)?;
+        declarations(input, &start, &mut inner, Others::Skip)?;
         let local_name = local_name_slice(input, &start, reader.buffer_position() as usize, empty);
         let node = Node {
             namespace: namespace.clone(),
@@ -996,7 +997,7 @@ fn declarations_of(element: &mut BodyElement<'_>) -> Result<(), EnvelopeError> {
     let input = element.bytes();
     let mut reader = quick_xml::Reader::from_reader(input);
     if let Event::Start(s) | Event::Empty(s) = reader.read_event().map_err(malformed)? {
-        declarations(input, &s, &mut element.inherited)?;
+        declarations(input, &s, &mut element.inherited, Others::Skip)?;
     }
     Ok(())
 }
@@ -1118,12 +1119,11 @@ mod tests {
         let start = memchr::memmem::find(doc, b"<x:Ping").expect("start");
         let end_tag = memchr::memmem::find(doc, b"</x:Ping").expect("end");
         let text = std::str::from_utf8(doc).expect("utf-8");
-        let (env, _) =
-            scan_with(doc, Some((text, &[(start, end_tag)])), false).expect("stepped over");
+        let (env, _) = scan_with(text, &[(start, end_tag)], false).expect("stepped over");
         assert_eq!(env.body.bytes(), &doc[start..end_tag + 9]);
         assert_eq!(env.body.local_name, b"Ping");
         assert!(matches!(
-            scan_with(doc, None, false),
+            scan_with(text, &[], false),
             Err(EnvelopeError::Malformed(_))
         ));
         // Records that do not point at this element's end tag: the reader reads (and refuses).
@@ -1134,7 +1134,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    scan_with(doc, Some((text, &[wrong])), false),
+                    scan_with(text, &[wrong], false),
                     Err(EnvelopeError::Malformed(_))
                 ),
                 "{wrong:?}"
