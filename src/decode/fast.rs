@@ -49,8 +49,8 @@ enum Next<'b> {
 /// scope: declarations borrow the input, resolution is a walk over a handful of bindings.
 pub struct FastReader<'b> {
     reader: Reader<&'b [u8]>,
-    input: &'b [u8],
-    /// The same bytes, validated as UTF-8 once: text pieces are sliced from it.
+    /// The element's text (validated as UTF-8 once, by the envelope scan or the limits pass):
+    /// text pieces, tags and declarations are sliced from it.
     text: &'b str,
     /// In-scope declarations: (prefix, namespace, depth of the element that declared them);
     /// empty prefix = the default namespace; depth 0 = inherited from the envelope.
@@ -72,7 +72,7 @@ pub fn decode<'b, T>(
     limits: super::DecodeLimits,
     decode: impl FnOnce(&mut FastReader<'b>) -> Option<T>,
 ) -> Option<T> {
-    let mut r = FastReader::new(body, limits)?;
+    let mut r = FastReader::new(body, limits);
     let value = decode(&mut r)?;
     // The element is the whole input: nothing may follow its end tag.
     match (r.depth, r.reader.read_event()) {
@@ -89,25 +89,22 @@ pub fn decode_open<'b, T>(
     limits: super::DecodeLimits,
     decode: impl FnOnce(&mut FastReader<'b>) -> Option<T>,
 ) -> Option<(T, usize)> {
-    let mut r = FastReader::new(body, limits)?;
+    let mut r = FastReader::new(body, limits);
     let value = decode(&mut r)?;
     (r.depth == 0 && r.next.is_none()).then(|| (value, r.reader.buffer_position() as usize))
 }
 
 impl<'b> FastReader<'b> {
-    fn new(body: &'b BodyElement<'_>, limits: super::DecodeLimits) -> Option<Self> {
+    fn new(body: &'b BodyElement<'_>, limits: super::DecodeLimits) -> Self {
         let mut reader = Reader::from_reader(body.bytes());
         reader.config_mut().check_end_names = true;
         let mut bindings = Vec::with_capacity(body.inherited.len() + 4);
         for (prefix, ns) in &body.inherited {
             bindings.push((prefix.as_ref(), ns.as_ref(), 0));
         }
-        // Validated once by the envelope scan (or the limits pass): no second pass.
-        let text = body.text;
-        Some(FastReader {
+        FastReader {
             reader,
-            input: body.bytes(),
-            text,
+            text: body.text,
             bindings,
             depth: 0,
             max_depth: u32::try_from(limits.max_depth).unwrap_or(u32::MAX),
@@ -115,7 +112,7 @@ impl<'b> FastReader<'b> {
             next: None,
             helper: DeserializeHelper::default(),
             root: (&body.namespace, body.local_name),
-        })
+        }
     }
 
     /// Reads the root element (the one the envelope scan found) as a `T`.
@@ -208,7 +205,7 @@ impl<'b> FastReader<'b> {
     /// A slice of the input as the `str` it is part of (no second UTF-8 validation): the slice
     /// reader's text events borrow the input, and a piece starts and ends at markup (ASCII).
     fn piece_str(&self, piece: &'b [u8]) -> Option<&'b str> {
-        let at = (piece.as_ptr() as usize).checked_sub(self.input.as_ptr() as usize)?;
+        let at = (piece.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)?;
         self.text.get(at..at.checked_add(piece.len())?)
     }
 
@@ -276,7 +273,7 @@ impl<'b> FastReader<'b> {
         let end =
             (self.reader.buffer_position() as usize).checked_sub(if empty { 2 } else { 1 })?;
         let tag_start = end.checked_sub(start.len())?;
-        let tag: &'b [u8] = self.input.get(tag_start..end)?;
+        let tag: &'b [u8] = self.text.as_bytes().get(tag_start..end)?;
         if tag != &start[..] {
             return None;
         }
