@@ -172,6 +172,27 @@ impl Relay {
         }
     }
 
+    /// The refusal of a caller outside `callback.allowed_callers`, decided before its body is
+    /// read (the same answer `handle` gives); `None` when the caller is allowed.
+    pub fn refuse_caller(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &http::HeaderMap,
+        request_id: &str,
+    ) -> Option<CallbackAnswer> {
+        let peer = crate::server::admit::canonical(peer);
+        if self
+            .config
+            .allowed_callers
+            .iter()
+            .any(|n| n.contains(&peer))
+        {
+            return None;
+        }
+        let version = content_type_version(headers).map_or(SoapVersion::Soap11, |(v, _)| v);
+        Some(self.refuse(CallbackError::Caller(peer), version, request_id, None, None))
+    }
+
     /// Handles one callback request (body already read within the body limits).
     pub async fn handle(
         &self,

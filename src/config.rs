@@ -24,6 +24,11 @@ pub struct Config {
     /// The public base URL partners reach the gateway at (for `soap:address` and
     /// `schemaLocation` in the served WSDL); default: derived from the request's Host.
     pub public_url: Option<String>,
+    /// `public_hosts`: host names (with an optional port) a `Host` header may name to have the
+    /// published contract point at it when `public_url` is not set.
+    pub public_hosts: Vec<String>,
+    /// `gate.*`: who may open a connection at all.
+    pub gate: GateConfig,
     /// Database URL: a SQLite path (default `partnergate.db`) or `postgres://…`.
     pub database_url: String,
     /// TLS on the partner listener (PEM files); plain HTTP when absent.
@@ -85,6 +90,30 @@ impl Default for AdminConfig {
     }
 }
 
+/// The accept gate: a connection from an address outside every active partner's allowlist,
+/// `callback.allowed_callers`, `metrics.allow`, `trusted_proxies` and `gate.also_allow` cannot
+/// succeed at anything, so it is closed before a byte is read.
+#[derive(Clone, Debug)]
+pub struct GateConfig {
+    /// `gate.enabled` (default true).
+    pub enabled: bool,
+    /// `gate.also_allow`: further networks to admit: the load balancer's health checks, hosts
+    /// that read the published contract.
+    pub also_allow: Vec<IpNet>,
+    /// `gate.log_interval_ms`: a refused address is logged at most once per interval.
+    pub log_interval: Duration,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            enabled: true,
+            also_allow: Vec::new(),
+            log_interval: Duration::from_secs(60),
+        }
+    }
+}
+
 /// TLS certificate and key (PEM).
 #[derive(Clone, Debug)]
 pub struct TlsConfig {
@@ -122,10 +151,23 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// `limits.keepalive_idle_timeout_ms`: an idle keep-alive connection is closed after this.
     pub keepalive_idle_timeout: Duration,
-    /// `limits.max_connections`: concurrent connections; more wait in the kernel backlog.
+    /// `limits.max_connections`: concurrent connections; more wait in the kernel backlog (idle
+    /// keep-alive connections are closed first when fewer than a tenth are left).
     pub max_connections: usize,
     /// `limits.max_header_bytes`: request line plus headers.
     pub max_header_bytes: usize,
+    /// `limits.max_connections_per_address`: concurrent connections from one IPv4 address or
+    /// one IPv6 /64.
+    pub max_connections_per_address: usize,
+    /// `limits.new_connections_per_second_per_address` and
+    /// `limits.new_connections_burst_per_address`: how fast one address (IPv6: one /64) may
+    /// open connections.
+    pub new_connections_per_address: Rate,
+    /// `limits.min_receive_bytes_per_second`: the slowest a client may send a request's header
+    /// or body, measured over every `limits.min_receive_window_ms` (0: off).
+    pub min_receive_bytes_per_second: u32,
+    /// `limits.min_receive_window_ms`: the window the receive rate is measured over.
+    pub min_receive_window: Duration,
     /// XML structure bounds.
     pub xml: XmlLimits,
 }
@@ -181,6 +223,18 @@ impl Default for Limits {
             keepalive_idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             max_header_bytes: 16 * 1024,
+            // A partner's BSS keeps a pool of a few dozen connections and opens a handful a
+            // second; one address may hold an eighth of the listener.
+            max_connections_per_address: 512,
+            new_connections_per_address: Rate {
+                per_second: NonZeroU32::MIN.saturating_add(199),
+                burst: NonZeroU32::MIN.saturating_add(399),
+            },
+            // A SOAP request is a few KiB: a client sends it in milliseconds. 512 B/s over
+            // 5 s lets a 2.5 KiB request take 5 s and a 256 KiB one trickle at a modem's pace,
+            // and cuts a connection that sends nothing for 5 s in the middle of a request.
+            min_receive_bytes_per_second: 512,
+            min_receive_window: Duration::from_secs(5),
             xml: XmlLimits::default(),
         }
     }
@@ -204,6 +258,8 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
+            public_hosts: Vec::new(),
+            gate: GateConfig::default(),
             database_url: "partnergate.db".into(),
             tls: None,
             upstream: UpstreamConfig::default(),
@@ -269,6 +325,10 @@ pub fn from_env_pairs(vars: impl Iterator<Item = (String, String)>) -> BTreeMap<
 pub const KEYS: &[&str] = &[
     "listen",
     "public_url",
+    "public_hosts",
+    "gate.enabled",
+    "gate.also_allow",
+    "gate.log_interval_ms",
     "database_url",
     "log_json",
     "log_flush_ms",
@@ -302,6 +362,11 @@ pub const KEYS: &[&str] = &[
     "limits.keepalive_idle_timeout_ms",
     "limits.max_connections",
     "limits.max_header_bytes",
+    "limits.max_connections_per_address",
+    "limits.new_connections_per_second_per_address",
+    "limits.new_connections_burst_per_address",
+    "limits.min_receive_bytes_per_second",
+    "limits.min_receive_window_ms",
     "limits.xml.max_depth",
     "limits.xml.max_attributes",
     "limits.xml.max_namespace_declarations",
@@ -471,6 +536,35 @@ impl Config {
                 }
                 self.public_url = Some(v.to_string());
             }
+            "public_hosts" => {
+                self.public_hosts = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|h| {
+                        if valid_host(h) {
+                            Ok(h.to_ascii_lowercase())
+                        } else {
+                            Err(format!("{h:?} is not a host name with an optional port"))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "gate.enabled" => {
+                self.gate.enabled = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| "expected true or false".to_string())?
+            }
+            "gate.also_allow" => {
+                self.gate.also_allow = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(parse_net)
+                    .collect::<Result<_, _>>()?;
+            }
+            "gate.log_interval_ms" => self.gate.log_interval = ms(value)?,
             "database_url" => self.database_url = value.trim().to_string(),
             "log_json" => {
                 self.log_json = value
@@ -590,6 +684,21 @@ impl Config {
             "limits.keepalive_idle_timeout_ms" => l.keepalive_idle_timeout = ms(value)?,
             "limits.max_connections" => l.max_connections = size(value)?,
             "limits.max_header_bytes" => l.max_header_bytes = size(value)?,
+            "limits.max_connections_per_address" => l.max_connections_per_address = size(value)?,
+            "limits.new_connections_per_second_per_address" => {
+                l.new_connections_per_address.per_second = nonzero(value)?
+            }
+            "limits.new_connections_burst_per_address" => {
+                l.new_connections_per_address.burst = nonzero(value)?
+            }
+            // 0 is allowed here: no rate floor (the total timeouts still apply).
+            "limits.min_receive_bytes_per_second" => {
+                l.min_receive_bytes_per_second = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| "expected bytes per second (0: off)".to_string())?
+            }
+            "limits.min_receive_window_ms" => l.min_receive_window = ms(value)?,
             "limits.xml.max_depth" => l.xml.max_depth = size(value)?,
             "limits.xml.max_attributes" => l.xml.max_attributes = size(value)?,
             "limits.xml.max_namespace_declarations" => {
@@ -613,6 +722,16 @@ fn empty_tls() -> TlsConfig {
         cert: PathBuf::new(),
         key: PathBuf::new(),
     }
+}
+
+/// A host name or address with an optional port, as a `Host` header carries it: letters, digits,
+/// `.`, `-`, `:`, `[` and `]` only, at most 255 bytes (nothing that could break out of an XML
+/// attribute or a URL).
+pub fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 /// An address or a CIDR (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`). A network with host bits

@@ -109,7 +109,8 @@ fn plan(rejection: &Rejection) -> Plan {
         Rejection::Limit(e) => {
             let status = match e {
                 crate::limit::LimitError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                crate::limit::LimitError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+                crate::limit::LimitError::BodyTimeout(_)
+                | crate::limit::LimitError::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
                 _ => StatusCode::BAD_REQUEST,
             };
             invalid(

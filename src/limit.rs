@@ -27,6 +27,14 @@ pub enum LimitError {
     /// The body did not arrive within `limits.body_read_timeout_ms`.
     #[error("request body not received within {0:?}")]
     BodyTimeout(Duration),
+    /// The body arrived slower than `limits.min_receive_bytes_per_second` over a window.
+    #[error("request body arriving slower than {bytes_per_second} bytes/s over {window:?}")]
+    BodyTooSlow {
+        /// The floor.
+        bytes_per_second: u32,
+        /// The window it is measured over.
+        window: Duration,
+    },
     /// The connection failed while the body was read.
     #[error("request body could not be read: {0}")]
     BodyRead(String),
@@ -58,6 +66,7 @@ impl LimitError {
         match self {
             LimitError::BodyTooLarge { .. } => "limits.body_max_bytes",
             LimitError::BodyTimeout(_) => "limits.body_read_timeout_ms",
+            LimitError::BodyTooSlow { .. } => "limits.min_receive_bytes_per_second",
             LimitError::BodyRead(_) => "body-read",
             LimitError::NotUtf8 => "encoding",
             LimitError::Doctype => "doctype",
@@ -77,6 +86,42 @@ impl LimitError {
     }
 }
 
+/// The receive-rate floor: at least `bytes_per_second × window` bytes in every window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateFloor {
+    /// Bytes per second (`limits.min_receive_bytes_per_second`).
+    pub bytes_per_second: u32,
+    /// The window (`limits.min_receive_window_ms`).
+    pub window: Duration,
+}
+
+impl RateFloor {
+    /// The floor of `limits`, or `None` when it is off (0 bytes per second).
+    pub fn of(limits: &crate::config::Limits) -> Option<RateFloor> {
+        (limits.min_receive_bytes_per_second > 0).then_some(RateFloor {
+            bytes_per_second: limits.min_receive_bytes_per_second,
+            window: limits.min_receive_window,
+        })
+    }
+
+    /// Bytes a full window must bring.
+    pub fn bytes_per_window(&self) -> u64 {
+        let millis = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        u64::from(self.bytes_per_second).saturating_mul(millis) / 1000
+    }
+}
+
+/// The bounds on reading one body.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyBounds {
+    /// Largest body (`limits.body_max_bytes`).
+    pub max: usize,
+    /// Time for the whole body (`limits.body_read_timeout_ms`).
+    pub timeout: Duration,
+    /// The receive-rate floor, measured over every window from the first byte on.
+    pub floor: Option<RateFloor>,
+}
+
 /// Reads a body to the end within `max` bytes and `timeout`. A declared `Content-Length` above
 /// `max` is refused before reading anything.
 pub async fn read_body<B>(
@@ -89,26 +134,74 @@ where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
+    let bounds = BodyBounds {
+        max,
+        timeout,
+        floor: None,
+    };
+    read_body_within(body, declared_length, bounds).await
+}
+
+/// [`read_body`] with a receive-rate floor: every window must bring the floor's bytes (or the
+/// rest of the body), so a client that trickles or stalls is cut after one window instead of
+/// holding the connection for the whole `timeout`.
+pub async fn read_body_within<B>(
+    body: B,
+    declared_length: Option<u64>,
+    bounds: BodyBounds,
+) -> Result<Bytes, LimitError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let max = bounds.max;
     if declared_length.is_some_and(|n| n > max as u64) {
         return Err(LimitError::BodyTooLarge { limit: max });
     }
     let read = async {
         let mut body = body;
         let mut buf = BytesMut::with_capacity(declared_length.map_or(8 * 1024, |n| n as usize));
-        while let Some(frame) = body.frame().await {
+        let mut window = bounds
+            .floor
+            .map(|f| (f, tokio::time::Instant::now() + f.window, 0u64));
+        loop {
+            let frame = match &mut window {
+                None => body.frame().await,
+                Some((floor, end, got)) => {
+                    match tokio::time::timeout_at(*end, body.frame()).await {
+                        Ok(frame) => frame,
+                        Err(_) if *got >= floor.bytes_per_window() => {
+                            // Enough this window: measure the next one.
+                            *end += floor.window;
+                            *got = 0;
+                            continue;
+                        }
+                        Err(_) => {
+                            return Err(LimitError::BodyTooSlow {
+                                bytes_per_second: floor.bytes_per_second,
+                                window: floor.window,
+                            })
+                        }
+                    }
+                }
+            };
+            let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| LimitError::BodyRead(e.to_string()))?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > max {
                     return Err(LimitError::BodyTooLarge { limit: max });
+                }
+                if let Some((_, _, got)) = &mut window {
+                    *got += data.len() as u64;
                 }
                 buf.extend_from_slice(&data);
             }
         }
         Ok(buf.freeze())
     };
-    tokio::time::timeout(timeout, read)
+    tokio::time::timeout(bounds.timeout, read)
         .await
-        .map_err(|_| LimitError::BodyTimeout(timeout))?
+        .map_err(|_| LimitError::BodyTimeout(bounds.timeout))?
 }
 
 /// What the limits pass learnt about a document it accepted, for the envelope scan that reads it

@@ -309,7 +309,7 @@ async fn https_with_the_partners_own_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callback_wsdl_is_published() {
-    let (gw, _) = gateway(|_| {}).await;
+    let (gw, _) = gateway(|c| c.public_hosts = vec!["gw.example.net".into()]).await;
     let r = get(
         gw.addr,
         &format!("{CALLBACK_PATH}?wsdl"),
@@ -322,6 +322,24 @@ async fn the_callback_wsdl_is_published() {
     assert!(
         text.contains("schemaLocation=\"http://gw.example.net/soap/callback/v1?xsd=callback.xsd\""),
         "{text}"
+    );
+    // A Host that is not listed in public_hosts is never reflected: the listener's address is.
+    let forged = get(
+        gw.addr,
+        &format!("{CALLBACK_PATH}?wsdl"),
+        Some("evil.example"),
+    )
+    .await;
+    assert_eq!(forged.status, 200);
+    assert_eq!(forged.header("cache-control"), Some("no-cache"));
+    assert!(!forged.text().contains("evil.example"));
+    assert!(
+        forged.text().contains(&format!(
+            "schemaLocation=\"http://{}/soap/callback/v1?xsd=callback.xsd\"",
+            gw.addr
+        )),
+        "{}",
+        forged.text()
     );
     let xsd = get(gw.addr, &format!("{CALLBACK_PATH}?xsd=callback.xsd"), None).await;
     assert_eq!(xsd.status, 200);

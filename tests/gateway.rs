@@ -1719,12 +1719,17 @@ async fn the_server_keeps_serving_after_every_refusal() {
 // === contract and health endpoints ===
 
 #[tokio::test]
-async fn the_wsdl_points_at_the_host_the_client_used() {
-    let env = setup().await;
+async fn the_wsdl_points_at_a_listed_host_or_else_the_listener() {
+    let env = setup_with(Reply::Fixture, |c| {
+        c.public_hosts = vec!["gw.example.test:8443".into(), "gw.example.test".into()];
+    })
+    .await;
     let addr = env.gw.addr;
-    let resp = get(addr, "/soap/partner/v1?wsdl", Some("gw.example.test:8443")).await;
+    let resp = get(addr, "/soap/partner/v1?wsdl", Some("GW.example.test:8443")).await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-type"), Some("text/xml; charset=utf-8"));
+    assert_eq!(resp.header("cache-control"), Some("no-cache"));
+    assert_eq!(resp.header("vary"), Some("Host"));
     let wsdl = resp.text();
     let endpoint = "http://gw.example.test:8443/soap/partner/v1";
     assert_eq!(
@@ -1757,13 +1762,19 @@ async fn the_wsdl_points_at_the_host_the_client_used() {
 
     let resp = get(addr, "/soap/partner/v1?xsd=common.xsd", None).await;
     assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("cache-control"), Some("no-cache"));
     assert!(resp
         .text()
         .contains("targetNamespace=\"urn:partnergate:partner:common:v1\""));
-    let resp = get(addr, "/soap/partner/v1?xsd=accounts.xsd", Some("h.example")).await;
+    let resp = get(
+        addr,
+        "/soap/partner/v1?xsd=accounts.xsd",
+        Some("gw.example.test"),
+    )
+    .await;
     assert!(
         resp.text()
-            .contains("schemaLocation=\"http://h.example/soap/partner/v1?xsd=common.xsd\""),
+            .contains("schemaLocation=\"http://gw.example.test/soap/partner/v1?xsd=common.xsd\""),
         "{}",
         resp.text()
     );
@@ -1776,13 +1787,65 @@ async fn the_wsdl_points_at_the_host_the_client_used() {
     ] {
         assert_eq!(get(addr, target, None).await.status, 404, "{target}");
     }
-    // A Host that is not a host name is not reflected.
-    let resp = get(addr, "/soap/partner/v1?wsdl", Some("evil\"><x")).await;
-    assert_eq!(resp.status, 200);
-    assert!(!resp.text().contains("evil"));
-    assert!(resp
-        .text()
-        .contains("location=\"http://localhost/soap/partner/v1\""));
+    // A Host that is not listed is never reflected, whether it is a host name or not: the
+    // documents point at the listener's own address.
+    let listener = format!("location=\"http://{addr}/soap/partner/v1\"");
+    for forged in [
+        "evil.example",
+        "evil\"><x",
+        "gw.example.test.evil.example",
+        "gw.example.test:1",
+    ] {
+        let resp = get(addr, "/soap/partner/v1?wsdl", Some(forged)).await;
+        assert_eq!(resp.status, 200, "{forged}");
+        assert!(!resp.text().contains("evil"), "{forged}");
+        assert!(!resp.text().contains("gw.example.test"), "{forged}");
+        assert_eq!(resp.text().matches(&listener).count(), 2, "{forged}");
+    }
+}
+
+/// RFC 9112 §3.2: more than one Host (the first used to win) or none on HTTP/1.1 is a 400, and
+/// the connection is closed.
+#[tokio::test]
+async fn duplicate_or_missing_host_headers_are_refused() {
+    let env = setup_with(Reply::Fixture, |c| {
+        c.public_hosts = vec!["gw.example.test".into()]
+    })
+    .await;
+    let addr = env.gw.addr;
+    for (name, request) in [
+        (
+            "two Host headers",
+            "GET /soap/partner/v1?wsdl HTTP/1.1\r\nHost: gw.example.test\r\nHost: evil.example\r\n\r\n",
+        ),
+        (
+            "two equal Host headers",
+            "GET /soap/partner/v1?wsdl HTTP/1.1\r\nHost: gw.example.test\r\nHost: gw.example.test\r\n\r\n",
+        ),
+        ("no Host header", "GET /soap/partner/v1?wsdl HTTP/1.1\r\n\r\n"),
+    ] {
+        let mut c = Conn::connect(addr).await;
+        c.send(request.as_bytes()).await.unwrap();
+        let resp = c.read_response().await.unwrap();
+        assert_eq!(resp.status, 400, "{name}: {}", resp.text());
+        assert_eq!(resp.header("connection"), Some("close"), "{name}");
+        let rest = tokio::time::timeout(Duration::from_secs(5), c.read_to_close())
+            .await
+            .expect("closed");
+        assert!(rest.is_empty(), "{name}");
+    }
+    // A SOAP request with two Host headers is refused before anything reads it.
+    env.up.take();
+    let body = request_fixture(Operation::GetAccount, Soap11, &env.p);
+    let (ct, headers) = soap_headers(Soap11, action(Operation::GetAccount));
+    let mut h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    h.push(("Host", "evil.example"));
+    let resp = exchange(addr, &post_bytes("gw", &ct, &h, &body)).await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(env.up.count(), 0);
 }
 
 #[tokio::test]
@@ -1802,6 +1865,9 @@ async fn the_wsdl_uses_the_public_url_when_configured() {
         "schemaLocation=\"https://partners.example.com/soap/partner/v1?xsd=common.xsd\""
     ));
     assert!(!wsdl.contains("internal:8080"));
+    // The address is configured: caches may keep the document.
+    assert_eq!(resp.header("cache-control"), Some("public, max-age=300"));
+    assert_eq!(resp.header("vary"), None);
 }
 
 #[tokio::test]
@@ -1858,9 +1924,13 @@ async fn tls_serves_the_soap_endpoint() {
     .await
     .unwrap();
     let resp = c.read_response().await.unwrap();
-    assert!(resp
-        .text()
-        .contains("location=\"https://localhost:8443/soap/partner/v1\""));
+    assert!(
+        resp.text().contains(&format!(
+            "location=\"https://{}/soap/partner/v1\"",
+            env.gw.addr
+        )),
+        "no public_url and Host not listed: the listener's address, over https"
+    );
     // Plain HTTP to the TLS port gets no HTTP answer.
     let mut c = Conn::connect(env.gw.addr).await;
     c.send(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")

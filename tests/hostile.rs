@@ -551,21 +551,17 @@ fn chunked(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// How a smuggling shape may be answered.
+/// How a smuggling shape must be answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Allowed {
-    /// 400 (or 501 for an unknown transfer coding) and the connection closed, or closed at once.
-    Refused,
-    /// Refused; or — RFC 9112 §6.1: "process such a request in accordance with the
-    /// Transfer-Encoding alone … the server MUST close the connection" — the chunked-framed
-    /// GetAccount answered and the connection closed, so nothing after it is read.
-    RefusedOrChunkedThenClosed,
-    /// Refused; or read as the one length both headers agree on (RFC 9110 §8.6 allows either;
-    /// hyper merges equal duplicates, so the service cannot see them): no reader can frame it
-    /// differently, and the GetAccount is answered.
-    RefusedOrSameFraming,
+    /// Exactly this status (a complete HTTP response), then the connection closed with nothing
+    /// more on it, and the upstream untouched.
+    Refused(u16),
+    /// Read as the one length both headers agree on (RFC 9110 §8.6 allows it; hyper merges
+    /// equal duplicates, so the service cannot see them): no reader can frame it differently,
+    /// and the GetAccount is answered 200 and reaches the upstream canonically, once.
+    SameFraming,
 }
-
 /// Each ambiguous shape frames a valid GetAccount one way and something else another way, and
 /// carries a complete CreateAccount request behind it for a desynchronised reader to find.
 /// Whatever the gateway does, the upstream must never see that CreateAccount, and may see only
@@ -587,7 +583,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
         let shapes: Vec<(&str, Allowed, Vec<u8>)> = vec![
             (
                 "Content-Length and Transfer-Encoding: chunked",
-                RefusedOrChunkedThenClosed,
+                Refused(400),
                 cat(&[
                     head("Content-Length: 4\r\nTransfer-Encoding: chunked\r\n").as_bytes(),
                     &chunked(&get),
@@ -596,7 +592,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "Transfer-Encoding: chunked, then Content-Length",
-                RefusedOrChunkedThenClosed,
+                Refused(400),
                 cat(&[
                     head(&format!("Transfer-Encoding: chunked\r\nContent-Length: {m}\r\n"))
                         .as_bytes(),
@@ -606,7 +602,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "conflicting Content-Length headers",
-                Refused,
+                Refused(400),
                 cat(&[
                     head(&format!("Content-Length: {n}\r\nContent-Length: {m}\r\n")).as_bytes(),
                     &get,
@@ -617,7 +613,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             // (a request there would be an ordinary pipelined one).
             (
                 "duplicate equal Content-Length headers",
-                RefusedOrSameFraming,
+                SameFraming,
                 cat(&[
                     head(&format!(
                         "Content-Length: {n}\r\nContent-Length: {n}\r\nConnection: close\r\n"
@@ -628,7 +624,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "conflicting Content-Length list",
-                Refused,
+                Refused(400),
                 cat(&[
                     head(&format!("Content-Length: {n}, {m}\r\n")).as_bytes(),
                     &get,
@@ -637,7 +633,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "equal Content-Length list",
-                Refused,
+                Refused(400),
                 cat(&[
                     head(&format!("Content-Length: {n}, {n}\r\n")).as_bytes(),
                     &get,
@@ -646,7 +642,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "Transfer-Encoding: chunked, identity",
-                Refused,
+                Refused(400),
                 cat(&[
                     head(&format!(
                         "Transfer-Encoding: chunked, identity\r\nContent-Length: {n}\r\n"
@@ -658,7 +654,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "Transfer-Encoding: identity",
-                Refused,
+                Refused(400),
                 cat(&[
                     head(&format!("Transfer-Encoding: identity\r\nContent-Length: {n}\r\n"))
                         .as_bytes(),
@@ -671,7 +667,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             // chunked once more, is not XML: the gateway's own 400.
             (
                 "Transfer-Encoding: chunked twice",
-                Refused,
+                Refused(400),
                 cat(&[
                     head("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n")
                         .as_bytes(),
@@ -680,7 +676,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "Transfer-Encoding: xchunked",
-                Refused,
+                Refused(400),
                 cat(&[
                     head(&format!("Transfer-Encoding: xchunked\r\nContent-Length: {n}\r\n"))
                         .as_bytes(),
@@ -690,7 +686,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "obsolete line folding hiding Transfer-Encoding",
-                Refused,
+                Refused(400),
                 cat(&[
                     head(&format!(
                         "Content-Length: {n}\r\nX-Folded: a\r\n Transfer-Encoding: chunked\r\n"
@@ -702,7 +698,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "obsolete line folding of Content-Length",
-                Refused,
+                Refused(400),
                 cat(&[
                     head(&format!("Content-Length: {n}\r\n {}\r\n", smuggled.len())).as_bytes(),
                     &get,
@@ -711,7 +707,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "whitespace before the colon",
-                Refused,
+                Refused(400),
                 cat(&[
                     head(&format!("Content-Length: {n}\r\nTransfer-Encoding : chunked\r\n"))
                         .as_bytes(),
@@ -721,7 +717,7 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
             ),
             (
                 "chunk size overflow",
-                Refused,
+                Refused(400),
                 cat(&[
                     head("Transfer-Encoding: chunked\r\n").as_bytes(),
                     b"10000000000000000000001\r\n",
@@ -730,9 +726,29 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
                     &smuggled,
                 ]),
             ),
+            // RFC 9112 §6.1: a coding the server does not understand is a 501; the body is
+            // never read, so the request behind it is never seen.
+            (
+                "Transfer-Encoding: gzip, chunked",
+                Refused(501),
+                cat(&[
+                    head("Transfer-Encoding: gzip, chunked\r\n").as_bytes(),
+                    &chunked(&get),
+                    &smuggled,
+                ]),
+            ),
+            (
+                "Transfer-Encoding: gzip, then chunked",
+                Refused(501),
+                cat(&[
+                    head("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n").as_bytes(),
+                    &chunked(&get),
+                    &smuggled,
+                ]),
+            ),
             (
                 "HTTP/1.0 with Transfer-Encoding",
-                Refused,
+                Refused(400),
                 cat(&[
                     head("Transfer-Encoding: chunked\r\n")
                         .replacen("HTTP/1.1", "HTTP/1.0", 1)
@@ -755,23 +771,16 @@ fn smuggling_shapes(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
                 got.len()
             );
             let ok = match (&answer, allowed) {
-                (Answer::Closed, _) => got.is_empty(),
-                (Answer::Response(resp, closed), _) if [400, 501].contains(&resp.status) => {
-                    *closed && got.is_empty()
+                (Answer::Response(resp, closed), Refused(status)) => {
+                    resp.status == status && *closed && got.is_empty()
                 }
-                (Answer::Response(resp, _), RefusedOrSameFraming) => {
+                (Answer::Response(resp, _), SameFraming) => {
                     resp.status == 200 && got.len() == 1 && {
                         assert_canonical_upstream(&got[0], &get, &t.p.id, &resp.request_id());
                         true
                     }
                 }
-                (Answer::Response(resp, closed), RefusedOrChunkedThenClosed) => {
-                    resp.status == 200 && *closed && got.len() == 1 && {
-                        assert_canonical_upstream(&got[0], &get, &t.p.id, &resp.request_id());
-                        true
-                    }
-                }
-                (Answer::Response(..), Refused) => false,
+                (Answer::Closed, _) => false,
             };
             if !ok {
                 failures.push(format!(

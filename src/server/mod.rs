@@ -5,13 +5,10 @@
 //! fault `fault.rs` renders, with the request id, and one log line per request.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,10 +17,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tokio::time::Sleep;
 use tracing::Instrument;
 
 use crate::config::{Config, Limits};
@@ -33,8 +29,17 @@ use crate::fault;
 use crate::forward::UpstreamReply;
 use crate::limit;
 use crate::pipeline::{self, Gateway};
-use crate::published;
 use crate::stats::{Record, StageTimes};
+
+pub mod admit;
+pub mod contract;
+mod framing;
+pub mod idle;
+
+use admit::{Admission, Refusal};
+pub use contract::{rewrite_addresses, rewrite_schema_locations};
+use contract::{PublicAddress, Reached};
+use idle::{BusyGuard, ConnState, IdleIo, RateFloor, Reclaim, RECLAIM_EVERY};
 
 /// `/readyz` fails when the database has not confirmed the snapshot for this long.
 pub const READY_STALENESS: Duration = Duration::from_secs(5);
@@ -65,10 +70,12 @@ pub enum ServeError {
 pub struct Server {
     gateway: Arc<Gateway>,
     limits: Limits,
-    public_url: Option<String>,
+    floor: Option<RateFloor>,
+    public: PublicAddress,
     tls: Option<tokio_rustls::TlsAcceptor>,
     started: Instant,
     metrics_allow: Vec<ipnet::IpNet>,
+    admission: Arc<Admission>,
 }
 
 /// Loads a certificate chain and key (PEM) into a TLS acceptor (HTTP/1.1 via ALPN).
@@ -111,10 +118,15 @@ impl Server {
         Ok(Server {
             gateway,
             limits: config.limits,
-            public_url: config.public_url.clone(),
+            floor: RateFloor::of(&config.limits),
+            public: PublicAddress {
+                url: config.public_url.clone(),
+                hosts: config.public_hosts.clone(),
+            },
             tls,
             started: Instant::now(),
             metrics_allow: config.metrics_allow.clone(),
+            admission: Admission::new(config),
         })
     }
 
@@ -127,6 +139,11 @@ impl Server {
 
     /// Accepts connections until `shutdown` turns true, then lets open connections finish their
     /// current request (up to `grace`).
+    ///
+    /// Each accepted connection takes one of `limits.max_connections` permits (more wait in the
+    /// kernel's backlog), then passes [`Admission`] (the gate and the per-source limits) before
+    /// a byte of it is read; a refused one gives its permit back at once. When fewer than a
+    /// tenth of the permits are left, idle keep-alive connections are asked to close.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -135,12 +152,18 @@ impl Server {
     ) {
         let server = Arc::new(self);
         let permits = Arc::new(Semaphore::new(server.limits.max_connections));
+        let reclaim = Reclaim::new(Arc::clone(&permits), server.limits.max_connections);
         let mut tasks = tokio::task::JoinSet::new();
         loop {
-            let permit = tokio::select! {
-                p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = shutdown.changed() => break,
+            let permit = loop {
+                tokio::select! {
+                    p = Arc::clone(&permits).acquire_owned() => break p.ok(),
+                    _ = shutdown.changed() => break None,
+                    // Every permit taken: keep asking idle connections to make room.
+                    _ = tokio::time::sleep(RECLAIM_EVERY) => reclaim.check(),
+                }
             };
+            let Some(permit) = permit else { break };
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
@@ -153,14 +176,30 @@ impl Server {
                 },
                 _ = shutdown.changed() => break,
             };
+            let slot = {
+                let snapshot = server.gateway.snapshot.load();
+                match server.admission.admit(peer.ip(), &snapshot) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        refuse(stream, refusal, server.tls.is_some());
+                        continue;
+                    }
+                }
+            };
+            reclaim.check();
             let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().unwrap_or(peer);
             let server = Arc::clone(&server);
             let shutdown = shutdown.clone();
+            let reclaim = Arc::clone(&reclaim);
             tasks.spawn(async move {
                 let stats = Arc::clone(&server.gateway.stats);
                 stats.open_connections.fetch_add(1, Ordering::Relaxed);
-                server.connection(stream, peer, shutdown).await;
+                server
+                    .connection(stream, peer, local, shutdown, reclaim)
+                    .await;
                 stats.open_connections.fetch_sub(1, Ordering::Relaxed);
+                drop(slot);
                 drop(permit);
             });
             // Reap finished connection tasks so the set does not grow.
@@ -175,10 +214,12 @@ impl Server {
         self: Arc<Self>,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
+        local: SocketAddr,
         shutdown: watch::Receiver<bool>,
+        reclaim: Arc<Reclaim>,
     ) {
         let idle = self.limits.keepalive_idle_timeout;
-        let busy = Arc::new(AtomicUsize::new(0));
+        let state = ConnState::new(self.limits.max_header_bytes.max(8192));
         match self.tls.clone() {
             Some(acceptor) => {
                 let handshake =
@@ -186,16 +227,18 @@ impl Server {
                         .await;
                 match handshake {
                     Ok(Ok(tls)) => {
-                        let io = IdleIo::new(tls, idle, Arc::clone(&busy));
-                        self.http(io, busy, peer, shutdown, true).await;
+                        let io = IdleIo::new(tls, idle, self.floor, Arc::clone(&state));
+                        let reached = Reached { local, tls: true };
+                        self.http(io, state, peer, reached, shutdown, reclaim).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
             }
             None => {
-                let io = IdleIo::new(stream, idle, Arc::clone(&busy));
-                self.http(io, busy, peer, shutdown, false).await;
+                let io = IdleIo::new(stream, idle, self.floor, Arc::clone(&state));
+                let reached = Reached { local, tls: false };
+                self.http(io, state, peer, reached, shutdown, reclaim).await;
             }
         }
     }
@@ -203,21 +246,24 @@ impl Server {
     async fn http<T>(
         self: Arc<Self>,
         io: IdleIo<T>,
-        busy: Arc<AtomicUsize>,
+        state: Arc<ConnState>,
         peer: SocketAddr,
+        reached: Reached,
         mut shutdown: watch::Receiver<bool>,
-        tls: bool,
+        reclaim: Arc<Reclaim>,
     ) where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let server = Arc::clone(&self);
+        let busy = Arc::clone(&state);
         let service = service_fn(move |req| {
             let server = Arc::clone(&server);
             // While a request is being answered the connection is not idle, however long the
             // upstream takes (the upstream has its own timeout).
             let guard = BusyGuard::enter(Arc::clone(&busy));
+            let head = busy.take_head();
             async move {
-                let response = server.route(req, peer, tls).await;
+                let response = server.route(req, head, peer, reached).await;
                 drop(guard);
                 Ok::<_, Infallible>(response)
             }
@@ -230,32 +276,62 @@ impl Server {
             .max_buf_size(self.limits.max_header_bytes.max(8192));
         let conn = builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let mut signals = reclaim.subscribe();
+        let mut listening = true;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                    break;
+                }
+                changed = signals.changed(), if listening => {
+                    if changed.is_err() {
+                        listening = false;
+                    } else if reclaim.take(&state) {
+                        self.admission.count_reclaimed();
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.as_mut().await;
+                        break;
+                    }
                 }
             }
-            _ = shutdown.changed() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
+        }
+        if state.cut_slow() {
+            self.admission.count_cut_slow();
         }
     }
 
     async fn route(
         &self,
         req: Request<Incoming>,
+        head: Option<framing::Head>,
         peer: SocketAddr,
-        tls: bool,
+        reached: Reached,
     ) -> Response<Full<Bytes>> {
+        if let Some(refused) = framing::refusal(req.version(), req.headers(), head) {
+            tracing::debug!(%peer, reason = refused.reason(), "request refused before its body");
+            return refused.response();
+        }
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(str::to_string);
         match (req.method(), path.as_str()) {
             (&Method::POST, PARTNER_PATH) => self.soap(req, peer).await,
-            (&Method::GET, PARTNER_PATH) => self.contract(&req, query.as_deref(), tls),
+            (&Method::GET, PARTNER_PATH) => {
+                self.public
+                    .partner(req.headers(), query.as_deref(), reached)
+            }
             (&Method::POST, CALLBACK_PATH) => self.callback(req, peer).await,
-            (&Method::GET, CALLBACK_PATH) => self.callback_contract(&req, query.as_deref(), tls),
+            (&Method::GET, CALLBACK_PATH) => {
+                self.public
+                    .callback(req.headers(), query.as_deref(), reached)
+            }
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/metrics") => self.metrics(peer),
             (&Method::GET, "/readyz") => self.ready(),
@@ -394,6 +470,27 @@ impl Server {
         let Some(relay) = self.gateway.callback.clone() else {
             return text(StatusCode::NOT_FOUND, "callbacks are not enabled\n");
         };
+        // The caller is checked before its body (up to limits.body_max_bytes) is read.
+        if let Some(answer) = relay.refuse_caller(peer.ip(), &parts.headers, &request_id) {
+            let done = Done {
+                request_id: &request_id,
+                peer,
+                partner: None,
+                operation: None,
+                outcome: answer.outcome,
+                status: answer.status,
+                rejection: None,
+                stages: StageTimes::default(),
+                key_id: None,
+            };
+            self.finish(done, started);
+            let mut r = soap_response(answer.status, answer.version, &request_id, answer.body);
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return r;
+        }
         let body = match self
             .read_body(&parts, body, version_hint, &request_id, peer, started)
             .await
@@ -419,49 +516,6 @@ impl Server {
         soap_response(answer.status, answer.version, &request_id, answer.body)
     }
 
-    /// `GET /soap/callback/v1?wsdl` and `?xsd=NAME`: the callback contract, for partners to
-    /// generate their server side (its `soap:address` is the partner's own, left as published).
-    fn callback_contract(
-        &self,
-        req: &Request<Incoming>,
-        query: Option<&str>,
-        tls: bool,
-    ) -> Response<Full<Bytes>> {
-        let endpoint = format!("{}{CALLBACK_PATH}", self.base_url(req, tls));
-        let (name, value) = query
-            .unwrap_or("")
-            .split_once('=')
-            .unwrap_or((query.unwrap_or(""), ""));
-        let doc = match (name, value) {
-            ("wsdl", "") => published::CALLBACK_WSDL,
-            ("xsd", name) => match published::schema(name) {
-                Some(doc) => *doc,
-                None => return text(StatusCode::NOT_FOUND, "no such schema\n"),
-            },
-            _ => return text(StatusCode::NOT_FOUND, "use ?wsdl or ?xsd=NAME\n"),
-        };
-        let body = rewrite_schema_locations(doc.text, &endpoint);
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/xml; charset=utf-8"),
-        );
-        r
-    }
-
-    /// The public base URL: configured, or from the request's (checked) Host header.
-    fn base_url(&self, req: &Request<Incoming>, tls: bool) -> String {
-        self.public_url.clone().unwrap_or_else(|| {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .filter(|h| valid_host(h))
-                .unwrap_or("localhost");
-            format!("{}://{host}", if tls { "https" } else { "http" })
-        })
-    }
-
     /// Reads the body within `limits.body_max_bytes` and `limits.body_read_timeout_ms`; a
     /// refusal is answered (and counted) here, and the connection is closed, since the rest of
     /// an oversized or stalled body is not read.
@@ -479,11 +533,14 @@ impl Server {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let read = limit::read_body(
+        let read = limit::read_body_within(
             body,
             declared,
-            self.limits.body_max_bytes,
-            self.limits.body_read_timeout,
+            limit::BodyBounds {
+                max: self.limits.body_max_bytes,
+                timeout: self.limits.body_read_timeout,
+                floor: self.floor,
+            },
         )
         .await;
         read.map_err(|e| {
@@ -534,7 +591,8 @@ impl Server {
 
     /// `GET /metrics` (Prometheus text), for the peers in `metrics.allow` only.
     fn metrics(&self, peer: SocketAddr) -> Response<Full<Bytes>> {
-        if !self.metrics_allow.iter().any(|n| n.contains(&peer.ip())) {
+        let ip = admit::canonical(peer.ip());
+        if !self.metrics_allow.iter().any(|n| n.contains(&ip)) {
             return text(
                 StatusCode::FORBIDDEN,
                 "metrics are not available to this address\n",
@@ -562,46 +620,12 @@ impl Server {
                 snapshot.partners.len() as f64,
             ),
         ];
-        let mut r = Response::new(Full::new(Bytes::from(self.gateway.stats.render(&gauges))));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        r
-    }
-
-    /// `?wsdl`, `?wsdl=soap11`, `?xsd=NAME`: the published contract with its addresses pointing
-    /// at this deployment.
-    fn contract(
-        &self,
-        req: &Request<Incoming>,
-        query: Option<&str>,
-        tls: bool,
-    ) -> Response<Full<Bytes>> {
-        let endpoint = format!("{}{PARTNER_PATH}", self.base_url(req, tls));
-        let (name, value) = query
-            .unwrap_or("")
-            .split_once('=')
-            .unwrap_or((query.unwrap_or(""), ""));
-        let doc = match (name, value) {
-            ("wsdl", "") => published::PARTNER_WSDL,
-            ("wsdl", "soap11") => published::PARTNER_WSDL_SOAP11,
-            ("xsd", name) => match published::schema(name) {
-                Some(doc) => *doc,
-                None => return text(StatusCode::NOT_FOUND, "no such schema\n"),
-            },
-            _ => {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n",
-                )
-            }
-        };
-        let body = rewrite_addresses(doc.text, &endpoint);
+        let mut body = self.gateway.stats.render(&gauges);
+        self.admission.render(&mut body);
         let mut r = Response::new(Full::new(Bytes::from(body)));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/xml; charset=utf-8"),
+            header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         );
         r
     }
@@ -612,58 +636,26 @@ impl Server {
     }
 }
 
-/// Rewrites `soap:address`/`soap12:address` locations and every `schemaLocation` to `endpoint`.
-pub fn rewrite_addresses(doc: &str, endpoint: &str) -> String {
-    rewrite(doc, endpoint, true)
-}
-
-/// Rewrites every `schemaLocation` to `endpoint?xsd=NAME` and leaves service addresses alone.
-pub fn rewrite_schema_locations(doc: &str, endpoint: &str) -> String {
-    rewrite(doc, endpoint, false)
-}
-
-fn rewrite(doc: &str, endpoint: &str, addresses: bool) -> String {
-    let mut out = String::with_capacity(doc.len() + 256);
-    let mut rest = doc;
-    loop {
-        let next_loc = rest.find("location=\"");
-        let next_schema = rest.find("schemaLocation=\"");
-        let (at, is_schema) = match (next_loc, next_schema) {
-            (Some(l), Some(s)) if s < l => (s, true),
-            (Some(l), _) => (l, false),
-            (None, Some(s)) => (s, true),
-            (None, None) => break,
-        };
-        let attr_len = if is_schema {
-            "schemaLocation=\"".len()
-        } else {
-            "location=\"".len()
-        };
-        let value_start = at + attr_len;
-        let Some(value_len) = rest[value_start..].find('"') else {
-            break;
-        };
-        let value = &rest[value_start..value_start + value_len];
-        out.push_str(&rest[..value_start]);
-        if is_schema {
-            let file = value.rsplit('/').next().unwrap_or(value);
-            out.push_str(&format!("{endpoint}?xsd={file}"));
-        } else if addresses {
-            out.push_str(endpoint);
-        } else {
-            out.push_str(value);
+/// Closes a connection that [`Admission`] refused: the gate's at once, without a byte (and
+/// with a reset, so that no closed socket lingers here); the per-source limits' after a short
+/// plain-text 429 that names the limit (plain TCP only: nothing can be written before a TLS
+/// handshake).
+fn refuse(stream: tokio::net::TcpStream, refusal: Refusal, tls: bool) {
+    match refusal.answer() {
+        Some(text) if !tls => {
+            let answer = format!(
+                "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\n\
+                 retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{text}",
+                text.len()
+            );
+            // Best effort: a fresh socket's send buffer takes it whole, or the peer gets less.
+            let _ = stream.try_write(answer.as_bytes());
         }
-        rest = &rest[value_start + value_len..];
+        _ => {
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        }
     }
-    out.push_str(rest);
-    out
-}
-
-fn valid_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 255
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    drop(stream);
 }
 
 /// `gw-` and 32 hex digits (128 random bits).
@@ -749,142 +741,4 @@ fn log_line(done: &Done<'_>, elapsed: Duration) {
         stage = done.rejection.map_or("-", |r| r.stage()),
         detail = detail.as_deref().unwrap_or("-"),
     );
-}
-
-/// Counts the requests of a connection being answered.
-struct BusyGuard(Arc<AtomicUsize>);
-
-impl BusyGuard {
-    fn enter(busy: Arc<AtomicUsize>) -> Self {
-        busy.fetch_add(1, Ordering::SeqCst);
-        BusyGuard(busy)
-    }
-}
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// An I/O stream that fails with `TimedOut` when no byte moved for `idle` while no request was
-/// being answered: the keep-alive idle timeout (and a backstop against stalled peers).
-pub struct IdleIo<T> {
-    inner: T,
-    idle: Duration,
-    deadline: Pin<Box<Sleep>>,
-    busy: Arc<AtomicUsize>,
-}
-
-impl<T> IdleIo<T> {
-    /// Wraps `inner`; `busy` counts the requests being answered on it.
-    pub fn new(inner: T, idle: Duration, busy: Arc<AtomicUsize>) -> Self {
-        IdleIo {
-            inner,
-            idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
-            busy,
-        }
-    }
-
-    fn touch(&mut self) {
-        let next = tokio::time::Instant::now() + self.idle;
-        self.deadline.as_mut().reset(next);
-    }
-
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.busy.load(Ordering::SeqCst) > 0 {
-            self.touch();
-            return false;
-        }
-        self.deadline.as_mut().poll(cx).is_ready()
-    }
-}
-
-fn idle_error() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "keep-alive idle timeout")
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.touch();
-                Poll::Ready(r)
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(idle_error())),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, data) {
-            Poll::Ready(r) => {
-                this.touch();
-                Poll::Ready(r)
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(idle_error())),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_are_rewritten() {
-        let doc = published::PARTNER_WSDL.text;
-        let out = rewrite_addresses(doc, "https://gw.example.net/soap/partner/v1");
-        assert!(!out.contains("localhost:8080"));
-        assert_eq!(
-            out.matches("location=\"https://gw.example.net/soap/partner/v1\"")
-                .count(),
-            2
-        );
-        assert!(out.contains(
-            "schemaLocation=\"https://gw.example.net/soap/partner/v1?xsd=accounts.xsd\""
-        ));
-        let xsd = rewrite_addresses(published::SCHEMAS[1].text, "http://h/soap/partner/v1");
-        assert!(xsd.contains("schemaLocation=\"http://h/soap/partner/v1?xsd=common.xsd\""));
-    }
-
-    #[test]
-    fn request_ids_fit_the_contract() {
-        let id = new_request_id();
-        assert!(
-            crate::generated::types::cmn::GatewayRequestId::new(id.clone()).is_ok(),
-            "{id}"
-        );
-        assert_ne!(id, new_request_id());
-    }
-
-    #[test]
-    fn hosts_are_checked_before_they_are_reflected() {
-        assert!(valid_host("gw.example.net:8443"));
-        assert!(valid_host("[::1]:8080"));
-        assert!(!valid_host("evil\"><x"));
-        assert!(!valid_host(""));
-    }
 }

@@ -1,0 +1,248 @@
+//! The published contract: `GET /soap/partner/v1?wsdl` (`?wsdl=soap11`, `?xsd=NAME`) and
+//! `GET /soap/callback/v1?wsdl` (`?xsd=NAME`), with their addresses pointing at this deployment.
+//!
+//! Where the addresses point: `public_url` when configured (production sets it); otherwise a
+//! `Host` the request names that is listed in `public_hosts`; otherwise the listener's own
+//! address as the client reached it. Never an arbitrary `Host`: a forged one would put an
+//! attacker's address into every `soap:address`, and any shared cache would hand that document
+//! to partners who generate clients from it (and send their keys there). Documents whose address
+//! is not configured are sent with `Cache-Control: no-cache` and `Vary: Host`.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::published;
+
+use super::{text, CALLBACK_PATH, PARTNER_PATH};
+
+/// Where the published documents point.
+#[derive(Clone, Debug, Default)]
+pub struct PublicAddress {
+    /// `public_url`.
+    pub url: Option<String>,
+    /// `public_hosts` (lower case).
+    pub hosts: Vec<String>,
+}
+
+/// How a request reached the listener.
+#[derive(Clone, Copy, Debug)]
+pub struct Reached {
+    /// The listener's address of the connection (the local end).
+    pub local: SocketAddr,
+    /// Over TLS.
+    pub tls: bool,
+}
+
+impl PublicAddress {
+    /// The base URL (scheme and authority) for a request with `headers` that reached `reached`.
+    pub fn base_url(&self, headers: &HeaderMap, reached: Reached) -> String {
+        if let Some(url) = &self.url {
+            return url.clone();
+        }
+        let scheme = if reached.tls { "https" } else { "http" };
+        let named = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_ascii_lowercase)
+            .filter(|h| self.hosts.iter().any(|allowed| allowed == h));
+        match named {
+            Some(host) => format!("{scheme}://{host}"),
+            None => format!("{scheme}://{}", reached.local),
+        }
+    }
+
+    fn cache_control(&self) -> &'static str {
+        if self.url.is_some() {
+            "public, max-age=300"
+        } else {
+            "no-cache"
+        }
+    }
+
+    fn document(&self, body: String) -> Response<Full<Bytes>> {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/xml; charset=utf-8"),
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static(self.cache_control()),
+        );
+        if self.url.is_none() {
+            h.insert(header::VARY, header::HeaderValue::from_static("Host"));
+        }
+        r
+    }
+
+    /// `?wsdl`, `?wsdl=soap11`, `?xsd=NAME` of the partner contract.
+    pub fn partner(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        reached: Reached,
+    ) -> Response<Full<Bytes>> {
+        let endpoint = format!("{}{PARTNER_PATH}", self.base_url(headers, reached));
+        let doc = match split_query(query) {
+            ("wsdl", "") => published::PARTNER_WSDL,
+            ("wsdl", "soap11") => published::PARTNER_WSDL_SOAP11,
+            ("xsd", name) => match published::schema(name) {
+                Some(doc) => *doc,
+                None => return text(StatusCode::NOT_FOUND, "no such schema\n"),
+            },
+            _ => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n",
+                )
+            }
+        };
+        self.document(rewrite_addresses(doc.text, &endpoint))
+    }
+
+    /// `?wsdl` and `?xsd=NAME` of the callback contract, for partners to generate their server
+    /// side (its `soap:address` is the partner's own, left as published).
+    pub fn callback(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        reached: Reached,
+    ) -> Response<Full<Bytes>> {
+        let endpoint = format!("{}{CALLBACK_PATH}", self.base_url(headers, reached));
+        let doc = match split_query(query) {
+            ("wsdl", "") => published::CALLBACK_WSDL,
+            ("xsd", name) => match published::schema(name) {
+                Some(doc) => *doc,
+                None => return text(StatusCode::NOT_FOUND, "no such schema\n"),
+            },
+            _ => return text(StatusCode::NOT_FOUND, "use ?wsdl or ?xsd=NAME\n"),
+        };
+        self.document(rewrite_schema_locations(doc.text, &endpoint))
+    }
+}
+
+fn split_query(query: Option<&str>) -> (&str, &str) {
+    let q = query.unwrap_or("");
+    q.split_once('=').unwrap_or((q, ""))
+}
+
+/// Rewrites `soap:address`/`soap12:address` locations and every `schemaLocation` to `endpoint`.
+pub fn rewrite_addresses(doc: &str, endpoint: &str) -> String {
+    rewrite(doc, endpoint, true)
+}
+
+/// Rewrites every `schemaLocation` to `endpoint?xsd=NAME` and leaves service addresses alone.
+pub fn rewrite_schema_locations(doc: &str, endpoint: &str) -> String {
+    rewrite(doc, endpoint, false)
+}
+
+fn rewrite(doc: &str, endpoint: &str, addresses: bool) -> String {
+    let mut out = String::with_capacity(doc.len() + 256);
+    let mut rest = doc;
+    loop {
+        let next_loc = rest.find("location=\"");
+        let next_schema = rest.find("schemaLocation=\"");
+        let (at, is_schema) = match (next_loc, next_schema) {
+            (Some(l), Some(s)) if s < l => (s, true),
+            (Some(l), _) => (l, false),
+            (None, Some(s)) => (s, true),
+            (None, None) => break,
+        };
+        let attr_len = if is_schema {
+            "schemaLocation=\"".len()
+        } else {
+            "location=\"".len()
+        };
+        let value_start = at + attr_len;
+        let Some(value_len) = rest[value_start..].find('"') else {
+            break;
+        };
+        let value = &rest[value_start..value_start + value_len];
+        out.push_str(&rest[..value_start]);
+        if is_schema {
+            let file = value.rsplit('/').next().unwrap_or(value);
+            out.push_str(&format!("{endpoint}?xsd={file}"));
+        } else if addresses {
+            out.push_str(endpoint);
+        } else {
+            out.push_str(value);
+        }
+        rest = &rest[value_start + value_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_rewritten() {
+        let doc = published::PARTNER_WSDL.text;
+        let out = rewrite_addresses(doc, "https://gw.example.net/soap/partner/v1");
+        assert!(!out.contains("localhost:8080"));
+        assert_eq!(
+            out.matches("location=\"https://gw.example.net/soap/partner/v1\"")
+                .count(),
+            2
+        );
+        assert!(out.contains(
+            "schemaLocation=\"https://gw.example.net/soap/partner/v1?xsd=accounts.xsd\""
+        ));
+        let xsd = rewrite_addresses(published::SCHEMAS[1].text, "http://h/soap/partner/v1");
+        assert!(xsd.contains("schemaLocation=\"http://h/soap/partner/v1?xsd=common.xsd\""));
+    }
+
+    fn host(h: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert(header::HOST, h.parse().unwrap());
+        m
+    }
+
+    #[test]
+    fn the_base_url_never_comes_from_an_unlisted_host() {
+        let reached = Reached {
+            local: "192.0.2.10:8443".parse().unwrap(),
+            tls: true,
+        };
+        let open = PublicAddress::default();
+        assert_eq!(
+            open.base_url(&host("evil.example"), reached),
+            "https://192.0.2.10:8443"
+        );
+        assert_eq!(
+            open.base_url(&HeaderMap::new(), reached),
+            "https://192.0.2.10:8443"
+        );
+        let listed = PublicAddress {
+            url: None,
+            hosts: vec!["gw.example.net".into(), "gw.example.net:8443".into()],
+        };
+        assert_eq!(
+            listed.base_url(&host("GW.example.net:8443"), reached),
+            "https://gw.example.net:8443"
+        );
+        assert_eq!(
+            listed.base_url(&host("gw.example.net.evil.example"), reached),
+            "https://192.0.2.10:8443"
+        );
+        let v6 = Reached {
+            local: "[2001:db8::1]:8080".parse().unwrap(),
+            tls: false,
+        };
+        assert_eq!(open.base_url(&host("x"), v6), "http://[2001:db8::1]:8080");
+        let configured = PublicAddress {
+            url: Some("https://partners.tsp.example".into()),
+            hosts: Vec::new(),
+        };
+        assert_eq!(
+            configured.base_url(&host("evil.example"), reached),
+            "https://partners.tsp.example"
+        );
+    }
+}
