@@ -47,6 +47,9 @@ pub const READY_STALENESS: Duration = Duration::from_secs(5);
 /// The SOAP endpoint of the callback direction (TSP → partner BSS).
 pub const CALLBACK_PATH: &str = "/soap/callback/v1";
 
+/// The listen backlog asked for (the kernel caps it at `net.core.somaxconn`, 4,096 by default).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 /// The SOAP endpoint of the partner API.
 pub const PARTNER_PATH: &str = "/soap/partner/v1";
 
@@ -130,11 +133,21 @@ impl Server {
         })
     }
 
-    /// Binds `addr`.
+    /// Binds `addr` with a listen backlog of [`LISTEN_BACKLOG`] (tokio's default is 1,024: a
+    /// burst of hostile connects then overflows the queue, and a partner's SYN is dropped and
+    /// retried only after a second).
     pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })
+        let bind = || -> io::Result<TcpListener> {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(LISTEN_BACKLOG)
+        };
+        bind().map_err(|source| ServeError::Bind { addr, source })
     }
 
     /// Accepts connections until `shutdown` turns true, then lets open connections finish their
