@@ -58,11 +58,13 @@
 //! | `Content-Encoding: gzip` (gzip bytes, or a plain body that says so), `identity, deflate` | 415 `content-encoding`, never decompressed | `compressed_bodies_are_refused_not_decompressed` (case [`gzip_content_encoding`]) |
 
 mod common;
+#[path = "common/serve.rs"]
+mod serve;
+use serve::Binary;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -1092,95 +1094,34 @@ async fn compressed_bodies_are_refused_not_decompressed() {
 
 // === the real binary and its peak memory ===
 
-/// `partnergate serve` as a child process, killed on drop.
-struct Binary {
-    child: Child,
-    db: std::path::PathBuf,
-    stderr: std::path::PathBuf,
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        remove_db(&self.db);
-        let _ = std::fs::remove_file(&self.stderr);
-    }
-}
-
-impl Binary {
-    /// `VmHWM` (peak resident set) and `VmRSS` of the process, in bytes.
-    fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc/<pid>/status");
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().strip_suffix("kB"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("{name} in {status}"))
-                * 1024
-        };
-        (field("VmHWM:"), field("VmRSS:"))
-    }
-}
-
 async fn real_binary() -> (Target, Binary) {
     let up = StubUpstream::start(Reply::Fixture).await;
     let db = temp_path("hostile", "db");
     let store = Store::open(&db.display().to_string()).expect("store");
     let p = onboard_partner(&store, &["*"], &["127.0.0.0/8"], None);
     drop(store);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let stderr = temp_path("hostile-serve", "log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_partnergate"));
-    cmd.current_dir(std::env::temp_dir());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PARTNERGATE_") {
-            cmd.env_remove(k);
-        }
-    }
     let ms = |d: Duration| d.as_millis().to_string();
-    cmd.env_remove("RUST_LOG")
-        .args(["serve", "--database-url", &db.display().to_string()])
-        .args(["--listen", &addr.to_string(), "--upstream", &up.url])
-        .env("PARTNERGATE_LIMITS_BODY_MAX_BYTES", BODY_MAX.to_string())
-        .env(
+    let env = [
+        ("PARTNERGATE_LIMITS_BODY_MAX_BYTES", BODY_MAX.to_string()),
+        (
             "PARTNERGATE_LIMITS_HEADER_READ_TIMEOUT_MS",
             ms(READ_TIMEOUT),
-        )
-        .env("PARTNERGATE_LIMITS_BODY_READ_TIMEOUT_MS", ms(READ_TIMEOUT))
-        .env("PARTNERGATE_LIMITS_KEEPALIVE_IDLE_TIMEOUT_MS", "5000")
-        .env("PARTNERGATE_THROTTLE_DEFAULT_RATE_PER_SECOND", "10000")
-        .env("PARTNERGATE_THROTTLE_DEFAULT_BURST", "10000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
-    let mut child = cmd.spawn().expect("spawn partnergate serve");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if TcpStream::connect(addr).await.is_ok() && get(addr, "/readyz", None).await.status == 200
-        {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "serve exited with {status}: {}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let binary = Binary { child, db, stderr };
+        ),
+        ("PARTNERGATE_LIMITS_BODY_READ_TIMEOUT_MS", ms(READ_TIMEOUT)),
+        (
+            "PARTNERGATE_LIMITS_KEEPALIVE_IDLE_TIMEOUT_MS",
+            "5000".to_string(),
+        ),
+        (
+            "PARTNERGATE_THROTTLE_DEFAULT_RATE_PER_SECOND",
+            "10000".to_string(),
+        ),
+        ("PARTNERGATE_THROTTLE_DEFAULT_BURST", "10000".to_string()),
+    ];
+    let binary = Binary::serve(db, &up.url, &env).await;
     (
         Target {
-            addr,
+            addr: binary.addr,
             up,
             p,
             _gw: None,

@@ -14,9 +14,11 @@
 )]
 
 mod common;
+#[path = "common/serve.rs"]
+mod serve;
+use serve::Binary;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -350,86 +352,24 @@ async fn idle_keep_alive_connections_make_room_near_the_cap() {
 
 // === the real binary under a crowd ===
 
-struct Serve {
-    child: std::process::Child,
-    db: std::path::PathBuf,
-    stderr: std::path::PathBuf,
-}
-
-impl Serve {
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("/proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("VmHWM")
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        remove_db(&self.db);
-        let _ = std::fs::remove_file(&self.stderr);
-    }
-}
-
-async fn serve_with_defaults(
-    up: &StubUpstream,
-    allow: &[(&str, &str)],
-) -> (SocketAddr, Serve, Vec<Partner>) {
+async fn serve_with_defaults(up: &StubUpstream, allow: &[&str]) -> (Binary, Vec<Partner>) {
     let db = temp_path("crowd", "db");
     let store = Store::open(&db.display().to_string()).expect("store");
     let partners = allow
         .iter()
-        .map(|(_, net)| onboard_partner(&store, &["*"], &[net], None))
+        .map(|net| onboard_partner(&store, &["*"], &[net], None))
         .collect();
     drop(store);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let stderr = temp_path("crowd-serve", "log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_partnergate"));
-    cmd.current_dir(std::env::temp_dir());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PARTNERGATE_") {
-            cmd.env_remove(k);
-        }
-    }
     // Every listener limit at its default; only the throttle is raised (the crowd is not
     // about throttling).
-    cmd.env_remove("RUST_LOG")
-        .args(["serve", "--database-url", &db.display().to_string()])
-        .args(["--listen", &addr.to_string(), "--upstream", &up.url])
-        .env("PARTNERGATE_THROTTLE_DEFAULT_RATE_PER_SECOND", "10000")
-        .env("PARTNERGATE_THROTTLE_DEFAULT_BURST", "10000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
-    let mut child = cmd.spawn().expect("spawn partnergate serve");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if TcpStream::connect(addr).await.is_ok() && get(addr, "/readyz", None).await.status == 200
-        {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "serve exited with {status}: {}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "serve did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (addr, Serve { child, db, stderr }, partners)
+    let env = [
+        (
+            "PARTNERGATE_THROTTLE_DEFAULT_RATE_PER_SECOND",
+            "10000".to_string(),
+        ),
+        ("PARTNERGATE_THROTTLE_DEFAULT_BURST", "10000".to_string()),
+    ];
+    (Binary::serve(db, &up.url, &env).await, partners)
 }
 
 /// What the crowd's clients saw.
@@ -505,13 +445,11 @@ async fn a_crowd_of_slow_connections_cannot_starve_a_partner() {
     const GATED: std::ops::RangeInclusive<u8> = 10..=17;
     let attack = Duration::from_secs(14);
     let up = StubUpstream::start(Reply::Fixture).await;
-    let (addr, serve, partners) = serve_with_defaults(
-        &up,
-        &[("caller", "127.0.0.1/32"), ("neighbour", "127.0.0.2/32")],
-    )
-    .await;
+    // The partner calls from 127.0.0.1; another partner's network is 127.0.0.2.
+    let (serve, partners) = serve_with_defaults(&up, &["127.0.0.1/32", "127.0.0.2/32"]).await;
+    let addr = serve.addr;
     let p = partners[0].clone();
-    let rss_before = serve.peak_rss_kib();
+    let rss_before = serve.memory().0 / 1024;
 
     let admitted = Arc::new(Seen::default());
     let gated = Arc::new(Seen::default());
@@ -550,7 +488,7 @@ async fn a_crowd_of_slow_connections_cannot_starve_a_partner() {
     while let Some(open) = crowd.join_next().await {
         still_open.extend(open.unwrap());
     }
-    let rss_peak = serve.peak_rss_kib();
+    let rss_peak = serve.memory().0 / 1024;
     // Let the gateway account for the last connections before reading its counters.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let m = metrics(addr).await;

@@ -483,37 +483,24 @@ impl Server {
         let Some(relay) = self.gateway.callback.clone() else {
             return text(StatusCode::NOT_FOUND, "callbacks are not enabled\n");
         };
-        // The caller is checked before its body (up to limits.body_max_bytes) is read.
-        if let Some(answer) = relay.refuse_caller(peer.ip(), &parts.headers, &request_id) {
-            let done = Done {
-                request_id: &request_id,
-                peer,
-                partner: None,
-                operation: None,
-                outcome: answer.outcome,
-                status: answer.status,
-                rejection: None,
-                stages: StageTimes::default(),
-                key_id: None,
-            };
-            self.finish(done, started);
-            let mut r = soap_response(answer.status, answer.version, &request_id, answer.body);
-            r.headers_mut().insert(
-                header::CONNECTION,
-                header::HeaderValue::from_static("close"),
-            );
-            return r;
-        }
-        let body = match self
-            .read_body(&parts, body, version_hint, &request_id, peer, started)
-            .await
-        {
-            Ok(b) => b,
-            Err(response) => return response,
+        // The caller is checked before its body (up to limits.body_max_bytes) is read; the
+        // connection of a refused one is closed, its body unread.
+        let (answer, unread) = match relay.refuse_caller(peer.ip(), &parts.headers, &request_id) {
+            Some(refused) => (refused, true),
+            None => {
+                let body = match self
+                    .read_body(&parts, body, version_hint, &request_id, peer, started)
+                    .await
+                {
+                    Ok(b) => b,
+                    Err(response) => return response,
+                };
+                let answer = relay
+                    .handle(peer.ip(), &parts.headers, &body, &request_id)
+                    .await;
+                (answer, false)
+            }
         };
-        let answer = relay
-            .handle(peer.ip(), &parts.headers, &body, &request_id)
-            .await;
         let done = Done {
             request_id: &request_id,
             peer,
@@ -526,7 +513,14 @@ impl Server {
             key_id: None,
         };
         self.finish(done, started);
-        soap_response(answer.status, answer.version, &request_id, answer.body)
+        let mut r = soap_response(answer.status, answer.version, &request_id, answer.body);
+        if unread {
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
+        r
     }
 
     /// Reads the body within `limits.body_max_bytes` and `limits.body_read_timeout_ms`; a

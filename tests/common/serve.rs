@@ -1,0 +1,98 @@
+//! `partnergate serve` as a child process on a free 127.0.0.1 port, for the tests that need the
+//! real binary (its defaults, its memory, its process).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use crate::common::{get, remove_db, temp_path};
+
+/// The running binary, killed on drop (its database and log removed).
+pub struct Binary {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Child,
+    db: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        remove_db(&self.db);
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+}
+
+impl Binary {
+    /// Starts `partnergate serve` on the SQLite file `db` forwarding to `upstream`, with no
+    /// `PARTNERGATE_*` or `RUST_LOG` of the test's environment and `env` added; waits until
+    /// `/readyz` answers 200.
+    pub async fn serve(db: PathBuf, upstream: &str, env: &[(&str, String)]) -> Binary {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("local address").port()
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let stderr = temp_path("serve", "log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_partnergate"));
+        cmd.current_dir(std::env::temp_dir());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PARTNERGATE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env_remove("RUST_LOG")
+            .args(["serve", "--database-url", &db.display().to_string()])
+            .args(["--listen", &addr.to_string(), "--upstream", upstream])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(&stderr).expect("log file"),
+            ));
+        let mut child = cmd.spawn().expect("spawn partnergate serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(addr).await.is_ok()
+                && get(addr, "/readyz", None).await.status == 200
+            {
+                break;
+            }
+            if let Some(status) = child.try_wait().expect("wait") {
+                panic!(
+                    "serve exited with {status}: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "serve did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Binary {
+            addr,
+            child,
+            db,
+            stderr,
+        }
+    }
+
+    /// `VmHWM` (peak resident set) and `VmRSS` of the process, in bytes.
+    pub fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/<pid>/status");
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().strip_suffix("kB"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{name} in {status}"))
+                * 1024
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+}
