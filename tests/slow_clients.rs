@@ -536,7 +536,7 @@ async fn a_crowd_of_slow_connections_cannot_starve_a_partner() {
         failures.is_empty(),
         "the partner's calls failed: {failures:?}"
     );
-    assert!(latencies.len() >= 50, "{} calls", latencies.len());
+    assert!(latencies.len() >= 10, "{} calls", latencies.len());
     // Every gated connection was closed without a byte (a reset that can beat the connect's
     // own completion: then the client's connect fails), and counted once.
     assert_eq!(load(&gated.other), 0);
