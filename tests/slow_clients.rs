@@ -297,7 +297,10 @@ async fn headers_and_bodies_below_the_receive_rate_are_cut_after_one_window() {
 async fn idle_keep_alive_connections_make_room_near_the_cap() {
     let mut c = test_config();
     c.limits.max_connections = 10;
+    // hyper's header timer also runs on an idle keep-alive connection waiting for its next
+    // request: both long, so only reclaim can make room within the test.
     c.limits.keepalive_idle_timeout = Duration::from_secs(60);
+    c.limits.header_read_timeout = Duration::from_secs(60);
     let up = StubUpstream::start(Reply::Fixture).await;
     c.upstream.url = Some(up.url.clone());
     let gw = start_gateway(c).await;
