@@ -28,6 +28,14 @@ BODY_MAX=262144  # limits.body_max_bytes (default)
 need_tools nginx python3 taskset curl
 # Every connection is a descriptor in the client and in the server.
 ulimit -n $((IDLE * 2 + 4096)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# The idle connections come from one address as fast as the script opens them, and the slow
+# uploads stall on purpose: above the per-address defaults a partner's pool never reaches (512
+# connections, 200 new a second) and below the receive-rate floor, which would cut them after
+# 5 s. Raised and turned off here (environment: an older binary ignores unknown variables).
+export PARTNERGATE_LIMITS_MAX_CONNECTIONS_PER_ADDRESS=$((IDLE + 4096))
+export PARTNERGATE_LIMITS_NEW_CONNECTIONS_PER_SECOND_PER_ADDRESS=1000000
+export PARTNERGATE_LIMITS_NEW_CONNECTIONS_BURST_PER_ADDRESS=1000000
+export PARTNERGATE_LIMITS_MIN_RECEIVE_BYTES_PER_SECOND=0
 build_partnergate
 prepare
 start_upstream

@@ -183,6 +183,31 @@ async fn only_allowed_tsp_servers_may_call_back() {
     assert_eq!(bss.count(), 0);
 }
 
+/// A caller outside `callback.allowed_callers` (here: an address a partner's allowlist admits
+/// through the accept gate) is refused on its head: the 256 KiB it declares is never waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_caller_is_refused_before_its_body_is_read() {
+    let (gw, _p) =
+        gateway(|c| c.callback.allowed_callers = vec!["10.0.0.0/8".parse().unwrap()]).await;
+    let mut c = Conn::connect(gw.addr).await;
+    let head = format!(
+        "POST {CALLBACK_PATH} HTTP/1.1\r\nHost: gw\r\nContent-Type: text/xml; charset=utf-8\r\n\
+         Content-Length: {}\r\n\r\n<soap",
+        256 * 1024
+    );
+    c.send(head.as_bytes()).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(2), c.read_response())
+        .await
+        .expect("answered without the body (body timeout here: 3 s)")
+        .unwrap();
+    assert_eq!(resp.status, 500, "{}", resp.text());
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(
+        callback_fault(&resp).reason,
+        cb::CallbackFaultReason::AuthenticationFailed
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partner_down_slow_or_wrong_is_a_clear_fault() {
     let (gw, p) = gateway(|_| {}).await;

@@ -33,7 +33,7 @@ use crate::stats::{Record, StageTimes};
 
 pub mod admit;
 pub mod contract;
-mod framing;
+pub mod framing;
 pub mod idle;
 
 use admit::{Admission, Refusal};
