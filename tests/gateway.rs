@@ -445,6 +445,81 @@ async fn ws_security_password_digest_is_refused() {
     assert_nothing_upstream(&env);
 }
 
+/// Two Usernames (or two Passwords) in one UsernameToken: the credential has two readings; it
+/// is refused like two PartnerAuth headers, whichever of them would match.
+#[tokio::test]
+async fn a_username_token_with_a_repeated_field_is_refused() {
+    let env = setup().await;
+    let other = env.gw.partner(&["*"], &["127.0.0.0/8"]).await;
+    let fields = [
+        format!(
+            "<wsse:Username>{}</wsse:Username><wsse:Username>{}</wsse:Username>\
+             <wsse:Password Type=\"{PASSWORD_TEXT}\">{}</wsse:Password>",
+            other.id, env.p.id, env.p.key
+        ),
+        format!(
+            "<wsse:Username>{}</wsse:Username><wsse:Password Type=\"{PASSWORD_TEXT}\">{}</wsse:Password>\
+             <wsse:Password Type=\"{PASSWORD_TEXT}\">{}</wsse:Password>",
+            env.p.id, other.key, env.p.key
+        ),
+    ];
+    for f in fields {
+        let header = format!(
+            "<wsse:Security xmlns:wsse=\"{WSSE_NS}\" soapenv:mustUnderstand=\"1\">\
+             <wsse:UsernameToken>{f}</wsse:UsernameToken></wsse:Security>"
+        );
+        let resp = call(
+            &env,
+            Soap11,
+            Some(Operation::GetAccount),
+            &get_account_11(Some(&header)),
+        )
+        .await;
+        assert_denied(&resp, Soap11, Reason::AuthenticationFailed);
+    }
+    assert_nothing_upstream(&env);
+}
+
+/// A `wsu:Timestamp` whose `Expires` is past (beyond 300 s of clock skew) is refused like any
+/// authentication failure; a current one is accepted.
+#[tokio::test]
+async fn an_expired_ws_security_timestamp_is_refused() {
+    const WSU_NS: &str =
+        "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+    let env = setup().await;
+    let now = partnergate::pipeline::unix_now();
+    let at = |secs: i64| {
+        partnergate::xs::DateTime::from_unix(secs)
+            .as_str()
+            .to_string()
+    };
+    let header = |created: i64, expires: i64| {
+        format!(
+            "<wsse:Security xmlns:wsse=\"{WSSE_NS}\" xmlns:wsu=\"{WSU_NS}\" soapenv:mustUnderstand=\"1\">\
+             <wsu:Timestamp><wsu:Created>{}</wsu:Created><wsu:Expires>{}</wsu:Expires></wsu:Timestamp>\
+             <wsse:UsernameToken><wsse:Username>{}</wsse:Username>\
+             <wsse:Password Type=\"{PASSWORD_TEXT}\">{}</wsse:Password></wsse:UsernameToken></wsse:Security>",
+            at(created),
+            at(expires),
+            env.p.id,
+            env.p.key
+        )
+    };
+    let expired = header(now - 3600, now - 3300);
+    let resp = call(
+        &env,
+        Soap11,
+        Some(Operation::GetAccount),
+        &get_account_11(Some(&expired)),
+    )
+    .await;
+    assert_denied(&resp, Soap11, Reason::AuthenticationFailed);
+    assert_nothing_upstream(&env);
+    let current = get_account_11(Some(&header(now - 5, now + 300)));
+    let resp = call(&env, Soap11, Some(Operation::GetAccount), &current).await;
+    assert_ok(&env, &resp, &current, Operation::GetAccount, Soap11);
+}
+
 #[tokio::test]
 async fn a_suspended_partner_is_told_so_only_with_its_valid_key() {
     let env = setup().await;
