@@ -207,6 +207,7 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
         settings: Settings {
             xml: config.limits.xml,
             trusted_proxies: config.trusted_proxies.clone(),
+            trusted_proxy_header: config.trusted_proxy_header,
             soap11_status: config.soap11_status,
         },
         snapshot: Arc::clone(&cell),

@@ -32,8 +32,11 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Request limits.
     pub limits: Limits,
-    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    /// Proxies whose forwarding header is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// `trusted_proxy_header`: the one header those proxies write (`x-forwarded-for`, the
+    /// default, or `forwarded`); the other is never read.
+    pub trusted_proxy_header: crate::allowlist::ProxyHeader,
     /// The rate for partners with none of their own and no group rate.
     pub default_rate: Rate,
     /// How often the partner snapshot is checked for changes.
@@ -209,6 +212,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
             trusted_proxies: Vec::new(),
+            trusted_proxy_header: crate::allowlist::ProxyHeader::default(),
             default_rate: Rate {
                 per_second: NonZeroU32::MIN.saturating_add(19),
                 burst: NonZeroU32::MIN.saturating_add(39),
@@ -310,6 +314,8 @@ pub const KEYS: &[&str] = &[
     "limits.xml.max_text_bytes",
     "limits.xml.max_attribute_value_bytes",
     "limits.xml.max_elements",
+    // Hostile networks (issue 14): the forwarding header.
+    "trusted_proxy_header",
 ];
 
 /// Keys whose values are never repeated in error messages.
@@ -602,6 +608,14 @@ impl Config {
                 l.xml.max_attribute_value_bytes = size(value)?
             }
             "limits.xml.max_elements" => l.xml.max_elements = size(value)?,
+            // Hostile networks (issue 14).
+            "trusted_proxy_header" => {
+                self.trusted_proxy_header = crate::allowlist::ProxyHeader::parse(value)
+                    .ok_or_else(|| {
+                        "expected \"x-forwarded-for\" or \"forwarded\" (the header your proxies write)"
+                            .to_string()
+                    })?;
+            }
             _ => return Err("unknown key".into()),
         }
         Ok(())

@@ -167,8 +167,10 @@ pub struct Gateway {
 pub struct Settings {
     /// XML structure bounds.
     pub xml: crate::config::XmlLimits,
-    /// Proxies whose forwarding headers are believed.
+    /// Proxies whose forwarding header is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one forwarding header those proxies write (`trusted_proxy_header`).
+    pub trusted_proxy_header: allowlist::ProxyHeader,
     /// SOAP 1.1 fault status mode.
     pub soap11_status: crate::fault::Soap11Status,
 }
@@ -345,6 +347,7 @@ async fn run(
             incoming.peer,
             incoming.headers,
             &gw.settings.trusted_proxies,
+            gw.settings.trusted_proxy_header,
         )
         .map_err(Rejection::Allow)?;
         allowlist::check(&auth, client).map_err(Rejection::Allow)?;

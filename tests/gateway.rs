@@ -792,6 +792,98 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     assert_nothing_upstream(&env);
 }
 
+/// nginx, HAProxy and cloud load balancers append the client to `X-Forwarded-For` and pass a
+/// client's own `Forwarded` through: only the configured header is believed.
+#[tokio::test]
+async fn a_clients_forwarded_header_is_not_believed_behind_an_x_forwarded_for_proxy() {
+    let mut env = setup_with(Reply::Fixture, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    env.p = env.gw.partner(&["*"], &["10.0.0.0/8"]).await;
+    let body = request_fixture(Operation::GetAccount, Soap11, &env.p);
+    for headers in [
+        // The client's forged Forwarded, passed through; the proxy wrote the real address.
+        &[
+            ("Forwarded", "for=10.1.2.3"),
+            ("X-Forwarded-For", "192.0.2.9"),
+        ][..],
+        // The client's Forwarded alone: the proxy itself is the caller.
+        &[("Forwarded", "for=10.1.2.3")][..],
+    ] {
+        let resp = post_soap_with(
+            env.gw.addr,
+            Soap11,
+            action(Operation::GetAccount),
+            headers,
+            &body,
+        )
+        .await;
+        assert_denied(&resp, Soap11, Reason::SourceNotAllowed);
+    }
+    assert_nothing_upstream(&env);
+}
+
+/// `trusted_proxy_header = "forwarded"`: then `Forwarded` is read and `X-Forwarded-For` never.
+#[tokio::test]
+async fn proxies_that_write_forwarded_are_read_from_forwarded_only() {
+    let mut env = setup_with(Reply::Fixture, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.trusted_proxy_header = partnergate::allowlist::ProxyHeader::Forwarded;
+    })
+    .await;
+    env.p = env.gw.partner(&["*"], &["10.0.0.0/8"]).await;
+    let body = request_fixture(Operation::GetAccount, Soap11, &env.p);
+    let resp = post_soap_with(
+        env.gw.addr,
+        Soap11,
+        action(Operation::GetAccount),
+        &[("X-Forwarded-For", "10.1.2.3")],
+        &body,
+    )
+    .await;
+    assert_denied(&resp, Soap11, Reason::SourceNotAllowed);
+    assert_nothing_upstream(&env);
+    let resp = post_soap_with(
+        env.gw.addr,
+        Soap11,
+        action(Operation::GetAccount),
+        &[
+            ("X-Forwarded-For", "192.0.2.9"),
+            ("Forwarded", "for=10.1.2.3;proto=https"),
+        ],
+        &body,
+    )
+    .await;
+    assert_ok(&env, &resp, &body, Operation::GetAccount, Soap11);
+}
+
+/// On a dual-stack listener (`[::]:…`) an IPv4 proxy is the peer `::ffff:127.0.0.1`; it is
+/// still the trusted proxy `127.0.0.1`.
+#[tokio::test]
+async fn a_dual_stack_listener_recognises_its_trusted_proxy() {
+    let up = StubUpstream::start(Reply::Fixture).await;
+    let mut c = test_config();
+    c.upstream.url = Some(up.url.clone());
+    c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let gw = start_gateway_at(c, "[::]:0".parse().unwrap()).await;
+    let p = gw.partner(&["*"], &["10.0.0.0/8"]).await;
+    let env = Env { gw, up, p };
+    let body = request_fixture(Operation::GetAccount, Soap11, &env.p);
+    let resp = post_soap_with(
+        env.gw.addr,
+        Soap11,
+        action(Operation::GetAccount),
+        &[("X-Forwarded-For", "10.1.2.3")],
+        &body,
+    )
+    .await;
+    assert_ok(&env, &resp, &body, Operation::GetAccount, Soap11);
+    // The proxy's own address is still not the partner's.
+    let resp = call(&env, Soap11, Some(Operation::GetAccount), &body).await;
+    assert_denied(&resp, Soap11, Reason::SourceNotAllowed);
+}
+
 // === authorization ===
 
 #[tokio::test]
@@ -1648,6 +1740,7 @@ async fn no_upstream_configured_is_503() {
         settings: partnergate::pipeline::Settings {
             xml: config.limits.xml,
             trusted_proxies: Vec::new(),
+            trusted_proxy_header: partnergate::allowlist::ProxyHeader::default(),
             soap11_status: config.soap11_status,
         },
         snapshot: Arc::new(partnergate::store::SnapshotCell::new(
