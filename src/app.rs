@@ -284,6 +284,7 @@ async fn start_admin(
     }
     let rules = crate::admin::Rules {
         allow_http_callbacks: config.callback.allow_http,
+        callback_allowed_networks: config.callback.allowed_networks.clone(),
     };
     let server = crate::admin::http::AdminServer::new(
         crate::admin::Admin::new(store.clone()),

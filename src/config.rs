@@ -314,8 +314,9 @@ pub const KEYS: &[&str] = &[
     "limits.xml.max_text_bytes",
     "limits.xml.max_attribute_value_bytes",
     "limits.xml.max_elements",
-    // Hostile networks (issue 14): the forwarding header.
+    // Hostile networks (issue 14): the forwarding header, callback targets.
     "trusted_proxy_header",
+    "callback.allowed_networks",
 ];
 
 /// Keys whose values are never repeated in error messages.
@@ -615,6 +616,14 @@ impl Config {
                         "expected \"x-forwarded-for\" or \"forwarded\" (the header your proxies write)"
                             .to_string()
                     })?;
+            }
+            "callback.allowed_networks" => {
+                self.callback.allowed_networks = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(parse_net)
+                    .collect::<Result<_, _>>()?;
             }
             _ => return Err("unknown key".into()),
         }

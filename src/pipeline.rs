@@ -233,7 +233,8 @@ pub fn content_type_version(
     Ok((version, action))
 }
 
-fn soap_action(
+/// The SOAPAction of a request: the header (at most one), else the content type's `action`.
+pub fn soap_action(
     headers: &HeaderMap,
     from_content_type: Option<String>,
 ) -> Result<Option<String>, TransportError> {

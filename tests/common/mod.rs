@@ -313,6 +313,8 @@ pub enum Reply {
     Oversized(usize),
     /// Waits this long, then answers like [`Reply::Fixture`].
     Delay(Duration),
+    /// This HTTP status with a short HTML body (e.g. 401).
+    Status(u16),
 }
 
 /// One request the stub received.
@@ -374,6 +376,7 @@ fn stub_answer(
                 .to_vec(),
         ),
         Reply::InvalidXml => (200, b"<soap:Envelope <<< this is not xml".to_vec()),
+        Reply::Status(status) => (*status, b"<html><body>status</body></html>".to_vec()),
         Reply::OtherOperation(op) => (200, own(Some(*op))),
         Reply::Oversized(n) => {
             let mut body = own(action);
@@ -438,7 +441,7 @@ impl StubUpstream {
                             let mut resp = http::Response::new(Full::new(Bytes::from(bytes)));
                             *resp.status_mut() =
                                 http::StatusCode::from_u16(status).expect("status");
-                            let ct = if matches!(reply, Reply::Html502) {
+                            let ct = if matches!(reply, Reply::Html502 | Reply::Status(_)) {
                                 "text/html"
                             } else {
                                 "text/xml; charset=utf-8"
