@@ -129,6 +129,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// `limits.max_header_bytes`: request line plus headers.
     pub max_header_bytes: usize,
+    /// `limits.max_in_flight_per_partner`: one partner's requests being processed at once.
+    pub max_in_flight_per_partner: usize,
     /// XML structure bounds.
     pub xml: XmlLimits,
 }
@@ -184,6 +186,7 @@ impl Default for Limits {
             keepalive_idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             max_header_bytes: 16 * 1024,
+            max_in_flight_per_partner: crate::throttle::DEFAULT_MAX_IN_FLIGHT,
             xml: XmlLimits::default(),
         }
     }
@@ -314,9 +317,11 @@ pub const KEYS: &[&str] = &[
     "limits.xml.max_text_bytes",
     "limits.xml.max_attribute_value_bytes",
     "limits.xml.max_elements",
-    // Hostile networks (issue 14): the forwarding header, callback targets.
+    // Hostile networks (issue 14, items 5, 8, 10): forwarding header, callback targets,
+    // requests in flight.
     "trusted_proxy_header",
     "callback.allowed_networks",
+    "limits.max_in_flight_per_partner",
 ];
 
 /// Keys whose values are never repeated in error messages.
@@ -609,7 +614,7 @@ impl Config {
                 l.xml.max_attribute_value_bytes = size(value)?
             }
             "limits.xml.max_elements" => l.xml.max_elements = size(value)?,
-            // Hostile networks (issue 14).
+            // Hostile networks (issue 14, items 5, 8, 10).
             "trusted_proxy_header" => {
                 self.trusted_proxy_header = crate::allowlist::ProxyHeader::parse(value)
                     .ok_or_else(|| {
@@ -625,6 +630,7 @@ impl Config {
                     .map(parse_net)
                     .collect::<Result<_, _>>()?;
             }
+            "limits.max_in_flight_per_partner" => l.max_in_flight_per_partner = size(value)?,
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -790,6 +796,51 @@ mod tests {
         assert_eq!(
             s.get("admin.listen").map(String::as_str),
             Some("127.0.0.1:9999")
+        );
+    }
+
+    #[test]
+    fn hostile_network_keys() {
+        let c = Config::from_sources(&[]).expect("defaults");
+        assert_eq!(
+            c.trusted_proxy_header,
+            crate::allowlist::ProxyHeader::XForwardedFor
+        );
+        assert!(c.callback.allowed_networks.is_empty(), "closed by default");
+        assert_eq!(c.limits.max_in_flight_per_partner, 256);
+        let file = TomlFile::parse(
+            "trusted_proxy_header = \"Forwarded\"\n[callback]\nallowed_networks = [\"127.0.0.0/8\", \"::1\"]\n[limits]\nmax_in_flight_per_partner = 2\n",
+        )
+        .expect("toml");
+        let c = Config::from_sources(&[&file]).expect("valid");
+        assert_eq!(
+            c.trusted_proxy_header,
+            crate::allowlist::ProxyHeader::Forwarded
+        );
+        assert_eq!(
+            c.callback
+                .allowed_networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["127.0.0.0/8", "::1/128"]
+        );
+        assert_eq!(c.limits.max_in_flight_per_partner, 2);
+        let bad = map(&[
+            ("trusted_proxy_header", "x-real-ip"),
+            ("callback.allowed_networks", "10.1.2.3/8"),
+            ("limits.max_in_flight_per_partner", "0"),
+        ]);
+        let err = Config::from_sources(&[&bad]).expect_err("invalid");
+        assert_eq!(err.0.len(), 3, "{err}");
+        let vars = vec![(
+            "PARTNERGATE_TRUSTED_PROXY_HEADER".to_string(),
+            "forwarded".to_string(),
+        )];
+        let s = from_env_pairs(vars.into_iter());
+        assert_eq!(
+            s.get("trusted_proxy_header").map(String::as_str),
+            Some("forwarded")
         );
     }
 }

@@ -24,7 +24,7 @@ use crate::generated::partner::Operation;
 use crate::limit::{self, LimitError};
 use crate::stats::{Stage, StageTimes};
 use crate::store::SnapshotCell;
-use crate::throttle::{Throttle, Throttled};
+use crate::throttle::{Refused, Throttle, Throttled, TooManyInFlight};
 use std::time::Instant;
 
 /// The HTTP framing of a SOAP request is wrong.
@@ -120,6 +120,9 @@ pub enum Rejection {
     /// Throttling.
     #[error(transparent)]
     Throttle(Throttled),
+    /// Too many of the partner's requests in flight (`limits.max_in_flight_per_partner`).
+    #[error(transparent)]
+    InFlight(TooManyInFlight),
     /// Strict typed decode.
     #[error(transparent)]
     Decode(DecodeError),
@@ -139,7 +142,7 @@ impl Rejection {
             Rejection::Auth(_) => "authenticate",
             Rejection::Allow(_) => "allowlist",
             Rejection::Authorize(_) => "authorize",
-            Rejection::Throttle(_) => "throttle",
+            Rejection::Throttle(_) | Rejection::InFlight(_) => "throttle",
             Rejection::Decode(_) => "decode",
             Rejection::Forward(_) => "forward",
         }
@@ -342,7 +345,8 @@ async fn run(
     out.partner = Some(auth.partner.partner_id.clone());
     out.key_id = Some(auth.key_id);
 
-    // Calling server, permission, throttle.
+    // Calling server, permission, throttle. The in-flight guard counts this call against the
+    // partner until the function returns, whatever the path.
     let checks = (|| {
         let client = allowlist::client_address(
             incoming.peer,
@@ -355,10 +359,13 @@ async fn run(
         authorize::check(&auth, op).map_err(Rejection::Authorize)?;
         gw.throttle
             .admit(&auth.partner, &snapshot)
-            .map_err(Rejection::Throttle)
+            .map_err(|refused| match refused {
+                Refused::Rate(t) => Rejection::Throttle(t),
+                Refused::InFlight(e) => Rejection::InFlight(e),
+            })
     })();
     laps.lap(Stage::Checks, out);
-    checks?;
+    let _in_flight = checks?;
 
     // Strict typed decode: only now, for a known, allowed, permitted, admitted partner.
     let request = decode::partner_request(&env.body, DecodeLimits::default());

@@ -1019,6 +1019,124 @@ async fn a_group_cap_is_shared_by_its_members() {
     assert_happy(&env).await;
 }
 
+/// A call the group cap refuses spends none of the partner's own rate: A (own rate 1/s, burst 2)
+/// is refused by the group again and again, never by its own limit (which the old code drained
+/// with every refused call).
+#[tokio::test]
+async fn a_call_the_group_cap_refuses_spends_none_of_the_partners_own_rate() {
+    let env = setup().await;
+    let store = &env.gw.store;
+    store
+        .create_group("resellers", None, Rate::new(1, 1))
+        .unwrap();
+    let a = onboard_partner(store, &["*"], &["127.0.0.0/8"], Some("resellers"));
+    let b = onboard_partner(store, &["*"], &["127.0.0.0/8"], Some("resellers"));
+    store.set_partner_rate(&a.id, Rate::new(1, 2)).unwrap();
+    env.gw.sync().await;
+    let get = |p: &Partner| request_fixture(Operation::GetAccount, Soap12, p);
+    // B takes the group's only cell.
+    let started = Instant::now();
+    let resp = call(&env, Soap12, Some(Operation::GetAccount), &get(&b)).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let mut admitted = 1;
+    for _ in 0..3 {
+        let resp = call(&env, Soap12, Some(Operation::GetAccount), &get(&a)).await;
+        if started.elapsed() >= Duration::from_millis(900) && resp.status == 200 {
+            admitted += 1;
+            break; // the group refilled (a slow machine): A was admitted, as it should be.
+        }
+        assert_throttled(&resp, Soap12, "group");
+    }
+    assert_eq!(env.up.take().len(), admitted, "refused calls went upstream");
+}
+
+/// Limiters of groups that are gone are dropped when the refresher installs the new snapshot:
+/// a group renamed away and back starts with a fresh cap instead of the old, spent one.
+#[tokio::test]
+async fn a_group_renamed_away_and_back_gets_a_fresh_limiter() {
+    let env = setup().await;
+    let store = &env.gw.store;
+    store
+        .create_group("resellers", None, Rate::new(1, 1))
+        .unwrap();
+    let a = onboard_partner(store, &["*"], &["127.0.0.0/8"], Some("resellers"));
+    env.gw.sync().await;
+    let body = request_fixture(Operation::GetAccount, Soap12, &a);
+    let resp = call(&env, Soap12, Some(Operation::GetAccount), &body).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let resp = call(&env, Soap12, Some(Operation::GetAccount), &body).await;
+    assert_throttled(&resp, Soap12, "group");
+    for (from, to) in [
+        ("resellers", "resellers-old"),
+        ("resellers-old", "resellers"),
+    ] {
+        let changes = partnergate::store::GroupChanges {
+            rename: Some(to.to_string()),
+            ..partnergate::store::GroupChanges::default()
+        };
+        store.update_group("test", from, &changes).unwrap();
+        env.gw.sync().await;
+    }
+    let resp = call(&env, Soap12, Some(Operation::GetAccount), &body).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+/// `limits.max_in_flight_per_partner`: with 2 calls of a partner waiting on a slow upstream, the
+/// third is refused at once (429, Retry-After 1, the key named); when they finish, calls pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partners_calls_in_flight_are_limited() {
+    let env = setup_with(Reply::Delay(Duration::from_millis(1500)), |c| {
+        c.limits.max_in_flight_per_partner = 2;
+    })
+    .await;
+    let body = request_fixture(Operation::GetAccount, Soap12, &env.p);
+    let addr = env.gw.addr;
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move {
+                post_soap(addr, Soap12, action(Operation::GetAccount), &body).await
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while env.up.count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the two calls did not reach the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resp = call(&env, Soap12, Some(Operation::GetAccount), &body).await;
+    let f = fault(&resp, Soap12, 429);
+    assert_eq!(f.code, FaultCode::Sender);
+    assert_eq!(resp.header("retry-after"), Some("1"), "{resp:?}");
+    match &f.detail {
+        Some(FaultDetail::Throttled(d)) => {
+            assert_eq!(d.retry_after_seconds, 1);
+            assert_eq!(
+                d.message.as_str(),
+                "2 requests of this partner are already in flight (limits.max_in_flight_per_partner)"
+            );
+        }
+        other => panic!("expected ThrottledFault, got {other:?}"),
+    }
+    assert!(
+        f.reason.starts_with(
+            "Throttled: 2 requests in flight limit (limits.max_in_flight_per_partner) (request "
+        ),
+        "{}",
+        f.reason
+    );
+    assert_eq!(env.up.count(), 2, "the refused call did not go upstream");
+    for task in slow {
+        assert_eq!(task.await.unwrap().status, 200);
+    }
+    env.up.set_reply(Reply::Fixture);
+    env.up.take();
+    assert_happy(&env).await;
+}
+
 // === strict decode ===
 
 #[tokio::test]
