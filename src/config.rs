@@ -129,10 +129,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// `limits.max_header_bytes`: request line plus headers.
     pub max_header_bytes: usize,
-    /// `limits.max_in_flight_per_partner`: one partner's requests being processed at once.
-    pub max_in_flight_per_partner: usize,
     /// XML structure bounds.
     pub xml: XmlLimits,
+    /// `limits.max_in_flight_per_partner`: one partner's requests being processed at once.
+    pub max_in_flight_per_partner: usize,
 }
 
 /// Bounds on the XML document, checked by a streaming pass before anything else reads it.
@@ -186,8 +186,8 @@ impl Default for Limits {
             keepalive_idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             max_header_bytes: 16 * 1024,
-            max_in_flight_per_partner: crate::throttle::DEFAULT_MAX_IN_FLIGHT,
             xml: XmlLimits::default(),
+            max_in_flight_per_partner: crate::throttle::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
