@@ -192,6 +192,17 @@ fn plan(rejection: &Rejection) -> Plan {
             retry_after: Some(t.retry_after_secs()),
             outcome: "throttled",
         },
+        Rejection::InFlight(e) => Plan {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: FaultCode::Sender,
+            reason: format!(
+                "Throttled: {} requests in flight limit (limits.max_in_flight_per_partner)",
+                e.limit
+            ),
+            detail: Some(Detail::Throttled(1, e.to_string())),
+            retry_after: Some(1),
+            outcome: "throttled-in-flight",
+        },
         Rejection::Decode(e) => invalid(
             StatusCode::BAD_REQUEST,
             &e.path,

@@ -140,7 +140,7 @@ pub const PEERS: [IpAddr; 6] = [
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
     IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
     IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9)),
-    // A trusted proxy: the client address comes from Forwarded / X-Forwarded-For.
+    // A trusted proxy: the client address comes from X-Forwarded-For.
     IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1)),
     IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0x7f00, 1)),
     IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -809,6 +809,7 @@ fn new_harness() -> PipelineHarness {
         settings: Settings {
             xml: XmlLimits::default(),
             trusted_proxies: nets(&[TRUSTED_PROXIES]),
+            trusted_proxy_header: crate::allowlist::ProxyHeader::XForwardedFor,
             soap11_status: Soap11Status::WsI,
         },
         snapshot: Arc::new(SnapshotCell::new(snapshot().clone())),
@@ -907,13 +908,13 @@ fn allowed_independently(p: &FuzzPartner, peer: IpAddr, headers: &HeaderMap) -> 
             .ok()
             .or_else(|| token.rsplit_once(':').and_then(|(h, _)| h.parse().ok()))
     };
-    ["forwarded", "x-forwarded-for"].iter().any(|name| {
-        headers.get_all(*name).iter().any(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .split([',', ';', '=', '"', ' ', '\t', '[', ']'])
-                .filter_map(parse)
-                .any(ok)
-        })
+    // Only the header the proxies are configured to write (X-Forwarded-For here); a client's
+    // `Forwarded` passed through by the proxy is never believed.
+    headers.get_all("x-forwarded-for").iter().any(|v| {
+        String::from_utf8_lossy(v.as_bytes())
+            .split([',', ';', '=', '"', ' ', '\t', '[', ']'])
+            .filter_map(parse)
+            .any(ok)
     })
 }
 

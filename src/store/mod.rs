@@ -43,8 +43,8 @@ pub(crate) use onboard::{
 };
 pub use onboard::{CreatedPartner, NewPartner};
 pub use snapshot::{
-    run_refresher, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate, RefreshHealth,
-    Snapshot, SnapshotCell, DEFAULT_REFRESH_INTERVAL,
+    run_refresher, run_refresher_with, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate,
+    RefreshHealth, Snapshot, SnapshotCell, DEFAULT_REFRESH_INTERVAL,
 };
 pub use usage::{UsageDelta, UsageRow, UsageTotal};
 
