@@ -207,13 +207,8 @@ impl Relay {
         headers: &http::HeaderMap,
         request_id: &str,
     ) -> Option<CallbackAnswer> {
-        let peer = crate::server::admit::canonical(peer);
-        if self
-            .config
-            .allowed_callers
-            .iter()
-            .any(|n| n.contains(&peer))
-        {
+        let peer = crate::allowlist::canonical(peer);
+        if crate::allowlist::contains(&self.config.allowed_callers, peer) {
             return None;
         }
         let version = content_type_version(headers).map_or(SoapVersion::Soap11, |(v, _)| v);
