@@ -449,7 +449,10 @@ mod tests {
         // Without a declaration, XML's whitespace before the root element is allowed (and
         // before a declaration it is refused as before, as a processing instruction).
         assert!(check("\u{FEFF}\n <a/>").is_ok());
-        assert_eq!(check("\u{FEFF}\u{FEFF}<a/>"), Err(LimitError::DocumentStart));
+        assert_eq!(
+            check("\u{FEFF}\u{FEFF}<a/>"),
+            Err(LimitError::DocumentStart)
+        );
         assert_eq!(
             check(&format!("\u{FEFF}\n{decl}")),
             Err(LimitError::ProcessingInstruction)
