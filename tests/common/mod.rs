@@ -302,6 +302,13 @@ pub enum Reply {
     Oversized(usize),
     /// Waits this long, then answers like [`Reply::Fixture`].
     Delay(Duration),
+    /// These bytes (a SOAP 1.1 envelope, say) with this HTTP status.
+    Raw {
+        /// HTTP status.
+        status: u16,
+        /// The body.
+        body: Vec<u8>,
+    },
 }
 
 /// One request the stub received.
@@ -372,6 +379,7 @@ fn stub_answer(
             body.extend_from_slice(b"-->");
             (200, body)
         }
+        Reply::Raw { status, body } => (*status, body.clone()),
     }
 }
 
