@@ -8,7 +8,10 @@
 //! canonical envelope (SOAP 1.1, the `CallbackAuth` header re-encoded) to the partner's registered
 //! callback URL over HTTPS (the partner's own CA when one is registered, else the system roots),
 //! with connect and response timeouts → the partner's answer decoded strictly and re-encoded for
-//! the TSP. Every refusal or failure is a `CallbackFault` with its reason.
+//! the TSP. Every refusal or failure is a `CallbackFault` with its reason. A partner's own
+//! `CallbackFault` reaches the TSP with its `Reason` and `RequestId` and the gateway's texts (its
+//! faultstring and `Message` go to the log only), as the partner API's faults do on the partner
+//! path.
 //!
 //! **Only the verified credential is relayed**: the `CallbackAuth` sent to the partner is the
 //! block [`authenticate::authenticate_callback`] verified (decoded from it), never another
@@ -48,7 +51,7 @@ use crate::decode::{self, DecodeError, DecodeLimits};
 use crate::encode::{self, EncodeError};
 use crate::envelope::{self, EnvelopeError, FaultCode, SoapVersion};
 use crate::generated::callback::{self, FaultDetail, Operation, Request, Response};
-use crate::generated::types::{cb, cmn};
+use crate::generated::types::cb;
 use crate::limit::{self, LimitError};
 use crate::pipeline::{
     content_encoding, content_type_version, soap_action, unix_now, TransportError,
@@ -263,31 +266,34 @@ impl Relay {
                 reason,
                 detail,
             }) => {
-                // The partner's own typed fault, passed on.
-                let mut out = Vec::with_capacity(1024);
-                let written = encode::fault(
-                    version,
-                    &mut out,
-                    code,
-                    &reason,
-                    Some(|w: &mut encode::XmlWriter<'_>| Ok(detail.encode(w)?)),
+                // The partner's own typed fault: its kind and typed fields go on to the TSP,
+                // its texts only to the log (the same rule as for the partner API's faults).
+                let FaultDetail::Callback(d) = &detail;
+                let text = partner_fault_text(&d.reason);
+                tracing::info!(
+                    request_id,
+                    partner_reason = %crate::fault::log_text(&reason),
+                    partner_message = %crate::fault::log_text(d.message.as_str()),
+                    "the partner's system answered with a CallbackFault; its texts are replaced by the gateway's"
                 );
-                match written {
-                    Ok(()) => CallbackAnswer {
-                        status: self.fault_status(version, http::StatusCode::BAD_GATEWAY),
-                        body: out,
-                        version,
-                        partner,
-                        operation,
-                        outcome: "callback-partner-fault",
-                    },
-                    Err(e) => self.refuse(
-                        CallbackError::Encode(e),
-                        version,
-                        request_id,
-                        partner,
-                        operation,
-                    ),
+                let own = FaultDetail::Callback(Box::new(cb::CallbackFault {
+                    reason: d.reason.clone(),
+                    message: crate::fault::message(&format!("{text}.")),
+                    request_id: d.request_id.clone(),
+                }));
+                let out = crate::fault::write(
+                    version,
+                    code,
+                    &format!("Partner Fault: {text} (request {request_id})"),
+                    Some(|w: &mut encode::XmlWriter<'_>| Ok(own.encode(w)?)),
+                );
+                CallbackAnswer {
+                    status: self.fault_status(version, http::StatusCode::BAD_GATEWAY),
+                    body: out,
+                    version,
+                    partner,
+                    operation,
+                    outcome: "callback-partner-fault",
                 }
             }
             Err(e) => self.refuse(e, version, request_id, partner, operation),
@@ -335,39 +341,21 @@ impl Relay {
             }
             other => format!("{text}: {other}"),
         };
-        let message: String = message
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(500)
-            .collect();
-        let detail = cmn::FaultMessage::new(message.trim().to_string())
-            .ok()
-            .map(|message| {
-                FaultDetail::Callback(Box::new(cb::CallbackFault {
-                    reason: reason.clone(),
-                    message,
-                    request_id: None,
-                }))
-            });
+        let detail = FaultDetail::Callback(Box::new(cb::CallbackFault {
+            reason: reason.clone(),
+            message: crate::fault::message(&message),
+            request_id: None,
+        }));
         let code = match reason {
             cb::CallbackFaultReason::Unavailable => FaultCode::Receiver,
             _ => FaultCode::Sender,
         };
-        let mut out = Vec::with_capacity(1024);
-        let full_reason = format!("{text} (request {request_id})");
-        let written = encode::fault(
+        let out = crate::fault::write(
             version,
-            &mut out,
             code,
-            &full_reason,
-            detail
-                .as_ref()
-                .map(|d| move |w: &mut encode::XmlWriter<'_>| Ok(d.encode(w)?)),
+            &format!("{text} (request {request_id})"),
+            Some(|w: &mut encode::XmlWriter<'_>| Ok(detail.encode(w)?)),
         );
-        if written.is_err() {
-            out.clear();
-            let _ = encode::fault::<encode::NoHeader>(version, &mut out, code, &full_reason, None);
-        }
         CallbackAnswer {
             status: self.fault_status(version, error.status()),
             body: out,
@@ -535,6 +523,18 @@ impl Relay {
     }
 }
 
+/// What the TSP reads for a partner's `CallbackFault` of each reason (instead of the partner's
+/// own faultstring and `Message`, which only the log sees).
+fn partner_fault_text(reason: &cb::CallbackFaultReason) -> &'static str {
+    use cb::CallbackFaultReason as R;
+    match reason {
+        R::AuthenticationFailed => "the partner's system refused the callback credentials",
+        R::NotFound => "the partner's system does not know the customer reference",
+        R::InvalidRequest => "the partner's system could not process the callback as sent",
+        R::Unavailable => "the partner's system is temporarily unavailable; retry later",
+    }
+}
+
 /// What the partner answered.
 #[derive(Debug)]
 pub enum Reply {
@@ -544,9 +544,9 @@ pub enum Reply {
     Fault {
         /// SOAP fault code.
         code: FaultCode,
-        /// Reason text.
+        /// The partner's reason text (for the log only).
         reason: String,
-        /// The typed detail.
+        /// The typed detail (its `Message` is for the log only).
         detail: FaultDetail,
     },
 }

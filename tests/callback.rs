@@ -258,6 +258,63 @@ async fn partner_down_slow_or_wrong_is_a_clear_fault() {
     );
 }
 
+/// A partner's `CallbackFault` reaches the TSP with its reason and trace id, and the gateway's
+/// texts: the partner's faultstring and Message stay in the log (the rule of the partner
+/// direction, issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partners_callback_fault_keeps_its_reason_and_gets_our_texts() {
+    let (gw, p) = gateway(|_| {}).await;
+    let secret =
+        "java.sql.SQLException: ORA-01017 at crm-db.partner.local user=crm password=hunter2";
+    let text = String::from_utf8(fixture("callback/faults/CallbackFault.soap11.xml"))
+        .unwrap()
+        .replace(
+            "<faultstring>Unknown customer reference</faultstring>",
+            &format!("<faultstring>{secret}</faultstring>"),
+        )
+        .replace("Unknown customer reference CRM-2024/000999.", secret);
+    let bss = StubUpstream::start(Reply::Raw {
+        status: 500,
+        body: text.into_bytes(),
+    })
+    .await;
+    set_callback(&gw, &p, &bss.url, None);
+    gw.sync().await;
+    let op = Operation::GetCustomerRecord;
+    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    assert_eq!(resp.status, 500, "{}", resp.text());
+    let env = envelope::scan(&resp.body).unwrap();
+    let fault = envelope::parse_fault(&env).unwrap();
+    assert_eq!(
+        fault.reason,
+        format!(
+            "Partner Fault: the partner's system does not know the customer reference (request {})",
+            resp.request_id()
+        )
+    );
+    let f = callback_fault(&resp);
+    assert_eq!(f.reason, cb::CallbackFaultReason::NotFound);
+    assert_eq!(
+        f.message.as_str(),
+        "the partner's system does not know the customer reference."
+    );
+    assert_eq!(
+        f.request_id.as_ref().map(|r| r.as_str()),
+        Some("crm-trace-5f2e9a01")
+    );
+    for piece in [
+        "SQLException",
+        "ORA-01017",
+        "crm-db",
+        "password",
+        "hunter2",
+        "CRM-2024",
+    ] {
+        assert!(!resp.text().contains(piece), "{piece}: {}", resp.text());
+    }
+    assert_eq!(bss.count(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_callback_urls_need_explicit_permission() {
     let (gw, p) = gateway(|c| c.callback.allow_http = false).await;

@@ -1725,7 +1725,7 @@ async fn an_oversized_upstream_response_is_502() {
 }
 
 #[tokio::test]
-async fn a_typed_upstream_fault_is_passed_on_with_our_request_id() {
+async fn a_typed_upstream_fault_is_passed_on_with_our_request_id_and_texts() {
     for (file, status) in [
         ("NotFoundFault.soap11.xml", 500),
         ("NotFoundFault.soap12.xml", 400),
@@ -1738,15 +1738,27 @@ async fn a_typed_upstream_fault_is_passed_on_with_our_request_id() {
             match &f.detail {
                 Some(FaultDetail::NotFound(d)) => {
                     assert_eq!(d.entity, cmn::NotFoundEntity::Account);
-                    assert_eq!(d.message.as_str(), "Account ACC-0000009999 does not exist.");
+                    // The gateway's text, not the upstream's ("Account ACC-0000009999 does not
+                    // exist.").
+                    assert_eq!(
+                        d.message.as_str(),
+                        "The account does not exist or is not visible to this partner."
+                    );
                     assert_eq!(d.request_id.as_str(), resp.request_id());
                 }
                 other => panic!("expected NotFoundFault, got {other:?}"),
             }
-            assert!(f.reason.starts_with("Not Found: account"), "{}", f.reason);
+            assert_eq!(
+                f.reason,
+                format!("Not Found: account (request {})", resp.request_id())
+            );
             assert!(
                 !resp.text().contains("gw-7f3c2a9e"),
                 "the upstream's request id leaked"
+            );
+            assert!(
+                !resp.text().contains("ACC-0000009999"),
+                "the upstream's message leaked"
             );
             let got = env.up.take();
             assert_eq!(got.len(), 1);
@@ -1755,30 +1767,151 @@ async fn a_typed_upstream_fault_is_passed_on_with_our_request_id() {
     }
 }
 
+/// What an upstream's fault said in issue 14: the database, its host, a user and a password.
+const UPSTREAM_SECRET: &str =
+    "java.sql.SQLException: ORA-01017 at db-int-7.corp.local:1521 user=prov_admin password=hunter2";
+
+/// Neither the upstream's text nor any word of it is in the response bytes.
+fn assert_no_upstream_text(resp: &RawResponse) {
+    let text = String::from_utf8_lossy(&resp.body);
+    for piece in UPSTREAM_SECRET
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| p.len() >= 4)
+        .chain(["ORA-01017", "db-int-7", "hunter2", "gw-upstream-0001"])
+    {
+        assert!(
+            !text.contains(piece),
+            "{piece:?} reached the partner: {text}"
+        );
+    }
+}
+
+fn upstream_fault_11(faultcode: &str, detail: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soapenv:Envelope xmlns:soapenv=\"{SOAP11_NS}\" \
+         xmlns:cmn=\"{NS_CMN}\"><soapenv:Body><soapenv:Fault><faultcode>soapenv:{faultcode}</faultcode>\
+         <faultstring>{UPSTREAM_SECRET}&#10;\tat oracle.jdbc.driver.T4CTTIoer.processError</faultstring>\
+         {detail}</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+    )
+    .into_bytes()
+}
+
+/// Issue 14: an upstream fault without a contract detail had its faultstring passed on verbatim.
+#[tokio::test]
+async fn an_upstream_fault_without_detail_becomes_our_upstream_unavailable_fault() {
+    for faultcode in ["Server", "Client"] {
+        let body = upstream_fault_11(faultcode, "");
+        let env = setup_with(Reply::Raw { status: 500, body }, |_| {}).await;
+        for version in [Soap11, Soap12] {
+            let (sent, resp) = call_fixture(&env, Operation::GetAccount, version).await;
+            let f = assert_unavailable(&resp, version, 502);
+            let rid = resp.request_id();
+            assert_eq!(
+                f.reason,
+                format!("Upstream Unavailable: the partner API could not serve the request (request {rid})")
+            );
+            match &f.detail {
+                Some(FaultDetail::UpstreamUnavailable(d)) => {
+                    assert_eq!(
+                        d.message.as_str(),
+                        "the partner API could not serve the request"
+                    );
+                    assert_eq!(d.request_id.as_str(), rid);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_no_upstream_text(&resp);
+            let got = env.up.take();
+            assert_eq!(got.len(), 1);
+            assert_canonical_upstream(&got[0], &sent, &env.p.id, &rid);
+        }
+    }
+}
+
+/// Issue 14: a typed NotFound's faultstring and Message were passed on verbatim. The typed
+/// field (Entity) stays, the texts are the gateway's.
+#[tokio::test]
+async fn a_typed_upstream_fault_keeps_its_typed_fields_and_gets_our_texts() {
+    let detail = format!(
+        "<detail><cmn:NotFoundFault><cmn:Entity>service</cmn:Entity>\
+         <cmn:Message>{UPSTREAM_SECRET}</cmn:Message><cmn:RequestId>gw-upstream-0001</cmn:RequestId>\
+         </cmn:NotFoundFault></detail>"
+    );
+    let body = upstream_fault_11("Client", &detail);
+    let env = setup_with(Reply::Raw { status: 500, body }, |_| {}).await;
+    for version in [Soap11, Soap12] {
+        let (_, resp) = call_fixture(&env, Operation::GetAccount, version).await;
+        let f = fault(&resp, version, st(version, 404));
+        let rid = resp.request_id();
+        assert_eq!(f.code, FaultCode::Sender);
+        assert_eq!(f.reason, format!("Not Found: service (request {rid})"));
+        match &f.detail {
+            Some(FaultDetail::NotFound(d)) => {
+                assert_eq!(d.entity, cmn::NotFoundEntity::Service);
+                assert_eq!(
+                    d.message.as_str(),
+                    "The service does not exist or is not visible to this partner."
+                );
+                assert_eq!(d.request_id.as_str(), rid);
+            }
+            other => panic!("expected NotFoundFault, got {other:?}"),
+        }
+        assert_no_upstream_text(&resp);
+        assert_eq!(env.up.take().len(), 1);
+    }
+}
+
+/// The `Message` of any contract fault detail.
+fn detail_message(d: &FaultDetail) -> &str {
+    match d {
+        FaultDetail::AccessDenied(d) => d.message.as_str(),
+        FaultDetail::InvalidRequest(d) => d.message.as_str(),
+        FaultDetail::Throttled(d) => d.message.as_str(),
+        FaultDetail::NotFound(d) => d.message.as_str(),
+        FaultDetail::Conflict(d) => d.message.as_str(),
+        FaultDetail::UpstreamUnavailable(d) => d.message.as_str(),
+    }
+}
+
 #[tokio::test]
 async fn every_typed_upstream_fault_keeps_its_kind_and_status() {
     use partnergate::generated::partner::FaultKind;
     let env = setup().await;
-    // (fixture, SOAP 1.2 status, kind the partner sees, Retry-After)
+    // (fixture, SOAP 1.2 status, kind the partner sees, Retry-After, the gateway's reason and
+    // Message; the fixtures' own texts — "Account ACC-0000001001 is TERMINATED …", "Rate limit
+    // of 20 requests per second exceeded." … — never reach the partner)
     let cases = [
-        ("ConflictFault.soap11.xml", 409, FaultKind::Conflict, None),
+        (
+            "ConflictFault.soap11.xml",
+            409,
+            FaultKind::Conflict,
+            None,
+            "Conflict: invalid-status-transition",
+            "The requested status change is not allowed from the current status.",
+        ),
         (
             "InvalidRequestFault.soap11.xml",
             400,
             FaultKind::InvalidRequest,
             None,
+            "Invalid Request: the partner API refused the request",
+            "The partner API refused the request: see Path and Rule.",
         ),
         (
             "ThrottledFault.soap11.xml",
             429,
             FaultKind::Throttled,
             Some("30"),
+            "Throttled: the partner API is busy",
+            "The partner API is busy: retry after 30 seconds.",
         ),
         (
             "UpstreamUnavailableFault.soap12.xml",
             502,
             FaultKind::UpstreamUnavailable,
             None,
+            "Upstream Unavailable: the partner API could not serve the request",
+            "the partner API could not serve the request",
         ),
         // The upstream refusing the gateway is not an access decision about the partner.
         (
@@ -1786,9 +1919,11 @@ async fn every_typed_upstream_fault_keeps_its_kind_and_status() {
             502,
             FaultKind::UpstreamUnavailable,
             None,
+            "Upstream Unavailable: the partner API answered with an invalid response",
+            "the partner API answered with an invalid response",
         ),
     ];
-    for (file, status, kind, retry_after) in cases {
+    for (file, status, kind, retry_after, reason, message) in cases {
         env.up.set_reply(Reply::Fault { file, status: 500 });
         for version in [Soap11, Soap12] {
             let (sent, resp) = call_fixture(&env, Operation::GetAccount, version).await;
@@ -1799,6 +1934,23 @@ async fn every_typed_upstream_fault_keeps_its_kind_and_status() {
                 "{file}: {f:?}"
             );
             assert_eq!(resp.header("retry-after"), retry_after, "{file}");
+            assert_eq!(
+                f.reason,
+                format!("{reason} (request {})", resp.request_id()),
+                "{file}"
+            );
+            assert_eq!(
+                f.detail.as_ref().map(detail_message),
+                Some(message),
+                "{file}"
+            );
+            if let Some(FaultDetail::InvalidRequest(d)) = &f.detail {
+                // The typed fields of the upstream's detail are kept.
+                assert_eq!(
+                    (d.path.as_str(), d.rule.as_str()),
+                    ("/Envelope/Body/CreateAccount/Contact/Email", "pattern")
+                );
+            }
             assert!(
                 !resp.text().contains("gw-7f3c2a9e"),
                 "{file}: upstream request id leaked"

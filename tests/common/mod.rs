@@ -315,6 +315,13 @@ pub enum Reply {
     Delay(Duration),
     /// This HTTP status with a short HTML body (e.g. 401).
     Status(u16),
+    /// These bytes (a SOAP 1.1 envelope, say) with this HTTP status.
+    Raw {
+        /// HTTP status.
+        status: u16,
+        /// The body.
+        body: Vec<u8>,
+    },
 }
 
 /// One request the stub received.
@@ -386,6 +393,7 @@ fn stub_answer(
             body.extend_from_slice(b"-->");
             (200, body)
         }
+        Reply::Raw { status, body } => (*status, body.clone()),
     }
 }
 
