@@ -140,15 +140,14 @@ fn dashboard_sessions_are_shared_taken_once_expire_and_are_bounded(db: &Db) {
 
     a.create_dashboard_session(&h(1), now, now + 60_000, 10)
         .unwrap();
-    let (record, flash) = live(&b, 1).unwrap();
     assert_eq!(
-        record,
+        live(&b, 1).unwrap(),
         SessionRecord {
             created_at_ms: now,
-            expires_at_ms: now + 60_000
+            expires_at_ms: now + 60_000,
+            flash: None,
         }
     );
-    assert_eq!(flash, None);
     assert!(live(&b, 2).is_none(), "unknown hash");
     let revision = a.revision().unwrap();
 
@@ -157,10 +156,10 @@ fn dashboard_sessions_are_shared_taken_once_expire_and_are_bounded(db: &Db) {
         .put_dashboard_slot(&h(1), SessionSlot::Flash, b"sealed flash")
         .unwrap());
     assert_eq!(
-        live(&b, 1).unwrap().1.as_deref(),
+        live(&b, 1).unwrap().flash.as_deref(),
         Some(&b"sealed flash"[..])
     );
-    assert_eq!(live(&a, 1).unwrap().1, None);
+    assert_eq!(live(&a, 1).unwrap().flash, None);
     // The reveal: taken once, by whichever handle comes first, even racing.
     for round in 0..5u8 {
         assert!(a

@@ -28,13 +28,16 @@ pub enum SessionSlot {
     Reveal,
 }
 
-/// A live session as stored (no secret: the row is addressed by the id's hash).
+/// A live session as read (no secret: the row is addressed by the id's hash, and the slot is
+/// sealed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRecord {
     /// When it was created (unix milliseconds).
     pub created_at_ms: i64,
     /// When it ends (unix milliseconds).
     pub expires_at_ms: i64,
+    /// What the flash slot held, taken by this read (`None`: empty, or another request took it).
+    pub flash: Option<Vec<u8>>,
 }
 
 impl Store {
@@ -79,7 +82,7 @@ impl Store {
         id_hash: &KeyHash,
         now_ms: i64,
         created_after_ms: i64,
-    ) -> Result<Option<(SessionRecord, Option<Vec<u8>>)>, StoreError> {
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let mut conn = self.connection()?;
         let row: Option<(i64, i64, Option<Vec<u8>>)> = ds::table
             .filter(ds::id_hash.eq(id_hash.as_slice()))
@@ -99,13 +102,11 @@ impl Store {
             }
             None => None,
         };
-        Ok(Some((
-            SessionRecord {
-                created_at_ms,
-                expires_at_ms,
-            },
+        Ok(Some(SessionRecord {
+            created_at_ms,
+            expires_at_ms,
             flash,
-        )))
+        }))
     }
 
     /// Writes `bytes` into a session's slot (replacing what it held). `false` when there is no

@@ -302,7 +302,7 @@ impl Sessions {
                 Ok(store.open_dashboard_session(&hash, now, now.saturating_sub(lifetime))?)
             })
             .await?;
-        let Some((_, sealed_flash)) = opened else {
+        let Some(record) = opened else {
             return Ok(None);
         };
         let mut current = Current {
@@ -311,7 +311,9 @@ impl Sessions {
             csrf: csrf_token(id),
             flash: None,
         };
-        current.flash = sealed_flash.and_then(|s| open_json(&current, SessionSlot::Flash, &s));
+        current.flash = record
+            .flash
+            .and_then(|s| open_json(&current, SessionSlot::Flash, &s));
         Ok(Some(current))
     }
 
