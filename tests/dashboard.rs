@@ -1556,3 +1556,82 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     b.close().await.unwrap();
     eprintln!("revoked key refused after {refused_after:?}");
 }
+
+/// The journey in a browser, behind a stand-in load balancer (the browser sends the
+/// cookie of 127.0.0.1 to every port): log in through node A, change a partner through node B,
+/// restart node A, still logged in there; log out there, and node B wants a login again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_stays_logged_in_across_nodes_and_a_restart() {
+    use fantoccini::Locator::Css;
+    let pg = db::Db::postgres_tagged("sessions");
+    let url = pg.url();
+    let hour = Duration::from_secs(3600);
+    let a = start_on(&url, hour, false).await;
+    let node_b = start_on(&url, hour, false).await;
+    let p = a.onboard("Acme");
+    let driver = chromedriver().await;
+    let b = browser(&driver, 1280).await;
+
+    // Log in through A.
+    b.goto(&format!("http://{}/ui/login", a.admin))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("#token")).await.unwrap();
+    b.find(Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{TOKEN}\u{E007}"))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("h1")).await.unwrap();
+    assert_eq!(text_of(&b, "h1").await, "Partners");
+
+    // Change the partner through B: no login asked for.
+    b.goto(&format!("http://{}/ui/partners/{p}", node_b.admin))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("#matrix")).await.unwrap();
+    b.find(Css("#op-GetDevice button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Css(".flash.ok")).await.unwrap();
+    assert!(text_of(&b, ".flash.ok").await.contains("granted"));
+    let grants = a.store.partner_detail(&p).unwrap().grants;
+    assert!(grants.iter().any(|g| g == "devices.get"), "{grants:?}");
+
+    // Restart A: still logged in there.
+    a.stop().await;
+    let a = start_on(&url, hour, false).await;
+    b.goto(&format!("http://{}/ui/partners/{p}", a.admin))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("h1")).await.unwrap();
+    let path = b.current_url().await.unwrap().path().to_owned();
+    assert_eq!(
+        path,
+        format!("/ui/partners/{p}"),
+        "logged out by the restart"
+    );
+    assert!(text_of(&b, "#op-GetDevice").await.contains("granted"));
+    screenshot(&b, "10-after-restart", 1280).await;
+
+    // Log out through the restarted A: B wants a login.
+    b.find(Css("form.logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Css("#token")).await.unwrap();
+    b.goto(&format!("http://{}/ui/partners", node_b.admin))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("#token")).await.unwrap();
+    assert!(b.current_url().await.unwrap().path().ends_with("/ui/login"));
+    b.close().await.unwrap();
+    a.stop().await;
+    node_b.stop().await;
+}
