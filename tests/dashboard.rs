@@ -55,15 +55,18 @@ struct Gateway {
     addr: SocketAddr,
     admin: SocketAddr,
     store: Store,
-    db: PathBuf,
+    /// The SQLite file to remove (`None`: a database the test owns, shared by several nodes).
+    db: Option<PathBuf>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    done: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
         for suffix in ["", "-wal", "-shm"] {
-            let mut p = self.db.clone().into_os_string();
+            let Some(db) = &self.db else { break };
+            let mut p = db.clone().into_os_string();
             p.push(suffix);
             let _ = std::fs::remove_file(p);
         }
@@ -73,11 +76,18 @@ impl Drop for Gateway {
 /// Starts the gateway with the in-process partner API layer, an admin token, dashboard
 /// sessions of `lifetime`, and statistics flushed every 200 ms.
 async fn start(lifetime: Duration, cookie_secure: bool) -> Gateway {
-    logs();
     let db = temp_path("db").with_extension("db");
+    let mut gw = start_on(&db.display().to_string(), lifetime, cookie_secure).await;
+    gw.db = Some(db);
+    gw
+}
+
+/// [`start`] on the database at `url` (a node of several on one PostgreSQL database).
+async fn start_on(url: &str, lifetime: Duration, cookie_secure: bool) -> Gateway {
+    logs();
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        database_url: db.display().to_string(),
+        database_url: url.to_owned(),
         default_rate: Rate::new(10_000, 10_000).unwrap(),
         stats_flush_interval: Duration::from_millis(200),
         admin: AdminConfig {
@@ -93,17 +103,29 @@ async fn start(lifetime: Duration, cookie_secure: bool) -> Gateway {
     let running = partnergate::app::start(config)
         .await
         .unwrap_or_else(|e| panic!("gateway start: {e}"));
-    let store = Store::open(&db.display().to_string()).unwrap();
+    let store = Store::open(url).unwrap();
     Gateway {
         addr: running.addr,
         admin: running.admin_addr.expect("admin listener"),
         store,
-        db,
+        db: None,
         shutdown: running.shutdown,
+        done: Some(running.done),
     }
 }
 
 impl Gateway {
+    /// Shuts the node down and waits until it has stopped (bounded).
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(done) = self.done.take() {
+            tokio::time::timeout(Duration::from_secs(10), done)
+                .await
+                .expect("the node stops in time")
+                .expect("server task");
+        }
+    }
+
     /// Onboards a partner through the admin service (as the CLI does): its id.
     fn onboard(&self, name: &str) -> String {
         let reply = Admin::new(self.store.clone())
@@ -836,6 +858,277 @@ async fn actions_validate_like_the_cli_and_the_api() {
     assert_eq!(gw.status(&p), PartnerStatus::Active);
 }
 
+// === several nodes on one PostgreSQL database ===
+
+#[path = "common/db.rs"]
+#[allow(dead_code, reason = "shared with tests/store.rs")]
+mod db;
+
+/// One row of `dashboard_sessions`, read around the gateway.
+#[derive(Debug, diesel::QueryableByName)]
+struct SessionRow {
+    #[diesel(sql_type = diesel::sql_types::Binary)]
+    id_hash: Vec<u8>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    created_at: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    expires_at: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    flash: Option<Vec<u8>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    reveal: Option<Vec<u8>>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct ColumnName {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    column_name: String,
+}
+
+/// Every stored session, straight from the database, and the table's columns.
+fn stored_sessions(url: &str) -> (Vec<SessionRow>, Vec<String>) {
+    use diesel::{Connection, RunQueryDsl};
+    let mut c = diesel::PgConnection::establish(url).unwrap();
+    let rows = diesel::sql_query(
+        "SELECT id_hash, created_at, expires_at, flash, reveal FROM dashboard_sessions",
+    )
+    .load::<SessionRow>(&mut c)
+    .unwrap();
+    let columns = diesel::sql_query(
+        "SELECT column_name::text AS column_name FROM information_schema.columns \
+         WHERE table_name = 'dashboard_sessions' ORDER BY ordinal_position",
+    )
+    .load::<ColumnName>(&mut c)
+    .unwrap()
+    .into_iter()
+    .map(|c| c.column_name)
+    .collect();
+    (rows, columns)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The keys on a reveal page (`pgk_…`, `pgc_…` in the read-only fields).
+fn revealed_keys(body: &str) -> Vec<String> {
+    body.split("value=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|v| v.starts_with("pgk_") || v.starts_with("pgc_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A load balancer in front of two nodes on one PostgreSQL database: a login through node A
+/// works through node B (pages, CSRF-protected actions, the one-time flash and the keys shown
+/// once, whichever node shows them) and through A again after A restarts; a logout through B
+/// ends the session on A. The database holds neither the session id, nor the CSRF token, nor
+/// a plaintext key while the key waits to be shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_works_through_every_node_and_survives_a_restart() {
+    let pg = db::Db::postgres_tagged("sessions");
+    let url = pg.url();
+    let hour = Duration::from_secs(3600);
+    let a = start_on(&url, hour, false).await;
+    let b = start_on(&url, hour, false).await;
+    let p = a.onboard("Acme");
+
+    // Log in through A.
+    let mut c = Client::new(a.admin);
+    let csrf = c.login().await;
+    let sid = c.cookies.get("pg_session").unwrap().clone();
+
+    // Node B knows the session: a page, and an action with the same CSRF token.
+    c.addr = b.admin;
+    let page = c.get("/ui/partners").await;
+    assert_eq!(
+        page.status, 200,
+        "node B does not know the login: {}",
+        page.body
+    );
+    assert!(page.body.contains(&p));
+    assert_eq!(page.csrf(), csrf, "one CSRF token on every node");
+    let r = c
+        .post(&format!("/ui/partners/{p}/suspend"), &[("reason", "test")])
+        .await;
+    assert_eq!(r.status, 403, "B still wants the token");
+    let r = c
+        .post(
+            &format!("/ui/partners/{p}/suspend"),
+            &[("reason", "unpaid"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(a.status(&p), PartnerStatus::Suspended);
+    let (rows, _) = stored_sessions(&url);
+    let flash = rows[0]
+        .flash
+        .clone()
+        .expect("the outcome waits in the session");
+    assert!(!contains(&flash, b"suspended") && !contains(&flash, p.as_bytes()));
+    // Its outcome is shown once, by A.
+    c.addr = a.admin;
+    let page = c.get(&format!("/ui/partners/{p}")).await;
+    assert!(
+        page.body.contains(&format!("partner {p} suspended")),
+        "{}",
+        page.body
+    );
+    c.addr = b.admin;
+    let page = c.get(&format!("/ui/partners/{p}")).await;
+    assert!(!page.body.contains(&format!("partner {p} suspended")));
+
+    // Create a partner through B: its keys wait, sealed, for the next page.
+    let r = c
+        .post(
+            "/ui/partners",
+            &[
+                ("csrf", &csrf),
+                ("name", "Beta Telecom"),
+                ("allow", "127.0.0.1"),
+                ("grant", "accounts.*"),
+                ("grant_other", ""),
+            ],
+        )
+        .await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/ui/reveal")));
+    let (rows, columns) = stored_sessions(&url);
+    assert_eq!(
+        columns,
+        ["id_hash", "created_at", "expires_at", "flash", "reveal"],
+        "nothing else is stored"
+    );
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.id_hash, partnergate::secret::hash(&sid).to_vec());
+    assert_eq!(row.expires_at - row.created_at, 3_600_000);
+    let sealed = row.reveal.clone().expect("the keys wait in the session");
+    for column in [&row.id_hash, &sealed] {
+        for secret in [sid.as_bytes(), &unhex(&sid), csrf.as_bytes(), &unhex(&csrf)] {
+            assert!(!contains(column, secret), "a session secret is stored");
+        }
+        for prefix in [&b"pgk_"[..], b"pgc_", b"Beta Telecom", b"PARTNER-"] {
+            assert!(!contains(column, prefix), "plaintext in the stored reveal");
+        }
+    }
+
+    // Restart A, with the keys still waiting: A' shows them, once.
+    a.stop().await;
+    let a = start_on(&url, hour, false).await;
+    c.addr = a.admin;
+    let reveal = c.get("/ui/reveal").await;
+    assert_eq!(
+        reveal.status, 200,
+        "logged out by the restart: {}",
+        reveal.body
+    );
+    let keys = revealed_keys(&reveal.body);
+    assert_eq!(keys.len(), 2, "{}", reveal.body);
+    for key in &keys {
+        assert!(!contains(&sealed, key.as_bytes()));
+        assert!(!contains(&sealed, &key.as_bytes()[4..]));
+    }
+    assert!(
+        stored_sessions(&url).0[0].reveal.is_none(),
+        "cleared once shown"
+    );
+    c.addr = b.admin;
+    assert!(revealed_keys(&c.get("/ui/reveal").await.body).is_empty());
+    // The shown key is the partner's: the gateway accepts it.
+    let beta = a
+        .store
+        .list_partners()
+        .unwrap()
+        .into_iter()
+        .find(|x| x.name == "Beta Telecom")
+        .unwrap()
+        .partner_id;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = get_account(a.addr, &beta, &keys[0]).await;
+        if body.contains("NotFoundFault") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Still logged in on the restarted A: a page and an action.
+    c.addr = a.admin;
+    let page = c.get(&format!("/ui/partners/{p}")).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.csrf(), csrf);
+    let r = c
+        .post(&format!("/ui/partners/{p}/reinstate"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(a.status(&p), PartnerStatus::Active);
+
+    // Log out through B: refused on A, the row is gone.
+    let kept = c.cookies.clone();
+    c.addr = b.admin;
+    let r = c.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
+    c.cookies = kept; // as a stolen cookie would
+    c.addr = a.admin;
+    let r = c.get("/ui/partners").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
+    let r = c
+        .post(
+            &format!("/ui/partners/{p}/suspend"),
+            &[("reason", "late"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(a.status(&p), PartnerStatus::Active);
+    assert!(stored_sessions(&url).0.is_empty());
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Two nodes with one-second sessions: a login through A works on B, and once its second is
+/// over both refuse it, pages and actions, and its row is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_on_every_node() {
+    let pg = db::Db::postgres_tagged("sessions");
+    let url = pg.url();
+    let a = start_on(&url, Duration::from_secs(1), false).await;
+    let b = start_on(&url, Duration::from_secs(1), false).await;
+    let p = a.onboard("Acme");
+    let mut c = Client::new(a.admin);
+    let login = Instant::now();
+    let csrf = c.login().await;
+    c.addr = b.admin;
+    let page = c.get("/ui/partners").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        login.elapsed() < Duration::from_millis(900),
+        "too slow to test"
+    );
+    tokio::time::sleep(Duration::from_millis(1300).saturating_sub(login.elapsed())).await;
+    for node in [b.admin, a.admin] {
+        c.addr = node;
+        let r = c.get("/ui/partners").await;
+        assert_eq!((r.status, r.header("location")), (303, Some("/ui/login")));
+        let r = c
+            .post(&format!("/ui/partners/{p}/suspend"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(a.status(&p), PartnerStatus::Active);
+    assert!(stored_sessions(&url).0.is_empty(), "deleted when read");
+    a.stop().await;
+    b.stop().await;
+}
+
 // === the browser ===
 
 /// chromedriver on a free loopback port; killed (by its pid) when dropped.
@@ -1280,4 +1573,83 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     screenshot(&b, "09-audit", 1280).await;
     b.close().await.unwrap();
     eprintln!("revoked key refused after {refused_after:?}");
+}
+
+/// The issue's journey in a browser, behind a stand-in load balancer (the browser sends the
+/// cookie of 127.0.0.1 to every port): log in through node A, change a partner through node B,
+/// restart node A, still logged in there; log out there, and node B wants a login again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_stays_logged_in_across_nodes_and_a_restart() {
+    use fantoccini::Locator::Css;
+    let pg = db::Db::postgres_tagged("sessions");
+    let url = pg.url();
+    let hour = Duration::from_secs(3600);
+    let a = start_on(&url, hour, false).await;
+    let node_b = start_on(&url, hour, false).await;
+    let p = a.onboard("Acme");
+    let driver = chromedriver().await;
+    let b = browser(&driver, 1280).await;
+
+    // Log in through A.
+    b.goto(&format!("http://{}/ui/login", a.admin))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("#token")).await.unwrap();
+    b.find(Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{TOKEN}\u{E007}"))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("h1")).await.unwrap();
+    assert_eq!(text_of(&b, "h1").await, "Partners");
+
+    // Change the partner through B: no login asked for.
+    b.goto(&format!("http://{}/ui/partners/{p}", node_b.admin))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("#matrix")).await.unwrap();
+    b.find(Css("#op-GetDevice button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Css(".flash.ok")).await.unwrap();
+    assert!(text_of(&b, ".flash.ok").await.contains("granted"));
+    let grants = a.store.partner_detail(&p).unwrap().grants;
+    assert!(grants.iter().any(|g| g == "devices.get"), "{grants:?}");
+
+    // Restart A: still logged in there.
+    a.stop().await;
+    let a = start_on(&url, hour, false).await;
+    b.goto(&format!("http://{}/ui/partners/{p}", a.admin))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("h1")).await.unwrap();
+    let path = b.current_url().await.unwrap().path().to_owned();
+    assert_eq!(
+        path,
+        format!("/ui/partners/{p}"),
+        "logged out by the restart"
+    );
+    assert!(text_of(&b, "#op-GetDevice").await.contains("granted"));
+    screenshot(&b, "10-after-restart", 1280).await;
+
+    // Log out through the restarted A: B wants a login.
+    b.find(Css("form.logout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Css("#token")).await.unwrap();
+    b.goto(&format!("http://{}/ui/partners", node_b.admin))
+        .await
+        .unwrap();
+    b.wait().for_element(Css("#token")).await.unwrap();
+    assert!(b.current_url().await.unwrap().path().ends_with("/ui/login"));
+    b.close().await.unwrap();
+    a.stop().await;
+    node_b.stop().await;
 }

@@ -21,8 +21,8 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use partnergate::generated::partner::Operation;
 use partnergate::secret::{self, KeyKind};
 use partnergate::store::{
-    run_refresher, Backend, NewPartner, PartnerStatus, PoolUse, Rate, Snapshot, SnapshotCell,
-    Store, StoreError,
+    run_refresher, Backend, NewPartner, PartnerStatus, PoolUse, Rate, SessionRecord, SessionSlot,
+    Snapshot, SnapshotCell, Store, StoreError,
 };
 
 fn known() -> Vec<&'static str> {
@@ -104,6 +104,7 @@ both_backends!(
     usage_older_than_the_cut_off_is_pruned,
     usage_counts_and_buckets_are_read_from_one_snapshot,
     closing_waits_for_every_handle_and_the_pool,
+    dashboard_sessions_are_shared_taken_once_expire_and_are_bounded,
 );
 
 fn partner(name: &str) -> NewPartner {
@@ -117,6 +118,127 @@ fn partner(name: &str) -> NewPartner {
 }
 
 // === cases (each runs on both backends) ===
+
+/// Dashboard sessions through two handles on one database (two nodes): what one stores the
+/// other reads; a slot is taken once even by racing handles; a session past its expiry, or
+/// older than the reader's lifetime, is refused and deleted; logout deletes it for both; a
+/// login deletes expired sessions and keeps at most `max_live`, dropping the oldest.
+fn dashboard_sessions_are_shared_taken_once_expire_and_are_bounded(db: &Db) {
+    let (a, b) = (db.open(), db.open());
+    let now = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let h = |n: u8| secret::hash(&format!("session-{n}"));
+    let live = |s: &Store, n: u8| {
+        s.open_dashboard_session(&h(n), now, now - 3_600_000)
+            .unwrap()
+    };
+
+    a.create_dashboard_session(&h(1), now, now + 60_000, 10)
+        .unwrap();
+    assert_eq!(
+        live(&b, 1).unwrap(),
+        SessionRecord {
+            created_at_ms: now,
+            expires_at_ms: now + 60_000,
+            flash: None,
+        }
+    );
+    assert!(live(&b, 2).is_none(), "unknown hash");
+    let revision = a.revision().unwrap();
+
+    // The flash: written by one, taken with the session by the other, once.
+    assert!(a
+        .put_dashboard_slot(&h(1), SessionSlot::Flash, b"sealed flash")
+        .unwrap());
+    assert_eq!(
+        live(&b, 1).unwrap().flash.as_deref(),
+        Some(&b"sealed flash"[..])
+    );
+    assert_eq!(live(&a, 1).unwrap().flash, None);
+    // The reveal: taken once, by whichever handle comes first, even racing.
+    for round in 0..5u8 {
+        assert!(a
+            .put_dashboard_slot(&h(1), SessionSlot::Reveal, &[round; 40])
+            .unwrap());
+        let takers: Vec<_> = (0..4)
+            .map(|i| {
+                let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let hash = h(1);
+                std::thread::spawn(move || s.take_dashboard_slot(&hash, SessionSlot::Reveal))
+            })
+            .collect();
+        let got: Vec<Vec<u8>> = takers
+            .into_iter()
+            .filter_map(|t| t.join().unwrap().unwrap())
+            .collect();
+        assert_eq!(got, vec![vec![round; 40]], "round {round}");
+    }
+    assert_eq!(
+        a.take_dashboard_slot(&h(1), SessionSlot::Flash).unwrap(),
+        None
+    );
+    assert!(!a
+        .put_dashboard_slot(&h(9), SessionSlot::Flash, b"x")
+        .unwrap());
+    assert_eq!(
+        a.revision().unwrap(),
+        revision,
+        "sessions are not partner data"
+    );
+
+    // Expiry, read against the stored time: refused and deleted.
+    a.create_dashboard_session(&h(2), now, now + 1_000, 10)
+        .unwrap();
+    assert!(live(&b, 2).is_some());
+    assert!(b
+        .open_dashboard_session(&h(2), now + 1_000, now - 3_600_000)
+        .unwrap()
+        .is_none());
+    assert!(live(&a, 2).is_none(), "deleted when read after its expiry");
+    // Older than the reader's own lifetime: refused and deleted.
+    a.create_dashboard_session(&h(3), now - 5_000, now + 60_000, 10)
+        .unwrap();
+    assert!(b
+        .open_dashboard_session(&h(3), now, now - 5_000)
+        .unwrap()
+        .is_none());
+    assert!(live(&a, 3).is_none());
+
+    // Logout through one handle: gone for both.
+    assert!(b.delete_dashboard_session(&h(1)).unwrap());
+    assert!(live(&a, 1).is_none());
+    assert!(!a.delete_dashboard_session(&h(1)).unwrap());
+    assert_eq!(a.dashboard_session_count().unwrap(), 0);
+
+    // A login deletes the expired rows (never read again) and keeps the newest `max_live`.
+    a.create_dashboard_session(&h(10), now - 10_000, now - 1, 3)
+        .unwrap();
+    assert_eq!(a.dashboard_session_count().unwrap(), 1);
+    for n in 11..=15u8 {
+        let at = now + i64::from(n);
+        b.create_dashboard_session(&h(n), at, at + 60_000, 3)
+            .unwrap();
+        if n == 11 {
+            assert_eq!(
+                a.dashboard_session_count().unwrap(),
+                1,
+                "the expired one went"
+            );
+        }
+    }
+    assert_eq!(a.dashboard_session_count().unwrap(), 3);
+    for n in 10..=12 {
+        assert!(live(&a, n).is_none(), "session {n} dropped");
+    }
+    for n in 13..=15 {
+        assert!(live(&a, n).is_some(), "session {n} kept");
+    }
+}
 
 /// `Closing::wait` (what `main` calls before exiting) returns only once no handle is left and
 /// the pool's threads are idle; a command-sized store reads and writes like a service's.

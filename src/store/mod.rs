@@ -14,12 +14,14 @@
 //! - `onboard`: validated writes (create partner, keys, groups, rates, status).
 //! - `admin`: the administrator's reads and audited writes (update, status, rotation,
 //!   revocation, allowlist, grants, groups, throttle, `audit_log`).
+//! - `sessions`: the dashboard's sessions, shared by every node (hashes and ciphertext only).
 
 mod admin;
 mod conn;
 mod models;
 mod onboard;
 mod schema;
+mod sessions;
 mod snapshot;
 mod usage;
 
@@ -42,6 +44,7 @@ pub(crate) use onboard::{
     check_country, check_grant, check_name, check_net, valid_group_name, valid_partner_id,
 };
 pub use onboard::{CreatedPartner, NewPartner};
+pub use sessions::{SessionRecord, SessionSlot};
 pub use snapshot::{
     run_refresher, run_refresher_with, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate,
     RefreshHealth, Snapshot, SnapshotCell, DEFAULT_REFRESH_INTERVAL,

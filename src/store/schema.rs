@@ -114,6 +114,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Operators' dashboard sessions, shared by every node: the SHA-256 of the session id, the
+    /// times (unix milliseconds) and the one-time slots, encrypted under a key only the session
+    /// id gives (`admin::dashboard::session`).
+    dashboard_sessions (id_hash) {
+        id_hash -> Binary,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        flash -> Nullable<Binary>,
+        reveal -> Nullable<Binary>,
+    }
+}
+
 diesel::joinable!(api_keys -> partners (partner_id));
 diesel::joinable!(allow_entries -> partners (partner_id));
 diesel::joinable!(grants -> partners (partner_id));
@@ -128,4 +141,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_latency,
     audit_log,
     meta,
+    dashboard_sessions,
 );

@@ -8,8 +8,11 @@
 //! - **Login** (`/ui/login`) exchanges the admin token, posted in a form body (never read from a
 //!   URL: a login with a query string is refused), for a random session id in an `HttpOnly`,
 //!   `SameSite=Strict` cookie (`Secure` and HSTS with `admin.cookie_secure`). Sessions last
-//!   `admin.session_lifetime_ms` from login ([`session`]).
-//! - **CSRF**: every form carries the session's token, compared in constant time; the login
+//!   `admin.session_lifetime_ms` from login and live in the database, so every node behind a
+//!   load balancer knows them and a restart keeps them; the database holds only the SHA-256 of
+//!   the id ([`session`]).
+//! - **CSRF**: every form carries the session's token (HMAC of the session id, never stored),
+//!   compared in constant time; the login
 //!   form uses a double-submit cookie. A POST without it changes nothing (403).
 //! - **Headers** on every answer: a CSP without inline script or style (`default-src 'none'`,
 //!   scripts and styles only from `/ui/static/`, `frame-ancestors 'none'`, `form-action
@@ -18,7 +21,8 @@
 //! - **Escaping**: askama escapes every value in the HTML templates; the SVG charts escape their
 //!   own text ([`chart::esc`]).
 //! - **Keys** made by "create" and "rotate" are kept in the session only until the next page
-//!   shows them, once ([`session::Reveal`]); they are never logged or put in a URL.
+//!   shows them, once ([`session::Reveal`]), sealed under a key derived from the session id
+//!   (the database never holds them in plain text); they are never logged or put in a URL.
 //!
 //! Routes (GET pages, POST actions; all but login and the two static files need a session):
 //!
@@ -58,7 +62,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use self::form::{cookie, encode, Form};
-use self::session::{Current, Flash, Reveal, Sessions, LOGIN_COOKIE, SESSION_COOKIE};
+use self::session::{Current, Flash, Reveal, SessionError, Sessions, LOGIN_COOKIE, SESSION_COOKIE};
 use super::text::utc;
 use super::{
     Actor, Admin, AdminError, AdminToken, AuditEntry, CreateGroup, CreatePartner, PartnerView,
@@ -140,6 +144,15 @@ impl From<AdminError> for Fail {
 impl From<crate::store::StoreError> for Fail {
     fn from(e: crate::store::StoreError) -> Self {
         Fail::Admin(e.into())
+    }
+}
+
+impl From<SessionError> for Fail {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Store(e) => e.into(),
+            other => Fail::Internal(other.to_string()),
+        }
     }
 }
 
@@ -590,10 +603,10 @@ impl Dashboard {
         body_timeout: Duration,
     ) -> Dashboard {
         Dashboard {
+            sessions: Sessions::new(admin.store().clone(), settings.session_lifetime),
             admin,
             rules,
             token,
-            sessions: Sessions::new(settings.session_lifetime),
             cookie_secure: settings.cookie_secure,
             body_timeout,
         }
@@ -662,15 +675,20 @@ impl Dashboard {
                 return asset(JS, "text/javascript; charset=utf-8")
             }
             (true, _, ["login"]) => {
-                if self.session(&parts.headers).is_some() {
-                    return redirect("/ui/partners");
-                }
-                return self.login_page(None, StatusCode::OK);
+                return match self.session(&parts.headers).await {
+                    Ok(Some(_)) => redirect("/ui/partners"),
+                    Ok(None) => self.login_page(None, StatusCode::OK),
+                    Err(e) => self.sessions_unavailable(&e),
+                };
             }
             (_, true, ["login"]) => return self.login(&parts, body, peer).await,
             _ => {}
         }
-        let Some(session) = self.session(&parts.headers) else {
+        let session = match self.session(&parts.headers).await {
+            Ok(s) => s,
+            Err(e) => return self.sessions_unavailable(&e),
+        };
+        let Some(session) = session else {
             if get {
                 return redirect("/ui/login");
             }
@@ -720,8 +738,27 @@ impl Dashboard {
         self.action(&session, &segs, &form, peer).await
     }
 
-    fn session(&self, headers: &HeaderMap) -> Option<Current> {
-        cookie(headers, SESSION_COOKIE).and_then(|id| self.sessions.current(&id))
+    async fn session(&self, headers: &HeaderMap) -> Result<Option<Current>, SessionError> {
+        match cookie(headers, SESSION_COOKIE) {
+            Some(id) => self.sessions.current(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The answer when the sessions cannot be read (the database is unreachable): nobody is
+    /// let in, and nobody is told they were logged out.
+    fn sessions_unavailable(&self, e: &SessionError) -> Resp {
+        tracing::warn!(error = %e, "dashboard: sessions unavailable");
+        let page = ErrorPage {
+            layout: Layout::anonymous("Unavailable"),
+            heading: "Unavailable".into(),
+            message: "The dashboard cannot reach its database just now, so nothing was read or \
+                      changed. Try again in a moment."
+                .into(),
+            back: "/ui/partners".into(),
+            back_label: "Partners".into(),
+        };
+        html(StatusCode::SERVICE_UNAVAILABLE, page.render())
     }
 
     async fn read_form(&self, parts: &Parts, body: Incoming) -> Result<Form, Resp> {
@@ -825,7 +862,10 @@ impl Dashboard {
                 StatusCode::UNAUTHORIZED,
             );
         }
-        let id = self.sessions.create();
+        let id = match self.sessions.create().await {
+            Ok(id) => id,
+            Err(e) => return self.sessions_unavailable(&e),
+        };
         tracing::info!(%peer, "dashboard: logged in");
         let mut r = redirect("/ui/partners");
         let h = r.headers_mut();
@@ -885,7 +925,7 @@ impl Dashboard {
                 ))
             }
             ["partners", id] => self.partner_page(session, id, peer).await,
-            ["reveal"] => Ok(self.reveal_page(session)),
+            ["reveal"] => self.reveal_page(session).await,
             ["usage"] => self.usage_page(session, query).await,
             ["groups"] => self.groups_page(session).await,
             ["groups", name] => self.group_page(session, name, peer).await,
@@ -1043,30 +1083,34 @@ impl Dashboard {
         html(status, page.render())
     }
 
-    fn reveal_page(&self, session: &Current) -> Resp {
-        let reveal = self.sessions.take_reveal(&session.id).map(|r| RevealView {
-            href: partner_href(&r.partner_id),
-            partner_id: r.partner_id,
-            message: r.message,
-            keys: r
-                .keys
-                .into_iter()
-                .enumerate()
-                .map(|(i, (label, key))| RevealKey {
-                    id: ["key-1", "key-2", "key-3"]
-                        .get(i)
-                        .copied()
-                        .unwrap_or("key-n"),
-                    label: label.to_owned(),
-                    value: key.expose().to_owned(),
-                })
-                .collect(),
-        });
+    async fn reveal_page(&self, session: &Current) -> Result<Resp, Fail> {
+        let reveal = self
+            .sessions
+            .take_reveal(session)
+            .await?
+            .map(|r| RevealView {
+                href: partner_href(&r.partner_id),
+                partner_id: r.partner_id,
+                message: r.message,
+                keys: r
+                    .keys
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (label, key))| RevealKey {
+                        id: ["key-1", "key-2", "key-3"]
+                            .get(i)
+                            .copied()
+                            .unwrap_or("key-n"),
+                        label,
+                        value: key.expose().to_owned(),
+                    })
+                    .collect(),
+            });
         let page = RevealPage {
             layout: Layout::new("New keys", "partners", session),
             reveal,
         };
-        html(StatusCode::OK, page.render())
+        Ok(html(StatusCode::OK, page.render()))
     }
 
     async fn partner_page(
@@ -1307,7 +1351,7 @@ impl Dashboard {
     }
 
     /// Leaves the outcome for the next page and sends the browser there.
-    fn after(&self, session: &Current, result: Result<String, Fail>, to: &str) -> Resp {
+    async fn after(&self, session: &Current, result: Result<String, Fail>, to: &str) -> Resp {
         let flash = match result {
             Ok(text) => Flash { ok: true, text },
             Err(e) => {
@@ -1318,7 +1362,10 @@ impl Dashboard {
                 }
             }
         };
-        self.sessions.flash(&session.id, flash);
+        if let Err(e) = self.sessions.flash(session, flash).await {
+            // The action is done; only its message is lost.
+            tracing::warn!(error = %e, "dashboard: the outcome could not be kept for the next page");
+        }
         redirect(to)
     }
 
@@ -1331,7 +1378,10 @@ impl Dashboard {
     ) -> Resp {
         match segs {
             ["logout"] => {
-                self.sessions.remove(&session.id);
+                if let Err(e) = self.sessions.remove(session).await {
+                    // Still logged in (everywhere): say so, and keep the cookie to try again.
+                    return self.failure_page(session, &e.into());
+                }
                 tracing::info!(%peer, "dashboard: logged out");
                 let mut r = redirect("/ui/login");
                 r.headers_mut().append(
@@ -1344,38 +1394,34 @@ impl Dashboard {
             ["partners", id, "update"] => {
                 let result = self.update_partner(id, form, peer).await;
                 self.after(session, result, &format!("{}#details", partner_href(id)))
+                    .await
             }
             ["partners", id, rest @ ..] => {
                 let href = partner_href(id);
                 let (request, anchor) = match partner_request(id, rest, form) {
                     Ok(Some(r)) => r,
                     Ok(None) => return self.not_found_action(session),
-                    Err(e) => return self.after(session, Err(e), &href),
+                    Err(e) => return self.after(session, Err(e), &href).await,
                 };
                 let to = format!("{href}#{anchor}");
                 match self.run(request, peer).await {
                     Ok(reply) => match reply.view {
                         View::Rotated(r) => {
-                            self.sessions.reveal(
-                                &session.id,
-                                Reveal {
-                                    message: reply.message,
-                                    keys: vec![(
-                                        if r.new_key.kind == "callback" {
-                                            "New callback key"
-                                        } else {
-                                            "New partner key"
-                                        },
-                                        r.key,
-                                    )],
-                                    partner_id: r.partner_id,
-                                },
-                            );
-                            redirect("/ui/reveal")
+                            let label = if r.new_key.kind == "callback" {
+                                "New callback key"
+                            } else {
+                                "New partner key"
+                            };
+                            let reveal = Reveal {
+                                message: reply.message,
+                                keys: vec![(label.to_owned(), r.key)],
+                                partner_id: r.partner_id,
+                            };
+                            self.show_keys(session, reveal).await
                         }
-                        _ => self.after(session, Ok(reply.message), &to),
+                        _ => self.after(session, Ok(reply.message), &to).await,
                     },
-                    Err(e) => self.after(session, Err(e), &to),
+                    Err(e) => self.after(session, Err(e), &to).await,
                 }
             }
             ["groups"] => {
@@ -1389,12 +1435,12 @@ impl Dashboard {
                     Ok(self.run(Request::CreateGroup(create), peer).await?.message)
                 }
                 .await;
-                self.after(session, result, "/ui/groups")
+                self.after(session, result, "/ui/groups").await
             }
             ["groups", name] => {
                 let href = group_href(name);
                 let result = self.update_group_rates(name, form, peer).await;
-                self.after(session, result, &href)
+                self.after(session, result, &href).await
             }
             ["groups", name, "rename"] => {
                 let new = form.text("name").unwrap_or_default();
@@ -1407,11 +1453,29 @@ impl Dashboard {
                     },
                 };
                 match self.run(request, peer).await {
-                    Ok(reply) => self.after(session, Ok(reply.message), &group_href(&new)),
-                    Err(e) => self.after(session, Err(e), &group_href(name)),
+                    Ok(reply) => {
+                        self.after(session, Ok(reply.message), &group_href(&new))
+                            .await
+                    }
+                    Err(e) => self.after(session, Err(e), &group_href(name)).await,
                 }
             }
             _ => self.not_found_action(session),
+        }
+    }
+
+    /// Keeps new keys (sealed) for the reveal page and sends the browser there.
+    async fn show_keys(&self, session: &Current, reveal: Reveal) -> Resp {
+        let partner = reveal.partner_id.clone();
+        match self.sessions.reveal(session, reveal).await {
+            Ok(()) => redirect("/ui/reveal"),
+            Err(e) => self.failure_page(
+                session,
+                &Fail::Internal(format!(
+                    "{partner}: the change is done, but its new keys could not be kept to show \
+                     you ({e}); rotate them on the partner's page"
+                )),
+            ),
         }
     }
 
@@ -1464,21 +1528,21 @@ impl Dashboard {
                 let View::Created(c) = reply.view else {
                     return self.failure_page(session, &unexpected());
                 };
-                self.sessions.reveal(
-                    &session.id,
-                    Reveal {
-                        message: reply.message,
-                        keys: vec![
-                            ("Partner key (for the PartnerAuth header)", c.api_key),
-                            (
-                                "Callback key (the TSP presents it on callbacks)",
-                                c.callback_key,
-                            ),
-                        ],
-                        partner_id: c.partner_id,
-                    },
-                );
-                redirect("/ui/reveal")
+                let reveal = Reveal {
+                    message: reply.message,
+                    keys: vec![
+                        (
+                            "Partner key (for the PartnerAuth header)".to_owned(),
+                            c.api_key,
+                        ),
+                        (
+                            "Callback key (the TSP presents it on callbacks)".to_owned(),
+                            c.callback_key,
+                        ),
+                    ],
+                    partner_id: c.partner_id,
+                };
+                self.show_keys(session, reveal).await
             }
             Err(e) => {
                 let status = e.status();
