@@ -18,7 +18,9 @@
 mod admin;
 mod conn;
 mod models;
+mod nodes;
 mod onboard;
+mod push;
 mod schema;
 mod snapshot;
 mod usage;
@@ -38,13 +40,15 @@ pub use admin::{
     AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges, PartnerDetail,
     PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
 };
+pub use nodes::{NodeBeat, NodeRecord, FORGET_AFTER, GONE_AFTER, HEARTBEAT_INTERVAL};
 pub(crate) use onboard::{
     check_country, check_grant, check_name, check_net, valid_group_name, valid_partner_id,
 };
 pub use onboard::{CreatedPartner, NewPartner};
+pub use push::{APPLICATION_NAME as PUSH_APPLICATION_NAME, CHANNEL as PUSH_CHANNEL};
 pub use snapshot::{
     run_refresher, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate, RefreshHealth,
-    Snapshot, SnapshotCell, DEFAULT_REFRESH_INTERVAL,
+    Snapshot, SnapshotCell, Trigger, DEFAULT_REFRESH_INTERVAL,
 };
 pub use usage::{UsageDelta, UsageRow, UsageTotal};
 
@@ -150,6 +154,8 @@ pub struct Store {
     backend: Backend,
     /// For logs and errors: the URL without its password.
     redacted_url: Arc<str>,
+    /// PostgreSQL: the URL of the connection that listens for changes (`push`).
+    listen_url: Option<Arc<str>>,
     /// The pool's worker threads (connects and reaping run there).
     threads: Arc<ScheduledThreadPool>,
     /// How many worker threads `threads` has.
@@ -192,6 +198,10 @@ impl Store {
         let target = Target::parse(url)?;
         let backend = target.backend();
         let redacted_url: Arc<str> = conn::redact(url).into();
+        let listen_url = match &target {
+            Target::Postgres(url) => Some(conn::listen_url(url).into()),
+            Target::Sqlite(_) => None,
+        };
         let mut first = r2d2::ManageConnection::connect(&Manager {
             target: target.clone(),
             create: true,
@@ -246,6 +256,7 @@ impl Store {
             pool,
             backend,
             redacted_url,
+            listen_url,
             threads,
             thread_count,
             handles: Arc::new(()),
@@ -270,6 +281,11 @@ impl Store {
     /// The URL as opened, with any password replaced by `***`: the only form to log.
     pub fn redacted_url(&self) -> &str {
         &self.redacted_url
+    }
+
+    /// PostgreSQL: the URL of the connection that listens for changes; `None` on SQLite.
+    fn listen_url(&self) -> Option<Arc<str>> {
+        self.listen_url.clone()
     }
 
     /// The current data revision (`meta.revision`), bumped by every write to partner data.

@@ -114,6 +114,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Gateway nodes and their heartbeats (`store::nodes`); not partner data.
+    nodes (node_id) {
+        node_id -> Text,
+        listen -> Text,
+        version -> Text,
+        started_at -> BigInt,
+        last_seen_ms -> BigInt,
+        revision -> BigInt,
+        requests_total -> BigInt,
+        requests_per_second -> Double,
+        push_connected -> Bool,
+    }
+}
+
 diesel::joinable!(api_keys -> partners (partner_id));
 diesel::joinable!(allow_entries -> partners (partner_id));
 diesel::joinable!(grants -> partners (partner_id));
@@ -128,4 +143,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_latency,
     audit_log,
     meta,
+    nodes,
 );
