@@ -109,6 +109,8 @@ impl Listener {
                 }
                 Err(error) => format!("cannot listen: {error}"),
             };
+            // libpq's messages span lines; a log line should not.
+            let failure = failure.split_whitespace().collect::<Vec<_>>().join(" ");
             if warned {
                 tracing::debug!(%failure, ?retry, "snapshot push still down");
             } else {
