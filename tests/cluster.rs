@@ -451,7 +451,7 @@ fn nodes_json(url: &str) -> serde_json::Value {
 }
 
 /// The row of the node listening on `addr`.
-fn row<'a>(list: &'a serde_json::Value, addr: SocketAddr) -> &'a serde_json::Value {
+fn row(list: &serde_json::Value, addr: SocketAddr) -> &serde_json::Value {
     list["nodes"]
         .as_array()
         .expect("nodes")

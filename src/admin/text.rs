@@ -283,11 +283,11 @@ pub fn render(reply: &Reply, is_change: bool) -> String {
 }
 
 /// A silence in milliseconds as `0.4 s ago`, `12 s ago`, `5 min ago`, `3 h ago`.
-fn ago(ms: i64) -> String {
+pub fn ago(ms: i64) -> String {
     match ms {
         ..=9_999 => format!("{:.1} s ago", ms as f64 / 1000.0),
-        10_000..=599_999 => format!("{} s ago", ms / 1000),
-        600_000..=35_999_999 => format!("{} min ago", ms / 60_000),
+        10_000..=119_999 => format!("{} s ago", ms / 1000),
+        120_000..=7_199_999 => format!("{} min ago", ms / 60_000),
         _ => format!("{} h ago", ms / 3_600_000),
     }
 }
