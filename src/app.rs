@@ -185,12 +185,6 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
     );
     let cell = Arc::new(SnapshotCell::new(first));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(store::run_refresher(
-        store.clone(),
-        Arc::clone(&cell),
-        config.refresh_interval,
-        shutdown_rx.clone(),
-    ));
     let stats = Arc::new(Stats::default());
     let flusher = tokio::spawn(crate::stats::run_flusher(
         Arc::clone(&stats),
@@ -208,10 +202,12 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
         settings: Settings {
             xml: config.limits.xml,
             trusted_proxies: config.trusted_proxies.clone(),
+            trusted_proxy_header: config.trusted_proxy_header,
             soap11_status: config.soap11_status,
         },
         snapshot: Arc::clone(&cell),
-        throttle: Throttle::new(config.default_rate),
+        throttle: Throttle::new(config.default_rate)
+            .with_max_in_flight(config.limits.max_in_flight_per_partner),
         upstream: Some(upstream),
         stats: Arc::clone(&stats),
         callback: Some(Arc::new(crate::callback::Relay::new(
@@ -221,6 +217,16 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
             config.soap11_status,
         ))),
     });
+    // The refresher publishes new snapshots; with each, the throttle forgets the limiters of
+    // partners and groups that are gone (offboarded, renamed).
+    let on_new = Arc::clone(&gateway);
+    tokio::spawn(store::run_refresher_with(
+        store.clone(),
+        Arc::clone(&cell),
+        config.refresh_interval,
+        shutdown_rx.clone(),
+        move |snapshot| on_new.throttle.retain(snapshot),
+    ));
     let server = Server::new(&config, gateway)?;
     let listener = Server::bind(config.listen).await?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind {
@@ -295,6 +301,7 @@ async fn start_admin(
     }
     let rules = crate::admin::Rules {
         allow_http_callbacks: config.callback.allow_http,
+        callback_allowed_networks: config.callback.allowed_networks.clone(),
     };
     let server = crate::admin::http::AdminServer::new(
         crate::admin::Admin::new(store.clone()),

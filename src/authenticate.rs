@@ -3,7 +3,11 @@
 //!
 //! - Exactly one credential header directly under `Envelope/Header`: the contract's `PartnerAuth`
 //!   (PartnerId, ApiKey), or a WS-Security `UsernameToken` with a `PasswordText` password
-//!   (Username = partner id), which enterprise toolkits send natively. Two of them are refused.
+//!   (Username = partner id), which enterprise toolkits send natively. Two of them are refused,
+//!   and so is a repeated element inside one (two `Username`s, two `Password`s, …): a credential
+//!   has one reading. A `wsu:Timestamp` beside the token is checked: its `Expires` (and
+//!   `Created`) must be UTC `xs:dateTime`s, and an `Expires` more than [`CLOCK_SKEW_SECS`] in the
+//!   past is refused like any other authentication failure.
 //! - SOAP header rules: a header block addressed to us (no actor/role, `next`, or
 //!   `ultimateReceiver`) that is marked mustUnderstand and that we do not understand is a
 //!   `MustUnderstand` fault. The credential header may itself carry mustUnderstand.
@@ -30,6 +34,9 @@ pub const WSSE_NS: &str =
 /// WS-Security utility namespace (`wsu:Timestamp`, `wsu:Created`).
 pub const WSU_NS: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+/// How far a WS-Security `Timestamp`'s `Expires` may lie in the past (clocks of partner and
+/// gateway differ): 300 s, the usual WS-Security default (WSS4J, WCF).
+pub const CLOCK_SKEW_SECS: i64 = 300;
 /// The `PasswordText` password type.
 pub const PASSWORD_TEXT: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText";
@@ -79,6 +86,9 @@ pub enum AuthError {
     /// A header block addressed to us is marked mustUnderstand and we do not understand it.
     #[error("header {0} is not understood")]
     MustUnderstand(String),
+    /// The WS-Security `Timestamp` has expired (beyond the allowed clock skew).
+    #[error("WS-Security Timestamp expired")]
+    Expired,
 }
 
 impl AuthError {
@@ -102,6 +112,7 @@ impl AuthError {
             AuthError::WrongKey { .. } => "wrong-key",
             AuthError::Suspended { .. } => "partner-suspended",
             AuthError::MustUnderstand(_) => "must-understand",
+            AuthError::Expired => "credentials-expired",
         }
     }
 }
@@ -167,7 +178,7 @@ pub fn authenticate(
             key: header.api_key.as_str().to_string(),
         }
     } else {
-        username_token(&block.element)?
+        username_token(&block.element, now)?
     };
     verify(&presented, snapshot, KeyKind::Partner, now)
 }
@@ -210,12 +221,24 @@ fn verify(
     })
 }
 
+/// A callback whose `CallbackAuth` header carried the partner's callback key.
+#[derive(Clone, Debug)]
+pub struct CallbackAuthenticated {
+    /// The partner, from the snapshot.
+    pub partner: Arc<PartnerEntry>,
+    /// The callback key that matched.
+    pub key_id: i64,
+    /// The `CallbackAuth` block that was verified, decoded: the only credential the relay may
+    /// send on (a block addressed to another node is never read, let alone relayed).
+    pub header: crate::generated::callback::AuthHeader,
+}
+
 /// Authenticates a callback's `CallbackAuth` header (the partner's callback key).
 pub fn authenticate_callback(
     env: &Envelope<'_>,
     snapshot: &Snapshot,
     now: i64,
-) -> Result<Authenticated, AuthError> {
+) -> Result<CallbackAuthenticated, AuthError> {
     let (ns, local) = crate::generated::callback::AUTH_HEADER_ELEMENT;
     let mut blocks = env
         .headers
@@ -242,7 +265,12 @@ pub fn authenticate_callback(
         partner_id: header.partner_id.as_str().to_string(),
         key: header.callback_key.as_str().to_string(),
     };
-    verify(&presented, snapshot, KeyKind::Callback, now)
+    let auth = verify(&presented, snapshot, KeyKind::Callback, now)?;
+    Ok(CallbackAuthenticated {
+        partner: auth.partner,
+        key_id: auth.key_id,
+        header,
+    })
 }
 
 /// Credentials are plain text: a comment, CDATA section or character reference inside a
@@ -261,9 +289,11 @@ fn plain_text_only(block: &BodyElement<'_>) -> Result<(), AuthError> {
 }
 
 /// Reads `wsse:Security/wsse:UsernameToken` (Username, Password of type PasswordText, optional
-/// Nonce and wsu:Created); a `wsu:Timestamp` beside it is allowed. Anything else is refused: we
-/// must not claim to understand a signature or an encrypted key we do not process.
-fn username_token(block: &BodyElement<'_>) -> Result<Presented, AuthError> {
+/// Nonce and wsu:Created, each at most once) and an optional `wsu:Timestamp` beside it (Created,
+/// Expires, each at most once; Expires checked against `now` with [`CLOCK_SKEW_SECS`]). Anything
+/// else is refused: we must not claim to understand a signature or an encrypted key we do not
+/// process, and a repeated element would leave two readings of one credential.
+fn username_token(block: &BodyElement<'_>, now: i64) -> Result<Presented, AuthError> {
     let bad = |m: &str| AuthError::Malformed(format!("WS-Security: {m}"));
     let mut reader = quick_xml::Reader::from_reader(block.bytes());
     reader.config_mut().check_end_names = true;
@@ -278,13 +308,16 @@ fn username_token(block: &BodyElement<'_>) -> Result<Presented, AuthError> {
             .add(decl, Namespace(ns))
             .map_err(|_| bad("namespace"))?;
     }
-    // Path of (namespace, local) of open elements.
-    let mut path: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    // Path of the open elements: Security, then UsernameToken or Timestamp, then a field.
+    let mut path: Vec<Field> = Vec::new();
     let mut username: Option<String> = None;
     let mut password: Option<String> = None;
-    let mut tokens = 0;
+    let mut expires: Option<String> = None;
+    let mut created: Option<String> = None;
+    // UsernameToken's Nonce and wsu:Created, Timestamp's Created: only counted.
+    let (mut nonce, mut token_created) = (0, 0);
+    let (mut tokens, mut timestamps) = (0, 0);
     let mut text = String::new();
-    let mut skip_depth: Option<usize> = None;
     loop {
         let event = reader.read_event().map_err(|e| bad(&e.to_string()))?;
         let (start, empty) = match &event {
@@ -293,56 +326,69 @@ fn username_token(block: &BodyElement<'_>) -> Result<Presented, AuthError> {
             _ => (None, false),
         };
         if let Some(s) = start {
-            {
-                resolver.push(s).map_err(|_| bad("namespace"))?;
-                let ns = match resolver.resolve_element(s.name()).0 {
-                    ResolveResult::Bound(ns) => ns.0.to_vec(),
-                    _ => return Err(bad("unqualified element")),
-                };
-                let local = s.local_name().as_ref().to_vec();
-                let depth = path.len();
-                let is = |n: &str, l: &str| ns == n.as_bytes() && local == l.as_bytes();
-                if skip_depth.is_none() {
-                    match depth {
-                        0 if is(WSSE_NS, "Security") => {}
-                        1 if is(WSSE_NS, "UsernameToken") => tokens += 1,
-                        1 if is(WSU_NS, "Timestamp") => skip_depth = Some(depth),
-                        2 if is(WSSE_NS, "Username")
-                            || is(WSSE_NS, "Nonce")
-                            || is(WSU_NS, "Created") => {}
-                        2 if is(WSSE_NS, "Password") => {
-                            let kind = s
-                                .try_get_attribute("Type")
-                                .map_err(|_| bad("attribute"))?
-                                .map(|a| String::from_utf8_lossy(&a.value).into_owned());
-                            if kind.as_deref().is_some_and(|t| t != PASSWORD_TEXT) {
-                                return Err(bad("only PasswordText passwords are accepted"));
-                            }
-                        }
-                        _ => return Err(bad("unsupported element in the Security header")),
+            resolver.push(s).map_err(|_| bad("namespace"))?;
+            let ns = match resolver.resolve_element(s.name()).0 {
+                ResolveResult::Bound(ns) => ns.0.to_vec(),
+                _ => return Err(bad("unqualified element")),
+            };
+            let local = s.local_name();
+            let is = |n: &str, l: &str| ns == n.as_bytes() && local.as_ref() == l.as_bytes();
+            let field = match (path.last(), path.len()) {
+                (None, 0) if is(WSSE_NS, "Security") => Field::Security,
+                (Some(Field::Security), 1) if is(WSSE_NS, "UsernameToken") => {
+                    tokens += 1;
+                    Field::Token
+                }
+                (Some(Field::Security), 1) if is(WSU_NS, "Timestamp") => {
+                    timestamps += 1;
+                    Field::Timestamp
+                }
+                (Some(Field::Token), 2) if is(WSSE_NS, "Username") => Field::Username,
+                (Some(Field::Token), 2) if is(WSSE_NS, "Nonce") => {
+                    nonce += 1;
+                    Field::Other
+                }
+                (Some(Field::Token), 2) if is(WSU_NS, "Created") => {
+                    token_created += 1;
+                    Field::Other
+                }
+                (Some(Field::Token), 2) if is(WSSE_NS, "Password") => {
+                    let kind = s
+                        .try_get_attribute("Type")
+                        .map_err(|_| bad("attribute"))?
+                        .map(|a| String::from_utf8_lossy(&a.value).into_owned());
+                    if kind.as_deref().is_some_and(|t| t != PASSWORD_TEXT) {
+                        return Err(bad("only PasswordText passwords are accepted"));
                     }
+                    Field::Password
                 }
-                text.clear();
-                path.push((ns, local));
-                if empty {
-                    path.pop();
-                    resolver.pop();
-                }
+                (Some(Field::Timestamp), 2) if is(WSU_NS, "Created") => Field::Created,
+                (Some(Field::Timestamp), 2) if is(WSU_NS, "Expires") => Field::Expires,
+                _ => return Err(bad("unsupported element in the Security header")),
+            };
+            text.clear();
+            path.push(field);
+            if !empty {
+                continue;
             }
-            continue;
         }
         match event {
-            Event::End(_) => {
-                let (ns, local) = path.pop().unwrap_or_default();
+            Event::Start(_) => {}
+            Event::End(_) | Event::Empty(_) => {
                 resolver.pop();
-                if skip_depth == Some(path.len()) {
-                    skip_depth = None;
-                } else if skip_depth.is_none() && ns == WSSE_NS.as_bytes() && path.len() == 2 {
-                    match local.as_slice() {
-                        b"Username" => username = Some(std::mem::take(&mut text)),
-                        b"Password" => password = Some(std::mem::take(&mut text)),
-                        _ => {}
+                let value = std::mem::take(&mut text);
+                let slot = match path.pop() {
+                    Some(Field::Username) => Some((&mut username, "Username")),
+                    Some(Field::Password) => Some((&mut password, "Password")),
+                    Some(Field::Created) => Some((&mut created, "Timestamp/Created")),
+                    Some(Field::Expires) => Some((&mut expires, "Timestamp/Expires")),
+                    _ => None,
+                };
+                if let Some((slot, name)) = slot {
+                    if slot.is_some() {
+                        return Err(bad(&format!("more than one {name}")));
                     }
+                    *slot = Some(value);
                 }
                 if path.is_empty() {
                     break;
@@ -361,12 +407,64 @@ fn username_token(block: &BodyElement<'_>) -> Result<Presented, AuthError> {
     if tokens != 1 {
         return Err(bad("exactly one UsernameToken is required"));
     }
+    if nonce > 1 || token_created > 1 {
+        return Err(bad("more than one Nonce or Created in the UsernameToken"));
+    }
+    if timestamps > 1 {
+        return Err(bad("more than one Timestamp"));
+    }
+    if let Some(c) = &created {
+        utc_seconds(c).ok_or_else(|| bad("Timestamp/Created is not a UTC xs:dateTime"))?;
+    }
+    if let Some(e) = &expires {
+        let at = utc_seconds(e).ok_or_else(|| bad("Timestamp/Expires is not a UTC xs:dateTime"))?;
+        if now > at.saturating_add(CLOCK_SKEW_SECS) {
+            return Err(AuthError::Expired);
+        }
+    }
     match (username, password) {
         (Some(partner_id), Some(key)) if !partner_id.is_empty() && !key.is_empty() => {
             Ok(Presented { partner_id, key })
         }
         _ => Err(bad("Username and Password are required")),
     }
+}
+
+/// What an open element of the Security header is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Security,
+    Token,
+    Timestamp,
+    Username,
+    Password,
+    Created,
+    Expires,
+    /// Nonce and the token's Created: allowed, not read.
+    Other,
+}
+
+/// A WS-Security time (`wsu:Created`, `wsu:Expires`): an `xs:dateTime` in UTC (`Z`, as the
+/// WS-I Basic Security Profile requires), as seconds since the Unix epoch (fractions dropped).
+fn utc_seconds(text: &str) -> Option<i64> {
+    text.parse::<crate::xs::DateTime>().ok()?;
+    let body = text.strip_suffix('Z')?;
+    let b = body.as_bytes();
+    // YYYY-MM-DDThh:mm:ss: a four-digit year (no sign), as every toolkit writes.
+    if b.len() < 19 || b.get(4) != Some(&b'-') || b.get(10) != Some(&b'T') {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> { body.get(range)?.parse().ok() };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 #[cfg(test)]
@@ -398,5 +496,130 @@ mod tests {
                 "{marked}"
             );
         }
+    }
+
+    fn security(content: &str) -> BodyElement<'static> {
+        let text: &'static str = Box::leak(
+            format!("<wsse:Security xmlns:wsse=\"{WSSE_NS}\" xmlns:wsu=\"{WSU_NS}\">{content}</wsse:Security>")
+                .into_boxed_str(),
+        );
+        BodyElement {
+            text,
+            inherited: Vec::new(),
+            namespace: WSSE_NS.as_bytes().to_vec(),
+            local_name: b"Security",
+        }
+    }
+
+    fn token(fields: &str) -> String {
+        format!("<wsse:UsernameToken>{fields}</wsse:UsernameToken>")
+    }
+
+    const NOW: i64 = 1_780_000_000; // 2026-05-28T20:26:40Z
+
+    #[test]
+    fn utc_timestamps_read_as_unix_seconds() {
+        assert_eq!(utc_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(utc_seconds("2026-05-28T20:26:40Z"), Some(NOW));
+        assert_eq!(utc_seconds("2026-05-28T20:26:40.999Z"), Some(NOW));
+        assert_eq!(utc_seconds("2000-03-01T00:00:00Z"), Some(951_868_800));
+        for bad in [
+            "2026-05-28T20:26:40",
+            "2026-05-28T20:26:40+02:00",
+            "2026-02-30T00:00:00Z",
+            "tomorrow",
+            "",
+            " 2026-05-28T20:26:40Z",
+        ] {
+            assert_eq!(utc_seconds(bad), None, "{bad}");
+        }
+    }
+
+    /// Two Usernames or two Passwords: the credential has two readings (the old reader took the
+    /// last of each), so it is refused like PartnerAuth's duplicates.
+    #[test]
+    fn a_repeated_username_or_password_is_refused() {
+        let one = token(
+            "<wsse:Username>PARTNER-0001</wsse:Username><wsse:Password>pgk_a</wsse:Password>",
+        );
+        let p = username_token(&security(&one), NOW).expect("one of each");
+        assert_eq!(
+            (p.partner_id.as_str(), p.key.as_str()),
+            ("PARTNER-0001", "pgk_a")
+        );
+        for fields in [
+            "<wsse:Username>PARTNER-0009</wsse:Username><wsse:Username>PARTNER-0001</wsse:Username>\
+             <wsse:Password>pgk_a</wsse:Password>",
+            "<wsse:Username>PARTNER-0001</wsse:Username><wsse:Password>pgk_x</wsse:Password>\
+             <wsse:Password>pgk_a</wsse:Password>",
+            "<wsse:Username>PARTNER-0001</wsse:Username><wsse:Password>pgk_a</wsse:Password>\
+             <wsse:Nonce>bm9uY2U=</wsse:Nonce><wsse:Nonce>bm9uY2U=</wsse:Nonce>",
+        ] {
+            match username_token(&security(&token(fields)), NOW).map(|p| p.partner_id) {
+                Err(AuthError::Malformed(m)) => assert!(m.contains("more than one"), "{m}"),
+                other => panic!("{fields}: {other:?}"),
+            }
+        }
+    }
+
+    /// The Timestamp's Expires is checked, with [`CLOCK_SKEW_SECS`] of tolerance; a Timestamp
+    /// that does not read as UTC times is refused.
+    #[test]
+    fn an_expired_timestamp_is_refused() {
+        let creds = token(
+            "<wsse:Username>PARTNER-0001</wsse:Username><wsse:Password>pgk_a</wsse:Password>",
+        );
+        let with = |ts: &str| security(&format!("<wsu:Timestamp>{ts}</wsu:Timestamp>{creds}"));
+        let at = |secs: i64| crate::xs::DateTime::from_unix(secs).as_str().to_string();
+        let expires = |secs: i64| {
+            format!(
+                "<wsu:Created>{}</wsu:Created><wsu:Expires>{}</wsu:Expires>",
+                at(secs - 300),
+                at(secs)
+            )
+        };
+        assert!(
+            username_token(&with(&expires(NOW + 60)), NOW).is_ok(),
+            "valid"
+        );
+        assert!(
+            username_token(&with(&expires(NOW - CLOCK_SKEW_SECS)), NOW).is_ok(),
+            "expired within the clock skew"
+        );
+        assert_eq!(
+            username_token(&with(&expires(NOW - CLOCK_SKEW_SECS - 1)), NOW).err(),
+            Some(AuthError::Expired)
+        );
+        assert!(
+            username_token(&with(""), NOW).is_ok(),
+            "Expires is optional"
+        );
+        for bad in [
+            "<wsu:Expires>next week</wsu:Expires>".to_string(),
+            format!(
+                "<wsu:Expires>{}</wsu:Expires>",
+                at(NOW + 60).trim_end_matches('Z')
+            ),
+            "<wsu:Created>yesterday</wsu:Created>".to_string(),
+            format!(
+                "{}<wsu:Expires>{}</wsu:Expires>",
+                expires(NOW + 60),
+                at(NOW + 60)
+            ),
+            "<wsu:Other/>".to_string(),
+        ] {
+            assert!(
+                matches!(
+                    username_token(&with(&bad), NOW),
+                    Err(AuthError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
+        let twice = security(&format!("<wsu:Timestamp/><wsu:Timestamp/>{creds}"));
+        assert!(matches!(
+            username_token(&twice, NOW),
+            Err(AuthError::Malformed(_))
+        ));
     }
 }

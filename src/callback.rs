@@ -8,17 +8,41 @@
 //! canonical envelope (SOAP 1.1, the `CallbackAuth` header re-encoded) to the partner's registered
 //! callback URL over HTTPS (the partner's own CA when one is registered, else the system roots),
 //! with connect and response timeouts → the partner's answer decoded strictly and re-encoded for
-//! the TSP. Every refusal or failure is a `CallbackFault` with its reason.
+//! the TSP. Every refusal or failure is a `CallbackFault` with its reason. A partner's own
+//! `CallbackFault` reaches the TSP with its `Reason` and `RequestId` and the gateway's texts (its
+//! faultstring and `Message` go to the log only), as the partner API's faults do on the partner
+//! path.
+//!
+//! **Only the verified credential is relayed**: the `CallbackAuth` sent to the partner is the
+//! block [`authenticate::authenticate_callback`] verified (decoded from it), never another
+//! `CallbackAuth` of the request (one addressed to another SOAP node is not even read).
+//!
+//! **Callbacks never reach inside.** A callback URL is the partner's to choose, so it must not
+//! make the gateway a proxy into the TSP's own networks: the relay refuses to connect to
+//! loopback, link-local (cloud metadata), private, shared (CGNAT), unique-local, reserved,
+//! unspecified, broadcast and multicast addresses — IPv4-mapped, IPv4-compatible and NAT64 forms
+//! included — unless an address is inside `callback.allowed_networks` (unspecified, broadcast
+//! and multicast never). It is checked twice: when the URL is saved (an IP literal; admin
+//! validation) and when connecting, after DNS resolution, on every address resolved (refused
+//! ones are dropped before connecting) and on the address actually connected to
+//! ([`refused_target`], [`GuardedConnector`]). Every failure to reach the partner or to get a
+//! valid answer reads the same for the TSP (no status codes, no error text: a port scan learns
+//! nothing); the detail is logged.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
@@ -27,9 +51,11 @@ use crate::decode::{self, DecodeError, DecodeLimits};
 use crate::encode::{self, EncodeError};
 use crate::envelope::{self, EnvelopeError, FaultCode, SoapVersion};
 use crate::generated::callback::{self, FaultDetail, Operation, Request, Response};
-use crate::generated::types::{cb, cmn};
+use crate::generated::types::cb;
 use crate::limit::{self, LimitError};
-use crate::pipeline::{content_encoding, content_type_version, unix_now, TransportError};
+use crate::pipeline::{
+    content_encoding, content_type_version, soap_action, unix_now, TransportError,
+};
 use crate::store::{PartnerEntry, SnapshotCell};
 
 /// Settings of the callback direction (`callback.*` config keys).
@@ -45,6 +71,9 @@ pub struct CallbackConfig {
     pub response_timeout: Duration,
     /// Largest answer accepted from a partner.
     pub max_response_bytes: usize,
+    /// Internal networks callback URLs may reach nevertheless (`callback.allowed_networks`;
+    /// default none: loopback, private, link-local … are refused, see [`refused_target`]).
+    pub allowed_networks: Vec<IpNet>,
 }
 
 impl Default for CallbackConfig {
@@ -58,6 +87,7 @@ impl Default for CallbackConfig {
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(10),
             max_response_bytes: 1024 * 1024,
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -143,7 +173,7 @@ pub struct CallbackAnswer {
     pub outcome: &'static str,
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<hyper_rustls::HttpsConnector<GuardedConnector>, Full<Bytes>>;
 
 /// The callback relay: settings, the snapshot, and HTTPS clients per trust store.
 pub struct Relay {
@@ -180,13 +210,8 @@ impl Relay {
         headers: &http::HeaderMap,
         request_id: &str,
     ) -> Option<CallbackAnswer> {
-        let peer = crate::server::admit::canonical(peer);
-        if self
-            .config
-            .allowed_callers
-            .iter()
-            .any(|n| n.contains(&peer))
-        {
+        let peer = crate::allowlist::canonical(peer);
+        if crate::allowlist::contains(&self.config.allowed_callers, peer) {
             return None;
         }
         let version = content_type_version(headers).map_or(SoapVersion::Soap11, |(v, _)| v);
@@ -241,31 +266,34 @@ impl Relay {
                 reason,
                 detail,
             }) => {
-                // The partner's own typed fault, passed on.
-                let mut out = Vec::with_capacity(1024);
-                let written = encode::fault(
-                    version,
-                    &mut out,
-                    code,
-                    &reason,
-                    Some(|w: &mut encode::XmlWriter<'_>| Ok(detail.encode(w)?)),
+                // The partner's own typed fault: its kind and typed fields go on to the TSP,
+                // its texts only to the log (the same rule as for the partner API's faults).
+                let FaultDetail::Callback(d) = &detail;
+                let text = partner_fault_text(&d.reason);
+                tracing::info!(
+                    request_id,
+                    partner_reason = %crate::fault::log_text(&reason),
+                    partner_message = %crate::fault::log_text(d.message.as_str()),
+                    "the partner's system answered with a CallbackFault; its texts are replaced by the gateway's"
                 );
-                match written {
-                    Ok(()) => CallbackAnswer {
-                        status: self.fault_status(version, http::StatusCode::BAD_GATEWAY),
-                        body: out,
-                        version,
-                        partner,
-                        operation,
-                        outcome: "callback-partner-fault",
-                    },
-                    Err(e) => self.refuse(
-                        CallbackError::Encode(e),
-                        version,
-                        request_id,
-                        partner,
-                        operation,
-                    ),
+                let own = FaultDetail::Callback(Box::new(cb::CallbackFault {
+                    reason: d.reason.clone(),
+                    message: crate::fault::message(&format!("{text}.")),
+                    request_id: d.request_id.clone(),
+                }));
+                let out = crate::fault::write(
+                    version,
+                    code,
+                    &format!("Partner Fault: {text} (request {request_id})"),
+                    Some(|w: &mut encode::XmlWriter<'_>| Ok(own.encode(w)?)),
+                );
+                CallbackAnswer {
+                    status: self.fault_status(version, http::StatusCode::BAD_GATEWAY),
+                    body: out,
+                    version,
+                    partner,
+                    operation,
+                    outcome: "callback-partner-fault",
                 }
             }
             Err(e) => self.refuse(e, version, request_id, partner, operation),
@@ -300,47 +328,34 @@ impl Relay {
             }
             cb::CallbackFaultReason::NotFound => "Not Found: the partner has no callback endpoint",
             cb::CallbackFaultReason::Unavailable => {
-                "Unavailable: the partner's system did not answer correctly"
+                "Unavailable: the partner's system could not be reached or did not answer correctly"
             }
         };
-        // Authentication failures say nothing more; the others name the rule or the problem.
+        // Authentication failures say nothing more, and neither does a failure to reach the
+        // partner (refused address, connection refused, timeout, HTTP 401, invalid answer read
+        // the same: the callback URL must not become a port scanner); the others name the rule
+        // or the problem.
         let message = match &error {
-            CallbackError::Auth(_) | CallbackError::Caller(_) => text.to_string(),
+            CallbackError::Auth(_) | CallbackError::Caller(_) | CallbackError::Partner(_) => {
+                text.to_string()
+            }
             other => format!("{text}: {other}"),
         };
-        let message: String = message
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(500)
-            .collect();
-        let detail = cmn::FaultMessage::new(message.trim().to_string())
-            .ok()
-            .map(|message| {
-                FaultDetail::Callback(Box::new(cb::CallbackFault {
-                    reason: reason.clone(),
-                    message,
-                    request_id: None,
-                }))
-            });
+        let detail = FaultDetail::Callback(Box::new(cb::CallbackFault {
+            reason: reason.clone(),
+            message: crate::fault::message(&message),
+            request_id: None,
+        }));
         let code = match reason {
             cb::CallbackFaultReason::Unavailable => FaultCode::Receiver,
             _ => FaultCode::Sender,
         };
-        let mut out = Vec::with_capacity(1024);
-        let full_reason = format!("{text} (request {request_id})");
-        let written = encode::fault(
+        let out = crate::fault::write(
             version,
-            &mut out,
             code,
-            &full_reason,
-            detail
-                .as_ref()
-                .map(|d| move |w: &mut encode::XmlWriter<'_>| Ok(d.encode(w)?)),
+            &format!("{text} (request {request_id})"),
+            Some(|w: &mut encode::XmlWriter<'_>| Ok(detail.encode(w)?)),
         );
-        if written.is_err() {
-            out.clear();
-            let _ = encode::fault::<encode::NoHeader>(version, &mut out, code, &full_reason, None);
-        }
         CallbackAnswer {
             status: self.fault_status(version, error.status()),
             body: out,
@@ -363,6 +378,8 @@ impl Relay {
         let (ct_version, ct_action) =
             content_type_version(headers).map_err(CallbackError::Transport)?;
         content_encoding(headers).map_err(CallbackError::Transport)?;
+        // At most one SOAPAction, as on the partner path.
+        let action = soap_action(headers, ct_action).map_err(CallbackError::Transport)?;
         let outline = limit::check_xml(body, &self.xml).map_err(CallbackError::Limit)?;
         let env = envelope::scan_outlined(body, &outline).map_err(CallbackError::Envelope)?;
         *version = env.version;
@@ -372,25 +389,11 @@ impl Relay {
         let op = Operation::from_request_element(&env.body.namespace, env.body.local_name)
             .ok_or_else(|| CallbackError::Decode(decode::unknown_operation(&env.body)))?;
         *operation_out = Some(op.name());
-        let action = headers
-            .get("soapaction")
-            .and_then(|v| v.to_str().ok())
-            .map(|a| a.trim().trim_matches('"').to_string())
-            .filter(|a| !a.is_empty())
-            .or(ct_action);
         if action.is_some_and(|a| a != op.soap_action()) {
             return Err(CallbackError::Action);
         }
-        let peer = match peer {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
-            v4 => v4,
-        };
-        if !self
-            .config
-            .allowed_callers
-            .iter()
-            .any(|n| n.contains(&peer))
-        {
+        let peer = crate::allowlist::canonical(peer);
+        if !crate::allowlist::contains(&self.config.allowed_callers, peer) {
             return Err(CallbackError::Caller(peer));
         }
         let snapshot = self.snapshot.load();
@@ -403,17 +406,10 @@ impl Relay {
                 CallbackError::Auth(e)
             })?;
         *partner_out = Some(auth.partner.partner_id.clone());
-        let (ns, local) = callback::AUTH_HEADER_ELEMENT;
-        let header_block = env
-            .headers
-            .iter()
-            .find(|h| h.element.is(ns, local))
-            .ok_or(CallbackError::Auth(AuthError::Missing))?;
-        let header = decode::callback_auth(&header_block.element, DecodeLimits::header_block())
-            .map_err(|e| CallbackError::Auth(AuthError::Malformed(e.to_string())))?;
         let request = decode::callback_request(&env.body, DecodeLimits::default())
             .map_err(CallbackError::Decode)?;
-        self.forward(&auth.partner, &header, &request).await
+        // The block that was verified, and no other.
+        self.forward(&auth.partner, &auth.header, &request).await
     }
 
     fn client(&self, partner: &PartnerEntry) -> Result<HttpsClient, CallbackError> {
@@ -450,14 +446,14 @@ impl Relay {
             .map_err(|e| CallbackError::Partner(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(self.config.connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(GuardedConnector::new(
+                &self.config.allowed_networks,
+                self.config.connect_timeout,
+            ));
         let client: HttpsClient = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
@@ -506,12 +502,12 @@ impl Relay {
             let response = client
                 .request(http_request)
                 .await
-                .map_err(|e| CallbackError::Partner(format!("unreachable: {e}")))?;
+                .map_err(|e| CallbackError::Partner(format!("unreachable: {}", chain(&e))))?;
             let status = response.status().as_u16();
             let bytes = Limited::new(response.into_body(), max)
                 .collect()
                 .await
-                .map_err(|e| CallbackError::Partner(format!("answer: {e}")))?
+                .map_err(|e| CallbackError::Partner(format!("answer: {}", chain(&*e))))?
                 .to_bytes();
             Ok::<_, CallbackError>((status, bytes))
         };
@@ -527,6 +523,18 @@ impl Relay {
     }
 }
 
+/// What the TSP reads for a partner's `CallbackFault` of each reason (instead of the partner's
+/// own faultstring and `Message`, which only the log sees).
+fn partner_fault_text(reason: &cb::CallbackFaultReason) -> &'static str {
+    use cb::CallbackFaultReason as R;
+    match reason {
+        R::AuthenticationFailed => "the partner's system refused the callback credentials",
+        R::NotFound => "the partner's system does not know the customer reference",
+        R::InvalidRequest => "the partner's system could not process the callback as sent",
+        R::Unavailable => "the partner's system is temporarily unavailable; retry later",
+    }
+}
+
 /// What the partner answered.
 #[derive(Debug)]
 pub enum Reply {
@@ -536,9 +544,9 @@ pub enum Reply {
     Fault {
         /// SOAP fault code.
         code: FaultCode,
-        /// Reason text.
+        /// The partner's reason text (for the log only).
         reason: String,
-        /// The typed detail.
+        /// The typed detail (its `Message` is for the log only).
         detail: FaultDetail,
     },
 }
@@ -579,4 +587,327 @@ pub fn decode_reply(op: Operation, status: u16, bytes: &[u8]) -> Result<Reply, C
     decode::callback_response(op, &env.body, limits)
         .map(Reply::Response)
         .map_err(|e| invalid(&e))
+}
+
+/// An error with its sources, for the log (hyper's client error alone says only "client error
+/// (Connect)").
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+// === where callbacks may go ===
+
+/// How an address is treated as a callback target.
+enum Class {
+    /// A public address.
+    Public,
+    /// Internal: refused unless inside `callback.allowed_networks`.
+    Internal(&'static str),
+    /// Never a callback target, whatever is configured.
+    Never(&'static str),
+}
+
+fn v4_in(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    (u32::from(ip) & mask) == (u32::from(Ipv4Addr::from(net)) & mask)
+}
+
+fn v4_class(ip: Ipv4Addr) -> Class {
+    let internal: [([u8; 4], u32, &'static str); 9] = [
+        ([127, 0, 0, 0], 8, "loopback"),
+        ([10, 0, 0, 0], 8, "private"),
+        ([172, 16, 0, 0], 12, "private"),
+        ([192, 168, 0, 0], 16, "private"),
+        ([169, 254, 0, 0], 16, "link-local (cloud metadata)"),
+        ([100, 64, 0, 0], 10, "shared address space (CGNAT)"),
+        ([192, 0, 0, 0], 24, "IETF protocol assignments"),
+        ([198, 18, 0, 0], 15, "benchmarking"),
+        ([240, 0, 0, 0], 4, "reserved"),
+    ];
+    if v4_in(ip, [0, 0, 0, 0], 8) {
+        return Class::Never("unspecified (0.0.0.0/8)");
+    }
+    if ip.is_broadcast() {
+        return Class::Never("broadcast");
+    }
+    if ip.is_multicast() {
+        return Class::Never("multicast");
+    }
+    internal
+        .iter()
+        .find(|(net, prefix, _)| v4_in(ip, *net, *prefix))
+        .map_or(Class::Public, |(_, _, why)| Class::Internal(why))
+}
+
+fn v6_class(ip: Ipv6Addr) -> Class {
+    let s = ip.segments();
+    if ip.is_unspecified() {
+        Class::Never("unspecified")
+    } else if ip.is_multicast() {
+        Class::Never("multicast")
+    } else if ip.is_loopback() {
+        Class::Internal("loopback")
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Class::Internal("link-local")
+    } else if s[0] & 0xffc0 == 0xfec0 {
+        Class::Internal("site-local")
+    } else if s[0] & 0xfe00 == 0xfc00 {
+        Class::Internal("unique local (private)")
+    } else if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        Class::Internal("local-use NAT64")
+    } else {
+        Class::Public
+    }
+}
+
+/// The IPv4 address an IPv6 address stands for, if it embeds one: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, deprecated) and the NAT64 well-known
+/// prefix (`64:ff9b::a.b.c.d`, which a NAT64 gateway turns into the IPv4 address).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]));
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let compatible = s[..6].iter().all(|x| *x == 0) && !ip.is_unspecified() && !ip.is_loopback();
+    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|x| *x == 0);
+    (compatible || nat64).then_some(low)
+}
+
+/// Why the callback relay must not connect to `ip` (`None`: it may). Internal addresses
+/// (loopback, private, link-local, shared, unique-local, reserved …) are refused unless inside
+/// one of `allowed` (`callback.allowed_networks`); unspecified, broadcast and multicast always.
+/// An IPv6 address that embeds an IPv4 one is judged as that IPv4 address.
+pub fn refused_target(ip: IpAddr, allowed: &[IpNet]) -> Option<&'static str> {
+    let ip = match ip {
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let class = match ip {
+        IpAddr::V4(v4) => v4_class(v4),
+        IpAddr::V6(v6) => v6_class(v6),
+    };
+    match class {
+        Class::Public => None,
+        Class::Never(why) => Some(why),
+        Class::Internal(why) => (!allowed.iter().any(|n| n.contains(&ip))).then_some(why),
+    }
+}
+
+/// The refusal of a callback target, as an I/O error for the connector (logged, never shown).
+fn refused_error(what: &str, why: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!("callback target {what} refused: {why} address (callback.allowed_networks)"),
+    )
+}
+
+/// The callback client's resolver: the system resolver, with every address [`refused_target`]
+/// refuses dropped; a name with nothing left is an error.
+#[derive(Clone)]
+pub struct GuardedResolver {
+    allowed: Arc<[IpNet]>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let allowed = Arc::clone(&self.allowed);
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let mut refused = None;
+            let mut kept = Vec::new();
+            for addr in tokio::net::lookup_host((host.as_str(), 0)).await? {
+                match refused_target(addr.ip(), &allowed) {
+                    None => kept.push(addr),
+                    Some(why) => refused = refused.or(Some((addr.ip(), why))),
+                }
+            }
+            match (kept.is_empty(), refused) {
+                (true, Some((ip, why))) => Err(refused_error(&format!("{host} ({ip})"), why)),
+                _ => Ok(kept.into_iter()),
+            }
+        })
+    }
+}
+
+/// The callback client's TCP connector: an IP literal in the URL is checked before connecting
+/// (hyper's connector does not resolve literals), names go through [`GuardedResolver`], and the
+/// address actually connected to is checked once more.
+#[derive(Clone)]
+pub struct GuardedConnector {
+    inner: HttpConnector<GuardedResolver>,
+    allowed: Arc<[IpNet]>,
+}
+
+impl GuardedConnector {
+    /// A connector refusing what `allowed` does not open up, with `connect_timeout`.
+    pub fn new(allowed: &[IpNet], connect_timeout: Duration) -> GuardedConnector {
+        let allowed: Arc<[IpNet]> = allowed.into();
+        let mut inner = HttpConnector::new_with_resolver(GuardedResolver {
+            allowed: Arc::clone(&allowed),
+        });
+        inner.enforce_http(false);
+        inner.set_connect_timeout(Some(connect_timeout));
+        GuardedConnector { inner, allowed }
+    }
+}
+
+impl tower_service::Service<http::Uri> for GuardedConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let literal = uri
+            .host()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<IpAddr>().ok());
+        if let Some(ip) = literal {
+            if let Some(why) = refused_target(ip, &self.allowed) {
+                let error = refused_error(&ip.to_string(), why);
+                return Box::pin(async move { Err(error.into()) });
+            }
+        }
+        let allowed = Arc::clone(&self.allowed);
+        let connecting = self.inner.call(uri);
+        Box::pin(async move {
+            let io = connecting.await?;
+            let peer = io.inner().peer_addr()?;
+            if let Some(why) = refused_target(peer.ip(), &allowed) {
+                return Err(refused_error(&peer.ip().to_string(), why).into());
+            }
+            Ok(io)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(ip: &str, allowed: &[&str]) -> Option<&'static str> {
+        let allowed: Vec<IpNet> = allowed
+            .iter()
+            .map(|n| crate::config::parse_net(n).expect("net"))
+            .collect();
+        refused_target(ip.parse().expect("ip"), &allowed)
+    }
+
+    #[test]
+    fn internal_addresses_are_refused_unless_allowed() {
+        for ip in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.255",
+            "192.0.0.8",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "fe80::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fec0::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+        ] {
+            assert!(refused(ip, &[]).is_some(), "{ip} is not refused");
+        }
+        for ip in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::",
+            "ff02::1",
+            "::ffff:0.0.0.0",
+        ] {
+            assert!(
+                refused(ip, &["0.0.0.0/0", "::/0"]).is_some(),
+                "{ip} is allowed"
+            );
+        }
+        for ip in [
+            "93.184.215.14",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.0.2.1",
+            "2001:db8::1",
+            "2a00:1450::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ] {
+            assert_eq!(refused(ip, &[]), None, "{ip} is refused");
+        }
+        assert_eq!(refused("127.0.0.1", &["127.0.0.0/8"]), None);
+        assert_eq!(refused("::ffff:127.0.0.1", &["127.0.0.0/8"]), None);
+        assert!(refused("127.0.0.1", &["10.0.0.0/8"]).is_some());
+        assert_eq!(refused("::1", &["::1"]), None);
+        assert_eq!(refused("10.9.9.9", &["10.0.0.0/8"]), None);
+    }
+
+    /// A URL with an IP literal is judged before connecting: hyper's connector never resolves
+    /// a literal, so the resolver would not see it.
+    #[tokio::test]
+    async fn the_connector_refuses_literals_and_resolved_names() {
+        use tower_service::Service as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mut closed = GuardedConnector::new(&[], Duration::from_secs(2));
+        for url in [
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+            format!("http://localhost:{port}/"),
+        ] {
+            let uri: http::Uri = url.parse().expect("uri");
+            std::future::poll_fn(|cx| closed.poll_ready(cx))
+                .await
+                .expect("ready");
+            let Err(err) = closed.call(uri).await else {
+                panic!("{url} was connected to");
+            };
+            let text = chain(&*err);
+            assert!(text.contains("refused: loopback address"), "{url}: {text}");
+        }
+        let mut open = GuardedConnector::new(
+            &[crate::config::parse_net("127.0.0.0/8").expect("net")],
+            Duration::from_secs(2),
+        );
+        let uri: http::Uri = format!("http://localhost:{port}/").parse().expect("uri");
+        std::future::poll_fn(|cx| open.poll_ready(cx))
+            .await
+            .expect("ready");
+        assert!(open.call(uri).await.is_ok(), "allowed explicitly");
+    }
 }

@@ -37,8 +37,11 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Request limits.
     pub limits: Limits,
-    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    /// Proxies whose forwarding header is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// `trusted_proxy_header`: the one header those proxies write (`x-forwarded-for`, the
+    /// default, or `forwarded`); the other is never read.
+    pub trusted_proxy_header: crate::allowlist::ProxyHeader,
     /// The rate for partners with none of their own and no group rate.
     pub default_rate: Rate,
     /// How often the partner snapshot is checked for changes.
@@ -170,6 +173,8 @@ pub struct Limits {
     pub min_receive_window: Duration,
     /// XML structure bounds.
     pub xml: XmlLimits,
+    /// `limits.max_in_flight_per_partner`: one partner's requests being processed at once.
+    pub max_in_flight_per_partner: usize,
 }
 
 /// Bounds on the XML document, checked by a streaming pass before anything else reads it.
@@ -236,6 +241,7 @@ impl Default for Limits {
             min_receive_bytes_per_second: 512,
             min_receive_window: Duration::from_secs(5),
             xml: XmlLimits::default(),
+            max_in_flight_per_partner: crate::throttle::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -265,6 +271,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
             trusted_proxies: Vec::new(),
+            trusted_proxy_header: crate::allowlist::ProxyHeader::default(),
             default_rate: Rate {
                 per_second: NonZeroU32::MIN.saturating_add(19),
                 burst: NonZeroU32::MIN.saturating_add(39),
@@ -375,6 +382,11 @@ pub const KEYS: &[&str] = &[
     "limits.xml.max_text_bytes",
     "limits.xml.max_attribute_value_bytes",
     "limits.xml.max_elements",
+    // Hostile networks (issue 14, items 5, 8, 10): forwarding header, callback targets,
+    // requests in flight.
+    "trusted_proxy_header",
+    "callback.allowed_networks",
+    "limits.max_in_flight_per_partner",
 ];
 
 /// Keys whose values are never repeated in error messages.
@@ -711,6 +723,23 @@ impl Config {
                 l.xml.max_attribute_value_bytes = size(value)?
             }
             "limits.xml.max_elements" => l.xml.max_elements = size(value)?,
+            // Hostile networks (issue 14, items 5, 8, 10).
+            "trusted_proxy_header" => {
+                self.trusted_proxy_header = crate::allowlist::ProxyHeader::parse(value)
+                    .ok_or_else(|| {
+                        "expected \"x-forwarded-for\" or \"forwarded\" (the header your proxies write)"
+                            .to_string()
+                    })?;
+            }
+            "callback.allowed_networks" => {
+                self.callback.allowed_networks = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(parse_net)
+                    .collect::<Result<_, _>>()?;
+            }
+            "limits.max_in_flight_per_partner" => l.max_in_flight_per_partner = size(value)?,
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -886,6 +915,51 @@ mod tests {
         assert_eq!(
             s.get("admin.listen").map(String::as_str),
             Some("127.0.0.1:9999")
+        );
+    }
+
+    #[test]
+    fn hostile_network_keys() {
+        let c = Config::from_sources(&[]).expect("defaults");
+        assert_eq!(
+            c.trusted_proxy_header,
+            crate::allowlist::ProxyHeader::XForwardedFor
+        );
+        assert!(c.callback.allowed_networks.is_empty(), "closed by default");
+        assert_eq!(c.limits.max_in_flight_per_partner, 256);
+        let file = TomlFile::parse(
+            "trusted_proxy_header = \"Forwarded\"\n[callback]\nallowed_networks = [\"127.0.0.0/8\", \"::1\"]\n[limits]\nmax_in_flight_per_partner = 2\n",
+        )
+        .expect("toml");
+        let c = Config::from_sources(&[&file]).expect("valid");
+        assert_eq!(
+            c.trusted_proxy_header,
+            crate::allowlist::ProxyHeader::Forwarded
+        );
+        assert_eq!(
+            c.callback
+                .allowed_networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["127.0.0.0/8", "::1/128"]
+        );
+        assert_eq!(c.limits.max_in_flight_per_partner, 2);
+        let bad = map(&[
+            ("trusted_proxy_header", "x-real-ip"),
+            ("callback.allowed_networks", "10.1.2.3/8"),
+            ("limits.max_in_flight_per_partner", "0"),
+        ]);
+        let err = Config::from_sources(&[&bad]).expect_err("invalid");
+        assert_eq!(err.0.len(), 3, "{err}");
+        let vars = vec![(
+            "PARTNERGATE_TRUSTED_PROXY_HEADER".to_string(),
+            "forwarded".to_string(),
+        )];
+        let s = from_env_pairs(vars.into_iter());
+        assert_eq!(
+            s.get("trusted_proxy_header").map(String::as_str),
+            Some("forwarded")
         );
     }
 }

@@ -38,14 +38,15 @@ pub struct CallContext<'a> {
     pub request_id: &'a str,
 }
 
-/// A typed fault from the upstream (NotFound, Conflict, …), passed on to the partner typed.
+/// A fault from the upstream (NotFound, Conflict, …, or one without a contract detail). Its kind
+/// and typed fields are passed on to the partner; its texts are not (`fault::render_upstream`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamFault {
     /// SOAP fault code.
     pub code: FaultCode,
-    /// The fault's reason text.
+    /// The fault's reason text: the upstream's own, for the log only.
     pub reason: String,
-    /// The contract fault detail.
+    /// The contract fault detail (its `Message` is the upstream's text, for the log only).
     pub detail: Option<partner::FaultDetail>,
 }
 

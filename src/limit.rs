@@ -41,6 +41,11 @@ pub enum LimitError {
     /// The body is not UTF-8.
     #[error("the body is not UTF-8")]
     NotUtf8,
+    /// Something before the document's first markup other than one UTF-8 byte order mark (and,
+    /// before a root element without XML declaration, whitespace): a second byte order mark,
+    /// text (see [`document`]).
+    #[error("nothing but one UTF-8 byte order mark may come before the XML document")]
+    DocumentStart,
     /// A DOCTYPE (DTDs and entities are not allowed).
     #[error("DOCTYPE is not allowed")]
     Doctype,
@@ -69,6 +74,7 @@ impl LimitError {
             LimitError::BodyTooSlow { .. } => "limits.min_receive_bytes_per_second",
             LimitError::BodyRead(_) => "body-read",
             LimitError::NotUtf8 => "encoding",
+            LimitError::DocumentStart => "document-start",
             LimitError::Doctype => "doctype",
             LimitError::ProcessingInstruction => "processing-instruction",
             LimitError::Malformed(_) => "malformed",
@@ -204,44 +210,71 @@ where
         .map_err(|_| LimitError::BodyTimeout(bounds.timeout))?
 }
 
+/// The UTF-8 byte order mark (XML 1.0 §4.3.3 allows one before the document).
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The document as every stage reads it: `input` without its one UTF-8 byte order mark, as
+/// UTF-8 text, whose first markup (`<`) comes first — after XML whitespace at most (which the
+/// XML declaration does not allow before it: the limits pass refuses that as a processing
+/// instruction). The one rule for the bytes in front of a document, used by the limits pass and
+/// by the envelope scan of anything the limits pass has not read (upstream answers).
+///
+/// quick-xml skips a byte order mark at the start of its input without counting it in its
+/// positions; a second one (or anything it would read as text before the declaration) would
+/// shift every slice the envelope scan takes by its length, so it is refused here, before any
+/// reader runs, with its own rule (`document-start`).
+pub fn document(input: &[u8]) -> Result<&str, LimitError> {
+    let doc = input.strip_prefix(UTF8_BOM).unwrap_or(input);
+    let Ok(text) = std::str::from_utf8(doc) else {
+        return Err(LimitError::NotUtf8);
+    };
+    match text
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        None | Some(b'<') => Ok(text),
+        Some(_) => Err(LimitError::DocumentStart),
+    }
+}
+
 /// What the limits pass learnt about a document it accepted, for the envelope scan that reads it
 /// next ([`crate::envelope::scan_outlined`]): the document is UTF-8 and well-formed, and where
 /// the elements at depth 3 (in an envelope: the header blocks and the body element) end, so that
 /// the scan can step over their content instead of reading it a second time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outline<'a> {
-    /// The document (after a UTF-8 byte order mark), validated as UTF-8: the outline is only
-    /// used with the very bytes it was taken from.
+    /// The bytes the outline was taken from, as received (with a byte order mark, if any): the
+    /// outline is only used with these very bytes.
+    input: &'a [u8],
+    /// The [`document`] of `input`, validated as UTF-8.
     doc: &'a str,
     /// (offset of `<` of the start tag, offset of `<` of the end tag) of every element at depth 3
-    /// that has content, in document order; offsets after a byte order mark.
+    /// that has content, in document order; offsets into `doc`.
     skips: Vec<(usize, usize)>,
 }
 
 impl<'a> Outline<'a> {
-    /// The document as text and the skips, if the outline was taken from exactly `input`
-    /// (without its byte order mark).
+    /// The [`document`] of `input` and the skips, if the outline was taken from exactly `input`
+    /// (the same bytes as received, not a copy).
     pub(crate) fn skips_for(&self, input: &[u8]) -> Option<(&'a str, &[(usize, usize)])> {
-        std::ptr::eq(self.doc.as_bytes(), input).then_some((self.doc, &self.skips[..]))
+        std::ptr::eq(self.input, input).then_some((self.doc, &self.skips[..]))
     }
 }
 
 /// Checks the document against every structural bound in one streaming pass.
 pub fn check_xml<'a>(input: &'a [u8], limits: &XmlLimits) -> Result<Outline<'a>, LimitError> {
-    // quick-xml skips a UTF-8 byte order mark without counting it in its positions: cut off
-    // here (as the envelope scan does), so that the outline's offsets are into the same bytes.
-    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    let Ok(text) = std::str::from_utf8(input) else {
-        return Err(LimitError::NotUtf8);
-    };
+    // The offsets the outline records are into the very text the envelope scan reads.
+    let text = document(input)?;
+    let doc = text.as_bytes();
     let exceeded = |what: &'static str, limit: usize| LimitError::Xml { what, limit };
     let mut outline = Outline {
+        input,
         doc: text,
         skips: Vec::new(),
     };
     // The start offset of the open element at depth 3.
     let mut open3: Option<usize> = None;
-    let mut reader = Reader::from_reader(input);
+    let mut reader = Reader::from_reader(doc);
     let config = reader.config_mut();
     config.check_end_names = true;
     config.check_comments = true;
@@ -352,8 +385,8 @@ pub fn check_xml<'a>(input: &'a [u8], limits: &XmlLimits) -> Result<Outline<'a>,
             Event::DocType(_) => return Err(LimitError::Doctype),
             Event::PI(_) => return Err(LimitError::ProcessingInstruction),
             Event::Decl(_) => {
-                // The XML declaration only at the very start (XML 1.0 §2.8; a UTF-8 BOM is
-                // skipped by the reader): anywhere else, after a comment, whitespace or another
+                // The XML declaration only at the very start (XML 1.0 §2.8; the one UTF-8 BOM
+                // is cut off by `document`): anywhere else, after a comment, whitespace or another
                 // declaration, `<?xml …?>` is a processing instruction with a reserved name.
                 if !is_first {
                     return Err(LimitError::ProcessingInstruction);
@@ -473,6 +506,65 @@ mod tests {
         }
         assert!(check("\u{FEFF}<?xml version=\"1.0\" encoding=\"UTF-8\"?><a/>").is_ok());
         assert!(check("<?xml version=\"1.0\"?>\n<!-- c -->\n<a/>").is_ok());
+    }
+
+    /// Found by the `envelope` fuzz target (`fuzz/regressions/envelope/two-byte-order-marks.xml`):
+    /// the limits pass and the envelope scan cut off one UTF-8 byte order mark each and quick-xml
+    /// skipped a second one unseen, so every slice the scan took was off by three bytes (through
+    /// the gateway: `/CreateAcco: the body element is not an operation of this contract`); three
+    /// marks read as a processing instruction. One mark and nothing else may come first.
+    #[test]
+    fn one_byte_order_mark_and_nothing_else_comes_before_the_document() {
+        let decl = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a><b>x</b></a>";
+        assert!(check(decl).is_ok());
+        assert!(check(&format!("\u{FEFF}{decl}")).is_ok());
+        for prefix in [
+            "\u{FEFF}\u{FEFF}",
+            "\u{FEFF}\u{FEFF}\u{FEFF}",
+            "\u{FEFF} \u{FEFF}",
+            "\n\u{FEFF}",
+            "x",
+            "\u{FEFF}x",
+            "\u{200B}",
+            "\u{FFFE}",
+        ] {
+            assert_eq!(
+                check(&format!("{prefix}{decl}")),
+                Err(LimitError::DocumentStart),
+                "{prefix:?}"
+            );
+        }
+        assert_eq!(LimitError::DocumentStart.key(), "document-start");
+        assert_eq!(
+            LimitError::DocumentStart.to_string(),
+            "nothing but one UTF-8 byte order mark may come before the XML document"
+        );
+        // Without a declaration, XML's whitespace before the root element is allowed (and
+        // before a declaration it is refused as before, as a processing instruction).
+        assert!(check("\u{FEFF}\n <a/>").is_ok());
+        assert_eq!(
+            check("\u{FEFF}\u{FEFF}<a/>"),
+            Err(LimitError::DocumentStart)
+        );
+        assert_eq!(
+            check(&format!("\u{FEFF}\n{decl}")),
+            Err(LimitError::ProcessingInstruction)
+        );
+        // Other encodings are still named as such (UTF-16 with its byte order mark).
+        assert_eq!(
+            check_xml(b"\xFF\xFE<\x00a\x00/\x00>\x00", &XmlLimits::default()),
+            Err(LimitError::NotUtf8)
+        );
+        // The document every later stage reads: the text after the one mark.
+        assert_eq!(document(b"\xEF\xBB\xBF<a/>"), Ok("<a/>"));
+        assert_eq!(document(b"<a/>"), Ok("<a/>"));
+        assert_eq!(document(b""), Ok(""));
+        let doc = b"\xEF\xBB\xBF<a><b>x</b></a>";
+        let outline = check_xml(doc, &XmlLimits::default()).expect("accepted");
+        assert_eq!(
+            outline.skips_for(doc).map(|(text, _)| text),
+            Some("<a><b>x</b></a>")
+        );
     }
 
     #[test]

@@ -1122,6 +1122,7 @@ fn administer(
     let config = load_config(common, BTreeMap::new())?;
     let rules = Rules {
         allow_http_callbacks: config.callback.allow_http,
+        callback_allowed_networks: config.callback.allowed_networks.clone(),
     };
     let message = |e: AdminError| match e.field().and_then(flag_of) {
         Some(flag) if flags => format!("{flag}: {e}"),

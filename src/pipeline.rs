@@ -24,7 +24,7 @@ use crate::generated::partner::Operation;
 use crate::limit::{self, LimitError};
 use crate::stats::{Stage, StageTimes};
 use crate::store::SnapshotCell;
-use crate::throttle::{Throttle, Throttled};
+use crate::throttle::{Refused, Throttle, Throttled, TooManyInFlight};
 use std::time::Instant;
 
 /// The HTTP framing of a SOAP request is wrong.
@@ -120,6 +120,9 @@ pub enum Rejection {
     /// Throttling.
     #[error(transparent)]
     Throttle(Throttled),
+    /// Too many of the partner's requests in flight (`limits.max_in_flight_per_partner`).
+    #[error(transparent)]
+    InFlight(TooManyInFlight),
     /// Strict typed decode.
     #[error(transparent)]
     Decode(DecodeError),
@@ -139,7 +142,7 @@ impl Rejection {
             Rejection::Auth(_) => "authenticate",
             Rejection::Allow(_) => "allowlist",
             Rejection::Authorize(_) => "authorize",
-            Rejection::Throttle(_) => "throttle",
+            Rejection::Throttle(_) | Rejection::InFlight(_) => "throttle",
             Rejection::Decode(_) => "decode",
             Rejection::Forward(_) => "forward",
         }
@@ -167,8 +170,10 @@ pub struct Gateway {
 pub struct Settings {
     /// XML structure bounds.
     pub xml: crate::config::XmlLimits,
-    /// Proxies whose forwarding headers are believed.
+    /// Proxies whose forwarding header is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one forwarding header those proxies write (`trusted_proxy_header`).
+    pub trusted_proxy_header: allowlist::ProxyHeader,
     /// SOAP 1.1 fault status mode.
     pub soap11_status: crate::fault::Soap11Status,
 }
@@ -231,7 +236,8 @@ pub fn content_type_version(
     Ok((version, action))
 }
 
-fn soap_action(
+/// The SOAPAction of a request: the header (at most one), else the content type's `action`.
+pub fn soap_action(
     headers: &HeaderMap,
     from_content_type: Option<String>,
 ) -> Result<Option<String>, TransportError> {
@@ -339,22 +345,27 @@ async fn run(
     out.partner = Some(auth.partner.partner_id.clone());
     out.key_id = Some(auth.key_id);
 
-    // Calling server, permission, throttle.
+    // Calling server, permission, throttle. The in-flight guard counts this call against the
+    // partner until the function returns, whatever the path.
     let checks = (|| {
         let client = allowlist::client_address(
             incoming.peer,
             incoming.headers,
             &gw.settings.trusted_proxies,
+            gw.settings.trusted_proxy_header,
         )
         .map_err(Rejection::Allow)?;
         allowlist::check(&auth, client).map_err(Rejection::Allow)?;
         authorize::check(&auth, op).map_err(Rejection::Authorize)?;
         gw.throttle
             .admit(&auth.partner, &snapshot)
-            .map_err(Rejection::Throttle)
+            .map_err(|refused| match refused {
+                Refused::Rate(t) => Rejection::Throttle(t),
+                Refused::InFlight(e) => Rejection::InFlight(e),
+            })
     })();
     laps.lap(Stage::Checks, out);
-    checks?;
+    let _in_flight = checks?;
 
     // Strict typed decode: only now, for a known, allowed, permitted, admitted partner.
     let request = decode::partner_request(&env.body, DecodeLimits::default());

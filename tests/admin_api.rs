@@ -720,6 +720,42 @@ async fn partner_lifecycle() {
     .await;
 }
 
+/// A callback URL naming an internal address by IP is refused when it is saved, with the
+/// reason, and nothing is written (the relay checks resolved names again when it connects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_urls_pointing_inside_are_refused_when_saved() {
+    let gw = start(Some(TOKEN)).await;
+    let (a, _) = gw.create(partner_body("Acme")).await;
+    let p = format!("/admin/v1/partners/{a}");
+    for (url, class) in [
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://127.0.0.1/cb", "loopback"),
+        ("https://10.20.30.40:8443/cb", "private"),
+        ("https://[::1]/cb", "loopback"),
+        ("https://[::ffff:127.0.0.1]/cb", "loopback"),
+    ] {
+        gw.refused(
+            400,
+            "PATCH",
+            &p,
+            Some(json!({ "callback_url": url })),
+            Some("callback_url"),
+            &[class, "callback.allowed_networks"],
+        )
+        .await;
+    }
+    // A public name is saved (it is resolved, and judged, when the relay connects).
+    let v = gw
+        .expect(
+            200,
+            "PATCH",
+            &p,
+            Some(json!({"callback_url": "https://bss.acme.example/cb"})),
+        )
+        .await;
+    assert_eq!(v["callback_url"], "https://bss.acme.example/cb");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_and_revocation_are_in_force_within_a_second() {
     let gw = start(Some(TOKEN)).await;

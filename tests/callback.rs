@@ -66,11 +66,18 @@ fn callback_fault(resp: &RawResponse) -> cb::CallbackFault {
     }
 }
 
+/// The one text the TSP gets for every failure to reach the partner or get a valid answer.
+const UNAVAILABLE: &str =
+    "Unavailable: the partner's system could not be reached or did not answer correctly";
+
+/// A gateway whose callbacks may use `http://` and reach loopback (where the stub BSS listens):
+/// both are closed by default.
 async fn gateway(
     configure: impl FnOnce(&mut partnergate::config::Config),
 ) -> (TestGateway, Partner) {
     let mut config = test_config();
     config.callback.allow_http = true;
+    config.callback.allowed_networks = vec!["127.0.0.0/8".parse().unwrap()];
     config.callback.response_timeout = Duration::from_millis(500);
     configure(&mut config);
     let gw = start_gateway(config).await;
@@ -224,11 +231,7 @@ async fn partner_down_slow_or_wrong_is_a_clear_fault() {
     let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
     let f = callback_fault(&resp);
     assert_eq!(f.reason, cb::CallbackFaultReason::Unavailable);
-    assert!(
-        f.message.as_str().contains("unreachable"),
-        "{}",
-        f.message.as_str()
-    );
+    assert_eq!(f.message.as_str(), UNAVAILABLE);
     // Slow: answered within the response timeout plus slack, never a hang.
     let slow = StubUpstream::start(Reply::Delay(Duration::from_secs(3))).await;
     set_callback(&gw, &p, &slow.url, None);
@@ -253,6 +256,63 @@ async fn partner_down_slow_or_wrong_is_a_clear_fault() {
         callback_fault(&resp).reason,
         cb::CallbackFaultReason::Unavailable
     );
+}
+
+/// A partner's `CallbackFault` reaches the TSP with its reason and trace id, and the gateway's
+/// texts: the partner's faultstring and Message stay in the log (the rule of the partner
+/// direction, issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partners_callback_fault_keeps_its_reason_and_gets_our_texts() {
+    let (gw, p) = gateway(|_| {}).await;
+    let secret =
+        "java.sql.SQLException: ORA-01017 at crm-db.partner.local user=crm password=hunter2";
+    let text = String::from_utf8(fixture("callback/faults/CallbackFault.soap11.xml"))
+        .unwrap()
+        .replace(
+            "<faultstring>Unknown customer reference</faultstring>",
+            &format!("<faultstring>{secret}</faultstring>"),
+        )
+        .replace("Unknown customer reference CRM-2024/000999.", secret);
+    let bss = StubUpstream::start(Reply::Raw {
+        status: 500,
+        body: text.into_bytes(),
+    })
+    .await;
+    set_callback(&gw, &p, &bss.url, None);
+    gw.sync().await;
+    let op = Operation::GetCustomerRecord;
+    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    assert_eq!(resp.status, 500, "{}", resp.text());
+    let env = envelope::scan(&resp.body).unwrap();
+    let fault = envelope::parse_fault(&env).unwrap();
+    assert_eq!(
+        fault.reason,
+        format!(
+            "Partner Fault: the partner's system does not know the customer reference (request {})",
+            resp.request_id()
+        )
+    );
+    let f = callback_fault(&resp);
+    assert_eq!(f.reason, cb::CallbackFaultReason::NotFound);
+    assert_eq!(
+        f.message.as_str(),
+        "the partner's system does not know the customer reference."
+    );
+    assert_eq!(
+        f.request_id.as_ref().map(|r| r.as_str()),
+        Some("crm-trace-5f2e9a01")
+    );
+    for piece in [
+        "SQLException",
+        "ORA-01017",
+        "crm-db",
+        "password",
+        "hunter2",
+        "CRM-2024",
+    ] {
+        assert!(!resp.text().contains(piece), "{piece}: {}", resp.text());
+    }
+    assert_eq!(bss.count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,4 +429,171 @@ async fn the_callback_wsdl_is_published() {
     let xsd = get(gw.addr, &format!("{CALLBACK_PATH}?xsd=callback.xsd"), None).await;
     assert_eq!(xsd.status, 200);
     assert!(xsd.text().contains("CallbackAuth"));
+}
+
+/// The fault text and status the TSP gets, without the request id.
+fn unavailable_answer(resp: &RawResponse) -> (u16, String, String) {
+    let f = callback_fault(resp);
+    assert_eq!(
+        f.reason,
+        cb::CallbackFaultReason::Unavailable,
+        "{}",
+        resp.text()
+    );
+    let env = envelope::scan(&resp.body).unwrap();
+    let reason = envelope::parse_fault(&env).unwrap().reason;
+    let reason = reason
+        .split(" (request ")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (resp.status, reason, f.message.as_str().to_string())
+}
+
+/// Only the `CallbackAuth` that was verified reaches the partner: a block addressed to another
+/// SOAP node (which authentication rightly ignores) naming another partner, placed first, is
+/// neither relayed nor read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_verified_callback_credential_is_relayed() {
+    let (gw, a) = gateway(|_| {}).await;
+    let b = gw.partner(&["*"], &["127.0.0.0/8"]).await;
+    let bss = StubUpstream::start(Reply::Fixture).await;
+    set_callback(&gw, &a, &bss.url, None);
+    gw.sync().await;
+    let op = Operation::NotifyProvisioningEvent;
+    let forged_key = format!("pgc_{}", "7".repeat(64));
+    let foreign = format!(
+        "<cb:CallbackAuth soapenv:actor=\"http://intermediary.example/\">\
+         <cb:PartnerId>{}</cb:PartnerId><cb:CallbackKey>{forged_key}</cb:CallbackKey></cb:CallbackAuth>",
+        b.id
+    );
+    let body = String::from_utf8(callback_fixture(op, &a))
+        .unwrap()
+        .replacen("<soapenv:Header>", &format!("<soapenv:Header>{foreign}"), 1);
+    let resp = call(gw.addr, op, body.as_bytes()).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = bss.take();
+    assert_eq!(got.len(), 1);
+    let env = envelope::scan(&got[0].body).expect("scan");
+    let (ns, local) = callback::AUTH_HEADER_ELEMENT;
+    let blocks: Vec<_> = env
+        .headers
+        .iter()
+        .filter(|h| h.element.is(ns, local))
+        .collect();
+    assert_eq!(blocks.len(), 1, "one CallbackAuth relayed");
+    let header = decode::callback_auth(&blocks[0].element, DecodeLimits::header_block())
+        .expect("CallbackAuth");
+    assert_eq!(header.partner_id.as_str(), a.id, "the verified partner");
+    assert_eq!(
+        header.callback_key.as_str(),
+        a.callback_key,
+        "the verified key"
+    );
+    let text = String::from_utf8_lossy(&got[0].body);
+    assert!(
+        !text.contains(&b.id) && !text.contains(&forged_key),
+        "{text}"
+    );
+}
+
+/// Two SOAPAction headers are refused on the callback path as on the partner path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_with_two_soap_actions_is_refused() {
+    let (gw, p) = gateway(|_| {}).await;
+    let bss = StubUpstream::start(Reply::Fixture).await;
+    set_callback(&gw, &p, &bss.url, None);
+    gw.sync().await;
+    let op = Operation::GetCustomerRecord;
+    let body = callback_fixture(op, &p);
+    let mut req = format!(
+        "POST {CALLBACK_PATH} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"{a}\"\r\nSOAPAction: \"{a}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        gw.addr,
+        body.len(),
+        a = op.soap_action(),
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let resp = exchange(gw.addr, &req).await;
+    assert_eq!(resp.status, 500, "{}", resp.text());
+    let f = callback_fault(&resp);
+    assert_eq!(f.reason, cb::CallbackFaultReason::InvalidRequest);
+    assert_eq!(
+        f.message.as_str(),
+        "Invalid Request: the callback does not match the contract: more than one SOAPAction header"
+    );
+    assert_eq!(bss.count(), 0, "nothing reached the partner");
+}
+
+/// A callback URL whose name resolves to an internal address passes the save-time check (names
+/// are not resolved then) but the relay refuses to connect: by default no internal network is
+/// open, and the TSP gets the one "unavailable" answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_resolving_to_loopback_is_refused_when_connecting() {
+    let (gw, p) = gateway(|c| c.callback.allowed_networks = Vec::new()).await;
+    let bss = StubUpstream::start(Reply::Fixture).await;
+    let url = format!("http://localhost:{}/bss", bss.addr.port());
+    let rules = partnergate::admin::Rules {
+        allow_http_callbacks: true,
+        callback_allowed_networks: Vec::new(),
+    };
+    partnergate::admin::Admin::new(gw.store.clone())
+        .handle(
+            partnergate::admin::Request::UpdatePartner {
+                partner: p.id.clone(),
+                update: partnergate::admin::UpdatePartner {
+                    callback_url: Some(Some(url)),
+                    ..partnergate::admin::UpdatePartner::default()
+                },
+            },
+            &rules,
+            &partnergate::admin::Actor::cli(),
+        )
+        .expect("a name passes the save-time check");
+    gw.sync().await;
+    let op = Operation::GetCustomerRecord;
+    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let (status, reason, message) = unavailable_answer(&resp);
+    assert_eq!(
+        (status, reason.as_str(), message.as_str()),
+        (500, UNAVAILABLE, UNAVAILABLE)
+    );
+    assert_eq!(bss.count(), 0, "the BSS stub on loopback was not called");
+    // An IP literal written past the save-time check (straight into the database) is refused
+    // when connecting too.
+    set_callback(&gw, &p, &bss.url, None);
+    gw.sync().await;
+    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    assert_eq!(unavailable_answer(&resp).2, UNAVAILABLE);
+    assert_eq!(bss.count(), 0, "the BSS stub on loopback was not called");
+}
+
+/// Refused target, connection refused and an HTTP 401 answer read exactly the same for the TSP
+/// (status, fault reason, CallbackFault message): the callback URL is no port scanner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_to_reach_the_partner_reads_the_same() {
+    let (gw, p) =
+        gateway(|c| c.callback.allowed_networks = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let op = Operation::GetCustomerRecord;
+    let denied = StubUpstream::start(Reply::Status(401)).await;
+    let cases = [
+        ("HTTP 401", denied.url.clone()),
+        ("connection refused", closed_port_url()),
+        (
+            "refused target (127.0.0.2 is outside the allowed 127.0.0.1/32)",
+            format!("http://127.0.0.2:{}/bss", denied.addr.port()),
+        ),
+    ];
+    for (what, url) in cases {
+        set_callback(&gw, &p, &url, None);
+        gw.sync().await;
+        let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+        let (status, reason, message) = unavailable_answer(&resp);
+        assert_eq!(
+            (status, reason.as_str(), message.as_str()),
+            (500, UNAVAILABLE, UNAVAILABLE),
+            "{what}"
+        );
+    }
+    assert_eq!(denied.count(), 1, "only the 401 case reached the stub");
 }

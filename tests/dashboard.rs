@@ -406,6 +406,24 @@ async fn every_page_and_action_needs_a_login() {
     assert_eq!(r.status, 303);
 }
 
+/// An empty login cookie and an empty form field are equal strings: the double-submit check
+/// must not take that for a match (a page that can set cookies on the admin host could log a
+/// browser in with the operator's token otherwise, or a script could skip the form).
+#[tokio::test]
+async fn an_empty_login_csrf_cookie_and_field_are_refused() {
+    let gw = start(Duration::from_secs(3600), false).await;
+    let mut c = Client::new(gw.admin);
+    c.cookies.insert("pg_login".into(), String::new());
+    let r = c.post("/ui/login", &[("csrf", ""), ("token", TOKEN)]).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        unescape(&r.body).contains("The login form had expired or was not sent from this page"),
+        "{}",
+        r.body
+    );
+    assert!(!c.cookies.contains_key("pg_session"), "logged in");
+}
+
 #[tokio::test]
 async fn forms_without_the_csrf_token_are_refused() {
     let gw = start(Duration::from_secs(3600), false).await;

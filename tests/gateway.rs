@@ -445,6 +445,81 @@ async fn ws_security_password_digest_is_refused() {
     assert_nothing_upstream(&env);
 }
 
+/// Two Usernames (or two Passwords) in one UsernameToken: the credential has two readings; it
+/// is refused like two PartnerAuth headers, whichever of them would match.
+#[tokio::test]
+async fn a_username_token_with_a_repeated_field_is_refused() {
+    let env = setup().await;
+    let other = env.gw.partner(&["*"], &["127.0.0.0/8"]).await;
+    let fields = [
+        format!(
+            "<wsse:Username>{}</wsse:Username><wsse:Username>{}</wsse:Username>\
+             <wsse:Password Type=\"{PASSWORD_TEXT}\">{}</wsse:Password>",
+            other.id, env.p.id, env.p.key
+        ),
+        format!(
+            "<wsse:Username>{}</wsse:Username><wsse:Password Type=\"{PASSWORD_TEXT}\">{}</wsse:Password>\
+             <wsse:Password Type=\"{PASSWORD_TEXT}\">{}</wsse:Password>",
+            env.p.id, other.key, env.p.key
+        ),
+    ];
+    for f in fields {
+        let header = format!(
+            "<wsse:Security xmlns:wsse=\"{WSSE_NS}\" soapenv:mustUnderstand=\"1\">\
+             <wsse:UsernameToken>{f}</wsse:UsernameToken></wsse:Security>"
+        );
+        let resp = call(
+            &env,
+            Soap11,
+            Some(Operation::GetAccount),
+            &get_account_11(Some(&header)),
+        )
+        .await;
+        assert_denied(&resp, Soap11, Reason::AuthenticationFailed);
+    }
+    assert_nothing_upstream(&env);
+}
+
+/// A `wsu:Timestamp` whose `Expires` is past (beyond 300 s of clock skew) is refused like any
+/// authentication failure; a current one is accepted.
+#[tokio::test]
+async fn an_expired_ws_security_timestamp_is_refused() {
+    const WSU_NS: &str =
+        "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+    let env = setup().await;
+    let now = partnergate::pipeline::unix_now();
+    let at = |secs: i64| {
+        partnergate::xs::DateTime::from_unix(secs)
+            .as_str()
+            .to_string()
+    };
+    let header = |created: i64, expires: i64| {
+        format!(
+            "<wsse:Security xmlns:wsse=\"{WSSE_NS}\" xmlns:wsu=\"{WSU_NS}\" soapenv:mustUnderstand=\"1\">\
+             <wsu:Timestamp><wsu:Created>{}</wsu:Created><wsu:Expires>{}</wsu:Expires></wsu:Timestamp>\
+             <wsse:UsernameToken><wsse:Username>{}</wsse:Username>\
+             <wsse:Password Type=\"{PASSWORD_TEXT}\">{}</wsse:Password></wsse:UsernameToken></wsse:Security>",
+            at(created),
+            at(expires),
+            env.p.id,
+            env.p.key
+        )
+    };
+    let expired = header(now - 3600, now - 3300);
+    let resp = call(
+        &env,
+        Soap11,
+        Some(Operation::GetAccount),
+        &get_account_11(Some(&expired)),
+    )
+    .await;
+    assert_denied(&resp, Soap11, Reason::AuthenticationFailed);
+    assert_nothing_upstream(&env);
+    let current = get_account_11(Some(&header(now - 5, now + 300)));
+    let resp = call(&env, Soap11, Some(Operation::GetAccount), &current).await;
+    assert_ok(&env, &resp, &current, Operation::GetAccount, Soap11);
+}
+
 #[tokio::test]
 async fn a_suspended_partner_is_told_so_only_with_its_valid_key() {
     let env = setup().await;
@@ -717,6 +792,98 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     assert_nothing_upstream(&env);
 }
 
+/// nginx, HAProxy and cloud load balancers append the client to `X-Forwarded-For` and pass a
+/// client's own `Forwarded` through: only the configured header is believed.
+#[tokio::test]
+async fn a_clients_forwarded_header_is_not_believed_behind_an_x_forwarded_for_proxy() {
+    let mut env = setup_with(Reply::Fixture, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    env.p = env.gw.partner(&["*"], &["10.0.0.0/8"]).await;
+    let body = request_fixture(Operation::GetAccount, Soap11, &env.p);
+    for headers in [
+        // The client's forged Forwarded, passed through; the proxy wrote the real address.
+        &[
+            ("Forwarded", "for=10.1.2.3"),
+            ("X-Forwarded-For", "192.0.2.9"),
+        ][..],
+        // The client's Forwarded alone: the proxy itself is the caller.
+        &[("Forwarded", "for=10.1.2.3")][..],
+    ] {
+        let resp = post_soap_with(
+            env.gw.addr,
+            Soap11,
+            action(Operation::GetAccount),
+            headers,
+            &body,
+        )
+        .await;
+        assert_denied(&resp, Soap11, Reason::SourceNotAllowed);
+    }
+    assert_nothing_upstream(&env);
+}
+
+/// `trusted_proxy_header = "forwarded"`: then `Forwarded` is read and `X-Forwarded-For` never.
+#[tokio::test]
+async fn proxies_that_write_forwarded_are_read_from_forwarded_only() {
+    let mut env = setup_with(Reply::Fixture, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.trusted_proxy_header = partnergate::allowlist::ProxyHeader::Forwarded;
+    })
+    .await;
+    env.p = env.gw.partner(&["*"], &["10.0.0.0/8"]).await;
+    let body = request_fixture(Operation::GetAccount, Soap11, &env.p);
+    let resp = post_soap_with(
+        env.gw.addr,
+        Soap11,
+        action(Operation::GetAccount),
+        &[("X-Forwarded-For", "10.1.2.3")],
+        &body,
+    )
+    .await;
+    assert_denied(&resp, Soap11, Reason::SourceNotAllowed);
+    assert_nothing_upstream(&env);
+    let resp = post_soap_with(
+        env.gw.addr,
+        Soap11,
+        action(Operation::GetAccount),
+        &[
+            ("X-Forwarded-For", "192.0.2.9"),
+            ("Forwarded", "for=10.1.2.3;proto=https"),
+        ],
+        &body,
+    )
+    .await;
+    assert_ok(&env, &resp, &body, Operation::GetAccount, Soap11);
+}
+
+/// On a dual-stack listener (`[::]:…`) an IPv4 proxy is the peer `::ffff:127.0.0.1`; it is
+/// still the trusted proxy `127.0.0.1`.
+#[tokio::test]
+async fn a_dual_stack_listener_recognises_its_trusted_proxy() {
+    let up = StubUpstream::start(Reply::Fixture).await;
+    let mut c = test_config();
+    c.upstream.url = Some(up.url.clone());
+    c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let gw = start_gateway_at(c, "[::]:0".parse().unwrap()).await;
+    let p = gw.partner(&["*"], &["10.0.0.0/8"]).await;
+    let env = Env { gw, up, p };
+    let body = request_fixture(Operation::GetAccount, Soap11, &env.p);
+    let resp = post_soap_with(
+        env.gw.addr,
+        Soap11,
+        action(Operation::GetAccount),
+        &[("X-Forwarded-For", "10.1.2.3")],
+        &body,
+    )
+    .await;
+    assert_ok(&env, &resp, &body, Operation::GetAccount, Soap11);
+    // The proxy's own address is still not the partner's.
+    let resp = call(&env, Soap11, Some(Operation::GetAccount), &body).await;
+    assert_denied(&resp, Soap11, Reason::SourceNotAllowed);
+}
+
 // === authorization ===
 
 #[tokio::test]
@@ -849,6 +1016,124 @@ async fn a_group_cap_is_shared_by_its_members() {
     .await;
     assert_throttled(&resp, Soap12, "group");
     // A partner outside the group is not affected.
+    assert_happy(&env).await;
+}
+
+/// A call the group cap refuses spends none of the partner's own rate: A (own rate 1/s, burst 2)
+/// is refused by the group again and again, never by its own limit (which the old code drained
+/// with every refused call).
+#[tokio::test]
+async fn a_call_the_group_cap_refuses_spends_none_of_the_partners_own_rate() {
+    let env = setup().await;
+    let store = &env.gw.store;
+    store
+        .create_group("resellers", None, Rate::new(1, 1))
+        .unwrap();
+    let a = onboard_partner(store, &["*"], &["127.0.0.0/8"], Some("resellers"));
+    let b = onboard_partner(store, &["*"], &["127.0.0.0/8"], Some("resellers"));
+    store.set_partner_rate(&a.id, Rate::new(1, 2)).unwrap();
+    env.gw.sync().await;
+    let get = |p: &Partner| request_fixture(Operation::GetAccount, Soap12, p);
+    // B takes the group's only cell.
+    let started = Instant::now();
+    let resp = call(&env, Soap12, Some(Operation::GetAccount), &get(&b)).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let mut admitted = 1;
+    for _ in 0..3 {
+        let resp = call(&env, Soap12, Some(Operation::GetAccount), &get(&a)).await;
+        if started.elapsed() >= Duration::from_millis(900) && resp.status == 200 {
+            admitted += 1;
+            break; // the group refilled (a slow machine): A was admitted, as it should be.
+        }
+        assert_throttled(&resp, Soap12, "group");
+    }
+    assert_eq!(env.up.take().len(), admitted, "refused calls went upstream");
+}
+
+/// Limiters of groups that are gone are dropped when the refresher installs the new snapshot:
+/// a group renamed away and back starts with a fresh cap instead of the old, spent one.
+#[tokio::test]
+async fn a_group_renamed_away_and_back_gets_a_fresh_limiter() {
+    let env = setup().await;
+    let store = &env.gw.store;
+    store
+        .create_group("resellers", None, Rate::new(1, 1))
+        .unwrap();
+    let a = onboard_partner(store, &["*"], &["127.0.0.0/8"], Some("resellers"));
+    env.gw.sync().await;
+    let body = request_fixture(Operation::GetAccount, Soap12, &a);
+    let resp = call(&env, Soap12, Some(Operation::GetAccount), &body).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let resp = call(&env, Soap12, Some(Operation::GetAccount), &body).await;
+    assert_throttled(&resp, Soap12, "group");
+    for (from, to) in [
+        ("resellers", "resellers-old"),
+        ("resellers-old", "resellers"),
+    ] {
+        let changes = partnergate::store::GroupChanges {
+            rename: Some(to.to_string()),
+            ..partnergate::store::GroupChanges::default()
+        };
+        store.update_group("test", from, &changes).unwrap();
+        env.gw.sync().await;
+    }
+    let resp = call(&env, Soap12, Some(Operation::GetAccount), &body).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+/// `limits.max_in_flight_per_partner`: with 2 calls of a partner waiting on a slow upstream, the
+/// third is refused at once (429, Retry-After 1, the key named); when they finish, calls pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partners_calls_in_flight_are_limited() {
+    let env = setup_with(Reply::Delay(Duration::from_millis(1500)), |c| {
+        c.limits.max_in_flight_per_partner = 2;
+    })
+    .await;
+    let body = request_fixture(Operation::GetAccount, Soap12, &env.p);
+    let addr = env.gw.addr;
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move {
+                post_soap(addr, Soap12, action(Operation::GetAccount), &body).await
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while env.up.count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the two calls did not reach the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resp = call(&env, Soap12, Some(Operation::GetAccount), &body).await;
+    let f = fault(&resp, Soap12, 429);
+    assert_eq!(f.code, FaultCode::Sender);
+    assert_eq!(resp.header("retry-after"), Some("1"), "{resp:?}");
+    match &f.detail {
+        Some(FaultDetail::Throttled(d)) => {
+            assert_eq!(d.retry_after_seconds, 1);
+            assert_eq!(
+                d.message.as_str(),
+                "2 requests of this partner are already in flight (limits.max_in_flight_per_partner)"
+            );
+        }
+        other => panic!("expected ThrottledFault, got {other:?}"),
+    }
+    assert!(
+        f.reason.starts_with(
+            "Throttled: 2 requests in flight limit (limits.max_in_flight_per_partner) (request "
+        ),
+        "{}",
+        f.reason
+    );
+    assert_eq!(env.up.count(), 2, "the refused call did not go upstream");
+    for task in slow {
+        assert_eq!(task.await.unwrap().status, 200);
+    }
+    env.up.set_reply(Reply::Fixture);
+    env.up.take();
     assert_happy(&env).await;
 }
 
@@ -1440,7 +1725,7 @@ async fn an_oversized_upstream_response_is_502() {
 }
 
 #[tokio::test]
-async fn a_typed_upstream_fault_is_passed_on_with_our_request_id() {
+async fn a_typed_upstream_fault_is_passed_on_with_our_request_id_and_texts() {
     for (file, status) in [
         ("NotFoundFault.soap11.xml", 500),
         ("NotFoundFault.soap12.xml", 400),
@@ -1453,15 +1738,27 @@ async fn a_typed_upstream_fault_is_passed_on_with_our_request_id() {
             match &f.detail {
                 Some(FaultDetail::NotFound(d)) => {
                     assert_eq!(d.entity, cmn::NotFoundEntity::Account);
-                    assert_eq!(d.message.as_str(), "Account ACC-0000009999 does not exist.");
+                    // The gateway's text, not the upstream's ("Account ACC-0000009999 does not
+                    // exist.").
+                    assert_eq!(
+                        d.message.as_str(),
+                        "The account does not exist or is not visible to this partner."
+                    );
                     assert_eq!(d.request_id.as_str(), resp.request_id());
                 }
                 other => panic!("expected NotFoundFault, got {other:?}"),
             }
-            assert!(f.reason.starts_with("Not Found: account"), "{}", f.reason);
+            assert_eq!(
+                f.reason,
+                format!("Not Found: account (request {})", resp.request_id())
+            );
             assert!(
                 !resp.text().contains("gw-7f3c2a9e"),
                 "the upstream's request id leaked"
+            );
+            assert!(
+                !resp.text().contains("ACC-0000009999"),
+                "the upstream's message leaked"
             );
             let got = env.up.take();
             assert_eq!(got.len(), 1);
@@ -1470,30 +1767,151 @@ async fn a_typed_upstream_fault_is_passed_on_with_our_request_id() {
     }
 }
 
+/// What an upstream's fault said in issue 14: the database, its host, a user and a password.
+const UPSTREAM_SECRET: &str =
+    "java.sql.SQLException: ORA-01017 at db-int-7.corp.local:1521 user=prov_admin password=hunter2";
+
+/// Neither the upstream's text nor any word of it is in the response bytes.
+fn assert_no_upstream_text(resp: &RawResponse) {
+    let text = String::from_utf8_lossy(&resp.body);
+    for piece in UPSTREAM_SECRET
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| p.len() >= 4)
+        .chain(["ORA-01017", "db-int-7", "hunter2", "gw-upstream-0001"])
+    {
+        assert!(
+            !text.contains(piece),
+            "{piece:?} reached the partner: {text}"
+        );
+    }
+}
+
+fn upstream_fault_11(faultcode: &str, detail: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soapenv:Envelope xmlns:soapenv=\"{SOAP11_NS}\" \
+         xmlns:cmn=\"{NS_CMN}\"><soapenv:Body><soapenv:Fault><faultcode>soapenv:{faultcode}</faultcode>\
+         <faultstring>{UPSTREAM_SECRET}&#10;\tat oracle.jdbc.driver.T4CTTIoer.processError</faultstring>\
+         {detail}</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+    )
+    .into_bytes()
+}
+
+/// Issue 14: an upstream fault without a contract detail had its faultstring passed on verbatim.
+#[tokio::test]
+async fn an_upstream_fault_without_detail_becomes_our_upstream_unavailable_fault() {
+    for faultcode in ["Server", "Client"] {
+        let body = upstream_fault_11(faultcode, "");
+        let env = setup_with(Reply::Raw { status: 500, body }, |_| {}).await;
+        for version in [Soap11, Soap12] {
+            let (sent, resp) = call_fixture(&env, Operation::GetAccount, version).await;
+            let f = assert_unavailable(&resp, version, 502);
+            let rid = resp.request_id();
+            assert_eq!(
+                f.reason,
+                format!("Upstream Unavailable: the partner API could not serve the request (request {rid})")
+            );
+            match &f.detail {
+                Some(FaultDetail::UpstreamUnavailable(d)) => {
+                    assert_eq!(
+                        d.message.as_str(),
+                        "the partner API could not serve the request"
+                    );
+                    assert_eq!(d.request_id.as_str(), rid);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_no_upstream_text(&resp);
+            let got = env.up.take();
+            assert_eq!(got.len(), 1);
+            assert_canonical_upstream(&got[0], &sent, &env.p.id, &rid);
+        }
+    }
+}
+
+/// Issue 14: a typed NotFound's faultstring and Message were passed on verbatim. The typed
+/// field (Entity) stays, the texts are the gateway's.
+#[tokio::test]
+async fn a_typed_upstream_fault_keeps_its_typed_fields_and_gets_our_texts() {
+    let detail = format!(
+        "<detail><cmn:NotFoundFault><cmn:Entity>service</cmn:Entity>\
+         <cmn:Message>{UPSTREAM_SECRET}</cmn:Message><cmn:RequestId>gw-upstream-0001</cmn:RequestId>\
+         </cmn:NotFoundFault></detail>"
+    );
+    let body = upstream_fault_11("Client", &detail);
+    let env = setup_with(Reply::Raw { status: 500, body }, |_| {}).await;
+    for version in [Soap11, Soap12] {
+        let (_, resp) = call_fixture(&env, Operation::GetAccount, version).await;
+        let f = fault(&resp, version, st(version, 404));
+        let rid = resp.request_id();
+        assert_eq!(f.code, FaultCode::Sender);
+        assert_eq!(f.reason, format!("Not Found: service (request {rid})"));
+        match &f.detail {
+            Some(FaultDetail::NotFound(d)) => {
+                assert_eq!(d.entity, cmn::NotFoundEntity::Service);
+                assert_eq!(
+                    d.message.as_str(),
+                    "The service does not exist or is not visible to this partner."
+                );
+                assert_eq!(d.request_id.as_str(), rid);
+            }
+            other => panic!("expected NotFoundFault, got {other:?}"),
+        }
+        assert_no_upstream_text(&resp);
+        assert_eq!(env.up.take().len(), 1);
+    }
+}
+
+/// The `Message` of any contract fault detail.
+fn detail_message(d: &FaultDetail) -> &str {
+    match d {
+        FaultDetail::AccessDenied(d) => d.message.as_str(),
+        FaultDetail::InvalidRequest(d) => d.message.as_str(),
+        FaultDetail::Throttled(d) => d.message.as_str(),
+        FaultDetail::NotFound(d) => d.message.as_str(),
+        FaultDetail::Conflict(d) => d.message.as_str(),
+        FaultDetail::UpstreamUnavailable(d) => d.message.as_str(),
+    }
+}
+
 #[tokio::test]
 async fn every_typed_upstream_fault_keeps_its_kind_and_status() {
     use partnergate::generated::partner::FaultKind;
     let env = setup().await;
-    // (fixture, SOAP 1.2 status, kind the partner sees, Retry-After)
+    // (fixture, SOAP 1.2 status, kind the partner sees, Retry-After, the gateway's reason and
+    // Message; the fixtures' own texts — "Account ACC-0000001001 is TERMINATED …", "Rate limit
+    // of 20 requests per second exceeded." … — never reach the partner)
     let cases = [
-        ("ConflictFault.soap11.xml", 409, FaultKind::Conflict, None),
+        (
+            "ConflictFault.soap11.xml",
+            409,
+            FaultKind::Conflict,
+            None,
+            "Conflict: invalid-status-transition",
+            "The requested status change is not allowed from the current status.",
+        ),
         (
             "InvalidRequestFault.soap11.xml",
             400,
             FaultKind::InvalidRequest,
             None,
+            "Invalid Request: the partner API refused the request",
+            "The partner API refused the request: see Path and Rule.",
         ),
         (
             "ThrottledFault.soap11.xml",
             429,
             FaultKind::Throttled,
             Some("30"),
+            "Throttled: the partner API is busy",
+            "The partner API is busy: retry after 30 seconds.",
         ),
         (
             "UpstreamUnavailableFault.soap12.xml",
             502,
             FaultKind::UpstreamUnavailable,
             None,
+            "Upstream Unavailable: the partner API could not serve the request",
+            "the partner API could not serve the request",
         ),
         // The upstream refusing the gateway is not an access decision about the partner.
         (
@@ -1501,9 +1919,11 @@ async fn every_typed_upstream_fault_keeps_its_kind_and_status() {
             502,
             FaultKind::UpstreamUnavailable,
             None,
+            "Upstream Unavailable: the partner API answered with an invalid response",
+            "the partner API answered with an invalid response",
         ),
     ];
-    for (file, status, kind, retry_after) in cases {
+    for (file, status, kind, retry_after, reason, message) in cases {
         env.up.set_reply(Reply::Fault { file, status: 500 });
         for version in [Soap11, Soap12] {
             let (sent, resp) = call_fixture(&env, Operation::GetAccount, version).await;
@@ -1514,6 +1934,23 @@ async fn every_typed_upstream_fault_keeps_its_kind_and_status() {
                 "{file}: {f:?}"
             );
             assert_eq!(resp.header("retry-after"), retry_after, "{file}");
+            assert_eq!(
+                f.reason,
+                format!("{reason} (request {})", resp.request_id()),
+                "{file}"
+            );
+            assert_eq!(
+                f.detail.as_ref().map(detail_message),
+                Some(message),
+                "{file}"
+            );
+            if let Some(FaultDetail::InvalidRequest(d)) = &f.detail {
+                // The typed fields of the upstream's detail are kept.
+                assert_eq!(
+                    (d.path.as_str(), d.rule.as_str()),
+                    ("/Envelope/Body/CreateAccount/Contact/Email", "pattern")
+                );
+            }
             assert!(
                 !resp.text().contains("gw-7f3c2a9e"),
                 "{file}: upstream request id leaked"
@@ -1573,6 +2010,7 @@ async fn no_upstream_configured_is_503() {
         settings: partnergate::pipeline::Settings {
             xml: config.limits.xml,
             trusted_proxies: Vec::new(),
+            trusted_proxy_header: partnergate::allowlist::ProxyHeader::default(),
             soap11_status: config.soap11_status,
         },
         snapshot: Arc::new(partnergate::store::SnapshotCell::new(

@@ -36,6 +36,8 @@
 //! | invalid UTF-8 (bad byte, overlong, surrogate) | 400 `encoding` | `invalid_utf8_is_refused` (case [`invalid_utf8`]) |
 //! | declared encodings other than UTF-8 (ISO-8859-1, UTF-16, …) | 400 `envelope` | `declared_encodings_other_than_utf8_are_refused` (case [`declared_encodings`]) |
 //! | UTF-16 bytes (LE/BE with BOM) | 400 `encoding` | `utf16_bodies_are_refused` (case [`utf16_bodies`]) (UTF-8 BOM accepted: `gateway.rs`: `a_utf8_byte_order_mark_is_accepted`) |
+//! | two or three UTF-8 byte order marks (or one after whitespace) before the document | 400 `document-start` (one is accepted) | `one_byte_order_mark_is_accepted_and_more_are_refused` (case [`byte_order_marks`]) |
+//! | U+FFFF in an end tag, quoted by the parser's error | 400 `malformed`, the fault quotes U+FFFD and xmllint reads it (SOAP 1.1 and 1.2) | `a_fault_quoting_forbidden_characters_is_well_formed_xml` (case [`forbidden_characters_in_quoted_input`]) |
 //! | SOAPAction naming another operation than the body | 400 `soap-action` | `gateway.rs`: `a_soap_action_naming_another_operation_is_refused`, `a_soap12_action_parameter_naming_another_operation_is_refused` |
 //! | two `PartnerAuth` headers (and PartnerAuth + WS-Security) | 403 `authentication-failed` | `gateway.rs`: `two_credential_headers_are_refused` |
 //! | credentials inside the body | 403 `authentication-failed` / 400 `envelope` | `gateway.rs`: `partner_auth_in_the_body_does_not_authenticate` |
@@ -65,6 +67,7 @@ use serve::Binary;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -468,6 +471,136 @@ fn utf16_bodies(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
         be.extend(units.iter().flat_map(|u| u.to_be_bytes()));
         for body in [le, be] {
             expect_xml_limit(t, &body, "encoding").await;
+        }
+    })
+}
+
+// === what comes before the document ===
+
+/// Found by the `envelope` fuzz target (`fuzz/regressions/envelope/two-byte-order-marks.xml`):
+/// two UTF-8 byte order marks shifted every slice the envelope scan took by three bytes
+/// (`/CreateAcco: the body element is not an operation of this contract`), three read as a
+/// processing instruction. One is accepted; anything more is refused by the limits pass.
+fn byte_order_marks(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(async move {
+        t.up.take();
+        const BOM: &[u8] = b"\xEF\xBB\xBF";
+        let op = Operation::CreateAccount;
+        let create = request_fixture(op, Soap12, &t.p);
+        // One: accepted, and the upstream gets the canonical request.
+        let body = [BOM, &create].concat();
+        let resp = post_soap(t.addr, Soap12, Some(op.soap_action()), &body).await;
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.body, canonical_response(op, Soap12));
+        let got = t.up.take();
+        assert_eq!(got.len(), 1, "exactly one upstream request");
+        assert_canonical_upstream(&got[0], &create, &t.p.id, &resp.request_id());
+        // Two, three, and a mark after whitespace: refused before anything else reads them.
+        let expected = "nothing but one UTF-8 byte order mark may come before the XML document \
+                        (document-start)";
+        for prefix in [BOM.repeat(2), BOM.repeat(3), [b"\n", BOM].concat()] {
+            let body = [&prefix[..], &create].concat();
+            let resp = post_soap(t.addr, Soap12, Some(op.soap_action()), &body).await;
+            let f = assert_invalid(&resp, 400, "/", "document-start");
+            assert_eq!(
+                f.reason,
+                format!(
+                    "Invalid Request: {expected} (request {})",
+                    resp.request_id()
+                )
+            );
+            match &f.detail {
+                Some(FaultDetail::InvalidRequest(d)) => assert_eq!(d.message.as_str(), expected),
+                other => panic!("{other:?}"),
+            }
+            assert_untouched(t);
+        }
+        // Two in front of a declaration of another encoding: the same rule, first.
+        let other = get12(t).replacen("encoding=\"UTF-8\"", "encoding=\"UTF-16\"", 1);
+        let body = [&BOM.repeat(2), other.as_bytes()].concat();
+        expect_xml_limit(t, &body, "document-start").await;
+    })
+}
+
+// === characters a fault may not carry ===
+
+/// `xmllint --noout` accepts `body` (skipped, with a note, when xmllint is not installed).
+fn assert_xmllint_accepts(body: &[u8]) {
+    use std::io::Write;
+    let child = Command::new("xmllint")
+        .args(["--noout", "--nonet", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("note: xmllint is not installed; the fault was checked with quick-xml only");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body)
+        .expect("write to xmllint");
+    let out = child.wait_with_output().expect("xmllint");
+    assert!(
+        out.status.success(),
+        "xmllint refuses the fault: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(body)
+    );
+}
+
+/// Found by the `pipeline` fuzz target (`fuzz/regressions/pipeline/u-ffff-in-an-end-tag`): an
+/// end tag holding U+FFFF was quoted raw in the fault's faultstring and Message, and no XML
+/// parser reads that fault (xmllint: "Char 0xFFFF out of allowed range").
+fn forbidden_characters_in_quoted_input(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+    Box::pin(async move {
+        t.up.take();
+        let expected = "not well-formed XML: ill-formed document: expected `</a>`, but \
+                        `</a\u{FFFD}b>` was found (malformed)";
+        for version in [SoapVersion::Soap11, Soap12] {
+            let ns = match version {
+                SoapVersion::Soap11 => SOAP11_NS,
+                Soap12 => SOAP12_NS,
+            };
+            // Anonymous: no header at all.
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><env:Envelope xmlns:env=\"{ns}\">\
+                 <env:Body><a>x</a\u{FFFF}b></env:Body></env:Envelope>"
+            );
+            let resp = post_soap(t.addr, version, action(), body.as_bytes()).await;
+            let f = match version {
+                SoapVersion::Soap11 => {
+                    assert_eq!(resp.status, 500, "{}", resp.text());
+                    parse_fault_body(&resp.body)
+                }
+                Soap12 => assert_invalid(&resp, 400, "/", "malformed"),
+            };
+            assert_eq!(
+                f.reason,
+                format!(
+                    "Invalid Request: {expected} (request {})",
+                    resp.request_id()
+                )
+            );
+            match &f.detail {
+                Some(FaultDetail::InvalidRequest(d)) => {
+                    assert_eq!(
+                        (d.path.as_str(), d.rule.as_str(), d.message.as_str()),
+                        ("/", "malformed", expected)
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+            let text = std::str::from_utf8(&resp.body).expect("UTF-8");
+            assert!(
+                !text.contains(['\u{FFFF}', '\u{FFFE}']),
+                "a forbidden character in the fault"
+            );
+            assert_xmllint_accepts(&resp.body);
+            assert_untouched(t);
         }
     })
 }
@@ -996,6 +1129,11 @@ const CASES: &[(&str, Case)] = &[
     ("invalid_utf8", invalid_utf8),
     ("declared_encodings", declared_encodings),
     ("utf16_bodies", utf16_bodies),
+    ("byte_order_marks", byte_order_marks),
+    (
+        "forbidden_characters_in_quoted_input",
+        forbidden_characters_in_quoted_input,
+    ),
     (
         "comments_cdata_and_processing_instructions",
         comments_cdata_and_processing_instructions,
@@ -1060,6 +1198,16 @@ async fn declared_encodings_other_than_utf8_are_refused() {
 #[tokio::test]
 async fn utf16_bodies_are_refused() {
     run(utf16_bodies).await;
+}
+
+#[tokio::test]
+async fn one_byte_order_mark_is_accepted_and_more_are_refused() {
+    run(byte_order_marks).await;
+}
+
+#[tokio::test]
+async fn a_fault_quoting_forbidden_characters_is_well_formed_xml() {
+    run(forbidden_characters_in_quoted_input).await;
 }
 
 #[tokio::test]

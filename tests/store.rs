@@ -499,10 +499,18 @@ fn usage_counts_and_buckets_are_read_from_one_snapshot(db: &Db) {
     let store = db.open();
     let writer_store = db.open();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The writer goes on until the reader has read a few times during its writes (on a loaded
+    // machine 300 flushes can be over before the reader's first read ends).
+    let reads_seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
         let done = Arc::clone(&done);
+        let reads_seen = Arc::clone(&reads_seen);
         std::thread::spawn(move || {
-            for i in 0..300 {
+            let mut i = 0u64;
+            while i < 300
+                || (reads_seen.load(std::sync::atomic::Ordering::SeqCst) < 10 && i < 30_000)
+            {
+                i += 1;
                 let mut latency = partnergate::latency::Counts::default();
                 latency.record(100 + i);
                 let delta = partnergate::store::UsageDelta {
@@ -530,6 +538,7 @@ fn usage_counts_and_buckets_are_read_from_one_snapshot(db: &Db) {
             );
         }
         reads += 1;
+        reads_seen.store(reads, std::sync::atomic::Ordering::SeqCst);
     }
     writer.join().unwrap();
     assert!(reads > 5, "the reads did not overlap the writes ({reads})");

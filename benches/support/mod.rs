@@ -147,6 +147,7 @@ pub fn gateway(snapshot: Snapshot, upstream: Arc<dyn Upstream>) -> Gateway {
         settings: Settings {
             xml: config.limits.xml,
             trusted_proxies: Vec::new(),
+            trusted_proxy_header: partnergate::allowlist::ProxyHeader::default(),
             soap11_status: config.soap11_status,
         },
         snapshot: Arc::new(SnapshotCell::new(snapshot)),

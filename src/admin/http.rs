@@ -99,7 +99,7 @@ impl AdminServer {
     pub fn with_dashboard(mut self, settings: super::dashboard::Settings) -> AdminServer {
         self.dashboard = Some(super::dashboard::Dashboard::new(
             self.admin.clone(),
-            self.rules,
+            self.rules.clone(),
             self.token.clone(),
             settings,
             self.body_timeout,

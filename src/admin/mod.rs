@@ -186,10 +186,13 @@ impl AdminError {
 // === requests ===
 
 /// Deployment rules that validation depends on.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Rules {
     /// Accept `http://` callback URLs (`callback.allow_http`); else only `https://`.
     pub allow_http_callbacks: bool,
+    /// Networks a callback URL's IP address may be in although they are internal
+    /// (`callback.allowed_networks`; see [`crate::callback::refused_target`]).
+    pub callback_allowed_networks: Vec<ipnet::IpNet>,
 }
 
 /// A rate as typed: `{"per_second": 5, "burst": 10}`.

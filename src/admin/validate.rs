@@ -256,8 +256,36 @@ fn callback_url(s: &str, rules: &Rules) -> Result<(), AdminError> {
             "must not contain credentials (user:password@)",
         ));
     }
-    if authority.host().is_empty() {
+    let host = authority.host();
+    if host.is_empty() {
         return Err(invalid(field, format!("{s:?} has no host")));
+    }
+    // An IP literal is judged now (the relay judges resolved names again when it connects).
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<std::net::IpAddr>() {
+        if let Some(why) = crate::callback::refused_target(ip, &rules.callback_allowed_networks) {
+            return Err(invalid(
+                field,
+                format!(
+                    "{ip} is a {why} address: callbacks go to the partner's public systems \
+                     (internal networks only where listed in callback.allowed_networks)"
+                ),
+            ));
+        }
+    } else if host
+        .rsplit('.')
+        .find(|label| !label.is_empty())
+        .is_some_and(|last| {
+            last.bytes().all(|b| b.is_ascii_digit())
+                || last.len() > 1 && last[..2].eq_ignore_ascii_case("0x")
+        })
+    {
+        // `2130706433`, `127.1`, `0x7f.1`: resolvers read these as IPv4 addresses; no DNS
+        // name ends in a number.
+        return Err(invalid(
+            field,
+            format!("{host:?} is neither a DNS name nor a dotted-quad IPv4 address"),
+        ));
     }
     Ok(())
 }
@@ -456,6 +484,7 @@ mod tests {
         let strict = Rules::default();
         let lax = Rules {
             allow_http_callbacks: true,
+            callback_allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
         };
         assert!(callback_url("https://bss.example/cb", &strict).is_ok());
         assert!(callback_url("https://bss.example:8443/a/b?x=1", &strict).is_ok());
@@ -470,6 +499,50 @@ mod tests {
         ] {
             assert!(callback_url(bad, &lax).is_err(), "{bad}");
         }
+    }
+
+    /// Callback URLs naming an internal address by IP are refused when saved (the relay
+    /// refuses them again, and names resolving to them, when it connects).
+    #[test]
+    fn callback_urls_must_not_point_inside() {
+        let strict = Rules::default();
+        for url in [
+            "https://169.254.169.254/latest/meta-data/",
+            "https://127.0.0.1/cb",
+            "https://10.1.2.3:8443/cb",
+            "https://192.168.0.10/cb",
+            "https://[::1]/cb",
+            "https://[::ffff:127.0.0.1]/cb",
+            "https://[fd00::2]/cb",
+            "https://0.0.0.0/cb",
+            "https://2130706433/cb",
+            "https://127.1/cb",
+            "https://0x7f.0.0.1/cb",
+        ] {
+            let e = callback_url(url, &strict).unwrap_err();
+            assert_eq!(e.field(), Some("callback_url"), "{url}");
+            let text = e.to_string();
+            assert!(
+                text.contains("callback.allowed_networks") || text.contains("dotted-quad"),
+                "{url}: {text}"
+            );
+        }
+        let e = callback_url("https://169.254.169.254/", &strict)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("link-local"), "{e}");
+        // Names pass here (they are resolved when connecting); public literals pass.
+        assert!(callback_url("https://localhost:8443/cb", &strict).is_ok());
+        assert!(callback_url("https://bss.example.com/cb", &strict).is_ok());
+        assert!(callback_url("https://93.184.215.14/cb", &strict).is_ok());
+        assert!(callback_url("https://[2001:db8::1]/cb", &strict).is_ok());
+        // An explicitly allowed network is accepted.
+        let tests = Rules {
+            allow_http_callbacks: false,
+            callback_allowed_networks: vec!["10.0.0.0/8".parse().unwrap()],
+        };
+        assert!(callback_url("https://10.1.2.3:8443/cb", &tests).is_ok());
+        assert!(callback_url("https://127.0.0.1/cb", &tests).is_err());
     }
 
     #[test]

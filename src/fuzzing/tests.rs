@@ -160,6 +160,8 @@ fn seeds(target: &str) -> BTreeMap<String, Vec<u8>> {
             // Through the trusted proxy, for an allowed client.
             let proxied = format!("X-Forwarded-For: 203.0.113.5, 127.0.0.1\r\n{h11}");
             out.insert("proxy-GetAccount".into(), seed(3, &proxied, get));
+            // A client's own `Forwarded` passed through the proxy (which writes X-Forwarded-For):
+            // never believed, so refused at the allowlist.
             let forwarded =
                 format!("Forwarded: for=\"[::1]:443\";proto=https, for=127.0.0.1\r\n{h11}");
             out.insert("forwarded-GetAccount".into(), seed(3, &forwarded, get));
@@ -260,9 +262,16 @@ fn the_pipeline_seeds_reach_the_upstream() {
             reached.push(name.as_str());
         }
         let expect_call = !name.starts_with("invalid-")
-            && !["peer1", "peer2", "peer3", "peer5", "partner43-GetDevice"]
-                .iter()
-                .any(|p| name.starts_with(p));
+            && ![
+                "peer1",
+                "peer2",
+                "peer3",
+                "peer5",
+                "partner43-GetDevice",
+                "forwarded-",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p));
         assert_eq!(
             called,
             expect_call,
@@ -333,6 +342,9 @@ fn the_invariant_checks_catch_what_they_should() {
     fwd.insert("x-forwarded-for", HeaderValue::from_static("127.0.0.9:80"));
     assert!(allowed_independently(p, PEERS[3], &fwd));
     assert!(!allowed_independently(p, PEERS[2], &fwd));
+    let mut client_forwarded = HeaderMap::new();
+    client_forwarded.insert("forwarded", HeaderValue::from_static("for=127.0.0.9"));
+    assert!(!allowed_independently(p, PEERS[3], &client_forwarded));
     assert!(permitted_independently(
         &PARTNERS[1],
         partner::Operation::ModifyAccount

@@ -178,7 +178,7 @@ impl Standalone {
                 }
             }
             Ok((version, UpstreamReply::Fault(f))) => render(
-                fault::render_upstream(&f, version, &request_id, Soap11Status::WsI),
+                fault::render_layer_fault(&f, version, &request_id, Soap11Status::WsI),
                 version,
             ),
             Err((version, rejection)) => render(

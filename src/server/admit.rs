@@ -24,6 +24,7 @@ use arc_swap::ArcSwap;
 use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
 
+use crate::allowlist::canonical;
 use crate::config::Config;
 use crate::store::{PartnerStatus, Snapshot};
 
@@ -94,14 +95,6 @@ impl Source {
             IpAddr::V4(v4) => Source::V4(u32::from(v4)),
             IpAddr::V6(v6) => Source::V6((u128::from(v6) >> 64) as u64),
         }
-    }
-}
-
-/// `::ffff:a.b.c.d` as `a.b.c.d`: a dual-stack listener reports IPv4 peers that way.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

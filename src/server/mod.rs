@@ -598,8 +598,7 @@ impl Server {
 
     /// `GET /metrics` (Prometheus text), for the peers in `metrics.allow` only.
     fn metrics(&self, peer: SocketAddr) -> Response<Full<Bytes>> {
-        let ip = admit::canonical(peer.ip());
-        if !self.metrics_allow.iter().any(|n| n.contains(&ip)) {
+        if !crate::allowlist::contains(&self.metrics_allow, peer.ip()) {
             return text(
                 StatusCode::FORBIDDEN,
                 "metrics are not available to this address\n",

@@ -47,8 +47,8 @@ pub(crate) use onboard::{
 pub use onboard::{CreatedPartner, NewPartner};
 pub use push::{APPLICATION_NAME as PUSH_APPLICATION_NAME, CHANNEL as PUSH_CHANNEL};
 pub use snapshot::{
-    run_refresher, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate, RefreshHealth,
-    Snapshot, SnapshotCell, Trigger, DEFAULT_REFRESH_INTERVAL,
+    run_refresher, run_refresher_with, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate,
+    RefreshHealth, Snapshot, SnapshotCell, Trigger, DEFAULT_REFRESH_INTERVAL,
 };
 pub use usage::{UsageDelta, UsageRow, UsageTotal};
 

@@ -549,7 +549,19 @@ pub async fn run_refresher(
     store: Store,
     cell: Arc<SnapshotCell>,
     every: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    run_refresher_with(store, cell, every, shutdown, |_| {}).await;
+}
+
+/// [`run_refresher`], calling `installed` with every new snapshot right after it is published
+/// (the gateway drops the throttle state of partners and groups that are gone).
+pub async fn run_refresher_with(
+    store: Store,
+    cell: Arc<SnapshotCell>,
+    every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    installed: impl Fn(&Snapshot) + Send + 'static,
 ) {
     let every = every.max(MIN_REFRESH_INTERVAL);
     let push = store.listen_url().and_then(|url| {
@@ -603,6 +615,7 @@ pub async fn run_refresher(
                     "partner snapshot reloaded"
                 );
                 cell.store(snapshot);
+                installed(&cell.load());
                 cell.record_success();
                 cell.count_refresh(trigger);
                 continue;

@@ -161,16 +161,27 @@ pub struct TestGateway {
 }
 
 /// Starts the gateway of `config` on 127.0.0.1:0 with a fresh SQLite file.
-pub async fn start_gateway(mut config: Config) -> TestGateway {
+pub async fn start_gateway(config: Config) -> TestGateway {
+    start_gateway_at(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Starts the gateway of `config` listening on `listen` with a fresh SQLite file. On an
+/// unspecified address (`[::]:0`, a dual-stack listener), [`TestGateway::addr`] is
+/// `127.0.0.1:PORT`: IPv4 clients reach it as IPv4-mapped peers (`::ffff:127.0.0.1`).
+pub async fn start_gateway_at(mut config: Config, listen: SocketAddr) -> TestGateway {
     let db_path = temp_path("gw", "db");
     config.database_url = db_path.display().to_string();
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.listen = listen;
     let running = partnergate::app::start(config)
         .await
         .unwrap_or_else(|e| panic!("gateway start: {e}"));
     let store = Store::open(&db_path.display().to_string()).expect("second store handle");
+    let mut addr = running.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
     TestGateway {
-        addr: running.addr,
+        addr,
         store,
         db_path,
         tls_ca: None,
@@ -302,6 +313,15 @@ pub enum Reply {
     Oversized(usize),
     /// Waits this long, then answers like [`Reply::Fixture`].
     Delay(Duration),
+    /// This HTTP status with a short HTML body (e.g. 401).
+    Status(u16),
+    /// These bytes (a SOAP 1.1 envelope, say) with this HTTP status.
+    Raw {
+        /// HTTP status.
+        status: u16,
+        /// The body.
+        body: Vec<u8>,
+    },
 }
 
 /// One request the stub received.
@@ -363,6 +383,7 @@ fn stub_answer(
                 .to_vec(),
         ),
         Reply::InvalidXml => (200, b"<soap:Envelope <<< this is not xml".to_vec()),
+        Reply::Status(status) => (*status, b"<html><body>status</body></html>".to_vec()),
         Reply::OtherOperation(op) => (200, own(Some(*op))),
         Reply::Oversized(n) => {
             let mut body = own(action);
@@ -372,6 +393,7 @@ fn stub_answer(
             body.extend_from_slice(b"-->");
             (200, body)
         }
+        Reply::Raw { status, body } => (*status, body.clone()),
     }
 }
 
@@ -427,7 +449,7 @@ impl StubUpstream {
                             let mut resp = http::Response::new(Full::new(Bytes::from(bytes)));
                             *resp.status_mut() =
                                 http::StatusCode::from_u16(status).expect("status");
-                            let ct = if matches!(reply, Reply::Html502) {
+                            let ct = if matches!(reply, Reply::Html502 | Reply::Status(_)) {
                                 "text/html"
                             } else {
                                 "text/xml; charset=utf-8"

@@ -1102,7 +1102,7 @@ impl Dashboard {
         peer: SocketAddr,
     ) -> Result<Resp, Fail> {
         let admin = self.admin.clone();
-        let rules = self.rules;
+        let rules = self.rules.clone();
         let actor = Actor::ui(peer);
         let partner = id.to_owned();
         let now = crate::pipeline::unix_now();
@@ -1232,7 +1232,7 @@ impl Dashboard {
         peer: SocketAddr,
     ) -> Result<Resp, Fail> {
         let admin = self.admin.clone();
-        let rules = self.rules;
+        let rules = self.rules.clone();
         let actor = Actor::ui(peer);
         let group = name.to_owned();
         let (g, audit) = blocking(move || {
@@ -1294,7 +1294,7 @@ impl Dashboard {
                 .map_err(|_| invalid("limit", format!("{l:?} is not a number")))?,
         };
         let admin = self.admin.clone();
-        let rules = self.rules;
+        let rules = self.rules.clone();
         let actor = Actor::ui(peer);
         let t = target.clone();
         let audit = blocking(move || {
@@ -1358,7 +1358,7 @@ impl Dashboard {
     /// Runs one admin request as the dashboard's operator.
     async fn run(&self, request: Request, peer: SocketAddr) -> Result<super::Reply, Fail> {
         let admin = self.admin.clone();
-        let rules = self.rules;
+        let rules = self.rules.clone();
         blocking(move || Ok(admin.handle(request, &rules, &Actor::ui(peer))?)).await
     }
 
@@ -1562,7 +1562,7 @@ impl Dashboard {
     ) -> Result<String, Fail> {
         let sent_json = json_field(form, "feature_defaults")?;
         let admin = self.admin.clone();
-        let rules = self.rules;
+        let rules = self.rules.clone();
         let partner = id.to_owned();
         let form = form.clone();
         blocking(move || {
@@ -1613,7 +1613,7 @@ impl Dashboard {
         let rate = rate_input(form, "rate_ps", "rate_burst", "rate")?;
         let aggregate = rate_input(form, "agg_ps", "agg_burst", "aggregate")?;
         let admin = self.admin.clone();
-        let rules = self.rules;
+        let rules = self.rules.clone();
         let group = name.to_owned();
         blocking(move || {
             let current: GroupRecord = admin.store().group_detail(&group)?;

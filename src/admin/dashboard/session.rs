@@ -78,9 +78,10 @@ pub fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Constant-time comparison of two tokens (by their SHA-256).
+/// Constant-time comparison of two tokens (by their SHA-256). An empty token matches nothing:
+/// an empty login cookie and an empty form field are equal, and prove nothing.
 pub fn same_token(a: &str, b: &str) -> bool {
-    secret::ct_eq(&secret::hash(a), &secret::hash(b))
+    !a.is_empty() && !b.is_empty() && secret::ct_eq(&secret::hash(a), &secret::hash(b))
 }
 
 impl std::fmt::Debug for Sessions {
