@@ -1,6 +1,7 @@
 //! Assembles the running gateway from a [`Config`]: opens the store (migrating it), loads the
-//! first snapshot, starts the refresher, builds the upstream and the [`Gateway`], binds the
-//! listener and serves until shutdown.
+//! first snapshot, starts the refresher (and on PostgreSQL its listening connection), builds the
+//! upstream and the [`Gateway`], binds the listener, starts the node's heartbeat and serves until
+//! shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,8 +235,19 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
     })?;
     let admin = start_admin(&config, &store, &shutdown_rx).await?;
     let admin_addr = admin.as_ref().map(|(a, _)| *a);
+    let node = crate::node::Node::new(addr);
+    let node_id = node.id.clone();
+    tokio::spawn(crate::node::run_heartbeat(
+        store.clone(),
+        node,
+        Arc::clone(&cell),
+        Arc::clone(&stats),
+        store::HEARTBEAT_INTERVAL,
+        shutdown_rx.clone(),
+    ));
     tracing::info!(
         %addr,
+        node = %node_id,
         tls = config.tls.is_some(),
         upstream = config.upstream.url.as_deref().unwrap_or("in process"),
         "partnergate listening"

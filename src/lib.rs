@@ -35,6 +35,7 @@ pub mod provision;
 pub mod admin;
 
 pub mod app;
+pub mod node;
 
 /// Fuzz logic for the cargo-fuzz targets in `fuzz/` (the `fuzzing` feature; see the module doc
 /// for why a feature and not `cfg(fuzzing)`).

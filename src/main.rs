@@ -152,6 +152,15 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// The gateway nodes sharing the database: id, listen address, version, start, snapshot
+    /// revision, requests per second, last heartbeat and state (`gone` after 5 s of silence;
+    /// heartbeats every second).
+    Nodes {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        output: Output,
+    },
     /// The audit log of administrative changes.
     Audit {
         #[command(subcommand)]
@@ -725,6 +734,9 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
             common,
             output,
         } => stats(partner.as_deref(), &since, &common, output.json, out)?,
+        Command::Nodes { common, output } => {
+            administer(Request::ListNodes, &common, &output, false, out)?;
+        }
         Command::Audit {
             action: AuditAction::List { target, limit },
             common,

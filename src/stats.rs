@@ -241,6 +241,12 @@ impl Stats {
         }
     }
 
+    /// Requests answered since the start (what the node's heartbeat derives its requests per
+    /// second from).
+    pub fn answered(&self) -> u64 {
+        self.total.count.load(Ordering::Relaxed)
+    }
+
     /// The counts not yet written, marked as written (returned to the caller to write).
     fn take_deltas(&self, bucket_start: i64) -> Vec<UsageDelta> {
         let mut out = Vec::new();

@@ -1271,6 +1271,31 @@ async fn audit_rows_name_the_api_and_its_peer() {
     .await;
 }
 
+#[tokio::test]
+async fn nodes_lists_the_running_node() {
+    let gw = start(Some(TOKEN)).await;
+    // The node's first heartbeat is written at start; allow a busy machine a few more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let v = loop {
+        let v = gw.expect(200, "GET", "/admin/v1/nodes", None).await;
+        if v["nodes"].as_array().is_some_and(|n| !n.is_empty()) {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no node: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(v["heartbeat_seconds"], 1);
+    assert_eq!(v["gone_after_seconds"], 5);
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{v}");
+    assert_eq!(nodes[0]["listen"], gw.addr.to_string());
+    assert_eq!(nodes[0]["state"], "up");
+    assert_eq!(nodes[0]["changes"], "poll");
+    assert_eq!(nodes[0]["revision"], gw.store.revision().unwrap());
+    gw.refused(405, "POST", "/admin/v1/nodes", None, None, &[])
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_bounded_and_slow_clients_time_out() {
     let gw = start(Some(TOKEN)).await;

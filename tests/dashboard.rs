@@ -336,6 +336,7 @@ async fn every_page_and_action_needs_a_login() {
         "/ui/groups".to_owned(),
         "/ui/groups/gold".to_owned(),
         "/ui/audit".to_owned(),
+        "/ui/nodes".to_owned(),
         "/ui/nothing/here".to_owned(),
     ] {
         let r = c.get(&page).await;
@@ -516,6 +517,34 @@ async fn forms_without_the_csrf_token_are_refused() {
         .await;
     assert_eq!(r.status, 401);
     assert_eq!(gw.status(&p), PartnerStatus::Suspended);
+}
+
+#[tokio::test]
+async fn the_nodes_page_lists_the_running_node() {
+    let gw = start(Duration::from_secs(3600), false).await;
+    let mut c = Client::new(gw.admin);
+    c.login().await;
+    // The node's first heartbeat is written at start; allow a busy machine a few more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let page = loop {
+        let page = c.get("/ui/nodes").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        if page.body.contains(&gw.addr.to_string()) {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {} not listed: {}",
+            gw.addr,
+            page.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(page.body.contains("aria-current=\"page\">Nodes</a>"));
+    assert!(page.body.contains("<span class=\"badge up\">up</span>"));
+    assert!(page.body.contains("<td>poll</td>"), "SQLite: polled");
+    assert!(page.body.contains(env!("CARGO_PKG_VERSION")));
+    assert!(page.body.contains("1 nodes, 1 up"));
 }
 
 #[tokio::test]
@@ -726,6 +755,7 @@ async fn security_headers_are_present() {
         "/ui/usage".to_owned(),
         "/ui/groups".to_owned(),
         "/ui/audit".to_owned(),
+        "/ui/nodes".to_owned(),
         "/ui/reveal".to_owned(),
         "/ui/partners/NOPE-1".to_owned(),
         "/ui/static/dashboard.css".to_owned(),

@@ -21,8 +21,8 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use partnergate::generated::partner::Operation;
 use partnergate::secret::{self, KeyKind};
 use partnergate::store::{
-    run_refresher, Backend, NewPartner, PartnerStatus, PoolUse, Rate, SessionRecord, SessionSlot,
-    Snapshot, SnapshotCell, Store, StoreError,
+    run_refresher, Backend, NewPartner, NodeBeat, PartnerStatus, PoolUse, Rate, SessionRecord,
+    SessionSlot, Snapshot, SnapshotCell, Store, StoreError, FORGET_AFTER, GONE_AFTER,
 };
 
 fn known() -> Vec<&'static str> {
@@ -105,6 +105,7 @@ both_backends!(
     usage_counts_and_buckets_are_read_from_one_snapshot,
     closing_waits_for_every_handle_and_the_pool,
     dashboard_sessions_are_shared_taken_once_expire_and_are_bounded,
+    nodes_heartbeat_list_gone_and_prune,
 );
 
 fn partner(name: &str) -> NewPartner {
@@ -118,6 +119,82 @@ fn partner(name: &str) -> NewPartner {
 }
 
 // === cases (each runs on both backends) ===
+
+/// A heartbeat inserts, then updates, the node's row, stamped with the database's clock, without
+/// touching the partner-data revision; a row silent for longer than `GONE_AFTER` is gone, and
+/// rows silent for longer than `FORGET_AFTER` are deleted by `prune_nodes`.
+fn nodes_heartbeat_list_gone_and_prune(db: &Db) {
+    let store = db.open();
+    assert!(store.list_nodes().unwrap().is_empty());
+    let mut beat = NodeBeat {
+        node_id: "n-0000000000000001".into(),
+        listen: "127.0.0.1:8080".into(),
+        version: "9.9.9".into(),
+        started_at: 1_700_000_000,
+        revision: 3,
+        requests_total: 10,
+        requests_per_second: 2.5,
+        push_connected: false,
+    };
+    store.heartbeat(&beat).unwrap();
+    beat.revision = 4;
+    beat.requests_total = 12;
+    beat.requests_per_second = 0.75;
+    beat.push_connected = true;
+    store.heartbeat(&beat).unwrap();
+    let nodes = store.list_nodes().unwrap();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    assert_eq!(nodes[0].beat, beat);
+    assert!((0..2000).contains(&nodes[0].silent_ms), "{nodes:?}");
+    assert!(!nodes[0].gone());
+    let now_ms = i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    assert!(
+        (nodes[0].last_seen_ms - now_ms).abs() < 5000,
+        "the database's clock is this machine's: {} vs {now_ms}",
+        nodes[0].last_seen_ms
+    );
+    assert_eq!(store.revision().unwrap(), 0, "not partner data");
+
+    // Planted: a node silent for just over GONE_AFTER, one silent for longer than FORGET_AFTER.
+    let seen = nodes[0].last_seen_ms;
+    let gone = seen - i64::try_from(GONE_AFTER.as_millis()).unwrap() - 1000;
+    let forgotten = seen - i64::try_from(FORGET_AFTER.as_millis()).unwrap() - 60_000;
+    db.raw(&format!(
+        "INSERT INTO nodes (node_id, listen, version, started_at, last_seen_ms, revision, \
+         requests_total, requests_per_second, push_connected) VALUES \
+         ('n-gone', '10.0.0.2:8080', '1', 1, {gone}, 1, 0, 0.0, false), \
+         ('n-forgotten', '10.0.0.3:8080', '1', 0, {forgotten}, 1, 0, 0.0, false);"
+    ));
+    let nodes = store.list_nodes().unwrap();
+    let states: Vec<(&str, bool)> = nodes
+        .iter()
+        .map(|n| (n.beat.node_id.as_str(), n.gone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("n-forgotten", true),
+            ("n-gone", true),
+            ("n-0000000000000001", false)
+        ],
+        "oldest start first"
+    );
+    assert_eq!(store.prune_nodes().unwrap(), 1);
+    let left: Vec<String> = store
+        .list_nodes()
+        .unwrap()
+        .into_iter()
+        .map(|n| n.beat.node_id)
+        .collect();
+    assert_eq!(left, ["n-gone", "n-0000000000000001"]);
+    assert_eq!(store.prune_nodes().unwrap(), 0);
+}
 
 /// Dashboard sessions through two handles on one database (two nodes): what one stores the
 /// other reads; a slot is taken once even by racing handles; a session past its expiry, or

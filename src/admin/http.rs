@@ -30,6 +30,7 @@
 //! | GET, PATCH | `/groups/{name}` | show; rename or change rates |
 //! | PUT, DELETE | `/groups/{name}/throttle` | `{"rate", "aggregate"}` (null clears); clear both |
 //! | GET | `/audit?target=…&limit=…` | audit rows, newest first |
+//! | GET | `/nodes` | the gateway nodes sharing the database (heartbeats; `up` or `gone`) |
 //!
 //! With [`AdminServer::with_dashboard`], paths under `/ui/` go to the operators' web dashboard
 //! ([`super::dashboard`]) instead, which has its own login (a session cookie, not the bearer
@@ -357,6 +358,7 @@ enum Endpoint<'a> {
     Group(&'a str),
     GroupThrottle(&'a str),
     Audit,
+    Nodes,
 }
 
 #[derive(Deserialize)]
@@ -433,6 +435,7 @@ impl<'a> Endpoint<'a> {
             ["groups", name] => Endpoint::Group(name),
             ["groups", name, "throttle"] => Endpoint::GroupThrottle(name),
             ["audit"] => Endpoint::Audit,
+            ["nodes"] => Endpoint::Nodes,
             _ => return None,
         })
     }
@@ -450,7 +453,7 @@ impl<'a> Endpoint<'a> {
             | Endpoint::Revoke(_)
             | Endpoint::AllowRemove(_)
             | Endpoint::GrantRevoke(_) => &[Method::POST],
-            Endpoint::Keys(_) | Endpoint::Audit => &[Method::GET],
+            Endpoint::Keys(_) | Endpoint::Audit | Endpoint::Nodes => &[Method::GET],
             Endpoint::PartnerGroup(_) => &[Method::PUT],
             Endpoint::PartnerThrottle(_) | Endpoint::GroupThrottle(_) => {
                 &[Method::PUT, Method::DELETE]
@@ -576,6 +579,7 @@ impl<'a> Endpoint<'a> {
                 }
                 Request::ListAudit { target, limit }
             }
+            Endpoint::Nodes => Request::ListNodes,
         })
     }
 }

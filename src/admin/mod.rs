@@ -29,7 +29,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::generated::partner::Operation;
 use crate::secret::{self, KeyHash, KeyKind, Secret};
 use crate::store::{
-    self, AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, NewPartner,
+    self, AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, NewPartner, NodeRecord,
     PartnerChanges, PartnerDetail, PartnerRecord, Rate, StatusChange, Store, StoreError,
 };
 
@@ -467,6 +467,8 @@ pub enum Request {
         /// How many (1..=1000; default 50).
         limit: Option<u32>,
     },
+    /// The gateway nodes sharing the database, from their heartbeats.
+    ListNodes,
 }
 
 /// A [`Request`] whose input passed validation: ready for [`Admin::run`].
@@ -496,6 +498,7 @@ enum Op {
     AssignGroup(String, Option<String>),
     PartnerThrottle(String, Option<Rate>),
     ListAudit(Option<String>, u32),
+    ListNodes,
 }
 
 impl Checked {
@@ -511,6 +514,7 @@ impl Checked {
                 | Op::ListGroups
                 | Op::ShowGroup(_)
                 | Op::ListAudit(..)
+                | Op::ListNodes
         )
     }
 
@@ -618,6 +622,7 @@ impl Request {
                 }
                 Op::ListAudit(target, limit)
             }
+            Request::ListNodes => Op::ListNodes,
         };
         Ok(Checked(op))
     }
@@ -660,6 +665,8 @@ pub enum View {
     Group(GroupView),
     /// `{"entries": [...]}`, newest first.
     Audit(AuditView),
+    /// `{"heartbeat_seconds", "gone_after_seconds", "nodes": [...]}`.
+    Nodes(NodesView),
 }
 
 /// A rate in JSON.
@@ -922,6 +929,69 @@ impl From<AuditRecord> for AuditEntry {
 pub struct AuditView {
     /// Newest first.
     pub entries: Vec<AuditEntry>,
+}
+
+/// One gateway node, from its last heartbeat.
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    /// Random per process start (`n-` and 16 hex digits).
+    pub node_id: String,
+    /// The partner listener's bound address.
+    pub listen: String,
+    /// The binary's version.
+    pub version: String,
+    /// Unix seconds (the node's clock).
+    pub started_at: i64,
+    /// The revision of the partner snapshot it had in force.
+    pub revision: i64,
+    /// Requests answered per second over its last heartbeat interval.
+    pub requests_per_second: f64,
+    /// Requests answered since its start.
+    pub requests_total: i64,
+    /// `push` (notified of changes) or `poll` (SQLite, or its notification connection is down).
+    pub changes: &'static str,
+    /// Its last heartbeat, unix milliseconds (the database's clock).
+    pub last_seen_ms: i64,
+    /// How long ago that was, in milliseconds, when this was read.
+    pub silent_ms: i64,
+    /// `up`, or `gone` when silent for longer than `gone_after_seconds`.
+    pub state: &'static str,
+}
+
+impl From<NodeRecord> for NodeView {
+    fn from(n: NodeRecord) -> Self {
+        let state = if n.gone() { "gone" } else { "up" };
+        NodeView {
+            node_id: n.beat.node_id,
+            listen: n.beat.listen,
+            version: n.beat.version,
+            started_at: n.beat.started_at,
+            revision: n.beat.revision,
+            requests_per_second: n.beat.requests_per_second,
+            requests_total: n.beat.requests_total,
+            changes: if n.beat.push_connected {
+                "push"
+            } else {
+                "poll"
+            },
+            last_seen_ms: n.last_seen_ms,
+            silent_ms: n.silent_ms,
+            state,
+        }
+    }
+}
+
+/// The nodes and the rules their state follows.
+#[derive(Debug, Serialize)]
+pub struct NodesView {
+    /// How often a node writes its heartbeat.
+    pub heartbeat_seconds: u64,
+    /// A node silent for longer than this is `gone`.
+    pub gone_after_seconds: u64,
+    /// Rows of nodes silent for longer than this are deleted.
+    pub forget_after_seconds: u64,
+    /// The longest-running first.
+    pub nodes: Vec<NodeView>,
 }
 
 fn summary(p: PartnerRecord) -> PartnerSummary {
@@ -1197,6 +1267,20 @@ impl Admin {
                 reply(
                     format!("{} audit entries", entries.len()),
                     View::Audit(AuditView { entries }),
+                )
+            }
+            Op::ListNodes => {
+                let nodes: Vec<NodeView> =
+                    s.list_nodes()?.into_iter().map(NodeView::from).collect();
+                let up = nodes.iter().filter(|n| n.state == "up").count();
+                reply(
+                    format!("{} nodes, {up} up", nodes.len()),
+                    View::Nodes(NodesView {
+                        heartbeat_seconds: store::HEARTBEAT_INTERVAL.as_secs(),
+                        gone_after_seconds: store::GONE_AFTER.as_secs(),
+                        forget_after_seconds: store::FORGET_AFTER.as_secs(),
+                        nodes,
+                    }),
                 )
             }
         }

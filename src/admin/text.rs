@@ -236,13 +236,74 @@ pub fn render(reply: &Reply, is_change: bool) -> String {
                 &rows,
             );
         }
+        View::Nodes(n) => {
+            let rows: Vec<Vec<String>> = n
+                .nodes
+                .iter()
+                .map(|node| {
+                    vec![
+                        node.node_id.clone(),
+                        node.listen.clone(),
+                        node.version.clone(),
+                        utc(node.started_at),
+                        node.revision.to_string(),
+                        format!("{:.1}", node.requests_per_second),
+                        ago(node.silent_ms),
+                        node.state.to_owned(),
+                        node.changes.to_owned(),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                &[
+                    "ID",
+                    "LISTEN",
+                    "VERSION",
+                    "STARTED",
+                    "REVISION",
+                    "REQ/S",
+                    "LAST SEEN",
+                    "STATE",
+                    "CHANGES",
+                ],
+                &rows,
+            );
+            let _ = writeln!(
+                out,
+                "{} (heartbeat every {} s; gone after {} s of silence; forgotten after {} h)",
+                reply.message,
+                n.heartbeat_seconds,
+                n.gone_after_seconds,
+                n.forget_after_seconds / 3600
+            );
+        }
     }
     out
+}
+
+/// A silence in milliseconds as `0.4 s ago`, `12 s ago`, `5 min ago`, `3 h ago`.
+pub fn ago(ms: i64) -> String {
+    match ms {
+        ..=9_999 => format!("{:.1} s ago", ms as f64 / 1000.0),
+        10_000..=119_999 => format!("{} s ago", ms / 1000),
+        120_000..=7_199_999 => format!("{} min ago", ms / 60_000),
+        _ => format!("{} h ago", ms / 3_600_000),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silences_read_in_a_sensible_unit() {
+        assert_eq!(ago(0), "0.0 s ago");
+        assert_eq!(ago(420), "0.4 s ago");
+        assert_eq!(ago(12_345), "12 s ago");
+        assert_eq!(ago(300_000), "5 min ago");
+        assert_eq!(ago(3 * 3_600_000 + 5), "3 h ago");
+    }
 
     #[test]
     fn utc_formats_unix_times() {

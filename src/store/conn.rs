@@ -90,15 +90,37 @@ impl Target {
 /// libpq waits for TCP's own timeout (minutes) on an unreachable host unless told otherwise:
 /// add `connect_timeout` when the URL does not set it.
 fn with_connect_timeout(url: &str) -> String {
-    let has_param = url
-        .split_once('?')
-        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("connect_timeout=")));
+    with_default_param(
+        url,
+        "connect_timeout",
+        &POSTGRES_CONNECT_TIMEOUT_SECS.to_string(),
+    )
+}
+
+/// `url` with `key=value` added to its query unless it sets `key` already.
+fn with_default_param(url: &str, key: &str, value: &str) -> String {
+    let has_param = url.split_once('?').is_some_and(|(_, q)| {
+        q.split('&')
+            .any(|kv| kv.split_once('=').is_some_and(|(k, _)| k == key))
+    });
     if has_param {
         url.to_owned()
     } else {
         let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}connect_timeout={POSTGRES_CONNECT_TIMEOUT_SECS}")
+        format!("{url}{sep}{key}={value}")
     }
+}
+
+/// The URL of the connection that listens for changes (`push`), from the pool's URL: named
+/// [`super::push::APPLICATION_NAME`] in `pg_stat_activity`, with TCP keepalives that notice a
+/// silently dead connection within about 25 s (it is idle, so nothing else would), unless the
+/// URL says otherwise.
+pub(crate) fn listen_url(url: &str) -> String {
+    let url = with_default_param(url, "application_name", super::push::APPLICATION_NAME);
+    let url = with_default_param(&url, "keepalives", "1");
+    let url = with_default_param(&url, "keepalives_idle", "10");
+    let url = with_default_param(&url, "keepalives_interval", "5");
+    with_default_param(&url, "keepalives_count", "3")
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -360,6 +382,20 @@ mod tests {
                 "{memory}"
             );
         }
+    }
+
+    #[test]
+    fn the_listening_connection_is_named_and_kept_alive() {
+        assert_eq!(
+            listen_url("postgres://h/db?connect_timeout=10"),
+            "postgres://h/db?connect_timeout=10&application_name=partnergate-listen&keepalives=1\
+             &keepalives_idle=10&keepalives_interval=5&keepalives_count=3"
+        );
+        assert_eq!(
+            listen_url("postgres://h/db?application_name=mine&keepalives_idle=60"),
+            "postgres://h/db?application_name=mine&keepalives_idle=60&keepalives=1\
+             &keepalives_interval=5&keepalives_count=3"
+        );
     }
 
     #[test]

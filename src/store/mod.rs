@@ -19,7 +19,9 @@
 mod admin;
 mod conn;
 mod models;
+mod nodes;
 mod onboard;
+mod push;
 mod schema;
 mod sessions;
 mod snapshot;
@@ -40,14 +42,16 @@ pub use admin::{
     AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges, PartnerDetail,
     PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
 };
+pub use nodes::{NodeBeat, NodeRecord, FORGET_AFTER, GONE_AFTER, HEARTBEAT_INTERVAL};
 pub(crate) use onboard::{
     check_country, check_grant, check_name, check_net, valid_group_name, valid_partner_id,
 };
 pub use onboard::{CreatedPartner, NewPartner};
+pub use push::{APPLICATION_NAME as PUSH_APPLICATION_NAME, CHANNEL as PUSH_CHANNEL};
 pub use sessions::{SessionRecord, SessionSlot};
 pub use snapshot::{
     run_refresher, run_refresher_with, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate,
-    RefreshHealth, Snapshot, SnapshotCell, DEFAULT_REFRESH_INTERVAL,
+    RefreshHealth, Snapshot, SnapshotCell, Trigger, DEFAULT_REFRESH_INTERVAL,
 };
 pub use usage::{UsageDelta, UsageRow, UsageTotal};
 
@@ -153,6 +157,8 @@ pub struct Store {
     backend: Backend,
     /// For logs and errors: the URL without its password.
     redacted_url: Arc<str>,
+    /// PostgreSQL: the URL of the connection that listens for changes (`push`).
+    listen_url: Option<Arc<str>>,
     /// The pool's worker threads (connects and reaping run there).
     threads: Arc<ScheduledThreadPool>,
     /// How many worker threads `threads` has.
@@ -195,6 +201,10 @@ impl Store {
         let target = Target::parse(url)?;
         let backend = target.backend();
         let redacted_url: Arc<str> = conn::redact(url).into();
+        let listen_url = match &target {
+            Target::Postgres(url) => Some(conn::listen_url(url).into()),
+            Target::Sqlite(_) => None,
+        };
         let mut first = r2d2::ManageConnection::connect(&Manager {
             target: target.clone(),
             create: true,
@@ -249,6 +259,7 @@ impl Store {
             pool,
             backend,
             redacted_url,
+            listen_url,
             threads,
             thread_count,
             handles: Arc::new(()),
@@ -273,6 +284,11 @@ impl Store {
     /// The URL as opened, with any password replaced by `***`: the only form to log.
     pub fn redacted_url(&self) -> &str {
         &self.redacted_url
+    }
+
+    /// PostgreSQL: the URL of the connection that listens for changes; `None` on SQLite.
+    fn listen_url(&self) -> Option<Arc<str>> {
+        self.listen_url.clone()
     }
 
     /// The current data revision (`meta.revision`), bumped by every write to partner data.

@@ -127,6 +127,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Gateway nodes and their heartbeats (`store::nodes`); not partner data.
+    nodes (node_id) {
+        node_id -> Text,
+        listen -> Text,
+        version -> Text,
+        started_at -> BigInt,
+        last_seen_ms -> BigInt,
+        revision -> BigInt,
+        requests_total -> BigInt,
+        requests_per_second -> Double,
+        push_connected -> Bool,
+    }
+}
+
 diesel::joinable!(api_keys -> partners (partner_id));
 diesel::joinable!(allow_entries -> partners (partner_id));
 diesel::joinable!(grants -> partners (partner_id));
@@ -142,4 +157,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     meta,
     dashboard_sessions,
+    nodes,
 );

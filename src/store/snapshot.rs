@@ -3,7 +3,9 @@
 //! Readers never wait on the database or on a lock.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -386,6 +388,29 @@ pub struct RefreshHealth {
 pub struct SnapshotCell {
     current: ArcSwap<Snapshot>,
     health: ArcSwap<RefreshHealth>,
+    refreshes: RefreshCounts,
+}
+
+/// What woke the refresher for a reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// A notification on the listening connection (PostgreSQL).
+    Push,
+    /// The poll of `meta.revision` every `refresh_interval_ms`.
+    Poll,
+}
+
+/// How changes reach this process, for `/metrics`.
+#[derive(Debug, Default)]
+struct RefreshCounts {
+    /// A listening connection is configured (PostgreSQL).
+    push_enabled: AtomicBool,
+    /// The listening connection is up.
+    push_connected: AtomicBool,
+    /// Snapshots reloaded because a notification said so first.
+    pushed: AtomicU64,
+    /// Snapshots reloaded because the poll saw the change first.
+    polled: AtomicU64,
 }
 
 impl Default for SnapshotCell {
@@ -402,7 +427,69 @@ impl SnapshotCell {
         SnapshotCell {
             current: ArcSwap::from_pointee(snapshot),
             health: ArcSwap::from_pointee(RefreshHealth::default()),
+            refreshes: RefreshCounts::default(),
         }
+    }
+
+    /// Whether changes reach this process by notification right now (PostgreSQL with its
+    /// listening connection up); otherwise the poll alone brings them.
+    pub fn push_connected(&self) -> bool {
+        self.refreshes.push_connected.load(Ordering::Relaxed)
+    }
+
+    /// Snapshots reloaded so far, by what noticed the change first.
+    pub fn refreshes(&self, trigger: Trigger) -> u64 {
+        match trigger {
+            Trigger::Push => self.refreshes.pushed.load(Ordering::Relaxed),
+            Trigger::Poll => self.refreshes.polled.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn set_push_enabled(&self, enabled: bool) {
+        self.refreshes
+            .push_enabled
+            .store(enabled, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_push_connected(&self, connected: bool) {
+        self.refreshes
+            .push_connected
+            .store(connected, Ordering::Relaxed);
+    }
+
+    fn count_refresh(&self, trigger: Trigger) {
+        let counter = match trigger {
+            Trigger::Push => &self.refreshes.pushed,
+            Trigger::Poll => &self.refreshes.polled,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prometheus text for how changes arrive: `partnergate_snapshot_push_enabled`,
+    /// `partnergate_snapshot_push_connected` (1/0) and
+    /// `partnergate_snapshot_refreshes_total{trigger="push"|"poll"}`.
+    pub fn render_refresh_metrics(&self, out: &mut String) {
+        let flag = |b: &AtomicBool| u8::from(b.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP partnergate_snapshot_push_enabled 1 when changes are pushed by notification \
+             (PostgreSQL), 0 when only polled (SQLite).\n\
+             # TYPE partnergate_snapshot_push_enabled gauge\n\
+             partnergate_snapshot_push_enabled {}\n\
+             # HELP partnergate_snapshot_push_connected 1 while the notification connection is \
+             up; 0: changes arrive by the poll (refresh_interval_ms).\n\
+             # TYPE partnergate_snapshot_push_connected gauge\n\
+             partnergate_snapshot_push_connected {}\n\
+             # HELP partnergate_snapshot_refreshes_total Partner snapshots reloaded, by what \
+             noticed the change first.\n\
+             # TYPE partnergate_snapshot_refreshes_total counter\n\
+             partnergate_snapshot_refreshes_total{{trigger=\"push\"}} {}\n\
+             partnergate_snapshot_refreshes_total{{trigger=\"poll\"}} {}",
+            flag(&self.refreshes.push_enabled),
+            flag(&self.refreshes.push_connected),
+            self.refreshes.pushed.load(Ordering::Relaxed),
+            self.refreshes.polled.load(Ordering::Relaxed),
+        );
     }
 
     /// The current snapshot (lock-free; hold the guard only for the request).
@@ -451,6 +538,9 @@ impl SnapshotCell {
 
 /// Keeps `cell` current: every `every` (see [`DEFAULT_REFRESH_INTERVAL`]) it polls
 /// [`Store::revision`] and, when it differs from the cell's, loads and publishes a new snapshot.
+/// On PostgreSQL it also listens for the notification every revision bump sends at commit
+/// (`push`) and checks at once when one arrives; the poll stays as the fallback. One task does
+/// both, so reloads never overlap and a newer snapshot is never replaced by an older one.
 /// Database work runs on `spawn_blocking`, never on an async worker. On errors the previous
 /// snapshot stays published; the error is logged (at `warn` when it first appears or changes)
 /// and recorded in [`SnapshotCell::health`]. Returns when `shutdown` becomes `true` or its sender
@@ -473,21 +563,32 @@ pub async fn run_refresher_with(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     installed: impl Fn(&Snapshot) + Send + 'static,
 ) {
-    let mut tick = tokio::time::interval(every.max(MIN_REFRESH_INTERVAL));
+    let every = every.max(MIN_REFRESH_INTERVAL);
+    let push = store.listen_url().and_then(|url| {
+        super::push::start(
+            store.clone(),
+            url,
+            Arc::clone(&cell),
+            every,
+            shutdown.clone(),
+        )
+    });
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *shutdown.borrow_and_update() {
             break;
         }
-        tokio::select! {
-            _ = tick.tick() => {}
+        let trigger = tokio::select! {
+            _ = tick.tick() => Trigger::Poll,
+            () = pushed(push.as_deref()) => Trigger::Push,
             changed = shutdown.changed() => {
                 if changed.is_err() {
                     break;
                 }
                 continue;
             }
-        }
+        };
 
         let known = cell.load().revision;
         let db = store.clone();
@@ -510,11 +611,13 @@ pub async fn run_refresher_with(
                     revision = snapshot.revision,
                     previous = known,
                     partners = snapshot.partners.len(),
+                    ?trigger,
                     "partner snapshot reloaded"
                 );
                 cell.store(snapshot);
                 installed(&cell.load());
                 cell.record_success();
+                cell.count_refresh(trigger);
                 continue;
             }
             Ok(Err(e)) => e.to_string(),
@@ -530,6 +633,14 @@ pub async fn run_refresher_with(
         } else {
             tracing::debug!(db = %store.redacted_url(), %error, "partner snapshot refresh still failing");
         }
+    }
+}
+
+/// Completes when the listening thread signals a notification; never without one.
+async fn pushed(wake: Option<&tokio::sync::Notify>) {
+    match wake {
+        Some(w) => w.notified().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,5 +1,11 @@
 //! `partnergate serve` as a child process on a free 127.0.0.1 port, for the tests that need the
-//! real binary (its defaults, its memory, its process).
+//! real binary (its defaults, its memory, its process): on a SQLite file of its own
+//! ([`Binary::serve`]) or on a database URL shared by several ([`Binary::serve_url`]).
+
+#![allow(
+    dead_code,
+    reason = "shared by several test files; each uses a part of it"
+)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,12 +16,13 @@ use tokio::net::TcpStream;
 
 use crate::common::{get, remove_db, temp_path};
 
-/// The running binary, killed on drop (its database and log removed).
+/// The running binary, killed on drop (its SQLite database, if it has one of its own, and its
+/// log removed).
 pub struct Binary {
     /// Where it listens.
     pub addr: SocketAddr,
     child: Child,
-    db: PathBuf,
+    db: Option<PathBuf>,
     stderr: PathBuf,
 }
 
@@ -23,7 +30,9 @@ impl Drop for Binary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        remove_db(&self.db);
+        if let Some(db) = &self.db {
+            remove_db(db);
+        }
         let _ = std::fs::remove_file(&self.stderr);
     }
 }
@@ -31,8 +40,24 @@ impl Drop for Binary {
 impl Binary {
     /// Starts `partnergate serve` on the SQLite file `db` forwarding to `upstream`, with no
     /// `PARTNERGATE_*` or `RUST_LOG` of the test's environment and `env` added; waits until
-    /// `/readyz` answers 200.
+    /// `/readyz` answers 200. The file is removed when the binary is dropped.
     pub async fn serve(db: PathBuf, upstream: &str, env: &[(&str, String)]) -> Binary {
+        let url = db.display().to_string();
+        Binary::launch(&url, Some(db), upstream, env).await
+    }
+
+    /// Like [`Binary::serve`] on the database at `url` (e.g. `postgres://…`, shared by several
+    /// binaries), which the caller owns: nothing is removed on drop.
+    pub async fn serve_url(url: &str, upstream: &str, env: &[(&str, String)]) -> Binary {
+        Binary::launch(url, None, upstream, env).await
+    }
+
+    async fn launch(
+        url: &str,
+        db: Option<PathBuf>,
+        upstream: &str,
+        env: &[(&str, String)],
+    ) -> Binary {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("local address").port()
@@ -47,7 +72,7 @@ impl Binary {
             }
         }
         cmd.env_remove("RUST_LOG")
-            .args(["serve", "--database-url", &db.display().to_string()])
+            .args(["serve", "--database-url", url])
             .args(["--listen", &addr.to_string(), "--upstream", upstream])
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -78,6 +103,17 @@ impl Binary {
             db,
             stderr,
         }
+    }
+
+    /// Kills the process at once (SIGKILL: no shutdown, no last words) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// `VmHWM` (peak resident set) and `VmRSS` of the process, in bytes.

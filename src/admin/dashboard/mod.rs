@@ -45,6 +45,7 @@
 //! | GET, POST | `/ui/groups` | groups; create |
 //! | GET, POST | `/ui/groups/{name}`, POST `/ui/groups/{name}/rename` | one group; rates; rename |
 //! | GET | `/ui/audit?target=&limit=` | the audit log |
+//! | GET | `/ui/nodes` | the gateway nodes sharing the database (heartbeats; up or gone) |
 
 pub mod chart;
 pub mod form;
@@ -219,6 +220,7 @@ impl Layout {
             ("/ui/groups", "Groups", "groups"),
             ("/ui/usage", "Usage", "usage"),
             ("/ui/audit", "Audit log", "audit"),
+            ("/ui/nodes", "Nodes", "nodes"),
         ];
         Layout {
             title: title.into(),
@@ -493,6 +495,29 @@ struct AuditPage {
     target: String,
     limit: String,
     entries: Vec<AuditRow>,
+}
+
+struct NodeRow {
+    node_id: String,
+    listen: String,
+    version: String,
+    started: String,
+    revision: i64,
+    rate: String,
+    last_seen: String,
+    state: &'static str,
+    changes: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "nodes.html")]
+struct NodesPage {
+    layout: Layout,
+    heartbeat: u64,
+    gone_after: u64,
+    forget_hours: u64,
+    summary: String,
+    nodes: Vec<NodeRow>,
 }
 
 // === helpers ===
@@ -930,6 +955,7 @@ impl Dashboard {
             ["groups"] => self.groups_page(session).await,
             ["groups", name] => self.group_page(session, name, peer).await,
             ["audit"] => self.audit_page(session, query, peer).await,
+            ["nodes"] => self.nodes_page(session, peer).await,
             _ => Err(Fail::Admin(AdminError::NotFound {
                 what: "page",
                 key: format!("/ui/{}", segs.join("/")),
@@ -1337,6 +1363,36 @@ impl Dashboard {
             target: target.unwrap_or_default(),
             limit: limit.to_string(),
             entries: audit.entries.into_iter().map(audit_row).collect(),
+        };
+        Ok(html(StatusCode::OK, page.render()))
+    }
+
+    async fn nodes_page(&self, session: &Current, peer: SocketAddr) -> Result<Resp, Fail> {
+        let reply = self.run(Request::ListNodes, peer).await?;
+        let View::Nodes(v) = reply.view else {
+            return Err(unexpected());
+        };
+        let page = NodesPage {
+            layout: Layout::new("Nodes", "nodes", session),
+            heartbeat: v.heartbeat_seconds,
+            gone_after: v.gone_after_seconds,
+            forget_hours: v.forget_after_seconds / 3600,
+            summary: reply.message,
+            nodes: v
+                .nodes
+                .into_iter()
+                .map(|n| NodeRow {
+                    started: utc(n.started_at),
+                    rate: format!("{:.1}", n.requests_per_second),
+                    last_seen: super::text::ago(n.silent_ms),
+                    node_id: n.node_id,
+                    listen: n.listen,
+                    version: n.version,
+                    revision: n.revision,
+                    state: n.state,
+                    changes: n.changes,
+                })
+                .collect(),
         };
         Ok(html(StatusCode::OK, page.render()))
     }
