@@ -499,15 +499,16 @@ impl Relay {
         let client = self.client(partner)?;
         let max = self.config.max_response_bytes;
         let exchange = async {
-            let response = client
-                .request(http_request)
-                .await
-                .map_err(|e| CallbackError::Partner(format!("unreachable: {}", chain(&e))))?;
+            let response = client.request(http_request).await.map_err(|e| {
+                CallbackError::Partner(format!("unreachable: {}", crate::forward::error_chain(&e)))
+            })?;
             let status = response.status().as_u16();
             let bytes = Limited::new(response.into_body(), max)
                 .collect()
                 .await
-                .map_err(|e| CallbackError::Partner(format!("answer: {}", chain(&*e))))?
+                .map_err(|e| {
+                    CallbackError::Partner(format!("answer: {}", crate::forward::error_chain(&*e)))
+                })?
                 .to_bytes();
             Ok::<_, CallbackError>((status, bytes))
         };
@@ -587,19 +588,6 @@ pub fn decode_reply(op: Operation, status: u16, bytes: &[u8]) -> Result<Reply, C
     decode::callback_response(op, &env.body, limits)
         .map(Reply::Response)
         .map_err(|e| invalid(&e))
-}
-
-/// An error with its sources, for the log (hyper's client error alone says only "client error
-/// (Connect)").
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 // === where callbacks may go ===
@@ -897,7 +885,7 @@ mod tests {
             let Err(err) = closed.call(uri).await else {
                 panic!("{url} was connected to");
             };
-            let text = chain(&*err);
+            let text = crate::forward::error_chain(&*err);
             assert!(text.contains("refused: loopback address"), "{url}: {text}");
         }
         let mut open = GuardedConnector::new(
