@@ -16,7 +16,8 @@ use http_body_util::Full;
 
 use crate::published;
 
-use super::{text, CALLBACK_PATH, PARTNER_PATH};
+use super::respond::text;
+use super::{CALLBACK_PATH, PARTNER_PATH};
 
 /// Where the published documents point.
 #[derive(Clone, Debug, Default)]
@@ -86,22 +87,15 @@ impl PublicAddress {
         query: Option<&str>,
         reached: Reached,
     ) -> Response<Full<Bytes>> {
+        let views = [
+            ("", published::PARTNER_WSDL),
+            ("soap11", published::PARTNER_WSDL_SOAP11),
+        ];
         let endpoint = format!("{}{PARTNER_PATH}", self.base_url(headers, reached));
-        let doc = match split_query(query) {
-            ("wsdl", "") => published::PARTNER_WSDL,
-            ("wsdl", "soap11") => published::PARTNER_WSDL_SOAP11,
-            ("xsd", name) => match published::schema(name) {
-                Some(doc) => *doc,
-                None => return text(StatusCode::NOT_FOUND, "no such schema\n"),
-            },
-            _ => {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n",
-                )
-            }
-        };
-        self.document(rewrite_addresses(doc.text, &endpoint))
+        match published_document(query, &views, "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n") {
+            Ok(doc) => self.document(rewrite_addresses(doc.text, &endpoint)),
+            Err(usage) => text(StatusCode::NOT_FOUND, usage),
+        }
     }
 
     /// `?wsdl` and `?xsd=NAME` of the callback contract, for partners to generate their server
@@ -112,16 +106,30 @@ impl PublicAddress {
         query: Option<&str>,
         reached: Reached,
     ) -> Response<Full<Bytes>> {
+        let views = [("", published::CALLBACK_WSDL)];
         let endpoint = format!("{}{CALLBACK_PATH}", self.base_url(headers, reached));
-        let doc = match split_query(query) {
-            ("wsdl", "") => published::CALLBACK_WSDL,
-            ("xsd", name) => match published::schema(name) {
-                Some(doc) => *doc,
-                None => return text(StatusCode::NOT_FOUND, "no such schema\n"),
-            },
-            _ => return text(StatusCode::NOT_FOUND, "use ?wsdl or ?xsd=NAME\n"),
-        };
-        self.document(rewrite_schema_locations(doc.text, &endpoint))
+        match published_document(query, &views, "use ?wsdl or ?xsd=NAME\n") {
+            Ok(doc) => self.document(rewrite_schema_locations(doc.text, &endpoint)),
+            Err(usage) => text(StatusCode::NOT_FOUND, usage),
+        }
+    }
+}
+
+/// The document a query names: `?wsdl[=VIEW]` one of `views`, `?xsd=NAME` a published schema;
+/// otherwise the text of the 404 to answer (`usage` says what exists).
+fn published_document(
+    query: Option<&str>,
+    views: &[(&str, published::Document)],
+    usage: &'static str,
+) -> Result<published::Document, &'static str> {
+    match split_query(query) {
+        ("wsdl", view) => views
+            .iter()
+            .find(|(name, _)| *name == view)
+            .map(|(_, doc)| *doc)
+            .ok_or(usage),
+        ("xsd", name) => published::schema(name).copied().ok_or("no such schema\n"),
+        _ => Err(usage),
     }
 }
 

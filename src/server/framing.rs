@@ -67,7 +67,7 @@ impl Refused {
 
     /// The answer: the status, a one-line text, and `Connection: close`.
     pub fn response(self) -> Response<Full<Bytes>> {
-        let mut r = super::text(self.status(), self.text());
+        let mut r = super::respond::text(self.status(), self.text());
         r.headers_mut().insert(
             header::CONNECTION,
             header::HeaderValue::from_static("close"),

@@ -34,12 +34,16 @@ use crate::stats::{Record, StageTimes};
 pub mod admit;
 pub mod contract;
 pub mod framing;
+mod health;
 pub mod idle;
+mod respond;
 
 use admit::{Admission, Refusal};
 pub use contract::{rewrite_addresses, rewrite_schema_locations};
 use contract::{PublicAddress, Reached};
 use idle::{BusyGuard, ConnState, IdleIo, RateFloor, Reclaim, RECLAIM_EVERY};
+pub use respond::new_request_id;
+use respond::{fault_response, log_line, soap_response, text, Done};
 
 /// `/readyz` fails when the database has not confirmed the snapshot for this long.
 pub const READY_STALENESS: Duration = Duration::from_secs(5);
@@ -361,41 +365,6 @@ impl Server {
         }
     }
 
-    /// Ready once the database has confirmed the snapshot recently (within [`READY_STALENESS`]).
-    fn ready(&self) -> Response<Full<Bytes>> {
-        let cell = &self.gateway.snapshot;
-        let staleness = cell.staleness(std::time::SystemTime::now());
-        let snapshot = cell.load();
-        match staleness {
-            Some(age) if age <= READY_STALENESS => text(
-                StatusCode::OK,
-                &format!(
-                    "ready: snapshot revision {} ({} partners)\n",
-                    snapshot.revision,
-                    snapshot.partners.len()
-                ),
-            ),
-            Some(age) => {
-                let health = cell.health();
-                let error = health
-                    .last_error
-                    .as_deref()
-                    .unwrap_or("no recent confirmation");
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!(
-                        "not ready: database not confirmed for {}s: {error}\n",
-                        age.as_secs()
-                    ),
-                )
-            }
-            None => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: snapshot not loaded yet\n",
-            ),
-        }
-    }
-
     async fn soap(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let request_id = new_request_id();
@@ -596,47 +565,6 @@ impl Server {
         );
     }
 
-    /// `GET /metrics` (Prometheus text), for the peers in `metrics.allow` only.
-    fn metrics(&self, peer: SocketAddr) -> Response<Full<Bytes>> {
-        if !crate::allowlist::contains(&self.metrics_allow, peer.ip()) {
-            return text(
-                StatusCode::FORBIDDEN,
-                "metrics are not available to this address\n",
-            );
-        }
-        let cell = &self.gateway.snapshot;
-        let snapshot = cell.load();
-        let age = cell
-            .staleness(std::time::SystemTime::now())
-            .map_or(-1.0, |d| d.as_secs_f64());
-        let gauges = [
-            (
-                "partnergate_snapshot_age_seconds",
-                "Seconds since the database last confirmed the partner snapshot (-1: never).",
-                age,
-            ),
-            (
-                "partnergate_snapshot_revision",
-                "Revision of the partner snapshot in force.",
-                snapshot.revision as f64,
-            ),
-            (
-                "partnergate_partners",
-                "Partners in the snapshot.",
-                snapshot.partners.len() as f64,
-            ),
-        ];
-        let mut body = self.gateway.stats.render(&gauges);
-        cell.render_refresh_metrics(&mut body);
-        self.admission.render(&mut body);
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        r
-    }
-
     /// Seconds since the server started (for diagnostics).
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
@@ -663,89 +591,4 @@ fn refuse(stream: tokio::net::TcpStream, refusal: Refusal, tls: bool) {
         }
     }
     drop(stream);
-}
-
-/// `gw-` and 32 hex digits (128 random bits).
-pub fn new_request_id() -> String {
-    let n: u128 = rand::random();
-    format!("gw-{n:032x}")
-}
-
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-fn content_type(version: SoapVersion) -> header::HeaderValue {
-    match version {
-        SoapVersion::Soap11 => header::HeaderValue::from_static("text/xml; charset=utf-8"),
-        SoapVersion::Soap12 => {
-            header::HeaderValue::from_static("application/soap+xml; charset=utf-8")
-        }
-    }
-}
-
-fn soap_response(
-    status: StatusCode,
-    version: SoapVersion,
-    request_id: &str,
-    body: Vec<u8>,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, content_type(version));
-    if let Ok(v) = header::HeaderValue::from_str(request_id) {
-        r.headers_mut().insert("x-request-id", v);
-    }
-    r
-}
-
-fn fault_response(
-    f: fault::FaultResponse,
-    version: SoapVersion,
-    request_id: &str,
-) -> Response<Full<Bytes>> {
-    let mut r = soap_response(f.status, version, request_id, f.body);
-    if let Some(secs) = f.retry_after {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-    }
-    r
-}
-
-/// What one answered request was, for its log line and its statistics.
-struct Done<'a> {
-    request_id: &'a str,
-    peer: SocketAddr,
-    partner: Option<&'a str>,
-    operation: Option<&'static str>,
-    outcome: &'static str,
-    status: StatusCode,
-    rejection: Option<&'a pipeline::Rejection>,
-    stages: StageTimes,
-    key_id: Option<i64>,
-}
-
-fn log_line(done: &Done<'_>, elapsed: Duration) {
-    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    // Never a key or a body: the rejection's Display names rules, paths and limits only.
-    let detail = done.rejection.map(|r| r.to_string());
-    tracing::info!(
-        target: crate::access_format::ACCESS_TARGET,
-        request_id = done.request_id,
-        peer = %done.peer.ip(),
-        partner = done.partner.unwrap_or("-"),
-        operation = done.operation.unwrap_or("-"),
-        outcome = done.outcome,
-        status = done.status.as_u16(),
-        latency_us = micros,
-        stage = done.rejection.map_or("-", |r| r.stage()),
-        detail = detail.as_deref().unwrap_or("-"),
-    );
 }
