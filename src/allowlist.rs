@@ -134,7 +134,7 @@ fn parse_node(v: &str) -> Option<IpAddr> {
 /// Checks `address` against the partner's allowlist.
 pub fn check(auth: &Authenticated, address: IpAddr) -> Result<IpAddr, AllowError> {
     let address = canonical(address);
-    if auth.partner.allow.iter().any(|net| net.contains(&address)) {
+    if contains(&auth.partner.allow, address) {
         Ok(address)
     } else {
         Err(AllowError::NotAllowed(address))

@@ -221,8 +221,9 @@ fn verify(
     })
 }
 
-/// A callback whose `CallbackAuth` header carried the partner's callback key.
-#[derive(Clone, Debug)]
+/// A callback whose `CallbackAuth` header carried the partner's callback key. `Debug` leaves
+/// out the verified header: it holds the key.
+#[derive(Clone)]
 pub struct CallbackAuthenticated {
     /// The partner, from the snapshot.
     pub partner: Arc<PartnerEntry>,
@@ -231,6 +232,15 @@ pub struct CallbackAuthenticated {
     /// The `CallbackAuth` block that was verified, decoded: the only credential the relay may
     /// send on (a block addressed to another node is never read, let alone relayed).
     pub header: crate::generated::callback::AuthHeader,
+}
+
+impl std::fmt::Debug for CallbackAuthenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackAuthenticated")
+            .field("partner", &self.partner.partner_id)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Authenticates a callback's `CallbackAuth` header (the partner's callback key).

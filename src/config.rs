@@ -569,12 +569,7 @@ impl Config {
                     .map_err(|_| "expected true or false".to_string())?
             }
             "gate.also_allow" => {
-                self.gate.also_allow = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(parse_net)
-                    .collect::<Result<_, _>>()?;
+                self.gate.also_allow = nets(value)?;
             }
             "gate.log_interval_ms" => self.gate.log_interval = ms(value)?,
             "database_url" => self.database_url = value.trim().to_string(),
@@ -595,12 +590,7 @@ impl Config {
             }
             "refresh_interval_ms" => self.refresh_interval = ms(value)?,
             "trusted_proxies" => {
-                self.trusted_proxies = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(parse_net)
-                    .collect::<Result<_, _>>()?;
+                self.trusted_proxies = nets(value)?;
             }
             "stats.flush_interval_ms" => self.stats_flush_interval = ms(value)?,
             "stats.retention_days" => {
@@ -614,12 +604,7 @@ impl Config {
                 self.stats_retention = Duration::from_secs(days * 86_400);
             }
             "callback.allowed_callers" => {
-                self.callback.allowed_callers = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(parse_net)
-                    .collect::<Result<_, _>>()?;
+                self.callback.allowed_callers = nets(value)?;
             }
             "callback.allow_http" => {
                 self.callback.allow_http = value
@@ -650,12 +635,7 @@ impl Config {
                     .map_err(|_| "expected true or false".to_string())?;
             }
             "metrics.allow" => {
-                self.metrics_allow = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(parse_net)
-                    .collect::<Result<_, _>>()?;
+                self.metrics_allow = nets(value)?;
             }
             "faults.soap11_status" => {
                 self.soap11_status = match value.trim() {
@@ -732,12 +712,7 @@ impl Config {
                     })?;
             }
             "callback.allowed_networks" => {
-                self.callback.allowed_networks = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(parse_net)
-                    .collect::<Result<_, _>>()?;
+                self.callback.allowed_networks = nets(value)?;
             }
             "limits.max_in_flight_per_partner" => l.max_in_flight_per_partner = size(value)?,
             _ => return Err("unknown key".into()),
@@ -761,6 +736,16 @@ pub fn valid_host(h: &str) -> bool {
         && h.len() <= 255
         && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+/// A comma-separated list of addresses and CIDRs (see [`parse_net`]); empty items are skipped.
+pub fn nets(value: &str) -> Result<Vec<IpNet>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse_net)
+        .collect()
 }
 
 /// An address or a CIDR (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`). A network with host bits

@@ -131,6 +131,15 @@ pub enum Rejection {
     Forward(ForwardError),
 }
 
+impl From<Refused> for Rejection {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Rate(t) => Rejection::Throttle(t),
+            Refused::InFlight(e) => Rejection::InFlight(e),
+        }
+    }
+}
+
 impl Rejection {
     /// The stage that refused, for logs and metrics.
     pub fn stage(&self) -> &'static str {
@@ -359,10 +368,7 @@ async fn run(
         authorize::check(&auth, op).map_err(Rejection::Authorize)?;
         gw.throttle
             .admit(&auth.partner, &snapshot)
-            .map_err(|refused| match refused {
-                Refused::Rate(t) => Rejection::Throttle(t),
-                Refused::InFlight(e) => Rejection::InFlight(e),
-            })
+            .map_err(Rejection::from)
     })();
     laps.lap(Stage::Checks, out);
     let _in_flight = checks?;

@@ -26,10 +26,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::store::{PartnerEntry, Rate, Snapshot};
+use crate::store::{GroupEntry, PartnerEntry, Rate, Snapshot};
 
 /// Default of `limits.max_in_flight_per_partner`: far above what a real partner has open (its
 /// calls take milliseconds), low enough that one partner cannot hold every connection's worth
@@ -49,13 +49,15 @@ struct Gcra {
 }
 
 impl Gcra {
-    fn new(rate: Rate) -> Gcra {
+    /// A limiter of `rate` that goes on from `previous` (a rate change carries the theoretical
+    /// arrival time over instead of handing out a fresh burst).
+    fn continuing(rate: Rate, previous: Option<&Gcra>) -> Gcra {
         let t = (1_000_000_000 / u64::from(rate.per_second.get())).max(1);
         Gcra {
             rate,
             t,
             tau: t.saturating_mul(u64::from(rate.burst.get()) - 1),
-            tat: AtomicU64::new(0),
+            tat: AtomicU64::new(previous.map_or(0, |p| p.tat.load(Ordering::Acquire))),
         }
     }
 
@@ -176,26 +178,25 @@ fn entry<T>(
     rate_of: impl Fn(&T) -> Rate,
     make: impl Fn(Option<&T>) -> T,
 ) -> Arc<T> {
-    if let Ok(read) = map.read() {
+    // A poisoned lock only means another thread panicked while holding it; nothing under the
+    // lock can leave the map half-changed, so keep using it (a fresh entry per call would turn
+    // the limits off).
+    {
+        let read = map.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(found) = read.get(key).filter(|s| rate_of(s) == rate) {
             return Arc::clone(found);
         }
     }
-    match map.write() {
-        Ok(mut write) => {
-            // Another request may have inserted it meanwhile; keep theirs if the rate matches.
-            let current = write.get(key).cloned();
-            match current {
-                Some(found) if rate_of(&found) == rate => found,
-                previous => {
-                    let fresh = Arc::new(make(previous.as_deref()));
-                    write.insert(key.to_string(), Arc::clone(&fresh));
-                    fresh
-                }
-            }
+    let mut write = map.write().unwrap_or_else(PoisonError::into_inner);
+    // Another request may have inserted it meanwhile; keep theirs if the rate matches.
+    let current = write.get(key).cloned();
+    match current {
+        Some(found) if rate_of(&found) == rate => found,
+        previous => {
+            let fresh = Arc::new(make(previous.as_deref()));
+            write.insert(key.to_string(), Arc::clone(&fresh));
+            fresh
         }
-        // A poisoned lock only means another thread panicked mid-insert: use a fresh entry.
-        Err(_) => Arc::new(make(None)),
     }
 }
 
@@ -218,12 +219,9 @@ impl Throttle {
         self
     }
 
-    /// The rate that applies to `partner`.
-    pub fn partner_rate(&self, partner: &PartnerEntry, snapshot: &Snapshot) -> Rate {
-        let group = partner.group.as_ref().and_then(|g| snapshot.groups.get(g));
-        partner
-            .rate
-            .or_else(|| group.and_then(|g| g.rate))
+    /// The rate that applies to a partner with its own `rate` in `group`.
+    fn partner_rate(&self, rate: Option<Rate>, group: Option<&GroupEntry>) -> Rate {
+        rate.or_else(|| group.and_then(|g| g.rate))
             .unwrap_or(self.default)
     }
 
@@ -234,14 +232,18 @@ impl Throttle {
     /// Admits one call of `partner` — the returned guard keeps it counted as in flight until it
     /// is dropped — or says why not. A refused call spends nothing (see the module docs).
     pub fn admit(&self, partner: &PartnerEntry, snapshot: &Snapshot) -> Result<InFlight, Refused> {
-        let rate = self.partner_rate(partner, snapshot);
+        let group = partner
+            .group
+            .as_ref()
+            .and_then(|g| snapshot.groups.get_key_value(g));
+        let rate = self.partner_rate(partner.rate, group.map(|(_, g)| g));
         let own = entry(
             &self.partners,
             &partner.partner_id,
             rate,
             |s| s.limiter.rate,
             |previous| PartnerSlot {
-                limiter: Gcra::new(rate),
+                limiter: Gcra::continuing(rate, previous.map(|p| &p.limiter)),
                 in_flight: previous.map_or_else(Arc::default, |p| Arc::clone(&p.in_flight)),
             },
         );
@@ -267,17 +269,13 @@ impl Throttle {
         own.limiter
             .take(now)
             .map_err(|earliest| throttled(Scope::Partner, rate, earliest))?;
-        let group = partner
-            .group
-            .as_ref()
-            .and_then(|g| snapshot.groups.get(g).map(|e| (g, e)));
         if let Some((name, aggregate)) = group.and_then(|(n, g)| g.aggregate.map(|a| (n, a))) {
             let shared = entry(
                 &self.groups,
                 name,
                 aggregate,
                 |g| g.rate,
-                |_| Gcra::new(aggregate),
+                |previous| Gcra::continuing(aggregate, previous),
             );
             if let Err(earliest) = shared.take(now) {
                 own.limiter.give_back();
@@ -298,8 +296,9 @@ impl Throttle {
         }
     }
 
-    /// How many partner and group limiters are held (for tests and diagnostics).
-    pub fn tracked(&self) -> (usize, usize) {
+    /// How many partner and group limiters are held.
+    #[cfg(test)]
+    fn tracked(&self) -> (usize, usize) {
         let p = self.partners.read().map_or(0, |m| m.len());
         let g = self.groups.read().map_or(0, |m| m.len());
         (p, g)
@@ -361,6 +360,21 @@ mod tests {
     /// The partner's own limit has room for two; the group cap for one. Every call the group
     /// refuses gives the partner's cell back, so the partner's limit never becomes the reason.
     #[test]
+    fn a_rate_change_goes_on_from_the_spent_cells_not_a_fresh_burst() {
+        let old = Gcra::continuing(rate(10, 2), None);
+        assert!(old.take(0).is_ok() && old.take(0).is_ok());
+        assert!(old.take(0).is_err());
+        let changed = Gcra::continuing(rate(20, 2), Some(&old));
+        assert!(
+            changed.take(0).is_err(),
+            "the burst was spent under the old rate"
+        );
+        assert!(changed.take(200_000_000).is_ok());
+        let fresh = Gcra::continuing(rate(20, 2), None);
+        assert!(fresh.take(0).is_ok());
+    }
+
+    #[test]
     fn a_call_the_group_refuses_spends_no_partner_cell() {
         let t = Throttle::new(rate(1000, 1000));
         let a = partner("A", Some(rate(1, 2)), Some("g"));
@@ -396,7 +410,7 @@ mod tests {
 
     #[test]
     fn gcra_admits_the_burst_then_one_per_interval() {
-        let g = Gcra::new(rate(10, 3));
+        let g = Gcra::continuing(rate(10, 3), None);
         let ms = 1_000_000;
         for _ in 0..3 {
             assert_eq!(g.take(0), Ok(()));
