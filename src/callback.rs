@@ -272,8 +272,8 @@ impl Relay {
                 let text = partner_fault_text(&d.reason);
                 tracing::info!(
                     request_id,
-                    partner_reason = %crate::fault::log_text(&reason),
-                    partner_message = %crate::fault::log_text(d.message.as_str()),
+                    partner_reason = ?crate::fault::log_text(&reason),
+                    partner_message = ?crate::fault::log_text(d.message.as_str()),
                     "the partner's system answered with a CallbackFault; its texts are replaced by the gateway's"
                 );
                 let own = FaultDetail::Callback(Box::new(cb::CallbackFault {
@@ -318,7 +318,15 @@ impl Relay {
         operation: Option<&'static str>,
     ) -> CallbackAnswer {
         let (reason, outcome) = error.reason();
-        tracing::info!(target: "partnergate::access", request_id, error = %error, outcome, "callback refused");
+        // The error may quote the partner's answer: sanitised, bounded and quoted like any
+        // other text from outside.
+        tracing::info!(
+            target: "partnergate::access",
+            request_id,
+            error = ?crate::fault::log_text(&error.to_string()),
+            outcome,
+            "callback refused"
+        );
         let text = match reason {
             cb::CallbackFaultReason::AuthenticationFailed => {
                 "Access Denied: callback not authorised"

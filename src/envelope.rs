@@ -397,7 +397,7 @@ impl OpenEnvelope<'_> {
             return false;
         };
         // quick-xml would skip a byte order mark at the start of its input unseen.
-        if tail.starts_with(b"\xEF\xBB\xBF") {
+        if tail.starts_with(crate::limit::UTF8_BOM) {
             return false;
         }
         let mut reader = quick_xml::Reader::from_reader(tail);

@@ -323,7 +323,7 @@ pub fn render_upstream(
         None => {
             tracing::warn!(
                 request_id,
-                upstream_reason = %log_text(&fault.reason),
+                upstream_reason = ?log_text(&fault.reason),
                 "the partner API answered with a fault without a contract detail; the partner gets UpstreamUnavailable"
             );
             Plan {
@@ -344,9 +344,9 @@ pub fn render_upstream(
             tracing::info!(
                 request_id,
                 kind = ?detail.kind(),
-                upstream_reason = %log_text(&fault.reason),
-                upstream_message = %log_text(upstream_message(detail)),
-                upstream_path = %upstream_path,
+                upstream_reason = ?log_text(&fault.reason),
+                upstream_message = ?log_text(upstream_message(detail)),
+                upstream_path = ?upstream_path,
                 "the partner API answered with a contract fault; its texts are replaced by the gateway's"
             );
             let (status, outcome) = upstream_status(Some(detail));
@@ -495,7 +495,7 @@ fn with_own_texts(detail: &FaultDetail, request_id: &str) -> (String, Option<Fau
             let secs = d.retry_after_seconds;
             let own = rid().map(|request_id| {
                 FaultDetail::Throttled(Box::new(cmn::ThrottledFault {
-                    retry_after_seconds: secs,
+                    retry_after_seconds: secs.max(1),
                     message: message(&format!(
                         "The partner API is busy: retry after {} seconds.",
                         secs.max(1)

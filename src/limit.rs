@@ -110,10 +110,11 @@ impl RateFloor {
         })
     }
 
-    /// Bytes a full window must bring.
+    /// Bytes a full window must bring: at least one (a window too short for a whole byte at
+    /// the rate would otherwise turn the floor off).
     pub fn bytes_per_window(&self) -> u64 {
         let millis = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
-        u64::from(self.bytes_per_second).saturating_mul(millis) / 1000
+        (u64::from(self.bytes_per_second).saturating_mul(millis) / 1000).max(1)
     }
 }
 
@@ -177,8 +178,9 @@ where
                     match tokio::time::timeout_at(*end, body.frame()).await {
                         Ok(frame) => frame,
                         Err(_) if *got >= floor.bytes_per_window() => {
-                            // Enough this window: measure the next one.
-                            *end += floor.window;
+                            // Enough this window: measure the next one, from now (after a
+                            // stall of the runtime, `end + window` could already be past).
+                            *end = tokio::time::Instant::now() + floor.window;
                             *got = 0;
                             continue;
                         }
@@ -211,7 +213,7 @@ where
 }
 
 /// The UTF-8 byte order mark (XML 1.0 §4.3.3 allows one before the document).
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+pub(crate) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The document as every stage reads it: `input` without its one UTF-8 byte order mark, as
 /// UTF-8 text, whose first markup (`<`) comes first — after XML whitespace at most (which the

@@ -6,7 +6,7 @@
 //! the idle timeout runs), **receiving a header** (bytes of a request arrived while none is being
 //! answered: every window must bring the floor's bytes, or the header must be complete, i.e. the
 //! request is being answered), **busy** (a request is being answered, however long the upstream
-//! takes: no clock here; the body's rate is checked by `limit::read_body`, the upstream has its
+//! takes: no clock here; the body's rate is checked by `limit::read_body_within`, the upstream has its
 //! own timeout).
 
 use std::future::Future;
