@@ -20,6 +20,10 @@
 //! Speed targets are printed, never asserted as timings (a shared 2-core machine runs these).
 
 mod common;
+#[path = "common/db.rs"]
+#[allow(dead_code, reason = "only the PostgreSQL half is used here")]
+mod db;
+use db::Db;
 #[path = "common/serve.rs"]
 mod serve;
 
@@ -53,33 +57,6 @@ const PUSHED: &str = "partnergate_snapshot_refreshes_total{trigger=\"push\"}";
 const POLLED: &str = "partnergate_snapshot_refreshes_total{trigger=\"poll\"}";
 
 // === set-up ===
-
-/// A database of its own on the test PostgreSQL, dropped (with its connections) at the end.
-struct PgDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDb {
-    fn new(tag: &str) -> PgDb {
-        let (admin_url, name, url) = fresh_postgres_database(tag);
-        PgDb {
-            admin_url,
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        psql(
-            &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
 
 /// Every node's environment: a generous default rate (not about throttling); the refresh
 /// interval stays at its default (250 ms), the poll being measured.
@@ -350,13 +327,14 @@ impl Drop for Cutter {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_reach_every_node_by_push_and_by_poll() {
-    let db = PgDb::new("cluster_push");
-    let store = Store::open(&db.url).expect("store");
+    let db = Db::postgres_tagged("cluster_push");
+    let url = db.url();
+    let store = Store::open(&url).expect("store");
     let pushed_partners = onboard_many(&store, REVOCATIONS);
     let polled_partners = onboard_many(&store, REVOCATIONS);
     let again_partners = onboard_many(&store, 5);
     let up = StubUpstream::start(Reply::Fixture).await;
-    let nodes = start_nodes(&db.url, &up).await;
+    let nodes = start_nodes(&url, &up).await;
     let mut callers: Vec<Caller> = nodes.iter().map(|n| Caller::new(n.addr)).collect();
 
     // With notifications.
@@ -387,7 +365,7 @@ async fn revocations_reach_every_node_by_push_and_by_poll() {
     }
 
     // Notifications cut from PostgreSQL's side: the poll alone.
-    let cutter = Cutter::start(&db.url);
+    let cutter = Cutter::start(&url);
     wait_for_metric(&nodes, PUSH_CONNECTED, 0.0, Duration::from_secs(5)).await;
     let before = refresh_counts(&nodes).await;
     revocations("poll only", &store, &mut callers, &polled_partners).await;
@@ -463,17 +441,18 @@ fn row(list: &serde_json::Value, addr: SocketAddr) -> &serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_are_listed_and_a_silent_one_is_gone() {
-    let db = PgDb::new("cluster_nodes");
-    let store = Store::open(&db.url).expect("store");
+    let db = Db::postgres_tagged("cluster_nodes");
+    let url = db.url();
+    let store = Store::open(&url).expect("store");
     let partner = onboard_partner(&store, &["*"], &["127.0.0.0/8"], None);
     let up = StubUpstream::start(Reply::Fixture).await;
-    let mut nodes = start_nodes(&db.url, &up).await;
+    let mut nodes = start_nodes(&url, &up).await;
     let revision = store.revision().expect("revision");
 
     // Every node, with its address, version, revision and push, as `up`.
     let deadline = Instant::now() + Duration::from_secs(10);
     let list = loop {
-        let list = nodes_json(&db.url);
+        let list = nodes_json(&url);
         let rows = list["nodes"].as_array().expect("nodes").clone();
         let current = rows.len() == NODES
             && rows
@@ -511,7 +490,7 @@ async fn nodes_are_listed_and_a_silent_one_is_gone() {
         assert!(!caller.refused(&partner).await);
         calls += 1;
         if Instant::now() >= next_look {
-            let list = nodes_json(&db.url);
+            let list = nodes_json(&url);
             busiest = busiest.max(
                 row(&list, nodes[0].addr)["requests_per_second"]
                     .as_f64()
@@ -522,7 +501,7 @@ async fn nodes_are_listed_and_a_silent_one_is_gone() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(HEARTBEAT_INTERVAL * 2).await;
-    let list = nodes_json(&db.url);
+    let list = nodes_json(&url);
     let total = row(&list, nodes[0].addr)["requests_total"]
         .as_i64()
         .expect("requests_total");
@@ -540,7 +519,7 @@ async fn nodes_are_listed_and_a_silent_one_is_gone() {
     nodes[NODES - 1].kill();
     let killed = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let list = nodes_json(&db.url);
+    let list = nodes_json(&url);
     assert_eq!(
         row(&list, killed_addr)["state"],
         "up",
@@ -548,7 +527,7 @@ async fn nodes_are_listed_and_a_silent_one_is_gone() {
     );
     let deadline = killed + GONE_AFTER + HEARTBEAT_INTERVAL + Duration::from_secs(3);
     let list = loop {
-        let list = nodes_json(&db.url);
+        let list = nodes_json(&url);
         if row(&list, killed_addr)["state"] == "gone" {
             break list;
         }

@@ -50,7 +50,7 @@ pub(crate) fn start(
 ) -> Option<Arc<Notify>> {
     let wake = Arc::new(Notify::new());
     let signal = Arc::clone(&wake);
-    cell.set_push_enabled(true);
+    let enabled = Arc::clone(&cell);
     let spawned = std::thread::Builder::new()
         .name("partnergate-push".into())
         .spawn(move || {
@@ -65,7 +65,10 @@ pub(crate) fn start(
             drop(store);
         });
     match spawned {
-        Ok(_) => Some(wake),
+        Ok(_) => {
+            enabled.set_push_enabled(true);
+            Some(wake)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "snapshot push: cannot start its thread; polling only");
             None

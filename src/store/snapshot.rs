@@ -614,8 +614,8 @@ pub async fn run_refresher_with(
                     ?trigger,
                     "partner snapshot reloaded"
                 );
+                installed(&snapshot);
                 cell.store(snapshot);
-                installed(&cell.load());
                 cell.record_success();
                 cell.count_refresh(trigger);
                 continue;

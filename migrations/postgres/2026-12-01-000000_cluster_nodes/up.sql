@@ -19,7 +19,6 @@ CREATE TABLE nodes (
     requests_per_second DOUBLE PRECISION NOT NULL,
     push_connected      BOOLEAN          NOT NULL
 );
-CREATE INDEX nodes_last_seen_ms ON nodes (last_seen_ms);
 
 -- Changes pushed: every bump of meta.revision (every write to partner data bumps it in its
 -- transaction, src/store/mod.rs `Store::write`) notifies channel partnergate_revision with the

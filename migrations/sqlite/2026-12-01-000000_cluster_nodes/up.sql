@@ -17,4 +17,3 @@ CREATE TABLE nodes (
     requests_per_second DOUBLE  NOT NULL,
     push_connected      BOOLEAN NOT NULL
 );
-CREATE INDEX nodes_last_seen_ms ON nodes (last_seen_ms);
