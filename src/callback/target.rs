@@ -14,7 +14,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 
-
 /// How an address is treated as a callback target.
 enum Class {
     /// A public address.
@@ -212,4 +211,3 @@ impl tower_service::Service<http::Uri> for GuardedConnector {
         })
     }
 }
-

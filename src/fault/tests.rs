@@ -1,6 +1,7 @@
 use super::*;
 use crate::decode::{self, DecodeLimits};
 use crate::envelope;
+use crate::forward::UpstreamFault;
 use crate::pipeline::ActionError;
 
 const RID: &str = "gw-1";
