@@ -297,184 +297,8 @@ impl Default for Config {
 #[error("invalid configuration:\n  {}", .0.join("\n  "))]
 pub struct ConfigError(pub Vec<String>);
 
-/// Where settings come from, as flat `section.key` → text pairs (tests pass a map).
-pub trait Source {
-    /// All settings this source defines.
-    fn settings(&self) -> BTreeMap<String, String>;
-}
-
-/// `PARTNERGATE_LIMITS_BODY_MAX_BYTES=…` → `limits.body_max_bytes`, etc. (the first `_`
-/// after a section name is the separator; keys are looked up against the known list).
-pub struct Environment;
-
-impl Source for Environment {
-    fn settings(&self) -> BTreeMap<String, String> {
-        from_env_pairs(std::env::vars())
-    }
-}
-
-/// Maps `PARTNERGATE_*` variables onto known keys.
-pub fn from_env_pairs(vars: impl Iterator<Item = (String, String)>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (name, value) in vars {
-        let Some(rest) = name.strip_prefix("PARTNERGATE_") else {
-            continue;
-        };
-        let wanted = rest.to_ascii_lowercase();
-        if let Some(key) = KEYS.iter().find(|k| k.replace('.', "_") == wanted) {
-            out.insert((*key).to_string(), value);
-        }
-    }
-    out
-}
-
-/// Every key the configuration knows, as written in the TOML file.
-pub const KEYS: &[&str] = &[
-    "listen",
-    "public_url",
-    "public_hosts",
-    "gate.enabled",
-    "gate.also_allow",
-    "gate.log_interval_ms",
-    "database_url",
-    "log_json",
-    "log_flush_ms",
-    "refresh_interval_ms",
-    "trusted_proxies",
-    "faults.soap11_status",
-    "stats.flush_interval_ms",
-    "stats.retention_days",
-    "callback.allowed_callers",
-    "callback.allow_http",
-    "callback.connect_timeout_ms",
-    "callback.response_timeout_ms",
-    "metrics.allow",
-    "admin.listen",
-    "admin.token",
-    "admin.session_lifetime_ms",
-    "admin.cookie_secure",
-    "tls.cert",
-    "tls.key",
-    "upstream.url",
-    "upstream.ca_file",
-    "upstream.connect_timeout_ms",
-    "upstream.response_timeout_ms",
-    "upstream.max_response_bytes",
-    "upstream.gateway_secret",
-    "throttle.default_rate_per_second",
-    "throttle.default_burst",
-    "limits.body_max_bytes",
-    "limits.header_read_timeout_ms",
-    "limits.body_read_timeout_ms",
-    "limits.keepalive_idle_timeout_ms",
-    "limits.max_connections",
-    "limits.max_header_bytes",
-    "limits.max_connections_per_address",
-    "limits.new_connections_per_second_per_address",
-    "limits.new_connections_burst_per_address",
-    "limits.min_receive_bytes_per_second",
-    "limits.min_receive_window_ms",
-    "limits.xml.max_depth",
-    "limits.xml.max_attributes",
-    "limits.xml.max_namespace_declarations",
-    "limits.xml.max_children",
-    "limits.xml.max_name_bytes",
-    "limits.xml.max_text_bytes",
-    "limits.xml.max_attribute_value_bytes",
-    "limits.xml.max_elements",
-    // Hostile networks (issue 14, items 5, 8, 10): forwarding header, callback targets,
-    // requests in flight.
-    "trusted_proxy_header",
-    "callback.allowed_networks",
-    "limits.max_in_flight_per_partner",
-];
-
 /// Keys whose values are never repeated in error messages.
 const SECRET_KEYS: &[&str] = &["admin.token", "upstream.gateway_secret"];
-
-/// A TOML file flattened to `section.key` → text.
-pub struct TomlFile {
-    settings: BTreeMap<String, String>,
-}
-
-impl TomlFile {
-    /// Reads and flattens a TOML file; unknown keys are errors.
-    pub fn read(path: &std::path::Path) -> Result<TomlFile, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
-        Self::parse(&text).map_err(|ConfigError(errors)| {
-            ConfigError(
-                errors
-                    .into_iter()
-                    .map(|e| format!("{}: {e}", path.display()))
-                    .collect(),
-            )
-        })
-    }
-
-    /// Flattens TOML text.
-    pub fn parse(text: &str) -> Result<TomlFile, ConfigError> {
-        let value: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
-        let mut settings = BTreeMap::new();
-        let mut errors = Vec::new();
-        flatten("", &toml::Value::Table(value), &mut settings, &mut errors);
-        if errors.is_empty() {
-            Ok(TomlFile { settings })
-        } else {
-            Err(ConfigError(errors))
-        }
-    }
-}
-
-fn flatten(
-    prefix: &str,
-    value: &toml::Value,
-    out: &mut BTreeMap<String, String>,
-    errors: &mut Vec<String>,
-) {
-    match value {
-        toml::Value::Table(t) if !KEYS.contains(&prefix) => {
-            for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out, errors);
-            }
-        }
-        _ if !KEYS.contains(&prefix) => errors.push(format!("unknown key {prefix:?}")),
-        toml::Value::String(s) => {
-            out.insert(prefix.to_string(), s.clone());
-        }
-        toml::Value::Array(items) => {
-            let parts: Vec<String> = items
-                .iter()
-                .map(|i| match i {
-                    toml::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            out.insert(prefix.to_string(), parts.join(","));
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
-impl Source for TomlFile {
-    fn settings(&self) -> BTreeMap<String, String> {
-        self.settings.clone()
-    }
-}
-
-impl Source for BTreeMap<String, String> {
-    fn settings(&self) -> BTreeMap<String, String> {
-        self.clone()
-    }
-}
 
 impl Config {
     /// Builds the configuration from the defaults and `sources`, later sources winning.
@@ -764,6 +588,10 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
         .map(IpNet::from)
         .map_err(|_| format!("{s:?} is not an IP address or CIDR"))
 }
+
+mod source;
+
+pub use source::{from_env_pairs, Environment, Source, TomlFile, KEYS};
 
 #[cfg(test)]
 mod tests;
