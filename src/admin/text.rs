@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{KeyView, RateView, Reply, View};
+use super::{KeyView, NodeView, NodesView, RateView, Reply, View};
 
 /// A unix time as `2026-11-26T08:00:00Z` (UTC).
 pub fn utc(ts: i64) -> String {
@@ -241,14 +241,15 @@ pub fn render(reply: &Reply, is_change: bool) -> String {
                 .nodes
                 .iter()
                 .map(|node| {
+                    let shown = NodeText::of(node);
                     vec![
                         node.node_id.clone(),
                         node.listen.clone(),
                         node.version.clone(),
-                        utc(node.started_at),
+                        shown.started,
                         node.revision.to_string(),
-                        format!("{:.1}", node.requests_per_second),
-                        ago(node.silent_ms),
+                        shown.rate,
+                        shown.last_seen,
                         node.state.to_owned(),
                         node.changes.to_owned(),
                     ]
@@ -275,11 +276,39 @@ pub fn render(reply: &Reply, is_change: bool) -> String {
                 reply.message,
                 n.heartbeat_seconds,
                 n.gone_after_seconds,
-                n.forget_after_seconds / 3600
+                n.forget_after_hours()
             );
         }
     }
     out
+}
+
+/// How the CLI and the dashboard write a node's start, request rate and silence.
+pub struct NodeText {
+    /// The start, UTC.
+    pub started: String,
+    /// Requests per second, one decimal.
+    pub rate: String,
+    /// `0.4 s ago`, `5 min ago` …
+    pub last_seen: String,
+}
+
+impl NodeText {
+    /// The texts of `node`.
+    pub fn of(node: &NodeView) -> NodeText {
+        NodeText {
+            started: utc(node.started_at),
+            rate: format!("{:.1}", node.requests_per_second),
+            last_seen: ago(node.silent_ms),
+        }
+    }
+}
+
+impl NodesView {
+    /// After how many hours a silent node's row is deleted.
+    pub fn forget_after_hours(&self) -> u64 {
+        self.forget_after_seconds / 3600
+    }
 }
 
 /// A silence in milliseconds as `0.4 s ago`, `12 s ago`, `5 min ago`, `3 h ago`.

@@ -49,6 +49,7 @@
 
 pub mod chart;
 pub mod form;
+mod nodes;
 pub mod session;
 pub mod usage;
 
@@ -495,29 +496,6 @@ struct AuditPage {
     target: String,
     limit: String,
     entries: Vec<AuditRow>,
-}
-
-struct NodeRow {
-    node_id: String,
-    listen: String,
-    version: String,
-    started: String,
-    revision: i64,
-    rate: String,
-    last_seen: String,
-    state: &'static str,
-    changes: &'static str,
-}
-
-#[derive(Template)]
-#[template(path = "nodes.html")]
-struct NodesPage {
-    layout: Layout,
-    heartbeat: u64,
-    gone_after: u64,
-    forget_hours: u64,
-    summary: String,
-    nodes: Vec<NodeRow>,
 }
 
 // === helpers ===
@@ -1363,36 +1341,6 @@ impl Dashboard {
             target: target.unwrap_or_default(),
             limit: limit.to_string(),
             entries: audit.entries.into_iter().map(audit_row).collect(),
-        };
-        Ok(html(StatusCode::OK, page.render()))
-    }
-
-    async fn nodes_page(&self, session: &Current, peer: SocketAddr) -> Result<Resp, Fail> {
-        let reply = self.run(Request::ListNodes, peer).await?;
-        let View::Nodes(v) = reply.view else {
-            return Err(unexpected());
-        };
-        let page = NodesPage {
-            layout: Layout::new("Nodes", "nodes", session),
-            heartbeat: v.heartbeat_seconds,
-            gone_after: v.gone_after_seconds,
-            forget_hours: v.forget_after_seconds / 3600,
-            summary: reply.message,
-            nodes: v
-                .nodes
-                .into_iter()
-                .map(|n| NodeRow {
-                    started: utc(n.started_at),
-                    rate: format!("{:.1}", n.requests_per_second),
-                    last_seen: super::text::ago(n.silent_ms),
-                    node_id: n.node_id,
-                    listen: n.listen,
-                    version: n.version,
-                    revision: n.revision,
-                    state: n.state,
-                    changes: n.changes,
-                })
-                .collect(),
         };
         Ok(html(StatusCode::OK, page.render()))
     }
