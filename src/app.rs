@@ -227,7 +227,7 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
         shutdown_rx.clone(),
         move |snapshot| on_new.throttle.retain(snapshot),
     ));
-    let server = Server::new(&config, gateway)?;
+    let server = Server::new(&config, Arc::clone(&gateway))?;
     let listener = Server::bind(config.listen).await?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: config.listen,
@@ -245,6 +245,15 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
         store::HEARTBEAT_INTERVAL,
         shutdown_rx.clone(),
     ));
+    if store.backend() == store::Backend::Postgres && !config.cluster_sync.is_zero() {
+        tokio::spawn(crate::throttle::cluster::run(
+            store.clone(),
+            node_id.clone(),
+            Arc::clone(&gateway),
+            config.cluster_sync,
+            shutdown_rx.clone(),
+        ));
+    }
     tracing::info!(
         %addr,
         node = %node_id,

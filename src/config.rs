@@ -44,6 +44,10 @@ pub struct Config {
     pub trusted_proxy_header: crate::allowlist::ProxyHeader,
     /// The rate for partners with none of their own and no group rate.
     pub default_rate: Rate,
+    /// `throttle.cluster_sync_ms`: how often the nodes on one PostgreSQL exchange what they
+    /// admitted, so each limit holds across the cluster; zero: every node applies the limits
+    /// on its own (`crate::throttle::cluster`).
+    pub cluster_sync: Duration,
     /// How often the partner snapshot is checked for changes.
     pub refresh_interval: Duration,
     /// JSON log lines instead of human-readable ones.
@@ -276,6 +280,7 @@ impl Default for Config {
                 per_second: NonZeroU32::MIN.saturating_add(19),
                 burst: NonZeroU32::MIN.saturating_add(39),
             },
+            cluster_sync: crate::throttle::cluster::DEFAULT_SYNC_INTERVAL,
             refresh_interval: Duration::from_millis(250),
             log_json: false,
             log_flush: Duration::from_millis(100),
@@ -413,6 +418,22 @@ impl Config {
                 )
             }
             "refresh_interval_ms" => self.refresh_interval = ms(value)?,
+            "throttle.cluster_sync_ms" => {
+                let max = crate::throttle::cluster::MAX_SYNC_INTERVAL;
+                let every: u64 = value.trim().parse().map_err(|_| {
+                    format!(
+                        "expected milliseconds, 0 to {} (0: limits per node)",
+                        max.as_millis()
+                    )
+                })?;
+                if u128::from(every) > max.as_millis() {
+                    return Err(format!(
+                        "at most {} ms (the bound on over-admission grows with it)",
+                        max.as_millis()
+                    ));
+                }
+                self.cluster_sync = Duration::from_millis(every);
+            }
             "trusted_proxies" => {
                 self.trusted_proxies = nets(value)?;
             }

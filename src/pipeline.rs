@@ -174,6 +174,13 @@ pub struct Gateway {
     pub callback: Option<Arc<crate::callback::Relay>>,
 }
 
+impl AsRef<Throttle> for Gateway {
+    /// The limiters, for the cluster exchange ([`crate::throttle::cluster::run`]).
+    fn as_ref(&self) -> &Throttle {
+        &self.throttle
+    }
+}
+
 /// The parts of the configuration the request path reads.
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -15,7 +15,10 @@
 //! - `nodes_are_listed_and_a_silent_one_is_gone`: `partnergate nodes --json` lists the three
 //!   nodes with their addresses, revision and demand; a killed node is still `up` shortly after
 //!   and `gone` once silent for longer than the stated time.
-//! - `a_sqlite_node_polls_and_is_listed`: on SQLite, nothing is pushed and the node is listed.
+//! - `a_sqlite_node_polls_and_is_listed`: on SQLite, nothing is pushed, no throttle counts are
+//!   exchanged, and the node is listed.
+//!
+//! Cluster-wide throttling is in `tests/cluster_throttle.rs`.
 //!
 //! Speed targets are printed, never asserted as timings (a shared 2-core machine runs these).
 
@@ -24,8 +27,11 @@ mod common;
 #[allow(dead_code, reason = "only the PostgreSQL half is used here")]
 mod db;
 use db::Db;
+#[path = "common/caller.rs"]
+mod caller;
 #[path = "common/serve.rs"]
 mod serve;
+use caller::Caller;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,11 +40,9 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
-use tokio::net::TcpStream;
 
 use common::*;
-use partnergate::envelope::SoapVersion::Soap11;
-use partnergate::generated::partner::{FaultDetail, Operation};
+use partnergate::generated::partner::FaultDetail;
 use partnergate::generated::types::cmn::AccessDeniedReason as Reason;
 use partnergate::secret::KeyKind;
 use partnergate::store::{Store, GONE_AFTER, HEARTBEAT_INTERVAL, PUSH_APPLICATION_NAME};
@@ -128,65 +132,20 @@ async fn refresh_counts(nodes: &[Binary]) -> Vec<(f64, f64)> {
 
 // === calling a node ===
 
-/// A keep-alive connection to one node (reopened when the node closes it).
-struct Caller {
-    addr: SocketAddr,
-    conn: Option<Conn<TcpStream>>,
-}
-
-impl Caller {
-    fn new(addr: SocketAddr) -> Caller {
-        Caller { addr, conn: None }
+/// Whether `caller`'s node refused `partner` as unauthenticated (`false`: answered); any other
+/// answer fails the test.
+async fn refused(caller: &mut Caller, partner: &Partner) -> bool {
+    let resp = caller
+        .call(partner)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", caller.addr));
+    if resp.status == 200 {
+        return false;
     }
-
-    /// Calls GetAccount with `partner`'s key: `false` when it was answered, `true` when it was
-    /// refused as unauthenticated; any other answer fails the test.
-    async fn refused(&mut self, partner: &Partner) -> bool {
-        let body = request_fixture(Operation::GetAccount, Soap11, partner);
-        let (ct, headers) = soap_headers(Soap11, Some(Operation::GetAccount.soap_action()));
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let request = post_bytes(&self.addr.to_string(), &ct, &headers, &body);
-        let mut attempts = 0;
-        let resp = loop {
-            attempts += 1;
-            if self.conn.is_none() {
-                self.conn = Some(Conn::connect(self.addr).await);
-            }
-            let conn = self.conn.as_mut().expect("connected");
-            let sent = conn.send(&request).await;
-            let read = match sent {
-                Ok(()) => tokio::time::timeout(Duration::from_secs(10), conn.read_response())
-                    .await
-                    .expect("an answer in time"),
-                Err(e) => Err(e),
-            };
-            match read {
-                Ok(r) => {
-                    if r.header("connection")
-                        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-                    {
-                        self.conn = None;
-                    }
-                    break r;
-                }
-                // The node closed the kept-alive connection: once more on a new one.
-                Err(e) => {
-                    self.conn = None;
-                    assert!(attempts < 3, "{}: {e}", self.addr);
-                }
-            }
-        };
-        if resp.status == 200 {
-            return false;
-        }
-        let fault = parse_fault_body(&resp.body);
-        match &fault.detail {
-            Some(FaultDetail::AccessDenied(d)) if d.reason == Reason::AuthenticationFailed => true,
-            _ => panic!("{}: unexpected answer {fault:?}", self.addr),
-        }
+    let fault = parse_fault_body(&resp.body);
+    match &fault.detail {
+        Some(FaultDetail::AccessDenied(d)) if d.reason == Reason::AuthenticationFailed => true,
+        _ => panic!("{}: unexpected answer {fault:?}", caller.addr),
     }
 }
 
@@ -194,7 +153,7 @@ impl Caller {
 async fn accepted_everywhere(callers: &mut [Caller], partner: &Partner) {
     let deadline = Instant::now() + Duration::from_secs(10);
     for c in callers.iter_mut() {
-        while c.refused(partner).await {
+        while refused(c, partner).await {
             assert!(
                 Instant::now() < deadline,
                 "{} never accepted {}",
@@ -227,7 +186,7 @@ async fn revoke_and_measure(
             let partner = partner.clone();
             tokio::spawn(async move {
                 loop {
-                    if c.refused(&partner).await {
+                    if refused(&mut c, &partner).await {
                         return (c, start.elapsed());
                     }
                     assert!(
@@ -487,7 +446,7 @@ async fn nodes_are_listed_and_a_silent_one_is_gone() {
     let mut busiest = 0.0_f64;
     let mut next_look = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < load_until {
-        assert!(!caller.refused(&partner).await);
+        assert!(!refused(&mut caller, &partner).await);
         calls += 1;
         if Instant::now() >= next_look {
             let list = nodes_json(&url);
@@ -563,6 +522,8 @@ async fn a_sqlite_node_polls_and_is_listed() {
     let text = metrics(node.addr).await;
     assert_eq!(metric(&text, PUSH_ENABLED), 0.0);
     assert_eq!(metric(&text, PUSH_CONNECTED), 0.0);
+    // One node on SQLite: its limiters are the local ones, nothing is exchanged.
+    assert_eq!(metric(&text, "partnergate_throttle_cluster_enabled"), 0.0);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let list = nodes_json(&url);

@@ -21,8 +21,9 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use partnergate::generated::partner::Operation;
 use partnergate::secret::{self, KeyKind};
 use partnergate::store::{
-    run_refresher, Backend, NewPartner, NodeBeat, PartnerStatus, PoolUse, Rate, SessionRecord,
-    SessionSlot, Snapshot, SnapshotCell, Store, StoreError, FORGET_AFTER, GONE_AFTER,
+    run_refresher, Backend, NewPartner, NodeBeat, OwnCount, PartnerStatus, PoolUse, Rate,
+    SessionRecord, SessionSlot, Snapshot, SnapshotCell, Store, StoreError, FORGET_AFTER,
+    GONE_AFTER,
 };
 
 fn known() -> Vec<&'static str> {
@@ -106,6 +107,7 @@ both_backends!(
     closing_waits_for_every_handle_and_the_pool,
     dashboard_sessions_are_shared_taken_once_expire_and_are_bounded,
     nodes_heartbeat_list_gone_and_prune,
+    throttle_counts_are_exchanged_between_nodes_and_pruned_with_them,
 );
 
 fn partner(name: &str) -> NewPartner {
@@ -194,6 +196,85 @@ fn nodes_heartbeat_list_gone_and_prune(db: &Db) {
         .collect();
     assert_eq!(left, ["n-gone", "n-0000000000000001"]);
     assert_eq!(store.prune_nodes().unwrap(), 0);
+}
+
+/// Two nodes exchange throttle counts: each writes its totals and reads only the other's rows,
+/// only those changed since the time asked for; an update keeps the row's creation time; the
+/// counts of a node that never registered (or left long ago) are deleted by `prune_nodes`.
+fn throttle_counts_are_exchanged_between_nodes_and_pruned_with_them(db: &Db) {
+    let store = db.open();
+    let count = |scope, key: &str, admitted| OwnCount {
+        scope,
+        key: key.into(),
+        admitted,
+    };
+    let a = store
+        .exchange_throttle_usage("n-a", &[count("partner", "P", 3)], None)
+        .unwrap();
+    assert!(a.peers.is_empty(), "its own rows are not read back: {a:?}");
+    let b = store
+        .exchange_throttle_usage(
+            "n-b",
+            &[count("partner", "P", 5), count("group", "g", 2)],
+            None,
+        )
+        .unwrap();
+    assert_eq!(b.peers.len(), 1);
+    assert_eq!(
+        (
+            b.peers[0].node_id.as_str(),
+            b.peers[0].scope.as_str(),
+            b.peers[0].key.as_str(),
+            b.peers[0].admitted
+        ),
+        ("n-a", "partner", "P", 3)
+    );
+    let created = b.peers[0].created_ms;
+    std::thread::sleep(Duration::from_millis(20));
+    let a2 = store
+        .exchange_throttle_usage("n-a", &[count("partner", "P", 9)], Some(a.now_ms - 1))
+        .unwrap();
+    let mut seen: Vec<(String, i64)> = a2
+        .peers
+        .iter()
+        .map(|p| (p.key.clone(), p.admitted))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [("P".to_string(), 5), ("g".to_string(), 2)]);
+    // Only what changed after the time asked for.
+    let b2 = store
+        .exchange_throttle_usage("n-b", &[], Some(a2.now_ms - 1))
+        .unwrap();
+    assert_eq!(b2.peers.len(), 1, "{b2:?}");
+    assert_eq!(b2.peers[0].admitted, 9);
+    assert_eq!(
+        b2.peers[0].created_ms, created,
+        "an update keeps the creation time"
+    );
+    assert!(b2.peers[0].updated_ms > created);
+    let none = store
+        .exchange_throttle_usage("n-b", &[], Some(b2.now_ms + 60_000))
+        .unwrap();
+    assert!(none.peers.is_empty());
+    assert_eq!(store.revision().unwrap(), 0, "not partner data");
+
+    // n-a registers (heartbeat); n-b never did: its counts go with the pruning.
+    store
+        .heartbeat(&NodeBeat {
+            node_id: "n-a".into(),
+            listen: "127.0.0.1:8080".into(),
+            version: "1".into(),
+            started_at: 1,
+            revision: 0,
+            requests_total: 0,
+            requests_per_second: 0.0,
+            push_connected: false,
+        })
+        .unwrap();
+    store.prune_nodes().unwrap();
+    let left = store.exchange_throttle_usage("n-x", &[], None).unwrap();
+    let nodes: Vec<&str> = left.peers.iter().map(|p| p.node_id.as_str()).collect();
+    assert_eq!(nodes, ["n-a"]);
 }
 
 /// Dashboard sessions through two handles on one database (two nodes): what one stores the

@@ -71,6 +71,7 @@ pub const KEYS: &[&str] = &[
     "upstream.gateway_secret",
     "throttle.default_rate_per_second",
     "throttle.default_burst",
+    "throttle.cluster_sync_ms",
     "limits.body_max_bytes",
     "limits.header_read_timeout_ms",
     "limits.body_read_timeout_ms",

@@ -75,6 +75,7 @@ impl Server {
         ];
         let mut body = self.gateway.stats.render(&gauges);
         cell.render_refresh_metrics(&mut body);
+        self.gateway.throttle.render_cluster_metrics(&mut body);
         self.admission.render(&mut body);
         let mut r = Response::new(Full::new(Bytes::from(body)));
         r.headers_mut().insert(

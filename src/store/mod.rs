@@ -15,6 +15,8 @@
 //! - `admin`: the administrator's reads and audited writes (update, status, rotation,
 //!   revocation, allowlist, grants, groups, throttle, `audit_log`).
 //! - `sessions`: the dashboard's sessions, shared by every node (hashes and ciphertext only).
+//! - `nodes`: the nodes' registry and heartbeats; `throttle_usage`: the calls each node has
+//!   admitted per limiter, exchanged so that a limit holds across the cluster.
 
 mod admin;
 mod conn;
@@ -25,6 +27,7 @@ mod push;
 mod schema;
 mod sessions;
 mod snapshot;
+mod throttle_usage;
 mod usage;
 
 use std::fmt;
@@ -53,6 +56,7 @@ pub use snapshot::{
     run_refresher, run_refresher_with, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate,
     RefreshHealth, Snapshot, SnapshotCell, Trigger, DEFAULT_REFRESH_INTERVAL,
 };
+pub use throttle_usage::{Exchanged, OwnCount, PeerCount};
 pub use usage::{UsageDelta, UsageRow, UsageTotal};
 
 /// Pool size for SQLite: one writer at a time anyway; a few readers.

@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel::upsert::excluded;
 
-use super::schema::nodes;
+use super::schema::{nodes, throttle_usage};
 use super::{AnyConnection, Store, StoreError};
 
 /// How often a node writes its heartbeat.
@@ -23,6 +23,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 pub const GONE_AFTER: Duration = Duration::from_secs(5);
 /// The row of a node silent for longer than this is deleted (by any live node).
 pub const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// The throttle counts of a node silent for longer than this are deleted (by any live node):
+/// long past any use, since the other nodes stop charging a node's counts once it is gone.
+pub const FORGET_COUNTS_AFTER: Duration = Duration::from_secs(3600);
 
 /// Now in unix milliseconds, by the database's clock.
 const PG_NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
@@ -68,7 +71,7 @@ impl NodeRecord {
 }
 
 /// The database's "now" in unix milliseconds.
-fn db_now_ms(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+pub(super) fn db_now_ms(conn: &mut AnyConnection) -> Result<i64, StoreError> {
     let expr = match conn {
         AnyConnection::Postgresql(_) => PG_NOW_MS,
         AnyConnection::Sqlite(_) => SQLITE_NOW_MS,
@@ -168,15 +171,23 @@ impl Store {
             .collect())
     }
 
-    /// Deletes the rows of nodes silent for longer than [`FORGET_AFTER`]; returns how many.
-    /// Safe on every node at once.
+    /// Deletes the rows of nodes silent for longer than [`FORGET_AFTER`], and the throttle
+    /// counts of nodes silent for longer than [`FORGET_COUNTS_AFTER`] (or never registered);
+    /// returns how many node rows. Safe on every node at once.
     pub fn prune_nodes(&self) -> Result<usize, StoreError> {
         let mut conn = self.connection()?;
         let now = db_now_ms(&mut conn)?;
-        let forget = i64::try_from(FORGET_AFTER.as_millis()).unwrap_or(i64::MAX);
-        Ok(
-            diesel::delete(nodes::table.filter(nodes::last_seen_ms.lt(now.saturating_sub(forget))))
-                .execute(&mut *conn)?,
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let live = nodes::table
+            .select(nodes::node_id)
+            .filter(nodes::last_seen_ms.ge(now.saturating_sub(millis(FORGET_COUNTS_AFTER))));
+        diesel::delete(
+            throttle_usage::table.filter(diesel::dsl::not(throttle_usage::node_id.eq_any(live))),
         )
+        .execute(&mut *conn)?;
+        Ok(diesel::delete(
+            nodes::table.filter(nodes::last_seen_ms.lt(now.saturating_sub(millis(FORGET_AFTER)))),
+        )
+        .execute(&mut *conn)?)
     }
 }

@@ -142,6 +142,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Calls each node has admitted per limiter (`store::throttle_usage`): how the nodes
+    /// share one limit; not partner data.
+    throttle_usage (node_id, scope, key) {
+        node_id -> Text,
+        scope -> Text,
+        key -> Text,
+        admitted -> BigInt,
+        created_ms -> BigInt,
+        updated_ms -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> partners (partner_id));
 diesel::joinable!(allow_entries -> partners (partner_id));
 diesel::joinable!(grants -> partners (partner_id));
@@ -158,4 +171,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     meta,
     dashboard_sessions,
     nodes,
+    throttle_usage,
 );

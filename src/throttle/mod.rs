@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use crate::store::{GroupEntry, PartnerEntry, Rate, Snapshot};
 
+pub mod cluster;
+
 /// Default of `limits.max_in_flight_per_partner`: far above what a real partner has open (its
 /// calls take milliseconds), low enough that one partner cannot hold every connection's worth
 /// of upstream capacity.
@@ -80,6 +82,28 @@ impl Gcra {
         }
     }
 
+    /// Spends `cells` cells admitted elsewhere (by other nodes) at `now`: the arrival time moves
+    /// as if they had been taken here, but never further than `ceiling` past `now` (a
+    /// debt longer than that is forgiven) and never back.
+    fn charge(&self, now: u64, cells: u64, ceiling: u64) {
+        let _ = self
+            .tat
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                let charged = tat
+                    .max(now)
+                    .saturating_add(cells.saturating_mul(self.t))
+                    .min(now.saturating_add(ceiling));
+                Some(charged.max(tat))
+            });
+    }
+
+    /// How far past now the arrival time may be charged when `nodes` nodes share the limit:
+    /// every node's full burst (`nodes · burst` cells), the most the nodes can have admitted
+    /// together before seeing each other.
+    fn ceiling(&self, nodes: u64) -> u64 {
+        self.tau.saturating_add(self.t).saturating_mul(nodes.max(1))
+    }
+
     /// Returns a cell taken by [`Gcra::take`] (the call was refused by another limit).
     fn give_back(&self) {
         let _ = self
@@ -90,15 +114,24 @@ impl Gcra {
     }
 }
 
-/// A partner's state: its rate limiter (replaced when its rate changes) and its in-flight count
-/// (kept: requests admitted under the old rate are still running).
+/// A partner's state: its rate limiter (replaced when its rate changes), its in-flight count
+/// (kept: requests admitted under the old rate are still running) and the calls admitted since
+/// the cluster exchange last collected them (kept too).
 struct PartnerSlot {
     limiter: Gcra,
     in_flight: Arc<AtomicUsize>,
+    admitted: Arc<AtomicU64>,
+}
+
+/// A group's aggregate cap and the calls it admitted since the cluster exchange last collected
+/// them (kept across rate changes).
+struct GroupSlot {
+    limiter: Gcra,
+    admitted: Arc<AtomicU64>,
 }
 
 /// Which limit refused the call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
     /// The partner's own rate (or the one it inherits).
     Partner,
@@ -165,8 +198,10 @@ pub struct Throttle {
     default: Rate,
     max_in_flight: usize,
     partners: RwLock<HashMap<String, Arc<PartnerSlot>>>,
-    groups: RwLock<HashMap<String, Arc<Gcra>>>,
+    groups: RwLock<HashMap<String, Arc<GroupSlot>>>,
     epoch: Instant,
+    /// The cluster exchange's state, for `/metrics`.
+    sync: Arc<cluster::SyncStatus>,
 }
 
 /// The entry for `key` in `map` with `rate` (a fresh one when absent or of another rate;
@@ -210,6 +245,7 @@ impl Throttle {
             partners: RwLock::new(HashMap::new()),
             groups: RwLock::new(HashMap::new()),
             epoch: Instant::now(),
+            sync: Arc::default(),
         }
     }
 
@@ -245,6 +281,7 @@ impl Throttle {
             |previous| PartnerSlot {
                 limiter: Gcra::continuing(rate, previous.map(|p| &p.limiter)),
                 in_flight: previous.map_or_else(Arc::default, |p| Arc::clone(&p.in_flight)),
+                admitted: previous.map_or_else(Arc::default, |p| Arc::clone(&p.admitted)),
             },
         );
         // In flight first: refusing here touches no limiter. Raise, then check, so two racing
@@ -274,14 +311,21 @@ impl Throttle {
                 &self.groups,
                 name,
                 aggregate,
-                |g| g.rate,
-                |previous| Gcra::continuing(aggregate, previous),
+                |g| g.limiter.rate,
+                |previous| GroupSlot {
+                    limiter: Gcra::continuing(aggregate, previous.map(|p| &p.limiter)),
+                    admitted: previous.map_or_else(Arc::default, |p| Arc::clone(&p.admitted)),
+                },
             );
-            if let Err(earliest) = shared.take(now) {
+            if let Err(earliest) = shared.limiter.take(now) {
                 own.limiter.give_back();
                 return Err(throttled(Scope::Group, aggregate, earliest));
             }
+            shared.admitted.fetch_add(1, Ordering::Relaxed);
         }
+        // Counted only once every limit has admitted the call: the count the other nodes are
+        // charged never includes a cell given back.
+        own.admitted.fetch_add(1, Ordering::Relaxed);
         Ok(guard)
     }
 
@@ -296,6 +340,57 @@ impl Throttle {
         }
     }
 
+    /// Moves the calls admitted since the last drain into `out` (scope, partner id or group
+    /// name, count) and starts counting again from zero; limiters with nothing new are left out.
+    pub fn drain_admitted(&self, out: &mut Vec<(Scope, String, u64)>) {
+        {
+            let partners = self.partners.read().unwrap_or_else(PoisonError::into_inner);
+            for (id, slot) in partners.iter() {
+                let n = slot.admitted.swap(0, Ordering::Relaxed);
+                if n > 0 {
+                    out.push((Scope::Partner, id.clone(), n));
+                }
+            }
+        }
+        let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
+        for (name, slot) in groups.iter() {
+            let n = slot.admitted.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                out.push((Scope::Group, name.clone(), n));
+            }
+        }
+    }
+
+    /// Spends `cells` calls that other nodes admitted under the partner's (or group's) limit on
+    /// this node's limiter, as if they had come here (`nodes`: how many nodes share the limit,
+    /// which bounds the debt: see [`Gcra::charge`]). A limiter this node does not hold yet is
+    /// left alone: it starts with its full burst when the first call comes.
+    pub fn charge(&self, scope: Scope, key: &str, cells: u64, nodes: u64) {
+        if cells == 0 {
+            return;
+        }
+        let now = self.now();
+        match scope {
+            Scope::Partner => {
+                let partners = self.partners.read().unwrap_or_else(PoisonError::into_inner);
+                if let Some(slot) = partners.get(key) {
+                    slot.limiter.charge(now, cells, slot.limiter.ceiling(nodes));
+                }
+            }
+            Scope::Group => {
+                let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
+                if let Some(slot) = groups.get(key) {
+                    slot.limiter.charge(now, cells, slot.limiter.ceiling(nodes));
+                }
+            }
+        }
+    }
+
+    /// Prometheus text of the cluster exchange (`partnergate_throttle_cluster_*`).
+    pub fn render_cluster_metrics(&self, out: &mut String) {
+        self.sync.render(out);
+    }
+
     /// How many partner and group limiters are held.
     #[cfg(test)]
     fn tracked(&self) -> (usize, usize) {
@@ -306,171 +401,4 @@ impl Throttle {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{GroupEntry, PartnerStatus};
-
-    fn rate(per_second: u32, burst: u32) -> Rate {
-        Rate::new(per_second, burst).expect("rate")
-    }
-
-    fn partner(id: &str, own: Option<Rate>, group: Option<&str>) -> Arc<PartnerEntry> {
-        Arc::new(PartnerEntry {
-            partner_id: id.into(),
-            name: id.into(),
-            status: PartnerStatus::Active,
-            group: group.map(str::to_string),
-            country: None,
-            keys: Vec::new(),
-            allow: Vec::new(),
-            grants: Vec::new(),
-            rate: own,
-            callback_url: None,
-            callback_ca_pem: None,
-            feature_defaults: None,
-        })
-    }
-
-    fn snapshot(partners: &[&Arc<PartnerEntry>], groups: &[(&str, Rate)]) -> Snapshot {
-        let mut s = Snapshot::empty();
-        for p in partners {
-            s.partners.insert(p.partner_id.clone(), Arc::clone(p));
-        }
-        for (name, aggregate) in groups {
-            s.groups.insert(
-                (*name).to_string(),
-                GroupEntry {
-                    name: (*name).to_string(),
-                    rate: None,
-                    aggregate: Some(*aggregate),
-                },
-            );
-        }
-        s
-    }
-
-    fn scope(r: Result<InFlight, Refused>) -> Option<Scope> {
-        match r {
-            Ok(_) => None,
-            Err(Refused::Rate(t)) => Some(t.scope),
-            Err(Refused::InFlight(e)) => panic!("{e}"),
-        }
-    }
-
-    /// The partner's own limit has room for two; the group cap for one. Every call the group
-    /// refuses gives the partner's cell back, so the partner's limit never becomes the reason.
-    #[test]
-    fn a_rate_change_goes_on_from_the_spent_cells_not_a_fresh_burst() {
-        let old = Gcra::continuing(rate(10, 2), None);
-        assert!(old.take(0).is_ok() && old.take(0).is_ok());
-        assert!(old.take(0).is_err());
-        let changed = Gcra::continuing(rate(20, 2), Some(&old));
-        assert!(
-            changed.take(0).is_err(),
-            "the burst was spent under the old rate"
-        );
-        assert!(changed.take(200_000_000).is_ok());
-        let fresh = Gcra::continuing(rate(20, 2), None);
-        assert!(fresh.take(0).is_ok());
-    }
-
-    #[test]
-    fn a_call_the_group_refuses_spends_no_partner_cell() {
-        let t = Throttle::new(rate(1000, 1000));
-        let a = partner("A", Some(rate(1, 2)), Some("g"));
-        let s = snapshot(&[&a], &[("g", rate(1, 1))]);
-        assert_eq!(scope(t.admit(&a, &s)), None);
-        for _ in 0..5 {
-            assert_eq!(scope(t.admit(&a, &s)), Some(Scope::Group));
-        }
-        // The group cap lifted: the partner still has its second cell.
-        let s = snapshot(&[&a], &[]);
-        assert_eq!(scope(t.admit(&a, &s)), None);
-        assert_eq!(scope(t.admit(&a, &s)), Some(Scope::Partner));
-    }
-
-    /// A partner over its own limit does not drain the cap it shares with the other members.
-    #[test]
-    fn a_call_the_partner_limit_refuses_spends_no_group_cell() {
-        let t = Throttle::new(rate(1000, 1000));
-        let a = partner("A", Some(rate(1, 1)), Some("g"));
-        let b = partner("B", Some(rate(1, 1)), Some("g"));
-        let s = snapshot(&[&a, &b], &[("g", rate(1, 2))]);
-        assert_eq!(scope(t.admit(&a, &s)), None);
-        for _ in 0..5 {
-            assert_eq!(scope(t.admit(&a, &s)), Some(Scope::Partner));
-        }
-        assert_eq!(
-            scope(t.admit(&b, &s)),
-            None,
-            "the group's second cell is B's"
-        );
-        assert_eq!(scope(t.admit(&b, &s)), Some(Scope::Partner));
-    }
-
-    #[test]
-    fn gcra_admits_the_burst_then_one_per_interval() {
-        let g = Gcra::continuing(rate(10, 3), None);
-        let ms = 1_000_000;
-        for _ in 0..3 {
-            assert_eq!(g.take(0), Ok(()));
-        }
-        assert_eq!(g.take(0), Err(100 * ms));
-        assert_eq!(g.take(100 * ms), Ok(()));
-        assert!(g.take(100 * ms).is_err());
-        g.give_back();
-        assert_eq!(
-            g.take(100 * ms),
-            Ok(()),
-            "a cell given back can be taken again"
-        );
-    }
-
-    #[test]
-    fn in_flight_calls_are_counted_until_their_guard_drops() {
-        let t = Throttle::new(rate(1000, 1000)).with_max_in_flight(2);
-        let a = partner("A", None, None);
-        let b = partner("B", None, None);
-        let s = snapshot(&[&a, &b], &[]);
-        let first = t.admit(&a, &s).expect("first");
-        let second = t.admit(&a, &s).expect("second");
-        assert_eq!(
-            t.admit(&a, &s).err(),
-            Some(Refused::InFlight(TooManyInFlight { limit: 2 }))
-        );
-        assert!(t.admit(&b, &s).is_ok(), "per partner");
-        drop(first);
-        let third = t.admit(&a, &s).expect("a place is free again");
-        // A rate change replaces the limiter, not the count.
-        let faster = partner("A", Some(rate(999, 999)), None);
-        assert!(matches!(t.admit(&faster, &s), Err(Refused::InFlight(_))));
-        drop((second, third));
-        assert!(t.admit(&faster, &s).is_ok());
-    }
-
-    #[test]
-    fn the_in_flight_refusal_spends_no_cell() {
-        let t = Throttle::new(rate(1000, 1000)).with_max_in_flight(1);
-        let a = partner("A", Some(rate(1, 2)), None);
-        let s = snapshot(&[&a], &[]);
-        let held = t.admit(&a, &s).expect("first");
-        for _ in 0..5 {
-            assert!(matches!(t.admit(&a, &s), Err(Refused::InFlight(_))));
-        }
-        drop(held);
-        assert!(t.admit(&a, &s).is_ok(), "the second cell is still there");
-    }
-
-    #[test]
-    fn retain_drops_partners_and_groups_a_snapshot_no_longer_has() {
-        let t = Throttle::new(rate(1000, 1000));
-        let a = partner("A", None, Some("g"));
-        let b = partner("B", None, None);
-        let s = snapshot(&[&a, &b], &[("g", rate(5, 5))]);
-        drop(t.admit(&a, &s));
-        drop(t.admit(&b, &s));
-        assert_eq!(t.tracked(), (2, 1));
-        t.retain(&snapshot(&[&b], &[("h", rate(5, 5))]));
-        assert_eq!(t.tracked(), (1, 0));
-    }
-}
+mod tests;
