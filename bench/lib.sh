@@ -5,7 +5,9 @@
 # Environment: SERVER_CPUS (default 0) and LOADGEN_CPUS (default 1) for pinning, PIN=0 for none;
 # UPSTREAM_PORT PROXY_PORT GATEWAY_PORT QUIET_GATEWAY_PORT (18180-18183); PARTNERGATE_BIN
 # (default target/release/partnergate, built with `cargo build --release --locked` if missing
-# or older than the sources); BENCH_RUN_DIR (default a fresh /tmp/partnergate-bench.XXXXXX).
+# or older than the sources); BENCH_RUN_DIR (default a fresh /tmp/partnergate-bench.XXXXXX);
+# BENCH_DATABASE_URL (default a SQLite file in the run directory; a postgres:// URL measures
+# the nodes' PostgreSQL shape: snapshot push, heartbeat and the cluster throttle exchange).
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
@@ -64,6 +66,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 render() { # template output
     local t
     t=$(<"$1")
+    t=${t//@DATABASE_URL@/${BENCH_DATABASE_URL:-$RUN/partnergate.db}}
     t=${t//@RUN@/$RUN}
     t=${t//@UPSTREAM_PORT@/$UPSTREAM_PORT}
     t=${t//@PROXY_PORT@/$PROXY_PORT}
