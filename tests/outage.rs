@@ -236,6 +236,8 @@ impl Caller {
 #[derive(Debug)]
 struct Made {
     phase: u8,
+    /// When the call started.
+    start: Instant,
     took: Duration,
     /// When the request was on the wire (None: never sent).
     sent: Option<Instant>,
@@ -263,6 +265,7 @@ fn spawn_clients(
                     let answer = caller.call(Operation::GetAccount, &partner, &mut sent).await;
                     made.push(Made {
                         phase: at,
+                        start,
                         took: start.elapsed(),
                         sent,
                         answer,
@@ -314,6 +317,7 @@ async fn an_outage_under_load_fails_no_call_and_loses_no_count() {
     let clients = spawn_clients(node.addr, &partner, &phase, &stop_clients);
 
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped_at = Instant::now();
     stop(&pg).await;
     phase.store(1, Ordering::Relaxed);
     let down = outage();
@@ -338,6 +342,17 @@ async fn an_outage_under_load_fails_no_call_and_loses_no_count() {
         latency(&made, 1),
         latency(&made, 2),
     );
+    let mut slowest: Vec<&Made> = made.iter().filter(|m| m.phase == 1).collect();
+    slowest.sort_by_key(|m| std::cmp::Reverse(m.took));
+    let slowest: Vec<String> = slowest
+        .iter()
+        .take(5)
+        .map(|m| {
+            let at = m.start.saturating_duration_since(stopped_at).as_secs_f64();
+            format!("{:?} at +{at:.2} s", m.took)
+        })
+        .collect();
+    println!("  slowest during the outage (from the stop's start): {}", slowest.join(", "));
     assert!(
         failed.is_empty(),
         "{} calls failed, e.g. {:?}\n{}",
