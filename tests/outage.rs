@@ -90,7 +90,9 @@ async fn cluster_with_partner() -> (Arc<PgServer>, Partner) {
 
 async fn stop(pg: &Arc<PgServer>) {
     let pg = Arc::clone(pg);
-    tokio::task::spawn_blocking(move || pg.stop()).await.unwrap();
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap();
 }
 
 async fn start_again(pg: &Arc<PgServer>) {
@@ -108,7 +110,13 @@ async fn metrics(addr: SocketAddr) -> String {
 
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
@@ -146,7 +154,10 @@ async fn wait_stored(url: &str, partner: &str, want: i64, within: Duration) -> O
 
 /// What one call got.
 #[derive(Debug)]
-#[allow(dead_code, reason = "the fields are read through Debug, in failure messages")]
+#[allow(
+    dead_code,
+    reason = "the fields are read through Debug, in failure messages"
+)]
 enum Answer {
     /// HTTP 200.
     Ok,
@@ -174,7 +185,12 @@ impl Caller {
     }
 
     /// Calls `op` for `partner`; `sent` is set once the request is on the wire.
-    async fn call(&mut self, op: Operation, partner: &Partner, sent: &mut Option<Instant>) -> Answer {
+    async fn call(
+        &mut self,
+        op: Operation,
+        partner: &Partner,
+        sent: &mut Option<Instant>,
+    ) -> Answer {
         let body = request_fixture(op, Soap11, partner);
         let (ct, headers) = soap_headers(Soap11, Some(op.soap_action()));
         let headers: Vec<(&str, &str)> = headers
@@ -262,7 +278,9 @@ fn spawn_clients(
                     let at = phase.load(Ordering::Relaxed);
                     let start = Instant::now();
                     let mut sent = None;
-                    let answer = caller.call(Operation::GetAccount, &partner, &mut sent).await;
+                    let answer = caller
+                        .call(Operation::GetAccount, &partner, &mut sent)
+                        .await;
                     made.push(Made {
                         phase: at,
                         start,
@@ -290,7 +308,11 @@ async fn collect(clients: Vec<tokio::task::JoinHandle<(Vec<Made>, usize)>>) -> (
 
 /// p50 / p99 / max of the calls of `phase`, for printing.
 fn latency(made: &[Made], phase: u8) -> String {
-    let mut t: Vec<Duration> = made.iter().filter(|m| m.phase == phase).map(|m| m.took).collect();
+    let mut t: Vec<Duration> = made
+        .iter()
+        .filter(|m| m.phase == phase)
+        .map(|m| m.took)
+        .collect();
     if t.is_empty() {
         return "no calls".into();
     }
@@ -352,7 +374,10 @@ async fn an_outage_under_load_fails_no_call_and_loses_no_count() {
             format!("{:?} at +{at:.2} s", m.took)
         })
         .collect();
-    println!("  slowest during the outage (from the stop's start): {}", slowest.join(", "));
+    println!(
+        "  slowest during the outage (from the stop's start): {}",
+        slowest.join(", ")
+    );
     assert!(
         failed.is_empty(),
         "{} calls failed, e.g. {:?}\n{}",
@@ -390,7 +415,9 @@ async fn the_embedded_layer_fails_fast_without_the_database() {
     let mut caller = Caller::new(node.addr);
     let mut sent = None;
     // With the database: the layer answers (the fixture's account does not exist).
-    let answer = caller.call(Operation::GetAccount, &partner, &mut sent).await;
+    let answer = caller
+        .call(Operation::GetAccount, &partner, &mut sent)
+        .await;
     assert!(
         matches!(answer, Answer::Fault(_, Some(FaultDetail::NotFound(_)))),
         "{answer:?}"
@@ -400,10 +427,15 @@ async fn the_embedded_layer_fails_fast_without_the_database() {
     let mut took = Vec::new();
     for _ in 0..10 {
         let start = Instant::now();
-        let answer = caller.call(Operation::GetAccount, &partner, &mut sent).await;
+        let answer = caller
+            .call(Operation::GetAccount, &partner, &mut sent)
+            .await;
         let t = start.elapsed();
         assert!(
-            matches!(answer, Answer::Fault(_, Some(FaultDetail::UpstreamUnavailable(_)))),
+            matches!(
+                answer,
+                Answer::Fault(_, Some(FaultDetail::UpstreamUnavailable(_)))
+            ),
             "{answer:?}"
         );
         assert!(
@@ -423,7 +455,9 @@ async fn the_embedded_layer_fails_fast_without_the_database() {
     start_again(&pg).await;
     let back = Instant::now();
     loop {
-        let answer = caller.call(Operation::GetAccount, &partner, &mut sent).await;
+        let answer = caller
+            .call(Operation::GetAccount, &partner, &mut sent)
+            .await;
         if matches!(answer, Answer::Fault(_, Some(FaultDetail::NotFound(_)))) {
             break;
         }
@@ -481,7 +515,10 @@ async fn statistics_beyond_the_bound_are_dropped_counted_and_logged_once() {
     let text = metrics(node.addr).await;
     let dropped = metric(&text, "partnergate_stats_dropped_total");
     assert!(dropped > 0.0, "{text}");
-    assert!(metric(&text, "partnergate_stats_pending_rows") <= 2.0, "{text}");
+    assert!(
+        metric(&text, "partnergate_stats_pending_rows") <= 2.0,
+        "{text}"
+    );
     assert_eq!(metric(&text, "partnergate_stats_pending_rows_max"), 2.0);
     let log = node.log();
     assert_eq!(
@@ -494,7 +531,12 @@ async fn statistics_beyond_the_bound_are_dropped_counted_and_logged_once() {
     let want = made - dropped as i64;
     let stored = wait_stored(&pg.url(), &partner.id, want, Duration::from_secs(30)).await;
     println!("made {made}, dropped {dropped}, stored {stored:?}");
-    assert_eq!(stored, Some(want), "stored + dropped = made\n{}", node.log());
+    assert_eq!(
+        stored,
+        Some(want),
+        "stored + dropped = made\n{}",
+        node.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -525,12 +567,18 @@ async fn sigterm_with_the_database_down_finishes_in_flight_calls_and_exits_in_ti
     let (status, log) = status;
 
     // In flight at SIGTERM: sent before it. Every one must be answered.
-    let in_flight: Vec<&Made> = made.iter().filter(|m| m.sent.is_some_and(|s| s < at)).collect();
+    let in_flight: Vec<&Made> = made
+        .iter()
+        .filter(|m| m.sent.is_some_and(|s| s < at))
+        .collect();
     let failed: Vec<&&Made> = in_flight
         .iter()
         .filter(|m| !matches!(m.answer, Answer::Ok))
         .collect();
-    let answered_after = in_flight.iter().filter(|m| m.sent.is_some_and(|s| s + m.took > at)).count();
+    let answered_after = in_flight
+        .iter()
+        .filter(|m| m.sent.is_some_and(|s| s + m.took > at))
+        .count();
     println!(
         "SIGTERM with the database down: exit after {exit:?} (limit {DRAIN_LIMIT:?}); {} calls \
          sent before SIGTERM, {answered_after} of them answered after it, {} failed",

@@ -315,7 +315,10 @@ pub(super) mod tests {
         }
         assert_eq!((s.pending_calls(), s.dropped_calls()), (calls, 0));
         let text = s.render(&[]);
-        assert!(text.contains("partnergate_stats_pending_rows 5\n"), "{text}");
+        assert!(
+            text.contains("partnergate_stats_pending_rows 5\n"),
+            "{text}"
+        );
         let mut rows = Vec::new();
         let mut uses = Vec::new();
         let n = s
@@ -359,9 +362,18 @@ pub(super) mod tests {
         assert!(s.flush_with(120, |_, _| Err(down())).is_err());
         assert_eq!((s.dropped_calls(), s.pending_calls()), (4, 5));
         let text = s.render(&[]);
-        assert!(text.contains("partnergate_stats_dropped_total 4\n"), "{text}");
-        assert!(text.contains("partnergate_stats_folded_total 1\n"), "{text}");
-        assert!(text.contains("partnergate_stats_pending_rows_max 2\n"), "{text}");
+        assert!(
+            text.contains("partnergate_stats_dropped_total 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partnergate_stats_folded_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partnergate_stats_pending_rows_max 2\n"),
+            "{text}"
+        );
         let mut rows = Vec::new();
         s.flush_with(180, |r, _| {
             rows.extend_from_slice(r);
@@ -390,7 +402,11 @@ pub(super) mod tests {
             Ok(())
         });
         assert!(failed.is_err());
-        assert_eq!(rows.len(), WRITE_BATCH_ROWS, "the first transaction went in");
+        assert_eq!(
+            rows.len(),
+            WRITE_BATCH_ROWS,
+            "the first transaction went in"
+        );
         assert_eq!(s.pending_calls(), 200);
         s.flush_with(1_201 * 60, |r, _| {
             rows.extend_from_slice(r);

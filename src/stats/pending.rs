@@ -79,9 +79,9 @@ impl Pending {
 
     /// Calls waiting in every row.
     pub fn calls(&self) -> u64 {
-        self.rows
-            .values()
-            .fold(0u64, |n, s| n.saturating_add(u64::try_from(s.count).unwrap_or(0)))
+        self.rows.values().fold(0u64, |n, s| {
+            n.saturating_add(u64::try_from(s.count).unwrap_or(0))
+        })
     }
 
     /// Adds `deltas` (a row already waiting for the same minute and series adds up with it).
@@ -178,12 +178,17 @@ mod tests {
     #[test]
     fn rows_of_the_same_minute_and_series_add_up_and_come_back_oldest_first() {
         let mut p = Pending::new(10);
-        assert_eq!(p.keep(vec![row(120, "P-1", "ok", 2), row(60, "P-1", "ok", 1)]), Kept::default());
+        assert_eq!(
+            p.keep(vec![row(120, "P-1", "ok", 2), row(60, "P-1", "ok", 1)]),
+            Kept::default()
+        );
         assert_eq!(p.keep(vec![row(120, "P-1", "ok", 3)]), Kept::default());
         assert_eq!((p.len(), p.calls()), (2, 6));
         let rows = p.take_oldest(10);
         assert_eq!(
-            rows.iter().map(|r| (r.bucket_start, r.count)).collect::<Vec<_>>(),
+            rows.iter()
+                .map(|r| (r.bucket_start, r.count))
+                .collect::<Vec<_>>(),
             vec![(60, 1), (120, 5)]
         );
         assert_eq!(rows[1].latency.total(), 5);
@@ -197,11 +202,27 @@ mod tests {
         p.keep(vec![row(60, "P-1", "ok", 1), row(60, "P-2", "ok", 1)]);
         // A new minute of P-1: no room, folded into P-1's newest row (minute 60).
         let kept = p.keep(vec![row(120, "P-1", "ok", 4)]);
-        assert_eq!(kept, Kept { folded_calls: 4, dropped_calls: 0 });
+        assert_eq!(
+            kept,
+            Kept {
+                folded_calls: 4,
+                dropped_calls: 0
+            }
+        );
         // A series that has no row: dropped.
         let kept = p.keep(vec![row(120, "P-3", "ok", 7), row(120, "P-1", "denied", 2)]);
-        assert_eq!(kept, Kept { folded_calls: 0, dropped_calls: 9 });
-        assert_eq!((p.len(), p.calls()), (2, 6), "the bound holds; folded calls are kept");
+        assert_eq!(
+            kept,
+            Kept {
+                folded_calls: 0,
+                dropped_calls: 9
+            }
+        );
+        assert_eq!(
+            (p.len(), p.calls()),
+            (2, 6),
+            "the bound holds; folded calls are kept"
+        );
         let rows = p.take_oldest(10);
         assert_eq!(total(&rows), 6);
         assert!(rows.iter().all(|r| r.bucket_start == 60));
@@ -210,9 +231,16 @@ mod tests {
     #[test]
     fn taking_part_of_a_series_folds_later_rows_into_what_is_left() {
         let mut p = Pending::new(3);
-        p.keep(vec![row(60, "P-1", "ok", 1), row(120, "P-1", "ok", 1), row(180, "P-1", "ok", 1)]);
+        p.keep(vec![
+            row(60, "P-1", "ok", 1),
+            row(120, "P-1", "ok", 1),
+            row(180, "P-1", "ok", 1),
+        ]);
         let first = p.take_oldest(2);
-        assert_eq!(first.iter().map(|r| r.bucket_start).collect::<Vec<_>>(), vec![60, 120]);
+        assert_eq!(
+            first.iter().map(|r| r.bucket_start).collect::<Vec<_>>(),
+            vec![60, 120]
+        );
         // Put back as a failed write would: they fit again.
         assert_eq!(p.keep(first), Kept::default());
         assert_eq!(p.len(), 3);
@@ -220,10 +248,16 @@ mod tests {
         assert_eq!(p.keep(vec![row(240, "P-1", "ok", 5)]).folded_calls, 5);
         let rows = p.take_oldest(1);
         assert_eq!((rows[0].bucket_start, rows[0].count), (60, 1));
-        assert_eq!(p.keep(vec![row(300, "P-1", "ok", 2)]), Kept::default(), "room again");
+        assert_eq!(
+            p.keep(vec![row(300, "P-1", "ok", 2)]),
+            Kept::default(),
+            "room again"
+        );
         let rest = p.take_oldest(10);
         assert_eq!(
-            rest.iter().map(|r| (r.bucket_start, r.count)).collect::<Vec<_>>(),
+            rest.iter()
+                .map(|r| (r.bucket_start, r.count))
+                .collect::<Vec<_>>(),
             vec![(120, 1), (180, 6), (300, 2)]
         );
     }

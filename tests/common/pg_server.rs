@@ -20,8 +20,11 @@ pub struct PgServer {
 /// The newest installed server binaries with everything a cluster needs (as `tests/run.sh`'s
 /// `pg_bindir`), else the directory of `pg_ctl` on the PATH.
 fn bindir() -> PathBuf {
-    let has_all =
-        |d: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| d.join(b).is_file());
+    let has_all = |d: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| d.join(b).is_file())
+    };
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -84,7 +87,14 @@ impl PgServer {
             .command("initdb")
             .arg("-D")
             .arg(server.data())
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "--no-instructions"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "--no-instructions",
+            ])
             .output()
             .expect("run initdb");
         assert!(
