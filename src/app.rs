@@ -49,8 +49,24 @@ pub struct Running {
     pub closing: Closing,
 }
 
-/// How long in-flight requests may take to finish after shutdown was asked for.
+/// The drain limit: from shutdown asked (SIGTERM) to the process's exit, everything included —
+/// the requests in flight ([`DRAIN_GRACE`]), the last statistics flush ([`LAST_FLUSH`]), the
+/// runtime's blocking tasks and the database pool's close (`main.rs`) — even with the database
+/// gone.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long in-flight requests may take to finish after shutdown was asked for (the rest of
+/// [`SHUTDOWN_GRACE`] is for the last flush and the pool's close).
+pub const DRAIN_GRACE: Duration = Duration::from_secs(8);
+
+/// After the drain: the flusher's flush in progress and the last flush, together. With the
+/// database down the last flush fails within it (its checkout waits what is left of it) and
+/// the counts not written are logged as lost.
+pub const LAST_FLUSH: Duration = Duration::from_secs(1);
+
+/// How long the background tasks (statistics flusher, snapshot refresher, node heartbeat) wait
+/// for a database connection: short, so that shutdown never waits long on one of them.
+pub const BACKGROUND_CHECKOUT: Duration = Duration::from_secs(1);
 
 /// A standalone partner API layer: where it listens, and how to stop it.
 pub struct RunningUpstream {
@@ -130,7 +146,10 @@ async fn serve_upstream(
         refresh,
         shutdown_rx.clone(),
     ));
-    let layer = Arc::new(Provisioning::new(store, cell));
+    let layer = Arc::new(Provisioning::new(
+        store.with_checkout_timeout(crate::provision::DEFAULT_CHECKOUT_TIMEOUT),
+        cell,
+    ));
     let (addr, stop, done) = crate::provision::standalone::start(layer, trust, listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -185,18 +204,24 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
     );
     let cell = Arc::new(SnapshotCell::new(first));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats::new(config.stats_max_pending_rows));
+    let background = store.with_checkout_timeout(BACKGROUND_CHECKOUT);
     let flusher = tokio::spawn(crate::stats::run_flusher(
         Arc::clone(&stats),
-        store.clone(),
+        background.clone(),
         config.stats_flush_interval,
         config.stats_retention,
         shutdown_rx.clone(),
     ));
-    // No upstream URL: the reference partner API layer runs in process, on the same database.
+    // No upstream URL: the reference partner API layer runs in process, on the same database;
+    // a call waits at most `database_checkout_timeout_ms` for a connection (fail fast when the
+    // database is down: `UpstreamUnavailableFault`).
     let upstream: Arc<dyn Upstream> = match &config.upstream.url {
         Some(_) => Arc::new(HttpUpstream::new(&config.upstream)?),
-        None => Arc::new(Provisioning::new(store.clone(), Arc::clone(&cell))),
+        None => Arc::new(Provisioning::new(
+            store.with_checkout_timeout(config.database_checkout_timeout),
+            Arc::clone(&cell),
+        )),
     };
     let gateway = Arc::new(Gateway {
         settings: Settings {
@@ -221,7 +246,7 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
     // partners and groups that are gone (offboarded, renamed).
     let on_new = Arc::clone(&gateway);
     tokio::spawn(store::run_refresher_with(
-        store.clone(),
+        background.clone(),
         Arc::clone(&cell),
         config.refresh_interval,
         shutdown_rx.clone(),
@@ -238,7 +263,7 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
     let node = crate::node::Node::new(addr);
     let node_id = node.id.clone();
     tokio::spawn(crate::node::run_heartbeat(
-        store.clone(),
+        background.clone(),
         node,
         Arc::clone(&cell),
         Arc::clone(&stats),
@@ -246,8 +271,10 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
         shutdown_rx.clone(),
     ));
     if store.backend() == store::Backend::Postgres && !config.cluster_sync.is_zero() {
+        // Its exchanges wait at most BACKGROUND_CHECKOUT for a connection, like the other
+        // background tasks; while they fail, every node applies the limits on its own.
         tokio::spawn(crate::throttle::cluster::run(
-            store.clone(),
+            background,
             node_id.clone(),
             Arc::clone(&gateway),
             config.cluster_sync,
@@ -262,18 +289,8 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
         "partnergate listening"
     );
     let done = tokio::spawn(async move {
-        server.serve(listener, shutdown_rx, SHUTDOWN_GRACE).await;
-        // In-flight requests are done. The flusher has seen the shutdown too: let its last
-        // flush (or prune) finish first — two flushes at once could leave this one with nothing
-        // to write while the other's transaction is still open, and `done` would end before the
-        // statistics are in the database. Then write what came in after its last flush.
-        let _ = flusher.await;
-        let now = crate::pipeline::unix_now();
-        match tokio::task::spawn_blocking(move || stats.flush(&store, now)).await {
-            Ok(Ok(rows)) => tracing::info!(rows, "statistics flushed at shutdown"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "statistics could not be flushed at shutdown"),
-            Err(e) => tracing::warn!(error = %e, "statistics flush task failed"),
-        }
+        server.serve(listener, shutdown_rx, DRAIN_GRACE).await;
+        last_flush(flusher, stats, store).await;
     });
     let done = match admin {
         Some((_, admin_done)) => tokio::spawn(async move {
@@ -288,6 +305,38 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
         shutdown: shutdown_tx,
         done,
     })
+}
+
+/// After the drain: the flusher has seen the shutdown; let a flush it has in progress finish
+/// first (two flushes at once would write in turns anyway, but `done` must not end before the
+/// statistics are in the database), then write what came in after it. Both within
+/// [`LAST_FLUSH`]: with the database down, what is not written is logged as lost.
+async fn last_flush(flusher: tokio::task::JoinHandle<()>, stats: Arc<Stats>, store: Store) {
+    let until = tokio::time::Instant::now() + LAST_FLUSH;
+    if tokio::time::timeout_at(until, flusher).await.is_err() {
+        tracing::warn!("a statistics flush in progress did not finish before exit");
+    }
+    let left = until
+        .saturating_duration_since(tokio::time::Instant::now())
+        .max(Duration::from_millis(50));
+    let store = store.with_checkout_timeout(left);
+    let now = crate::pipeline::unix_now();
+    let written = tokio::task::spawn_blocking(move || {
+        let result = stats.flush(&store, now);
+        (result, stats.pending_calls())
+    });
+    // The checkout gives up within `left`; the writing itself gets a little more.
+    let until = tokio::time::Instant::now() + left + Duration::from_millis(200);
+    match tokio::time::timeout_at(until, written).await {
+        Ok(Ok((Ok(rows), _))) => tracing::info!(rows, "statistics flushed at shutdown"),
+        Ok(Ok((Err(e), lost))) => tracing::warn!(
+            error = %e,
+            calls = lost,
+            "statistics could not be written at shutdown: the counts of these calls are lost"
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "statistics flush task failed"),
+        Err(_) => tracing::warn!("the last statistics flush did not finish before exit"),
+    }
 }
 
 /// Binds and starts the admin API when an admin token is configured (else: no listener).

@@ -60,6 +60,14 @@ pub struct Config {
     pub stats_flush_interval: Duration,
     /// How long per-minute usage rows are kept (`stats.retention_days`; zero: for ever).
     pub stats_retention: Duration,
+    /// `stats.max_pending_rows`: at most this many usage rows (minute × partner × operation ×
+    /// outcome) wait in memory while the database cannot be written (default 20,000); beyond
+    /// it, see `stats::Pending`.
+    pub stats_max_pending_rows: usize,
+    /// `database_checkout_timeout_ms`: how long a partner call through the embedded partner API
+    /// layer waits for a database connection before it fails with `UpstreamUnavailableFault`
+    /// (default 500 ms).
+    pub database_checkout_timeout: Duration,
     /// Peers allowed to read `GET /metrics` on the partner listener (`metrics.allow`).
     pub metrics_allow: Vec<IpNet>,
     /// The callback direction (`callback.*`).
@@ -287,6 +295,8 @@ impl Default for Config {
             soap11_status: crate::fault::Soap11Status::default(),
             stats_flush_interval: Duration::from_secs(5),
             stats_retention: Duration::from_secs(90 * 86_400),
+            stats_max_pending_rows: crate::stats::DEFAULT_MAX_PENDING_ROWS,
+            database_checkout_timeout: crate::provision::DEFAULT_CHECKOUT_TIMEOUT,
             callback: crate::callback::CallbackConfig::default(),
             admin: AdminConfig::default(),
             metrics_allow: vec![
@@ -402,6 +412,7 @@ impl Config {
             }
             "gate.log_interval_ms" => self.gate.log_interval = ms(value)?,
             "database_url" => self.database_url = value.trim().to_string(),
+            "database_checkout_timeout_ms" => self.database_checkout_timeout = ms(value)?,
             "log_json" => {
                 self.log_json = value
                     .trim()
@@ -448,6 +459,7 @@ impl Config {
                 }
                 self.stats_retention = Duration::from_secs(days * 86_400);
             }
+            "stats.max_pending_rows" => self.stats_max_pending_rows = size(value)?,
             "callback.allowed_callers" => {
                 self.callback.allowed_callers = nets(value)?;
             }

@@ -812,25 +812,46 @@ fn serve(command: Command) -> ExitCode {
             }
         };
         signals.wait().await;
+        let deadline = std::time::Instant::now() + partnergate::app::SHUTDOWN_GRACE;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = running.shutdown.send(true);
-        let _ = running.done.await;
-        (ExitCode::SUCCESS, Some(running.closing))
+        stopped(running.done, deadline).await;
+        (ExitCode::SUCCESS, Some((running.closing, deadline)))
     });
     close_store(runtime, closing);
     log.flush();
     code
 }
 
-/// The end of `serve` and `upstream serve`: dropping the runtime drops the tasks still holding
-/// the store (refresher, statistics flusher) and waits for its blocking tasks; then the pool's
-/// own threads are waited for, so none is inside libpq when the process exits.
-fn close_store(runtime: tokio::runtime::Runtime, closing: Option<db::Closing>) {
-    drop(runtime);
-    if let Some(closing) = closing {
-        if !closing.wait(db::CLOSE_TIMEOUT) {
-            tracing::warn!("database pool did not shut down in time");
-        }
+/// Waits for the server to stop (in-flight requests, the last statistics flush), at most until
+/// `deadline`.
+async fn stopped(done: tokio::task::JoinHandle<()>, deadline: std::time::Instant) {
+    let until = tokio::time::Instant::from_std(deadline);
+    if tokio::time::timeout_at(until, done).await.is_err() {
+        tracing::warn!("shutdown: the server did not stop within the drain limit");
+    }
+}
+
+/// What the pool's close keeps of the drain limit when the runtime's blocking tasks take long.
+const CLOSE_RESERVE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// The end of `serve` and `upstream serve`, by `deadline` (SIGTERM + `app::SHUTDOWN_GRACE`):
+/// shutting the runtime down drops the tasks still holding the store (refresher, statistics
+/// flusher) and waits for its blocking tasks; then the pool's own threads are waited for, so
+/// none is inside libpq when the process exits. A blocking task or a connect still running at
+/// the deadline (a database gone) is left behind, with a warning: the process exits in time.
+fn close_store(
+    runtime: tokio::runtime::Runtime,
+    closing: Option<(db::Closing, std::time::Instant)>,
+) {
+    let Some((closing, deadline)) = closing else {
+        drop(runtime);
+        return;
+    };
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    runtime.shutdown_timeout(left().saturating_sub(CLOSE_RESERVE));
+    if !closing.wait(left().max(std::time::Duration::from_millis(50))) {
+        tracing::warn!("database pool did not shut down within the drain limit; exiting");
     }
 }
 
@@ -902,9 +923,10 @@ fn upstream(command: Command) -> ExitCode {
             Err(e) => return (fail(e.to_string()), None),
         };
         signals.wait().await;
+        let deadline = std::time::Instant::now() + partnergate::app::SHUTDOWN_GRACE;
         let _ = running.shutdown.send(true);
-        let _ = running.done.await;
-        (ExitCode::SUCCESS, Some(running.closing))
+        stopped(running.done, deadline).await;
+        (ExitCode::SUCCESS, Some((running.closing, deadline)))
     });
     close_store(runtime, closing);
     log.flush();

@@ -3,12 +3,17 @@
 //! Each call's latency also goes into that key's histogram of [`crate::latency::BOUNDS_MICROS`]
 //! (the stored buckets behind the dashboard's and `partnergate stats`' percentiles).
 //! A flusher adds the counts to the database in batches (every `stats.flush_interval_ms` and at
-//! shutdown), never one write per request; several gateway nodes add up in the same rows. A
-//! failed flush gives its counts back, so the next one writes them.
+//! shutdown), never one write per request; several gateway nodes add up in the same rows. What
+//! a flush could not write waits in memory under its own minute (`pending`: bounded by
+//! `stats.max_pending_rows`, what goes beyond counted in `/metrics`), so a database outage
+//! loses no count; `flush`: the flusher and the writing.
 //!
 //! Refused calls are counted against the partner they claimed to be when that partner exists;
 //! otherwise under `-` (so an anonymous caller cannot grow the key space). The hot path takes
 //! one of [`SHARDS`] mutexes, chosen per worker thread, for a few hundred nanoseconds.
+
+mod flush;
+mod pending;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -17,7 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::latency;
-use crate::store::{Store, StoreError, UsageDelta};
+use crate::store::UsageDelta;
+
+pub use flush::{run_flusher, PRUNE_EVERY_SECS};
+pub use pending::{Kept, Pending, DEFAULT_MAX_PENDING_ROWS};
 
 /// Mutex shards of the counter map.
 pub const SHARDS: usize = 16;
@@ -166,16 +174,18 @@ pub struct Stats {
     stages: [Histogram; 5],
     /// Open connections (maintained by the server).
     pub open_connections: AtomicUsize,
+    /// The rows waiting for the database (only flushes take this lock, one at a time).
+    waiting: Mutex<flush::Waiting>,
+    /// Mirrors of `waiting` for `/metrics` (read without its lock).
+    pending_rows: AtomicUsize,
+    max_pending_rows: usize,
+    dropped_calls: AtomicU64,
+    folded_calls: AtomicU64,
 }
 
 impl Default for Stats {
     fn default() -> Self {
-        Stats {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            total: Histogram::default(),
-            stages: Default::default(),
-            open_connections: AtomicUsize::new(0),
-        }
+        Stats::new(DEFAULT_MAX_PENDING_ROWS)
     }
 }
 
@@ -205,6 +215,22 @@ pub struct Record<'a> {
 }
 
 impl Stats {
+    /// No counts yet; at most `max_pending_rows` rows wait for the database
+    /// (`stats.max_pending_rows`).
+    pub fn new(max_pending_rows: usize) -> Stats {
+        Stats {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            total: Histogram::default(),
+            stages: Default::default(),
+            open_connections: AtomicUsize::new(0),
+            waiting: Mutex::new(flush::Waiting::new(max_pending_rows)),
+            pending_rows: AtomicUsize::new(0),
+            max_pending_rows: max_pending_rows.max(1),
+            dropped_calls: AtomicU64::new(0),
+            folded_calls: AtomicU64::new(0),
+        }
+    }
+
     /// Counts one request.
     pub fn record(&self, r: Record<'_>, now: i64) {
         let micros = u64::try_from(r.total.as_micros()).unwrap_or(u64::MAX);
@@ -291,37 +317,6 @@ impl Stats {
         merged.into_values().collect()
     }
 
-    fn give_back(&self, deltas: &[UsageDelta]) {
-        // A failed flush: undo the "written" marks so the next flush writes them again.
-        for d in deltas {
-            let mut left_count = u64::try_from(d.count).unwrap_or(0);
-            let mut left_micros = u64::try_from(d.total_micros).unwrap_or(0);
-            let mut left_latency = d.latency;
-            for shard in &self.shards {
-                let Ok(mut shard) = shard.lock() else {
-                    continue;
-                };
-                for (k, v) in shard.counters.iter_mut() {
-                    if *k.partner == *d.partner_id
-                        && k.operation == d.operation
-                        && k.outcome == d.outcome
-                    {
-                        let c = left_count.min(v.flushed_count);
-                        let m = left_micros.min(v.flushed_micros);
-                        v.flushed_count -= c;
-                        v.flushed_micros -= m;
-                        left_count -= c;
-                        left_micros -= m;
-                        // Per bucket, the same: undo at most what this shard marked.
-                        let undo = left_latency.min(&v.flushed_latency);
-                        v.flushed_latency = v.flushed_latency.minus(&undo);
-                        left_latency = left_latency.minus(&undo);
-                    }
-                }
-            }
-        }
-    }
-
     /// The latest use per key id across the shards, emptying them.
     fn take_key_uses(&self) -> Vec<(i64, i64)> {
         let mut latest: HashMap<i64, i64> = HashMap::new();
@@ -334,26 +329,6 @@ impl Stats {
             }
         }
         latest.into_iter().collect()
-    }
-
-    /// Writes everything not yet written (blocking; run on `spawn_blocking`).
-    pub fn flush(&self, store: &Store, now: i64) -> Result<usize, StoreError> {
-        let bucket = now - now.rem_euclid(BUCKET_SECS);
-        let deltas = self.take_deltas(bucket);
-        let uses = self.take_key_uses();
-        match store.add_usage(&deltas, &uses) {
-            Ok(()) => Ok(deltas.len()),
-            Err(e) => {
-                self.give_back(&deltas);
-                if let Ok(mut shard) = self.shards[shard_index()].lock() {
-                    for (id, at) in uses {
-                        // A use recorded since the failed flush is the later one.
-                        shard.key_uses.entry(id).or_insert(at);
-                    }
-                }
-                Err(e)
-            }
-        }
     }
 
     /// Prometheus text: requests by partner × operation × outcome, refusals by reason,
@@ -447,6 +422,7 @@ impl Stats {
             "partnergate_open_connections {}",
             self.open_connections.load(Ordering::Relaxed)
         );
+        self.render_pending(&mut out);
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
@@ -456,62 +432,10 @@ impl Stats {
     }
 }
 
-/// How often old usage rows are deleted.
-pub const PRUNE_EVERY_SECS: i64 = 3600;
-
-/// The cut-off (unix seconds) when old usage rows are due to be deleted: at the first flush and
-/// then hourly; never with a zero retention (keep for ever).
-fn prune_due(now: i64, retention: Duration, last: &mut Option<i64>) -> Option<i64> {
-    if retention.is_zero() || last.is_some_and(|t| now - t < PRUNE_EVERY_SECS) {
-        return None;
-    }
-    *last = Some(now);
-    let keep = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
-    Some(now.saturating_sub(keep))
-}
-
 fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// Flushes every `every` until `shutdown`, then once more.
-pub async fn run_flusher(
-    stats: Arc<Stats>,
-    store: Store,
-    every: Duration,
-    retention: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_prune: Option<i64> = None;
-    loop {
-        let stop = tokio::select! {
-            _ = tick.tick() => false,
-            _ = shutdown.changed() => true,
-        };
-        let (s, st) = (Arc::clone(&stats), store.clone());
-        let now = crate::pipeline::unix_now();
-        match tokio::task::spawn_blocking(move || s.flush(&st, now)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "statistics flush failed; will retry"),
-            Err(e) => tracing::warn!(error = %e, "statistics flush task failed"),
-        }
-        if stop || *shutdown.borrow() {
-            return;
-        }
-        if let Some(before) = prune_due(now, retention, &mut last_prune) {
-            let st = store.clone();
-            match tokio::task::spawn_blocking(move || st.prune_usage(before)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(rows)) => tracing::info!(rows, before, "old usage statistics deleted"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "deleting old usage statistics failed"),
-                Err(e) => tracing::warn!(error = %e, "deleting old usage statistics failed"),
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -528,24 +452,6 @@ mod tests {
             stages: StageTimes::default(),
             key_id: Some(7),
         }
-    }
-
-    #[test]
-    fn old_rows_are_pruned_at_the_first_flush_then_hourly_and_never_with_zero_retention() {
-        let day = Duration::from_secs(86_400);
-        let mut last = None;
-        assert_eq!(
-            prune_due(1_000_000, day, &mut last),
-            Some(1_000_000 - 86_400)
-        );
-        assert_eq!(prune_due(1_000_000 + 3_599, day, &mut last), None);
-        assert_eq!(
-            prune_due(1_000_000 + 3_600, day, &mut last),
-            Some(1_000_000 + 3_600 - 86_400)
-        );
-        let mut never = None;
-        assert_eq!(prune_due(1_000_000, Duration::ZERO, &mut never), None);
-        assert_eq!(never, None);
     }
 
     #[test]
@@ -587,12 +493,6 @@ mod tests {
             ("ok", 4, 2800)
         );
         assert!(s.take_deltas(60).is_empty(), "nothing is written twice");
-        s.give_back(&d);
-        assert_eq!(
-            s.take_deltas(60).len(),
-            2,
-            "a failed flush is written again"
-        );
     }
 
     #[test]
@@ -612,7 +512,13 @@ mod tests {
             scope.spawn(|| s.record(at(2_000, "ok"), 100));
         });
         s.record(at(2_500, "denied-operation"), 100);
-        let mut d = s.take_deltas(60);
+        // The write fails: what it was given is what was counted.
+        let mut d = Vec::new();
+        let failed = s.flush_with(60, |rows, _| {
+            d.extend_from_slice(rows);
+            Err(flush::tests::down())
+        });
+        assert!(failed.is_err());
         d.sort_by(|a, b| a.outcome.cmp(&b.outcome));
         let ok = &d[1];
         assert_eq!((ok.outcome.as_str(), ok.count), ("ok", 6));
@@ -622,10 +528,14 @@ mod tests {
             vec![(100, 4), (2_000, 2)]
         );
         assert_eq!(d[0].latency.stored().collect::<Vec<_>>(), vec![(3_000, 1)]);
-        // The write failed: everything is given back, and written again with what came since.
-        s.give_back(&d);
+        // Everything waits, and is written with what came since (same minute: added up).
         s.record(at(90_000_000, "ok"), 100);
-        let mut again = s.take_deltas(60);
+        let mut again = Vec::new();
+        s.flush_with(60, |rows, _| {
+            again.extend_from_slice(rows);
+            Ok(())
+        })
+        .unwrap();
         again.sort_by(|a, b| a.outcome.cmp(&b.outcome));
         assert_eq!(again[1].count, 7);
         assert_eq!(

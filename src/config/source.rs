@@ -96,6 +96,10 @@ pub const KEYS: &[&str] = &[
     "trusted_proxy_header",
     "callback.allowed_networks",
     "limits.max_in_flight_per_partner",
+    // Database outage (issue 15, part 5): the embedded layer's wait for a connection, and the
+    // statistics kept in memory meanwhile.
+    "database_checkout_timeout_ms",
+    "stats.max_pending_rows",
 ];
 
 /// A TOML file flattened to `section.key` → text.

@@ -177,3 +177,24 @@ fn hostile_network_keys() {
         Some("forwarded")
     );
 }
+
+#[test]
+fn outage_settings_have_defaults_and_refuse_zero() {
+    let c = Config::from_sources(&[]).expect("defaults");
+    assert_eq!(c.database_checkout_timeout, Duration::from_millis(500));
+    assert_eq!(
+        c.stats_max_pending_rows,
+        crate::stats::DEFAULT_MAX_PENDING_ROWS
+    );
+    let c = Config::from_sources(&[&map(&[
+        ("database_checkout_timeout_ms", "250"),
+        ("stats.max_pending_rows", "3"),
+    ])])
+    .expect("set");
+    assert_eq!(c.database_checkout_timeout, Duration::from_millis(250));
+    assert_eq!(c.stats_max_pending_rows, 3);
+    for key in ["database_checkout_timeout_ms", "stats.max_pending_rows"] {
+        let err = Config::from_sources(&[&map(&[(key, "0")])]).expect_err(key);
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}

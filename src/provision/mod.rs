@@ -96,7 +96,14 @@ impl From<diesel::result::Error> for Problem {
     }
 }
 
-/// The partner API layer over a [`Store`].
+/// How long a call waits for a database connection by default (`database_checkout_timeout_ms`
+/// for the embedded layer; `upstream serve` uses this): with the database down a call fails
+/// within it (`UpstreamUnavailableFault` for the partner), and at once while the store knows the
+/// database unreachable (see `Store::with_checkout_timeout`).
+pub const DEFAULT_CHECKOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The partner API layer over a [`Store`] (its handle's checkout timeout is each call's wait
+/// for a connection).
 pub struct Provisioning {
     store: Store,
     /// Partner feature defaults come from the partner snapshot (no query per request).

@@ -31,6 +31,7 @@ mod throttle_usage;
 mod usage;
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -65,7 +66,9 @@ const SQLITE_POOL_SIZE: u32 = 4;
 const POSTGRES_POOL_SIZE: u32 = 8;
 /// Threads that make a service's pooled connections in the background (r2d2's default).
 const SERVICE_POOL_THREADS: usize = 3;
-/// How long a caller waits for a pooled connection.
+/// How long a caller waits for a pooled connection unless its handle says otherwise
+/// ([`Store::with_checkout_timeout`]); also the base of r2d2's reconnect backoff (at most half
+/// of it between two connect attempts).
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `meta` row bumped by every write to partner data.
 const REVISION: &str = "revision";
@@ -169,6 +172,13 @@ pub struct Store {
     thread_count: usize,
     /// One strong count per clone of this handle: [`Closing::wait`] waits until none is left.
     handles: Arc<()>,
+    /// How long this handle waits for a pooled connection ([`Store::with_checkout_timeout`]).
+    checkout: Duration,
+    /// Shared by every clone: the last checkout found no connection in time. While it is set and
+    /// the pool holds no connection at all (the database is unreachable, not merely busy), a
+    /// checkout takes an idle connection if the pool's background reconnect has made one, and
+    /// otherwise fails at once instead of waiting: see [`Store::conn`].
+    unreachable: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Store {
@@ -267,7 +277,31 @@ impl Store {
             threads,
             thread_count,
             handles: Arc::new(()),
+            checkout: POOL_TIMEOUT,
+            unreachable: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// A handle on the same pool that waits at most `timeout` for a connection (default 10 s).
+    /// The embedded partner API layer uses `database_checkout_timeout_ms` (500 ms) so that a
+    /// call fails fast when the database is down; the background tasks use short waits so that
+    /// shutdown is never held by one.
+    pub fn with_checkout_timeout(&self, timeout: Duration) -> Store {
+        Store {
+            checkout: timeout,
+            ..self.clone()
+        }
+    }
+
+    /// How long this handle waits for a pooled connection.
+    pub fn checkout_timeout(&self) -> Duration {
+        self.checkout
+    }
+
+    /// Whether the last checkout (through any handle) found no connection in time and none has
+    /// succeeded since.
+    pub fn unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Relaxed)
     }
 
     /// What to wait on before the process exits, once every clone of this store is dropped:
@@ -306,13 +340,41 @@ impl Store {
         snapshot::load(&mut *self.conn()?)
     }
 
+    /// A pooled connection within this handle's checkout timeout, failing at once while the
+    /// database is known to be unreachable.
+    ///
+    /// The circuit: a checkout that times out marks the store unreachable; from then on, as long
+    /// as the pool holds no connection at all, a checkout only takes one the pool's background
+    /// reconnect (r2d2 retries every failed connect, backoff up to 5 s) may have made meanwhile,
+    /// and fails at once otherwise; the first successful checkout clears the mark. A pool that
+    /// holds connections but has none idle is busy, not down: it is waited for as usual.
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
-        self.pool.get().map_err(|e| {
-            StoreError::Pool(format!(
-                "no connection to {} within {POOL_TIMEOUT:?}: {e}",
-                self.redacted_url
-            ))
-        })
+        if self.unreachable.load(Ordering::Relaxed) && self.pool.state().connections == 0 {
+            return match self.pool.try_get() {
+                Some(conn) => {
+                    self.unreachable.store(false, Ordering::Relaxed);
+                    Ok(conn)
+                }
+                None => Err(StoreError::Pool(format!(
+                    "no connection to {}: the database is unreachable (failing fast until the \
+                     pool reconnects)",
+                    self.redacted_url
+                ))),
+            };
+        }
+        match self.pool.get_timeout(self.checkout) {
+            Ok(conn) => {
+                self.unreachable.store(false, Ordering::Relaxed);
+                Ok(conn)
+            }
+            Err(e) => {
+                self.unreachable.store(true, Ordering::Relaxed);
+                Err(StoreError::Pool(format!(
+                    "no connection to {} within {:?}: {e}",
+                    self.redacted_url, self.checkout
+                )))
+            }
+        }
     }
 
     /// A pooled connection, for the partner API layer's own tables (`provision`), which are not
