@@ -31,21 +31,22 @@ need_tools() {
     done
 }
 
-# The release binary: PARTNERGATE_BIN as given, else target/release/partnergate, built if it is
-# missing or older than the sources.
+# The release binary: PARTNERGATE_BIN as given, else target/$BUILD_PROFILE/partnergate (the
+# profile `release` unless the script sets BUILD_PROFILE, e.g. profile.sh: `profiling`, the
+# release build with line tables for callgrind), built if it is missing or older than the sources.
 build_partnergate() {
     if [[ -n ${PARTNERGATE_BIN:-} ]]; then
         [[ -x $PARTNERGATE_BIN ]] || die "PARTNERGATE_BIN=$PARTNERGATE_BIN is not executable"
         return 0
     fi
-    PARTNERGATE_BIN=$ROOT/target/release/partnergate
+    local profile=${BUILD_PROFILE:-release}
+    PARTNERGATE_BIN=$ROOT/target/$profile/partnergate
     if [[ ! -x $PARTNERGATE_BIN ]] || [[ -n $(find "$ROOT/src" "$ROOT/build.rs" "$ROOT/wsdl" "$ROOT/Cargo.toml" \
             -newer "$PARTNERGATE_BIN" -print -quit) ]]; then
-        note "building the release binary"
-        (cd "$ROOT" && cargo build --release --locked --quiet) || die "release build failed"
+        note "building the $profile binary"
+        (cd "$ROOT" && cargo build --profile "$profile" --locked --quiet) || die "$profile build failed"
     fi
 }
-
 RUN=${BENCH_RUN_DIR:-$(mktemp -d /tmp/partnergate-bench.XXXXXX)}
 mkdir -p "$RUN/www"
 # nginx started as root serves files as its unprivileged worker user

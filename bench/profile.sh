@@ -42,7 +42,7 @@ for l in sys.stdin:
 fi
 
 if [[ $WHAT == server || $WHAT == both ]]; then
-    build_partnergate
+    BUILD_PROFILE=${BUILD_PROFILE:-profiling} build_partnergate
     prepare
     start_upstream
     { echo "refresh_interval_ms = 600000"; cat "$RUN/partnergate.toml"; printf '[stats]\nflush_interval_ms = 600000\n'; } \
