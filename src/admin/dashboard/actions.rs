@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use super::form::Form;
 use super::partners::{show_partner, NewValues};
 use super::response::{
-    blocking, failure_page, group_href, invalid, partner_href, redirect, unexpected, Fail, Resp,
+    failure_page, group_href, invalid, partner_href, redirect, unexpected, Fail, Resp,
 };
 use super::session::{Current, Flash, Reveal};
 use super::Dashboard;
 use crate::admin::{
-    Actor, AdminError, CreateGroup, CreatePartner, RateInput, Request, RevokeInput, RotateInput,
+    AdminError, CreateGroup, CreatePartner, RateInput, Request, RevokeInput, RotateInput,
     StatusInput, UpdateGroup, UpdatePartner, View,
 };
 use crate::store::{GroupRecord, Rate};
@@ -228,13 +228,10 @@ impl Dashboard {
         peer: SocketAddr,
     ) -> Result<String, Fail> {
         let sent_json = json_field(form, "feature_defaults")?;
-        let admin = self.admin.clone();
-        let rules = self.rules.clone();
         let partner = id.to_owned();
         let form = form.clone();
-        blocking(move || {
-            let actor = Actor::ui(peer);
-            let now = show_partner(&admin, &rules, &actor, partner.clone())?;
+        self.with_admin(peer, move |admin, rules, actor| {
+            let now = show_partner(admin, rules, actor, partner.clone())?;
             let diff = |current: &Option<String>, field: &str| -> Option<Option<String>> {
                 let sent = normalize(form.get(field).unwrap_or(""));
                 let sent = (!sent.is_empty()).then_some(sent);
@@ -254,7 +251,7 @@ impl Dashboard {
                 feature_defaults: (sent_json != now.feature_defaults).then_some(sent_json),
             };
             Ok(admin
-                .handle(Request::UpdatePartner { partner, update }, &rules, &actor)?
+                .handle(Request::UpdatePartner { partner, update }, rules, actor)?
                 .message)
         })
         .await
@@ -268,10 +265,8 @@ impl Dashboard {
     ) -> Result<String, Fail> {
         let rate = rate_input(form, "rate_ps", "rate_burst", "rate")?;
         let aggregate = rate_input(form, "agg_ps", "agg_burst", "aggregate")?;
-        let admin = self.admin.clone();
-        let rules = self.rules.clone();
         let group = name.to_owned();
-        blocking(move || {
+        self.with_admin(peer, move |admin, rules, actor| {
             let current: GroupRecord = admin.store().group_detail(&group)?;
             let same = |stored: Option<Rate>, sent: Option<RateInput>| {
                 let stored =
@@ -284,11 +279,7 @@ impl Dashboard {
                 aggregate: (!same(current.aggregate, aggregate)).then_some(aggregate),
             };
             Ok(admin
-                .handle(
-                    Request::UpdateGroup { group, update },
-                    &rules,
-                    &Actor::ui(peer),
-                )?
+                .handle(Request::UpdateGroup { group, update }, rules, actor)?
                 .message)
         })
         .await

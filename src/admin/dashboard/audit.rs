@@ -7,9 +7,7 @@ use askama::Template;
 use http::StatusCode;
 
 use super::form::Form;
-use super::response::{
-    blocking, group_href, html, invalid, partner_href, unexpected, Fail, Layout, Resp,
-};
+use super::response::{group_href, html, invalid, partner_href, unexpected, Fail, Layout, Resp};
 use super::session::Current;
 use super::Dashboard;
 use crate::admin::text::utc;
@@ -91,11 +89,12 @@ impl Dashboard {
                 .parse::<u32>()
                 .map_err(|_| invalid("limit", format!("{l:?} is not a number")))?,
         };
-        let admin = self.admin.clone();
-        let rules = self.rules.clone();
-        let actor = Actor::ui(peer);
         let t = target.clone();
-        let entries = blocking(move || audit_rows(&admin, &rules, &actor, t, limit)).await?;
+        let entries = self
+            .with_admin(peer, move |admin, rules, actor| {
+                audit_rows(admin, rules, actor, t, limit)
+            })
+            .await?;
         let page = AuditPage {
             layout: Layout::new("Audit log", "audit", session),
             target: target.unwrap_or_default(),

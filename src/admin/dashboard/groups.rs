@@ -12,7 +12,6 @@ use super::response::{blocking, group_href, html, partner_href, rate_text, Fail,
 use super::session::Current;
 use super::{Dashboard, PAGE_AUDIT_ROWS};
 use crate::admin::text::utc;
-use crate::admin::Actor;
 use crate::store::Rate;
 
 struct GroupRow {
@@ -79,22 +78,20 @@ impl Dashboard {
         name: &str,
         peer: SocketAddr,
     ) -> Result<Resp, Fail> {
-        let admin = self.admin.clone();
-        let rules = self.rules.clone();
-        let actor = Actor::ui(peer);
         let group = name.to_owned();
-        let (g, audit) = blocking(move || {
-            let g = admin.store().group_detail(&group)?;
-            let audit = audit_rows(
-                &admin,
-                &rules,
-                &actor,
-                Some(format!("group:{group}")),
-                PAGE_AUDIT_ROWS,
-            )?;
-            Ok((g, audit))
-        })
-        .await?;
+        let (g, audit) = self
+            .with_admin(peer, move |admin, rules, actor| {
+                let g = admin.store().group_detail(&group)?;
+                let audit = audit_rows(
+                    admin,
+                    rules,
+                    actor,
+                    Some(format!("group:{group}")),
+                    PAGE_AUDIT_ROWS,
+                )?;
+                Ok((g, audit))
+            })
+            .await?;
         let num = |r: Option<Rate>, burst: bool| {
             r.map(|r| if burst { r.burst } else { r.per_second }.to_string())
                 .unwrap_or_default()

@@ -365,8 +365,21 @@ impl Dashboard {
 
     /// Runs one admin request as the dashboard's operator.
     async fn run(&self, request: Request, peer: SocketAddr) -> Result<super::Reply, Fail> {
+        self.with_admin(peer, move |admin, rules, actor| {
+            Ok(admin.handle(request, rules, actor)?)
+        })
+        .await
+    }
+
+    /// Runs `f` off the async threads with the admin service, its rules and the dashboard's
+    /// operator (`ui:<peer>`).
+    async fn with_admin<T, F>(&self, peer: SocketAddr, f: F) -> Result<T, Fail>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Admin, &Rules, &Actor) -> Result<T, Fail> + Send + 'static,
+    {
         let admin = self.admin.clone();
         let rules = self.rules.clone();
-        blocking(move || Ok(admin.handle(request, &rules, &Actor::ui(peer))?)).await
+        blocking(move || f(&admin, &rules, &Actor::ui(peer))).await
     }
 }

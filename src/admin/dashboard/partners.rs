@@ -372,27 +372,20 @@ impl Dashboard {
         id: &str,
         peer: SocketAddr,
     ) -> Result<Resp, Fail> {
-        let admin = self.admin.clone();
-        let rules = self.rules.clone();
-        let actor = Actor::ui(peer);
         let partner = id.to_owned();
         let now = crate::pipeline::unix_now();
         let range = usage::range(Some("24h"));
-        let (view, audit, groups, rows) = blocking(move || {
-            let view = show_partner(&admin, &rules, &actor, partner.clone())?;
-            let audit = audit_rows(
-                &admin,
-                &rules,
-                &actor,
-                Some(partner.clone()),
-                PAGE_AUDIT_ROWS,
-            )?;
-            let s = admin.store();
-            let groups = s.list_groups()?;
-            let rows = s.usage_rows(range.since(now), Some(&partner), None)?;
-            Ok((view, audit, groups, rows))
-        })
-        .await?;
+        let (view, audit, groups, rows) = self
+            .with_admin(peer, move |admin, rules, actor| {
+                let view = show_partner(admin, rules, actor, partner.clone())?;
+                let audit =
+                    audit_rows(admin, rules, actor, Some(partner.clone()), PAGE_AUDIT_ROWS)?;
+                let s = admin.store();
+                let groups = s.list_groups()?;
+                let rows = s.usage_rows(range.since(now), Some(&partner), None)?;
+                Ok((view, audit, groups, rows))
+            })
+            .await?;
         let report = usage::report(&rows, range, now, "p");
         let group_choices = {
             let current = view.group.clone().unwrap_or_default();
