@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use askama::Template;
 use http::StatusCode;
 
+use super::response::{html, unexpected, Fail, Layout, Resp};
 use super::session::Current;
-use super::{html, unexpected, Dashboard, Fail, Layout, Resp};
+use super::Dashboard;
 use crate::admin::text::NodeText;
 use crate::admin::{Request, View};
 

@@ -1,0 +1,555 @@
+//! The partner pages and their view data: the list with its search (`/ui/partners`), the
+//! create form (`/ui/partners/new`, shown again with the sent values when a create fails), the
+//! new keys shown once (`/ui/reveal`) and one partner (`/ui/partners/{id}`: details, keys,
+//! allowlist, the permission matrix, throttle, usage, audit). The actions on them are in
+//! `actions.rs`.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use http::StatusCode;
+
+use super::audit::{audit_rows, AuditRow};
+use super::form::{encode, Form};
+use super::response::{
+    blocking, choice, html, or_dash, partner_href, rate_text, time, unexpected, Choice, Fail,
+    Layout, Resp,
+};
+use super::session::Current;
+use super::{usage, Dashboard, PAGE_AUDIT_ROWS};
+use crate::admin::text::utc;
+use crate::admin::{Actor, Admin, KeyView, PartnerView, Request, Rules, View};
+use crate::generated::partner::Operation;
+use crate::store::GroupRecord;
+
+struct KeyCell {
+    prefix: String,
+    kind: &'static str,
+    state: &'static str,
+    last_used: String,
+}
+
+struct PartnerRow {
+    id: String,
+    href: String,
+    name: String,
+    status: &'static str,
+    group: String,
+    country: String,
+    keys: Vec<KeyCell>,
+    calls: i64,
+    refused: i64,
+}
+
+#[derive(Template)]
+#[template(path = "partners.html")]
+struct PartnersPage {
+    layout: Layout,
+    q: String,
+    statuses: Vec<Choice>,
+    rows: Vec<PartnerRow>,
+    total: usize,
+}
+
+#[derive(Default)]
+pub(super) struct NewValues {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) country: String,
+    pub(super) allow: String,
+    pub(super) grant_other: String,
+    pub(super) feature_defaults: String,
+}
+
+struct OpChoice {
+    name: &'static str,
+    permission: &'static str,
+    checked: bool,
+}
+
+struct DomainChoice {
+    wildcard: String,
+    wildcard_checked: bool,
+    ops: Vec<OpChoice>,
+}
+
+#[derive(Template)]
+#[template(path = "partner_new.html")]
+struct NewPartnerPage {
+    layout: Layout,
+    error: Option<String>,
+    v: NewValues,
+    groups: Vec<Choice>,
+    domains: Vec<DomainChoice>,
+}
+
+struct RevealKey {
+    id: &'static str,
+    label: String,
+    value: String,
+}
+
+struct RevealView {
+    partner_id: String,
+    href: String,
+    message: String,
+    keys: Vec<RevealKey>,
+}
+
+#[derive(Template)]
+#[template(path = "reveal.html")]
+struct RevealPage {
+    layout: Layout,
+    reveal: Option<RevealView>,
+}
+
+struct KeyRow {
+    id: i64,
+    kind: &'static str,
+    prefix: String,
+    state: &'static str,
+    created: String,
+    expires: String,
+    last_used: String,
+    usable: bool,
+}
+
+struct MatrixOp {
+    name: &'static str,
+    permission: &'static str,
+    exact: bool,
+    via: String,
+}
+
+struct MatrixDomain {
+    wildcard: String,
+    wildcard_granted: bool,
+    all: bool,
+    ops: Vec<MatrixOp>,
+}
+
+struct PartnerData {
+    id: String,
+    id_query: String,
+    href: String,
+    name: String,
+    status: &'static str,
+    active: bool,
+    changeable: bool,
+    group: String,
+    country: String,
+    country_value: String,
+    contact: String,
+    billing_rate: String,
+    callback_url: String,
+    callback_url_value: String,
+    callback_ca: String,
+    callback_ca_pem: String,
+    feature_defaults: String,
+    features: Vec<(String, String)>,
+    rate: String,
+    rate_note: String,
+    rate_ps: String,
+    rate_burst: String,
+    has_rate: bool,
+    keys: Vec<KeyRow>,
+    allow: Vec<String>,
+    grants: Vec<String>,
+    has_star: bool,
+    matrix: Vec<MatrixDomain>,
+    created: String,
+    updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "partner.html")]
+struct PartnerPage {
+    layout: Layout,
+    p: PartnerData,
+    groups: Vec<Choice>,
+    usage: usage::Report,
+    audit: Vec<AuditRow>,
+}
+
+impl Dashboard {
+    /// The empty create form.
+    pub(super) async fn new_partner_form(&self, session: &Current) -> Result<Resp, Fail> {
+        let groups = self.group_names().await?;
+        Ok(self.new_partner_page(
+            session,
+            NewValues::default(),
+            &[],
+            "",
+            groups,
+            None,
+            StatusCode::OK,
+        ))
+    }
+
+    pub(super) async fn partners_page(
+        &self,
+        session: &Current,
+        query: &Form,
+    ) -> Result<Resp, Fail> {
+        let admin = self.admin.clone();
+        let now = crate::pipeline::unix_now();
+        let (partners, keys, totals) = blocking(move || {
+            let s = admin.store();
+            Ok((
+                s.list_partners()?,
+                s.keys_by_partner()?,
+                s.usage(now - 86_400, None)?,
+            ))
+        })
+        .await?;
+        let q = query.text("q").unwrap_or_default();
+        let status = query.text("status").unwrap_or_default();
+        let needle = q.to_lowercase();
+        let total = partners.len();
+        let mut rows = Vec::new();
+        for p in partners {
+            let cells: Vec<KeyCell> = keys
+                .iter()
+                .filter(|(id, k)| *id == p.partner_id && k.usable_at(now))
+                .map(|(_, k)| {
+                    let v = KeyView::new(k, now);
+                    KeyCell {
+                        prefix: v.prefix,
+                        kind: v.kind,
+                        state: v.state,
+                        last_used: v.last_used_at.map_or_else(
+                            || "never used".to_owned(),
+                            |t| format!("used {}", utc(t)),
+                        ),
+                    }
+                })
+                .collect();
+            let status_text = p.status.as_str();
+            if !status.is_empty() && status != status_text {
+                continue;
+            }
+            if !needle.is_empty() {
+                let hay = [
+                    p.partner_id.as_str(),
+                    p.name.as_str(),
+                    p.country.as_deref().unwrap_or(""),
+                    p.group.as_deref().unwrap_or(""),
+                    status_text,
+                ];
+                let hit = hay.iter().any(|h| h.to_lowercase().contains(&needle))
+                    || cells
+                        .iter()
+                        .any(|c| c.prefix.to_lowercase().contains(&needle));
+                if !hit {
+                    continue;
+                }
+            }
+            let (mut calls, mut refused) = (0, 0);
+            for t in totals.iter().filter(|t| t.partner_id == p.partner_id) {
+                calls += t.count;
+                if usage::category(&t.outcome) == usage::Category::Refused {
+                    refused += t.count;
+                }
+            }
+            rows.push(PartnerRow {
+                href: partner_href(&p.partner_id),
+                id: p.partner_id,
+                name: p.name,
+                status: status_text,
+                group: or_dash(p.group.as_deref()),
+                country: or_dash(p.country.as_deref()),
+                keys: cells,
+                calls,
+                refused,
+            });
+        }
+        let statuses = [
+            ("", "any"),
+            ("active", "active"),
+            ("suspended", "suspended"),
+            ("offboarded", "offboarded"),
+        ]
+        .iter()
+        .map(|(v, l)| choice(v, l, *v == status))
+        .collect();
+        let page = PartnersPage {
+            layout: Layout::new("Partners", "partners", session),
+            q,
+            statuses,
+            rows,
+            total,
+        };
+        Ok(html(StatusCode::OK, page.render()))
+    }
+
+    pub(super) async fn group_names(&self) -> Result<Vec<String>, Fail> {
+        let admin = self.admin.clone();
+        blocking(move || {
+            Ok(admin
+                .store()
+                .list_groups()?
+                .into_iter()
+                .map(|g| g.name)
+                .collect())
+        })
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one page's inputs")]
+    pub(super) fn new_partner_page(
+        &self,
+        session: &Current,
+        v: NewValues,
+        checked: &[String],
+        group: &str,
+        groups: Vec<String>,
+        error: Option<String>,
+        status: StatusCode,
+    ) -> Resp {
+        let mut domains: Vec<DomainChoice> = Vec::new();
+        for op in Operation::ALL {
+            let permission = op.permission();
+            let wildcard = format!("{}.*", domain_of(permission));
+            let o = OpChoice {
+                name: op.name(),
+                permission,
+                checked: checked.iter().any(|c| c == permission || c == op.name()),
+            };
+            match domains.iter_mut().find(|d| d.wildcard == wildcard) {
+                Some(d) => d.ops.push(o),
+                None => domains.push(DomainChoice {
+                    wildcard_checked: checked.contains(&wildcard),
+                    wildcard,
+                    ops: vec![o],
+                }),
+            }
+        }
+        let mut group_choices = vec![choice("", "no group", group.is_empty())];
+        group_choices.extend(groups.iter().map(|g| choice(g, g, g == group)));
+        let page = NewPartnerPage {
+            layout: Layout::new("New partner", "partners", session),
+            error,
+            v,
+            groups: group_choices,
+            domains,
+        };
+        html(status, page.render())
+    }
+
+    pub(super) async fn reveal_page(&self, session: &Current) -> Result<Resp, Fail> {
+        let reveal = self
+            .sessions
+            .take_reveal(session)
+            .await?
+            .map(|r| RevealView {
+                href: partner_href(&r.partner_id),
+                partner_id: r.partner_id,
+                message: r.message,
+                keys: r
+                    .keys
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (label, key))| RevealKey {
+                        id: ["key-1", "key-2", "key-3"]
+                            .get(i)
+                            .copied()
+                            .unwrap_or("key-n"),
+                        label,
+                        value: key.expose().to_owned(),
+                    })
+                    .collect(),
+            });
+        let page = RevealPage {
+            layout: Layout::new("New keys", "partners", session),
+            reveal,
+        };
+        Ok(html(StatusCode::OK, page.render()))
+    }
+
+    pub(super) async fn partner_page(
+        &self,
+        session: &Current,
+        id: &str,
+        peer: SocketAddr,
+    ) -> Result<Resp, Fail> {
+        let partner = id.to_owned();
+        let now = crate::pipeline::unix_now();
+        let range = usage::range(Some("24h"));
+        let (view, audit, groups, rows) = self
+            .with_admin(peer, move |admin, rules, actor| {
+                let view = show_partner(admin, rules, actor, partner.clone())?;
+                let audit =
+                    audit_rows(admin, rules, actor, Some(partner.clone()), PAGE_AUDIT_ROWS)?;
+                let s = admin.store();
+                let groups = s.list_groups()?;
+                let rows = s.usage_rows(range.since(now), Some(&partner), None)?;
+                Ok((view, audit, groups, rows))
+            })
+            .await?;
+        let report = usage::report(&rows, range, now, "p");
+        let group_choices = {
+            let current = view.group.clone().unwrap_or_default();
+            let mut c = vec![choice("", "no group", current.is_empty())];
+            c.extend(
+                groups
+                    .iter()
+                    .map(|g| choice(&g.name, &g.name, g.name == current)),
+            );
+            c
+        };
+        let p = partner_data(*view, &groups);
+        let page = PartnerPage {
+            layout: Layout::new(format!("{} {}", p.id, p.name), "partners", session),
+            p,
+            groups: group_choices,
+            usage: report,
+            audit,
+        };
+        Ok(html(StatusCode::OK, page.render()))
+    }
+}
+
+fn domain_of(permission: &str) -> &str {
+    permission.split_once('.').map_or(permission, |(d, _)| d)
+}
+
+/// One partner as the admin service shows it (`partner show`); blocking.
+pub(super) fn show_partner(
+    admin: &Admin,
+    rules: &Rules,
+    actor: &Actor,
+    partner: String,
+) -> Result<Box<PartnerView>, Fail> {
+    let View::Partner(view) = admin
+        .handle(Request::ShowPartner { partner }, rules, actor)?
+        .view
+    else {
+        return Err(unexpected());
+    };
+    Ok(view)
+}
+
+/// The partner page's data from the admin service's view.
+fn partner_data(v: PartnerView, groups: &[GroupRecord]) -> PartnerData {
+    let star = v.grants.iter().any(|g| g == "*");
+    let mut matrix: Vec<MatrixDomain> = Vec::new();
+    for op in Operation::ALL {
+        let permission = op.permission();
+        let wildcard = format!("{}.*", domain_of(permission));
+        let wildcard_granted = v.grants.contains(&wildcard);
+        let exact = v.grants.iter().any(|g| g == permission);
+        let via = if exact {
+            String::new()
+        } else if wildcard_granted {
+            wildcard.clone()
+        } else if star {
+            "*".to_owned()
+        } else {
+            String::new()
+        };
+        let o = MatrixOp {
+            name: op.name(),
+            permission,
+            exact,
+            via,
+        };
+        match matrix.iter_mut().find(|d| d.wildcard == wildcard) {
+            Some(d) => d.ops.push(o),
+            None => matrix.push(MatrixDomain {
+                wildcard,
+                wildcard_granted,
+                all: star,
+                ops: vec![o],
+            }),
+        }
+    }
+    let group = v
+        .group
+        .as_deref()
+        .and_then(|g| groups.iter().find(|r| r.name == g));
+    let rate_note = match (&v.rate, group) {
+        (Some(_), _) => "The partner's own rate applies.".to_owned(),
+        (None, Some(g)) if g.rate.is_some() => format!(
+            "Group {}'s per-member rate applies: {}.",
+            g.name,
+            rate_text(g.rate)
+        ),
+        _ => "The gateway's default rate applies (throttle.default_rate_per_second).".to_owned(),
+    } + &group
+        .and_then(|g| g.aggregate.map(|a| (g, a)))
+        .map(|(g, a)| {
+            format!(
+                " Group {} caps its members together at {}.",
+                g.name,
+                rate_text(Some(a))
+            )
+        })
+        .unwrap_or_default();
+    let features = match &v.feature_defaults {
+        Some(serde_json::Value::Object(m)) => m
+            .iter()
+            .map(|(k, val)| (k.clone(), val.to_string()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let ca_note = v.callback_ca_pem.as_ref().map(|pem| {
+        let certs = pem.matches("-----BEGIN CERTIFICATE-----").count();
+        format!("{certs} certificate(s) (PEM); else the system roots")
+    });
+    PartnerData {
+        id_query: encode(&v.partner_id),
+        href: partner_href(&v.partner_id),
+        name: v.name,
+        status: v.status,
+        active: v.status == "active",
+        changeable: v.status != "offboarded",
+        group: or_dash(v.group.as_deref()),
+        country: or_dash(v.country.as_deref()),
+        country_value: v.country.clone().unwrap_or_default(),
+        contact: v.contact.clone().unwrap_or_default(),
+        billing_rate: v.billing_rate.clone().unwrap_or_default(),
+        callback_url: or_dash(v.callback_url.as_deref()),
+        callback_url_value: v.callback_url.clone().unwrap_or_default(),
+        callback_ca: ca_note.unwrap_or_else(|| "- (the system roots)".to_owned()),
+        callback_ca_pem: v.callback_ca_pem.clone().unwrap_or_default(),
+        feature_defaults: v
+            .feature_defaults
+            .as_ref()
+            .and_then(|f| serde_json::to_string_pretty(f).ok())
+            .unwrap_or_default(),
+        features,
+        rate: v.rate.map_or_else(
+            || "none".to_owned(),
+            |r| format!("{}/s, burst {}", r.per_second, r.burst),
+        ),
+        rate_note,
+        rate_ps: v.rate.map(|r| r.per_second.to_string()).unwrap_or_default(),
+        rate_burst: v.rate.map(|r| r.burst.to_string()).unwrap_or_default(),
+        has_rate: v.rate.is_some(),
+        keys: v
+            .keys
+            .iter()
+            .rev()
+            .map(|k| KeyRow {
+                id: k.id,
+                kind: k.kind,
+                prefix: k.prefix.clone(),
+                state: k.state,
+                created: utc(k.created_at),
+                expires: match k.revoked_at {
+                    Some(at) => format!("revoked {}", utc(at)),
+                    None => time(k.expires_at),
+                },
+                last_used: time(k.last_used_at),
+                usable: matches!(k.state, "active" | "expiring"),
+            })
+            .collect(),
+        has_star: star,
+        allow: v.allow,
+        grants: v.grants,
+        matrix,
+        created: utc(v.created_at),
+        updated: utc(v.updated_at),
+        id: v.partner_id,
+    }
+}
