@@ -157,32 +157,28 @@ mod tests {
         out.shared.lock().clone()
     }
 
+    /// An event's metadata at `level`.
+    fn event(name: &'static str, level: Level) -> tracing::Metadata<'static> {
+        tracing::Metadata::new(
+            name,
+            "t",
+            level,
+            None,
+            None,
+            None,
+            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
+            tracing::metadata::Kind::EVENT,
+        )
+    }
+
     #[test]
     fn info_lines_wait_in_the_buffer_and_warnings_take_them_along() {
         let out = LogOutput::with_output(Duration::from_secs(3600), discard);
-        let info = tracing::Metadata::new(
-            "i",
-            "t",
-            Level::INFO,
-            None,
-            None,
-            None,
-            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
-            tracing::metadata::Kind::EVENT,
-        );
+        let info = event("i", Level::INFO);
         out.make_writer_for(&info).write_all(b"one\n").unwrap();
         out.make_writer_for(&info).write_all(b"two\n").unwrap();
         assert_eq!(buffered(&out), b"one\ntwo\n");
-        let warn = tracing::Metadata::new(
-            "w",
-            "t",
-            Level::WARN,
-            None,
-            None,
-            None,
-            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
-            tracing::metadata::Kind::EVENT,
-        );
+        let warn = event("w", Level::WARN);
         out.make_writer_for(&warn).write_all(b"three\n").unwrap();
         assert!(
             buffered(&out).is_empty(),

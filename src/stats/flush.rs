@@ -9,7 +9,7 @@
 //! outage, and counted in `/metrics` always.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
@@ -96,34 +96,33 @@ impl Stats {
 
     /// Counts (and logs once per outage) what could not be kept as it came.
     fn note(&self, waiting: &mut Waiting, kept: Kept) {
-        if kept.dropped_calls > 0 {
-            self.dropped_calls
-                .fetch_add(kept.dropped_calls, Ordering::Relaxed);
-            if !waiting.dropped_logged {
-                waiting.dropped_logged = true;
-                tracing::warn!(
-                    calls = kept.dropped_calls,
-                    max_pending_rows = self.max_pending_rows,
-                    "statistics dropped: the rows waiting for the database reached \
-                     stats.max_pending_rows; further drops until it is written again are \
-                     counted in partnergate_stats_dropped_total only"
-                );
+        let max_pending_rows = self.max_pending_rows;
+        let count = |counter: &AtomicU64, logged: &mut bool, calls: u64, what: &str| {
+            if calls == 0 {
+                return;
             }
-        }
-        if kept.folded_calls > 0 {
-            self.folded_calls
-                .fetch_add(kept.folded_calls, Ordering::Relaxed);
-            if !waiting.folded_logged {
-                waiting.folded_logged = true;
-                tracing::warn!(
-                    calls = kept.folded_calls,
-                    max_pending_rows = self.max_pending_rows,
-                    "statistics folded: the rows waiting for the database reached \
-                     stats.max_pending_rows; later minutes are added to the newest waiting \
-                     minute of the same partner, operation and outcome"
-                );
+            counter.fetch_add(calls, Ordering::Relaxed);
+            if !*logged {
+                *logged = true;
+                tracing::warn!(calls, max_pending_rows, "{what}");
             }
-        }
+        };
+        count(
+            &self.dropped_calls,
+            &mut waiting.dropped_logged,
+            kept.dropped_calls,
+            "statistics dropped: the rows waiting for the database reached \
+             stats.max_pending_rows; further drops until it is written again are counted in \
+             partnergate_stats_dropped_total only",
+        );
+        count(
+            &self.folded_calls,
+            &mut waiting.folded_logged,
+            kept.folded_calls,
+            "statistics folded: the rows waiting for the database reached \
+             stats.max_pending_rows; later minutes are added to the newest waiting minute of \
+             the same partner, operation and outcome",
+        );
     }
 
     /// Key uses of a failed write, back for the next one (a use recorded since is the later).

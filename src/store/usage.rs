@@ -245,6 +245,23 @@ impl Store {
     }
 }
 
+/// The rows of `$table` (`usage_stats` or `usage_latency`: the same key columns) in buckets
+/// starting at or after `$since`, for one partner and one operation when given.
+macro_rules! since_for {
+    ($table:ident, $since:expr, $partner:expr, $operation:expr) => {{
+        let mut query = $table::table
+            .filter($table::bucket_start.ge($since))
+            .into_boxed();
+        if let Some(p) = $partner {
+            query = query.filter($table::partner_id.eq(p.to_string()));
+        }
+        if let Some(o) = $operation {
+            query = query.filter($table::operation.eq(o.to_string()));
+        }
+        query
+    }};
+}
+
 /// [`Store::usage_rows`] inside its transaction.
 fn usage_rows_in(
     conn: &mut AnyConnection,
@@ -252,15 +269,7 @@ fn usage_rows_in(
     partner: Option<&str>,
     operation: Option<&str>,
 ) -> Result<Vec<UsageRow>, StoreError> {
-    let mut query = usage_stats::table
-        .filter(usage_stats::bucket_start.ge(since))
-        .into_boxed();
-    if let Some(p) = partner {
-        query = query.filter(usage_stats::partner_id.eq(p.to_string()));
-    }
-    if let Some(o) = operation {
-        query = query.filter(usage_stats::operation.eq(o.to_string()));
-    }
+    let query = since_for!(usage_stats, since, partner, operation);
     let rows: Vec<(i64, String, String, String, i64, i64)> = query
         .select((
             usage_stats::bucket_start,
@@ -307,15 +316,7 @@ fn latency_rows(
     partner: Option<&str>,
     operation: Option<&str>,
 ) -> Result<LatencyMap, StoreError> {
-    let mut query = usage_latency::table
-        .filter(usage_latency::bucket_start.ge(since))
-        .into_boxed();
-    if let Some(p) = partner {
-        query = query.filter(usage_latency::partner_id.eq(p.to_string()));
-    }
-    if let Some(o) = operation {
-        query = query.filter(usage_latency::operation.eq(o.to_string()));
-    }
+    let query = since_for!(usage_latency, since, partner, operation);
     let rows: Vec<(i64, String, String, String, i64, i64)> = query
         .select((
             usage_latency::bucket_start,
