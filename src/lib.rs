@@ -36,6 +36,7 @@ pub mod admin;
 
 pub mod app;
 pub mod node;
+pub mod ticker;
 
 /// Fuzz logic for the cargo-fuzz targets in `fuzz/` (the `fuzzing` feature; see the module doc
 /// for why a feature and not `cfg(fuzzing)`).

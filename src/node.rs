@@ -51,27 +51,14 @@ pub async fn run_heartbeat(
     cell: Arc<SnapshotCell>,
     stats: Arc<Stats>,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = crate::ticker::Ticker::new(every, shutdown);
     let mut last: Option<(Instant, u64)> = None;
     let mut beats: u64 = 0;
     let mut failing = false;
     tracing::info!(node = %node.id, every = ?every, "node heartbeat started");
-    loop {
-        if *shutdown.borrow_and_update() {
-            break;
-        }
-        tokio::select! {
-            _ = tick.tick() => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                continue;
-            }
-        }
+    while ticker.next().await {
         let now = Instant::now();
         let total = stats.answered();
         let rate = match last {

@@ -202,21 +202,13 @@ pub async fn run_flusher(
     store: Store,
     every: Duration,
     retention: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = crate::ticker::Ticker::new(every, shutdown);
     let mut last_prune: Option<i64> = None;
     // Whether the database is failing (logged when it starts and when it ends).
     let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    while ticker.next().await {
         let (s, st) = (Arc::clone(&stats), store.clone());
         let now = crate::pipeline::unix_now();
         match tokio::task::spawn_blocking(move || s.flush(&st, now)).await {
@@ -238,7 +230,7 @@ pub async fn run_flusher(
             }
             Err(e) => tracing::warn!(error = %e, "statistics flush task failed"),
         }
-        if failing || *shutdown.borrow() {
+        if failing || ticker.stopping() {
             continue;
         }
         if let Some(before) = prune_due(now, retention, &mut last_prune) {

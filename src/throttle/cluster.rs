@@ -282,7 +282,7 @@ pub async fn run<T>(
     node_id: String,
     owner: Arc<T>,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     T: AsRef<Throttle> + Send + Sync + 'static,
 {
@@ -290,24 +290,11 @@ pub async fn run<T>(
     status.enabled.store(true, Ordering::Relaxed);
     status.nodes.store(1, Ordering::Relaxed);
     let mut ledger = Ledger::new(Instant::now());
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = crate::ticker::Ticker::new(every, shutdown);
     let mut drained = Vec::new();
     let mut failing = false;
     tracing::info!(node = %node_id, every = ?every, "cluster-wide limits: exchanging counts");
-    loop {
-        if *shutdown.borrow_and_update() {
-            break;
-        }
-        tokio::select! {
-            _ = tick.tick() => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                continue;
-            }
-        }
+    while ticker.next().await {
         let throttle: &Throttle = owner.as_ref().as_ref();
         throttle.drain_admitted(&mut drained);
         ledger.collect(drained.drain(..));
