@@ -104,7 +104,7 @@ fn group_now(name: &str, at: usize, groups: &[String], renames: &[Rename]) -> Op
             current.clone_from(to);
         }
     }
-    groups.iter().any(|g| *g == current).then_some(current)
+    groups.contains(&current).then_some(current)
 }
 
 fn audit_row(a: AuditEntry, at: usize, groups: &[String], renames: &[Rename]) -> AuditRow {
