@@ -370,6 +370,7 @@ async fn start_admin(
     .with_dashboard(crate::admin::dashboard::Settings {
         session_lifetime: config.admin.session_lifetime,
         cookie_secure: config.admin.cookie_secure,
+        default_rate: config.default_rate,
     });
     tracing::info!(%addr, "admin API and dashboard (/ui/) listening");
     Ok(Some((

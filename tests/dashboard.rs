@@ -504,10 +504,10 @@ async fn forms_without_the_csrf_token_are_refused() {
     assert_eq!(last.action, "partner.suspend");
     assert!(last.actor.starts_with("ui:127.0.0.1:"), "{}", last.actor);
     let page = c.get(&format!("/ui/partners/{p}")).await;
-    assert!(page.body.contains(&format!("partner {p} suspended")));
+    assert!(page.body.contains(&format!("Partner {p} suspended")));
     // The message is shown once.
     let page = c.get(&format!("/ui/partners/{p}")).await;
-    assert!(!page.body.contains(&format!("partner {p} suspended")));
+    assert!(!page.body.contains(&format!("Partner {p} suspended")));
 
     // Logging out ends the session; its token is worth nothing after.
     let r = c.post("/ui/logout", &[("csrf", &csrf)]).await;
@@ -821,6 +821,8 @@ async fn actions_validate_like_the_cli_and_the_api() {
     assert_eq!(r.status, 303);
     assert_eq!(gw.store.revision().unwrap(), before);
     let shown = unescape(&c.get(&page).await.body);
+    // The same words, as a sentence (the flash messages start in upper case).
+    let expected = format!("I{}", expected.strip_prefix('i').unwrap());
     assert!(shown.contains(&expected), "{expected} in the page");
     // The create form keeps what was typed and says what is wrong.
     let r = c
@@ -1008,13 +1010,13 @@ async fn a_login_works_through_every_node_and_survives_a_restart() {
     c.addr = a.admin;
     let page = c.get(&format!("/ui/partners/{p}")).await;
     assert!(
-        page.body.contains(&format!("partner {p} suspended")),
+        page.body.contains(&format!("Partner {p} suspended")),
         "{}",
         page.body
     );
     c.addr = b.admin;
     let page = c.get(&format!("/ui/partners/{p}")).await;
-    assert!(!page.body.contains(&format!("partner {p} suspended")));
+    assert!(!page.body.contains(&format!("Partner {p} suspended")));
 
     // Create a partner through B: its keys wait, sealed, for the next page.
     let r = c
@@ -1227,6 +1229,11 @@ async fn browser(driver: &Driver, width: u32) -> fantoccini::Client {
             ],
         }),
     );
+    // Keep the console (read by `console_errors`).
+    caps.insert(
+        "goog:loggingPrefs".into(),
+        serde_json::json!({"browser": "ALL"}),
+    );
     fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{}", driver.port))
@@ -1260,7 +1267,144 @@ async fn screenshot(b: &fantoccini::Client, name: &str, width: u32) {
     let png = b.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
-    b.set_window_size(1280, 1000).await.unwrap();
+    b.set_window_size(WIDE, 1000).await.unwrap();
+}
+
+/// The widths the pages are looked at: a desktop and a narrow window (tablet, split screen).
+const WIDE: u32 = 1400;
+const NARROW: u32 = 800;
+
+/// Screenshots of the page at both widths (`{name}-1400.png`, `{name}-800.png`).
+async fn screenshots(b: &fantoccini::Client, name: &str) {
+    screenshot(b, &format!("{name}-{WIDE}"), WIDE).await;
+    screenshot(b, &format!("{name}-{NARROW}"), NARROW).await;
+}
+
+/// The browser console's errors (level SEVERE: failed loads such as a 401 icon, CSP
+/// violations, script errors) since the last read, through chromedriver's log endpoint.
+async fn console_errors(driver: &Driver, b: &fantoccini::Client) -> Vec<String> {
+    let session = b.session_id().await.unwrap().expect("a session");
+    let body = r#"{"type":"browser"}"#;
+    let raw = format!(
+        "POST /session/{session}/se/log HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len(),
+        port = driver.port
+    );
+    // chromedriver keeps the connection open: read the head, then Content-Length bytes.
+    let mut stream = TcpStream::connect(("127.0.0.1", driver.port))
+        .await
+        .unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 8192];
+            let n = stream.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+                if n == 0 || length.is_some_and(|l| body.len() >= l) {
+                    return (head.to_owned(), body.to_owned());
+                }
+            }
+            assert!(n > 0, "chromedriver closed the connection");
+        }
+    };
+    let (head, body) = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("chromedriver's log in time");
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "chromedriver's log: {head}\n{body}"
+    );
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["value"]
+        .as_array()
+        .expect("log entries")
+        .iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// No error in the browser's console since the last look (`page` names it in the failure).
+async fn assert_quiet_console(driver: &Driver, b: &fantoccini::Client, page: &str) {
+    let errors = console_errors(driver, b).await;
+    assert!(errors.is_empty(), "console errors on {page}: {errors:#?}");
+}
+
+/// No horizontal scrolling at the current width: neither the page nor any table box.
+async fn assert_no_sideways_scroll(b: &fantoccini::Client, page: &str) {
+    let wide = b
+        .execute(
+            "const d = document.documentElement; \
+             const out = []; \
+             if (d.scrollWidth > d.clientWidth) { out.push('page ' + d.scrollWidth + ' > ' + d.clientWidth); } \
+             document.querySelectorAll('.table-wrap').forEach(function (w) { \
+               if (w.scrollWidth > w.clientWidth) { \
+                 const t = w.querySelector('table'); \
+                 out.push((t && t.id ? t.id : 'table') + ' ' + w.scrollWidth + ' > ' + w.clientWidth); \
+               } \
+             }); \
+             return out;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        wide,
+        serde_json::json!([]),
+        "{page} scrolls sideways at {WIDE} px"
+    );
+}
+
+/// Every chart's bars and every colour swatch of an outcome have that outcome's colour, the
+/// one of the legend, and no two outcomes share one: (outcome, colour) pairs of the page.
+async fn outcome_colours(b: &fantoccini::Client) -> BTreeMap<String, String> {
+    let v = b
+        .execute(
+            "const legend = {}; const clash = []; \
+             document.querySelectorAll('figcaption.legend-box .legend').forEach(function (l) { \
+               const name = l.textContent.trim(); const fill = l.querySelector('rect').getAttribute('fill'); \
+               if (legend[name] && legend[name] !== fill) { clash.push('legend ' + name); } \
+               legend[name] = fill; \
+             }); \
+             let bars = 0; \
+             document.querySelectorAll('svg.chart rect').forEach(function (r) { \
+               const t = r.querySelector('title'); if (!t) { return; } \
+               const text = t.textContent; \
+               const name = Object.keys(legend).find(function (n) { return text.endsWith(' ' + n + ': ' + text.split(': ').pop()); }); \
+               if (!name) { clash.push('no legend for ' + text); return; } \
+               bars += 1; \
+               if (r.getAttribute('fill') !== legend[name]) { clash.push(text + ' ' + r.getAttribute('fill') + ' != ' + legend[name]); } \
+             }); \
+             document.querySelectorAll('#outcomes tbody tr').forEach(function (row) { \
+               const name = row.querySelector('code').textContent; \
+               const fill = row.querySelector('rect').getAttribute('fill'); \
+               if (legend[name] !== fill) { clash.push('table ' + name + ' ' + fill + ' != ' + legend[name]); } \
+             }); \
+             return {legend: legend, clash: clash, bars: bars};",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(v["clash"], serde_json::json!([]), "{v}");
+    assert!(v["bars"].as_u64().unwrap() > 0, "{v}");
+    let legend: BTreeMap<String, String> = serde_json::from_value(v["legend"].clone()).unwrap();
+    let distinct: std::collections::BTreeSet<&String> = legend.values().collect();
+    assert_eq!(
+        distinct.len(),
+        legend.len(),
+        "two outcomes share a colour: {legend:?}"
+    );
+    legend
 }
 
 /// A SOAP 1.1 GetAccount call with `partner` and `key`: (HTTP status, body).
@@ -1296,14 +1440,15 @@ async fn text_of(b: &fantoccini::Client, css: &str) -> String {
 async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     let gw = start(Duration::from_secs(3600), false).await;
     let driver = chromedriver().await;
-    let b = browser(&driver, 1280).await;
+    let b = browser(&driver, WIDE).await;
     let ui = format!("http://{}/ui", gw.admin);
     use fantoccini::Locator::{Css, Id, XPath};
 
-    // Log in.
+    // Log in. The browser asks for /favicon.ico before any login: no 401 in the console.
     b.goto(&format!("{ui}/partners")).await.unwrap();
     assert!(b.current_url().await.unwrap().path().ends_with("/ui/login"));
-    screenshot(&b, "01-login", 1280).await;
+    screenshots(&b, "01-login").await;
+    assert_quiet_console(&driver, &b, "the login page").await;
     // By keyboard: the token field has the focus; Enter submits.
     let focused = b.active_element().await.unwrap();
     assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("token"));
@@ -1314,6 +1459,22 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     b.wait().for_element(Css("h1")).await.unwrap();
     assert_eq!(text_of(&b, "h1").await, "Partners");
     assert!(!b.current_url().await.unwrap().as_str().contains(TOKEN));
+    assert_quiet_console(&driver, &b, "the partner list").await;
+    // The search field shows its whole placeholder.
+    let fits = b
+        .execute(
+            "const q = document.getElementById('q'); const s = getComputedStyle(q); \
+             const c = document.createElement('canvas').getContext('2d'); c.font = s.font; \
+             const room = q.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight); \
+             return [c.measureText(q.placeholder).width, room];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        fits[0].as_f64().unwrap() <= fits[1].as_f64().unwrap(),
+        "placeholder cut: {fits}"
+    );
 
     // Create a partner: allowed from this machine, one operation granted to begin with.
     b.find(Css("a.button.primary"))
@@ -1347,7 +1508,8 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
         .click()
         .await
         .unwrap();
-    screenshot(&b, "02-new-partner", 1280).await;
+    screenshots(&b, "02-new-partner").await;
+    assert_quiet_console(&driver, &b, "the new partner form").await;
     b.find(Css("form.stack button[type=submit]"))
         .await
         .unwrap()
@@ -1365,6 +1527,12 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
         .unwrap()
         .unwrap();
     assert!(key.starts_with("pgk_") && key.len() == 68, "{key}");
+    // The message is a sentence: "Partner PARTNER-… created".
+    let created = text_of(&b, "h1").await;
+    assert!(
+        created.starts_with("Partner PARTNER-") && created.contains("created"),
+        "{created:?}"
+    );
     let callback_key = b
         .find(Id("key-2"))
         .await
@@ -1393,7 +1561,8 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
         status.starts_with("Copied") || status.contains("Ctrl+C"),
         "{status:?}"
     );
-    screenshot(&b, "03-keys-shown-once", 1280).await;
+    screenshots(&b, "03-keys-shown-once").await;
+    assert_quiet_console(&driver, &b, "the keys page").await;
     let partner = gw.store.list_partners().unwrap()[0].partner_id.clone();
 
     // Not granted yet: refused.
@@ -1415,7 +1584,12 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
         .await
         .unwrap();
     b.wait().for_element(Css(".flash.ok")).await.unwrap();
-    assert!(text_of(&b, ".flash.ok").await.contains("granted"));
+    let flash = text_of(&b, ".flash.ok").await;
+    assert!(flash.contains("granted"), "{flash}");
+    assert!(
+        flash.starts_with(char::is_uppercase),
+        "sentence case: {flash:?}"
+    );
     assert!(text_of(&b, "#op-GetAccount").await.contains("granted"));
 
     // The key works: the in-process partner API layer knows no such account (NotFoundFault,
@@ -1441,8 +1615,72 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     b.refresh().await.unwrap();
     b.wait().for_element(Id("key-table")).await.unwrap();
-    screenshot(&b, "04-partner", 1280).await;
-    screenshot(&b, "05-partner-tablet", 768).await;
+
+    // Contact and billing rate, set in the edit form, are shown in the details.
+    b.find(XPath("//summary[text()='Edit details']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.find(Id("e-contact"))
+        .await
+        .unwrap()
+        .send_keys("noc@acme.example")
+        .await
+        .unwrap();
+    b.find(Id("e-billing"))
+        .await
+        .unwrap()
+        .send_keys("0.0125 EUR/min")
+        .await
+        .unwrap();
+    b.find(XPath("//button[text()='Save details']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Css(".flash.ok")).await.unwrap();
+    assert_eq!(text_of(&b, "#contact").await, "noc@acme.example");
+    assert_eq!(text_of(&b, "#billing-rate").await, "0.0125 EUR/min");
+    // On the default throttle: the configured value, not the setting's name alone.
+    for id in ["#rate", "#rate-summary"] {
+        let rate = text_of(&b, id).await;
+        assert!(
+            rate.contains("default rate applies: 10000/s, burst 10000"),
+            "{id}: {rate}"
+        );
+    }
+    // Status, keys and usage come first; the permission matrix after them.
+    let order = b
+        .execute(
+            "return Array.from(document.querySelectorAll('main section')).map(function (s) { return s.id; });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        order,
+        serde_json::json!([
+            "lifecycle",
+            "keys",
+            "usage",
+            "details",
+            "throttle",
+            "allowlist",
+            "permissions",
+            "audit"
+        ])
+    );
+    let partner_colours = outcome_colours(&b).await;
+    assert!(
+        partner_colours.contains_key("upstream-not-found"),
+        "{partner_colours:?}"
+    );
+    assert_no_sideways_scroll(&b, "the partner page").await;
+    screenshots(&b, "04-partner").await;
+    assert_quiet_console(&driver, &b, "the partner page").await;
 
     // Revoke the partner key from its row; the next call is refused within a second.
     b.find(XPath(
@@ -1456,6 +1694,7 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     let revoked_at = Instant::now();
     b.wait().for_element(Css(".flash.ok")).await.unwrap();
     assert!(text_of(&b, ".flash.ok").await.contains("revoked"));
+    assert_quiet_console(&driver, &b, "the partner page after a revoke").await;
     loop {
         let (status, body) = get_account(gw.addr, &partner, &key).await;
         if body.contains("AccessDeniedFault") {
@@ -1478,7 +1717,34 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     b.goto(&format!("{ui}/partners")).await.unwrap();
     b.wait().for_element(Id("partners")).await.unwrap();
     assert!(text_of(&b, "#partners").await.contains("Acme Telecom"));
-    screenshot(&b, "06-partners", 1280).await;
+    // Ok, upstream faults and refusals per partner: the NotFound answers are upstream faults
+    // (at least 5), the wrong key and the call before the grant refusals, none answered ok.
+    let head = text_of(&b, "#partners thead").await;
+    for col in ["Calls 24 h", "Ok", "Upstream faults", "Refused"] {
+        assert!(head.contains(col), "{head}");
+    }
+    let cell = |class: &'static str| {
+        let b = &b;
+        async move {
+            text_of(b, &format!("#partners tbody td.{class}"))
+                .await
+                .parse::<i64>()
+                .unwrap()
+        }
+    };
+    let (calls, ok, upstream, refused) = (
+        cell("calls").await,
+        cell("ok").await,
+        cell("upstream").await,
+        cell("refused").await,
+    );
+    assert!(
+        ok == 0 && upstream >= 5 && refused >= 1,
+        "{ok} {upstream} {refused}"
+    );
+    assert_eq!(calls, ok + upstream + refused);
+    screenshots(&b, "06-partners").await;
+    assert_quiet_console(&driver, &b, "the partner list").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     b.goto(&format!("{ui}/usage?partner={partner}&range=1h"))
         .await
@@ -1535,7 +1801,30 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
         );
     }
     assert!(row.iter().all(|t| is_latency(t)), "{row:?}");
-    screenshot(&b, "07-usage", 1280).await;
+    // One colour per outcome: the same in both charts, the outcome table and the partner page.
+    let usage_colours = outcome_colours(&b).await;
+    for (outcome, colour) in &partner_colours {
+        assert_eq!(usage_colours.get(outcome), Some(colour), "{outcome}");
+    }
+    assert_eq!(usage_colours.get("ok"), None, "no call was answered ok");
+    assert_no_sideways_scroll(&b, "the usage page").await;
+    screenshots(&b, "07-usage").await;
+    assert_quiet_console(&driver, &b, "the usage page").await;
+    // Without a range asked for, the range holds the data: these minutes, not 24 hours.
+    b.goto(&format!("{ui}/usage")).await.unwrap();
+    b.wait().for_element(Id("range-note")).await.unwrap();
+    let title = b
+        .find(Css("#calls svg.chart > title"))
+        .await
+        .unwrap()
+        .prop("textContent")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(title, "Calls by outcome, last 15 minutes");
+    assert_no_sideways_scroll(&b, "the usage page (fitted range)").await;
+    screenshots(&b, "07-usage-fitted").await;
+    assert_quiet_console(&driver, &b, "the usage page (fitted range)").await;
     b.goto(&format!("{ui}/groups")).await.unwrap();
     b.find(Id("g-name"))
         .await
@@ -1576,8 +1865,9 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     b.wait().for_element(Css(".flash.ok")).await.unwrap();
     assert!(text_of(&b, ".flash.ok")
         .await
-        .contains("group gold created"));
-    screenshot(&b, "08-groups", 1280).await;
+        .contains("Group gold created"));
+    screenshots(&b, "08-groups").await;
+    assert_quiet_console(&driver, &b, "the groups page").await;
     b.goto(&format!("{ui}/partners/{partner}")).await.unwrap();
     b.find(Id("t-group"))
         .await
@@ -1597,10 +1887,74 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
         .contains("is now in group gold"));
     b.goto(&format!("{ui}/groups/gold")).await.unwrap();
     assert!(text_of(&b, "main").await.contains(&partner));
-    screenshot(&b, "08-group", 1280).await;
+    screenshots(&b, "08-group").await;
+    assert_quiet_console(&driver, &b, "the group page").await;
+    // Rename gold: the audit rows recorded under the old name lead to the group's page now.
+    b.find(Id("g-new"))
+        .await
+        .unwrap()
+        .send_keys("platinum")
+        .await
+        .unwrap();
+    b.find(XPath("//form[contains(@action, '/rename')]//button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait().for_element(Css(".flash.ok")).await.unwrap();
     b.goto(&format!("{ui}/audit")).await.unwrap();
     assert!(text_of(&b, "main").await.contains("key.revoke"));
-    screenshot(&b, "09-audit", 1280).await;
+    // Changes read `field: old → new`, with times in UTC: no JSON, no epoch seconds.
+    let changes = text_of(&b, "main table tbody").await;
+    for line in [
+        "contact: none → noc@acme.example",
+        "billing rate: none → 0.0125 EUR/min",
+        "group: none → gold",
+        "name: gold → platinum",
+    ] {
+        assert!(changes.contains(line), "{line:?} in {changes}");
+    }
+    assert!(
+        !changes.contains('{') && !changes.contains("\"from\""),
+        "{changes}"
+    );
+    let revoke = b
+        .find(XPath("//tr[td[3]='key.revoke']/td[5]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        revoke.starts_with("revoked: key ") && revoke.contains("partner, pgk_"),
+        "{revoke}"
+    );
+    let links: Vec<String> = serde_json::from_value(
+        b.execute(
+            "return Array.from(document.querySelectorAll('main table a')).map(function (a) { return a.getAttribute('href'); });",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        links.contains(&"/ui/groups/platinum".to_owned()),
+        "{links:?}"
+    );
+    assert!(!links.contains(&"/ui/groups/gold".to_owned()), "{links:?}");
+    screenshots(&b, "09-audit").await;
+    assert_quiet_console(&driver, &b, "the audit log").await;
+    for href in &links {
+        b.goto(&format!("http://{}{href}", gw.admin)).await.unwrap();
+        let h1 = text_of(&b, "h1").await;
+        assert!(h1 != "Not found", "{href} leads nowhere");
+    }
+    assert_quiet_console(&driver, &b, "the audit log's links").await;
+    b.goto(&format!("{ui}/nodes")).await.unwrap();
+    screenshots(&b, "11-nodes").await;
+    assert_quiet_console(&driver, &b, "the nodes page").await;
     b.close().await.unwrap();
     eprintln!("revoked key refused after {refused_after:?}");
 }
@@ -1618,7 +1972,7 @@ async fn a_browser_stays_logged_in_across_nodes_and_a_restart() {
     let node_b = start_on(&url, hour, false).await;
     let p = a.onboard("Acme");
     let driver = chromedriver().await;
-    let b = browser(&driver, 1280).await;
+    let b = browser(&driver, WIDE).await;
 
     // Log in through A.
     b.goto(&format!("http://{}/ui/login", a.admin))
@@ -1664,7 +2018,8 @@ async fn a_browser_stays_logged_in_across_nodes_and_a_restart() {
         "logged out by the restart"
     );
     assert!(text_of(&b, "#op-GetDevice").await.contains("granted"));
-    screenshot(&b, "10-after-restart", 1280).await;
+    screenshot(&b, "10-after-restart", WIDE).await;
+    assert_quiet_console(&driver, &b, "a page after the restart").await;
 
     // Log out through the restarted A: B wants a login.
     b.find(Css("form.logout button"))

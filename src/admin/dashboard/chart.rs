@@ -122,35 +122,56 @@ fn grid(out: &mut String, axis_max: f64, step: f64, unit: &str) {
     }
 }
 
-fn x_labels(out: &mut String, labels: &[String], slot: f64) {
+/// Labels under the bars (at most 8, evenly spaced) and, at the right end of the axis, `end`
+/// (the newest minute; a bar label too close to it is left out).
+fn x_labels(out: &mut String, labels: &[String], slot: f64, end: &str) {
     let n = labels.len();
     if n == 0 {
         return;
     }
-    // At most 8 labels, evenly spaced.
+    let y = TOP + PLOT_H + 18.0;
+    let right = W - RIGHT;
+    // Room for the end label: about 7 units per character at font size 11.
+    let end_w = if end.is_empty() {
+        0.0
+    } else {
+        7.0 * end.chars().count() as f64
+    };
     let every = n.div_ceil(8).max(1);
     for (i, label) in labels.iter().enumerate() {
         if i % every != 0 {
             continue;
         }
         let x = LEFT + slot * i as f64 + slot / 2.0;
+        let half = 3.5 * label.chars().count() as f64;
+        if !end.is_empty() && x + half + 8.0 > right - end_w {
+            continue;
+        }
         let _ = write!(
             out,
-            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\" \
+            "<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"middle\" font-size=\"11\" \
              fill=\"#444\">{}</text>",
-            TOP + PLOT_H + 18.0,
             esc(label)
+        );
+    }
+    if !end.is_empty() {
+        let _ = write!(
+            out,
+            "<text class=\"axis-end\" x=\"{right:.1}\" y=\"{y:.1}\" text-anchor=\"end\" \
+             font-size=\"11\" font-weight=\"bold\" fill=\"#222\">{}</text>",
+            esc(end)
         );
     }
 }
 
 /// Stacked bars over time: one bar per x label, one colour per series (each series' values
-/// line up with `labels`).
+/// line up with `labels`); `end` labels the right end of the axis.
 pub fn stacked_bars(
     id: &str,
     title: &str,
     desc: &str,
     labels: &[String],
+    end: &str,
     series: &[Series<u64>],
 ) -> String {
     let mut out = String::new();
@@ -189,18 +210,20 @@ pub fn stacked_bars(
             );
         }
     }
-    x_labels(&mut out, labels, slot);
+    x_labels(&mut out, labels, slot, end);
     out.push_str("</svg>");
     out
 }
 
 /// Lines over time; `None` is a gap (no calls in that interval). Series `i` is dashed as
-/// `DASHES[i % 3]`; each point has a tooltip with its text.
+/// `DASHES[i % 3]`; each point has a tooltip with its text; `end` labels the right end of the
+/// axis.
 pub fn lines(
     id: &str,
     title: &str,
     desc: &str,
     labels: &[String],
+    end: &str,
     series: &[Series<Option<Point>>],
     unit: &str,
 ) -> String {
@@ -270,7 +293,7 @@ pub fn lines(
             }
         }
     }
-    x_labels(&mut out, labels, slot);
+    x_labels(&mut out, labels, slot, end);
     out.push_str("</svg>");
     out
 }
@@ -361,6 +384,7 @@ mod tests {
             "<script>",
             "a & b",
             &["<x>".to_owned()],
+            "<end>",
             &[Series {
                 name: "\"ok\"".into(),
                 colour: "#2e7d32",
@@ -368,6 +392,7 @@ mod tests {
             }],
         );
         assert!(svg.contains("&lt;script&gt;") && svg.contains("a &amp; b"));
+        assert!(svg.contains(">&lt;end&gt;</text>") && !svg.contains("<end>"));
         assert!(!svg.contains("<script>") && !svg.contains("<x>"));
         assert!(svg.contains("&quot;ok&quot;: 3"));
     }
@@ -379,6 +404,7 @@ mod tests {
             "t",
             "d",
             &["a".into(), "b".into(), "c".into(), "d".into()],
+            "",
             &[
                 Series {
                     name: "p50".into(),
@@ -416,5 +442,28 @@ mod tests {
         assert_eq!(svg.matches("stroke-dasharray=\"7 4\"").count(), 1);
         assert!(svg.contains("<title>b p99: &gt; 60 s</title>"), "{svg}");
         assert!(svg.contains("c p99: &lt;4 ms&gt;") && !svg.contains("<4 ms>"));
+    }
+
+    #[test]
+    fn the_axis_ends_with_its_label() {
+        let labels: Vec<String> = (0..48)
+            .map(|i| format!("{:02}:{:02}", i / 2, i % 2 * 30))
+            .collect();
+        let svg = stacked_bars("s", "t", "d", &labels, "23:41", &[]);
+        // The last text of the chart is the end label, at the right end of the plot.
+        let last = svg.rfind("<text").unwrap();
+        assert!(
+            svg[last..].starts_with(&format!("<text class=\"axis-end\" x=\"{:.1}\"", W - RIGHT)),
+            "{}",
+            &svg[last..]
+        );
+        assert!(svg[last..].contains(">23:41</text>"));
+        let texts = svg.matches("text-anchor=\"middle\"").count();
+        assert!((1..=8).contains(&texts), "{texts}");
+        // A bar label that would run into it is left out.
+        let labels: Vec<String> = (0..8).map(|i| format!("08:{i:02}")).collect();
+        let svg = stacked_bars("s", "t", "d", &labels, "08:07", &[]);
+        assert!(svg.contains(">08:06</text>") && svg.contains(">08:07</text>"));
+        assert_eq!(svg.matches(">08:07</text>").count(), 1, "{svg}");
     }
 }

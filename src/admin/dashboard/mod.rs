@@ -24,7 +24,8 @@
 //!   shows them, once ([`session::Reveal`]), sealed under a key derived from the session id
 //!   (the database never holds them in plain text); they are never logged or put in a URL.
 //!
-//! Routes (GET pages, POST actions; all but login and the two static files need a session), and
+//! Routes (GET pages, POST actions; all but login, the static files and the icon need a
+//! session), and
 //! the file that answers each (every POST but login's and logout's goes through `actions.rs`):
 //!
 //! | method | path | what | file |
@@ -32,6 +33,7 @@
 //! | GET, POST | `/ui/login` | the login form; log in | `login.rs` |
 //! | POST | `/ui/logout` | log out | `login.rs` |
 //! | GET | `/ui/static/dashboard.css`, `/ui/static/dashboard.js` | the stylesheet; the copy button | `mod.rs` |
+//! | GET | `/ui/static/icon.svg`, `/favicon.ico` | the icon (no session needed) | `mod.rs` |
 //! | GET | `/ui/partners?q=&status=` | partners with search | `partners.rs` |
 //! | GET, POST | `/ui/partners/new`, `/ui/partners` | the create form; create | `partners.rs`; `actions.rs` |
 //! | GET | `/ui/reveal` | new keys, shown once | `partners.rs` |
@@ -59,12 +61,15 @@
 //! its page.
 
 pub mod chart;
+pub mod colours;
 pub mod form;
+pub mod range;
 pub mod session;
 pub mod usage;
 
 mod actions;
 mod audit;
+mod change;
 mod groups;
 mod login;
 mod nodes;
@@ -86,6 +91,7 @@ use self::response::{
 use self::session::{Current, SessionError, Sessions, SESSION_COOKIE};
 use super::{Actor, Admin, AdminError, AdminToken, Request, Rules};
 use crate::limit::{self, LimitError};
+use crate::store::Rate;
 
 /// The path prefix of the dashboard.
 pub const PREFIX: &str = "/ui";
@@ -101,18 +107,26 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 const CSS: &str = include_str!("static/dashboard.css");
 const JS: &str = include_str!("static/dashboard.js");
 
-/// Whether `path` belongs to the dashboard.
+const ICON: &str = include_str!("static/icon.svg");
+
+/// Where browsers look for an icon when a page names none; answered without a session.
+pub const FAVICON: &str = "/favicon.ico";
+
+/// Whether `path` belongs to the dashboard (`/ui/…`, and [`FAVICON`]).
 pub fn is_dashboard_path(path: &str) -> bool {
-    path == PREFIX || path.starts_with("/ui/")
+    path == PREFIX || path.starts_with("/ui/") || path == FAVICON
 }
 
-/// The dashboard's settings (`admin.session_lifetime_ms`, `admin.cookie_secure`).
+/// The dashboard's settings (`admin.session_lifetime_ms`, `admin.cookie_secure`,
+/// `throttle.default_rate_per_second` and `throttle.default_burst`).
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
     /// How long a login lasts.
     pub session_lifetime: Duration,
     /// `Secure` cookies and HSTS (the operators reach the listener through TLS).
     pub cookie_secure: bool,
+    /// The rate of partners with none of their own and no group rate (shown on their page).
+    pub default_rate: Rate,
 }
 
 /// The dashboard: the admin service, the token it exchanges for sessions, the sessions.
@@ -123,6 +137,7 @@ pub struct Dashboard {
     token: AdminToken,
     sessions: Sessions,
     cookie_secure: bool,
+    default_rate: Rate,
     body_timeout: Duration,
 }
 
@@ -152,6 +167,7 @@ impl Dashboard {
             rules,
             token,
             cookie_secure: settings.cookie_secure,
+            default_rate: settings.default_rate,
             body_timeout,
         }
     }
@@ -210,6 +226,7 @@ impl Dashboard {
             (true, _, ["static", "dashboard.js"]) => {
                 return asset(JS, "text/javascript; charset=utf-8")
             }
+            (true, _, ["static", "icon.svg"]) => return asset(ICON, "image/svg+xml"),
             (true, _, ["login"]) => {
                 return match self.session(&parts.headers).await {
                     Ok(Some(_)) => redirect("/ui/partners"),

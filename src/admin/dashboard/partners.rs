@@ -12,15 +12,15 @@ use http::StatusCode;
 use super::audit::{audit_rows, AuditRow};
 use super::form::{encode, Form};
 use super::response::{
-    blocking, choice, html, or_dash, partner_href, rate_text, time, unexpected, Choice, Fail,
-    Layout, Resp,
+    blocking, choice, html, or_dash, partner_href, rate_text, sentence, time, unexpected, Choice,
+    Fail, Layout, Resp,
 };
 use super::session::Current;
 use super::{usage, Dashboard, PAGE_AUDIT_ROWS};
 use crate::admin::text::utc;
 use crate::admin::{Actor, Admin, KeyView, PartnerView, Request, Rules, View};
 use crate::generated::partner::Operation;
-use crate::store::GroupRecord;
+use crate::store::{GroupRecord, Rate};
 
 struct KeyCell {
     prefix: String,
@@ -38,7 +38,9 @@ struct PartnerRow {
     country: String,
     keys: Vec<KeyCell>,
     calls: i64,
+    ok: i64,
     refused: i64,
+    upstream: i64,
 }
 
 #[derive(Template)]
@@ -140,7 +142,9 @@ struct PartnerData {
     country: String,
     country_value: String,
     contact: String,
+    contact_text: String,
     billing_rate: String,
+    billing_rate_text: String,
     callback_url: String,
     callback_url_value: String,
     callback_ca: String,
@@ -167,6 +171,8 @@ struct PartnerPage {
     layout: Layout,
     p: PartnerData,
     groups: Vec<Choice>,
+    /// The usage range (chosen from the data, at most 24 hours).
+    range: &'static str,
     usage: usage::Report,
     audit: Vec<AuditRow>,
 }
@@ -244,12 +250,13 @@ impl Dashboard {
                     continue;
                 }
             }
-            let (mut calls, mut refused) = (0, 0);
+            let [mut ok, mut upstream, mut refused] = [0; 3];
             for t in totals.iter().filter(|t| t.partner_id == p.partner_id) {
-                calls += t.count;
-                if usage::category(&t.outcome) == usage::Category::Refused {
-                    refused += t.count;
-                }
+                *match usage::category(&t.outcome) {
+                    usage::Category::Ok => &mut ok,
+                    usage::Category::Upstream => &mut upstream,
+                    usage::Category::Refused => &mut refused,
+                } += t.count;
             }
             rows.push(PartnerRow {
                 href: partner_href(&p.partner_id),
@@ -259,8 +266,10 @@ impl Dashboard {
                 group: or_dash(p.group.as_deref()),
                 country: or_dash(p.country.as_deref()),
                 keys: cells,
-                calls,
+                calls: ok + upstream + refused,
+                ok,
                 refused,
+                upstream,
             });
         }
         let statuses = [
@@ -344,7 +353,7 @@ impl Dashboard {
             .map(|r| RevealView {
                 href: partner_href(&r.partner_id),
                 partner_id: r.partner_id,
-                message: r.message,
+                message: sentence(&r.message),
                 keys: r
                     .keys
                     .into_iter()
@@ -374,7 +383,6 @@ impl Dashboard {
     ) -> Result<Resp, Fail> {
         let partner = id.to_owned();
         let now = crate::pipeline::unix_now();
-        let range = usage::range(Some("24h"));
         let (view, audit, groups, rows) = self
             .with_admin(peer, move |admin, rules, actor| {
                 let view = show_partner(admin, rules, actor, partner.clone())?;
@@ -382,10 +390,12 @@ impl Dashboard {
                     audit_rows(admin, rules, actor, Some(partner.clone()), PAGE_AUDIT_ROWS)?;
                 let s = admin.store();
                 let groups = s.list_groups()?;
-                let rows = s.usage_rows(range.since(now), Some(&partner), None)?;
+                let since = usage::LONGEST_DEFAULT.since(now);
+                let rows = s.usage_rows(since, Some(&partner), None)?;
                 Ok((view, audit, groups, rows))
             })
             .await?;
+        let range = usage::fitting(usage::oldest(&rows), now);
         let report = usage::report(&rows, range, now, "p");
         let group_choices = {
             let current = view.group.clone().unwrap_or_default();
@@ -397,10 +407,11 @@ impl Dashboard {
             );
             c
         };
-        let p = partner_data(*view, &groups);
+        let p = partner_data(*view, &groups, self.default_rate);
         let page = PartnerPage {
             layout: Layout::new(format!("{} {}", p.id, p.name), "partners", session),
             p,
+            range: range.label,
             groups: group_choices,
             usage: report,
             audit,
@@ -430,7 +441,7 @@ pub(super) fn show_partner(
 }
 
 /// The partner page's data from the admin service's view.
-fn partner_data(v: PartnerView, groups: &[GroupRecord]) -> PartnerData {
+fn partner_data(v: PartnerView, groups: &[GroupRecord], default_rate: Rate) -> PartnerData {
     let star = v.grants.iter().any(|g| g == "*");
     let mut matrix: Vec<MatrixDomain> = Vec::new();
     for op in Operation::ALL {
@@ -474,7 +485,11 @@ fn partner_data(v: PartnerView, groups: &[GroupRecord]) -> PartnerData {
             g.name,
             rate_text(g.rate)
         ),
-        _ => "The gateway's default rate applies (throttle.default_rate_per_second).".to_owned(),
+        _ => format!(
+            "The gateway's default rate applies: {} (throttle.default_rate_per_second, \
+             throttle.default_burst).",
+            rate_text(Some(default_rate))
+        ),
     } + &group
         .and_then(|g| g.aggregate.map(|a| (g, a)))
         .map(|(g, a)| {
@@ -506,6 +521,8 @@ fn partner_data(v: PartnerView, groups: &[GroupRecord]) -> PartnerData {
         group: or_dash(v.group.as_deref()),
         country: or_dash(v.country.as_deref()),
         country_value: v.country.clone().unwrap_or_default(),
+        contact_text: or_dash(v.contact.as_deref()),
+        billing_rate_text: or_dash(v.billing_rate.as_deref()),
         contact: v.contact.clone().unwrap_or_default(),
         billing_rate: v.billing_rate.clone().unwrap_or_default(),
         callback_url: or_dash(v.callback_url.as_deref()),

@@ -133,7 +133,10 @@ impl Layout {
                 })
                 .collect(),
             csrf: session.csrf.clone(),
-            flash: session.flash.clone(),
+            flash: session.flash.clone().map(|f| Flash {
+                text: sentence(&f.text),
+                ..f
+            }),
         }
     }
 
@@ -180,6 +183,16 @@ pub(super) fn partner_href(id: &str) -> String {
 
 pub(super) fn group_href(name: &str) -> String {
     format!("/ui/groups/{}", encode(name))
+}
+
+/// `text` in sentence case: its first letter upper case (the admin service's messages start
+/// in lower case, as log lines do: `partner PARTNER-0005 created`).
+pub(super) fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 pub(super) fn time(ts: Option<i64>) -> String {
@@ -256,4 +269,20 @@ pub(super) fn failure_page(session: &Current, e: &Fail) -> Resp {
         back_label: "Partners".into(),
     };
     html(status, page.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sentence;
+
+    #[test]
+    fn messages_start_in_upper_case() {
+        assert_eq!(
+            sentence("partner PARTNER-0005 created"),
+            "Partner PARTNER-0005 created"
+        );
+        assert_eq!(sentence("ünknown"), "Ünknown");
+        assert_eq!(sentence("Already"), "Already");
+        assert_eq!(sentence(""), "");
+    }
 }

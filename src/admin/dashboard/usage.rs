@@ -17,7 +17,9 @@ use askama::Template;
 use http::StatusCode;
 
 use super::chart::{self, Point, Series};
+use super::colours::{colour, PERCENTILE_COLOURS};
 use super::form::Form;
+pub use super::range::{fitting, named, Range, LONGEST_DEFAULT, RANGES};
 use super::response::{blocking, choice, html, Choice, Fail, Layout, Resp};
 use super::session::Current;
 use super::Dashboard;
@@ -25,75 +27,6 @@ use crate::admin::text::utc;
 use crate::generated::partner::Operation;
 use crate::latency::{self, Counts, Estimate};
 use crate::store::UsageRow;
-
-/// A time range the usage page offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Range {
-    /// The query value (`24h`).
-    pub key: &'static str,
-    /// For people.
-    pub label: &'static str,
-    /// Length, seconds.
-    pub secs: i64,
-    /// Width of one bar, seconds (a multiple of the 60 s bucket).
-    pub bin: i64,
-}
-
-/// The offered ranges; the first is the default.
-pub const RANGES: [Range; 5] = [
-    Range {
-        key: "24h",
-        label: "24 hours",
-        secs: 86_400,
-        bin: 1800,
-    },
-    Range {
-        key: "1h",
-        label: "1 hour",
-        secs: 3600,
-        bin: 60,
-    },
-    Range {
-        key: "6h",
-        label: "6 hours",
-        secs: 6 * 3600,
-        bin: 600,
-    },
-    Range {
-        key: "7d",
-        label: "7 days",
-        secs: 7 * 86_400,
-        bin: 4 * 3600,
-    },
-    Range {
-        key: "30d",
-        label: "30 days",
-        secs: 30 * 86_400,
-        bin: 86_400,
-    },
-];
-
-/// The range named `key`, else the default.
-pub fn range(key: Option<&str>) -> Range {
-    RANGES
-        .iter()
-        .find(|r| Some(r.key) == key)
-        .copied()
-        .unwrap_or(RANGES[0])
-}
-
-impl Range {
-    /// The first bin's start for a page drawn at `now`: bins end with the one holding `now`.
-    pub fn since(&self, now: i64) -> i64 {
-        let last = now - now.rem_euclid(self.bin);
-        last - (self.bins() - 1) * self.bin
-    }
-
-    /// How many bins.
-    pub fn bins(&self) -> i64 {
-        self.secs / self.bin
-    }
-}
 
 /// How an outcome counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -128,14 +61,6 @@ impl Category {
         }
     }
 }
-
-const OK_COLOUR: &str = "#2e7d32";
-/// Colours of the p50, p95 and p99 lines (the chart also dashes them differently).
-pub const PERCENTILE_COLOURS: [&str; 3] = ["#1565c0", "#ef6c00", "#c62828"];
-const UPSTREAM_COLOURS: [&str; 4] = ["#ef6c00", "#8d6e63", "#f9a825", "#5d4037"];
-const REFUSED_COLOURS: [&str; 8] = [
-    "#c62828", "#6a1b9a", "#1565c0", "#00838f", "#ad1457", "#37474f", "#283593", "#9e9d24",
-];
 
 /// One legend entry.
 #[derive(Clone, Debug)]
@@ -172,6 +97,8 @@ pub struct OpRow {
 pub struct OutcomeRow {
     /// The outcome label.
     pub outcome: String,
+    /// Its colour.
+    pub colour: &'static str,
     /// Its category.
     pub category: &'static str,
     /// Calls.
@@ -245,21 +172,6 @@ pub fn ms_text(total_micros: i64, count: i64) -> String {
     }
 }
 
-fn bin_label(start: i64, bin: i64) -> String {
-    let t = utc(start);
-    if bin >= 86_400 {
-        t.get(5..10).unwrap_or(&t).to_owned()
-    } else if bin >= 4 * 3600 {
-        format!(
-            "{} {}",
-            t.get(5..10).unwrap_or(""),
-            t.get(11..16).unwrap_or("")
-        )
-    } else {
-        t.get(11..16).unwrap_or(&t).to_owned()
-    }
-}
-
 /// p50, p95 and p99 for people (`-` without a histogram).
 pub fn pct_text(c: &Counts) -> [String; 3] {
     latency::SHOWN.map(|(_, q)| latency::text(c.percentile(q)))
@@ -285,34 +197,22 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
     let since = range.since(now);
     let nbins = usize::try_from(range.bins()).unwrap_or(0);
     let labels: Vec<String> = (0..range.bins())
-        .map(|i| bin_label(since + i * range.bin, range.bin))
+        .map(|i| range.bin_label(since + i * range.bin))
         .collect();
+    let end = range.end_label(now);
     let bin_of = |t: i64| usize::try_from((t - since).div_euclid(range.bin)).ok();
 
-    // Outcomes: ok, then upstream faults, then refusals, each by name.
+    // Outcomes: ok, then upstream faults, then refusals, each by name; each in its own colour
+    // (the same on every page).
     let outcomes: BTreeSet<(Category, &str)> = rows
         .iter()
         .map(|r| (category(&r.outcome), r.outcome.as_str()))
         .collect();
-    let (mut up, mut refused) = (0usize, 0usize);
     let legend: Vec<Legend> = outcomes
         .iter()
-        .map(|(c, name)| {
-            let colour = match c {
-                Category::Ok => OK_COLOUR,
-                Category::Upstream => {
-                    up += 1;
-                    UPSTREAM_COLOURS[(up - 1) % UPSTREAM_COLOURS.len()]
-                }
-                Category::Refused => {
-                    refused += 1;
-                    REFUSED_COLOURS[(refused - 1) % REFUSED_COLOURS.len()]
-                }
-            };
-            Legend {
-                name: (*name).to_owned(),
-                colour,
-            }
+        .map(|(_, name)| Legend {
+            name: (*name).to_owned(),
+            colour: colour(name),
         })
         .collect();
 
@@ -320,6 +220,7 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
     let mut reached_bin = vec![Sum::default(); nbins];
     let mut cat_bin = vec![[0u64; 3]; nbins];
     let mut per_op: BTreeMap<&str, [Sum; 3]> = BTreeMap::new();
+    let mut per_op_outcome: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     let mut per_outcome: BTreeMap<&str, Sum> = BTreeMap::new();
     let mut report = Report::default();
     let mut reached = Sum::default();
@@ -345,6 +246,9 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
             s.add(r);
         }
         per_outcome.entry(r.outcome.as_str()).or_default().add(r);
+        *per_op_outcome
+            .entry((r.operation.as_str(), r.outcome.as_str()))
+            .or_default() += n;
         report.calls += r.count;
         match cat {
             Category::Ok | Category::Upstream => {
@@ -389,6 +293,7 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
             duration_text(range.bin)
         ),
         &labels,
+        &end,
         &series,
     );
     let with_calls = reached_bin.iter().filter(|s| s.latency.total() > 0).count();
@@ -428,6 +333,7 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
             }
         ),
         &labels,
+        &end,
         &pct_series,
         " ms",
     );
@@ -459,23 +365,26 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
     let op_rows: Vec<(String, Vec<u64>)> = ops
         .iter()
         .map(|o| {
-            let n = |v: i64| u64::try_from(v).unwrap_or(0);
-            (
-                o.operation.clone(),
-                vec![n(o.ok), n(o.upstream), n(o.refused)],
-            )
+            let values = legend
+                .iter()
+                .map(|l| {
+                    per_op_outcome
+                        .get(&(o.operation.as_str(), l.name.as_str()))
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .collect();
+            (o.operation.clone(), values)
         })
         .collect();
+    let op_series: Vec<(String, &'static str)> =
+        legend.iter().map(|l| (l.name.clone(), l.colour)).collect();
     report.ops_svg = chart::hbars(
         &format!("{id}-ops"),
         &format!("Calls per operation, last {}", range.label),
-        "Calls per operation: ok (green), upstream faults (orange), refused by the gateway (red).",
+        "Calls per operation by outcome, in the outcomes' colours (the legend).",
         &op_rows,
-        &[
-            ("ok".to_owned(), OK_COLOUR),
-            ("upstream fault".to_owned(), UPSTREAM_COLOURS[0]),
-            ("refused".to_owned(), REFUSED_COLOURS[0]),
-        ],
+        &op_series,
     );
     report.ops = ops;
 
@@ -483,6 +392,7 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
         .iter()
         .map(|(o, s)| OutcomeRow {
             outcome: (*o).to_owned(),
+            colour: colour(o),
             category: category(o).label(),
             calls: s.count,
             avg: ms_text(s.micros, s.count),
@@ -516,6 +426,11 @@ pub fn report(rows: &[UsageRow], range: Range, now: i64, id: &str) -> Report {
     report
 }
 
+/// The start of the oldest bucket of `rows`.
+pub fn oldest(rows: &[UsageRow]) -> Option<i64> {
+    rows.iter().map(|r| r.bucket_start).min()
+}
+
 fn duration_text(secs: i64) -> String {
     match secs {
         s if s % 86_400 == 0 => format!("{} day(s)", s / 86_400),
@@ -532,6 +447,8 @@ struct UsagePage {
     partners: Vec<Choice>,
     ops: Vec<Choice>,
     ranges: Vec<Choice>,
+    /// The range was chosen from the data (none asked for).
+    chosen: bool,
     r: Report,
 }
 
@@ -539,17 +456,19 @@ impl Dashboard {
     pub(super) async fn usage_page(&self, session: &Current, query: &Form) -> Result<Resp, Fail> {
         let partner = query.text("partner");
         let op = query.text("op");
-        let range = range(query.get("range"));
+        let asked = named(query.get("range"));
         let now = crate::pipeline::unix_now();
         let admin = self.admin.clone();
         let (p, o) = (partner.clone(), op.clone());
         let (partners, rows) = blocking(move || {
             let s = admin.store();
             let partners = s.list_partners()?;
-            let rows = s.usage_rows(range.since(now), p.as_deref(), o.as_deref())?;
+            let from = asked.unwrap_or(LONGEST_DEFAULT).since(now);
+            let rows = s.usage_rows(from, p.as_deref(), o.as_deref())?;
             Ok((partners, rows))
         })
         .await?;
+        let range = asked.unwrap_or_else(|| fitting(oldest(&rows), now));
         let partner = partner.unwrap_or_default();
         let op = op.unwrap_or_default();
         let mut partner_choices = vec![choice("", "all partners", partner.is_empty())];
@@ -571,10 +490,18 @@ impl Dashboard {
             partner,
             partners: partner_choices,
             ops: op_choices,
-            ranges: RANGES
-                .iter()
-                .map(|r| choice(r.key, r.label, r.key == range.key))
-                .collect(),
+            ranges: std::iter::once(choice(
+                "",
+                &format!("fit the data ({})", range.label),
+                asked.is_none(),
+            ))
+            .chain(
+                RANGES
+                    .iter()
+                    .map(|r| choice(r.key, r.label, Some(*r) == asked)),
+            )
+            .collect(),
+            chosen: asked.is_none(),
             r: report(&rows, range, now, "u"),
         };
         Ok(html(StatusCode::OK, page.render()))
