@@ -179,7 +179,7 @@ enum Command {
     /// Print a published WSDL.
     Wsdl {
         /// The SOAP 1.1-only view (for toolkits that reject SOAP 1.2 bindings).
-        #[arg(long, conflicts_with = "callback")]
+        #[arg(long)]
         soap11_only: bool,
         /// The callback WSDL.
         #[arg(long)]
@@ -648,7 +648,8 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
             callback,
         } => {
             let doc = match (soap11_only, callback) {
-                (_, true) => published::CALLBACK_WSDL,
+                (true, true) => published::CALLBACK_WSDL_SOAP11,
+                (false, true) => published::CALLBACK_WSDL,
                 (true, false) => published::PARTNER_WSDL_SOAP11,
                 (false, false) => published::PARTNER_WSDL,
             };
