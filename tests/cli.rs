@@ -131,6 +131,18 @@ fn wsdl_views() {
     assert!(String::from_utf8_lossy(&full.stdout).contains("PartnerApiSoap12Port"));
     let view = String::from_utf8_lossy(&view.stdout);
     assert!(view.contains("PartnerApiSoap11Port") && !view.contains("PartnerApiSoap12"));
+    let callback = bin().args(["wsdl", "--callback"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&callback.stdout).contains("PartnerCallbackSoap12Port"));
+    let callback11 = bin()
+        .args(["wsdl", "--callback", "--soap11-only"])
+        .output()
+        .expect("run");
+    assert!(callback11.status.success());
+    let callback11 = String::from_utf8_lossy(&callback11.stdout);
+    assert!(
+        callback11.contains("PartnerCallbackSoap11Port") && !callback11.contains("soap12"),
+        "{callback11}"
+    );
     let xsd = bin().args(["xsd", "devices.xsd"]).output().expect("run");
     assert!(String::from_utf8_lossy(&xsd.stdout).contains("MacAddress"));
     let bad = bin().args(["xsd", "nope.xsd"]).output().expect("run");

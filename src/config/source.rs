@@ -50,6 +50,7 @@ pub const KEYS: &[&str] = &[
     "refresh_interval_ms",
     "trusted_proxies",
     "faults.soap11_status",
+    "faults.soap12_status",
     "stats.flush_interval_ms",
     "stats.retention_days",
     "callback.allowed_callers",

@@ -177,3 +177,31 @@ fn hostile_network_keys() {
         Some("forwarded")
     );
 }
+
+#[test]
+fn fault_statuses_default_to_the_standards_and_are_set_per_version() {
+    use crate::fault::{Soap11Status, Soap12Status, StatusModes};
+    let c = Config::from_sources(&[]).expect("defaults");
+    assert_eq!(
+        c.fault_status,
+        StatusModes {
+            soap11: Soap11Status::WsI,
+            soap12: Soap12Status::HttpBinding
+        }
+    );
+    let file = TomlFile::parse("[faults]\nsoap12_status = \"semantic\"\n").expect("toml");
+    let c = Config::from_sources(&[&file]).expect("semantic");
+    assert_eq!(c.fault_status.soap12, Soap12Status::Semantic);
+    assert_eq!(c.fault_status.soap11, Soap11Status::WsI);
+    let both = map(&[
+        ("faults.soap11_status", "semantic"),
+        ("faults.soap12_status", "http-binding"),
+    ]);
+    let c = Config::from_sources(&[&file, &both]).expect("both");
+    assert_eq!(c.fault_status.soap11, Soap11Status::Semantic);
+    assert_eq!(c.fault_status.soap12, Soap12Status::HttpBinding);
+    for bad in ["wsi", "400", ""] {
+        let err = Config::from_sources(&[&map(&[("faults.soap12_status", bad)])]).expect_err(bad);
+        assert!(err.to_string().contains("faults.soap12_status"), "{err}");
+    }
+}

@@ -28,7 +28,7 @@ use crate::config::XmlLimits;
 use crate::decode::{self, DecodeLimits};
 use crate::encode;
 use crate::envelope::{self, SoapVersion};
-use crate::fault::{self, Soap11Status};
+use crate::fault::{self, StatusModes};
 use crate::forward::{UpstreamReply, GATEWAY_SECRET_HEADER};
 use crate::generated::partner::Operation;
 use crate::generated::types::cmn;
@@ -145,7 +145,7 @@ impl Standalone {
             tracing::warn!(%peer, error = %e, "refused a call that did not come through the gateway");
             let denied = Rejection::Auth(crate::authenticate::AuthError::Missing);
             return render(
-                fault::render(&denied, version, &request_id, Soap11Status::WsI),
+                fault::render(&denied, version, &request_id, StatusModes::default()),
                 version,
             );
         }
@@ -163,7 +163,7 @@ impl Standalone {
                             &Rejection::Limit(e),
                             version,
                             &request_id,
-                            Soap11Status::WsI,
+                            StatusModes::default(),
                         ),
                         version,
                     )
@@ -178,11 +178,11 @@ impl Standalone {
                 }
             }
             Ok((version, UpstreamReply::Fault(f))) => render(
-                fault::render_layer_fault(&f, version, &request_id, Soap11Status::WsI),
+                fault::render_layer_fault(&f, version, &request_id, StatusModes::default()),
                 version,
             ),
             Err((version, rejection)) => render(
-                fault::render(&rejection, version, &request_id, Soap11Status::WsI),
+                fault::render(&rejection, version, &request_id, StatusModes::default()),
                 version,
             ),
         }
