@@ -677,6 +677,54 @@ async fn partner_auth_with_soap12_must_understand_and_the_next_role_is_accepted(
     }
 }
 
+/// Toolkits (Axis 1, some .NET stacks) send header blocks with `actor=""` and
+/// `mustUnderstand="0"`: an empty actor means the ultimate recipient, as an absent one does.
+/// SOAP 1.2 `role=""` (a relative reference to this endpoint) and `next` are for us too; the
+/// `none` role and another node's are not, so a credential there is no credential.
+#[tokio::test]
+async fn an_empty_actor_or_role_addresses_the_gateway() {
+    let env = setup().await;
+    let with = |attrs: &str, version: SoapVersion| {
+        let auth = partner_auth(&env.p.id, &env.p.key).replacen(
+            "<cmn:PartnerAuth>",
+            &format!("<cmn:PartnerAuth{attrs}>"),
+            1,
+        );
+        match version {
+            Soap11 => get_account_11(Some(&auth)),
+            Soap12 => get_account_12(Some(&auth)),
+        }
+    };
+    for (attrs, version) in [
+        (" soapenv:actor=\"\" soapenv:mustUnderstand=\"0\"", Soap11),
+        (" soapenv:actor=\"\"", Soap11),
+        (" env:role=\"\" env:mustUnderstand=\"false\"", Soap12),
+        (
+            " env:role=\"http://www.w3.org/2003/05/soap-envelope/role/next\"",
+            Soap12,
+        ),
+    ] {
+        let body = with(attrs, version);
+        let resp = call(&env, version, Some(Operation::GetAccount), &body).await;
+        assert_ok(&env, &resp, &body, Operation::GetAccount, version);
+    }
+    for (attrs, version) in [
+        (
+            " env:role=\"http://www.w3.org/2003/05/soap-envelope/role/none\"",
+            Soap12,
+        ),
+        (
+            " soapenv:actor=\"http://example.com/some-other-node\"",
+            Soap11,
+        ),
+    ] {
+        let body = with(attrs, version);
+        let resp = call(&env, version, Some(Operation::GetAccount), &body).await;
+        assert_denied(&resp, version, Reason::AuthenticationFailed);
+    }
+    assert_nothing_upstream(&env);
+}
+
 #[tokio::test]
 async fn a_utf8_byte_order_mark_is_accepted() {
     // XML 1.0 (4.3.3): entities encoded in UTF-8 may begin with the byte order mark; some SOAP
