@@ -311,6 +311,11 @@ impl Config {
         let mut c = Config::default();
         let mut errors = Vec::new();
         for (key, value) in &merged {
+            if !source::KEYS.contains(&key.as_str()) {
+                // Never its value: it may be a misspelt secret.
+                errors.push(format!("{key}: unknown key"));
+                continue;
+            }
             if let Err(e) = c.set(key, value) {
                 if SECRET_KEYS.contains(&key.as_str()) {
                     errors.push(format!("{key}: {e}"));

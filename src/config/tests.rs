@@ -60,10 +60,38 @@ fn log_flush_zero_means_unbuffered() {
 
 #[test]
 fn unknown_file_keys_are_errors() {
-    let err = TomlFile::parse("[limits]\nbody_max = 1\n")
-        .err()
-        .expect("unknown key");
+    let file = TomlFile::parse("[limits]\nbody_max = 1\n").expect("toml");
+    let err = Config::from_sources(&[&file]).expect_err("unknown key");
     assert!(err.to_string().contains("limits.body_max"), "{err}");
+    assert!(err.to_string().contains("unknown key"), "{err}");
+    // A misspelt secret is not echoed.
+    let file = TomlFile::parse("[admin]\ntokn = \"s3cret-value\"\n").expect("toml");
+    let err = Config::from_sources(&[&file]).expect_err("unknown key");
+    assert!(err.to_string().contains("admin.tokn: unknown key"), "{err}");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+/// Unknown keys and invalid values of a file are reported in one pass (they used to be two
+/// runs: the unknown keys first, the values after they were fixed).
+#[test]
+fn unknown_keys_and_bad_values_are_reported_together() {
+    let file = TomlFile::parse(
+        "listen = \"nope\"\nlisten_port = 1\n[limits]\nbody_max = 1\nbody_max_bytes = 0\n\
+         [nosuch]\nkey = \"x\"\n",
+    )
+    .expect("toml");
+    let err = Config::from_sources(&[&file]).expect_err("invalid");
+    let text = err.to_string();
+    assert_eq!(err.0.len(), 5, "{text}");
+    for key in [
+        "listen = \"nope\"",
+        "listen_port",
+        "limits.body_max: unknown key",
+        "limits.body_max_bytes",
+        "nosuch.key",
+    ] {
+        assert!(text.contains(key), "{key}: {text}");
+    }
 }
 
 #[test]
