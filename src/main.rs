@@ -792,6 +792,11 @@ fn serve(command: Command) -> ExitCode {
         }
     };
     let log = init_tracing(config.log_json, config.log_flush);
+    if config.admin.token.is_none() {
+        tracing::info!(
+            "admin API and dashboard off: no admin.token configured (PARTNERGATE_ADMIN_TOKEN)"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

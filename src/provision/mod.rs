@@ -104,6 +104,11 @@ pub struct Provisioning {
 }
 
 impl Provisioning {
+    /// The database this layer works on, as a URL with any password replaced (for the log).
+    pub fn database(&self) -> &str {
+        self.store.redacted_url()
+    }
+
     /// A layer over `store`, reading partner data from `snapshot`.
     pub fn new(store: Store, snapshot: Arc<SnapshotCell>) -> Self {
         Provisioning { store, snapshot }

@@ -262,6 +262,8 @@ pub async fn start(
 ) -> std::io::Result<(SocketAddr, watch::Sender<bool>, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    // Which database this process works on (it defaults to ./partnergate.db).
+    tracing::info!(database = layer.database(), "partner API layer database");
     let (tx, rx) = watch::channel(false);
     let handle = tokio::spawn(Standalone::new(layer, trust).serve(listener, rx));
     Ok((addr, tx, handle))
