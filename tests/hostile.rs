@@ -1039,13 +1039,14 @@ fn endless_chunked_body(t: &Target) -> Pin<Box<dyn Future<Output = ()> + '_>> {
     })
 }
 
-/// A 408 `limits.body_read_timeout_ms` fault with `Connection: close`, in raw bytes.
+/// A `limits.body_read_timeout_ms` fault (semantic 408; sent as 400, an `env:Sender` fault of
+/// SOAP 1.2) with `Connection: close`, in raw bytes.
 fn assert_body_timeout(got: &[u8]) {
     let text = String::from_utf8_lossy(got);
     let (head, body) = text
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(head.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(head.starts_with("HTTP/1.1 400"), "{text}");
     assert!(
         head.to_ascii_lowercase().contains("connection: close"),
         "{head}"
