@@ -9,7 +9,7 @@
 //! 3. Emits, with quote + prettyplease, the operation tables (`Operation`, `Request`, `Response`,
 //!    `FaultDetail` per WSDL): lookup by body element and SOAPAction, permission names, typed
 //!    decode/encode dispatch.
-//! 4. Derives the SOAP 1.1-only view of the partner WSDL for toolkits that reject SOAP 1.2.
+//! 4. Derives the SOAP 1.1-only view of each WSDL for toolkits that reject SOAP 1.2.
 //!
 //! Everything is written to `OUT_DIR` only. `generated/` holds a reviewed mirror of the same
 //! files; `tests/generated_fresh.rs` fails when it is stale and refreshes it with
@@ -96,11 +96,10 @@ fn main() {
             render_rust(&format!("wsdl/{}", wsdl.file), &file),
         ));
     }
-    let partner = &contracts[0].0;
-    files.push((
-        "partner-api-soap11.wsdl".into(),
-        soap11_view(&wsdl_dir.join(&partner.file), partner),
-    ));
+    for (wsdl, _) in &contracts {
+        let name = wsdl.file.replace(".wsdl", "-soap11.wsdl");
+        files.push((name, soap11_view(&wsdl_dir.join(&wsdl.file), wsdl)));
+    }
 
     for (name, text) in files {
         std::fs::write(out.join(&name), text).unwrap_or_else(|e| panic!("write {name}: {e}"));
@@ -1504,7 +1503,14 @@ fn operation_table(
         .into_iter()
         .map(|m| {
             let qn = wsdl.messages[&m].clone();
-            (m.strip_suffix("Fault").unwrap_or(&m).to_string(), qn)
+            // Some Java generators rename the class of a detail element whose name equals its
+            // fault message's, then refer to the old name: the generated code does not compile.
+            assert_ne!(
+                m, qn.1,
+                "{}: fault message {m} has the name of its detail element; give it its own (e.g. {m}Message)",
+                wsdl.file
+            );
+            (qn.1.strip_suffix("Fault").unwrap_or(&qn.1).to_string(), qn)
         })
         .collect();
     let fault_variants: Vec<Ident> = faults.iter().map(|(v, _)| format_ident!("{}", v)).collect();
@@ -1771,7 +1777,7 @@ fn operation_table(
 
 // === SOAP 1.1-only view ===
 
-/// The partner WSDL without its SOAP 1.2 binding and port, for toolkits that abort on SOAP 1.2.
+/// A WSDL without its SOAP 1.2 binding and port, for toolkits that abort on SOAP 1.2.
 /// Everything else is copied byte for byte.
 fn soap11_view(path: &Path, wsdl: &Wsdl) -> String {
     let text = std::fs::read_to_string(path).expect("read wsdl");

@@ -228,7 +228,7 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
             xml: config.limits.xml,
             trusted_proxies: config.trusted_proxies.clone(),
             trusted_proxy_header: config.trusted_proxy_header,
-            soap11_status: config.soap11_status,
+            fault_status: config.fault_status,
         },
         snapshot: Arc::clone(&cell),
         throttle: Throttle::new(config.default_rate)
@@ -239,7 +239,7 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
             config.callback.clone(),
             Arc::clone(&cell),
             config.limits.xml,
-            config.soap11_status,
+            config.fault_status,
         ))),
     });
     // The refresher publishes new snapshots; with each, the throttle forgets the limiters of

@@ -8,8 +8,8 @@
 //!   has one reading. A `wsu:Timestamp` beside the token is checked: its `Expires` (and
 //!   `Created`) must be UTC `xs:dateTime`s, and an `Expires` more than [`CLOCK_SKEW_SECS`] in the
 //!   past is refused like any other authentication failure.
-//! - SOAP header rules: a header block addressed to us (no actor/role, `next`, or
-//!   `ultimateReceiver`) that is marked mustUnderstand and that we do not understand is a
+//! - SOAP header rules: a header block addressed to us (no actor/role, an empty one, `next`, or
+//!   `ultimateReceiver`: [`addressed_to_us`]) that is marked mustUnderstand and that we do not understand is a
 //!   `MustUnderstand` fault. The credential header may itself carry mustUnderstand.
 //! - Keys are compared as SHA-256 hashes with a constant-time comparison, against every key of
 //!   the partner (no early exit); an unknown partner id is compared against a dummy hash, so the
@@ -123,13 +123,32 @@ struct Presented {
     key: String,
 }
 
-/// Whether a header block is addressed to this node (SOAP 1.1 actor / SOAP 1.2 role).
+/// Whether a header block is addressed to this node (SOAP 1.1 actor / SOAP 1.2 role). The
+/// gateway is the ultimate receiver, so a block is for us when it names:
+///
+/// - no actor/role at all (SOAP 1.1 4.2.2: the ultimate recipient; SOAP 1.2 5.2.2: the same as
+///   `ultimateReceiver`);
+/// - an **empty** one: SOAP 1.1 does not define `actor=""`, and the toolkits that send it (with
+///   `mustUnderstand="0"`) mean "no actor". SOAP 1.2's `role` is an `xs:anyURI`, and `""` is a
+///   relative reference that resolves to its base URI (RFC 3986 5.2.2) — for a message received
+///   over HTTP the request URI, this endpoint — so it names this node too;
+/// - `next` (every node, us included), or in SOAP 1.2 `ultimateReceiver`.
+///
+/// The value is an `xs:anyURI`, whose whitespace is collapsed: surrounding XML whitespace is
+/// ignored. Any other role (`…/role/none`, another node's URI) is not for us: the block is
+/// skipped (a credential there is no credential, an unknown mustUnderstand there no fault).
 fn addressed_to_us(block: &HeaderBlock<'_>, version: SoapVersion) -> bool {
-    match (&block.role, version) {
-        (None, _) => true,
-        (Some(role), SoapVersion::Soap11) => role == "http://schemas.xmlsoap.org/soap/actor/next",
-        (Some(role), SoapVersion::Soap12) => {
-            role == "http://www.w3.org/2003/05/soap-envelope/role/next"
+    let Some(role) = &block.role else {
+        return true;
+    };
+    let role = role.trim_matches([' ', '\t', '\r', '\n']);
+    match version {
+        SoapVersion::Soap11 => {
+            role.is_empty() || role == "http://schemas.xmlsoap.org/soap/actor/next"
+        }
+        SoapVersion::Soap12 => {
+            role.is_empty()
+                || role == "http://www.w3.org/2003/05/soap-envelope/role/next"
                 || role == "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver"
         }
     }
@@ -480,6 +499,56 @@ fn utc_seconds(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Absent, empty (SOAP 1.1 `actor=""` as toolkits send it; SOAP 1.2 `role=""`, a relative
+    /// reference to this endpoint), `next` and SOAP 1.2 `ultimateReceiver` are for us; other
+    /// roles, and each version's URIs in the other version, are not.
+    #[test]
+    fn header_blocks_addressed_to_us() {
+        let block = |role: Option<&str>| HeaderBlock {
+            element: BodyElement {
+                text: "<p:PartnerAuth/>",
+                inherited: Vec::new(),
+                namespace: Vec::new(),
+                local_name: b"PartnerAuth",
+            },
+            must_understand: false,
+            role: role.map(str::to_string),
+        };
+        let next11 = "http://schemas.xmlsoap.org/soap/actor/next";
+        let next12 = "http://www.w3.org/2003/05/soap-envelope/role/next";
+        let ultimate = "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver";
+        let none = "http://www.w3.org/2003/05/soap-envelope/role/none";
+        let other = "http://example.com/some-other-node";
+        for (role, soap11, soap12) in [
+            (None, true, true),
+            (Some(""), true, true),
+            (Some(" \t"), true, true),
+            (Some(next11), true, false),
+            (
+                Some(" http://schemas.xmlsoap.org/soap/actor/next "),
+                true,
+                false,
+            ),
+            (Some(next12), false, true),
+            (Some(ultimate), false, true),
+            (Some(none), false, false),
+            (Some(other), false, false),
+            (Some("next"), false, false),
+        ] {
+            let b = block(role);
+            assert_eq!(
+                addressed_to_us(&b, SoapVersion::Soap11),
+                soap11,
+                "1.1 {role:?}"
+            );
+            assert_eq!(
+                addressed_to_us(&b, SoapVersion::Soap12),
+                soap12,
+                "1.2 {role:?}"
+            );
+        }
+    }
 
     #[test]
     fn credentials_are_plain_text() {

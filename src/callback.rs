@@ -176,7 +176,7 @@ pub struct Relay {
     /// Clients by the SHA-256 of the partner's CA PEM (empty key: system roots).
     clients: Mutex<HashMap<[u8; 32], HttpsClient>>,
     xml: crate::config::XmlLimits,
-    soap11_status: crate::fault::Soap11Status,
+    statuses: crate::fault::StatusModes,
 }
 
 impl Relay {
@@ -185,14 +185,14 @@ impl Relay {
         config: CallbackConfig,
         snapshot: Arc<SnapshotCell>,
         xml: crate::config::XmlLimits,
-        soap11_status: crate::fault::Soap11Status,
+        statuses: crate::fault::StatusModes,
     ) -> Self {
         Relay {
             config,
             snapshot,
             clients: Mutex::new(HashMap::new()),
             xml,
-            soap11_status,
+            statuses,
         }
     }
 
@@ -282,7 +282,9 @@ impl Relay {
                     Some(|w: &mut encode::XmlWriter<'_>| Ok(own.encode(w)?)),
                 );
                 CallbackAnswer {
-                    status: self.fault_status(version, http::StatusCode::BAD_GATEWAY),
+                    status: self
+                        .statuses
+                        .status(version, code, http::StatusCode::BAD_GATEWAY),
                     body: out,
                     version,
                     partner,
@@ -291,15 +293,6 @@ impl Relay {
                 }
             }
             Err(e) => self.refuse(e, version, request_id, partner, operation),
-        }
-    }
-
-    fn fault_status(&self, version: SoapVersion, semantic: http::StatusCode) -> http::StatusCode {
-        match (version, self.soap11_status) {
-            (SoapVersion::Soap11, crate::fault::Soap11Status::WsI) => {
-                http::StatusCode::INTERNAL_SERVER_ERROR
-            }
-            _ => semantic,
         }
     }
 
@@ -359,7 +352,7 @@ impl Relay {
             Some(|w: &mut encode::XmlWriter<'_>| Ok(detail.encode(w)?)),
         );
         CallbackAnswer {
-            status: self.fault_status(version, error.status()),
+            status: self.statuses.status(version, code, error.status()),
             body: out,
             version,
             partner,

@@ -54,8 +54,9 @@ pub struct Config {
     pub log_json: bool,
     /// How long INFO lines may wait in the log buffer (`log_flush_ms`; zero: unbuffered).
     pub log_flush: Duration,
-    /// HTTP status of SOAP 1.1 faults (`faults.soap11_status`: `wsi` or `semantic`).
-    pub soap11_status: crate::fault::Soap11Status,
+    /// HTTP status of faults: SOAP 1.1 (`faults.soap11_status`: `wsi` or `semantic`) and SOAP
+    /// 1.2 (`faults.soap12_status`: `http-binding` or `semantic`).
+    pub fault_status: crate::fault::StatusModes,
     /// How often usage statistics are added to the database (`stats.flush_interval_ms`).
     pub stats_flush_interval: Duration,
     /// How long per-minute usage rows are kept (`stats.retention_days`; zero: for ever).
@@ -292,7 +293,7 @@ impl Default for Config {
             refresh_interval: Duration::from_millis(250),
             log_json: false,
             log_flush: Duration::from_millis(100),
-            soap11_status: crate::fault::Soap11Status::default(),
+            fault_status: crate::fault::StatusModes::default(),
             stats_flush_interval: Duration::from_secs(5),
             stats_retention: Duration::from_secs(90 * 86_400),
             stats_max_pending_rows: crate::stats::DEFAULT_MAX_PENDING_ROWS,
@@ -325,6 +326,11 @@ impl Config {
         let mut c = Config::default();
         let mut errors = Vec::new();
         for (key, value) in &merged {
+            if !source::KEYS.contains(&key.as_str()) {
+                // Never its value: it may be a misspelt secret.
+                errors.push(format!("{key}: unknown key"));
+                continue;
+            }
             if let Err(e) = c.set(key, value) {
                 if SECRET_KEYS.contains(&key.as_str()) {
                     errors.push(format!("{key}: {e}"));
@@ -495,12 +501,21 @@ impl Config {
                 self.metrics_allow = nets(value)?;
             }
             "faults.soap11_status" => {
-                self.soap11_status = match value.trim() {
+                self.fault_status.soap11 = match value.trim() {
                     "wsi" => crate::fault::Soap11Status::WsI,
                     "semantic" => crate::fault::Soap11Status::Semantic,
                     _ => {
                         return Err("expected \"wsi\" (HTTP 500, WS-I R1126) or \"semantic\"".into())
                     }
+                }
+            }
+            "faults.soap12_status" => {
+                self.fault_status.soap12 = match value.trim() {
+                    "http-binding" => crate::fault::Soap12Status::HttpBinding,
+                    "semantic" => crate::fault::Soap12Status::Semantic,
+                    _ => return Err(
+                        "expected \"http-binding\" (Sender 400, others 500; SOAP 1.2 Part 2) or \"semantic\"".into(),
+                    ),
                 }
             }
             "tls.cert" => self.tls.get_or_insert_with(empty_tls).cert = PathBuf::from(value.trim()),

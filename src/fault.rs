@@ -16,10 +16,13 @@
 //! Every text that goes into a fault (reason, `Message`, `Path`, `Rule`) passes through
 //! [`sanitize`]: whatever a rejection quotes of the input, the fault is well-formed XML 1.0.
 //!
-//! HTTP status: SOAP 1.2 faults carry a status that fits (400, 403, 404, 409, 413, 429, 502,
-//! 503, 504), as the SOAP 1.2 HTTP binding allows. SOAP 1.1 faults are sent with 500 as WS-I
-//! Basic Profile 1.1 (R1126) requires — JAX-WS and .NET clients only read a SOAP 1.1 fault from a
-//! 500 — unless `faults.soap11_status = "semantic"` is configured; `Retry-After` is sent either way.
+//! HTTP status ([`StatusModes`]): SOAP 1.2 faults follow the SOAP 1.2 HTTP binding (Part 2,
+//! 7.5.2.2): `env:Sender` 400, every other code 500 — gSOAP and JAX-WS read the typed fault only
+//! from those, and report a 403 or 429 as a transport error — unless `faults.soap12_status =
+//! "semantic"` is configured (400, 403, 404, 408, 409, 413, 415, 429, 502, 503, 504 by what
+//! happened). SOAP 1.1 faults are sent with 500 as WS-I Basic Profile 1.1 (R1126) requires —
+//! JAX-WS and .NET clients only read a SOAP 1.1 fault from a 500 — unless `faults.soap11_status =
+//! "semantic"` is configured. `Retry-After` is sent either way.
 
 use http::StatusCode;
 
@@ -39,6 +42,44 @@ pub enum Soap11Status {
     WsI,
     /// The same status as SOAP 1.2 faults.
     Semantic,
+}
+
+/// How SOAP 1.2 faults choose their HTTP status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Soap12Status {
+    /// The SOAP 1.2 HTTP binding's table (Part 2, 7.5.2.2): `env:Sender` 400, every other fault
+    /// 500 (what SOAP 1.2 toolkits read a fault from).
+    #[default]
+    HttpBinding,
+    /// A status that names what happened (403, 404, 429, …).
+    Semantic,
+}
+
+/// The HTTP status rules of both SOAP versions (`faults.soap11_status`, `faults.soap12_status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusModes {
+    /// SOAP 1.1 faults.
+    pub soap11: Soap11Status,
+    /// SOAP 1.2 faults.
+    pub soap12: Soap12Status,
+}
+
+impl StatusModes {
+    /// The HTTP status of a fault of `version` with `code`, whose semantic status is `semantic`.
+    pub fn status(self, version: SoapVersion, code: FaultCode, semantic: StatusCode) -> StatusCode {
+        match (version, self.soap11, self.soap12) {
+            (SoapVersion::Soap11, Soap11Status::WsI, _) => StatusCode::INTERNAL_SERVER_ERROR,
+            (SoapVersion::Soap12, _, Soap12Status::HttpBinding) => match code {
+                FaultCode::Sender => StatusCode::BAD_REQUEST,
+                FaultCode::VersionMismatch
+                | FaultCode::MustUnderstand
+                | FaultCode::Receiver
+                | FaultCode::DataEncodingUnknown => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            (SoapVersion::Soap11, Soap11Status::Semantic, _)
+            | (SoapVersion::Soap12, _, Soap12Status::Semantic) => semantic,
+        }
+    }
 }
 
 /// A rendered fault.
@@ -256,10 +297,10 @@ pub fn render(
     rejection: &Rejection,
     version: SoapVersion,
     request_id: &str,
-    soap11: Soap11Status,
+    statuses: StatusModes,
 ) -> FaultResponse {
     let plan = plan(rejection);
-    finish(plan, version, request_id, soap11)
+    finish(plan, version, request_id, statuses)
 }
 
 /// Longest text (in characters) in a fault: what the contract's `FaultMessage` and `FaultPath`
@@ -378,12 +419,9 @@ fn finish(
     plan: Plan,
     version: SoapVersion,
     request_id: &str,
-    soap11: Soap11Status,
+    statuses: StatusModes,
 ) -> FaultResponse {
-    let status = match (version, soap11) {
-        (SoapVersion::Soap11, Soap11Status::WsI) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => plan.status,
-    };
+    let status = statuses.status(version, plan.code, plan.status);
     let detail = plan.detail.and_then(|d| build_detail(d, request_id));
     let reason = sanitize(&plan.reason, FAULT_TEXT_CHARS).unwrap_or_else(|| "Fault".to_string());
     let body = write(
@@ -425,5 +463,7 @@ mod upstream;
 use upstream::*;
 pub use upstream::{render_layer_fault, render_upstream};
 
+#[cfg(test)]
+mod status_tests;
 #[cfg(test)]
 mod tests;

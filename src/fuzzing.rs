@@ -49,7 +49,7 @@ use crate::config::XmlLimits;
 use crate::decode::{self, DecodeLimits};
 use crate::encode::{self, EncodeError, XmlWriter};
 use crate::envelope::{self, BodyElement, Envelope, FaultCode, SoapVersion};
-use crate::fault::{self, Soap11Status};
+use crate::fault::{self, Soap11Status, Soap12Status, StatusModes};
 use crate::forward::{self, BoxFuture, CallContext, ForwardError, Upstream, UpstreamReply};
 use crate::generated::types::cmn;
 use crate::generated::{callback, partner};
@@ -810,7 +810,7 @@ fn new_harness() -> PipelineHarness {
             xml: XmlLimits::default(),
             trusted_proxies: nets(&[TRUSTED_PROXIES]),
             trusted_proxy_header: crate::allowlist::ProxyHeader::XForwardedFor,
-            soap11_status: Soap11Status::WsI,
+            fault_status: StatusModes::default(),
         },
         snapshot: Arc::new(SnapshotCell::new(snapshot().clone())),
         // Never throttles: throttling is time-driven, not input-driven.
@@ -985,7 +985,7 @@ fn check_answer(outcome: &Outcome) {
             assert_eq!(&back, r);
         }
         Ok(UpstreamReply::Fault(f)) => {
-            let rendered = fault::render_upstream(f, version, REQUEST_ID, Soap11Status::WsI);
+            let rendered = fault::render_upstream(f, version, REQUEST_ID, StatusModes::default());
             // A typed detail always: the upstream's kind, or the gateway's UpstreamUnavailable.
             assert!(
                 check_fault(&rendered.body, version, "upstream fault"),
@@ -1007,13 +1007,30 @@ fn check_answer(outcome: &Outcome) {
                 Rejection::Envelope(envelope::EnvelopeError::VersionMismatch)
                     | Rejection::Auth(authenticate::AuthError::MustUnderstand(_))
             );
-            for mode in [Soap11Status::WsI, Soap11Status::Semantic] {
+            let semantic = StatusModes {
+                soap11: Soap11Status::Semantic,
+                soap12: Soap12Status::Semantic,
+            };
+            for mode in [StatusModes::default(), semantic] {
                 let rendered = fault::render(rejection, version, REQUEST_ID, mode);
                 assert!(
                     rendered.status.is_client_error() || rendered.status.is_server_error(),
                     "a refusal with status {}",
                     rendered.status
                 );
+                // By default only the statuses WS-I (SOAP 1.1: 500) and the SOAP 1.2 HTTP
+                // binding (400 for env:Sender, 500 otherwise) allow.
+                if mode == StatusModes::default() {
+                    let allowed: &[u16] = match version {
+                        SoapVersion::Soap11 => &[500],
+                        SoapVersion::Soap12 => &[400, 500],
+                    };
+                    assert!(
+                        allowed.contains(&rendered.status.as_u16()),
+                        "a {version:?} refusal with status {} by default",
+                        rendered.status
+                    );
+                }
                 let has_detail = check_fault(&rendered.body, version, rejection.stage());
                 assert_eq!(
                     has_detail,

@@ -179,7 +179,7 @@ enum Command {
     /// Print a published WSDL.
     Wsdl {
         /// The SOAP 1.1-only view (for toolkits that reject SOAP 1.2 bindings).
-        #[arg(long, conflicts_with = "callback")]
+        #[arg(long)]
         soap11_only: bool,
         /// The callback WSDL.
         #[arg(long)]
@@ -190,11 +190,13 @@ enum Command {
         /// The schema's name.
         name: String,
     },
-    /// Check a SOAP message against the contract as the gateway would: envelope, then strict
-    /// decode of the body. Prints the canonical re-encoding on success.
+    /// Check SOAP messages against the contract as the gateway would: envelope, then strict
+    /// decode of the body. Prints the canonical re-encoding of each that passes; with several
+    /// files, every one is checked, then a summary line; the exit status is 1 if any failed.
     Check {
-        /// The message file (`-` for standard input).
-        file: PathBuf,
+        /// The message files (`-` for standard input).
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
         /// Decode the message as a callback instead of a partner API request.
         #[arg(long)]
         callback: bool,
@@ -648,7 +650,8 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
             callback,
         } => {
             let doc = match (soap11_only, callback) {
-                (_, true) => published::CALLBACK_WSDL,
+                (true, true) => published::CALLBACK_WSDL_SOAP11,
+                (false, true) => published::CALLBACK_WSDL,
                 (true, false) => published::PARTNER_WSDL_SOAP11,
                 (false, false) => published::PARTNER_WSDL,
             };
@@ -662,10 +665,10 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
             out.push_str(doc.text);
         }
         Command::Check {
-            file,
+            files,
             callback,
             response,
-        } => check(&file, callback, response.as_deref(), out)?,
+        } => check_all(&files, callback, response.as_deref(), out)?,
         Command::Partner {
             action,
             common,
@@ -791,6 +794,11 @@ fn serve(command: Command) -> ExitCode {
         }
     };
     let log = init_tracing(config.log_json, config.log_flush);
+    if config.admin.token.is_none() {
+        tracing::info!(
+            "admin API and dashboard off: no admin.token configured (PARTNERGATE_ADMIN_TOKEN)"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1378,12 +1386,52 @@ fn throttle_request(action: ThrottleAction) -> Result<Request, String> {
     })
 }
 
+/// `partnergate check FILE…`: one file as before (its result, or its error as the command's);
+/// several: each file's result on its own line, then `checked N files: X ok, Y failed`.
+fn check_all(
+    files: &[PathBuf],
+    is_callback: bool,
+    response: Option<&str>,
+    text: &mut String,
+) -> Result<(), String> {
+    if let [file] = files {
+        let ok = check(file, is_callback, response, text)?;
+        eprintln!("ok: {ok}");
+        return Ok(());
+    }
+    let mut failed = 0usize;
+    for file in files {
+        match check(file, is_callback, response, text) {
+            Ok(ok) => eprintln!("{}: ok: {ok}", file.display()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}: {e}", file.display());
+            }
+        }
+    }
+    eprintln!(
+        "checked {} files: {} ok, {failed} failed",
+        files.len(),
+        files.len() - failed
+    );
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{failed} of {} files failed the check",
+            files.len()
+        ))
+    }
+}
+
+/// Checks one message; on success appends its canonical form to `text` and returns
+/// `NAME (VERSION)`.
 fn check(
     file: &PathBuf,
     is_callback: bool,
     response: Option<&str>,
     text: &mut String,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let mut bytes = Vec::new();
     if file.as_os_str() == "-" {
         std::io::stdin()
@@ -1428,8 +1476,7 @@ fn check(
             op.name()
         }
     };
-    eprintln!("ok: {name} ({:?})", env.version);
     text.push_str(&String::from_utf8_lossy(&out));
     text.push('\n');
-    Ok(())
+    Ok(format!("{name} ({:?})", env.version))
 }

@@ -190,8 +190,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The one forwarding header those proxies write (`trusted_proxy_header`).
     pub trusted_proxy_header: allowlist::ProxyHeader,
-    /// SOAP 1.1 fault status mode.
-    pub soap11_status: crate::fault::Soap11Status,
+    /// How faults choose their HTTP status (`faults.soap11_status`, `faults.soap12_status`).
+    pub fault_status: crate::fault::StatusModes,
 }
 
 /// A request as the server hands it to the pipeline (the body already read within its limits).

@@ -1,5 +1,5 @@
 //! The published contract, embedded in the binary: the WSDLs and XSDs partners generate their
-//! clients from, and the SOAP 1.1-only view build.rs derives. The server (and `partnergate wsdl`)
+//! clients from, and the SOAP 1.1-only views build.rs derives. The server (and `partnergate wsdl`)
 //! hands these out; addresses are rewritten to the deployment's public URL when served.
 
 /// One published document.
@@ -27,6 +27,13 @@ pub const PARTNER_WSDL_SOAP11: Document = Document {
 pub const CALLBACK_WSDL: Document = Document {
     name: "partner-callback.wsdl",
     text: include_str!("../wsdl/partner-callback.wsdl"),
+};
+
+/// The callback WSDL without its SOAP 1.2 binding and port, for partners whose toolkits reject
+/// SOAP 1.2 (they generate their callback server from it).
+pub const CALLBACK_WSDL_SOAP11: Document = Document {
+    name: "partner-callback-soap11.wsdl",
+    text: include_str!(concat!(env!("OUT_DIR"), "/partner-callback-soap11.wsdl")),
 };
 
 /// The schemas the WSDLs import, by their `schemaLocation`.
@@ -68,7 +75,12 @@ mod tests {
 
     #[test]
     fn every_schema_location_in_the_wsdls_is_published() {
-        for wsdl in [PARTNER_WSDL, PARTNER_WSDL_SOAP11, CALLBACK_WSDL] {
+        for wsdl in [
+            PARTNER_WSDL,
+            PARTNER_WSDL_SOAP11,
+            CALLBACK_WSDL,
+            CALLBACK_WSDL_SOAP11,
+        ] {
             for (i, _) in wsdl.text.match_indices("schemaLocation=\"") {
                 let rest = &wsdl.text[i + "schemaLocation=\"".len()..];
                 let end = rest.find('"').unwrap_or(0);

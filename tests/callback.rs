@@ -429,6 +429,36 @@ async fn the_callback_wsdl_is_published() {
     let xsd = get(gw.addr, &format!("{CALLBACK_PATH}?xsd=callback.xsd"), None).await;
     assert_eq!(xsd.status, 200);
     assert!(xsd.text().contains("CallbackAuth"));
+    assert!(text.contains("PartnerCallbackSoap12Port"), "{text}");
+
+    // The SOAP 1.1-only view, for partners whose toolkits reject SOAP 1.2 bindings: the same
+    // contract without the SOAP 1.2 binding, port and namespace, schemas served from here.
+    let r = get(
+        gw.addr,
+        &format!("{CALLBACK_PATH}?wsdl=soap11"),
+        Some("gw.example.net"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let view = r.text();
+    assert!(view.contains("PartnerCallbackSoap11Port"), "{view}");
+    assert!(!view.contains("soap12"), "{view}");
+    assert!(
+        view.contains("schemaLocation=\"http://gw.example.net/soap/callback/v1?xsd=callback.xsd\""),
+        "{view}"
+    );
+    for op in ["GetCustomerRecord", "NotifyProvisioningEvent"] {
+        assert!(
+            view.contains(&format!("<wsdl:operation name=\"{op}\">")),
+            "{op}"
+        );
+    }
+    assert_eq!(
+        get(gw.addr, &format!("{CALLBACK_PATH}?wsdl=soap13"), None)
+            .await
+            .status,
+        404
+    );
 }
 
 /// The fault text and status the TSP gets, without the request id.

@@ -61,6 +61,54 @@ fn check_refuses_an_invalid_message_with_path_and_rule() {
     assert!(out.stdout.is_empty());
 }
 
+/// Several files: each is checked and reported, then one summary line; the exit status is 1
+/// when any failed (all pass: 0).
+#[test]
+fn check_takes_several_files_with_a_summary() {
+    let good = "tests/data/CreateAccount/request.xml";
+    let good12 = "tests/data/GetAccount/request.soap12.xml";
+    let bad = "tests/data/invalid/bad-mac-address.xml";
+    let out = bin()
+        .args(["check", good, bad, good12, "tests/data/nope.xml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{good}: ok: CreateAccount (Soap11)")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{good12}: ok: GetAccount (Soap12)")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{bad}: InvalidRequest at /AddDevice/MacAddress: pattern"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("tests/data/nope.xml: "), "{err}");
+    assert!(err.contains("checked 4 files: 2 ok, 2 failed"), "{err}");
+    assert!(err.contains("2 of 4 files failed the check"), "{err}");
+    // The canonical forms of the two that passed, and nothing of the others.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("CreateAccount>") && stdout.contains("GetAccount>"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("AddDevice"), "{stdout}");
+
+    let out = bin().args(["check", good, good12]).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("checked 2 files: 2 ok, 0 failed"), "{err}");
+}
+
 #[test]
 fn check_reads_standard_input_and_refuses_non_soap() {
     use std::io::Write;
@@ -131,6 +179,18 @@ fn wsdl_views() {
     assert!(String::from_utf8_lossy(&full.stdout).contains("PartnerApiSoap12Port"));
     let view = String::from_utf8_lossy(&view.stdout);
     assert!(view.contains("PartnerApiSoap11Port") && !view.contains("PartnerApiSoap12"));
+    let callback = bin().args(["wsdl", "--callback"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&callback.stdout).contains("PartnerCallbackSoap12Port"));
+    let callback11 = bin()
+        .args(["wsdl", "--callback", "--soap11-only"])
+        .output()
+        .expect("run");
+    assert!(callback11.status.success());
+    let callback11 = String::from_utf8_lossy(&callback11.stdout);
+    assert!(
+        callback11.contains("PartnerCallbackSoap11Port") && !callback11.contains("soap12"),
+        "{callback11}"
+    );
     let xsd = bin().args(["xsd", "devices.xsd"]).output().expect("run");
     assert!(String::from_utf8_lossy(&xsd.stdout).contains("MacAddress"));
     let bad = bin().args(["xsd", "nope.xsd"]).output().expect("run");

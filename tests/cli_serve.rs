@@ -486,4 +486,40 @@ async fn serve_forwards_a_call_and_stops_on_sigterm() {
     );
     assert_eq!(access_lines(&stderr), 3, "{stderr}");
     assert!(db.0.exists());
+    // Without an admin token the admin API is off, and the log says so; the database in use
+    // is named.
+    assert!(
+        stderr.contains("admin API and dashboard off: no admin.token configured"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("database=\"{}\"", db.url()))
+            || stderr.contains(&format!("database={}", db.url())),
+        "{stderr}"
+    );
+}
+
+/// `upstream serve` names the database it opened (it defaults to ./partnergate.db).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_serve_logs_its_database() {
+    let db = Db::new();
+    let port = free_port();
+    let server = Running::spawn(bin().args([
+        "upstream",
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--gateway-secret",
+        "0123456789abcdef0123",
+        "--database-url",
+        &db.url(),
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !server.stderr().contains("partner API layer listening") {
+        assert!(Instant::now() < deadline, "{}", server.stderr());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let stderr = server.stderr();
+    assert!(stderr.contains("partner API layer database"), "{stderr}");
+    assert!(stderr.contains(&db.url()), "{stderr}");
 }

@@ -67,10 +67,15 @@ fn soap_ct(version: SoapVersion) -> &'static str {
 
 /// The status of a fault: SOAP 1.1 always 500 (WS-I R1126, the default mode), SOAP 1.2 the
 /// semantic one.
+/// The status a fault gets by default: SOAP 1.1 500 (WS-I R1126); SOAP 1.2 by the HTTP
+/// binding's table (Part 2, 7.5.2.2): `env:Sender` 400, every other fault 500. Every fault whose
+/// `semantic` status is 4xx is a Sender fault, every 5xx one a Receiver (or MustUnderstand) fault
+/// (`fault` checks the code against the status).
 fn st(version: SoapVersion, semantic: u16) -> u16 {
     match version {
         Soap11 => 500,
-        Soap12 => semantic,
+        Soap12 if (400..500).contains(&semantic) => 400,
+        Soap12 => 500,
     }
 }
 
@@ -146,6 +151,15 @@ fn assert_ok(env: &Env, resp: &RawResponse, sent: &[u8], op: Operation, version:
 /// A fault of `version` with `status`: content type, request id in reason and detail.
 fn fault(resp: &RawResponse, version: SoapVersion, status: u16) -> Fault {
     assert_eq!(resp.status, status, "{}", resp.text());
+    if version == Soap12 && matches!(status, 400 | 500) {
+        let f = parse_fault_body(&resp.body);
+        assert_eq!(
+            f.code == FaultCode::Sender,
+            status == 400,
+            "SOAP 1.2 HTTP binding: env:Sender is 400, every other fault 500: {}",
+            resp.text()
+        );
+    }
     assert_eq!(
         resp.header("content-type"),
         Some(soap_ct(version)),
@@ -663,6 +677,54 @@ async fn partner_auth_with_soap12_must_understand_and_the_next_role_is_accepted(
     }
 }
 
+/// Toolkits (Axis 1, some .NET stacks) send header blocks with `actor=""` and
+/// `mustUnderstand="0"`: an empty actor means the ultimate recipient, as an absent one does.
+/// SOAP 1.2 `role=""` (a relative reference to this endpoint) and `next` are for us too; the
+/// `none` role and another node's are not, so a credential there is no credential.
+#[tokio::test]
+async fn an_empty_actor_or_role_addresses_the_gateway() {
+    let env = setup().await;
+    let with = |attrs: &str, version: SoapVersion| {
+        let auth = partner_auth(&env.p.id, &env.p.key).replacen(
+            "<cmn:PartnerAuth>",
+            &format!("<cmn:PartnerAuth{attrs}>"),
+            1,
+        );
+        match version {
+            Soap11 => get_account_11(Some(&auth)),
+            Soap12 => get_account_12(Some(&auth)),
+        }
+    };
+    for (attrs, version) in [
+        (" soapenv:actor=\"\" soapenv:mustUnderstand=\"0\"", Soap11),
+        (" soapenv:actor=\"\"", Soap11),
+        (" env:role=\"\" env:mustUnderstand=\"false\"", Soap12),
+        (
+            " env:role=\"http://www.w3.org/2003/05/soap-envelope/role/next\"",
+            Soap12,
+        ),
+    ] {
+        let body = with(attrs, version);
+        let resp = call(&env, version, Some(Operation::GetAccount), &body).await;
+        assert_ok(&env, &resp, &body, Operation::GetAccount, version);
+    }
+    for (attrs, version) in [
+        (
+            " env:role=\"http://www.w3.org/2003/05/soap-envelope/role/none\"",
+            Soap12,
+        ),
+        (
+            " soapenv:actor=\"http://example.com/some-other-node\"",
+            Soap11,
+        ),
+    ] {
+        let body = with(attrs, version);
+        let resp = call(&env, version, Some(Operation::GetAccount), &body).await;
+        assert_denied(&resp, version, Reason::AuthenticationFailed);
+    }
+    assert_nothing_upstream(&env);
+}
+
 #[tokio::test]
 async fn a_utf8_byte_order_mark_is_accepted() {
     // XML 1.0 (4.3.3): entities encoded in UTF-8 may begin with the byte order mark; some SOAP
@@ -956,34 +1018,40 @@ async fn throttled_soap11_is_500_with_retry_after() {
     third_call_is_throttled(Soap11).await;
 }
 
+/// `faults.soap11_status = "semantic"` and `faults.soap12_status = "semantic"`: both versions
+/// get the statuses that name what happened (403, 404, 429), `Retry-After` as always.
 #[tokio::test]
-async fn semantic_mode_gives_soap11_faults_the_soap12_statuses() {
-    let env = setup_with(Reply::Fixture, |c| {
-        c.soap11_status = partnergate::fault::Soap11Status::Semantic;
-    })
-    .await;
-    let resp = call(
-        &env,
-        Soap11,
-        Some(Operation::GetAccount),
-        &get_account_11(None),
-    )
-    .await;
-    assert_eq!(resp.status, 403);
-    env.gw
-        .store
-        .set_partner_rate(&env.p.id, Rate::new(1, 1))
-        .unwrap();
-    env.gw.sync().await;
-    let (_, ok) = call_fixture(&env, Operation::GetAccount, Soap11).await;
-    assert_eq!(ok.status, 200);
-    let (_, resp) = call_fixture(&env, Operation::GetAccount, Soap11).await;
-    assert_eq!(resp.status, 429, "{}", resp.text());
-    assert_eq!(resp.header("retry-after"), Some("1"));
-    assert!(matches!(
-        parse_fault_body(&resp.body).detail,
-        Some(FaultDetail::Throttled(_))
-    ));
+async fn semantic_mode_gives_faults_of_both_versions_the_semantic_statuses() {
+    for version in [Soap11, Soap12] {
+        let env = setup_with(Reply::Fixture, |c| {
+            c.fault_status = partnergate::fault::StatusModes {
+                soap11: partnergate::fault::Soap11Status::Semantic,
+                soap12: partnergate::fault::Soap12Status::Semantic,
+            };
+        })
+        .await;
+        let mut wrong = env.p.clone();
+        let last = if env.p.key.ends_with('x') { "y" } else { "x" };
+        wrong.key = format!("{}{last}", &env.p.key[..env.p.key.len() - 1]);
+        let body = request_fixture(Operation::GetAccount, version, &wrong);
+        let resp = call(&env, version, Some(Operation::GetAccount), &body).await;
+        let f = fault(&resp, version, 403);
+        assert!(
+            matches!(f.detail, Some(FaultDetail::AccessDenied(_))),
+            "{f:?}"
+        );
+        env.gw
+            .store
+            .set_partner_rate(&env.p.id, Rate::new(1, 1))
+            .unwrap();
+        env.gw.sync().await;
+        let (_, ok) = call_fixture(&env, Operation::GetAccount, version).await;
+        assert_eq!(ok.status, 200);
+        let (_, resp) = call_fixture(&env, Operation::GetAccount, version).await;
+        let f = fault(&resp, version, 429);
+        assert_eq!(resp.header("retry-after"), Some("1"));
+        assert!(matches!(f.detail, Some(FaultDetail::Throttled(_))), "{f:?}");
+    }
 }
 
 #[tokio::test]
@@ -1108,7 +1176,7 @@ async fn a_partners_calls_in_flight_are_limited() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let resp = call(&env, Soap12, Some(Operation::GetAccount), &body).await;
-    let f = fault(&resp, Soap12, 429);
+    let f = fault(&resp, Soap12, st(Soap12, 429));
     assert_eq!(f.code, FaultCode::Sender);
     assert_eq!(resp.header("retry-after"), Some("1"), "{resp:?}");
     match &f.detail {
@@ -2011,7 +2079,7 @@ async fn no_upstream_configured_is_503() {
             xml: config.limits.xml,
             trusted_proxies: Vec::new(),
             trusted_proxy_header: partnergate::allowlist::ProxyHeader::default(),
-            soap11_status: config.soap11_status,
+            fault_status: config.fault_status,
         },
         snapshot: Arc::new(partnergate::store::SnapshotCell::new(
             store.load_snapshot().unwrap(),
@@ -2050,7 +2118,7 @@ async fn without_an_upstream_url_the_reference_layer_answers_in_process() {
     // An account that does not exist: the layer's typed NotFound, with our request id.
     let body = request_fixture(Operation::GetAccount, Soap12, &p);
     let resp = post_soap(gw.addr, Soap12, action(Operation::GetAccount), &body).await;
-    let f = fault(&resp, Soap12, 404);
+    let f = fault(&resp, Soap12, st(Soap12, 404));
     assert!(matches!(f.detail, Some(FaultDetail::NotFound(_))), "{f:?}");
     let body = request_fixture(Operation::CreateAccount, Soap11, &p);
     let resp = post_soap(gw.addr, Soap11, action(Operation::CreateAccount), &body).await;

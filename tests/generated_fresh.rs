@@ -14,11 +14,12 @@
 
 use std::path::Path;
 
-const FILES: [&str; 4] = [
+const FILES: [&str; 5] = [
     "types.rs",
     "partner_operations.rs",
     "callback_operations.rs",
     "partner-api-soap11.wsdl",
+    "partner-callback-soap11.wsdl",
 ];
 
 #[test]

@@ -1,9 +1,18 @@
 //! SOAP toolkit conformance: every published WSDL must load and generate a working
 //! client in the toolkits partners use (zeep, JAX-WS wsimport, gSOAP, node-soap).
 //!
-//! Each test runs one script from `tests/toolkits/` on every WSDL. The toolkits are
-//! installed by `.ci/setup`; a missing toolkit is a test FAILURE, never a skip.
-//! Run one toolkit with `cargo test --test toolkits gsoap -- --nocapture` to see the
+//! Each test runs one script from `tests/toolkits/` on every WSDL: the full partner WSDL,
+//! its SOAP 1.1-only view, the callback WSDL and its SOAP 1.1-only view. For the two partner
+//! WSDLs the script's generated client also calls a real gateway started here (in process,
+//! with the reference partner API layer) on every port it has, and must surface each of
+//! these as the toolkit's typed fault: a wrong key (`AccessDeniedFault`
+//! `authentication-failed`), an account that does not exist (`NotFoundFault` `account`)
+//! and a throttled partner (`ThrottledFault` with `RetryAfterSeconds`). The script prints
+//! `LIVE-OK <soap11|soap12> …` per SOAP version it called; the test requires the versions
+//! the toolkit has for that WSDL ([`live_versions`]).
+//!
+//! The toolkits are installed by `.ci/setup`; a missing toolkit is a test FAILURE, never a
+//! skip. Run one toolkit with `cargo test --test toolkits gsoap -- --nocapture` to see the
 //! toolkit's own output and warnings.
 
 #![allow(
@@ -12,6 +21,8 @@
     clippy::panic,
     reason = "test code"
 )]
+
+mod common;
 
 use std::env;
 use std::io::Read;
@@ -27,17 +38,75 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The published contracts, relative to the repository root. The SOAP 1.1-only view
-/// is produced by the build; it is checked whenever it exists.
-fn wsdls() -> Vec<&'static str> {
-    let mut v = vec!["wsdl/partner-api.wsdl"];
-    if root().join("generated/partner-api-soap11.wsdl").is_file() {
-        v.push("generated/partner-api-soap11.wsdl");
-    } else {
-        eprintln!("note: generated/partner-api-soap11.wsdl does not exist (yet); not checked");
+const FULL: &str = "wsdl/partner-api.wsdl";
+const FULL_SOAP11: &str = "generated/partner-api-soap11.wsdl";
+const CALLBACK: &str = "wsdl/partner-callback.wsdl";
+const CALLBACK_SOAP11: &str = "generated/partner-callback-soap11.wsdl";
+
+/// The published contracts, relative to the repository root (the SOAP 1.1-only views are
+/// the committed mirrors of what build.rs makes; `generated_fresh` keeps them current).
+fn wsdls() -> [&'static str; 4] {
+    [FULL, FULL_SOAP11, CALLBACK, CALLBACK_SOAP11]
+}
+
+/// The SOAP versions a toolkit's client generated from `wsdl` must have called the gateway
+/// with (`LIVE-OK` lines). gSOAP generates one client for the full WSDL that sends SOAP 1.2
+/// on every operation (see tests/toolkits/README.md); the others get one port per binding.
+fn live_versions(toolkit: &str, wsdl: &str) -> &'static [&'static str] {
+    match (toolkit, wsdl) {
+        ("gsoap", FULL) => &["soap12"],
+        (_, FULL) => &["soap11", "soap12"],
+        (_, FULL_SOAP11) => &["soap11"],
+        _ => &[],
     }
-    v.push("wsdl/partner-callback.wsdl");
-    v
+}
+
+/// A gateway for the generated clients to call: in process, the reference partner API layer
+/// behind it, one partner allowed everything from loopback and one throttled to one call per
+/// second (burst 1). Fields drop in order: the gateway before its runtime.
+struct Live {
+    gw: common::TestGateway,
+    partner: common::Partner,
+    throttled: common::Partner,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Live {
+    fn start() -> Live {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (gw, partner, throttled) = rt.block_on(async {
+            let gw = common::start_gateway(common::test_config()).await;
+            let partner = gw.partner(&["*"], &["127.0.0.0/8"]).await;
+            let throttled = gw.partner(&["*"], &["127.0.0.0/8"]).await;
+            gw.store
+                .set_partner_rate(&throttled.id, partnergate::store::Rate::new(1, 1))
+                .expect("rate");
+            gw.sync().await;
+            (gw, partner, throttled)
+        });
+        Live {
+            gw,
+            partner,
+            throttled,
+            _rt: rt,
+        }
+    }
+
+    /// What the scripts read: where to call and as whom.
+    fn env(&self, cmd: &mut Command) {
+        cmd.env(
+            "PG_LIVE_ENDPOINT",
+            format!("http://{}/soap/partner/v1", self.gw.addr),
+        )
+        .env("PG_LIVE_PARTNER", &self.partner.id)
+        .env("PG_LIVE_KEY", &self.partner.key)
+        .env("PG_LIVE_THROTTLED_PARTNER", &self.throttled.id)
+        .env("PG_LIVE_THROTTLED_KEY", &self.throttled.key);
+    }
 }
 
 fn on_path(cmd: &str) -> bool {
@@ -126,12 +195,27 @@ fn run(mut cmd: Command) -> Outcome {
     }
 }
 
-/// Runs `make_cmd(wsdl)` for every WSDL; fails listing every WSDL that failed, with the
-/// script's stdout/stderr. Toolkit warnings are echoed (visible with --nocapture).
+/// Runs `make_cmd(wsdl)` for every WSDL, with a live gateway to call; fails listing every
+/// WSDL that failed, with the script's stdout/stderr, and every WSDL whose client did not
+/// report the live calls of [`live_versions`]. Toolkit warnings are echoed (visible with
+/// --nocapture).
 fn check_all(toolkit: &str, make_cmd: impl Fn(&str) -> Command) {
+    let live = Live::start();
     let mut failures = Vec::new();
     for wsdl in wsdls() {
-        let o = run(make_cmd(wsdl));
+        let mut cmd = make_cmd(wsdl);
+        live.env(&mut cmd);
+        let mut o = run(cmd);
+        for version in live_versions(toolkit, wsdl) {
+            let line = format!("LIVE-OK {version} ");
+            if o.ok && !o.stdout.lines().any(|l| l.starts_with(&line)) {
+                o.ok = false;
+                o.status = format!("no `{line}…` line: the {version} port was not called");
+            }
+        }
+        for l in o.stdout.lines().filter(|l| l.starts_with("LIVE-OK ")) {
+            println!("  {l}");
+        }
         let warnings: Vec<&str> = o
             .stdout
             .lines()

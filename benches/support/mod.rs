@@ -148,7 +148,7 @@ pub fn gateway(snapshot: Snapshot, upstream: Arc<dyn Upstream>) -> Gateway {
             xml: config.limits.xml,
             trusted_proxies: Vec::new(),
             trusted_proxy_header: partnergate::allowlist::ProxyHeader::default(),
-            soap11_status: config.soap11_status,
+            fault_status: config.fault_status,
         },
         snapshot: Arc::new(SnapshotCell::new(snapshot)),
         throttle: partnergate::throttle::Throttle::new(

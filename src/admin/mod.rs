@@ -88,23 +88,41 @@ impl std::fmt::Debug for AdminToken {
 pub struct Actor(String);
 
 impl Actor {
-    /// The CLI's operator: `cli:$USER` when `USER` is a plain user name, else `cli:uid:<uid>`.
+    /// The CLI's operator: `cli:$USER` when `USER` is a plain user name; without one, the
+    /// process's user name from `/etc/passwd` — so root is `cli:root` whether `USER` is set or
+    /// not — and `cli:uid:<uid>` only for a uid without a (plain) passwd entry.
     pub fn cli() -> Actor {
+        use std::os::unix::fs::MetadataExt as _;
+        let uid = std::fs::metadata("/proc/self").ok().map(|m| m.uid());
+        let passwd = std::fs::read_to_string("/etc/passwd").ok();
+        Actor::cli_from(std::env::var("USER").ok(), uid, passwd.as_deref())
+    }
+
+    fn cli_from(user: Option<String>, uid: Option<u32>, passwd: Option<&str>) -> Actor {
         let plain = |u: &str| {
             !u.is_empty()
                 && u.len() <= 64
                 && u.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         };
-        match std::env::var("USER") {
-            Ok(user) if plain(&user) => Actor(format!("cli:{user}")),
-            _ => {
-                use std::os::unix::fs::MetadataExt as _;
-                match std::fs::metadata("/proc/self") {
-                    Ok(m) => Actor(format!("cli:uid:{}", m.uid())),
-                    Err(_) => Actor("cli:unknown".into()),
-                }
-            }
+        if let Some(user) = user.filter(|u| plain(u)) {
+            return Actor(format!("cli:{user}"));
+        }
+        let Some(uid) = uid else {
+            return Actor("cli:unknown".into());
+        };
+        // name:password:uid:…
+        let name = passwd.and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?;
+                (id.parse::<u32>().ok() == Some(uid) && plain(name)).then(|| name.to_string())
+            })
+        });
+        match name {
+            Some(name) => Actor(format!("cli:{name}")),
+            None => Actor(format!("cli:uid:{uid}")),
         }
     }
 
@@ -1302,4 +1320,39 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use super::Actor;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+        daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+        odd name:x:1001:1001::/home/odd:/bin/sh\n";
+
+    /// One identity per operator: root is `cli:root` with `USER=root` and without `USER`
+    /// (it used to be `cli:uid:0` then); `cli:uid:N` only when passwd has no plain name.
+    #[test]
+    fn the_cli_actor_is_the_same_with_and_without_user() {
+        let with = Actor::cli_from(Some("root".into()), Some(0), Some(PASSWD));
+        let without = Actor::cli_from(None, Some(0), Some(PASSWD));
+        assert_eq!(with.as_str(), "cli:root");
+        assert_eq!(without, with);
+        let odd_user = Actor::cli_from(Some("a b".into()), Some(1), Some(PASSWD));
+        assert_eq!(odd_user.as_str(), "cli:daemon");
+        assert_eq!(
+            Actor::cli_from(None, Some(1001), Some(PASSWD)).as_str(),
+            "cli:uid:1001"
+        );
+        assert_eq!(
+            Actor::cli_from(None, Some(4242), Some(PASSWD)).as_str(),
+            "cli:uid:4242"
+        );
+        assert_eq!(Actor::cli_from(None, Some(0), None).as_str(), "cli:uid:0");
+        assert_eq!(Actor::cli_from(None, None, None).as_str(), "cli:unknown");
+        assert_eq!(
+            Actor::cli_from(Some("tester".into()), Some(0), Some(PASSWD)).as_str(),
+            "cli:tester"
+        );
+    }
 }

@@ -50,6 +50,7 @@ pub const KEYS: &[&str] = &[
     "refresh_interval_ms",
     "trusted_proxies",
     "faults.soap11_status",
+    "faults.soap12_status",
     "stats.flush_interval_ms",
     "stats.retention_days",
     "callback.allowed_callers",
@@ -108,7 +109,9 @@ pub struct TomlFile {
 }
 
 impl TomlFile {
-    /// Reads and flattens a TOML file; unknown keys are errors.
+    /// Reads and flattens a TOML file. Unknown keys are kept, so that
+    /// [`Config::from_sources`](super::Config::from_sources) reports them together with every
+    /// invalid value, in one pass.
     pub fn read(path: &std::path::Path) -> Result<TomlFile, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
@@ -122,27 +125,17 @@ impl TomlFile {
         })
     }
 
-    /// Flattens TOML text.
+    /// Flattens TOML text (only a TOML syntax error is an error here).
     pub fn parse(text: &str) -> Result<TomlFile, ConfigError> {
         let value: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
         let mut settings = BTreeMap::new();
-        let mut errors = Vec::new();
-        flatten("", &toml::Value::Table(value), &mut settings, &mut errors);
-        if errors.is_empty() {
-            Ok(TomlFile { settings })
-        } else {
-            Err(ConfigError(errors))
-        }
+        flatten("", &toml::Value::Table(value), &mut settings);
+        Ok(TomlFile { settings })
     }
 }
 
-fn flatten(
-    prefix: &str,
-    value: &toml::Value,
-    out: &mut BTreeMap<String, String>,
-    errors: &mut Vec<String>,
-) {
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
     match value {
         toml::Value::Table(t) if !KEYS.contains(&prefix) => {
             for (k, v) in t {
@@ -151,10 +144,9 @@ fn flatten(
                 } else {
                     format!("{prefix}.{k}")
                 };
-                flatten(&key, v, out, errors);
+                flatten(&key, v, out);
             }
         }
-        _ if !KEYS.contains(&prefix) => errors.push(format!("unknown key {prefix:?}")),
         toml::Value::String(s) => {
             out.insert(prefix.to_string(), s.clone());
         }

@@ -60,10 +60,38 @@ fn log_flush_zero_means_unbuffered() {
 
 #[test]
 fn unknown_file_keys_are_errors() {
-    let err = TomlFile::parse("[limits]\nbody_max = 1\n")
-        .err()
-        .expect("unknown key");
+    let file = TomlFile::parse("[limits]\nbody_max = 1\n").expect("toml");
+    let err = Config::from_sources(&[&file]).expect_err("unknown key");
     assert!(err.to_string().contains("limits.body_max"), "{err}");
+    assert!(err.to_string().contains("unknown key"), "{err}");
+    // A misspelt secret is not echoed.
+    let file = TomlFile::parse("[admin]\ntokn = \"s3cret-value\"\n").expect("toml");
+    let err = Config::from_sources(&[&file]).expect_err("unknown key");
+    assert!(err.to_string().contains("admin.tokn: unknown key"), "{err}");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+/// Unknown keys and invalid values of a file are reported in one pass (they used to be two
+/// runs: the unknown keys first, the values after they were fixed).
+#[test]
+fn unknown_keys_and_bad_values_are_reported_together() {
+    let file = TomlFile::parse(
+        "listen = \"nope\"\nlisten_port = 1\n[limits]\nbody_max = 1\nbody_max_bytes = 0\n\
+         [nosuch]\nkey = \"x\"\n",
+    )
+    .expect("toml");
+    let err = Config::from_sources(&[&file]).expect_err("invalid");
+    let text = err.to_string();
+    assert_eq!(err.0.len(), 5, "{text}");
+    for key in [
+        "listen = \"nope\"",
+        "listen_port",
+        "limits.body_max: unknown key",
+        "limits.body_max_bytes",
+        "nosuch.key",
+    ] {
+        assert!(text.contains(key), "{key}: {text}");
+    }
 }
 
 #[test]
@@ -196,5 +224,33 @@ fn outage_settings_have_defaults_and_refuse_zero() {
     for key in ["database_checkout_timeout_ms", "stats.max_pending_rows"] {
         let err = Config::from_sources(&[&map(&[(key, "0")])]).expect_err(key);
         assert!(err.to_string().contains(key), "{err}");
+    }
+}
+
+#[test]
+fn fault_statuses_default_to_the_standards_and_are_set_per_version() {
+    use crate::fault::{Soap11Status, Soap12Status, StatusModes};
+    let c = Config::from_sources(&[]).expect("defaults");
+    assert_eq!(
+        c.fault_status,
+        StatusModes {
+            soap11: Soap11Status::WsI,
+            soap12: Soap12Status::HttpBinding
+        }
+    );
+    let file = TomlFile::parse("[faults]\nsoap12_status = \"semantic\"\n").expect("toml");
+    let c = Config::from_sources(&[&file]).expect("semantic");
+    assert_eq!(c.fault_status.soap12, Soap12Status::Semantic);
+    assert_eq!(c.fault_status.soap11, Soap11Status::WsI);
+    let both = map(&[
+        ("faults.soap11_status", "semantic"),
+        ("faults.soap12_status", "http-binding"),
+    ]);
+    let c = Config::from_sources(&[&file, &both]).expect("both");
+    assert_eq!(c.fault_status.soap11, Soap11Status::Semantic);
+    assert_eq!(c.fault_status.soap12, Soap12Status::HttpBinding);
+    for bad in ["wsi", "400", ""] {
+        let err = Config::from_sources(&[&map(&[("faults.soap12_status", bad)])]).expect_err(bad);
+        assert!(err.to_string().contains("faults.soap12_status"), "{err}");
     }
 }

@@ -6,6 +6,12 @@ use crate::pipeline::ActionError;
 
 const RID: &str = "gw-1";
 
+/// The semantic statuses for both SOAP versions.
+const SEMANTIC: StatusModes = StatusModes {
+    soap11: Soap11Status::Semantic,
+    soap12: Soap12Status::Semantic,
+};
+
 fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
@@ -35,7 +41,7 @@ fn hostile_quotes() -> Vec<String> {
 }
 
 /// Every rejection that can carry a text, with `q` in every text, and every other variant.
-fn rejections(q: &str) -> Vec<Rejection> {
+pub(super) fn rejections(q: &str) -> Vec<Rejection> {
     use crate::allowlist::AllowError;
     use crate::authorize::AuthorizeError;
     use crate::decode::{DecodeError, Rule};
@@ -236,7 +242,7 @@ fn every_rejection_quoting_hostile_text_renders_a_well_formed_fault() {
                     | Rejection::Auth(AuthError::MustUnderstand(_))
             );
             for version in [SoapVersion::Soap11, SoapVersion::Soap12] {
-                for mode in [Soap11Status::WsI, Soap11Status::Semantic] {
+                for mode in [StatusModes::default(), SEMANTIC] {
                     let f = render(&rejection, version, RID, mode);
                     let what = format!("{} {version:?} {q:?}", rejection.stage());
                     let (_, detail) = assert_well_formed(&f.body, version, &what);
@@ -286,7 +292,7 @@ fn a_forbidden_character_in_an_end_tag_is_quoted_as_a_replacement_character() {
         &Rejection::Limit(e),
         SoapVersion::Soap12,
         RID,
-        Soap11Status::WsI,
+        StatusModes::default(),
     );
     let (reason, detail) = assert_well_formed(&f.body, SoapVersion::Soap12, "end tag");
     let expected =
@@ -343,7 +349,7 @@ fn an_upstream_fault_without_detail_becomes_our_upstream_unavailable() {
             detail: None,
         };
         for version in [SoapVersion::Soap11, SoapVersion::Soap12] {
-            let f = render_upstream(&fault, version, RID, Soap11Status::Semantic);
+            let f = render_upstream(&fault, version, RID, SEMANTIC);
             assert_eq!(
                 (f.status, f.outcome, f.retry_after),
                 (StatusCode::BAD_GATEWAY, "upstream-fault", None)
@@ -491,7 +497,7 @@ fn typed_upstream_faults_keep_their_typed_fields_and_get_our_texts() {
             detail: Some(upstream),
         };
         for version in [SoapVersion::Soap11, SoapVersion::Soap12] {
-            let f = render_upstream(&fault, version, RID, Soap11Status::Semantic);
+            let f = render_upstream(&fault, version, RID, SEMANTIC);
             assert_eq!(
                 (f.status.as_u16(), f.outcome, f.retry_after),
                 (status, outcome, retry_after),
@@ -550,7 +556,7 @@ fn the_upstream_texts_are_logged_cut_and_on_one_line() {
         detail: None,
     };
     let log = log_of(|| {
-        render_upstream(&fault, SoapVersion::Soap11, RID, Soap11Status::WsI);
+        render_upstream(&fault, SoapVersion::Soap11, RID, StatusModes::default());
     });
     assert_eq!(log.lines().count(), 1, "{log}");
     assert!(log.contains(" WARN "), "{log}");
@@ -578,7 +584,7 @@ fn the_upstream_texts_are_logged_cut_and_on_one_line() {
         }))),
     };
     let log = log_of(|| {
-        render_upstream(&fault, SoapVersion::Soap12, RID, Soap11Status::WsI);
+        render_upstream(&fault, SoapVersion::Soap12, RID, StatusModes::default());
     });
     assert_eq!(log.lines().count(), 1, "{log}");
     assert!(log.contains(" INFO "), "{log}");
@@ -634,7 +640,7 @@ fn the_layers_own_fault_keeps_its_texts() {
             request_id: upstream_rid(),
         }))),
     };
-    let f = render_layer_fault(&fault, SoapVersion::Soap11, RID, Soap11Status::WsI);
+    let f = render_layer_fault(&fault, SoapVersion::Soap11, RID, StatusModes::default());
     assert_eq!(f.status, StatusCode::INTERNAL_SERVER_ERROR);
     let (reason, detail) = assert_well_formed(&f.body, SoapVersion::Soap11, "layer");
     assert_eq!(
@@ -659,7 +665,12 @@ fn a_quoted_cdata_end_keeps_the_typed_detail() {
         action: "urn:x]]>y".into(),
         body: "GetAccount",
     });
-    let f = render(&rejection, SoapVersion::Soap12, "gw-1", Soap11Status::WsI);
+    let f = render(
+        &rejection,
+        SoapVersion::Soap12,
+        "gw-1",
+        StatusModes::default(),
+    );
     let env = envelope::scan(&f.body).expect("scan");
     let fault = envelope::parse_fault(&env).expect("fault");
     let detail = fault.detail.expect("the typed detail is kept");

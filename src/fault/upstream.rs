@@ -5,7 +5,7 @@
 use http::StatusCode;
 
 use super::{
-    finish, gateway_request_id, log_text, message, Detail, FaultResponse, Plan, Soap11Status,
+    finish, gateway_request_id, log_text, message, Detail, FaultResponse, Plan, StatusModes,
     FAULT_TEXT_CHARS,
 };
 use crate::envelope::{FaultCode, SoapVersion};
@@ -58,7 +58,7 @@ pub fn render_upstream(
     fault: &UpstreamFault,
     version: SoapVersion,
     request_id: &str,
-    soap11: Soap11Status,
+    statuses: StatusModes,
 ) -> FaultResponse {
     let plan = match &fault.detail {
         None => {
@@ -101,7 +101,7 @@ pub fn render_upstream(
             }
         }
     };
-    finish(plan, version, request_id, soap11)
+    finish(plan, version, request_id, statuses)
 }
 
 /// Renders a typed fault of the partner API layer itself (`partnergate upstream serve`, which
@@ -111,7 +111,7 @@ pub fn render_layer_fault(
     fault: &UpstreamFault,
     version: SoapVersion,
     request_id: &str,
-    soap11: Soap11Status,
+    statuses: StatusModes,
 ) -> FaultResponse {
     let (status, outcome) = upstream_status(fault.detail.as_ref());
     let mut detail = fault.detail.clone();
@@ -126,7 +126,7 @@ pub fn render_layer_fault(
         retry_after: upstream_retry_after(fault.detail.as_ref()),
         outcome,
     };
-    finish(plan, version, request_id, soap11)
+    finish(plan, version, request_id, statuses)
 }
 
 pub(super) fn set_request_id(detail: &mut FaultDetail, request_id: &str) {

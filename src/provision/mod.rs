@@ -111,6 +111,11 @@ pub struct Provisioning {
 }
 
 impl Provisioning {
+    /// The database this layer works on, as a URL with any password replaced (for the log).
+    pub fn database(&self) -> &str {
+        self.store.redacted_url()
+    }
+
     /// A layer over `store`, reading partner data from `snapshot`.
     pub fn new(store: Store, snapshot: Arc<SnapshotCell>) -> Self {
         Provisioning { store, snapshot }
@@ -357,15 +362,17 @@ fn to_fault(problem: &Problem, request_id: &str) -> UpstreamFault {
             Problem::Store(_) | Problem::Corrupt(_) => return None,
         })
     });
+    // The kind, then what the problem says once (`Not Found: account ACC-1`, not
+    // `Not Found: account: account ACC-1 not found`).
     let reason = match problem {
-        Problem::NotFound { what, .. } => format!("Not Found: {what}"),
-        Problem::Conflict { .. } => "Conflict".to_string(),
-        Problem::Invalid { .. } => "Invalid Request".to_string(),
-        Problem::Store(_) | Problem::Corrupt(_) => "Upstream Unavailable".to_string(),
+        Problem::NotFound { what, key, .. } => format!("Not Found: {what} {key}"),
+        Problem::Conflict { .. } => format!("Conflict: {problem}"),
+        Problem::Invalid { .. } => format!("Invalid Request: {problem}"),
+        Problem::Store(_) | Problem::Corrupt(_) => format!("Upstream Unavailable: {problem}"),
     };
     UpstreamFault {
         code: FaultCode::Sender,
-        reason: format!("{reason}: {problem}").chars().take(400).collect(),
+        reason: reason.chars().take(400).collect(),
         detail,
     }
 }

@@ -28,7 +28,7 @@ use crate::config::XmlLimits;
 use crate::decode::{self, DecodeLimits};
 use crate::encode;
 use crate::envelope::{self, SoapVersion};
-use crate::fault::{self, Soap11Status};
+use crate::fault::{self, StatusModes};
 use crate::forward::{UpstreamReply, GATEWAY_SECRET_HEADER};
 use crate::generated::partner::Operation;
 use crate::generated::types::cmn;
@@ -145,7 +145,7 @@ impl Standalone {
             tracing::warn!(%peer, error = %e, "refused a call that did not come through the gateway");
             let denied = Rejection::Auth(crate::authenticate::AuthError::Missing);
             return render(
-                fault::render(&denied, version, &request_id, Soap11Status::WsI),
+                fault::render(&denied, version, &request_id, StatusModes::default()),
                 version,
             );
         }
@@ -163,7 +163,7 @@ impl Standalone {
                             &Rejection::Limit(e),
                             version,
                             &request_id,
-                            Soap11Status::WsI,
+                            StatusModes::default(),
                         ),
                         version,
                     )
@@ -178,11 +178,11 @@ impl Standalone {
                 }
             }
             Ok((version, UpstreamReply::Fault(f))) => render(
-                fault::render_layer_fault(&f, version, &request_id, Soap11Status::WsI),
+                fault::render_layer_fault(&f, version, &request_id, StatusModes::default()),
                 version,
             ),
             Err((version, rejection)) => render(
-                fault::render(&rejection, version, &request_id, Soap11Status::WsI),
+                fault::render(&rejection, version, &request_id, StatusModes::default()),
                 version,
             ),
         }
@@ -262,6 +262,8 @@ pub async fn start(
 ) -> std::io::Result<(SocketAddr, watch::Sender<bool>, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    // Which database this process works on (it defaults to ./partnergate.db).
+    tracing::info!(database = layer.database(), "partner API layer database");
     let (tx, rx) = watch::channel(false);
     let handle = tokio::spawn(Standalone::new(layer, trust).serve(listener, rx));
     Ok((addr, tx, handle))

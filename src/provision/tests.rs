@@ -427,7 +427,16 @@ fn problems_become_typed_faults() {
         key: "ACC-1".into(),
     };
     match reply(Err(nf), "gw-1") {
-        Ok(UpstreamReply::Fault(f)) => assert!(matches!(f.detail, Some(FaultDetail::NotFound(_)))),
+        Ok(UpstreamReply::Fault(f)) => {
+            // The entity and key once, no stutter ("Not Found: account: account ACC-1 not found").
+            assert_eq!(f.reason, "Not Found: account ACC-1");
+            match f.detail {
+                Some(FaultDetail::NotFound(d)) => {
+                    assert_eq!(d.message.as_str(), "account ACC-1 not found");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         other => panic!("{other:?}"),
     }
     assert!(matches!(

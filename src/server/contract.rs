@@ -1,5 +1,6 @@
 //! The published contract: `GET /soap/partner/v1?wsdl` (`?wsdl=soap11`, `?xsd=NAME`) and
-//! `GET /soap/callback/v1?wsdl` (`?xsd=NAME`), with their addresses pointing at this deployment.
+//! `GET /soap/callback/v1?wsdl` (`?wsdl=soap11`, `?xsd=NAME`), with their addresses pointing
+//! at this deployment.
 //!
 //! Where the addresses point: `public_url` when configured (production sets it); otherwise a
 //! `Host` the request names that is listed in `public_hosts`; otherwise the listener's own
@@ -98,17 +99,20 @@ impl PublicAddress {
         }
     }
 
-    /// `?wsdl` and `?xsd=NAME` of the callback contract, for partners to generate their server
-    /// side (its `soap:address` is the partner's own, left as published).
+    /// `?wsdl`, `?wsdl=soap11` and `?xsd=NAME` of the callback contract, for partners to
+    /// generate their server side (its `soap:address` is the partner's own, left as published).
     pub fn callback(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
         reached: Reached,
     ) -> Response<Full<Bytes>> {
-        let views = [("", published::CALLBACK_WSDL)];
+        let views = [
+            ("", published::CALLBACK_WSDL),
+            ("soap11", published::CALLBACK_WSDL_SOAP11),
+        ];
         let endpoint = format!("{}{CALLBACK_PATH}", self.base_url(headers, reached));
-        match published_document(query, &views, "use ?wsdl or ?xsd=NAME\n") {
+        match published_document(query, &views, "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n") {
             Ok(doc) => self.document(rewrite_schema_locations(doc.text, &endpoint)),
             Err(usage) => text(StatusCode::NOT_FOUND, usage),
         }

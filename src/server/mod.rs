@@ -372,7 +372,7 @@ impl Server {
         let version_hint =
             pipeline::content_type_version(&parts.headers).map_or(SoapVersion::Soap11, |(v, _)| v);
         let gw = &self.gateway;
-        let mode = gw.settings.soap11_status;
+        let mode = gw.settings.fault_status;
         let body = match self
             .read_body(&parts, body, version_hint, &request_id, peer, started)
             .await
@@ -525,7 +525,7 @@ impl Server {
                 &rejection,
                 version,
                 request_id,
-                self.gateway.settings.soap11_status,
+                self.gateway.settings.fault_status,
             );
             let done = Done {
                 request_id,

@@ -12,6 +12,13 @@
 # CallbackAuth) is in SOAP-ENV:Header with mustUnderstand set, and prints the envelope
 # namespace each proxy uses. Any warning printed by wsdl2h, soapcpp2 or g++ is
 # reprinted as "TOOLKIT-WARNING [gsoap]: ..."; any error exits non-zero.
+# With PG_LIVE_ENDPOINT set (tests/toolkits.rs does) and a WSDL with the PartnerAuth header, a
+# second driver calls GetAccount through the generated proxy against that gateway and must find
+# the typed detail gSOAP deserialised into the fault (SOAP_ENV__Detail): a wrong key ->
+# AccessDeniedFault authentication-failed, an unknown account -> NotFoundFault account, the
+# throttled partner -> ThrottledFault RetryAfterSeconds. gSOAP reported a SOAP 1.2 fault sent
+# with 403/404/429 as `HTTP Error` without it. Prints "LIVE-OK soap11|soap12 <proxy> ..." with
+# the SOAP version the proxy sent.
 set -euo pipefail
 PG_TOOL=gsoap
 # shellcheck source=tests/toolkits/lib.sh
@@ -146,3 +153,89 @@ while IFS=$'\t' read -r name env; do
     if [[ -n "${PG_VERBOSE:-}" ]]; then echo "$env"; fi
 done <envs.tsv
 pg_info "OK $1"
+
+# --- live calls through the generated proxy ------------------------------------------
+if [[ -n "${PG_LIVE_ENDPOINT:-}" ]] && printf '%s\n' "${headers[@]}" | grep -qx PartnerAuth; then
+    p="${proxies[0]}"
+    cls=$(sed -nE '/^[[:space:]]*class SOAP_CMAC /{s/^[[:space:]]*class SOAP_CMAC ([A-Za-z0-9_]+).*/\1/p;q}' "$p")
+    # virtual int GetAccount(const char *soap_endpoint_url, const char *soap_action, _ns3__GetAccount *..., _ns3__GetAccountResponse &...)
+    decl=$(grep -m1 -E 'virtual int GetAccount\(const char \*soap_endpoint_url, const char \*soap_action, ' "$p")
+    req=$(sed -E 's/.*soap_action, ([A-Za-z0-9_]+) \*.*/\1/' <<<"$decl")
+    resp=$(sed -E 's/.*, ([A-Za-z0-9_]+) &[A-Za-z0-9_]+\).*/\1/' <<<"$decl")
+    auth=$(grep -m1 -E 'virtual void soap_header\(' "$p" | sed -E 's/.*soap_header\(([A-Za-z0-9_]+) \*[A-Za-z0-9_]+\);.*/\1/')
+    # the prefix gSOAP gave the common namespace: _<prefix>__AccessDeniedFault
+    cmn=$(grep -m1 -oE '_[A-Za-z0-9]+__AccessDeniedFault \*' soapStub.h | sed -E 's/^_([A-Za-z0-9]+)__.*/\1/')
+    [[ -n "$req" && -n "$resp" && -n "$auth" && -n "$cmn" && "$auth" == _*__PartnerAuth ]] \
+        || pg_fail "$p: cannot read GetAccount ($req, $resp), the header type ($auth) or the fault details ($cmn)"
+    cat >live.cpp <<CPP
+#include <iostream>
+#include <sstream>
+#include <string>
+#include "$p"
+#include "${nsmaps[0]}"
+// The typed fault a GetAccount call ends in ("Kind detail"), or what gSOAP reported instead.
+static std::string call(const char *endpoint, const char *id, const std::string &key, int &version) {
+  $cls p;
+  $auth *auth = soap_new_$auth(p.soap);
+  auth->PartnerId = id;
+  auth->ApiKey = key;
+  p.soap_header(auth);
+  $req req;
+  req.AccountNumber = "ACC-9999999999";
+  $resp resp;
+  int rc = p.GetAccount(endpoint, NULL, &req, resp);
+  version = p.soap->version;
+  std::string out;
+  const SOAP_ENV__Fault *f = p.soap->fault;
+  const SOAP_ENV__Detail *d = f ? (f->detail ? f->detail : f->SOAP_ENV__Detail) : NULL;
+  if (rc == SOAP_OK) out = "no fault";
+  else if (d && d->${cmn}__AccessDeniedFault)
+    out = std::string("AccessDeniedFault ") + soap_${cmn}__AccessDeniedReason2s(p.soap, d->${cmn}__AccessDeniedFault->Reason);
+  else if (d && d->${cmn}__NotFoundFault)
+    out = std::string("NotFoundFault ") + soap_${cmn}__NotFoundEntity2s(p.soap, d->${cmn}__NotFoundFault->Entity);
+  else if (d && d->${cmn}__ThrottledFault) {
+    std::ostringstream s;
+    s << "ThrottledFault " << d->${cmn}__ThrottledFault->RetryAfterSeconds;
+    out = s.str();
+  } else {
+    std::ostringstream s;
+    s << "no typed detail (error " << rc << "): ";
+    p.soap_stream_fault(s);
+    out = s.str();
+  }
+  p.destroy();
+  return out;
+}
+static int expect(const std::string &what, const std::string &got, const std::string &want) {
+  if (got == want) return 0;
+  std::cerr << what << ": got " << got << ", expected " << want << std::endl;
+  return 1;
+}
+int main() {
+  const char *endpoint = getenv("PG_LIVE_ENDPOINT"), *id = getenv("PG_LIVE_PARTNER");
+  std::string key = getenv("PG_LIVE_KEY");
+  std::string wrong = key.substr(0, key.size() - 1) + (key[key.size() - 1] == 'x' ? "y" : "x");
+  int version = 0, failures = 0;
+  failures += expect("wrong key", call(endpoint, id, wrong, version), "AccessDeniedFault authentication-failed");
+  failures += expect("unknown account", call(endpoint, id, key, version), "NotFoundFault account");
+  std::string throttled;
+  for (int n = 0; n < 5 && throttled.empty(); n++) {
+    std::string got = call(endpoint, getenv("PG_LIVE_THROTTLED_PARTNER"), getenv("PG_LIVE_THROTTLED_KEY"), version);
+    if (got.compare(0, 15, "ThrottledFault ") == 0) throttled = got;
+    else failures += expect("throttled partner", got, "NotFoundFault account");
+  }
+  if (throttled.empty() || throttled == "ThrottledFault 0") {
+    std::cerr << "five quick calls at 1/s: no ThrottledFault with RetryAfterSeconds >= 1" << std::endl;
+    failures++;
+  }
+  if (failures) return 1;
+  std::cout << "LIVE-OK soap1" << (version == 2 ? "2" : "1") << " $cls: AccessDeniedFault authentication-failed, "
+            << "NotFoundFault account, ThrottledFault RetryAfterSeconds=" << throttled.substr(15)
+            << " (the fault's SOAP_ENV__Detail deserialised by the proxy)" << std::endl;
+  return 0;
+}
+CPP
+    step "g++ live.cpp" g++ -O0 -std=c++11 "${GSOAP_CFLAGS[@]}" -I. -I/usr/include -c live.cpp -o live.o
+    step "g++ link live" g++ -o live live.o soapC.o soap*Proxy.o "${GSOAP_LIBS[@]}"
+    ./live 2>live.err || { cat live.err >&2; pg_fail "live calls through the generated proxy failed"; }
+fi

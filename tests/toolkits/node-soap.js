@@ -13,6 +13,11 @@
 //   soap:Header, and the canned fault must come back as a parsed SOAP fault.
 //   SOAP 1.2 ports are called with { forceSoap12Headers: true } (node-soap does not
 //   pick the SOAP version from the binding).
+// * with PG_LIVE_ENDPOINT set (tests/toolkits.rs does) and a WSDL with the PartnerAuth
+//   header: GetAccount through every port against that gateway; the error's parsed fault must
+//   carry the typed detail: a wrong key -> AccessDeniedFault authentication-failed, an unknown
+//   account -> NotFoundFault account, the throttled partner -> ThrottledFault with
+//   RetryAfterSeconds. Prints "LIVE-OK soap11|soap12 <port> ..." per port.
 // Anything node-soap writes through console.warn/console.error or process warnings is
 // reprinted as "TOOLKIT-WARNING [node-soap]: ..."; any error exits non-zero.
 'use strict';
@@ -174,6 +179,49 @@ async function checkPort(wsdl, facts, port, service) {
   }
 }
 
+// The typed detail of a fault node-soap reports: [element local name, its parsed children].
+function typedFault(err, what) {
+  const fault = err && err.root && err.root.Envelope && err.root.Envelope.Body && err.root.Envelope.Body.Fault;
+  if (!fault) fail(`${what}: no parsed SOAP fault: ${(err && err.message) || err}`);
+  const detail = fault.Detail || fault.detail;
+  if (!detail || typeof detail !== 'object') fail(`${what}: a fault without a detail: ${JSON.stringify(fault)}`);
+  const names = Object.keys(detail).filter((k) => k !== 'attributes' && !k.startsWith('$'));
+  if (names.length !== 1) fail(`${what}: detail entries ${names.join(', ')}`);
+  return [names[0], detail[names[0]]];
+}
+
+async function live(wsdl, facts, port, service) {
+  const soap12 = port.version === 'soap12';
+  const ns = facts.headerNs.PartnerAuth;
+  const client = await soap.createClientAsync(wsdl, { forceSoap12Headers: soap12 });
+  client.setEndpoint(process.env.PG_LIVE_ENDPOINT);
+  const method = client[service][port.name].GetAccount;
+  const call = async (partner, key, what) => {
+    client.clearSoapHeaders();
+    client.addSoapHeader({ PartnerAuth: { PartnerId: partner, ApiKey: key } }, 'PartnerAuth', 'cmn', ns);
+    let err = null;
+    await new Promise((resolve) => method.call(client, { AccountNumber: 'ACC-9999999999' }, (e) => { err = e; resolve(); }));
+    if (!err) fail(`${port.name} ${what}: GetAccount returned no fault`);
+    return typedFault(err, `${port.name} ${what}`);
+  };
+  const key = process.env.PG_LIVE_KEY;
+  const wrong = key.slice(0, -1) + (key.endsWith('x') ? 'y' : 'x');
+  let [name, value] = await call(process.env.PG_LIVE_PARTNER, wrong, 'wrong key');
+  if (name !== 'AccessDeniedFault' || value.Reason !== 'authentication-failed') fail(`${port.name} wrong key: ${name} ${JSON.stringify(value)}`);
+  [name, value] = await call(process.env.PG_LIVE_PARTNER, key, 'unknown account');
+  if (name !== 'NotFoundFault' || value.Entity !== 'account') fail(`${port.name} unknown account: ${name} ${JSON.stringify(value)}`);
+  let retry = null;
+  for (let i = 0; i < 5 && retry === null; i++) {
+    [name, value] = await call(process.env.PG_LIVE_THROTTLED_PARTNER, process.env.PG_LIVE_THROTTLED_KEY, 'throttled');
+    if (name === 'ThrottledFault') retry = Number(value.RetryAfterSeconds);
+    else if (name !== 'NotFoundFault') fail(`${port.name} throttled partner: ${name} ${JSON.stringify(value)}`);
+  }
+  if (retry === null) fail(`${port.name}: five quick calls at 1/s were never throttled`);
+  if (!(retry >= 1)) fail(`${port.name}: RetryAfterSeconds ${retry}`);
+  console.log(`LIVE-OK ${port.version} ${port.name}: AccessDeniedFault authentication-failed, NotFoundFault account, ` +
+    `ThrottledFault RetryAfterSeconds=${retry} (the callback's error, root.Envelope.Body.Fault with the detail)`);
+}
+
 async function main() {
   const src = process.argv[2];
   if (!src || process.argv.length !== 3) {
@@ -203,6 +251,9 @@ async function main() {
     }
     console.log(`[${TOOL}] describe(): ${seen.size} port(s) x ${facts.ops.size} operations`);
     for (const p of facts.ports) await checkPort(wsdl, facts, p, seen.get(p.name));
+    if (process.env.PG_LIVE_ENDPOINT && facts.headers.includes('PartnerAuth')) {
+      for (const p of facts.ports) await live(wsdl, facts, p, seen.get(p.name));
+    }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@
 #
 # Usage: tests/toolkits/run-all.sh [WSDL...]
 #   default WSDLs: wsdl/partner-api.wsdl, generated/partner-api-soap11.wsdl (if it
-#   exists), wsdl/partner-callback.wsdl
+#   exists), wsdl/partner-callback.wsdl, generated/partner-callback-soap11.wsdl
 #   PG_TOOLKITS="zeep wsimport" limits the toolkits; full logs go to $PG_LOG_DIR
 #   (default: a temp dir, printed at the end). Exits 1 if any check failed.
 set -uo pipefail
@@ -18,6 +18,7 @@ else
     wsdls=(wsdl/partner-api.wsdl)
     [[ -f generated/partner-api-soap11.wsdl ]] && wsdls+=(generated/partner-api-soap11.wsdl)
     wsdls+=(wsdl/partner-callback.wsdl)
+    [[ -f generated/partner-callback-soap11.wsdl ]] && wsdls+=(generated/partner-callback-soap11.wsdl)
 fi
 read -r -a toolkits <<<"${PG_TOOLKITS:-zeep wsimport gsoap node-soap}"
 LOG_DIR="${PG_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pg-toolkits-logs.XXXXXX")}"

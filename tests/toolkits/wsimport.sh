@@ -10,6 +10,13 @@
 # Then asserts the generated SEI has, for every portType operation, a wrapper-style
 # method (@RequestWrapper) with the soap:header element (PartnerAuth / CallbackAuth)
 # as a `@WebParam(name = "...", ..., header = true)` parameter.
+# With PG_LIVE_ENDPOINT set (tests/toolkits.rs does) and a WSDL with the PartnerAuth header,
+# a Java client compiled against the generated code calls GetAccount through every port the
+# WSDL has against that gateway and must catch the generated checked exceptions with their
+# typed fault info: a wrong key -> AccessDeniedFaultMessage (authentication-failed), an unknown
+# account -> NotFoundFaultMessage (account), the throttled partner -> ThrottledFaultMessage
+# (RetryAfterSeconds). A ClientTransportException (what a SOAP 1.2 fault with 403/404/429
+# gave) fails it. Prints "LIVE-OK soap11|soap12 <port> ..." per port.
 set -euo pipefail
 PG_TOOL=wsimport
 # shellcheck source=tests/toolkits/lib.sh
@@ -83,3 +90,80 @@ for sei in "${seis[@]}"; do
     done
 done
 pg_info "OK $1: ${#seis[@]} SEI, $nops wrapper-style operations with header(s) ${headers[*]}; compiled $(find out -name '*.class' | wc -l) classes${ext:+ (with -extension)}"
+
+# --- live calls through the generated client -----------------------------------------
+if [[ -n "${PG_LIVE_ENDPOINT:-}" ]] && printf '%s\n' "${headers[@]}" | grep -qx PartnerAuth; then
+    mapfile -t ports < <("$PG_TOOLKITS_DIR/contract-facts.sh" "$PG_WSDL" | sed -n 's/^port \([^ ]*\) [^ ]* \(soap1[12]\)$/\1 \2/p')
+    (( ${#ports[@]} > 0 )) || pg_fail "no SOAP port in $1"
+    # JDK 11+ has no JAX-WS: the runtime is the jaxws package's jars.
+    JAXWS_CP="${PG_JAXWS_CLASSPATH:-/usr/share/java/*}"
+    cat >LiveCheck.java <<'JAVA'
+import java.io.File;
+import javax.xml.namespace.QName;
+import javax.xml.ws.BindingProvider;
+import partnergate.partner.common.v1.PartnerAuth;
+import partnergate.partner.v1.*;
+
+public class LiveCheck {
+    static final String MISSING = "ACC-9999999999";
+
+    static PartnerAuth auth(String id, String key) {
+        PartnerAuth a = new PartnerAuth();
+        a.setPartnerId(id);
+        a.setApiKey(key);
+        return a;
+    }
+
+    /** The typed fault a GetAccount call ends in: "Kind detail", or an exception. */
+    static String call(PartnerApi api, String id, String key) throws Exception {
+        try {
+            api.getAccount(MISSING, auth(id, key));
+            throw new Exception("GetAccount(" + MISSING + ") returned no fault");
+        } catch (AccessDeniedFaultMessage e) {
+            return "AccessDeniedFault " + e.getFaultInfo().getReason().value();
+        } catch (NotFoundFaultMessage e) {
+            return "NotFoundFault " + e.getFaultInfo().getEntity().value();
+        } catch (ThrottledFaultMessage e) {
+            return "ThrottledFault " + e.getFaultInfo().getRetryAfterSeconds();
+        } catch (InvalidRequestFaultMessage | ConflictFaultMessage | UpstreamUnavailableFaultMessage e) {
+            throw new Exception("unexpected typed fault " + e.getClass().getSimpleName() + ": " + e.getMessage());
+        }
+    }
+
+    static void expect(String port, String what, String got, String want) throws Exception {
+        if (!got.equals(want)) throw new Exception(port + " " + what + ": got " + got + ", expected " + want);
+    }
+
+    public static void main(String[] args) throws Exception {
+        String endpoint = System.getenv("PG_LIVE_ENDPOINT");
+        String id = System.getenv("PG_LIVE_PARTNER"), key = System.getenv("PG_LIVE_KEY");
+        String wrong = key.substring(0, key.length() - 1) + (key.endsWith("x") ? "y" : "x");
+        PartnerApiService svc = new PartnerApiService(new File(args[0]).toURI().toURL());
+        for (int i = 1; i + 1 < args.length; i += 2) {
+            String port = args[i], version = args[i + 1];
+            PartnerApi api = svc.getPort(new QName("urn:partnergate:partner:v1", port), PartnerApi.class);
+            ((BindingProvider) api).getRequestContext().put(BindingProvider.ENDPOINT_ADDRESS_PROPERTY, endpoint);
+            expect(port, "wrong key", call(api, id, wrong), "AccessDeniedFault authentication-failed");
+            expect(port, "unknown account", call(api, id, key), "NotFoundFault account");
+            String throttled = null;
+            for (int n = 0; n < 5 && throttled == null; n++) {
+                String got = call(api, System.getenv("PG_LIVE_THROTTLED_PARTNER"), System.getenv("PG_LIVE_THROTTLED_KEY"));
+                if (got.startsWith("ThrottledFault ")) throttled = got;
+                else expect(port, "throttled partner", got, "NotFoundFault account");
+            }
+            if (throttled == null) throw new Exception(port + ": five quick calls at 1/s were never throttled");
+            if (Long.parseLong(throttled.substring("ThrottledFault ".length())) < 1) throw new Exception(port + ": " + throttled);
+            System.out.println("LIVE-OK " + version + " " + port + ": AccessDeniedFaultMessage authentication-failed, "
+                + "NotFoundFaultMessage account, ThrottledFaultMessage RetryAfterSeconds="
+                + throttled.substring("ThrottledFault ".length()) + " (checked exceptions with typed fault info)");
+        }
+    }
+}
+JAVA
+    javac -nowarn -cp "out:$JAXWS_CP" -d out LiveCheck.java 2>javac-live.log \
+        || { cat javac-live.log >&2; pg_fail "the live client does not compile against the generated code"; }
+    args=()
+    for p in "${ports[@]}"; do args+=($p); done
+    java -cp "out:$JAXWS_CP" LiveCheck "$PG_WSDL" "${args[@]}" 2>java-live.log \
+        || { cat java-live.log >&2; pg_fail "live calls through the generated client failed"; }
+fi

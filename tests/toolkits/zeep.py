@@ -9,6 +9,12 @@ Usage: ${PARTNERGATE_VENV:-/opt/partnergate/venv}/bin/python tests/toolkits/zeep
   element (PartnerAuth / CallbackAuth) exposed as a header of the input message
 * builds one request with client.create_message(..., _soapheaders=...) per port and
   asserts the header element is in the produced envelope
+* with PG_LIVE_ENDPOINT set (tests/toolkits.rs does) and a WSDL with the PartnerAuth header:
+  calls GetAccount through every port against that gateway and requires zeep's Fault to carry
+  the typed detail, parsed with the schema: a wrong key -> AccessDeniedFault
+  authentication-failed; an unknown account -> NotFoundFault account; the throttled partner
+  (PG_LIVE_THROTTLED_*) -> ThrottledFault with RetryAfterSeconds. Prints
+  "LIVE-OK soap11|soap12 <port> ..." per port.
 Any Python warning or log record >= WARNING emitted while doing so is printed as
 "TOOLKIT-WARNING [zeep]: ..."; exits non-zero on any error.
 """
@@ -34,6 +40,7 @@ sys.path = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 
 try:
     import zeep
+    import zeep.exceptions
     from lxml import etree
     from zeep import xsd
     from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
@@ -166,6 +173,10 @@ def check(src):
         missing = set(expected_ports) - set(seen_ports)
         if missing:
             raise Failure(f"zeep did not load port(s): {sorted(missing)}")
+        if os.environ.get("PG_LIVE_ENDPOINT") and "PartnerAuth" in expected_headers:
+            for service in client.wsdl.services.values():
+                for port_name, port in service.ports.items():
+                    live(client, port_name, port.binding)
         print(f"[{TOOL}] ports: {len(seen_ports)}, operations: {len(expected_ops)}, "
               f"headers: {sorted(expected_headers)}")
     finally:
@@ -231,6 +242,58 @@ def check_port(client, service, port_name, port, expected_ops, expected_headers)
         return
     raise Failure(f"port {port_name}: create_message failed for every operation:\n  "
                   + "\n  ".join(errors))
+
+
+# ------------------------------------------------------------------- live calls
+CMN = "urn:partnergate:partner:common:v1"
+MISSING_ACCOUNT = "ACC-9999999999"
+
+
+def typed_fault(client, fault, what):
+    """(detail element local name, parsed value) of a zeep Fault's typed detail."""
+    if fault.detail is None or len(fault.detail) == 0:
+        raise Failure(f"{what}: a fault without a detail: {fault.message!r}")
+    el = fault.detail[0]
+    qname = etree.QName(el)
+    value = client.get_element(qname.text).parse(el, client.wsdl.types)
+    return qname.localname, value
+
+
+def live(client, port_name, binding):
+    version = "soap12" if isinstance(binding, Soap12Binding) else "soap11"
+    svc = client.create_service(binding.name, os.environ["PG_LIVE_ENDPOINT"])
+    auth = client.get_element(f"{{{CMN}}}PartnerAuth")
+
+    def call(partner, key, what):
+        try:
+            svc.GetAccount(AccountNumber=MISSING_ACCOUNT,
+                           _soapheaders=[auth(PartnerId=partner, ApiKey=key)])
+        except zeep.exceptions.Fault as fault:
+            return typed_fault(client, fault, what)
+        raise Failure(f"{port_name} {what}: GetAccount({MISSING_ACCOUNT}) returned no fault")
+
+    partner, key = os.environ["PG_LIVE_PARTNER"], os.environ["PG_LIVE_KEY"]
+    wrong = key[:-1] + ("y" if key.endswith("x") else "x")
+    name, value = call(partner, wrong, "wrong key")
+    if name != "AccessDeniedFault" or value.Reason != "authentication-failed":
+        raise Failure(f"{port_name} wrong key: got {name} {value}")
+    name, value = call(partner, key, "unknown account")
+    if name != "NotFoundFault" or value.Entity != "account":
+        raise Failure(f"{port_name} unknown account: got {name} {value}")
+    tp, tk = os.environ["PG_LIVE_THROTTLED_PARTNER"], os.environ["PG_LIVE_THROTTLED_KEY"]
+    for _ in range(5):
+        name, value = call(tp, tk, "throttled")
+        if name == "ThrottledFault":
+            if value.RetryAfterSeconds < 1:
+                raise Failure(f"{port_name} throttled: RetryAfterSeconds {value.RetryAfterSeconds}")
+            break
+        if name != "NotFoundFault":
+            raise Failure(f"{port_name} throttled partner: got {name} {value}")
+    else:
+        raise Failure(f"{port_name}: five quick calls at 1/s were never throttled")
+    print(f"LIVE-OK {version} {port_name}: AccessDeniedFault authentication-failed, "
+          f"NotFoundFault account, ThrottledFault RetryAfterSeconds={value.RetryAfterSeconds} "
+          f"(zeep.exceptions.Fault with the typed detail)")
 
 
 def main(argv):
