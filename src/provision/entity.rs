@@ -1,9 +1,9 @@
 //! The shared paths of the partner API layer, one per shape: load an entity by key for a partner
 //! (the isolation rule), save it, modify it, change its status (the status machine), cascade a
 //! service's termination, create under a fresh number, add a network-unique entity (taking
-//! over a terminated one's row). An entity kind states only its table facts, in a [`Record`] impl made by
-//! [`record_kind!`]. Uses `xml`, the tables in `db` and the store's connection; never an entity
-//! module.
+//! over a terminated one's row). An entity kind states only its table facts, in a [`Record`]
+//! impl made by [`record_kind!`]. Uses `xml`, the tables in `db` and the store's connection;
+//! never an entity module.
 
 use diesel::prelude::*;
 use xsd_parser_types::quick_xml::{DeserializeSync, WithDeserializer, WithSerializer};
@@ -179,15 +179,8 @@ pub(crate) fn create<R: Record>(
     let at = now();
     with_fresh_number(c, prefix, what, |c, key| {
         let record = build(key, at)?;
-        R::add(
-            c,
-            None,
-            key,
-            partner,
-            &record,
-            &to_xml(&record, R::ROOT)?,
-            at,
-        )?;
+        let xml = to_xml(&record, R::ROOT)?;
+        R::add(c, None, key, partner, &record, &xml, at)?;
         Ok(record)
     })
 }
