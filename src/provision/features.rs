@@ -1,17 +1,18 @@
 //! Features on services: typed settings, the partner's defaults for unset ones, and the system
-//! defaults below those.
+//! defaults below those; get, enable, modify, change status. Uses the shared paths in `entity`,
+//! the codec in `xml` and `services` for the service a feature is on.
 
 use std::collections::BTreeMap;
 
 use diesel::prelude::*;
 
 use super::db::prov_features as f;
-use super::{
-    from_xml, load_service, not_terminated, now, status_str, to_xml, transition, Problem, NS_FTR,
-};
+use super::entity::{self, not_terminated, now, parse_status, status_str, transition};
+use super::services;
+use super::xml::{from_xml, to_xml, NS_FTR};
+use super::{Conn, Outcome, Problem};
 use crate::generated::partner::Response;
 use crate::generated::types::{cmn, ftr, svc, CONTENT_MODELS};
-use crate::store::AnyConnection;
 use crate::xs::DateTime;
 
 /// The contract's code of a feature (`VOICEMAIL`, …), also the key of partner defaults.
@@ -250,22 +251,38 @@ fn system_defaults(code: &ftr::FeatureCode) -> ftr::FeatureSettings {
     }
 }
 
-/// Takes `explicit` if set, else `partner`, else `system`; records `name` when a default was used.
-fn pick<T: Clone>(
-    explicit: &Option<T>,
-    partner: Option<&Option<T>>,
-    system: &Option<T>,
-    name: &str,
-    used: &mut Vec<String>,
-) -> Option<T> {
-    if explicit.is_some() {
-        return explicit.clone();
+/// One setting kind's three layers, and the names of the settings that came from a default.
+struct Layers<'a, T> {
+    explicit: &'a T,
+    partner: &'a T,
+    system: &'a T,
+    used: &'a mut Vec<String>,
+}
+
+impl<'a, T> Layers<'a, T> {
+    fn new(explicit: &'a T, partner: &'a T, system: &'a T, used: &'a mut Vec<String>) -> Self {
+        Layers {
+            explicit,
+            partner,
+            system,
+            used,
+        }
     }
-    let value = partner.and_then(|p| p.clone()).or_else(|| system.clone());
-    if value.is_some() {
-        used.push(name.to_string());
+
+    /// The setting `name` (read by `field`): the explicit value if set, else the partner's,
+    /// else the system's; `name` is recorded when a default was used.
+    fn pick<V: Clone>(&mut self, name: &str, field: impl Fn(&T) -> &Option<V>) -> Option<V> {
+        if let Some(v) = field(self.explicit) {
+            return Some(v.clone());
+        }
+        let value = field(self.partner)
+            .clone()
+            .or_else(|| field(self.system).clone());
+        if value.is_some() {
+            self.used.push(name.to_string());
+        }
+        value
     }
-    value
 }
 
 /// Merges explicit settings over the partner's and the system's defaults. Returns the effective
@@ -276,122 +293,58 @@ pub fn effective(
     defaults: &PartnerDefaults,
 ) -> (ftr::FeatureSettings, Vec<String>) {
     use ftr::FeatureSettings as S;
-    let partner = defaults.get(code);
+    // No partner default for the feature reads as one that sets nothing.
+    let partner = defaults
+        .get(code)
+        .filter(|p| matches_code(p, code))
+        .cloned()
+        .unwrap_or_else(|| empty_settings(code));
     let system = system_defaults(code);
     let mut used = Vec::new();
-    let merged = match (explicit, &system) {
-        (S::Voicemail(e), S::Voicemail(sys)) => {
-            let p = match partner {
-                Some(S::Voicemail(p)) => Some(p),
-                _ => None,
-            };
+    let merged = match (explicit, &partner, &system) {
+        (S::Voicemail(explicit), S::Voicemail(partner), S::Voicemail(system)) => {
+            let mut l = Layers::new(explicit, partner, system, &mut used);
             S::Voicemail(ftr::VoicemailSettings {
-                pin: pick(&e.pin, p.map(|p| &p.pin), &sys.pin, "Pin", &mut used),
-                max_message_seconds: pick(
-                    &e.max_message_seconds,
-                    p.map(|p| &p.max_message_seconds),
-                    &sys.max_message_seconds,
-                    "MaxMessageSeconds",
-                    &mut used,
-                ),
-                email_notification: pick(
-                    &e.email_notification,
-                    p.map(|p| &p.email_notification),
-                    &sys.email_notification,
-                    "EmailNotification",
-                    &mut used,
-                ),
-                notification_email: pick(
-                    &e.notification_email,
-                    p.map(|p| &p.notification_email),
-                    &sys.notification_email,
-                    "NotificationEmail",
-                    &mut used,
-                ),
+                pin: l.pick("Pin", |s| &s.pin),
+                max_message_seconds: l.pick("MaxMessageSeconds", |s| &s.max_message_seconds),
+                email_notification: l.pick("EmailNotification", |s| &s.email_notification),
+                notification_email: l.pick("NotificationEmail", |s| &s.notification_email),
             })
         }
-        (S::CallForwarding(e), S::CallForwarding(sys)) => {
-            let p = match partner {
-                Some(S::CallForwarding(p)) => Some(p),
-                _ => None,
-            };
+        (S::CallForwarding(explicit), S::CallForwarding(partner), S::CallForwarding(system)) => {
+            let mut l = Layers::new(explicit, partner, system, &mut used);
             S::CallForwarding(ftr::CallForwardingSettings {
-                forward_to: pick(
-                    &e.forward_to,
-                    p.map(|p| &p.forward_to),
-                    &sys.forward_to,
-                    "ForwardTo",
-                    &mut used,
-                ),
-                condition: pick(
-                    &e.condition,
-                    p.map(|p| &p.condition),
-                    &sys.condition,
-                    "Condition",
-                    &mut used,
-                ),
-                ring_seconds: pick(
-                    &e.ring_seconds,
-                    p.map(|p| &p.ring_seconds),
-                    &sys.ring_seconds,
-                    "RingSeconds",
-                    &mut used,
-                ),
+                forward_to: l.pick("ForwardTo", |s| &s.forward_to),
+                condition: l.pick("Condition", |s| &s.condition),
+                ring_seconds: l.pick("RingSeconds", |s| &s.ring_seconds),
             })
         }
-        (S::CallerId(e), S::CallerId(sys)) => {
-            let p = match partner {
-                Some(S::CallerId(p)) => Some(p),
-                _ => None,
-            };
+        (S::CallerId(explicit), S::CallerId(partner), S::CallerId(system)) => {
+            let mut l = Layers::new(explicit, partner, system, &mut used);
             S::CallerId(ftr::CallerIdSettings {
-                presentation: pick(
-                    &e.presentation,
-                    p.map(|p| &p.presentation),
-                    &sys.presentation,
-                    "Presentation",
-                    &mut used,
-                ),
-                display_name: pick(
-                    &e.display_name,
-                    p.map(|p| &p.display_name),
-                    &sys.display_name,
-                    "DisplayName",
-                    &mut used,
-                ),
+                presentation: l.pick("Presentation", |s| &s.presentation),
+                display_name: l.pick("DisplayName", |s| &s.display_name),
             })
         }
-        (S::CallWaiting(e), S::CallWaiting(sys)) => {
-            let p = match partner {
-                Some(S::CallWaiting(p)) => Some(p),
-                _ => None,
-            };
+        (S::CallWaiting(explicit), S::CallWaiting(partner), S::CallWaiting(system)) => {
+            let mut l = Layers::new(explicit, partner, system, &mut used);
             S::CallWaiting(ftr::CallWaitingSettings {
-                tone_enabled: pick(
-                    &e.tone_enabled,
-                    p.map(|p| &p.tone_enabled),
-                    &sys.tone_enabled,
-                    "ToneEnabled",
-                    &mut used,
-                ),
+                tone_enabled: l.pick("ToneEnabled", |s| &s.tone_enabled),
             })
         }
-        (S::DoNotDisturb(e), S::DoNotDisturb(_)) => {
-            let allow_list = if e.allow_list.is_empty() {
-                match partner {
-                    Some(S::DoNotDisturb(p)) if !p.allow_list.is_empty() => {
-                        used.push("AllowList".into());
-                        p.allow_list.clone()
-                    }
-                    _ => Vec::new(),
-                }
-            } else {
+        (S::DoNotDisturb(e), S::DoNotDisturb(p), S::DoNotDisturb(_)) => {
+            let allow_list = if !e.allow_list.is_empty() {
                 e.allow_list.clone()
+            } else if !p.allow_list.is_empty() {
+                used.push("AllowList".into());
+                p.allow_list.clone()
+            } else {
+                Vec::new()
             };
             S::DoNotDisturb(ftr::DoNotDisturbSettings { allow_list })
         }
         // `explicit` always matches `code` (checked before storing).
-        (other, _) => other.clone(),
+        (other, _, _) => other.clone(),
     };
     (merged, used)
 }
@@ -461,146 +414,146 @@ fn check_service_type(service: &svc::Service, path: &str) -> Result<(), Problem>
     }
 }
 
-fn instance(
-    service_id: &cmn::ServiceId,
-    code: &ftr::FeatureCode,
-    status: cmn::Status,
-    explicit: &ftr::FeatureSettings,
-    updated_at: i64,
-    defaults: &PartnerDefaults,
-) -> ftr::FeatureInstance {
-    let (settings, used) = effective(code, explicit, defaults);
-    ftr::FeatureInstance {
-        service_id: service_id.clone(),
-        feature: code.clone(),
-        status,
-        settings,
-        defaulted_setting: used
-            .into_iter()
-            .filter_map(|n| ftr::SettingName::new(n).ok())
-            .collect(),
-        updated_at: DateTime::from_unix(updated_at),
+/// The partner a feature operation is for, with its feature defaults.
+pub(crate) struct Caller<'a> {
+    /// The partner id.
+    pub(crate) partner: &'a str,
+    /// Its feature defaults.
+    pub(crate) defaults: &'a PartnerDefaults,
+}
+
+/// One feature of one service, as an operation names it, for a caller.
+struct Feature<'a> {
+    who: &'a Caller<'a>,
+    service_id: &'a cmn::ServiceId,
+    code: &'a ftr::FeatureCode,
+}
+
+impl<'a> Feature<'a> {
+    fn new(
+        who: &'a Caller<'a>,
+        service_id: &'a cmn::ServiceId,
+        code: &'a ftr::FeatureCode,
+    ) -> Self {
+        Feature {
+            who,
+            service_id,
+            code,
+        }
+    }
+
+    /// The feature as the contract returns it: the effective settings, and the names of
+    /// those that came from a default.
+    fn instance(
+        &self,
+        status: cmn::Status,
+        explicit: &ftr::FeatureSettings,
+        updated_at: i64,
+    ) -> ftr::FeatureInstance {
+        let (settings, used) = effective(self.code, explicit, self.who.defaults);
+        ftr::FeatureInstance {
+            service_id: self.service_id.clone(),
+            feature: self.code.clone(),
+            status,
+            settings,
+            defaulted_setting: used
+                .into_iter()
+                .filter_map(|n| ftr::SettingName::new(n).ok())
+                .collect(),
+            updated_at: DateTime::from_unix(updated_at),
+        }
+    }
+
+    /// The feature on one of the partner's services (another partner's service is `NotFound`):
+    /// as returned, with its row id and its explicit settings.
+    fn load(
+        &self,
+        c: &mut Conn,
+    ) -> Result<(ftr::FeatureInstance, i64, ftr::FeatureSettings), Problem> {
+        let partner = self.who.partner;
+        services::load(c, partner, self.service_id)?;
+        let code = feature_code(self.code);
+        let row: Option<(i64, String, String, i64)> = f::table
+            .filter(f::service_id.eq(self.service_id.as_str()))
+            .filter(f::partner_id.eq(partner))
+            .filter(f::feature.eq(code))
+            .select((f::id, f::status, f::settings, f::updated_at))
+            .first(c)
+            .optional()?;
+        let (id, status, xml, updated) = row.ok_or_else(|| Problem::NotFound {
+            entity: cmn::NotFoundEntity::Feature,
+            what: "feature",
+            key: format!("{code} on {}", self.service_id.as_str()),
+        })?;
+        let explicit: ftr::FeatureSettings = from_xml(&xml, NS_FTR)?;
+        let status = parse_status(&status)?;
+        Ok((self.instance(status, &explicit, updated), id, explicit))
     }
 }
 
-fn parse_status(s: &str) -> Result<cmn::Status, Problem> {
-    Ok(match s {
-        "PENDING" => cmn::Status::Pending,
-        "ACTIVE" => cmn::Status::Active,
-        "SUSPENDED" => cmn::Status::Suspended,
-        "TERMINATED" => cmn::Status::Terminated,
-        other => return Err(Problem::Corrupt(format!("status {other:?}"))),
-    })
+/// GetFeature.
+pub(crate) fn get(c: &mut Conn, who: &Caller, r: &ftr::GetFeature) -> Outcome {
+    let feature = Feature::new(who, &r.service_id, &r.feature);
+    let (feature_instance, _, _) = feature.load(c)?;
+    Ok(Response::GetFeature(Box::new(ftr::GetFeatureResponse {
+        feature_instance,
+    })))
 }
 
-/// A feature of one of the partner's services, with its effective settings and row id.
-pub(crate) fn load_feature(
-    c: &mut AnyConnection,
-    partner: &str,
-    service_id: &cmn::ServiceId,
-    code: &ftr::FeatureCode,
-    defaults: &PartnerDefaults,
-) -> Result<(ftr::FeatureInstance, i64, ftr::FeatureSettings), Problem> {
-    load_service(c, partner, service_id)?;
-    let row: Option<(i64, String, String, i64)> = f::table
-        .filter(f::service_id.eq(service_id.as_str()))
-        .filter(f::partner_id.eq(partner))
-        .filter(f::feature.eq(feature_code(code)))
-        .select((f::id, f::status, f::settings, f::updated_at))
-        .first(c)
-        .optional()?;
-    let (id, status, xml, updated) = row.ok_or_else(|| Problem::NotFound {
-        entity: cmn::NotFoundEntity::Feature,
-        what: "feature",
-        key: format!("{} on {}", feature_code(code), service_id.as_str()),
-    })?;
-    let explicit: ftr::FeatureSettings = from_xml(&xml, NS_FTR)?;
-    let status = parse_status(&status)?;
-    Ok((
-        instance(service_id, code, status, &explicit, updated, defaults),
-        id,
-        explicit,
-    ))
-}
-
-/// EnableFeature.
-pub(crate) fn enable(
-    c: &mut AnyConnection,
-    partner: &str,
-    r: &ftr::EnableFeature,
-    defaults: &PartnerDefaults,
-) -> Result<Response, Problem> {
-    let (service, _) = load_service(c, partner, &r.service_id)?;
-    not_terminated(&service.status, "service", r.service_id.as_str())?;
+/// EnableFeature: on a live voice service of the partner; enabled already → `Conflict`, a
+/// terminated feature is enabled again.
+pub(crate) fn enable(c: &mut Conn, who: &Caller, r: &ftr::EnableFeature) -> Outcome {
+    let partner = who.partner;
+    let service = services::load_live(c, partner, &r.service_id)?;
     check_service_type(&service, "/EnableFeature/ServiceId")?;
     let explicit = r
         .settings
         .clone()
         .unwrap_or_else(|| empty_settings(&r.feature));
     check_settings(&r.feature, &explicit)?;
-    let existing: Option<(i64, String)> = f::table
+    let code = feature_code(&r.feature);
+    let existing: Option<(String, i64)> = f::table
         .filter(f::service_id.eq(r.service_id.as_str()))
-        .filter(f::feature.eq(feature_code(&r.feature)))
-        .select((f::id, f::status))
+        .filter(f::feature.eq(code))
+        .select((f::status, f::id))
         .first(c)
         .optional()?;
     let at = now();
     let xml = to_xml(&explicit, "ftr:FeatureSettings")?;
-    match existing {
-        Some((_, status)) if status != "TERMINATED" => {
-            return Err(Problem::Conflict {
-                reason: cmn::ConflictReason::Duplicate,
-                message: format!(
-                    "{} is already enabled on {}",
-                    feature_code(&r.feature),
-                    r.service_id.as_str()
-                ),
-            })
-        }
-        Some((id, _)) => {
-            diesel::update(f::table.filter(f::id.eq(id)))
-                .set((
-                    f::status.eq("ACTIVE"),
-                    f::settings.eq(&xml),
-                    f::updated_at.eq(at),
-                ))
-                .execute(c)?;
-        }
-        None => {
-            diesel::insert_into(f::table)
-                .values((
-                    f::service_id.eq(r.service_id.as_str()),
-                    f::partner_id.eq(partner),
-                    f::feature.eq(feature_code(&r.feature)),
-                    f::status.eq("ACTIVE"),
-                    f::settings.eq(&xml),
-                    f::created_at.eq(at),
-                    f::updated_at.eq(at),
-                ))
-                .execute(c)?;
-        }
-    }
-    let feature_instance = instance(
-        &r.service_id,
-        &r.feature,
-        cmn::Status::Active,
-        &explicit,
-        at,
-        defaults,
+    let columns = (
+        f::status.eq("ACTIVE"),
+        f::settings.eq(&xml),
+        f::updated_at.eq(at),
     );
+    let taken = || Problem::Conflict {
+        reason: cmn::ConflictReason::Duplicate,
+        message: format!("{code} is already enabled on {}", r.service_id.as_str()),
+    };
+    entity::add_unique(c, existing, taken, |c, reuse| match reuse {
+        Some(id) => diesel::update(f::table.filter(f::id.eq(id)))
+            .set(columns)
+            .execute(c),
+        None => diesel::insert_into(f::table)
+            .values((
+                f::service_id.eq(r.service_id.as_str()),
+                f::partner_id.eq(partner),
+                f::feature.eq(code),
+                f::created_at.eq(at),
+                columns,
+            ))
+            .execute(c),
+    })?;
+    let feature = Feature::new(who, &r.service_id, &r.feature);
+    let feature_instance = feature.instance(cmn::Status::Active, &explicit, at);
     Ok(Response::EnableFeature(Box::new(
         ftr::EnableFeatureResponse { feature_instance },
     )))
 }
 
 /// ModifyFeature: the given settings replace the explicit ones they set.
-pub(crate) fn modify(
-    c: &mut AnyConnection,
-    partner: &str,
-    r: &ftr::ModifyFeature,
-    defaults: &PartnerDefaults,
-) -> Result<Response, Problem> {
-    let (current, id, explicit) = load_feature(c, partner, &r.service_id, &r.feature, defaults)?;
+pub(crate) fn modify(c: &mut Conn, who: &Caller, r: &ftr::ModifyFeature) -> Outcome {
+    let feature = Feature::new(who, &r.service_id, &r.feature);
+    let (current, id, explicit) = feature.load(c)?;
     not_terminated(&current.status, "feature", feature_code(&r.feature))?;
     check_settings(&r.feature, &r.settings)?;
     let merged = overlay(&explicit, &r.settings);
@@ -611,27 +564,16 @@ pub(crate) fn modify(
             f::updated_at.eq(at),
         ))
         .execute(c)?;
-    let feature_instance = instance(
-        &r.service_id,
-        &r.feature,
-        current.status,
-        &merged,
-        at,
-        defaults,
-    );
+    let feature_instance = feature.instance(current.status, &merged, at);
     Ok(Response::ModifyFeature(Box::new(
         ftr::ModifyFeatureResponse { feature_instance },
     )))
 }
 
 /// ChangeFeatureStatus.
-pub(crate) fn change_status(
-    c: &mut AnyConnection,
-    partner: &str,
-    r: &ftr::ChangeFeatureStatus,
-    defaults: &PartnerDefaults,
-) -> Result<Response, Problem> {
-    let (current, id, _) = load_feature(c, partner, &r.service_id, &r.feature, defaults)?;
+pub(crate) fn change_status(c: &mut Conn, who: &Caller, r: &ftr::ChangeFeatureStatus) -> Outcome {
+    let feature = Feature::new(who, &r.service_id, &r.feature);
+    let (current, id, _) = feature.load(c)?;
     transition(&current.status, &r.status)?;
     diesel::update(f::table.filter(f::id.eq(id)))
         .set((f::status.eq(status_str(&r.status)), f::updated_at.eq(now())))

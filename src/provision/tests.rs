@@ -2,9 +2,13 @@
 
 use std::sync::Arc;
 
+use super::entity::transition;
+use super::xml::{decode_response, encode_response, from_xml, to_xml, NS_ACC};
 use super::*;
+use crate::decode::{self, DecodeLimits};
 use crate::envelope;
 use crate::generated::partner::{FaultDetail, Request, Response};
+use crate::generated::types::{acc, ftr};
 use crate::store::{Snapshot, SnapshotCell, Store};
 
 const NS: &str = r#"xmlns:acc="urn:partnergate:partner:accounts:v1" xmlns:svc="urn:partnergate:partner:services:v1" xmlns:dev="urn:partnergate:partner:devices:v1" xmlns:ftr="urn:partnergate:partner:features:v1" xmlns:cmn="urn:partnergate:partner:common:v1""#;

@@ -11,9 +11,11 @@
 //! - `conn`: URL → backend, the pool's connection manager, SQLite pragmas, migrations;
 //! - `schema` / `models`: the hand-written portable schema and row types;
 //! - `snapshot`: the hot-path view, its loader and the refresher;
-//! - `onboard`: validated writes (create partner, keys, groups, rates, status).
-//! - `admin`: the administrator's reads and audited writes (update, status, rotation,
-//!   revocation, allowlist, grants, groups, throttle, `audit_log`).
+//! - `rules`: below `onboard` and `admin`, what both use: input rules, error shapes and the
+//!   small steps inside a write transaction (a partner's row id, a group check, an audit row);
+//! - `onboard`: validated writes (create partner, keys, groups, rates, status);
+//! - `admin`: the administrator's reads and audited writes, one file per job (`partners`,
+//!   `keys`, `access`, `groups`, `audit`) over its shared `records`;
 //! - `sessions`: the dashboard's sessions, shared by every node (hashes and ciphertext only).
 //! - `nodes`: the nodes' registry and heartbeats; `throttle_usage`: the calls each node has
 //!   admitted per limiter, exchanged so that a limit holds across the cluster.
@@ -24,6 +26,7 @@ mod models;
 mod nodes;
 mod onboard;
 mod push;
+mod rules;
 mod schema;
 mod sessions;
 mod snapshot;
@@ -47,11 +50,11 @@ pub use admin::{
     PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
 };
 pub use nodes::{NodeBeat, NodeRecord, FORGET_AFTER, GONE_AFTER, HEARTBEAT_INTERVAL};
-pub(crate) use onboard::{
-    check_country, check_grant, check_name, check_net, valid_group_name, valid_partner_id,
-};
 pub use onboard::{CreatedPartner, NewPartner};
 pub use push::{APPLICATION_NAME as PUSH_APPLICATION_NAME, CHANNEL as PUSH_CHANNEL};
+pub(crate) use rules::{
+    check_country, check_grant, check_name, check_net, valid_group_name, valid_partner_id,
+};
 pub use sessions::{SessionRecord, SessionSlot};
 pub use snapshot::{
     run_refresher, run_refresher_with, GroupEntry, KeyEntry, PartnerEntry, PartnerStatus, Rate,

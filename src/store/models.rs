@@ -1,8 +1,9 @@
-//! Row types: what is read for the snapshot and what is inserted on onboarding.
+//! Row types: what is read for the snapshot, what onboarding and administration insert, and
+//! the one changeset of a partner row. Uses `schema` only.
 
 use diesel::prelude::*;
 
-use super::schema::{allow_entries, api_keys, grants, groups, partners};
+use super::schema::{allow_entries, api_keys, audit_log, grants, groups, partners};
 
 /// The partner columns the hot path needs.
 #[derive(Debug, Queryable, Selectable)]
@@ -93,4 +94,43 @@ pub(crate) struct NewGroupRow<'a> {
     pub(crate) aggregate_rate_per_second: Option<i32>,
     pub(crate) aggregate_burst: Option<i32>,
     pub(crate) created_at: i64,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = audit_log)]
+pub(crate) struct NewAuditRow<'a> {
+    pub(crate) at: i64,
+    pub(crate) actor: &'a str,
+    pub(crate) action: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) detail: Option<&'a str>,
+}
+
+/// Changes to a partner row: `None` leaves a column alone, `Some(None)` clears a nullable one.
+/// Start from [`PartnerUpdate::now`], which sets `updated_at`.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = partners)]
+pub(crate) struct PartnerUpdate<'a> {
+    pub(crate) name: Option<&'a str>,
+    pub(crate) status: Option<&'a str>,
+    pub(crate) contact: Option<Option<&'a str>>,
+    pub(crate) billing_rate: Option<Option<&'a str>>,
+    pub(crate) country: Option<Option<&'a str>>,
+    pub(crate) group_name: Option<Option<&'a str>>,
+    pub(crate) callback_url: Option<Option<&'a str>>,
+    pub(crate) callback_ca_pem: Option<Option<&'a str>>,
+    pub(crate) feature_defaults: Option<Option<String>>,
+    pub(crate) rate_per_second: Option<Option<i32>>,
+    pub(crate) burst: Option<Option<i32>>,
+    pub(crate) updated_at: Option<i64>,
+}
+
+impl PartnerUpdate<'_> {
+    /// No change but `updated_at`, set to now.
+    pub(crate) fn now() -> Self {
+        PartnerUpdate {
+            updated_at: Some(super::unix_now()),
+            ..PartnerUpdate::default()
+        }
+    }
 }

@@ -1,24 +1,23 @@
-//! Writes: onboarding a partner (one transaction: partner, keys, allowlist, grants), revoking
-//! keys, groups, rates and status. Input is validated before the transaction starts; every
-//! write bumps `meta.revision` (see `Store::write`).
+//! Writes without an actor: onboarding a partner (one transaction: partner, keys, allowlist,
+//! grants; audited when an actor is given), revoking keys, groups, rates and status. Input is
+//! validated before the transaction starts; every write bumps `meta.revision` (see
+//! `Store::write`). Uses `rules`, `models` and `schema`; never `admin`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use rand::RngCore;
 
-use super::conn::AnyConnection;
-use super::models::{NewAllowRow, NewGrantRow, NewGroupRow, NewKeyRow, NewPartnerRow};
-use super::schema::{allow_entries, api_keys, grants, groups, partners};
+use super::models::{NewAllowRow, NewGrantRow, NewKeyRow, NewPartnerRow, PartnerUpdate};
+use super::rules::{
+    audit, check_country, check_grant, check_name, check_net, conflict_or, existing_partner,
+    insert_group, invalid, partner_row_id, rate_columns, require_group, update_partner,
+    valid_group_name, valid_partner_id,
+};
+use super::schema::{allow_entries, api_keys, grants, partners};
 use super::{unix_now, PartnerStatus, Rate, Store, StoreError};
 use crate::secret::{self, KeyKind, Secret};
-
-/// Longest partner display name, in characters.
-const MAX_NAME_CHARS: usize = 200;
-/// Longest group name, in characters.
-const MAX_GROUP_CHARS: usize = 64;
 
 /// A partner to onboard.
 #[derive(Clone, Debug, Default)]
@@ -72,23 +71,6 @@ struct ValidPartner {
     grants: BTreeSet<String>,
     key_ttl_secs: Option<i64>,
     feature_defaults: Option<String>,
-}
-
-pub(super) fn invalid(field: &'static str, reason: impl Into<String>) -> StoreError {
-    StoreError::Invalid {
-        field,
-        reason: reason.into(),
-    }
-}
-
-/// Whether `id` matches `[A-Z0-9][A-Z0-9-]{2,31}`.
-pub(crate) fn valid_partner_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    (3..=32).contains(&b.len())
-        && (b[0].is_ascii_uppercase() || b[0].is_ascii_digit())
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 fn validate(new: NewPartner, known_permissions: &[&str]) -> Result<ValidPartner, StoreError> {
@@ -147,124 +129,6 @@ fn validate(new: NewPartner, known_permissions: &[&str]) -> Result<ValidPartner,
     })
 }
 
-/// A partner's display name: 1..200 characters, no surrounding whitespace or control characters.
-pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS {
-        return Err(invalid(
-            "name",
-            format!("must be 1..{MAX_NAME_CHARS} characters, not {chars}"),
-        ));
-    }
-    if name.trim() != name || name.chars().any(char::is_control) {
-        return Err(invalid(
-            "name",
-            "no leading/trailing whitespace or control characters",
-        ));
-    }
-    Ok(())
-}
-
-/// ISO 3166-1 alpha-2: two uppercase ASCII letters.
-pub(crate) fn check_country(country: &str) -> Result<(), StoreError> {
-    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(invalid(
-            "country",
-            format!("{country:?} is not two uppercase letters (ISO 3166-1 alpha-2)"),
-        ));
-    }
-    Ok(())
-}
-
-/// An allowlist network must be written without host bits: `10.1.2.3/8` is refused (did the
-/// operator mean `10.0.0.0/8` or `10.1.2.3/32`?) rather than silently widened.
-pub(crate) fn check_net(field: &'static str, net: &ipnet::IpNet) -> Result<(), StoreError> {
-    if net.trunc() != *net {
-        return Err(invalid(
-            field,
-            format!("{net} has host bits set; did you mean {}?", net.trunc()),
-        ));
-    }
-    Ok(())
-}
-
-/// A grant is `*`, `<domain>.*` for a domain of a known permission, or a known permission.
-pub(crate) fn check_grant(grant: &str, known: &[&str]) -> Result<(), StoreError> {
-    let domains: BTreeSet<&str> = known
-        .iter()
-        .filter_map(|p| p.split_once('.').map(|(d, _)| d))
-        .collect();
-    let ok = grant == "*"
-        || known.contains(&grant)
-        || grant
-            .strip_suffix(".*")
-            .is_some_and(|d| domains.contains(d));
-    if ok {
-        return Ok(());
-    }
-    let domain_list: Vec<String> = domains.iter().map(|d| format!("{d}.*")).collect();
-    Err(invalid(
-        "grants",
-        format!(
-            "unknown permission {grant:?}: use *, one of {} or an operation's permission such as {}",
-            domain_list.join(", "),
-            known.first().copied().unwrap_or("accounts.create")
-        ),
-    ))
-}
-
-/// Whether `name` matches `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
-pub(crate) fn valid_group_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= MAX_GROUP_CHARS
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
-/// A rate as stored: (per second, burst), each at most `i32::MAX`.
-pub(super) fn rate_columns(
-    field: &'static str,
-    rate: Option<Rate>,
-) -> Result<(Option<i32>, Option<i32>), StoreError> {
-    let Some(rate) = rate else {
-        return Ok((None, None));
-    };
-    let col = |v: std::num::NonZeroU32| {
-        i32::try_from(v.get()).map_err(|_| invalid(field, format!("{v} is above {}", i32::MAX)))
-    };
-    Ok((Some(col(rate.per_second)?), Some(col(rate.burst)?)))
-}
-
-/// Unique violations are conflicts; anything else stays a query error.
-pub(super) fn conflict_or(e: DieselError, what: impl FnOnce() -> String) -> StoreError {
-    match e {
-        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-            StoreError::Conflict(what())
-        }
-        other => StoreError::Query(other),
-    }
-}
-
-pub(super) fn partner_row_id(
-    c: &mut AnyConnection,
-    partner_id: &str,
-) -> Result<Option<i64>, StoreError> {
-    Ok(partners::table
-        .filter(partners::partner_id.eq(partner_id))
-        .select(partners::id)
-        .first::<i64>(c)
-        .optional()?)
-}
-
-fn existing_partner(c: &mut AnyConnection, partner_id: &str) -> Result<i64, StoreError> {
-    partner_row_id(c, partner_id)?.ok_or_else(|| StoreError::NotFound {
-        what: "partner",
-        key: partner_id.to_owned(),
-    })
-}
-
 // === impl Store (writes) ===
 
 impl Store {
@@ -308,13 +172,7 @@ impl Store {
         let partner_id = self.write(|c| {
             let now = unix_now();
             if let Some(group) = &p.group {
-                let found = groups::table
-                    .filter(groups::name.eq(group))
-                    .count()
-                    .get_result::<i64>(c)?;
-                if found == 0 {
-                    return Err(invalid("group", format!("no group named {group:?}")));
-                }
+                require_group(c, group)?;
             }
             let taken = |id: &str| StoreError::Conflict(format!("partner {id} already exists"));
             if let Some(id) = &p.partner_id {
@@ -408,7 +266,7 @@ impl Store {
                     ],
                     "key_ttl_seconds": p.key_ttl_secs,
                 });
-                super::admin::audit(c, actor, "partner.create", &partner_id, &detail)?;
+                audit(c, actor, "partner.create", &partner_id, &detail)?;
             }
             Ok(partner_id)
         })?;
@@ -457,19 +315,10 @@ impl Store {
                 format!("{name:?} does not match [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}"),
             ));
         }
-        let (rate_per_second, burst) = rate_columns("rate", rate)?;
-        let (aggregate_rate_per_second, aggregate_burst) = rate_columns("aggregate", aggregate)?;
+        let rate = rate_columns("rate", rate)?;
+        let aggregate = rate_columns("aggregate", aggregate)?;
         self.write(|c| {
-            diesel::insert_into(groups::table)
-                .values(NewGroupRow {
-                    name,
-                    rate_per_second,
-                    burst,
-                    aggregate_rate_per_second,
-                    aggregate_burst,
-                    created_at: unix_now(),
-                })
-                .execute(c)
+            insert_group(c, name, rate, aggregate, unix_now())
                 .map_err(|e| conflict_or(e, || format!("group {name} already exists")))?;
             Ok(())
         })
@@ -479,106 +328,25 @@ impl Store {
     pub fn set_partner_rate(&self, partner_id: &str, rate: Option<Rate>) -> Result<(), StoreError> {
         let (rate_per_second, burst) = rate_columns("rate", rate)?;
         self.write(|c| {
-            let n = diesel::update(partners::table.filter(partners::partner_id.eq(partner_id)))
-                .set((
-                    partners::rate_per_second.eq(rate_per_second),
-                    partners::burst.eq(burst),
-                    partners::updated_at.eq(unix_now()),
-                ))
-                .execute(c)?;
-            if n == 0 {
-                return Err(StoreError::NotFound {
-                    what: "partner",
-                    key: partner_id.to_owned(),
-                });
-            }
-            Ok(())
+            let changes = PartnerUpdate {
+                rate_per_second: Some(rate_per_second),
+                burst: Some(burst),
+                ..PartnerUpdate::now()
+            };
+            update_partner(c, partner_id, changes)
         })
     }
 
     /// Sets the partner's status.
     pub fn set_status(&self, partner_id: &str, status: PartnerStatus) -> Result<(), StoreError> {
         self.write(|c| {
-            let n = diesel::update(partners::table.filter(partners::partner_id.eq(partner_id)))
-                .set((
-                    partners::status.eq(status.as_str()),
-                    partners::updated_at.eq(unix_now()),
-                ))
-                .execute(c)?;
-            if n == 0 {
-                return Err(StoreError::NotFound {
-                    what: "partner",
-                    key: partner_id.to_owned(),
-                });
-            }
-            Ok(())
+            let changes = PartnerUpdate {
+                status: Some(status.as_str()),
+                ..PartnerUpdate::now()
+            };
+            update_partner(c, partner_id, changes)
         })?;
         tracing::info!(partner = %partner_id, status = status.as_str(), "partner status set");
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KNOWN: [&str; 3] = ["accounts.create", "accounts.get", "devices.add"];
-
-    #[test]
-    fn partner_id_pattern() {
-        for ok in [
-            "PARTNER-0001",
-            "ABC",
-            "0-9",
-            &format!("A{}", "B".repeat(31)),
-        ] {
-            assert!(valid_partner_id(ok), "{ok}");
-        }
-        for bad in [
-            "AB",
-            "-AB",
-            "partner-1",
-            "PARTNER_1",
-            "",
-            &"A".repeat(33),
-            "ÄBC",
-        ] {
-            assert!(!valid_partner_id(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn grants() {
-        for ok in ["*", "accounts.*", "devices.*", "accounts.create"] {
-            assert!(check_grant(ok, &KNOWN).is_ok(), "{ok}");
-        }
-        for bad in [
-            "services.*",
-            "accounts.delete",
-            "accounts",
-            "*.*",
-            ".*",
-            "accounts.**",
-        ] {
-            assert!(
-                matches!(
-                    check_grant(bad, &KNOWN),
-                    Err(StoreError::Invalid {
-                        field: "grants",
-                        ..
-                    })
-                ),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn group_names() {
-        assert!(valid_group_name("tier-1.gold_A"));
-        assert!(!valid_group_name(""));
-        assert!(!valid_group_name("-x"));
-        assert!(!valid_group_name("a b"));
-        assert!(!valid_group_name(&"a".repeat(65)));
     }
 }
