@@ -24,36 +24,7 @@ pub enum AllowError {
     BadForwardingHeader,
 }
 
-/// The forwarding header the trusted proxies write (`trusted_proxy_header`). Only this header is
-/// read; the other one is ignored, because proxies pass a client's own header through untouched
-/// (nginx, HAProxy and cloud load balancers append to `X-Forwarded-For` and relay `Forwarded`
-/// as the client sent it), so believing it would let any caller name its own address.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ProxyHeader {
-    /// `X-Forwarded-For: client, proxy1, …` (the default: what most proxies write).
-    #[default]
-    XForwardedFor,
-    /// RFC 7239 `Forwarded: for=client;proto=https, for=proxy1`.
-    Forwarded,
-}
-
-impl ProxyHeader {
-    /// The header's name as written in the configuration (`x-forwarded-for`, `forwarded`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ProxyHeader::XForwardedFor => "x-forwarded-for",
-            ProxyHeader::Forwarded => "forwarded",
-        }
-    }
-
-    /// Parses the configuration value (case-insensitive).
-    pub fn parse(s: &str) -> Option<ProxyHeader> {
-        let s = s.trim();
-        [ProxyHeader::XForwardedFor, ProxyHeader::Forwarded]
-            .into_iter()
-            .find(|h| h.name().eq_ignore_ascii_case(s))
-    }
-}
+pub use crate::config::ProxyHeader;
 
 /// The one form every address is compared in: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`,
 /// how a dual-stack socket reports an IPv4 peer) becomes the IPv4 address; everything else is

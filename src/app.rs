@@ -320,7 +320,7 @@ async fn last_flush(flusher: tokio::task::JoinHandle<()>, stats: Arc<Stats>, sto
         .saturating_duration_since(tokio::time::Instant::now())
         .max(Duration::from_millis(50));
     let store = store.with_checkout_timeout(left);
-    let now = crate::pipeline::unix_now();
+    let now = crate::clock::unix_now();
     let written = tokio::task::spawn_blocking(move || {
         let result = stats.flush(&store, now);
         (result, stats.pending_calls())

@@ -37,54 +37,20 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use crate::authenticate::{self, AuthError};
+use crate::clock::unix_now;
 use crate::decode::{self, DecodeError, DecodeLimits};
 use crate::encode::{self, EncodeError};
 use crate::envelope::{self, EnvelopeError, FaultCode, SoapVersion};
 use crate::generated::callback::{self, FaultDetail, Operation, Request, Response};
 use crate::generated::types::cb;
 use crate::limit::{self, LimitError};
-use crate::pipeline::{
-    content_encoding, content_type_version, soap_action, unix_now, TransportError,
-};
 use crate::store::{PartnerEntry, SnapshotCell};
+use crate::transport::{content_encoding, content_type_version, soap_action, TransportError};
 
-/// Settings of the callback direction (`callback.*` config keys).
-#[derive(Clone, Debug)]
-pub struct CallbackConfig {
-    /// The TSP servers allowed to call back (`callback.allowed_callers`).
-    pub allowed_callers: Vec<IpNet>,
-    /// Allow `http://` callback URLs (tests and closed networks only; `callback.allow_http`).
-    pub allow_http: bool,
-    /// Connect timeout to the partner (`callback.connect_timeout_ms`).
-    pub connect_timeout: Duration,
-    /// Time for the partner's whole answer (`callback.response_timeout_ms`).
-    pub response_timeout: Duration,
-    /// Largest answer accepted from a partner.
-    pub max_response_bytes: usize,
-    /// Internal networks callback URLs may reach nevertheless (`callback.allowed_networks`;
-    /// default none: loopback, private, link-local … are refused, see [`refused_target`]).
-    pub allowed_networks: Vec<IpNet>,
-}
-
-impl Default for CallbackConfig {
-    fn default() -> Self {
-        CallbackConfig {
-            allowed_callers: vec![
-                IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
-                IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
-            ],
-            allow_http: false,
-            connect_timeout: Duration::from_secs(3),
-            response_timeout: Duration::from_secs(10),
-            max_response_bytes: 1024 * 1024,
-            allowed_networks: Vec::new(),
-        }
-    }
-}
+pub use crate::config::CallbackConfig;
 
 /// Why a callback was not delivered.
 #[derive(Debug, thiserror::Error)]

@@ -41,7 +41,7 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// `trusted_proxy_header`: the one header those proxies write (`x-forwarded-for`, the
     /// default, or `forwarded`); the other is never read.
-    pub trusted_proxy_header: crate::allowlist::ProxyHeader,
+    pub trusted_proxy_header: ProxyHeader,
     /// The rate for partners with none of their own and no group rate.
     pub default_rate: Rate,
     /// `throttle.cluster_sync_ms`: how often the nodes on one PostgreSQL exchange what they
@@ -56,7 +56,7 @@ pub struct Config {
     pub log_flush: Duration,
     /// HTTP status of faults: SOAP 1.1 (`faults.soap11_status`: `wsi` or `semantic`) and SOAP
     /// 1.2 (`faults.soap12_status`: `http-binding` or `semantic`).
-    pub fault_status: crate::fault::StatusModes,
+    pub fault_status: StatusModes,
     /// How often usage statistics are added to the database (`stats.flush_interval_ms`).
     pub stats_flush_interval: Duration,
     /// How long per-minute usage rows are kept (`stats.retention_days`; zero: for ever).
@@ -72,7 +72,7 @@ pub struct Config {
     /// Peers allowed to read `GET /metrics` on the partner listener (`metrics.allow`).
     pub metrics_allow: Vec<IpNet>,
     /// The callback direction (`callback.*`).
-    pub callback: crate::callback::CallbackConfig,
+    pub callback: CallbackConfig,
     /// The admin HTTP API (`admin.*`).
     pub admin: AdminConfig,
 }
@@ -85,7 +85,7 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// `admin.token` / `PARTNERGATE_ADMIN_TOKEN`: the bearer token (at least 24 characters),
     /// kept as its hash; `None`: no admin listener.
-    pub token: Option<crate::admin::AdminToken>,
+    pub token: Option<crate::secret::AdminToken>,
     /// `admin.session_lifetime_ms`: how long a dashboard login lasts (absolute, from the
     /// login; default 8 hours).
     pub session_lifetime: Duration,
@@ -284,7 +284,7 @@ impl Default for Config {
             upstream: UpstreamConfig::default(),
             limits: Limits::default(),
             trusted_proxies: Vec::new(),
-            trusted_proxy_header: crate::allowlist::ProxyHeader::default(),
+            trusted_proxy_header: ProxyHeader::default(),
             default_rate: Rate {
                 per_second: NonZeroU32::MIN.saturating_add(19),
                 burst: NonZeroU32::MIN.saturating_add(39),
@@ -293,12 +293,12 @@ impl Default for Config {
             refresh_interval: Duration::from_millis(250),
             log_json: false,
             log_flush: Duration::from_millis(100),
-            fault_status: crate::fault::StatusModes::default(),
+            fault_status: StatusModes::default(),
             stats_flush_interval: Duration::from_secs(5),
             stats_retention: Duration::from_secs(90 * 86_400),
-            stats_max_pending_rows: crate::stats::DEFAULT_MAX_PENDING_ROWS,
-            database_checkout_timeout: crate::provision::DEFAULT_CHECKOUT_TIMEOUT,
-            callback: crate::callback::CallbackConfig::default(),
+            stats_max_pending_rows: DEFAULT_MAX_PENDING_ROWS,
+            database_checkout_timeout: DEFAULT_CHECKOUT_TIMEOUT,
+            callback: CallbackConfig::default(),
             admin: AdminConfig::default(),
             metrics_allow: vec![
                 IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
@@ -483,7 +483,7 @@ impl Config {
                     .parse()
                     .map_err(|_| "expected IP:PORT".to_string())?
             }
-            "admin.token" => self.admin.token = Some(crate::admin::AdminToken::new(value)?),
+            "admin.token" => self.admin.token = Some(crate::secret::AdminToken::new(value)?),
             "admin.session_lifetime_ms" => {
                 let d = ms(value)?;
                 if d < Duration::from_secs(1) {
@@ -502,8 +502,8 @@ impl Config {
             }
             "faults.soap11_status" => {
                 self.fault_status.soap11 = match value.trim() {
-                    "wsi" => crate::fault::Soap11Status::WsI,
-                    "semantic" => crate::fault::Soap11Status::Semantic,
+                    "wsi" => Soap11Status::WsI,
+                    "semantic" => Soap11Status::Semantic,
                     _ => {
                         return Err("expected \"wsi\" (HTTP 500, WS-I R1126) or \"semantic\"".into())
                     }
@@ -511,8 +511,8 @@ impl Config {
             }
             "faults.soap12_status" => {
                 self.fault_status.soap12 = match value.trim() {
-                    "http-binding" => crate::fault::Soap12Status::HttpBinding,
-                    "semantic" => crate::fault::Soap12Status::Semantic,
+                    "http-binding" => Soap12Status::HttpBinding,
+                    "semantic" => Soap12Status::Semantic,
                     _ => return Err(
                         "expected \"http-binding\" (Sender 400, others 500; SOAP 1.2 Part 2) or \"semantic\"".into(),
                     ),
@@ -577,7 +577,7 @@ impl Config {
             "limits.xml.max_elements" => l.xml.max_elements = size(value)?,
             // Hostile networks (issue 14, items 5, 8, 10).
             "trusted_proxy_header" => {
-                self.trusted_proxy_header = crate::allowlist::ProxyHeader::parse(value)
+                self.trusted_proxy_header = ProxyHeader::parse(value)
                     .ok_or_else(|| {
                         "expected \"x-forwarded-for\" or \"forwarded\" (the header your proxies write)"
                             .to_string()
@@ -637,7 +637,13 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{s:?} is not an IP address or CIDR"))
 }
 
+mod settings;
 mod source;
+
+pub use settings::{
+    CallbackConfig, ProxyHeader, Soap11Status, Soap12Status, StatusModes, DEFAULT_CHECKOUT_TIMEOUT,
+    DEFAULT_MAX_PENDING_ROWS,
+};
 
 pub use source::{from_env_pairs, Environment, Source, TomlFile, KEYS};
 

@@ -27,6 +27,7 @@ use xsd_parser_types::quick_xml::{
 
 use crate::envelope::{BodyElement, OpenEnvelope};
 use crate::generated::types::{ContentModel, CONTENT_MODELS, CONTRACT_ELEMENTS, ROOT_MODELS};
+pub use crate::xml::{reference_char, Binding};
 
 /// The schema rule a message broke. The string forms are stable: they appear in
 /// `InvalidRequest` faults and in statistics.
@@ -229,10 +230,6 @@ pub fn decode_fast_or_strict<'a, T: PartialEq + std::fmt::Debug>(
         None => decode_with(body, namespaces, limits, strict),
     }
 }
-
-/// An in-scope namespace declaration inherited from the envelope: (prefix, namespace); an empty
-/// prefix is the default namespace.
-pub type Binding<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 
 /// The quick-xml reader the generated deserializer reads from. See the module doc.
 pub struct StrictReader<'a> {
@@ -1133,23 +1130,6 @@ impl<'a> StrictReader<'a> {
 
     fn text_is_blank(&self) -> bool {
         text_blank(self.text.as_str())
-    }
-}
-
-/// The character a reference stands for: a character reference (`&#252;`, `&#xFC;`) or one of
-/// XML's five predefined entities. `None` for anything else (DTD entities are never expanded).
-pub fn reference_char(r: &quick_xml::events::BytesRef<'_>) -> Option<char> {
-    if let Ok(Some(c)) = r.resolve_char_ref() {
-        return Some(c);
-    }
-    let name: &[u8] = r;
-    match name {
-        b"amp" => Some('&'),
-        b"lt" => Some('<'),
-        b"gt" => Some('>'),
-        b"quot" => Some('"'),
-        b"apos" => Some('\''),
-        _ => None,
     }
 }
 

@@ -12,8 +12,8 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::{QName, ResolveResult};
 use quick_xml::NsReader;
 
-use crate::decode::Binding;
 use crate::limit::Outline;
+use crate::xml::Binding;
 
 /// SOAP 1.1 envelope namespace.
 pub const SOAP11_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -795,7 +795,7 @@ fn fault_tree<'a>(body: &BodyElement<'a>) -> Result<Node<'a>, EnvelopeError> {
                 continue;
             }
             Event::GeneralRef(r) => {
-                let c = crate::decode::reference_char(&r)
+                let c = crate::xml::reference_char(&r)
                     .ok_or_else(|| malformed("undefined entity in a fault"))?;
                 push_text(&mut stack, c.encode_utf8(&mut [0u8; 4]));
                 continue;

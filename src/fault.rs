@@ -27,42 +27,13 @@
 use http::StatusCode;
 
 use crate::authenticate::AuthError;
+pub use crate::config::{Soap11Status, Soap12Status, StatusModes};
 use crate::encode::{self, EncodeError, XmlWriter};
 use crate::envelope::{FaultCode, SoapVersion};
 use crate::forward::ForwardError;
 use crate::generated::partner::FaultDetail;
 use crate::generated::types::cmn;
-use crate::pipeline::Rejection;
-
-/// How SOAP 1.1 faults choose their HTTP status.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Soap11Status {
-    /// Always 500 (WS-I Basic Profile R1126; what SOAP 1.1 toolkits expect).
-    #[default]
-    WsI,
-    /// The same status as SOAP 1.2 faults.
-    Semantic,
-}
-
-/// How SOAP 1.2 faults choose their HTTP status.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Soap12Status {
-    /// The SOAP 1.2 HTTP binding's table (Part 2, 7.5.2.2): `env:Sender` 400, every other fault
-    /// 500 (what SOAP 1.2 toolkits read a fault from).
-    #[default]
-    HttpBinding,
-    /// A status that names what happened (403, 404, 429, …).
-    Semantic,
-}
-
-/// The HTTP status rules of both SOAP versions (`faults.soap11_status`, `faults.soap12_status`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StatusModes {
-    /// SOAP 1.1 faults.
-    pub soap11: Soap11Status,
-    /// SOAP 1.2 faults.
-    pub soap12: Soap12Status,
-}
+use crate::rejection::Rejection;
 
 impl StatusModes {
     /// The HTTP status of a fault of `version` with `code`, whose semantic status is `semantic`.

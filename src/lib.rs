@@ -11,6 +11,7 @@ pub mod pattern;
 pub mod published;
 pub mod secret;
 pub mod store;
+pub mod xml;
 pub mod xs;
 
 pub mod config;
@@ -26,15 +27,18 @@ pub mod fault;
 pub mod forward;
 pub mod limit;
 pub mod pipeline;
+pub mod rejection;
 pub mod server;
 pub mod stats;
 pub mod throttle;
+pub mod transport;
 
 pub mod provision;
 
 pub mod admin;
 
 pub mod app;
+pub mod clock;
 pub mod node;
 pub mod ticker;
 

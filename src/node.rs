@@ -38,7 +38,7 @@ impl Node {
         Node {
             id: format!("n-{:016x}", rand::random::<u64>()),
             listen,
-            started_at: crate::pipeline::unix_now(),
+            started_at: crate::clock::unix_now(),
         }
     }
 }

@@ -14,149 +14,22 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::allowlist::{self, AllowError};
-use crate::authenticate::{self, AuthError};
-use crate::authorize::{self, AuthorizeError};
-use crate::decode::{self, DecodeError, DecodeLimits};
-use crate::envelope::{self, EnvelopeError, SoapVersion};
+use crate::allowlist;
+use crate::authenticate;
+use crate::authorize;
+use crate::decode::{self, DecodeLimits};
+use crate::envelope::{self, SoapVersion};
 use crate::forward::{CallContext, ForwardError, Upstream, UpstreamReply};
 use crate::generated::partner::Operation;
-use crate::limit::{self, LimitError};
+use crate::limit;
 use crate::stats::{Stage, StageTimes};
 use crate::store::SnapshotCell;
-use crate::throttle::{Refused, Throttle, Throttled, TooManyInFlight};
+use crate::throttle::Throttle;
 use std::time::Instant;
 
-/// The HTTP framing of a SOAP request is wrong.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TransportError {
-    /// Neither `text/xml` (SOAP 1.1) nor `application/soap+xml` (SOAP 1.2).
-    #[error("content type {0:?} is not text/xml (SOAP 1.1) or application/soap+xml (SOAP 1.2)")]
-    ContentType(String),
-    /// The content type names one SOAP version and the envelope is the other.
-    #[error("the content type does not match the envelope's SOAP version")]
-    VersionConflict,
-    /// More than one SOAPAction header.
-    #[error("more than one SOAPAction header")]
-    DuplicateAction,
-    /// A `Content-Encoding` other than `identity` (gzip, deflate, …): the gateway checks the
-    /// envelope as sent and does not decompress (a decompression bomb would get past the body
-    /// limit), so it says so instead of failing on the compressed bytes.
-    #[error("content encoding {0:?} is not accepted: send the envelope uncompressed")]
-    ContentEncoding(String),
-}
-
-impl TransportError {
-    /// The rule name in the fault detail.
-    pub fn rule(&self) -> &'static str {
-        match self {
-            TransportError::ContentType(_) => "content-type",
-            TransportError::VersionConflict => "soap-version",
-            TransportError::DuplicateAction => "soap-action",
-            TransportError::ContentEncoding(_) => "content-encoding",
-        }
-    }
-
-    /// The HTTP status of the fault (RFC 9110 §15.5.16: 415 for an unsupported content coding).
-    pub fn status(&self) -> http::StatusCode {
-        match self {
-            TransportError::ContentEncoding(_) => http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => http::StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
-/// Refuses a request body with a content coding other than `identity`.
-pub fn content_encoding(headers: &HeaderMap) -> Result<(), TransportError> {
-    for value in headers.get_all(http::header::CONTENT_ENCODING) {
-        let text = String::from_utf8_lossy(value.as_bytes());
-        let identity = text
-            .split(',')
-            .map(str::trim)
-            .all(|c| c.is_empty() || c.eq_ignore_ascii_case("identity"));
-        if !identity {
-            return Err(TransportError::ContentEncoding(
-                text.chars().take(100).collect(),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The SOAPAction names another operation than the body, or none of the contract.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("SOAPAction {action:?} does not match the body element {body}")]
-pub struct ActionError {
-    /// The action the client sent (bounded).
-    pub action: String,
-    /// The operation the body element names.
-    pub body: &'static str,
-}
-
-/// Why a request was refused: one variant per stage.
-#[derive(Debug, thiserror::Error)]
-pub enum Rejection {
-    /// HTTP framing.
-    #[error(transparent)]
-    Transport(TransportError),
-    /// Size, time or XML structure limits.
-    #[error(transparent)]
-    Limit(LimitError),
-    /// Not an acceptable SOAP envelope.
-    #[error(transparent)]
-    Envelope(EnvelopeError),
-    /// SOAPAction and body disagree.
-    #[error(transparent)]
-    Action(ActionError),
-    /// Authentication.
-    #[error(transparent)]
-    Auth(AuthError),
-    /// Calling-server allowlist.
-    #[error(transparent)]
-    Allow(AllowError),
-    /// Per-operation permission.
-    #[error(transparent)]
-    Authorize(AuthorizeError),
-    /// Throttling.
-    #[error(transparent)]
-    Throttle(Throttled),
-    /// Too many of the partner's requests in flight (`limits.max_in_flight_per_partner`).
-    #[error(transparent)]
-    InFlight(TooManyInFlight),
-    /// Strict typed decode.
-    #[error(transparent)]
-    Decode(DecodeError),
-    /// The upstream.
-    #[error(transparent)]
-    Forward(ForwardError),
-}
-
-impl From<Refused> for Rejection {
-    fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::Rate(t) => Rejection::Throttle(t),
-            Refused::InFlight(e) => Rejection::InFlight(e),
-        }
-    }
-}
-
-impl Rejection {
-    /// The stage that refused, for logs and metrics.
-    pub fn stage(&self) -> &'static str {
-        match self {
-            Rejection::Transport(_) => "transport",
-            Rejection::Limit(_) => "limit",
-            Rejection::Envelope(_) => "envelope",
-            Rejection::Action(_) => "action",
-            Rejection::Auth(_) => "authenticate",
-            Rejection::Allow(_) => "allowlist",
-            Rejection::Authorize(_) => "authorize",
-            Rejection::Throttle(_) | Rejection::InFlight(_) => "throttle",
-            Rejection::Decode(_) => "decode",
-            Rejection::Forward(_) => "forward",
-        }
-    }
-}
+pub use crate::clock::unix_now;
+pub use crate::rejection::{ActionError, Rejection};
+pub use crate::transport::{content_encoding, content_type_version, soap_action, TransportError};
 
 /// Everything the request path needs, shared by all connections.
 pub struct Gateway {
@@ -220,57 +93,6 @@ pub struct Outcome {
     pub stages: StageTimes,
     /// The key that authenticated the call (for its last-use time).
     pub key_id: Option<i64>,
-}
-
-/// The SOAP version a content type names, and the `action` parameter of a SOAP 1.2 one.
-pub fn content_type_version(
-    headers: &HeaderMap,
-) -> Result<(SoapVersion, Option<String>), TransportError> {
-    let value = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mut parts = value.split(';');
-    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let version = match media.as_str() {
-        "text/xml" => SoapVersion::Soap11,
-        "application/soap+xml" => SoapVersion::Soap12,
-        _ => {
-            return Err(TransportError::ContentType(
-                value.chars().take(100).collect(),
-            ))
-        }
-    };
-    let mut action = None;
-    for param in parts {
-        if let Some((k, v)) = param.split_once('=') {
-            if k.trim().eq_ignore_ascii_case("action") {
-                action = Some(v.trim().trim_matches('"').to_string());
-            }
-        }
-    }
-    Ok((version, action))
-}
-
-/// The SOAPAction of a request: the header (at most one), else the content type's `action`.
-pub fn soap_action(
-    headers: &HeaderMap,
-    from_content_type: Option<String>,
-) -> Result<Option<String>, TransportError> {
-    let mut values = headers.get_all("soapaction").iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(TransportError::DuplicateAction);
-    }
-    let header = first
-        .map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .trim()
-                .trim_matches('"')
-                .to_string()
-        })
-        .filter(|a| !a.is_empty());
-    Ok(header.or(from_content_type).filter(|a| !a.is_empty()))
 }
 
 /// The request path. Never panics on any input; every refusal is a [`Rejection`].
@@ -397,44 +219,4 @@ async fn run(
     let reply = upstream.call(ctx, &request).await;
     laps.lap(Stage::Upstream, out);
     reply.map_err(Rejection::Forward)
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(codings: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for c in codings {
-            h.append(
-                http::header::CONTENT_ENCODING,
-                http::HeaderValue::from_str(c).unwrap(),
-            );
-        }
-        h
-    }
-
-    #[test]
-    fn only_the_identity_coding_is_accepted() {
-        assert_eq!(content_encoding(&headers(&[])), Ok(()));
-        assert_eq!(content_encoding(&headers(&["identity"])), Ok(()));
-        assert_eq!(content_encoding(&headers(&["Identity", ""])), Ok(()));
-        for bad in [
-            &["gzip"][..],
-            &["identity, br"],
-            &["identity", "deflate"],
-            &["x-gzip"],
-        ] {
-            let err = content_encoding(&headers(bad)).unwrap_err();
-            assert_eq!(err.rule(), "content-encoding");
-            assert_eq!(err.status(), http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        }
-    }
 }

@@ -142,6 +142,45 @@ pub fn display_prefix(key: &str) -> String {
     key.chars().take(DISPLAY_PREFIX_LEN).collect()
 }
 
+// === the admin API's token ===
+
+/// Shortest accepted admin token, in characters.
+pub const MIN_TOKEN_CHARS: usize = 24;
+
+/// The admin API's bearer token, kept only as its SHA-256 (so neither the configuration's
+/// `Debug` nor a memory dump of it shows the token). Compared in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(KeyHash);
+
+impl AdminToken {
+    /// Accepts a token of at least [`MIN_TOKEN_CHARS`] characters without whitespace or control
+    /// characters. The error never contains the token.
+    pub fn new(token: &str) -> Result<AdminToken, String> {
+        let chars = token.chars().count();
+        if chars < MIN_TOKEN_CHARS {
+            return Err(format!(
+                "the admin token must have at least {MIN_TOKEN_CHARS} characters (it has {chars}); \
+                 generate one with e.g. `openssl rand -hex 32`"
+            ));
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("the admin token must not contain whitespace or control characters".into());
+        }
+        Ok(AdminToken(hash(token)))
+    }
+
+    /// Whether `presented` is the token: SHA-256 of it compared in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        ct_eq(&self.0, &hash(presented))
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(…)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

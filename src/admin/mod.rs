@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::generated::partner::Operation;
-use crate::secret::{self, KeyHash, KeyKind, Secret};
+use crate::secret::{KeyKind, Secret};
 use crate::store::{
     self, AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, NewPartner, NodeRecord,
     PartnerChanges, PartnerDetail, PartnerRecord, Rate, StatusChange, Store, StoreError,
@@ -39,46 +39,13 @@ pub use validate::parse_duration;
 pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// Longest accepted rotation overlap.
 pub const MAX_OVERLAP: Duration = Duration::from_secs(90 * 24 * 3600);
-/// Shortest accepted admin token, in characters.
-pub const MIN_TOKEN_CHARS: usize = 24;
+pub use crate::secret::MIN_TOKEN_CHARS;
 /// Audit rows returned when no limit is given.
 pub const DEFAULT_AUDIT_ROWS: u32 = 50;
 
 // === the admin token ===
 
-/// The admin API's bearer token, kept only as its SHA-256 (so neither the configuration's
-/// `Debug` nor a memory dump of it shows the token). Compared in constant time.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AdminToken(KeyHash);
-
-impl AdminToken {
-    /// Accepts a token of at least [`MIN_TOKEN_CHARS`] characters without whitespace or control
-    /// characters. The error never contains the token.
-    pub fn new(token: &str) -> Result<AdminToken, String> {
-        let chars = token.chars().count();
-        if chars < MIN_TOKEN_CHARS {
-            return Err(format!(
-                "the admin token must have at least {MIN_TOKEN_CHARS} characters (it has {chars}); \
-                 generate one with e.g. `openssl rand -hex 32`"
-            ));
-        }
-        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("the admin token must not contain whitespace or control characters".into());
-        }
-        Ok(AdminToken(secret::hash(token)))
-    }
-
-    /// Whether `presented` is the token: SHA-256 of it compared in constant time.
-    pub fn matches(&self, presented: &str) -> bool {
-        secret::ct_eq(&self.0, &secret::hash(presented))
-    }
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminToken(…)")
-    }
-}
+pub use crate::secret::AdminToken;
 
 // === who ===
 

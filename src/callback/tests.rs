@@ -1,4 +1,5 @@
 use super::*;
+use ipnet::IpNet;
 
 fn refused(ip: &str, allowed: &[&str]) -> Option<&'static str> {
     let allowed: Vec<IpNet> = allowed

@@ -2,7 +2,7 @@ use super::*;
 use crate::decode::{self, DecodeLimits};
 use crate::envelope;
 use crate::forward::UpstreamFault;
-use crate::pipeline::ActionError;
+use crate::rejection::ActionError;
 
 const RID: &str = "gw-1";
 
@@ -47,9 +47,9 @@ pub(super) fn rejections(q: &str) -> Vec<Rejection> {
     use crate::decode::{DecodeError, Rule};
     use crate::envelope::EnvelopeError as E;
     use crate::limit::LimitError as L;
-    use crate::pipeline::TransportError as T;
     use crate::store::PartnerStatus;
     use crate::throttle::{Scope, Throttled};
+    use crate::transport::TransportError as T;
     let s = || q.to_string();
     let mut all = vec![
         Rejection::Transport(T::ContentType(s())),

@@ -328,7 +328,7 @@ fn is_unique_violation(e: &diesel::result::Error) -> bool {
 }
 
 pub(crate) fn now() -> i64 {
-    crate::pipeline::unix_now()
+    crate::clock::unix_now()
 }
 
 // === status ===

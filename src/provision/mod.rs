@@ -109,11 +109,7 @@ impl From<diesel::result::Error> for Problem {
     }
 }
 
-/// How long a call waits for a database connection by default (`database_checkout_timeout_ms`
-/// for the embedded layer; `upstream serve` uses this): with the database down a call fails
-/// within it (`UpstreamUnavailableFault` for the partner), and at once while the store knows the
-/// database unreachable (see `Store::with_checkout_timeout`).
-pub const DEFAULT_CHECKOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+pub use crate::config::DEFAULT_CHECKOUT_TIMEOUT;
 
 /// The partner API layer over a [`Store`] (its handle's checkout timeout is each call's wait
 /// for a connection).

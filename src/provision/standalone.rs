@@ -33,7 +33,7 @@ use crate::forward::{UpstreamReply, GATEWAY_SECRET_HEADER};
 use crate::generated::partner::Operation;
 use crate::generated::types::cmn;
 use crate::limit;
-use crate::pipeline::{ActionError, Rejection};
+use crate::rejection::{ActionError, Rejection};
 
 /// Who may call the standalone layer.
 #[derive(Clone, Debug)]
@@ -139,7 +139,7 @@ impl Standalone {
         }
         let request_id = crate::server::new_request_id();
         let (parts, body) = req.into_parts();
-        let version = crate::pipeline::content_type_version(&parts.headers)
+        let version = crate::transport::content_type_version(&parts.headers)
             .map_or(SoapVersion::Soap11, |(v, _)| v);
         if let Err(e) = self.check_trust(peer, &parts.headers) {
             tracing::warn!(%peer, error = %e, "refused a call that did not come through the gateway");

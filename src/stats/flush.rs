@@ -210,7 +210,7 @@ pub async fn run_flusher(
     let mut failing = false;
     while ticker.next().await {
         let (s, st) = (Arc::clone(&stats), store.clone());
-        let now = crate::pipeline::unix_now();
+        let now = crate::clock::unix_now();
         match tokio::task::spawn_blocking(move || s.flush(&st, now)).await {
             Ok(Ok(rows)) => {
                 if failing {

@@ -18,8 +18,7 @@ use std::collections::HashMap;
 use crate::latency::Counts;
 use crate::store::UsageDelta;
 
-/// The default of `stats.max_pending_rows`.
-pub const DEFAULT_MAX_PENDING_ROWS: usize = 20_000;
+pub use crate::config::DEFAULT_MAX_PENDING_ROWS;
 
 /// partner × operation × outcome.
 type Series = (String, String, String);

@@ -198,7 +198,7 @@ impl Dashboard {
         query: &Form,
     ) -> Result<Resp, Fail> {
         let admin = self.admin.clone();
-        let now = crate::pipeline::unix_now();
+        let now = crate::clock::unix_now();
         let (partners, keys, totals) = blocking(move || {
             let s = admin.store();
             Ok((
@@ -382,7 +382,7 @@ impl Dashboard {
         peer: SocketAddr,
     ) -> Result<Resp, Fail> {
         let partner = id.to_owned();
-        let now = crate::pipeline::unix_now();
+        let now = crate::clock::unix_now();
         let (view, audit, groups, rows) = self
             .with_admin(peer, move |admin, rules, actor| {
                 let view = show_partner(admin, rules, actor, partner.clone())?;

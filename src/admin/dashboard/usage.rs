@@ -457,7 +457,7 @@ impl Dashboard {
         let partner = query.text("partner");
         let op = query.text("op");
         let asked = named(query.get("range"));
-        let now = crate::pipeline::unix_now();
+        let now = crate::clock::unix_now();
         let admin = self.admin.clone();
         let (p, o) = (partner.clone(), op.clone());
         let (partners, rows) = blocking(move || {

@@ -1,0 +1,112 @@
+//! Setting types that other modules read (the callback direction, fault statuses, the
+//! forwarding header): plain data defined here, below every module that uses them, so that the
+//! configuration depends on nothing above it. Their behaviour lives with their users (e.g.
+//! `StatusModes::status` in `fault.rs`, `ProxyHeader` parsing of the header in `allowlist.rs`).
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// The default of `stats.max_pending_rows` (statistics waiting for the database).
+pub const DEFAULT_MAX_PENDING_ROWS: usize = 20_000;
+
+/// How long a call waits for a database connection by default (`database_checkout_timeout_ms`
+/// for the embedded layer; `upstream serve` uses this): with the database down a call fails
+/// within it (`UpstreamUnavailableFault` for the partner), and at once while the store knows the
+/// database unreachable (see `Store::with_checkout_timeout`).
+pub const DEFAULT_CHECKOUT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Settings of the callback direction (`callback.*` config keys).
+#[derive(Clone, Debug)]
+pub struct CallbackConfig {
+    /// The TSP servers allowed to call back (`callback.allowed_callers`).
+    pub allowed_callers: Vec<IpNet>,
+    /// Allow `http://` callback URLs (tests and closed networks only; `callback.allow_http`).
+    pub allow_http: bool,
+    /// Connect timeout to the partner (`callback.connect_timeout_ms`).
+    pub connect_timeout: Duration,
+    /// Time for the partner's whole answer (`callback.response_timeout_ms`).
+    pub response_timeout: Duration,
+    /// Largest answer accepted from a partner.
+    pub max_response_bytes: usize,
+    /// Internal networks callback URLs may reach nevertheless (`callback.allowed_networks`;
+    /// default none: loopback, private, link-local … are refused, see [`refused_target`]).
+    pub allowed_networks: Vec<IpNet>,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        CallbackConfig {
+            allowed_callers: vec![
+                IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
+                IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ],
+            allow_http: false,
+            connect_timeout: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(10),
+            max_response_bytes: 1024 * 1024,
+            allowed_networks: Vec::new(),
+        }
+    }
+}
+
+/// How SOAP 1.1 faults choose their HTTP status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Soap11Status {
+    /// Always 500 (WS-I Basic Profile R1126; what SOAP 1.1 toolkits expect).
+    #[default]
+    WsI,
+    /// The same status as SOAP 1.2 faults.
+    Semantic,
+}
+
+/// How SOAP 1.2 faults choose their HTTP status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Soap12Status {
+    /// The SOAP 1.2 HTTP binding's table (Part 2, 7.5.2.2): `env:Sender` 400, every other fault
+    /// 500 (what SOAP 1.2 toolkits read a fault from).
+    #[default]
+    HttpBinding,
+    /// A status that names what happened (403, 404, 429, …).
+    Semantic,
+}
+
+/// The HTTP status rules of both SOAP versions (`faults.soap11_status`, `faults.soap12_status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusModes {
+    /// SOAP 1.1 faults.
+    pub soap11: Soap11Status,
+    /// SOAP 1.2 faults.
+    pub soap12: Soap12Status,
+}
+
+/// The forwarding header the trusted proxies write (`trusted_proxy_header`). Only this header is
+/// read; the other one is ignored, because proxies pass a client's own header through untouched
+/// (nginx, HAProxy and cloud load balancers append to `X-Forwarded-For` and relay `Forwarded`
+/// as the client sent it), so believing it would let any caller name its own address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, …` (the default: what most proxies write).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client;proto=https, for=proxy1`.
+    Forwarded,
+}
+
+impl ProxyHeader {
+    /// The header's name as written in the configuration (`x-forwarded-for`, `forwarded`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyHeader::XForwardedFor => "x-forwarded-for",
+            ProxyHeader::Forwarded => "forwarded",
+        }
+    }
+
+    /// Parses the configuration value (case-insensitive).
+    pub fn parse(s: &str) -> Option<ProxyHeader> {
+        let s = s.trim();
+        [ProxyHeader::XForwardedFor, ProxyHeader::Forwarded]
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(s))
+    }
+}

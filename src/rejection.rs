@@ -1,0 +1,88 @@
+//! Why a request was refused: one [`Rejection`] variant per stage of the request path, made by
+//! `pipeline` and turned into a SOAP fault by `fault`. Below both, so that neither imports the
+//! other for it; uses the stages' own error types.
+
+use crate::allowlist::AllowError;
+use crate::authenticate::AuthError;
+use crate::authorize::AuthorizeError;
+use crate::decode::DecodeError;
+use crate::envelope::EnvelopeError;
+use crate::forward::ForwardError;
+use crate::limit::LimitError;
+use crate::throttle::{Refused, Throttled, TooManyInFlight};
+use crate::transport::TransportError;
+
+/// The SOAPAction names another operation than the body, or none of the contract.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("SOAPAction {action:?} does not match the body element {body}")]
+pub struct ActionError {
+    /// The action the client sent (bounded).
+    pub action: String,
+    /// The operation the body element names.
+    pub body: &'static str,
+}
+
+/// Why a request was refused: one variant per stage.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// HTTP framing.
+    #[error(transparent)]
+    Transport(TransportError),
+    /// Size, time or XML structure limits.
+    #[error(transparent)]
+    Limit(LimitError),
+    /// Not an acceptable SOAP envelope.
+    #[error(transparent)]
+    Envelope(EnvelopeError),
+    /// SOAPAction and body disagree.
+    #[error(transparent)]
+    Action(ActionError),
+    /// Authentication.
+    #[error(transparent)]
+    Auth(AuthError),
+    /// Calling-server allowlist.
+    #[error(transparent)]
+    Allow(AllowError),
+    /// Per-operation permission.
+    #[error(transparent)]
+    Authorize(AuthorizeError),
+    /// Throttling.
+    #[error(transparent)]
+    Throttle(Throttled),
+    /// Too many of the partner's requests in flight (`limits.max_in_flight_per_partner`).
+    #[error(transparent)]
+    InFlight(TooManyInFlight),
+    /// Strict typed decode.
+    #[error(transparent)]
+    Decode(DecodeError),
+    /// The upstream.
+    #[error(transparent)]
+    Forward(ForwardError),
+}
+
+impl From<Refused> for Rejection {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Rate(t) => Rejection::Throttle(t),
+            Refused::InFlight(e) => Rejection::InFlight(e),
+        }
+    }
+}
+
+impl Rejection {
+    /// The stage that refused, for logs and metrics.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Rejection::Transport(_) => "transport",
+            Rejection::Limit(_) => "limit",
+            Rejection::Envelope(_) => "envelope",
+            Rejection::Action(_) => "action",
+            Rejection::Auth(_) => "authenticate",
+            Rejection::Allow(_) => "allowlist",
+            Rejection::Authorize(_) => "authorize",
+            Rejection::Throttle(_) | Rejection::InFlight(_) => "throttle",
+            Rejection::Decode(_) => "decode",
+            Rejection::Forward(_) => "forward",
+        }
+    }
+}
