@@ -153,11 +153,28 @@ async fn run(
     }
 
     // The operation, from the body element; the SOAPAction must be absent or name the same one.
-    let op = Operation::from_request_element(&env.body.namespace, env.body.local_name)
-        .ok_or_else(|| Rejection::Decode(decode::unknown_operation(&env.body)))?;
+    // Refusals are counted against the partner claimed, if that partner exists: the one the
+    // credentials name, whether or not they authenticate.
+    let snapshot = gw.snapshot.load();
+    let now = unix_now();
+    let known = |id: Option<&str>| {
+        id.filter(|p| snapshot.partners.contains_key(*p))
+            .map(str::to_string)
+    };
+    let claimed = |auth: &Result<authenticate::Authenticated, authenticate::AuthError>| {
+        known(match auth {
+            Ok(a) => Some(a.partner.partner_id.as_str()),
+            Err(e) => e.claimed(),
+        })
+    };
+    let Some(op) = Operation::from_request_element(&env.body.namespace, env.body.local_name) else {
+        out.partner = claimed(&authenticate::authenticate(&env, &snapshot, now));
+        return Err(Rejection::Decode(decode::unknown_operation(&env.body)));
+    };
     out.operation = Some(op);
     if let Some(action) = action {
         if action != op.soap_action() {
+            out.partner = claimed(&authenticate::authenticate(&env, &snapshot, now));
             return Err(Rejection::Action(ActionError {
                 action: action.chars().take(200).collect(),
                 body: op.name(),
@@ -166,16 +183,11 @@ async fn run(
     }
 
     // Authenticate, against the snapshot as it is now.
-    let snapshot = gw.snapshot.load();
-    let auth = authenticate::authenticate(&env, &snapshot, unix_now());
+    let auth = authenticate::authenticate(&env, &snapshot, now);
     let auth = match auth {
         Ok(auth) => auth,
         Err(e) => {
-            // Refusals are counted against the partner claimed, if that partner exists.
-            out.partner = e
-                .claimed()
-                .filter(|p| snapshot.partners.contains_key(*p))
-                .map(str::to_string);
+            out.partner = known(e.claimed());
             laps.lap(Stage::Checks, out);
             return Err(Rejection::Auth(e));
         }

@@ -102,6 +102,21 @@ async fn a_known_mix_of_calls_is_counted_per_partner_operation_and_outcome() {
         call(gw.addr, Operation::GetAccount, &unknown_partner(&p)).await,
         500
     );
+    // A SOAPAction that names another operation than the body: refused before authentication,
+    // and still counted against the partner the credentials name (issue 16 item 11) — with a
+    // wrong key too — or under "-" when no such partner exists.
+    for who in [p.clone(), wrong_key(&p), unknown_partner(&p)] {
+        let body = request_fixture(Operation::GetAccount, SoapVersion::Soap11, &who);
+        let status = post_soap(
+            gw.addr,
+            SoapVersion::Soap11,
+            Some(Operation::CreateAccount.soap_action()),
+            &body,
+        )
+        .await
+        .status;
+        assert_eq!(status, 500, "SOAP 1.1 faults are 500");
+    }
 
     let store = &gw.store;
     eventually("the flush", || {
@@ -126,6 +141,15 @@ async fn a_known_mix_of_calls_is_counted_per_partner_operation_and_outcome() {
     // …unless it does not exist: then under "-", so callers cannot grow the table.
     assert_eq!(count(store, "-", "GetAccount", "denied-authentication"), 1);
     assert!(store.usage(0, Some("PARTNER-9999")).unwrap().is_empty());
+    eventually("the action mismatches", || {
+        count(store, "-", "GetAccount", "soap-action-mismatch") == 1
+    })
+    .await;
+    assert_eq!(
+        count(store, &p.id, "GetAccount", "soap-action-mismatch"),
+        2,
+        "the mismatches of the real partner's id (right and wrong key) count against it"
+    );
     // Latency is summed.
     let ok = store
         .usage(0, Some(&p.id))
@@ -135,10 +159,10 @@ async fn a_known_mix_of_calls_is_counted_per_partner_operation_and_outcome() {
         .unwrap();
     assert!(ok.total_micros > 0);
     // Each call is in exactly one latency bucket of its row: per outcome, buckets add up to the
-    // call count (4 rows for this partner: CreateAccount ok, GetAccount upstream-not-found and
-    // denied-authentication, AddDevice denied-operation; 1 under "-").
-    assert_eq!(assert_buckets_hold_every_call(store, &p.id), 4);
-    assert_eq!(assert_buckets_hold_every_call(store, "-"), 1);
+    // call count (5 rows for this partner: CreateAccount ok, GetAccount upstream-not-found,
+    // denied-authentication and soap-action-mismatch, AddDevice denied-operation; 2 under "-").
+    assert_eq!(assert_buckets_hold_every_call(store, &p.id), 5);
+    assert_eq!(assert_buckets_hold_every_call(store, "-"), 2);
     assert!(ok.latency.percentile(0.99).is_some());
 
     // The key's last use is recorded (through the snapshot: KeyEntry has no last use, so read
@@ -162,7 +186,7 @@ async fn a_known_mix_of_calls_is_counted_per_partner_operation_and_outcome() {
         "{text}"
     );
     assert!(
-        text.contains("partnergate_request_duration_seconds_count 8"),
+        text.contains("partnergate_request_duration_seconds_count 11"),
         "{text}"
     );
     assert!(
@@ -218,7 +242,7 @@ async fn a_known_mix_of_calls_is_counted_per_partner_operation_and_outcome() {
         .expect("stats");
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
-        table.contains("denied-operation") && table.contains("8 calls"),
+        table.contains("denied-operation") && table.contains("11 calls"),
         "{table}"
     );
     assert!(
