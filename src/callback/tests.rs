@@ -1,3 +1,4 @@
+//! Unit tests of `callback` (beside the module, in their own file).
 use super::*;
 use ipnet::IpNet;
 

@@ -1,3 +1,4 @@
+//! Unit tests of `config` (beside the module, in their own file).
 use super::*;
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -1,3 +1,4 @@
+//! Unit tests of `envelope` (beside the module, in their own file).
 use super::*;
 
 const BODY: &str = "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\

@@ -1,3 +1,4 @@
+//! Unit tests of `fault` (beside the module, in their own file).
 use super::*;
 use crate::decode::{self, DecodeLimits};
 use crate::envelope;

@@ -1,3 +1,4 @@
+//! Unit tests of the snapshot (beside the module, in their own file).
 use super::*;
 
 fn partner(grants: &[&str]) -> PartnerEntry {
