@@ -93,10 +93,7 @@ impl PublicAddress {
             ("soap11", published::PARTNER_WSDL_SOAP11),
         ];
         let endpoint = format!("{}{PARTNER_PATH}", self.base_url(headers, reached));
-        match published_document(query, &views, "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n") {
-            Ok(doc) => self.document(rewrite_addresses(doc.text, &endpoint)),
-            Err(usage) => text(StatusCode::NOT_FOUND, usage),
-        }
+        self.answer(query, &views, |doc| rewrite_addresses(doc, &endpoint))
     }
 
     /// `?wsdl`, `?wsdl=soap11` and `?xsd=NAME` of the callback contract, for partners to
@@ -112,8 +109,21 @@ impl PublicAddress {
             ("soap11", published::CALLBACK_WSDL_SOAP11),
         ];
         let endpoint = format!("{}{CALLBACK_PATH}", self.base_url(headers, reached));
-        match published_document(query, &views, "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n") {
-            Ok(doc) => self.document(rewrite_schema_locations(doc.text, &endpoint)),
+        self.answer(query, &views, |doc| {
+            rewrite_schema_locations(doc, &endpoint)
+        })
+    }
+
+    /// The document `query` names among `views` and the schemas, with its addresses rewritten
+    /// by `rewrite`; else the 404 that says what exists.
+    fn answer(
+        &self,
+        query: Option<&str>,
+        views: &[(&str, published::Document)],
+        rewrite: impl FnOnce(&str) -> String,
+    ) -> Response<Full<Bytes>> {
+        match published_document(query, views, "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n") {
+            Ok(doc) => self.document(rewrite(doc.text)),
             Err(usage) => text(StatusCode::NOT_FOUND, usage),
         }
     }
