@@ -42,36 +42,12 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
             callback,
             response,
         } => contract::check_all(&files, callback, response.as_deref(), out)?,
-        Command::Partner {
-            action,
-            common,
-            output,
-        } => partner::run(action, &common, &output, out)?,
-        Command::Key {
-            action,
-            common,
-            output,
-        } => key::run(action, &common, &output, out)?,
-        Command::Allow {
-            action,
-            common,
-            output,
-        } => access::allow(action, &common, &output, out)?,
-        Command::Grant {
-            action,
-            common,
-            output,
-        } => access::grant(action, &common, &output, out)?,
-        Command::Group {
-            action,
-            common,
-            output,
-        } => group::group(action, &common, &output, out)?,
-        Command::Throttle {
-            action,
-            common,
-            output,
-        } => group::throttle(action, &common, &output, out)?,
+        Command::Partner(args) => partner::run(args, out)?,
+        Command::Key(args) => key::run(args, out)?,
+        Command::Allow(args) => access::allow(args, out)?,
+        Command::Grant(args) => access::grant(args, out)?,
+        Command::Group(args) => group::group(args, out)?,
+        Command::Throttle(args) => group::throttle(args, out)?,
         Command::Stats {
             partner,
             since,
@@ -79,11 +55,7 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
             output,
         } => stats::stats(partner.as_deref(), &since, &common, output.json, out)?,
         Command::Nodes { common, output } => nodes::run(&common, &output, out)?,
-        Command::Audit {
-            action,
-            common,
-            output,
-        } => audit::run(action, &common, &output, out)?,
+        Command::Audit(args) => audit::run(args, out)?,
         Command::Serve(_) | Command::Upstream { .. } => return Err("run by main".into()),
     }
     Ok(())

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use partnergate::admin::Request;
 
 use super::admin::administer;
-use super::args::{Common, Output};
+use super::args::AdminArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum AllowAction {
@@ -56,28 +56,18 @@ pub enum GrantAction {
 }
 
 /// `partnergate allow …`.
-pub fn allow(
-    action: AllowAction,
-    common: &Common,
-    output: &Output,
-    out: &mut String,
-) -> Result<(), String> {
-    let request = match action {
+pub fn allow(args: AdminArgs<AllowAction>, out: &mut String) -> Result<(), String> {
+    let request = match args.action {
         AllowAction::List { partner } => Request::ListAllow { partner },
         AllowAction::Add { partner, cidr } => Request::AddAllow { partner, cidr },
         AllowAction::Remove { partner, cidr } => Request::RemoveAllow { partner, cidr },
     };
-    administer(request, common, output, false, out)
+    administer(request, &args.common, &args.output, false, out)
 }
 
 /// `partnergate grant …`.
-pub fn grant(
-    action: GrantAction,
-    common: &Common,
-    output: &Output,
-    out: &mut String,
-) -> Result<(), String> {
-    let request = match action {
+pub fn grant(args: AdminArgs<GrantAction>, out: &mut String) -> Result<(), String> {
+    let request = match args.action {
         GrantAction::List { partner } => Request::ListGrants { partner },
         GrantAction::Add {
             partner,
@@ -94,5 +84,5 @@ pub fn grant(
             permission,
         },
     };
-    administer(request, common, output, false, out)
+    administer(request, &args.common, &args.output, false, out)
 }

@@ -42,59 +42,17 @@ pub enum Command {
         common: Common,
     },
     /// Partners: onboarding, details, suspension, offboarding.
-    Partner {
-        #[command(subcommand)]
-        action: PartnerAction,
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        output: Output,
-    },
+    Partner(AdminArgs<PartnerAction>),
     /// Partner and callback keys: list, rotate, revoke.
-    Key {
-        #[command(subcommand)]
-        action: KeyAction,
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        output: Output,
-    },
+    Key(AdminArgs<KeyAction>),
     /// The networks a partner may call from.
-    Allow {
-        #[command(subcommand)]
-        action: AllowAction,
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        output: Output,
-    },
+    Allow(AdminArgs<AllowAction>),
     /// A partner's permissions (operations it may call).
-    Grant {
-        #[command(subcommand)]
-        action: GrantAction,
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        output: Output,
-    },
+    Grant(AdminArgs<GrantAction>),
     /// Partner groups: shared rates.
-    Group {
-        #[command(subcommand)]
-        action: GroupAction,
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        output: Output,
-    },
+    Group(AdminArgs<GroupAction>),
     /// Rates: a partner's own, a group's per-member rate and aggregate cap.
-    Throttle {
-        #[command(subcommand)]
-        action: ThrottleAction,
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        output: Output,
-    },
+    Throttle(AdminArgs<ThrottleAction>),
     /// Usage statistics over a period: calls per partner, operation and outcome, with their
     /// average and p50/p95/p99 latency in the gateway (percentiles estimated from the stored
     /// latency buckets; refused calls count against the partner they claimed).
@@ -120,14 +78,7 @@ pub enum Command {
         output: Output,
     },
     /// The audit log of administrative changes.
-    Audit {
-        #[command(subcommand)]
-        action: AuditAction,
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        output: Output,
-    },
+    Audit(AdminArgs<AuditAction>),
     /// List the contract's operations: permission name, SOAPAction and body element.
     Operations {
         /// The callback contract instead of the partner API.
@@ -170,4 +121,16 @@ pub struct Output {
     /// Print JSON (the admin API's representation) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+// An administrative command's flags: its subcommand, the shared settings and the output form.
+// (No doc comment: the command's own is its help text.)
+#[derive(clap::Args, Debug)]
+pub struct AdminArgs<A: Subcommand> {
+    #[command(subcommand)]
+    pub action: A,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub output: Output,
 }

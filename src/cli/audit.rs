@@ -5,7 +5,7 @@ use clap::Subcommand;
 use partnergate::admin::Request;
 
 use super::admin::administer;
-use super::args::{Common, Output};
+use super::args::AdminArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum AuditAction {
@@ -21,17 +21,12 @@ pub enum AuditAction {
 }
 
 /// `partnergate audit …`; messages name the flag at fault.
-pub fn run(
-    action: AuditAction,
-    common: &Common,
-    output: &Output,
-    out: &mut String,
-) -> Result<(), String> {
-    let AuditAction::List { target, limit } = action;
+pub fn run(args: AdminArgs<AuditAction>, out: &mut String) -> Result<(), String> {
+    let AuditAction::List { target, limit } = args.action;
     administer(
         Request::ListAudit { target, limit },
-        common,
-        output,
+        &args.common,
+        &args.output,
         true,
         out,
     )

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use partnergate::admin::{CreateGroup, RateInput, Request, UpdateGroup};
 
 use super::admin::administer;
-use super::args::{Common, Output};
+use super::args::AdminArgs;
 
 /// A rate and an aggregate cap as flags.
 #[derive(clap::Args, Debug, Default)]
@@ -119,23 +119,25 @@ pub enum ThrottleAction {
 }
 
 /// `partnergate group …`.
-pub fn group(
-    action: GroupAction,
-    common: &Common,
-    output: &Output,
-    out: &mut String,
-) -> Result<(), String> {
-    administer(group_request(action)?, common, output, false, out)
+pub fn group(args: AdminArgs<GroupAction>, out: &mut String) -> Result<(), String> {
+    administer(
+        group_request(args.action)?,
+        &args.common,
+        &args.output,
+        false,
+        out,
+    )
 }
 
 /// `partnergate throttle …`; messages name the flag at fault.
-pub fn throttle(
-    action: ThrottleAction,
-    common: &Common,
-    output: &Output,
-    out: &mut String,
-) -> Result<(), String> {
-    administer(throttle_request(action)?, common, output, true, out)
+pub fn throttle(args: AdminArgs<ThrottleAction>, out: &mut String) -> Result<(), String> {
+    administer(
+        throttle_request(args.action)?,
+        &args.common,
+        &args.output,
+        true,
+        out,
+    )
 }
 
 fn group_request(action: GroupAction) -> Result<Request, String> {

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use partnergate::admin::{Request, RevokeInput, RotateInput};
 
 use super::admin::administer;
-use super::args::{Common, Output};
+use super::args::AdminArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum KeyAction {
@@ -39,13 +39,8 @@ pub enum KeyAction {
 }
 
 /// `partnergate key …`.
-pub fn run(
-    action: KeyAction,
-    common: &Common,
-    output: &Output,
-    out: &mut String,
-) -> Result<(), String> {
-    administer(request(action), common, output, false, out)
+pub fn run(args: AdminArgs<KeyAction>, out: &mut String) -> Result<(), String> {
+    administer(request(args.action), &args.common, &args.output, false, out)
 }
 
 fn request(action: KeyAction) -> Request {

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use partnergate::admin::{CreatePartner, Request, StatusInput, UpdatePartner};
 
 use super::admin::administer;
-use super::args::{Common, Output};
+use super::args::AdminArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum PartnerAction {
@@ -123,17 +123,18 @@ pub enum ClearField {
 }
 
 /// `partnergate partner …`; the create and update messages name the flag at fault.
-pub fn run(
-    action: PartnerAction,
-    common: &Common,
-    output: &Output,
-    out: &mut String,
-) -> Result<(), String> {
+pub fn run(args: AdminArgs<PartnerAction>, out: &mut String) -> Result<(), String> {
     let flags = matches!(
-        action,
+        args.action,
         PartnerAction::Create { .. } | PartnerAction::Update { .. }
     );
-    administer(request(action)?, common, output, flags, out)
+    administer(
+        request(args.action)?,
+        &args.common,
+        &args.output,
+        flags,
+        out,
+    )
 }
 
 /// `VOICEMAIL.MaxMessageSeconds=120` … → `{"VOICEMAIL": {"MaxMessageSeconds": "120"}}` (repeated
