@@ -1,0 +1,66 @@
+//! Administrative commands' common path: a request checked, run as the CLI user in one
+//! transaction, and printed as text or (`--json`) the admin API's JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use partnergate::admin::{self, Actor, Admin, AdminError, Request, Rules};
+
+use super::args::{Common, Output};
+use super::setup::{load_config, with_store};
+
+/// The flag that sets an input field, for messages of flag-based commands.
+fn flag_of(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "id" => "--id",
+        "name" => "--name",
+        "country" => "--country",
+        "group" => "--group",
+        "allow" => "--allow",
+        "grants" => "--grant",
+        "feature_defaults" => "--feature-default",
+        "contact" => "--contact",
+        "billing_rate" => "--billing-rate",
+        "callback_url" => "--callback-url",
+        "callback_ca_pem" => "--callback-ca-file",
+        "reason" => "--reason",
+        "rate" => "--rate/--burst",
+        "aggregate" => "--aggregate-rate/--aggregate-burst",
+        "limit" => "--limit",
+        _ => return None,
+    })
+}
+
+/// Runs one administrative request as the CLI user: checked before the database is opened,
+/// then one transaction; prints text or (`--json`) the admin API's JSON.
+pub fn administer(
+    request: Request,
+    common: &Common,
+    output: &Output,
+    flags: bool,
+    out: &mut String,
+) -> Result<(), String> {
+    let config = load_config(common, BTreeMap::new())?;
+    let rules = Rules {
+        allow_http_callbacks: config.callback.allow_http,
+        callback_allowed_networks: config.callback.allowed_networks.clone(),
+    };
+    let message = |e: AdminError| match e.field().and_then(flag_of) {
+        Some(flag) if flags => format!("{flag}: {e}"),
+        _ => e.to_string(),
+    };
+    let checked = request.check(&rules).map_err(message)?;
+    let is_change = checked.is_change();
+    let reply = with_store(&config.database_url, |store| {
+        Admin::new(store)
+            .run(checked, &Actor::cli())
+            .map_err(message)
+    })?;
+    if output.json {
+        let text = serde_json::to_string(&reply.view).map_err(|e| e.to_string())?;
+        let _ = writeln!(out, "{text}");
+    } else {
+        out.push_str(&admin::text::render(&reply, is_change));
+    }
+    Ok(())
+}

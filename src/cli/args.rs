@@ -1,0 +1,136 @@
+//! The command line's shape: the clap `Cli`, its commands, and the flags every command shares.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use super::access::{AllowAction, GrantAction};
+use super::audit::AuditAction;
+use super::group::{GroupAction, ThrottleAction};
+use super::key::KeyAction;
+use super::partner::PartnerAction;
+use super::serve::{ServeArgs, UpstreamAction};
+
+/// partnergate: the SOAP security gateway in front of the TSP's partner API.
+#[derive(Parser, Debug)]
+#[command(name = "partnergate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command that touches the database or serves.
+#[derive(clap::Args, Debug, Default)]
+pub struct Common {
+    /// TOML configuration file (keys as in README; overridden by PARTNERGATE_* and flags).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL: a SQLite file path (default partnergate.db) or postgres://…
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// The reference partner API layer as its own service (`upstream serve`).
+    Upstream {
+        #[command(subcommand)]
+        action: UpstreamAction,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Partners: onboarding, details, suspension, offboarding.
+    Partner(AdminArgs<PartnerAction>),
+    /// Partner and callback keys: list, rotate, revoke.
+    Key(AdminArgs<KeyAction>),
+    /// The networks a partner may call from.
+    Allow(AdminArgs<AllowAction>),
+    /// A partner's permissions (operations it may call).
+    Grant(AdminArgs<GrantAction>),
+    /// Partner groups: shared rates.
+    Group(AdminArgs<GroupAction>),
+    /// Rates: a partner's own, a group's per-member rate and aggregate cap.
+    Throttle(AdminArgs<ThrottleAction>),
+    /// Usage statistics over a period: calls per partner, operation and outcome, with their
+    /// average and p50/p95/p99 latency in the gateway (percentiles estimated from the stored
+    /// latency buckets; refused calls count against the partner they claimed).
+    Stats {
+        /// Only this partner.
+        #[arg(long)]
+        partner: Option<String>,
+        /// Start of the period: a duration back from now (90m, 24h, 7d) or a Unix timestamp.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// The gateway nodes sharing the database: id, listen address, version, start, snapshot
+    /// revision, requests per second, last heartbeat and state (`gone` after 5 s of silence;
+    /// heartbeats every second).
+    Nodes {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// The audit log of administrative changes.
+    Audit(AdminArgs<AuditAction>),
+    /// List the contract's operations: permission name, SOAPAction and body element.
+    Operations {
+        /// The callback contract instead of the partner API.
+        #[arg(long)]
+        callback: bool,
+    },
+    /// Print a published WSDL.
+    Wsdl {
+        /// The SOAP 1.1-only view (for toolkits that reject SOAP 1.2 bindings).
+        #[arg(long)]
+        soap11_only: bool,
+        /// The callback WSDL.
+        #[arg(long)]
+        callback: bool,
+    },
+    /// Print a published XSD by name (common.xsd, accounts.xsd, …).
+    Xsd {
+        /// The schema's name.
+        name: String,
+    },
+    /// Check SOAP messages against the contract as the gateway would: envelope, then strict
+    /// decode of the body. Prints the canonical re-encoding of each that passes; with several
+    /// files, every one is checked, then a summary line; the exit status is 1 if any failed.
+    Check {
+        /// The message files (`-` for standard input).
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Decode the message as a callback instead of a partner API request.
+        #[arg(long)]
+        callback: bool,
+        /// Decode the body as the response of this operation.
+        #[arg(long, value_name = "OPERATION")]
+        response: Option<String>,
+    },
+}
+
+/// How administrative commands print.
+#[derive(clap::Args, Debug, Default)]
+pub struct Output {
+    /// Print JSON (the admin API's representation) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+// An administrative command's flags: its subcommand, the shared settings and the output form.
+// (No doc comment: the command's own is its help text.)
+#[derive(clap::Args, Debug)]
+pub struct AdminArgs<A: Subcommand> {
+    #[command(subcommand)]
+    pub action: A,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub output: Output,
+}
