@@ -1,0 +1,382 @@
+//! The operation tables of each WSDL (`Operation`, `Request`, `Response`, `FaultKind`,
+//! `FaultDetail`): lookup by body element and SOAPAction, permission names, typed decode/encode
+//! dispatch.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote};
+
+use crate::shared::{blit, lit, root_name, type_path, QN};
+use crate::wsdl_rules::Wsdl;
+
+/// `accounts` from `urn:partnergate:partner:accounts:v1`; `callback` from `urn:partnergate:callback:v1`.
+fn domain_of(ns: &str) -> String {
+    let parts: Vec<&str> = ns.split(':').collect();
+    parts
+        .len()
+        .checked_sub(2)
+        .and_then(|i| parts.get(i))
+        .unwrap_or_else(|| panic!("namespace {ns} has no domain segment"))
+        .to_string()
+}
+
+/// `accounts.changeStatus` from (`accounts`, `ChangeAccountStatus`): the operation name without
+/// the domain's noun, lower camel case. Callback operations keep their whole name.
+fn permission_of(domain: &str, op: &str) -> String {
+    let singular = domain.strip_suffix('s').unwrap_or(domain);
+    let mut noun = singular.to_string();
+    if let Some(first) = noun.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    let plural = format!("{noun}s");
+    let verb = if op.contains(&plural) {
+        op.replacen(&plural, "", 1)
+    } else {
+        op.replacen(&noun, "", 1)
+    };
+    let verb = if verb.is_empty() {
+        op.to_string()
+    } else {
+        verb
+    };
+    let mut chars = verb.chars();
+    let first = chars
+        .next()
+        .map(|c| c.to_ascii_lowercase())
+        .unwrap_or_default();
+    format!("{domain}.{first}{}", chars.as_str())
+}
+
+/// The operation tables of `wsdl` over the generated `types`.
+pub(crate) fn operation_table(
+    wsdl: &Wsdl,
+    ns_modules: &BTreeMap<String, String>,
+    types: &syn::File,
+) -> TokenStream {
+    let ops = &wsdl.operations;
+    let n = ops.len();
+    let soap11 = wsdl
+        .bindings
+        .iter()
+        .find(|b| !b.soap12)
+        .expect("SOAP 1.1 binding");
+    let variants: Vec<Ident> = ops.iter().map(|o| format_ident!("{}", o.name)).collect();
+    let names: Vec<_> = ops.iter().map(|o| lit(&o.name)).collect();
+    let docs: Vec<_> = ops.iter().map(|o| lit(&format!(" `{}`", o.name))).collect();
+    let req: Vec<QN> = ops
+        .iter()
+        .map(|o| wsdl.messages[&o.input].clone())
+        .collect();
+    let resp: Vec<QN> = ops
+        .iter()
+        .map(|o| wsdl.messages[&o.output].clone())
+        .collect();
+    let permissions: Vec<_> = ops
+        .iter()
+        .zip(&req)
+        .map(|(o, q)| lit(&permission_of(&domain_of(&q.0), &o.name)))
+        .collect();
+    let domains: Vec<String> = req.iter().map(|q| domain_of(&q.0)).collect();
+    let domain_set: BTreeSet<&String> = domains.iter().collect();
+    let domain_lits: Vec<_> = domain_set.iter().map(|d| lit(d)).collect();
+    let actions: Vec<_> = ops.iter().map(|o| lit(&soap11.actions[&o.name])).collect();
+    let action_bytes: Vec<_> = ops.iter().map(|o| blit(&soap11.actions[&o.name])).collect();
+    let req_ns: Vec<_> = req.iter().map(|q| lit(&q.0)).collect();
+    let req_local: Vec<_> = req.iter().map(|q| lit(&q.1)).collect();
+    let req_ns_b: Vec<_> = req.iter().map(|q| blit(&q.0)).collect();
+    let req_local_b: Vec<_> = req.iter().map(|q| blit(&q.1)).collect();
+    let resp_ns: Vec<_> = resp.iter().map(|q| lit(&q.0)).collect();
+    let resp_local: Vec<_> = resp.iter().map(|q| lit(&q.1)).collect();
+    let resp_ns_b: Vec<_> = resp.iter().map(|q| blit(&q.0)).collect();
+    let resp_local_b: Vec<_> = resp.iter().map(|q| blit(&q.1)).collect();
+    let req_ty: Vec<_> = req
+        .iter()
+        .map(|q| type_path(ns_modules, types, q))
+        .collect();
+    let resp_ty: Vec<_> = resp
+        .iter()
+        .map(|q| type_path(ns_modules, types, q))
+        .collect();
+    let req_root: Vec<_> = req.iter().map(|q| lit(&root_name(ns_modules, q))).collect();
+    let resp_root: Vec<_> = resp
+        .iter()
+        .map(|q| lit(&root_name(ns_modules, q)))
+        .collect();
+
+    let header = &wsdl.messages[wsdl.header_message()];
+    let header_ty = type_path(ns_modules, types, header);
+    let header_ns = lit(&header.0);
+    let header_local = lit(&header.1);
+    let header_root = lit(&root_name(ns_modules, header));
+
+    let faults: Vec<(String, QN)> = wsdl
+        .fault_messages()
+        .into_iter()
+        .map(|m| {
+            let qn = wsdl.messages[&m].clone();
+            (qn.1.strip_suffix("Fault").unwrap_or(&qn.1).to_string(), qn)
+        })
+        .collect();
+    let fault_variants: Vec<Ident> = faults.iter().map(|(v, _)| format_ident!("{}", v)).collect();
+    let fault_ty: Vec<_> = faults
+        .iter()
+        .map(|(_, q)| type_path(ns_modules, types, q))
+        .collect();
+    let fault_ns: Vec<_> = faults.iter().map(|(_, q)| lit(&q.0)).collect();
+    let fault_local: Vec<_> = faults.iter().map(|(_, q)| lit(&q.1)).collect();
+    let fault_ns_b: Vec<_> = faults.iter().map(|(_, q)| blit(&q.0)).collect();
+    let fault_local_b: Vec<_> = faults.iter().map(|(_, q)| blit(&q.1)).collect();
+    let fault_root: Vec<_> = faults
+        .iter()
+        .map(|(_, q)| lit(&root_name(ns_modules, q)))
+        .collect();
+    let nf = faults.len();
+
+    let ns_lits: Vec<_> = wsdl.schema_namespaces().iter().map(|n| lit(n)).collect();
+    let target_ns = lit(&wsdl.target_ns);
+    let wsdl_file = lit(&wsdl.file);
+
+    let mut doc = String::new();
+    let _ = write!(
+        doc,
+        " The operations of `wsdl/{}`, in portType order.",
+        wsdl.file
+    );
+
+    quote! {
+        use quick_xml::Writer;
+        use xsd_parser_types::quick_xml::{DeserializeSync, Error, SerializeSync, XmlReaderSync};
+
+        /// The WSDL these tables were generated from.
+        pub const WSDL_FILE: &str = #wsdl_file;
+        /// The WSDL's target namespace.
+        pub const TARGET_NAMESPACE: &str = #target_ns;
+        /// Every namespace an element of this contract can be in.
+        pub const NAMESPACES: &[&str] = &[#(#ns_lits),*];
+        /// The permission domains (`accounts`, …): the prefixes of `domain.*` grants.
+        pub const DOMAINS: &[&str] = &[#(#domain_lits),*];
+
+        #[doc = #doc]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Operation {
+            #(#[doc = #docs] #variants,)*
+        }
+
+        impl Operation {
+            /// Every operation, in portType order.
+            pub const ALL: [Operation; #n] = [#(Operation::#variants),*];
+
+            /// The WSDL operation name.
+            pub const fn name(self) -> &'static str {
+                match self { #(Operation::#variants => #names,)* }
+            }
+
+            /// The permission that allows calling it, e.g. `accounts.create`.
+            pub const fn permission(self) -> &'static str {
+                match self { #(Operation::#variants => #permissions,)* }
+            }
+
+            /// The binding's soapAction (the same in the SOAP 1.1 and 1.2 bindings).
+            pub const fn soap_action(self) -> &'static str {
+                match self { #(Operation::#variants => #actions,)* }
+            }
+
+            /// The request body element: (namespace, local name).
+            pub const fn request_element(self) -> (&'static str, &'static str) {
+                match self { #(Operation::#variants => (#req_ns, #req_local),)* }
+            }
+
+            /// The response body element: (namespace, local name).
+            pub const fn response_element(self) -> (&'static str, &'static str) {
+                match self { #(Operation::#variants => (#resp_ns, #resp_local),)* }
+            }
+
+            /// The operation whose request body element this is.
+            pub fn from_request_element(ns: &[u8], local: &[u8]) -> Option<Self> {
+                match (ns, local) {
+                    #((#req_ns_b, #req_local_b) => Some(Operation::#variants),)*
+                    _ => None,
+                }
+            }
+
+            /// The operation whose response body element this is.
+            pub fn from_response_element(ns: &[u8], local: &[u8]) -> Option<Self> {
+                match (ns, local) {
+                    #((#resp_ns_b, #resp_local_b) => Some(Operation::#variants),)*
+                    _ => None,
+                }
+            }
+
+            /// The operation a SOAPAction (without quotes) names.
+            pub fn from_soap_action(action: &[u8]) -> Option<Self> {
+                match action {
+                    #(#action_bytes => Some(Operation::#variants),)*
+                    _ => None,
+                }
+            }
+
+            /// The operation with this WSDL name.
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    #(#names => Some(Operation::#variants),)*
+                    _ => None,
+                }
+            }
+        }
+
+        /// A decoded request body, one variant per operation.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum Request {
+            #(#[doc = #docs] #variants(Box<#req_ty>),)*
+        }
+
+        impl Request {
+            /// The operation this request calls.
+            pub fn operation(&self) -> Operation {
+                match self { #(Request::#variants(_) => Operation::#variants,)* }
+            }
+
+            /// Decodes the body element of `op` from a reader positioned at it.
+            pub fn decode<'a, R: XmlReaderSync<'a>>(op: Operation, reader: &mut R) -> Result<Self, Error> {
+                Ok(match op {
+                    #(Operation::#variants => Request::#variants(Box::new(<#req_ty as DeserializeSync<'a, R>>::deserialize(reader)?)),)*
+                })
+            }
+
+            /// The fast path of [`Request::decode`] (see `crate::decode::fast`): the value, or
+            /// `None` when the strict decoder must read the body.
+            pub fn decode_fast(op: Operation, reader: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+                Some(match op {
+                    #(Operation::#variants => Request::#variants(Box::new(reader.root::<#req_ty>()?)),)*
+                })
+            }
+
+            /// Writes the body element with its namespace declarations.
+            pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
+                match self { #(Request::#variants(v) => crate::encode::fast::encode_root(&**v, #req_root, writer, |w| v.serialize(#req_root, w)),)* }
+            }
+
+            /// Writes the element with the fast encoder only; `false` (nothing written) when it
+            /// gives up (see `crate::encode::fast`).
+            pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
+                match self { #(Request::#variants(v) => crate::encode::fast::write_root(&**v, #req_root, out),)* }
+            }
+        }
+
+        /// A decoded response body, one variant per operation.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum Response {
+            #(#[doc = #docs] #variants(Box<#resp_ty>),)*
+        }
+
+        impl Response {
+            /// The operation this response answers.
+            pub fn operation(&self) -> Operation {
+                match self { #(Response::#variants(_) => Operation::#variants,)* }
+            }
+
+            /// Decodes the response element of `op` from a reader positioned at it.
+            pub fn decode<'a, R: XmlReaderSync<'a>>(op: Operation, reader: &mut R) -> Result<Self, Error> {
+                Ok(match op {
+                    #(Operation::#variants => Response::#variants(Box::new(<#resp_ty as DeserializeSync<'a, R>>::deserialize(reader)?)),)*
+                })
+            }
+
+            /// The fast path of [`Response::decode`] (see `crate::decode::fast`).
+            pub fn decode_fast(op: Operation, reader: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+                Some(match op {
+                    #(Operation::#variants => Response::#variants(Box::new(reader.root::<#resp_ty>()?)),)*
+                })
+            }
+
+            /// Writes the response element with its namespace declarations.
+            pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
+                match self { #(Response::#variants(v) => crate::encode::fast::encode_root(&**v, #resp_root, writer, |w| v.serialize(#resp_root, w)),)* }
+            }
+
+            /// Writes the element with the fast encoder only; `false` (nothing written) when it
+            /// gives up (see `crate::encode::fast`).
+            pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
+                match self { #(Response::#variants(v) => crate::encode::fast::write_root(&**v, #resp_root, out),)* }
+            }
+        }
+
+        /// The credential header every operation's input carries.
+        pub type AuthHeader = #header_ty;
+        /// The credential header element: (namespace, local name).
+        pub const AUTH_HEADER_ELEMENT: (&str, &str) = (#header_ns, #header_local);
+
+        /// Decodes the credential header from a reader positioned at it.
+        pub fn decode_auth_header<'a, R: XmlReaderSync<'a>>(reader: &mut R) -> Result<AuthHeader, Error> {
+            <AuthHeader as DeserializeSync<'a, R>>::deserialize(reader)
+        }
+
+        /// The fast path of [`decode_auth_header`] (see `crate::decode::fast`).
+        pub fn decode_auth_header_fast(reader: &mut crate::decode::fast::FastReader<'_>) -> Option<AuthHeader> {
+            reader.root::<AuthHeader>()
+        }
+
+        /// Writes the credential header element.
+        pub fn encode_auth_header(header: &AuthHeader, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
+            crate::encode::fast::encode_root(header, #header_root, writer, |w| header.serialize(#header_root, w))
+        }
+
+        /// The declared fault kinds (`soap:fault`), the same for every operation.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum FaultKind {
+            #(#fault_variants,)*
+        }
+
+        impl FaultKind {
+            /// Every declared fault kind.
+            pub const ALL: [FaultKind; #nf] = [#(FaultKind::#fault_variants),*];
+
+            /// The fault detail element: (namespace, local name).
+            pub const fn element(self) -> (&'static str, &'static str) {
+                match self { #(FaultKind::#fault_variants => (#fault_ns, #fault_local),)* }
+            }
+
+            /// The fault kind whose detail element this is.
+            pub fn from_element(ns: &[u8], local: &[u8]) -> Option<Self> {
+                match (ns, local) {
+                    #((#fault_ns_b, #fault_local_b) => Some(FaultKind::#fault_variants),)*
+                    _ => None,
+                }
+            }
+        }
+
+        /// A typed fault detail.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum FaultDetail {
+            #(#fault_variants(Box<#fault_ty>),)*
+        }
+
+        impl FaultDetail {
+            /// Which declared fault this is.
+            pub fn kind(&self) -> FaultKind {
+                match self { #(FaultDetail::#fault_variants(_) => FaultKind::#fault_variants,)* }
+            }
+
+            /// Decodes the detail element of `kind` from a reader positioned at it.
+            pub fn decode<'a, R: XmlReaderSync<'a>>(kind: FaultKind, reader: &mut R) -> Result<Self, Error> {
+                Ok(match kind {
+                    #(FaultKind::#fault_variants => FaultDetail::#fault_variants(Box::new(<#fault_ty as DeserializeSync<'a, R>>::deserialize(reader)?)),)*
+                })
+            }
+
+            /// The fast path of [`FaultDetail::decode`] (see `crate::decode::fast`).
+            pub fn decode_fast(kind: FaultKind, reader: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+                Some(match kind {
+                    #(FaultKind::#fault_variants => FaultDetail::#fault_variants(Box::new(reader.root::<#fault_ty>()?)),)*
+                })
+            }
+
+            /// Writes the detail element with its namespace declarations.
+            pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
+                match self { #(FaultDetail::#fault_variants(v) => crate::encode::fast::encode_root(&**v, #fault_root, writer, |w| v.serialize(#fault_root, w)),)* }
+            }
+        }
+    }
+}
