@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::shared::{blit, lit, root_name, type_path, QN};
@@ -83,27 +83,53 @@ pub(crate) fn operation_table(
     let domain_lits: Vec<_> = domain_set.iter().map(|d| lit(d)).collect();
     let actions: Vec<_> = ops.iter().map(|o| lit(&soap11.actions[&o.name])).collect();
     let action_bytes: Vec<_> = ops.iter().map(|o| blit(&soap11.actions[&o.name])).collect();
-    let req_ns: Vec<_> = req.iter().map(|q| lit(&q.0)).collect();
-    let req_local: Vec<_> = req.iter().map(|q| lit(&q.1)).collect();
-    let req_ns_b: Vec<_> = req.iter().map(|q| blit(&q.0)).collect();
-    let req_local_b: Vec<_> = req.iter().map(|q| blit(&q.1)).collect();
-    let resp_ns: Vec<_> = resp.iter().map(|q| lit(&q.0)).collect();
-    let resp_local: Vec<_> = resp.iter().map(|q| lit(&q.1)).collect();
-    let resp_ns_b: Vec<_> = resp.iter().map(|q| blit(&q.0)).collect();
-    let resp_local_b: Vec<_> = resp.iter().map(|q| blit(&q.1)).collect();
-    let req_ty: Vec<_> = req
-        .iter()
-        .map(|q| type_path(ns_modules, types, q))
-        .collect();
-    let resp_ty: Vec<_> = resp
-        .iter()
-        .map(|q| type_path(ns_modules, types, q))
-        .collect();
-    let req_root: Vec<_> = req.iter().map(|q| lit(&root_name(ns_modules, q))).collect();
-    let resp_root: Vec<_> = resp
-        .iter()
-        .map(|q| lit(&root_name(ns_modules, q)))
-        .collect();
+    let Elements {
+        ns: req_ns,
+        local: req_local,
+        ns_b: req_ns_b,
+        local_b: req_local_b,
+        ty: req_ty,
+        root: req_root,
+    } = Elements::of(&req, ns_modules, types);
+    let Elements {
+        ns: resp_ns,
+        local: resp_local,
+        ns_b: resp_ns_b,
+        local_b: resp_local_b,
+        ty: resp_ty,
+        root: resp_root,
+    } = Elements::of(&resp, ns_modules, types);
+    let request = body_enum(
+        &BodyDocs {
+            name: "Request",
+            what: "A decoded request body",
+            operation: "The operation this request calls.",
+            decode: "Decodes the body element of `op` from a reader positioned at it.",
+            decode_fast: &[
+                "The fast path of [`Request::decode`] (see `crate::decode::fast`): the value, or",
+                "`None` when the strict decoder must read the body.",
+            ],
+            encode: "Writes the body element with its namespace declarations.",
+        },
+        &variants,
+        &docs,
+        &req_ty,
+        &req_root,
+    );
+    let response = body_enum(
+        &BodyDocs {
+            name: "Response",
+            what: "A decoded response body",
+            operation: "The operation this response answers.",
+            decode: "Decodes the response element of `op` from a reader positioned at it.",
+            decode_fast: &["The fast path of [`Response::decode`] (see `crate::decode::fast`)."],
+            encode: "Writes the response element with its namespace declarations.",
+        },
+        &variants,
+        &docs,
+        &resp_ty,
+        &resp_root,
+    );
 
     let header = &wsdl.messages[wsdl.header_message()];
     let header_ty = type_path(ns_modules, types, header);
@@ -120,18 +146,15 @@ pub(crate) fn operation_table(
         })
         .collect();
     let fault_variants: Vec<Ident> = faults.iter().map(|(v, _)| format_ident!("{}", v)).collect();
-    let fault_ty: Vec<_> = faults
-        .iter()
-        .map(|(_, q)| type_path(ns_modules, types, q))
-        .collect();
-    let fault_ns: Vec<_> = faults.iter().map(|(_, q)| lit(&q.0)).collect();
-    let fault_local: Vec<_> = faults.iter().map(|(_, q)| lit(&q.1)).collect();
-    let fault_ns_b: Vec<_> = faults.iter().map(|(_, q)| blit(&q.0)).collect();
-    let fault_local_b: Vec<_> = faults.iter().map(|(_, q)| blit(&q.1)).collect();
-    let fault_root: Vec<_> = faults
-        .iter()
-        .map(|(_, q)| lit(&root_name(ns_modules, q)))
-        .collect();
+    let fault_qns: Vec<QN> = faults.iter().map(|(_, q)| q.clone()).collect();
+    let Elements {
+        ns: fault_ns,
+        local: fault_local,
+        ns_b: fault_ns_b,
+        local_b: fault_local_b,
+        ty: fault_ty,
+        root: fault_root,
+    } = Elements::of(&fault_qns, ns_modules, types);
     let nf = faults.len();
 
     let ns_lits: Vec<_> = wsdl.schema_namespaces().iter().map(|n| lit(n)).collect();
@@ -226,82 +249,9 @@ pub(crate) fn operation_table(
             }
         }
 
-        /// A decoded request body, one variant per operation.
-        #[derive(Clone, Debug, PartialEq, Eq)]
-        pub enum Request {
-            #(#[doc = #docs] #variants(Box<#req_ty>),)*
-        }
+        #request
 
-        impl Request {
-            /// The operation this request calls.
-            pub fn operation(&self) -> Operation {
-                match self { #(Request::#variants(_) => Operation::#variants,)* }
-            }
-
-            /// Decodes the body element of `op` from a reader positioned at it.
-            pub fn decode<'a, R: XmlReaderSync<'a>>(op: Operation, reader: &mut R) -> Result<Self, Error> {
-                Ok(match op {
-                    #(Operation::#variants => Request::#variants(Box::new(<#req_ty as DeserializeSync<'a, R>>::deserialize(reader)?)),)*
-                })
-            }
-
-            /// The fast path of [`Request::decode`] (see `crate::decode::fast`): the value, or
-            /// `None` when the strict decoder must read the body.
-            pub fn decode_fast(op: Operation, reader: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
-                Some(match op {
-                    #(Operation::#variants => Request::#variants(Box::new(reader.root::<#req_ty>()?)),)*
-                })
-            }
-
-            /// Writes the body element with its namespace declarations.
-            pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
-                match self { #(Request::#variants(v) => crate::encode::fast::encode_root(&**v, #req_root, writer, |w| v.serialize(#req_root, w)),)* }
-            }
-
-            /// Writes the element with the fast encoder only; `false` (nothing written) when it
-            /// gives up (see `crate::encode::fast`).
-            pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
-                match self { #(Request::#variants(v) => crate::encode::fast::write_root(&**v, #req_root, out),)* }
-            }
-        }
-
-        /// A decoded response body, one variant per operation.
-        #[derive(Clone, Debug, PartialEq, Eq)]
-        pub enum Response {
-            #(#[doc = #docs] #variants(Box<#resp_ty>),)*
-        }
-
-        impl Response {
-            /// The operation this response answers.
-            pub fn operation(&self) -> Operation {
-                match self { #(Response::#variants(_) => Operation::#variants,)* }
-            }
-
-            /// Decodes the response element of `op` from a reader positioned at it.
-            pub fn decode<'a, R: XmlReaderSync<'a>>(op: Operation, reader: &mut R) -> Result<Self, Error> {
-                Ok(match op {
-                    #(Operation::#variants => Response::#variants(Box::new(<#resp_ty as DeserializeSync<'a, R>>::deserialize(reader)?)),)*
-                })
-            }
-
-            /// The fast path of [`Response::decode`] (see `crate::decode::fast`).
-            pub fn decode_fast(op: Operation, reader: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
-                Some(match op {
-                    #(Operation::#variants => Response::#variants(Box::new(reader.root::<#resp_ty>()?)),)*
-                })
-            }
-
-            /// Writes the response element with its namespace declarations.
-            pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
-                match self { #(Response::#variants(v) => crate::encode::fast::encode_root(&**v, #resp_root, writer, |w| v.serialize(#resp_root, w)),)* }
-            }
-
-            /// Writes the element with the fast encoder only; `false` (nothing written) when it
-            /// gives up (see `crate::encode::fast`).
-            pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
-                match self { #(Response::#variants(v) => crate::encode::fast::write_root(&**v, #resp_root, out),)* }
-            }
-        }
+        #response
 
         /// The credential header every operation's input carries.
         pub type AuthHeader = #header_ty;
@@ -376,6 +326,105 @@ pub(crate) fn operation_table(
             /// Writes the detail element with its namespace declarations.
             pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
                 match self { #(FaultDetail::#fault_variants(v) => crate::encode::fast::encode_root(&**v, #fault_root, writer, |w| v.serialize(#fault_root, w)),)* }
+            }
+        }
+    }
+}
+
+/// The literals and paths the tables need of a list of body elements, in order.
+struct Elements {
+    /// Namespaces as string literals.
+    ns: Vec<Literal>,
+    /// Local names as string literals.
+    local: Vec<Literal>,
+    /// Namespaces as byte string literals.
+    ns_b: Vec<Literal>,
+    /// Local names as byte string literals.
+    local_b: Vec<Literal>,
+    /// The generated types' paths.
+    ty: Vec<TokenStream>,
+    /// The qualified names the serializer writes (`prefix:local`).
+    root: Vec<Literal>,
+}
+
+impl Elements {
+    fn of(qns: &[QN], ns_modules: &BTreeMap<String, String>, types: &syn::File) -> Self {
+        Elements {
+            ns: qns.iter().map(|q| lit(&q.0)).collect(),
+            local: qns.iter().map(|q| lit(&q.1)).collect(),
+            ns_b: qns.iter().map(|q| blit(&q.0)).collect(),
+            local_b: qns.iter().map(|q| blit(&q.1)).collect(),
+            ty: qns
+                .iter()
+                .map(|q| type_path(ns_modules, types, q))
+                .collect(),
+            root: qns.iter().map(|q| lit(&root_name(ns_modules, q))).collect(),
+        }
+    }
+}
+
+/// The doc lines that tell `Request` from `Response` (each line without its leading space).
+struct BodyDocs {
+    name: &'static str,
+    what: &'static str,
+    operation: &'static str,
+    decode: &'static str,
+    decode_fast: &'static [&'static str],
+    encode: &'static str,
+}
+
+/// `Request` or `Response`: the decoded body, one variant per operation, with its typed
+/// decode/encode dispatch.
+fn body_enum(
+    docs_of: &BodyDocs,
+    variants: &[Ident],
+    docs: &[Literal],
+    ty: &[TokenStream],
+    root: &[Literal],
+) -> TokenStream {
+    let doc = |line: &str| lit(&format!(" {line}"));
+    let name = format_ident!("{}", docs_of.name);
+    let what = doc(&format!("{}, one variant per operation.", docs_of.what));
+    let operation = doc(docs_of.operation);
+    let decode = doc(docs_of.decode);
+    let decode_fast: Vec<_> = docs_of.decode_fast.iter().map(|l| doc(l)).collect();
+    let encode = doc(docs_of.encode);
+    quote! {
+        #[doc = #what]
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum #name {
+            #(#[doc = #docs] #variants(Box<#ty>),)*
+        }
+
+        impl #name {
+            #[doc = #operation]
+            pub fn operation(&self) -> Operation {
+                match self { #(#name::#variants(_) => Operation::#variants,)* }
+            }
+
+            #[doc = #decode]
+            pub fn decode<'a, R: XmlReaderSync<'a>>(op: Operation, reader: &mut R) -> Result<Self, Error> {
+                Ok(match op {
+                    #(Operation::#variants => #name::#variants(Box::new(<#ty as DeserializeSync<'a, R>>::deserialize(reader)?)),)*
+                })
+            }
+
+            #(#[doc = #decode_fast])*
+            pub fn decode_fast(op: Operation, reader: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+                Some(match op {
+                    #(Operation::#variants => #name::#variants(Box::new(reader.root::<#ty>()?)),)*
+                })
+            }
+
+            #[doc = #encode]
+            pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
+                match self { #(#name::#variants(v) => crate::encode::fast::encode_root(&**v, #root, writer, |w| v.serialize(#root, w)),)* }
+            }
+
+            /// Writes the element with the fast encoder only; `false` (nothing written) when it
+            /// gives up (see `crate::encode::fast`).
+            pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
+                match self { #(#name::#variants(v) => crate::encode::fast::write_root(&**v, #root, out),)* }
             }
         }
     }
