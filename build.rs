@@ -48,6 +48,8 @@ mod fast;
 mod harden;
 #[path = "codegen/models.rs"]
 mod models;
+#[path = "codegen/names.rs"]
+mod names;
 #[path = "codegen/patterns.rs"]
 mod patterns;
 #[path = "codegen/schema.rs"]

@@ -7,6 +7,7 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::quote;
 
 use crate::models::{Child, Models};
+use crate::names::same_name;
 use crate::shared::{blit, root_name};
 
 /// `impl crate::decode::fast::FastDecode` for the Rust type of every content model: straight-line
@@ -195,18 +196,6 @@ fn fast_encode_choice(
         match self { #(#arms)* }
         Some(())
     }
-}
-
-/// `street_2` and `Street2` are the same name.
-fn same_name(field: &str, element: &str) -> bool {
-    let norm = |s: &str| {
-        s.trim_start_matches("r#")
-            .chars()
-            .filter(|c| *c != '_')
-            .flat_map(char::to_lowercase)
-            .collect::<String>()
-    };
-    norm(field) == norm(element)
 }
 
 /// How a field holds its child: (`Option`, `Vec` or plain, the child's type).

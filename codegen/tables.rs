@@ -8,46 +8,9 @@ use std::fmt::Write as _;
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
+use crate::names::{domain_of, permission_of};
 use crate::shared::{blit, lit, root_name, type_path, QN};
 use crate::wsdl_rules::Wsdl;
-
-/// `accounts` from `urn:partnergate:partner:accounts:v1`; `callback` from `urn:partnergate:callback:v1`.
-fn domain_of(ns: &str) -> String {
-    let parts: Vec<&str> = ns.split(':').collect();
-    parts
-        .len()
-        .checked_sub(2)
-        .and_then(|i| parts.get(i))
-        .unwrap_or_else(|| panic!("namespace {ns} has no domain segment"))
-        .to_string()
-}
-
-/// `accounts.changeStatus` from (`accounts`, `ChangeAccountStatus`): the operation name without
-/// the domain's noun, lower camel case. Callback operations keep their whole name.
-fn permission_of(domain: &str, op: &str) -> String {
-    let singular = domain.strip_suffix('s').unwrap_or(domain);
-    let mut noun = singular.to_string();
-    if let Some(first) = noun.get_mut(0..1) {
-        first.make_ascii_uppercase();
-    }
-    let plural = format!("{noun}s");
-    let verb = if op.contains(&plural) {
-        op.replacen(&plural, "", 1)
-    } else {
-        op.replacen(&noun, "", 1)
-    };
-    let verb = if verb.is_empty() {
-        op.to_string()
-    } else {
-        verb
-    };
-    let mut chars = verb.chars();
-    let first = chars
-        .next()
-        .map(|c| c.to_ascii_lowercase())
-        .unwrap_or_default();
-    format!("{domain}.{first}{}", chars.as_str())
-}
 
 /// The operation tables of `wsdl` over the generated `types`.
 pub(crate) fn operation_table(
