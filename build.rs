@@ -17,6 +17,7 @@
 //!    (`codegen/soap11.rs`).
 //!
 //! Shared helpers (namespaces, the schema walker, literals, paths) are in `codegen/shared.rs`.
+//! The naming rules are in `codegen/names.rs` (std only: `tests/codegen_names.rs` tests them).
 //!
 //! Everything is written to `OUT_DIR` only. `generated/` holds a reviewed mirror of the same
 //! files; `tests/generated_fresh.rs` fails when it is stale and refreshes it with
