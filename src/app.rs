@@ -51,7 +51,7 @@ pub struct Running {
 
 /// The drain limit: from shutdown asked (SIGTERM) to the process's exit, everything included —
 /// the requests in flight ([`DRAIN_GRACE`]), the last statistics flush ([`LAST_FLUSH`]), the
-/// runtime's blocking tasks and the database pool's close (`main.rs`) — even with the database
+/// runtime's blocking tasks and the database pool's close (`cli/serve.rs`) — even with the database
 /// gone.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
