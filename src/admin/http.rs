@@ -36,7 +36,6 @@
 //! ([`super::dashboard`]) instead, which has its own login (a session cookie, not the bearer
 //! header).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,18 +44,17 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request as HttpRequest, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use super::{
     some, Actor, Admin, AdminError, AdminToken, RateInput, Request, Rules, StatusInput, UpdateGroup,
 };
 use crate::config::Limits;
 use crate::limit::{self, LimitError};
+use crate::server::plain::Plain;
 
 /// The path prefix of every route.
 pub const PREFIX: &str = "/admin/v1/";
@@ -108,74 +106,25 @@ impl AdminServer {
     }
 
     /// Accepts connections until `shutdown` turns true (or its sender is dropped).
-    pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(self, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        let plain = Plain {
+            name: "admin API",
+            max_connections: MAX_CONNECTIONS,
+            header_timeout: self.header_timeout,
+            // A backstop for a client that stalls in ways the read timeouts do not cover (e.g.
+            // not reading the response).
+            lifetime: self.header_timeout + self.body_timeout + Duration::from_secs(30),
+            keep_alive: false,
+            max_buf_size: MAX_HEADER_BYTES,
+            grace: SHUTDOWN_GRACE,
+        };
         let server = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut tasks = tokio::task::JoinSet::new();
-        loop {
-            let permit = tokio::select! {
-                p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = shutdown.changed() => break,
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "admin API: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = shutdown.changed() => break,
-            };
-            let server = Arc::clone(&server);
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                server.connection(stream, peer, shutdown).await;
-                drop(permit);
-            });
-            while tasks.try_join_next().is_some() {}
-        }
-        drop(listener);
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-    }
-
-    async fn connection(
-        self: Arc<Self>,
-        stream: tokio::net::TcpStream,
-        peer: SocketAddr,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let server = Arc::clone(&self);
-        let service = service_fn(move |req| {
-            let server = Arc::clone(&server);
-            async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
-        });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
-            .keep_alive(false)
-            .max_buf_size(MAX_HEADER_BYTES);
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(conn);
-        // A backstop for a client that stalls in ways the read timeouts do not cover (e.g. not
-        // reading the response).
-        let lifetime = self.header_timeout + self.body_timeout + Duration::from_secs(30);
-        tokio::select! {
-            result = tokio::time::timeout(lifetime, conn.as_mut()) => match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "admin API: connection error"),
-                Err(_) => tracing::debug!(%peer, "admin API: connection timed out"),
-            },
-            _ = shutdown.changed() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
-            }
-        }
+        plain
+            .serve(listener, shutdown, move |req, peer| {
+                let server = Arc::clone(&server);
+                async move { server.handle(req, peer).await }
+            })
+            .await;
     }
 
     async fn handle(&self, req: HttpRequest<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {

@@ -7,7 +7,6 @@
 //! are decoded as strictly as at the gateway (limits, envelope, typed decode), and answers are
 //! the canonical encodings of typed values.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +15,6 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -34,6 +31,12 @@ use crate::generated::partner::Operation;
 use crate::generated::types::cmn;
 use crate::limit;
 use crate::rejection::{ActionError, Rejection};
+use crate::server::plain::Plain;
+
+/// Connections served at once (the gateways' pooled connections and their calls).
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long open connections may finish after shutdown was asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Who may call the standalone layer.
 #[derive(Clone, Debug)]
@@ -77,48 +80,31 @@ impl Standalone {
         }
     }
 
-    /// Serves on `listener` until `shutdown` turns true.
-    pub async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    /// Serves on `listener` until `shutdown` turns true (or its sender is dropped): at most
+    /// [`MAX_CONNECTIONS`] connections at once, kept alive for the gateways' connection pools;
+    /// on shutdown the open ones finish within [`SHUTDOWN_GRACE`].
+    pub async fn serve(self, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        let plain = Plain {
+            name: "partner API layer",
+            max_connections: MAX_CONNECTIONS,
+            header_timeout: Duration::from_secs(10),
+            lifetime: Duration::from_secs(24 * 3600),
+            keep_alive: true,
+            max_buf_size: 64 * 1024,
+            grace: SHUTDOWN_GRACE,
+        };
         let this = Arc::new(self);
-        loop {
-            let (stream, peer) = tokio::select! {
-                a = listener.accept() => match a {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = shutdown.changed() => break,
-            };
-            let this = Arc::clone(&this);
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let this = Arc::clone(&this);
-                    async move { Ok::<_, Infallible>(this.handle(req, peer).await) }
-                });
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10));
-                if let Err(e) = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
+        plain
+            .serve(listener, shutdown, move |req, peer| {
+                let this = Arc::clone(&this);
+                async move { this.handle(req, peer).await }
+            })
+            .await;
     }
 
     fn check_trust(&self, peer: SocketAddr, headers: &http::HeaderMap) -> Result<(), TrustError> {
-        let ip = match peer.ip() {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), std::net::IpAddr::V4),
-            v4 => v4,
-        };
-        if !self.trust.allowed.iter().any(|n| n.contains(&ip)) {
-            return Err(TrustError::Source(ip));
+        if !crate::allowlist::contains(&self.trust.allowed, peer.ip()) {
+            return Err(TrustError::Source(crate::allowlist::canonical(peer.ip())));
         }
         let presented = headers
             .get(GATEWAY_SECRET_HEADER)

@@ -36,6 +36,7 @@ pub mod contract;
 pub mod framing;
 mod health;
 pub mod idle;
+pub mod plain;
 mod respond;
 
 use admit::{Admission, Refusal};
