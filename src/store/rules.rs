@@ -57,18 +57,16 @@ pub(super) fn conflict_or(e: DieselError, what: impl FnOnce() -> String) -> Stor
 }
 
 /// Inserts a row that must be new: already `present` → `Conflict` saying `taken`, and so is
-/// an insert that hits a unique index (a concurrent writer got there first; that conflict's
-/// text is the first one's display, `conflict: …`, as it has always been).
+/// an insert that hits a unique index (a concurrent writer got there first): the same text.
 pub(super) fn insert_new(
     present: bool,
     taken: impl Fn() -> String,
     insert: impl FnOnce() -> QueryResult<usize>,
 ) -> Result<(), StoreError> {
-    let conflict = || StoreError::Conflict(taken());
     if present {
-        return Err(conflict());
+        return Err(StoreError::Conflict(taken()));
     }
-    insert().map_err(|e| conflict_or(e, || conflict().to_string()))?;
+    insert().map_err(|e| conflict_or(e, &taken))?;
     Ok(())
 }
 
@@ -329,5 +327,23 @@ mod tests {
         assert!(!valid_group_name("-x"));
         assert!(!valid_group_name("a b"));
         assert!(!valid_group_name(&"a".repeat(65)));
+    }
+
+    /// A row found present and a row that a concurrent writer inserted first (the unique index
+    /// refuses ours) are the same conflict, with the same text, said once.
+    #[test]
+    fn a_lost_race_is_the_same_conflict_as_a_row_found_present() {
+        let taken = || "group gold already exists".to_string();
+        let found = insert_new(true, taken, || Ok(1)).expect_err("present");
+        let raced = insert_new(false, taken, || {
+            Err(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                Box::new("duplicate key".to_string()),
+            ))
+        })
+        .expect_err("raced");
+        assert_eq!(found.to_string(), raced.to_string());
+        assert_eq!(raced.to_string().matches("conflict").count(), 1, "{raced}");
+        assert!(insert_new(false, taken, || Ok(1)).is_ok());
     }
 }
