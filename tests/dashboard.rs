@@ -1427,6 +1427,16 @@ async fn get_account(addr: SocketAddr, partner: &str, key: &str) -> (u16, String
     (r.status, r.body)
 }
 
+/// Types `text` into the element `at` finds.
+async fn fill(b: &fantoccini::Client, at: fantoccini::Locator<'_>, text: &str) {
+    b.find(at).await.unwrap().send_keys(text).await.unwrap();
+}
+
+/// Clicks the element `at` finds.
+async fn click(b: &fantoccini::Client, at: fantoccini::Locator<'_>) {
+    b.find(at).await.unwrap().click().await.unwrap();
+}
+
 async fn text_of(b: &fantoccini::Client, css: &str) -> String {
     b.find(fantoccini::Locator::Css(css))
         .await
@@ -1477,45 +1487,15 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     );
 
     // Create a partner: allowed from this machine, one operation granted to begin with.
-    b.find(Css("a.button.primary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Css("a.button.primary")).await;
     b.wait().for_element(Id("name")).await.unwrap();
-    b.find(Id("name"))
-        .await
-        .unwrap()
-        .send_keys("Acme Telecom")
-        .await
-        .unwrap();
-    b.find(Id("country"))
-        .await
-        .unwrap()
-        .send_keys("AT")
-        .await
-        .unwrap();
-    b.find(Id("allow"))
-        .await
-        .unwrap()
-        .send_keys("127.0.0.1")
-        .await
-        .unwrap();
-    b.find(Css("input[name=grant][value='accounts.find']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&b, Id("name"), "Acme Telecom").await;
+    fill(&b, Id("country"), "AT").await;
+    fill(&b, Id("allow"), "127.0.0.1").await;
+    click(&b, Css("input[name=grant][value='accounts.find']")).await;
     screenshots(&b, "02-new-partner").await;
     assert_quiet_console(&driver, &b, "the new partner form").await;
-    b.find(Css("form.stack button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Css("form.stack button[type=submit]")).await;
     b.wait().for_element(Id("key-1")).await.unwrap();
     assert!(text_of(&b, ".warning").await.contains("shown exactly once"));
     let key = b
@@ -1570,19 +1550,9 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     assert!(body.contains("AccessDeniedFault"), "{status} {body}");
 
     // Grant GetAccount in the permission matrix.
-    b.find(Css("a.button.primary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Css("a.button.primary")).await;
     b.wait().for_element(Id("matrix")).await.unwrap();
-    b.find(Css("#op-GetAccount button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Css("#op-GetAccount button")).await;
     b.wait().for_element(Css(".flash.ok")).await.unwrap();
     let flash = text_of(&b, ".flash.ok").await;
     assert!(flash.contains("granted"), "{flash}");
@@ -1617,30 +1587,10 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     b.wait().for_element(Id("key-table")).await.unwrap();
 
     // Contact and billing rate, set in the edit form, are shown in the details.
-    b.find(XPath("//summary[text()='Edit details']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.find(Id("e-contact"))
-        .await
-        .unwrap()
-        .send_keys("noc@acme.example")
-        .await
-        .unwrap();
-    b.find(Id("e-billing"))
-        .await
-        .unwrap()
-        .send_keys("0.0125 EUR/min")
-        .await
-        .unwrap();
-    b.find(XPath("//button[text()='Save details']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, XPath("//summary[text()='Edit details']")).await;
+    fill(&b, Id("e-contact"), "noc@acme.example").await;
+    fill(&b, Id("e-billing"), "0.0125 EUR/min").await;
+    click(&b, XPath("//button[text()='Save details']")).await;
     b.wait().for_element(Css(".flash.ok")).await.unwrap();
     assert_eq!(text_of(&b, "#contact").await, "noc@acme.example");
     assert_eq!(text_of(&b, "#billing-rate").await, "0.0125 EUR/min");
@@ -1826,42 +1776,12 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     screenshots(&b, "07-usage-fitted").await;
     assert_quiet_console(&driver, &b, "the usage page (fitted range)").await;
     b.goto(&format!("{ui}/groups")).await.unwrap();
-    b.find(Id("g-name"))
-        .await
-        .unwrap()
-        .send_keys("gold")
-        .await
-        .unwrap();
-    b.find(Id("g-ps"))
-        .await
-        .unwrap()
-        .send_keys("20")
-        .await
-        .unwrap();
-    b.find(Id("g-b"))
-        .await
-        .unwrap()
-        .send_keys("40")
-        .await
-        .unwrap();
-    b.find(Id("g-aps"))
-        .await
-        .unwrap()
-        .send_keys("200")
-        .await
-        .unwrap();
-    b.find(Id("g-ab"))
-        .await
-        .unwrap()
-        .send_keys("400")
-        .await
-        .unwrap();
-    b.find(Css("form.stack button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&b, Id("g-name"), "gold").await;
+    fill(&b, Id("g-ps"), "20").await;
+    fill(&b, Id("g-b"), "40").await;
+    fill(&b, Id("g-aps"), "200").await;
+    fill(&b, Id("g-ab"), "400").await;
+    click(&b, Css("form.stack button[type=submit]")).await;
     b.wait().for_element(Css(".flash.ok")).await.unwrap();
     assert!(text_of(&b, ".flash.ok")
         .await
@@ -1875,12 +1795,7 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
         .select_by_value("gold")
         .await
         .unwrap();
-    b.find(XPath("//form[contains(@action, '/group')]//button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, XPath("//form[contains(@action, '/group')]//button")).await;
     b.wait().for_element(Css(".flash.ok")).await.unwrap();
     assert!(text_of(&b, ".flash.ok")
         .await
@@ -1890,18 +1805,8 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     screenshots(&b, "08-group").await;
     assert_quiet_console(&driver, &b, "the group page").await;
     // Rename gold: the audit rows recorded under the old name lead to the group's page now.
-    b.find(Id("g-new"))
-        .await
-        .unwrap()
-        .send_keys("platinum")
-        .await
-        .unwrap();
-    b.find(XPath("//form[contains(@action, '/rename')]//button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&b, Id("g-new"), "platinum").await;
+    click(&b, XPath("//form[contains(@action, '/rename')]//button")).await;
     b.wait().for_element(Css(".flash.ok")).await.unwrap();
     b.goto(&format!("{ui}/audit")).await.unwrap();
     assert!(text_of(&b, "main").await.contains("key.revoke"));
@@ -1979,12 +1884,7 @@ async fn a_browser_stays_logged_in_across_nodes_and_a_restart() {
         .await
         .unwrap();
     b.wait().for_element(Css("#token")).await.unwrap();
-    b.find(Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&format!("{TOKEN}\u{E007}"))
-        .await
-        .unwrap();
+    fill(&b, Css("#token"), &format!("{TOKEN}\u{E007}")).await;
     b.wait().for_element(Css("h1")).await.unwrap();
     assert_eq!(text_of(&b, "h1").await, "Partners");
 
@@ -1993,12 +1893,7 @@ async fn a_browser_stays_logged_in_across_nodes_and_a_restart() {
         .await
         .unwrap();
     b.wait().for_element(Css("#matrix")).await.unwrap();
-    b.find(Css("#op-GetDevice button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Css("#op-GetDevice button")).await;
     b.wait().for_element(Css(".flash.ok")).await.unwrap();
     assert!(text_of(&b, ".flash.ok").await.contains("granted"));
     let grants = a.store.partner_detail(&p).unwrap().grants;
@@ -2022,12 +1917,7 @@ async fn a_browser_stays_logged_in_across_nodes_and_a_restart() {
     assert_quiet_console(&driver, &b, "a page after the restart").await;
 
     // Log out through the restarted A: B wants a login.
-    b.find(Css("form.logout button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, Css("form.logout button")).await;
     b.wait().for_element(Css("#token")).await.unwrap();
     b.goto(&format!("http://{}/ui/partners", node_b.admin))
         .await
