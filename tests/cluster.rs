@@ -88,18 +88,6 @@ fn onboard_many(store: &Store, n: usize) -> Vec<Partner> {
         .collect()
 }
 
-async fn metrics(addr: SocketAddr) -> String {
-    let r = get(addr, "/metrics", None).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.text()
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-}
-
 /// Waits (bounded by `within`) until every node's `/metrics` shows `series` at `value`.
 async fn wait_for_metric(nodes: &[Binary], series: &str, value: f64, within: Duration) {
     let deadline = Instant::now() + within;

@@ -81,12 +81,7 @@ fn node_env() -> Vec<(&'static str, String)> {
 }
 
 async fn metric(addr: SocketAddr, series: &str) -> f64 {
-    let r = get(addr, "/metrics", None).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let text = r.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    common::metric(&common::metrics(addr).await, series)
 }
 
 /// Calls `partner` on `addr` until `until` (or until the node is gone), pausing [`PAUSE`]

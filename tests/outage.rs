@@ -103,24 +103,6 @@ async fn start_again(pg: &Arc<PgServer>) {
         .unwrap();
 }
 
-async fn metrics(addr: SocketAddr) -> String {
-    let r = get(addr, "/metrics", None).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.text()
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-}
-
 /// The calls stored for `partner` in `usage_stats` (every operation and outcome).
 async fn stored_calls(url: &str, partner: &str) -> Option<i64> {
     let (url, partner) = (url.to_string(), partner.to_string());

@@ -59,15 +59,7 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<Ve
 }
 
 fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}")) as u64
-}
-
-async fn metrics(addr: SocketAddr) -> String {
-    let r = get(addr, "/metrics", None).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.text()
+    common::metric(text, series) as u64
 }
 
 const GATE: &str = "partnergate_connections_refused_total{reason=\"gate\"}";

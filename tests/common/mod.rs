@@ -1024,3 +1024,25 @@ pub fn fresh_postgres_database(tag: &str) -> (String, String, String) {
     let db = format!("{base}/{name}");
     (url, name, db)
 }
+
+// === /metrics ===
+
+/// `GET /metrics` of the listener at `addr` (asserted 200).
+pub async fn metrics(addr: SocketAddr) -> String {
+    let r = get(addr, "/metrics", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+/// The value of `series` (the name with its labels, exactly as written) in Prometheus text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
