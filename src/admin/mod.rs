@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::clock::unix_now;
 use crate::generated::partner::Operation;
 use crate::secret::{KeyKind, Secret};
 use crate::store::{
@@ -1280,13 +1281,6 @@ impl Admin {
     ) -> Result<Reply, AdminError> {
         self.run(request.check(rules)?, actor)
     }
-}
-
-/// Now, in unix seconds.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

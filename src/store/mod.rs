@@ -36,7 +36,7 @@ mod usage;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use scheduled_thread_pool::ScheduledThreadPool;
@@ -495,7 +495,5 @@ fn read_revision(conn: &mut AnyConnection) -> Result<i64, StoreError> {
 
 /// Now, in unix seconds (the timestamps' unit).
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    crate::clock::unix_now()
 }

@@ -23,7 +23,7 @@
 //! Every method is a database round trip on the store's blocking pool (`spawn_blocking`); only
 //! dashboard requests call them, never the partner path.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::RngCore as _;
 use ring::{aead, hkdf, hmac};
@@ -150,9 +150,7 @@ fn well_formed(id: &str) -> bool {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    crate::clock::unix_now_ms()
 }
 
 // === the sealed slots ===
