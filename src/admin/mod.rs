@@ -880,35 +880,8 @@ pub struct GroupsView {
     pub groups: Vec<GroupView>,
 }
 
-/// One audit row.
-#[derive(Debug, Serialize)]
-pub struct AuditEntry {
-    /// Row id.
-    pub id: i64,
-    /// Unix seconds.
-    pub at: i64,
-    /// Who.
-    pub actor: String,
-    /// What.
-    pub action: String,
-    /// Which partner (or `group:<name>`).
-    pub target: String,
-    /// The change.
-    pub detail: Option<serde_json::Value>,
-}
-
-impl From<AuditRecord> for AuditEntry {
-    fn from(a: AuditRecord) -> Self {
-        AuditEntry {
-            id: a.id,
-            at: a.at,
-            actor: a.actor,
-            action: a.action,
-            target: a.target,
-            detail: a.detail,
-        }
-    }
-}
+/// One audit row, as the store reads it (serialized as is for `--json` and the API).
+pub type AuditEntry = AuditRecord;
 
 /// `{"entries": [...]}`.
 #[derive(Debug, Serialize)]
@@ -1245,11 +1218,7 @@ impl Admin {
                 show(&p, message)
             }
             Op::ListAudit(target, limit) => {
-                let entries: Vec<AuditEntry> = s
-                    .audit_log(target.as_deref(), i64::from(limit))?
-                    .into_iter()
-                    .map(AuditEntry::from)
-                    .collect();
+                let entries: Vec<AuditEntry> = s.audit_log(target.as_deref(), i64::from(limit))?;
                 reply(
                     format!("{} audit entries", entries.len()),
                     View::Audit(AuditView { entries }),

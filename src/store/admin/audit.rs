@@ -11,7 +11,7 @@ use crate::store::{Store, StoreError};
 pub const MAX_AUDIT_ROWS: i64 = 1000;
 
 /// One `audit_log` row.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct AuditRecord {
     /// Row id (increasing).
     pub id: i64,
