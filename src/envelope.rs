@@ -261,39 +261,32 @@ impl<'a> Scanner<'a, '_> {
 
     /// Reads a child element to its end and returns its text.
     fn element(&mut self, start: &BytesStart<'a>, empty: bool) -> Result<&'a str, EnvelopeError> {
-        let (begin, end) = (self.tag_begin(start, empty), self.position());
+        let (begin, here) = (self.tag_begin(start, empty), self.position());
         if empty {
-            return self.slice(begin, end);
+            return self.slice(begin, here);
         }
-        if !self.skip_content(begin, end, start.name())? {
-            self.reader.read_to_end(start.name()).map_err(malformed)?;
-        }
+        let end_tag = match self.recorded_end_tag(begin, here, start.name()) {
+            Some(end_tag) => end_tag,
+            None => self.find_end_tag(here, start.name())?,
+        };
+        self.read_end_tag(here, end_tag, start.name())?;
         self.slice(begin, self.position())
     }
 
-    /// Steps over the content of the element whose start tag (at `begin`, ending at `here`) was
-    /// just read, if the limits pass recorded where its end tag is, and reads that end tag.
-    /// The limits pass has read the content with the same reader configuration (well-formed,
-    /// names of end tags checked, comments checked), and `read_to_end` resolves no namespaces,
-    /// so reading it again could not fail and would produce nothing the scan keeps.
-    /// `Ok(false)`: no usable record, nothing consumed (the caller reads the content).
-    fn skip_content(
-        &mut self,
-        begin: usize,
-        here: usize,
-        name: QName<'_>,
-    ) -> Result<bool, EnvelopeError> {
+    /// Where the end tag of the element whose start tag (at `begin`, ending at `here`) was just
+    /// read is, if the limits pass recorded it. The limits pass has read the content with the
+    /// same reader configuration (well-formed, names of end tags checked, comments checked), so
+    /// reading it again could not fail and would produce nothing the scan keeps.
+    /// `None`: no usable record (the caller finds the end tag itself).
+    fn recorded_end_tag(&mut self, begin: usize, here: usize, name: QName<'_>) -> Option<usize> {
         while self.skips.first().is_some_and(|s| s.0 < begin) {
             self.skips = &self.skips[1..];
         }
-        let Some(&(at, end_tag)) = self.skips.first().filter(|s| s.0 == begin) else {
-            return Ok(false);
-        };
+        let &(_, end_tag) = self.skips.first().filter(|s| s.0 == begin)?;
         self.skips = &self.skips[1..];
         // The reader's remaining input must be exactly the input after `here`, and the record
         // must point at this element's end tag.
         let input = self.input();
-        let rest = self.reader.get_mut();
         let closes = |tail: &[u8]| {
             tail.strip_prefix(b"</")
                 .and_then(|t| t.strip_prefix(name.as_ref()))
@@ -301,19 +294,84 @@ impl<'a> Scanner<'a, '_> {
         };
         match (input.get(here..), input.get(end_tag..)) {
             (Some(tail), Some(end))
-                if at == begin && end_tag >= here && *rest == tail && closes(end) =>
+                if end_tag >= here && *self.reader.get_mut() == tail && closes(end) =>
             {
-                *rest = end;
-                self.skipped += end_tag - here;
+                Some(end_tag)
             }
-            _ => return Ok(false),
+            _ => None,
         }
-        // The end tag itself, through the reader: it closes the element's namespace scope and
-        // its entry in the reader's stack of open names. (Checked above to be this element's
-        // end tag; the reader is past the content now, so a surprise is an error, not a retry.)
+    }
+
+    /// Reads the content of the element whose start tag (named `name`, ending at `here`) was
+    /// just read, with a reader of its own, and returns the offset of `<` of its end tag.
+    ///
+    /// Not `NsReader::read_to_end`: in quick-xml 0.38 it consumes the end tag without closing
+    /// the element's namespace scope, so the element's declarations would stay in force for its
+    /// siblings (`<b:X xmlns:b="…"/>` after it would resolve). The end tag is read by the
+    /// namespace reader instead ([`Self::read_end_tag`]), as after a recorded skip.
+    fn find_end_tag(&self, here: usize, name: QName<'_>) -> Result<usize, EnvelopeError> {
+        let input = self.input();
+        // From the `>` of the start tag: a fresh reader skips a byte order mark at the very
+        // start of its input without counting it, which content starting with U+FEFF would be.
+        let from = here
+            .checked_sub(1)
+            .filter(|&f| input.get(f) == Some(&b'>'))
+            .ok_or_else(|| malformed("element bounds"))?;
+        let mut reader = quick_xml::Reader::from_reader(&input[from..]);
+        let config = reader.config_mut();
+        config.check_end_names = true;
+        config.check_comments = true;
+        // The element's own end tag closes nothing this reader opened; checked by name below.
+        config.allow_unmatched_ends = true;
+        let mut depth = 0usize;
+        loop {
+            let at = reader.buffer_position() as usize;
+            match reader.read_event().map_err(malformed)? {
+                Event::Start(_) => depth += 1,
+                Event::End(e) if depth == 0 => {
+                    if e.name() != name {
+                        return Err(malformed(quick_xml::Error::IllFormed(
+                            quick_xml::errors::IllFormedError::MismatchedEndTag {
+                                expected: lossy(name.as_ref()),
+                                found: lossy(e.name().as_ref()),
+                            },
+                        )));
+                    }
+                    return Ok(from + at);
+                }
+                Event::End(_) => depth -= 1,
+                Event::Eof => {
+                    return Err(malformed(format_args!(
+                        "the document ended inside `{}`",
+                        lossy(name.as_ref())
+                    )))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Moves the namespace reader from `here` (just after a start tag named `name`) to its end
+    /// tag at `end_tag` and reads that end tag through it: it closes the element's namespace
+    /// scope and its entry in the reader's stack of open names. (The caller has checked that
+    /// `end_tag` is this element's end tag; the reader is past the content then, so a surprise
+    /// is an error, not a retry.)
+    fn read_end_tag(
+        &mut self,
+        here: usize,
+        end_tag: usize,
+        name: QName<'_>,
+    ) -> Result<(), EnvelopeError> {
+        let input = self.input();
+        let end = input
+            .get(end_tag..)
+            .filter(|_| end_tag >= here)
+            .ok_or_else(|| malformed("element bounds"))?;
+        *self.reader.get_mut() = end;
+        self.skipped += end_tag - here;
         match self.reader.read_event().map_err(malformed)? {
-            Event::End(e) if e.name() == name => Ok(true),
-            _ => Err(malformed("the recorded end tag does not close the element")),
+            Event::End(e) if e.name() == name => Ok(()),
+            _ => Err(malformed("the end tag does not close the element")),
         }
     }
 }

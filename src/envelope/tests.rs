@@ -197,3 +197,67 @@ fn only_declarations_on_envelope_header_and_body() {
     assert_eq!(env.body.namespace, b"urn:d");
     assert_eq!(env.body.inherited.len(), 3);
 }
+
+/// An element's namespace declarations end with it: the full scan (which reads the content
+/// itself) and the outlined scan (which steps over it) both refuse a sibling that uses them.
+/// Found by the `envelope` fuzz target: the full scan let `cmn` reach the siblings of the body
+/// element (quick-xml's `NsReader::read_to_end` keeps the scope open) and refused the loose text
+/// after them instead.
+#[test]
+fn declarations_end_with_their_element() {
+    let doc = include_bytes!("../../fuzz/regressions/envelope/outlined-disagrees-6150240d.xml");
+    let unqualified = Err(EnvelopeError::Unqualified("cmn:FirstName".into()));
+    assert_eq!(scan(doc).map(|e| e.version), unqualified);
+    assert_eq!(outlined(doc).map(|e| e.version), unqualified);
+
+    // A header block's declarations do not reach the next block, in the full scan, the outlined
+    // scan and the scan up to the body.
+    let doc = format!(
+        r#"<s:Envelope xmlns:s="{SOAP11_NS}"><s:Header><h:A xmlns:h="urn:h" xmlns:b="urn:b">x</h:A><b:B>y</b:B></s:Header><s:Body><h:C xmlns:h="urn:h"/></s:Body></s:Envelope>"#
+    );
+    let unqualified = Err(EnvelopeError::Unqualified("b:B".into()));
+    assert_eq!(scan(doc.as_bytes()).map(|e| e.version), unqualified);
+    assert_eq!(outlined(doc.as_bytes()).map(|e| e.version), unqualified);
+    assert_eq!(
+        scan_to_body(doc.as_bytes()).map(|e| e.envelope.version),
+        unqualified
+    );
+    // Nor the body element.
+    let doc = format!(
+        r#"<s:Envelope xmlns:s="{SOAP11_NS}"><s:Header><h:A xmlns:h="urn:h" xmlns:b="urn:b">x</h:A></s:Header><s:Body><b:C/></s:Body></s:Envelope>"#
+    );
+    let unqualified = Err(EnvelopeError::Unqualified("b:C".into()));
+    assert_eq!(scan(doc.as_bytes()).map(|e| e.version), unqualified);
+    assert_eq!(
+        scan_to_body(doc.as_bytes()).map(|e| e.envelope.version),
+        unqualified
+    );
+}
+
+/// The full scan finds an element's end tag with a reader of its own: content that starts with
+/// U+FEFF (which a fresh reader would take for a byte order mark) keeps its bytes, and an end tag
+/// that closes something else is refused as the namespace reader refuses it.
+#[test]
+fn the_full_scan_reads_content_to_the_right_end_tag() {
+    let bom = '\u{FEFF}';
+    let doc = format!(
+        "<s:Envelope xmlns:s=\"{SOAP11_NS}\"><s:Body><m:X xmlns:m=\"urn:m\">{bom}<m:Y>1</m:Y><m:X>2</m:X></m:X></s:Body></s:Envelope>"
+    );
+    let env = scan(doc.as_bytes()).expect("scans");
+    assert_eq!(
+        env.body.text,
+        "<m:X xmlns:m=\"urn:m\">\u{FEFF}<m:Y>1</m:Y><m:X>2</m:X></m:X>"
+    );
+    assert_eq!(env, outlined(doc.as_bytes()).expect("scans"));
+    for bad in [
+        "<m:X xmlns:m=\"urn:m\"></m:Z></m:X>",
+        "<m:X xmlns:m=\"urn:m\"><m:Y></m:X>",
+    ] {
+        let doc =
+            format!("<s:Envelope xmlns:s=\"{SOAP11_NS}\"><s:Body>{bad}</s:Body></s:Envelope>");
+        match scan(doc.as_bytes()) {
+            Err(EnvelopeError::Malformed(m)) => assert!(m.contains("expected `</"), "{bad}: {m}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}
