@@ -371,6 +371,11 @@ async fn start_admin(
         session_lifetime: config.admin.session_lifetime,
         cookie_secure: config.admin.cookie_secure,
         default_rate: config.default_rate,
+        login: crate::store::LoginPolicy {
+            max_failures: config.admin.login_max_failures,
+            base_lock_ms: i64::try_from(config.admin.login_lock.as_millis()).unwrap_or(i64::MAX),
+            max_lock_ms: crate::admin::dashboard::MAX_LOCK_MS,
+        },
     });
     tracing::info!(%addr, "admin API and dashboard (/ui/) listening");
     Ok(Some((

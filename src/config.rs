@@ -93,6 +93,12 @@ pub struct AdminConfig {
     /// listener speaks plain HTTP; set this when operators reach it through TLS (a terminating
     /// proxy), so the browser never sends the session cookie in clear.
     pub cookie_secure: bool,
+    /// `admin.login_max_failures`: failed dashboard logins of one name before it is locked (an
+    /// address: four times as many; default 5).
+    pub login_max_failures: u32,
+    /// `admin.login_lock_ms`: the first lock's length, doubled by each further failure up to 15
+    /// minutes (default 30 s).
+    pub login_lock: Duration,
 }
 
 impl Default for AdminConfig {
@@ -102,6 +108,8 @@ impl Default for AdminConfig {
             token: None,
             session_lifetime: Duration::from_secs(8 * 3600),
             cookie_secure: false,
+            login_max_failures: 5,
+            login_lock: Duration::from_secs(30),
         }
     }
 }
@@ -496,6 +504,19 @@ impl Config {
                     .trim()
                     .parse()
                     .map_err(|_| "expected true or false".to_string())?;
+            }
+            "admin.login_max_failures" => {
+                self.admin.login_max_failures = match value.trim().parse::<u32>() {
+                    Ok(n @ 1..=1000) => n,
+                    _ => return Err("expected a number of failures, 1 to 1000".into()),
+                };
+            }
+            "admin.login_lock_ms" => {
+                let d = ms(value)?;
+                if d < Duration::from_millis(100) || d > Duration::from_secs(900) {
+                    return Err("expected 100 to 900000 (15 minutes)".into());
+                }
+                self.admin.login_lock = d;
             }
             "metrics.allow" => {
                 self.metrics_allow = nets(value)?;

@@ -7,6 +7,7 @@ pub mod access_format;
 pub mod generated;
 pub mod latency;
 pub mod log_output;
+pub mod password;
 pub mod pattern;
 pub mod published;
 pub mod secret;

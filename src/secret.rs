@@ -38,7 +38,8 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Only keys in our own format show their prefix; anything else could be short enough
         // for 8 characters to be most of it.
-        if KeyKind::of(&self.0).is_some() && self.0.len() >= 16 {
+        let ours = KeyKind::of(&self.0).is_some() || self.0.starts_with(OPERATOR_TOKEN_PREFIX);
+        if ours && self.0.len() >= 16 {
             write!(f, "Secret({}…)", display_prefix(&self.0))
         } else {
             f.write_str("Secret(…)")
@@ -105,10 +106,23 @@ impl fmt::Display for KeyKind {
 /// periodically). 68 characters of `[a-z0-9_]`, so it satisfies the contract's `ApiKey` type
 /// (`[A-Za-z0-9_-]+`, 16..128 characters).
 pub fn generate(kind: KeyKind) -> Secret {
+    generate_prefixed(kind.prefix())
+}
+
+/// The prefix of operators' API tokens (`operator token create`).
+pub const OPERATOR_TOKEN_PREFIX: &str = "pgo_";
+
+/// A fresh operator API token: like a key ([`generate`]), with the prefix `pgo_`; stored as its
+/// [`hash`] and [`display_prefix`] only, shown once.
+pub fn generate_operator_token() -> Secret {
+    generate_prefixed(OPERATOR_TOKEN_PREFIX)
+}
+
+fn generate_prefixed(prefix: &str) -> Secret {
     let mut bytes = [0u8; KEY_BYTES];
     rand::rng().fill_bytes(&mut bytes);
-    let mut text = String::with_capacity(kind.prefix().len() + 2 * KEY_BYTES);
-    text.push_str(kind.prefix());
+    let mut text = String::with_capacity(prefix.len() + 2 * KEY_BYTES);
+    text.push_str(prefix);
     for b in bytes {
         text.push(hex_digit(b >> 4));
         text.push(hex_digit(b & 0x0f));
@@ -230,5 +244,14 @@ mod tests {
         assert_eq!(hash("abc")[..4], [0xba, 0x78, 0x16, 0xbf]);
         assert_eq!(display_prefix(key.expose()), key.expose()[..8]);
         assert_eq!(display_prefix("abc"), "abc");
+    }
+
+    #[test]
+    fn operator_tokens_are_keys_with_their_own_prefix() {
+        let t = generate_operator_token();
+        assert!(t.expose().starts_with("pgo_"));
+        assert_eq!(t.expose().len(), 68);
+        assert_eq!(KeyKind::of(t.expose()), None, "never a partner key");
+        assert_eq!(format!("{t:?}"), format!("Secret({}…)", &t.expose()[..8]));
     }
 }

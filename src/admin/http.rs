@@ -2,13 +2,19 @@
 //! of their own (`admin.listen`, `127.0.0.1:8090` by default), started only when an admin token
 //! is configured (`admin.token` / `PARTNERGATE_ADMIN_TOKEN`).
 //!
-//! Every request needs `Authorization: Bearer <token>`: the presented token is hashed (SHA-256)
-//! and compared in constant time with the configured token's hash; missing, malformed and wrong
-//! tokens get the same 401. The token is never logged and never read from a URL. Bodies are
+//! Every request needs `Authorization: Bearer <operator API token>` (`pgo_…`, made by `operator
+//! token create`): the presented token is hashed (SHA-256) and compared in constant time with
+//! the stored hashes of the enabled operators' unrevoked tokens with its prefix, on every
+//! request; the operation runs as that operator with its role (403 below the operation's).
+//! Missing, malformed, unknown, revoked and disabled operators' tokens get the same 401. The
+//! shared admin token does one thing: `POST /admin/v1/bootstrap {"name"}` makes the first admin
+//! operator (409 once one exists), and is refused (401) everywhere else. Tokens are never
+//! logged and never read from a URL. Bodies are
 //! bounded ([`BODY_MAX_BYTES`]) and read within `limits.body_read_timeout_ms`, headers within
 //! `limits.header_read_timeout_ms`; one request per connection, at most [`MAX_CONNECTIONS`] at
-//! once. Errors are `{"error": "...", "field": "..."}` with 400 (bad input), 401, 404 (unknown
-//! partner, group, key, route), 405, 408, 409 (conflicts with the current state), 413 or 500.
+//! once. Errors are `{"error": "...", "field": "..."}` with 400 (bad input), 401, 403 (the role
+//! is too low), 404 (unknown partner, group, key, operator, route), 405, 408, 409 (conflicts
+//! with the current state), 413 or 500. Routes and their bodies: `http/routes.rs`.
 //!
 //! Routes (all under `/admin/v1`):
 //!
@@ -31,6 +37,12 @@
 //! | PUT, DELETE | `/groups/{name}/throttle` | `{"rate", "aggregate"}` (null clears); clear both |
 //! | GET | `/audit?target=…&limit=…` | audit rows, newest first |
 //! | GET | `/nodes` | the gateway nodes sharing the database (heartbeats; `up` or `gone`) |
+//! | GET, POST | `/operators` | list; create `{"name", "role"}` (201, the password once) |
+//! | POST | `/operators/{name}/disable`, `/enable`, `/reset-password` | state; a new password once |
+//! | PUT | `/operators/{name}/role` | `{"role"}` |
+//! | GET, POST | `/operators/{name}/tokens` | list; create `{"label"?}` (201, the token once) |
+//! | POST | `/operators/{name}/tokens/revoke` | `{"id"}` |
+//! | POST | `/bootstrap` | `{"name"}` with the shared admin token: the first admin (201) |
 //!
 //! With [`AdminServer::with_dashboard`], paths under `/ui/` go to the operators' web dashboard
 //! ([`super::dashboard`]) instead, which has its own login (a session cookie, not the bearer
@@ -44,14 +56,14 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request as HttpRequest, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::{
-    some, Actor, Admin, AdminError, AdminToken, RateInput, Request, Rules, StatusInput, UpdateGroup,
-};
+mod routes;
+
+use self::routes::{body, Endpoint};
+use super::{Actor, Admin, AdminError, AdminToken, OperatorIdentity, Reply, Rules, Via};
 use crate::config::Limits;
 use crate::limit::{self, LimitError};
 use crate::server::plain::Plain;
@@ -98,7 +110,6 @@ impl AdminServer {
         self.dashboard = Some(super::dashboard::Dashboard::new(
             self.admin.clone(),
             self.rules.clone(),
-            self.token.clone(),
             settings,
             self.body_timeout,
         ));
@@ -144,19 +155,76 @@ impl AdminServer {
         response
     }
 
-    fn authorized(&self, headers: &HeaderMap) -> bool {
+    /// The bearer token of the request: exactly one `Authorization: Bearer …` header.
+    fn bearer(headers: &HeaderMap) -> Option<&str> {
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
-            return false;
+            return None;
         };
-        let Ok(text) = value.to_str() else {
-            return false;
+        match value.to_str().ok()?.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim()),
+            _ => None,
+        }
+    }
+
+    /// The operator holding the request's API token (looked up on every request, so a disabled
+    /// operator or a revoked token is refused from the commit on); `Err` with the answer.
+    async fn operator(&self, headers: &HeaderMap) -> Result<OperatorIdentity, Box<Resp>> {
+        let token = Self::bearer(headers).unwrap_or("").to_owned();
+        let admin = self.admin.clone();
+        let found = tokio::task::spawn_blocking(move || admin.operator_by_token(&token)).await;
+        match found {
+            Ok(Ok(Some(operator))) => Ok(operator),
+            Ok(Ok(None)) => Err(Box::new(unauthorized())),
+            Ok(Err(e)) => Err(Box::new(failure(&e))),
+            Err(join) => Err(Box::new(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("admin task failed: {join}"),
+                None,
+            ))),
+        }
+    }
+
+    /// `POST /admin/v1/bootstrap {"name"}` with the shared admin token: the first admin
+    /// operator, its password and API token (once); 409 once an admin exists.
+    async fn bootstrap(&self, req: HttpRequest<Incoming>, peer: SocketAddr) -> Resp {
+        let presented = Self::bearer(req.headers()).unwrap_or("");
+        if !self.token.matches(presented) {
+            return unauthorized();
+        }
+        if req.method() != Method::POST {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None);
+        }
+        let bytes = match self.read(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
         };
-        match text.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                self.token.matches(token.trim())
+        let name = match body::<BootstrapBody>(&bytes) {
+            Ok(b) => b.name,
+            Err(e) => return failure(&e),
+        };
+        let admin = self.admin.clone();
+        let actor = Actor::bootstrap(peer);
+        let done = tokio::task::spawn_blocking(move || admin.bootstrap(&name, &actor)).await;
+        answer(done, true)
+    }
+
+    /// The request's body within the size and time bounds, or the answer.
+    async fn read(&self, req: HttpRequest<Incoming>) -> Result<Bytes, Resp> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match limit::read_body(req.into_body(), declared, BODY_MAX_BYTES, self.body_timeout).await {
+            Ok(b) => Ok(b),
+            Err(e @ LimitError::BodyTooLarge { .. }) => {
+                Err(error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string(), None))
             }
-            _ => false,
+            Err(e @ LimitError::BodyTimeout(_)) => {
+                Err(error(StatusCode::REQUEST_TIMEOUT, &e.to_string(), None))
+            }
+            Err(e) => Err(error(StatusCode::BAD_REQUEST, &e.to_string(), None)),
         }
     }
 
@@ -166,18 +234,13 @@ impl AdminServer {
                 return dashboard.respond(req, peer).await;
             }
         }
-        if !self.authorized(req.headers()) {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized: send Authorization: Bearer <admin token>",
-                None,
-            );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"partnergate-admin\""),
-            );
-            return r;
+        if req.uri().path() == BOOTSTRAP_PATH {
+            return self.bootstrap(req, peer).await;
         }
+        let operator = match self.operator(req.headers()).await {
+            Ok(o) => o,
+            Err(r) => return *r,
+        };
         let path = req.uri().path().to_owned();
         let query = req.uri().query().map(str::to_owned);
         let Some(endpoint) = Endpoint::parse(&path) else {
@@ -201,24 +264,10 @@ impl AdminServer {
             }
             return r;
         }
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let body =
-            match limit::read_body(req.into_body(), declared, BODY_MAX_BYTES, self.body_timeout)
-                .await
-            {
-                Ok(b) => b,
-                Err(e @ LimitError::BodyTooLarge { .. }) => {
-                    return error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string(), None)
-                }
-                Err(e @ LimitError::BodyTimeout(_)) => {
-                    return error(StatusCode::REQUEST_TIMEOUT, &e.to_string(), None)
-                }
-                Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string(), None),
-            };
+        let body = match self.read(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
         let request = match endpoint.request(&method, &body, query.as_deref()) {
             Ok(r) => r,
             Err(e) => return failure(&e),
@@ -229,26 +278,58 @@ impl AdminServer {
         };
         let created = checked.creates();
         let admin = self.admin.clone();
-        let actor = Actor::api(peer);
-        match tokio::task::spawn_blocking(move || admin.run(checked, &actor)).await {
-            Ok(Ok(reply)) => {
-                let status = if created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                };
-                match serde_json::to_vec(&reply.view) {
-                    Ok(bytes) => json(status, bytes),
-                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None),
-                }
+        let actor = Actor::operator(&operator, Via::Api(peer));
+        let done = tokio::task::spawn_blocking(move || admin.run(checked, &actor)).await;
+        answer(done, created)
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+/// The route of the one thing the shared admin token does.
+pub const BOOTSTRAP_PATH: &str = "/admin/v1/bootstrap";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BootstrapBody {
+    name: String,
+}
+
+/// 401 for a missing, malformed, unknown, revoked or disabled operator's token alike.
+fn unauthorized() -> Resp {
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized: send Authorization: Bearer <operator API token> (the shared admin token \
+         only bootstraps the first admin: POST /admin/v1/bootstrap)",
+        None,
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"partnergate-admin\""),
+    );
+    r
+}
+
+/// The answer to an operation run on the blocking pool: its JSON (201 when it `created`).
+fn answer(done: Result<Result<Reply, AdminError>, tokio::task::JoinError>, created: bool) -> Resp {
+    match done {
+        Ok(Ok(reply)) => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            match serde_json::to_vec(&reply.view) {
+                Ok(bytes) => json(status, bytes),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None),
             }
-            Ok(Err(e)) => failure(&e),
-            Err(join) => error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("admin task failed: {join}"),
-                None,
-            ),
         }
+        Ok(Err(e)) => failure(&e),
+        Err(join) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("admin task failed: {join}"),
+            None,
+        ),
     }
 }
 
@@ -258,8 +339,13 @@ fn failure(e: &AdminError) -> Response<Full<Bytes>> {
         AdminError::Invalid { .. } => StatusCode::BAD_REQUEST,
         AdminError::NotFound { .. } => StatusCode::NOT_FOUND,
         AdminError::Conflict(_) => StatusCode::CONFLICT,
+        AdminError::Forbidden { .. } => StatusCode::FORBIDDEN,
         AdminError::Store(store) => {
             tracing::warn!(error = %store, "admin API: database error");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        AdminError::Internal(e) => {
+            tracing::warn!(error = %e, "admin API: internal error");
             StatusCode::INTERNAL_SERVER_ERROR
         }
     };
@@ -282,297 +368,4 @@ fn json(status: StatusCode, bytes: Vec<u8>) -> Response<Full<Bytes>> {
 fn error(status: StatusCode, message: &str, field: Option<&str>) -> Response<Full<Bytes>> {
     let body = serde_json::json!({"error": message, "field": field});
     json(status, body.to_string().into_bytes())
-}
-
-// === routes ===
-
-/// A route, with the partner id or group name from the path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Endpoint<'a> {
-    Partners,
-    Partner(&'a str),
-    Suspend(&'a str),
-    Reinstate(&'a str),
-    Offboard(&'a str),
-    Keys(&'a str),
-    Rotate(&'a str),
-    Revoke(&'a str),
-    Allow(&'a str),
-    AllowRemove(&'a str),
-    Grants(&'a str),
-    GrantRevoke(&'a str),
-    PartnerGroup(&'a str),
-    PartnerThrottle(&'a str),
-    Groups,
-    Group(&'a str),
-    GroupThrottle(&'a str),
-    Audit,
-    Nodes,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CidrBody {
-    cidr: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PermissionBody {
-    permission: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GroupBody {
-    group: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GroupThrottleBody {
-    #[serde(default, deserialize_with = "some")]
-    rate: Option<Option<RateInput>>,
-    #[serde(default, deserialize_with = "some")]
-    aggregate: Option<Option<RateInput>>,
-}
-
-/// A JSON body (an empty body reads as `{}`).
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        bytes
-    };
-    serde_json::from_slice(bytes).map_err(|e| AdminError::Invalid {
-        field: "body",
-        reason: format!("not the expected JSON: {e}"),
-    })
-}
-
-/// `%XX` escapes and `+` in a query value (the dashboard's form decoder).
-fn percent_decode(s: &str) -> Result<String, AdminError> {
-    super::dashboard::form::decode(s).ok_or_else(|| AdminError::Invalid {
-        field: "query",
-        reason: format!("{s:?} is not a valid query value"),
-    })
-}
-
-impl<'a> Endpoint<'a> {
-    fn parse(path: &'a str) -> Option<Endpoint<'a>> {
-        let rest = path.strip_prefix(PREFIX)?;
-        let parts: Vec<&str> = rest.split('/').collect();
-        if parts.iter().any(|p| p.is_empty()) {
-            return None;
-        }
-        Some(match parts.as_slice() {
-            ["partners"] => Endpoint::Partners,
-            ["partners", id] => Endpoint::Partner(id),
-            ["partners", id, "suspend"] => Endpoint::Suspend(id),
-            ["partners", id, "reinstate"] => Endpoint::Reinstate(id),
-            ["partners", id, "offboard"] => Endpoint::Offboard(id),
-            ["partners", id, "keys"] => Endpoint::Keys(id),
-            ["partners", id, "keys", "rotate"] => Endpoint::Rotate(id),
-            ["partners", id, "keys", "revoke"] => Endpoint::Revoke(id),
-            ["partners", id, "allowlist"] => Endpoint::Allow(id),
-            ["partners", id, "allowlist", "remove"] => Endpoint::AllowRemove(id),
-            ["partners", id, "grants"] => Endpoint::Grants(id),
-            ["partners", id, "grants", "revoke"] => Endpoint::GrantRevoke(id),
-            ["partners", id, "group"] => Endpoint::PartnerGroup(id),
-            ["partners", id, "throttle"] => Endpoint::PartnerThrottle(id),
-            ["groups"] => Endpoint::Groups,
-            ["groups", name] => Endpoint::Group(name),
-            ["groups", name, "throttle"] => Endpoint::GroupThrottle(name),
-            ["audit"] => Endpoint::Audit,
-            ["nodes"] => Endpoint::Nodes,
-            _ => return None,
-        })
-    }
-
-    fn methods(self) -> &'static [Method] {
-        match self {
-            Endpoint::Partners | Endpoint::Allow(_) | Endpoint::Grants(_) | Endpoint::Groups => {
-                &[Method::GET, Method::POST]
-            }
-            Endpoint::Partner(_) | Endpoint::Group(_) => &[Method::GET, Method::PATCH],
-            Endpoint::Suspend(_)
-            | Endpoint::Reinstate(_)
-            | Endpoint::Offboard(_)
-            | Endpoint::Rotate(_)
-            | Endpoint::Revoke(_)
-            | Endpoint::AllowRemove(_)
-            | Endpoint::GrantRevoke(_) => &[Method::POST],
-            Endpoint::Keys(_) | Endpoint::Audit | Endpoint::Nodes => &[Method::GET],
-            Endpoint::PartnerGroup(_) => &[Method::PUT],
-            Endpoint::PartnerThrottle(_) | Endpoint::GroupThrottle(_) => {
-                &[Method::PUT, Method::DELETE]
-            }
-        }
-    }
-
-    /// The operation of this route and method (already checked against [`Self::methods`]).
-    fn request(
-        self,
-        method: &Method,
-        bytes: &[u8],
-        query: Option<&str>,
-    ) -> Result<Request, AdminError> {
-        let get = *method == Method::GET;
-        let owned = |s: &str| s.to_owned();
-        Ok(match self {
-            Endpoint::Partners if get => Request::ListPartners,
-            Endpoint::Partners => Request::CreatePartner(body(bytes)?),
-            Endpoint::Partner(p) if get => Request::ShowPartner { partner: owned(p) },
-            Endpoint::Partner(p) => Request::UpdatePartner {
-                partner: owned(p),
-                update: body(bytes)?,
-            },
-            Endpoint::Suspend(p) => Request::Suspend {
-                partner: owned(p),
-                input: body::<StatusInput>(bytes)?,
-            },
-            Endpoint::Reinstate(p) => Request::Reinstate {
-                partner: owned(p),
-                input: body(bytes)?,
-            },
-            Endpoint::Offboard(p) => Request::Offboard {
-                partner: owned(p),
-                input: body(bytes)?,
-            },
-            Endpoint::Keys(p) => Request::ListKeys { partner: owned(p) },
-            Endpoint::Rotate(p) => Request::RotateKey {
-                partner: owned(p),
-                input: body(bytes)?,
-            },
-            Endpoint::Revoke(p) => Request::RevokeKeys {
-                partner: owned(p),
-                input: body(bytes)?,
-            },
-            Endpoint::Allow(p) if get => Request::ListAllow { partner: owned(p) },
-            Endpoint::Allow(p) => Request::AddAllow {
-                partner: owned(p),
-                cidr: body::<CidrBody>(bytes)?.cidr,
-            },
-            Endpoint::AllowRemove(p) => Request::RemoveAllow {
-                partner: owned(p),
-                cidr: body::<CidrBody>(bytes)?.cidr,
-            },
-            Endpoint::Grants(p) if get => Request::ListGrants { partner: owned(p) },
-            Endpoint::Grants(p) => Request::AddGrant {
-                partner: owned(p),
-                permission: body::<PermissionBody>(bytes)?.permission,
-            },
-            Endpoint::GrantRevoke(p) => Request::RevokeGrant {
-                partner: owned(p),
-                permission: body::<PermissionBody>(bytes)?.permission,
-            },
-            Endpoint::PartnerGroup(p) => Request::AssignGroup {
-                partner: owned(p),
-                group: body::<GroupBody>(bytes)?.group,
-            },
-            Endpoint::PartnerThrottle(p) if *method == Method::DELETE => Request::PartnerThrottle {
-                partner: owned(p),
-                rate: None,
-            },
-            Endpoint::PartnerThrottle(p) => Request::PartnerThrottle {
-                partner: owned(p),
-                rate: Some(body(bytes)?),
-            },
-            Endpoint::Groups if get => Request::ListGroups,
-            Endpoint::Groups => Request::CreateGroup(body(bytes)?),
-            Endpoint::Group(g) if get => Request::ShowGroup { group: owned(g) },
-            Endpoint::Group(g) => Request::UpdateGroup {
-                group: owned(g),
-                update: body(bytes)?,
-            },
-            Endpoint::GroupThrottle(g) if *method == Method::DELETE => Request::UpdateGroup {
-                group: owned(g),
-                update: UpdateGroup {
-                    name: None,
-                    rate: Some(None),
-                    aggregate: Some(None),
-                },
-            },
-            Endpoint::GroupThrottle(g) => {
-                let b: GroupThrottleBody = body(bytes)?;
-                Request::UpdateGroup {
-                    group: owned(g),
-                    update: UpdateGroup {
-                        name: None,
-                        rate: b.rate,
-                        aggregate: b.aggregate,
-                    },
-                }
-            }
-            Endpoint::Audit => {
-                let mut target = None;
-                let mut limit = None;
-                for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    let v = percent_decode(v)?;
-                    match k {
-                        "target" => target = Some(v),
-                        "limit" => {
-                            limit = Some(v.parse::<u32>().map_err(|_| AdminError::Invalid {
-                                field: "limit",
-                                reason: format!("{v:?} is not a number"),
-                            })?);
-                        }
-                        other => {
-                            return Err(AdminError::Invalid {
-                                field: "query",
-                                reason: format!("unknown parameter {other:?}: use target, limit"),
-                            })
-                        }
-                    }
-                }
-                Request::ListAudit { target, limit }
-            }
-            Endpoint::Nodes => Request::ListNodes,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes() {
-        assert_eq!(
-            Endpoint::parse("/admin/v1/partners"),
-            Some(Endpoint::Partners)
-        );
-        assert_eq!(
-            Endpoint::parse("/admin/v1/partners/P-1/keys/rotate"),
-            Some(Endpoint::Rotate("P-1"))
-        );
-        assert_eq!(
-            Endpoint::parse("/admin/v1/groups/gold/throttle"),
-            Some(Endpoint::GroupThrottle("gold"))
-        );
-        for bad in [
-            "/admin/v1/",
-            "/admin/v1/partners/",
-            "/admin/v1//partners",
-            "/admin/v2/partners",
-            "/admin/v1/partners/P/nope",
-        ] {
-            assert_eq!(Endpoint::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn query_values_are_decoded() {
-        assert_eq!(percent_decode("group%3Agold+x").unwrap(), "group:gold x");
-        assert!(percent_decode("%zz").is_err());
-        assert!(percent_decode("%f").is_err());
-    }
-
-    #[test]
-    fn empty_bodies_read_as_empty_objects() {
-        let s: StatusInput = body(b"").unwrap();
-        assert!(s.reason.is_none());
-        assert!(body::<StatusInput>(b"{\"why\": 1}").is_err());
-    }
 }

@@ -1,39 +1,55 @@
 //! Partner lifecycle administration: one service layer behind the CLI
-//! (`partnergate partner|key|allow|grant|group|throttle|audit …`), the admin HTTP API ([`http`])
-//! and the operators' web dashboard ([`dashboard`]), so all validate alike and say the same
-//! things.
+//! (`partnergate partner|key|allow|grant|group|throttle|audit|operator …`), the admin HTTP API
+//! ([`http`]) and the operators' web dashboard ([`dashboard`]), so all validate alike, say the
+//! same things and allow the same roles the same operations (`role.rs`: the one table).
 //!
 //! Not a request-path stage. The flow of one administrative operation:
 //!
 //! 1. a [`Request`]: what the operator asked for, as typed (text from flags or JSON);
 //! 2. [`Request::check`]: validation without the database (so bad input fails before a database is
 //!    opened, let alone created) → a [`Checked`] request with typed values;
-//! 3. [`Admin::run`]: the store call — one transaction that bumps `meta.revision` first (every
+//! 3. [`Admin::run`]: the actor's role checked against the operation's ([`Checked::required_role`],
+//!    403 below it), then the store call — one transaction that bumps `meta.revision` first (every
 //!    gateway node reloads its snapshot within `refresh_interval_ms`) and writes the change and
 //!    its `audit_log` row (who, what, when) together — then a [`Reply`]: a sentence for people and
 //!    a [`View`] that serializes to the JSON both `--json` and the API return.
 //!
-//! Keys appear only in the replies of `partner create` and `key rotate`; lists show key ids,
-//! prefixes and dates, never a key or its hash.
+//! Keys appear only in the replies of `partner create` and `key rotate`, operators' passwords
+//! only in those of `operator create` and `reset-password`, API tokens only in that of `operator
+//! token create`; lists show ids, prefixes and dates, never a secret or its hash.
+//!
+//! Files: `request.rs` (what is asked, as typed), `validate.rs`, `actor.rs` (who: the audit name
+//! and the role), `role.rs` (who may do what), `operators.rs` (operator accounts and tokens),
+//! `reply.rs` (the views), `text.rs` (the CLI's text).
 
+mod actor;
+mod operators;
 mod reply;
+mod request;
+mod role;
+pub use actor::{Actor, Via};
+pub use operators::{BootstrapView, OperatorView, OperatorsView, TokenCreatedView, TokensView};
 pub use reply::*;
+pub use request::*;
 pub mod dashboard;
 pub mod http;
 pub mod text;
 mod validate;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
+
+use self::operators::OperatorOp;
+use self::request::some;
 
 use crate::clock::unix_now;
 use crate::generated::partner::Operation;
 use crate::secret::{KeyKind, Secret};
 use crate::store::{
     self, AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, NewPartner, NodeRecord,
-    PartnerChanges, PartnerDetail, PartnerRecord, Rate, StatusChange, Store, StoreError,
+    OperatorIdentity, PartnerChanges, PartnerDetail, PartnerRecord, Rate, Role, StatusChange,
+    Store, StoreError,
 };
 
 pub use validate::parse_duration;
@@ -49,68 +65,6 @@ pub const DEFAULT_AUDIT_ROWS: u32 = 50;
 // === the admin token ===
 
 pub use crate::secret::AdminToken;
-
-// === who ===
-
-/// Who made a change, as recorded in `audit_log.actor`: `cli:<user>`, `api:<peer address>` or
-/// `ui:<peer address>` (the web dashboard).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Actor(String);
-
-impl Actor {
-    /// The CLI's operator: `cli:$USER` when `USER` is a plain user name; without one, the
-    /// process's user name from `/etc/passwd` — so root is `cli:root` whether `USER` is set or
-    /// not — and `cli:uid:<uid>` only for a uid without a (plain) passwd entry.
-    pub fn cli() -> Actor {
-        use std::os::unix::fs::MetadataExt as _;
-        let uid = std::fs::metadata("/proc/self").ok().map(|m| m.uid());
-        let passwd = std::fs::read_to_string("/etc/passwd").ok();
-        Actor::cli_from(std::env::var("USER").ok(), uid, passwd.as_deref())
-    }
-
-    fn cli_from(user: Option<String>, uid: Option<u32>, passwd: Option<&str>) -> Actor {
-        let plain = |u: &str| {
-            !u.is_empty()
-                && u.len() <= 64
-                && u.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        };
-        if let Some(user) = user.filter(|u| plain(u)) {
-            return Actor(format!("cli:{user}"));
-        }
-        let Some(uid) = uid else {
-            return Actor("cli:unknown".into());
-        };
-        // name:password:uid:…
-        let name = passwd.and_then(|text| {
-            text.lines().find_map(|line| {
-                let mut fields = line.split(':');
-                let name = fields.next()?;
-                let id = fields.nth(1)?;
-                (id.parse::<u32>().ok() == Some(uid) && plain(name)).then(|| name.to_string())
-            })
-        });
-        match name {
-            Some(name) => Actor(format!("cli:{name}")),
-            None => Actor(format!("cli:uid:{uid}")),
-        }
-    }
-
-    /// A caller of the admin API, by its address.
-    pub fn api(peer: SocketAddr) -> Actor {
-        Actor(format!("api:{peer}"))
-    }
-
-    /// An operator of the web dashboard, by the browser's address.
-    pub fn ui(peer: SocketAddr) -> Actor {
-        Actor(format!("ui:{peer}"))
-    }
-
-    /// As stored.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 // === errors ===
 
@@ -138,9 +92,20 @@ pub enum AdminError {
     /// offboarded partner, …): HTTP 409.
     #[error("{0}")]
     Conflict(String),
+    /// The actor's role is below the operation's (HTTP 403); nothing was read or written.
+    #[error("forbidden: this needs the {needed} role (you have {role})")]
+    Forbidden {
+        /// The actor's role.
+        role: Role,
+        /// The lowest role that may.
+        needed: Role,
+    },
     /// The database failed (HTTP 500); the change was rolled back.
     #[error("database: {0}")]
     Store(StoreError),
+    /// Something that is not the input's fault failed (hashing a password): HTTP 500.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<StoreError> for AdminError {
@@ -170,294 +135,7 @@ impl AdminError {
         }
     }
 }
-
-// === requests ===
-
-/// Deployment rules that validation depends on.
-#[derive(Clone, Debug, Default)]
-pub struct Rules {
-    /// Accept `http://` callback URLs (`callback.allow_http`); else only `https://`.
-    pub allow_http_callbacks: bool,
-    /// Networks a callback URL's IP address may be in although they are internal
-    /// (`callback.allowed_networks`; see [`crate::callback::refused_target`]).
-    pub callback_allowed_networks: Vec<ipnet::IpNet>,
-}
-
-/// A rate as typed: `{"per_second": 5, "burst": 10}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateInput {
-    /// Sustained requests per second (at least 1).
-    pub per_second: u64,
-    /// Bucket size (at least 1).
-    pub burst: u64,
-}
-
-/// `partner create` / `POST /admin/v1/partners`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreatePartner {
-    /// Partner id; default `PARTNER-0001`, `-0002`, …
-    #[serde(default)]
-    pub id: Option<String>,
-    /// Display name.
-    pub name: String,
-    /// ISO 3166-1 alpha-2.
-    #[serde(default)]
-    pub country: Option<String>,
-    /// An existing group.
-    #[serde(default)]
-    pub group: Option<String>,
-    /// IP addresses or CIDRs (no host bits); at least one.
-    pub allow: Vec<String>,
-    /// `*`, `domain.*`, permissions (`accounts.create`) or WSDL operation names
-    /// (`CreateAccount`); at least one.
-    pub grants: Vec<String>,
-    /// Feature defaults, keyed by feature code (checked against the contract).
-    #[serde(default)]
-    pub feature_defaults: Option<serde_json::Value>,
-}
-
-/// `partner update` / `PATCH /admin/v1/partners/{id}`: absent = unchanged, `null` = cleared.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdatePartner {
-    /// Display name (cannot be cleared).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Contact (person, e-mail, phone), free text up to 500 characters.
-    #[serde(default, deserialize_with = "some")]
-    pub contact: Option<Option<String>>,
-    /// `DECIMAL [CURRENCY[/UNIT]]`, e.g. `0.0125 EUR/min`.
-    #[serde(default, deserialize_with = "some")]
-    pub billing_rate: Option<Option<String>>,
-    /// ISO 3166-1 alpha-2.
-    #[serde(default, deserialize_with = "some")]
-    pub country: Option<Option<String>>,
-    /// An existing group.
-    #[serde(default, deserialize_with = "some")]
-    pub group: Option<Option<String>>,
-    /// `https://…` (or `http://…` when `callback.allow_http`).
-    #[serde(default, deserialize_with = "some")]
-    pub callback_url: Option<Option<String>>,
-    /// PEM certificate(s) that verify the partner's callback server.
-    #[serde(default, deserialize_with = "some")]
-    pub callback_ca_pem: Option<Option<String>>,
-    /// Feature defaults (replace the stored ones as a whole).
-    #[serde(default, deserialize_with = "some")]
-    pub feature_defaults: Option<Option<serde_json::Value>>,
-}
-
-/// A field that is present: `null` → `Some(None)`, a value → `Some(Some(v))` (absent fields
-/// stay `None` through `#[serde(default)]`).
-fn some<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// `suspend` / `reinstate` / `offboard`: an optional reason for the audit log.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatusInput {
-    /// Why (up to 500 characters), recorded in the audit row.
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// `key rotate` / `POST …/keys/rotate`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RotateInput {
-    /// `partner` (default) or `callback`.
-    #[serde(default)]
-    pub kind: Option<String>,
-    /// How long the old keys stay valid: `0`, `90s`, `15m`, `24h` (default), `7d`, `1h30m`.
-    #[serde(default)]
-    pub overlap: Option<String>,
-}
-
-/// `key revoke` / `POST …/keys/revoke`: exactly one of `kind` and `id`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeInput {
-    /// Every unrevoked key of this kind (`partner` or `callback`).
-    #[serde(default)]
-    pub kind: Option<String>,
-    /// One key, by the id `key list` shows.
-    #[serde(default)]
-    pub id: Option<i64>,
-}
-
-/// `group create` / `POST /admin/v1/groups`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateGroup {
-    /// `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
-    pub name: String,
-    /// Per-member rate for members without their own.
-    #[serde(default)]
-    pub rate: Option<RateInput>,
-    /// Cap on the members' combined rate.
-    #[serde(default)]
-    pub aggregate: Option<RateInput>,
-}
-
-/// `group update`, `throttle set|clear --group` / `PATCH /admin/v1/groups/{name}`: absent =
-/// unchanged, `null` = cleared.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateGroup {
-    /// A new name (members follow).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Per-member rate.
-    #[serde(default, deserialize_with = "some")]
-    pub rate: Option<Option<RateInput>>,
-    /// Aggregate cap.
-    #[serde(default, deserialize_with = "some")]
-    pub aggregate: Option<Option<RateInput>>,
-}
-
-/// One administrative operation, as asked for.
-#[derive(Clone, Debug)]
-pub enum Request {
-    /// Every partner.
-    ListPartners,
-    /// One partner with keys, allowlist, grants.
-    ShowPartner {
-        /// Partner id.
-        partner: String,
-    },
-    /// Onboard a partner: its two keys are in the reply, once.
-    CreatePartner(CreatePartner),
-    /// Change details.
-    UpdatePartner {
-        /// Partner id.
-        partner: String,
-        /// The changes.
-        update: UpdatePartner,
-    },
-    /// Active → suspended.
-    Suspend {
-        /// Partner id.
-        partner: String,
-        /// Reason.
-        input: StatusInput,
-    },
-    /// Suspended → active.
-    Reinstate {
-        /// Partner id.
-        partner: String,
-        /// Reason.
-        input: StatusInput,
-    },
-    /// → offboarded, every key revoked; final.
-    Offboard {
-        /// Partner id.
-        partner: String,
-        /// Reason.
-        input: StatusInput,
-    },
-    /// Key metadata.
-    ListKeys {
-        /// Partner id.
-        partner: String,
-    },
-    /// A new key; the old ones of the kind expire after the overlap.
-    RotateKey {
-        /// Partner id.
-        partner: String,
-        /// Kind and overlap.
-        input: RotateInput,
-    },
-    /// Revoke keys now.
-    RevokeKeys {
-        /// Partner id.
-        partner: String,
-        /// Which.
-        input: RevokeInput,
-    },
-    /// The allowlist.
-    ListAllow {
-        /// Partner id.
-        partner: String,
-    },
-    /// Add an IP or CIDR.
-    AddAllow {
-        /// Partner id.
-        partner: String,
-        /// IP or CIDR.
-        cidr: String,
-    },
-    /// Remove an IP or CIDR.
-    RemoveAllow {
-        /// Partner id.
-        partner: String,
-        /// IP or CIDR.
-        cidr: String,
-    },
-    /// The grants.
-    ListGrants {
-        /// Partner id.
-        partner: String,
-    },
-    /// Grant a permission, a domain wildcard, `*` or a WSDL operation name.
-    AddGrant {
-        /// Partner id.
-        partner: String,
-        /// As typed.
-        permission: String,
-    },
-    /// Revoke a grant (as stored; a WSDL operation name is translated).
-    RevokeGrant {
-        /// Partner id.
-        partner: String,
-        /// As typed.
-        permission: String,
-    },
-    /// Every group.
-    ListGroups,
-    /// One group with its members.
-    ShowGroup {
-        /// Group name.
-        group: String,
-    },
-    /// A new group.
-    CreateGroup(CreateGroup),
-    /// Rename a group or change its rates.
-    UpdateGroup {
-        /// Group name.
-        group: String,
-        /// The changes.
-        update: UpdateGroup,
-    },
-    /// Put a partner into a group, or none.
-    AssignGroup {
-        /// Partner id.
-        partner: String,
-        /// The group; `None`: no group.
-        group: Option<String>,
-    },
-    /// Set (`Some`) or clear (`None`) a partner's own rate.
-    PartnerThrottle {
-        /// Partner id.
-        partner: String,
-        /// The rate.
-        rate: Option<RateInput>,
-    },
-    /// The newest audit rows.
-    ListAudit {
-        /// Only rows about this target (a partner id or `group:<name>`).
-        target: Option<String>,
-        /// How many (1..=1000; default 50).
-        limit: Option<u32>,
-    },
-    /// The gateway nodes sharing the database, from their heartbeats.
-    ListNodes,
-}
+// === checked requests ===
 
 /// A [`Request`] whose input passed validation: ready for [`Admin::run`].
 #[derive(Clone, Debug)]
@@ -487,11 +165,15 @@ enum Op {
     PartnerThrottle(String, Option<Rate>),
     ListAudit(Option<String>, u32),
     ListNodes,
+    Operators(OperatorOp),
 }
 
 impl Checked {
     /// Whether running it changes data (and writes an audit row).
     pub fn is_change(&self) -> bool {
+        if let Op::Operators(o) = &self.0 {
+            return o.is_change();
+        }
         !matches!(
             self.0,
             Op::ListPartners
@@ -508,7 +190,10 @@ impl Checked {
 
     /// Whether it creates a resource (HTTP 201).
     pub fn creates(&self) -> bool {
-        matches!(self.0, Op::CreatePartner(_) | Op::CreateGroup(..))
+        match &self.0 {
+            Op::Operators(o) => o.creates(),
+            op => matches!(op, Op::CreatePartner(_) | Op::CreateGroup(..)),
+        }
     }
 }
 
@@ -611,6 +296,24 @@ impl Request {
                 Op::ListAudit(target, limit)
             }
             Request::ListNodes => Op::ListNodes,
+            Request::ListOperators => Op::Operators(OperatorOp::List),
+            Request::CreateOperator { name, role } => Op::Operators(OperatorOp::Create(
+                operators::name("name", &name)?,
+                operators::role(&role)?,
+            )),
+            Request::DisableOperator { name } => Op::Operators(OperatorOp::SetDisabled(name, true)),
+            Request::EnableOperator { name } => Op::Operators(OperatorOp::SetDisabled(name, false)),
+            Request::ResetPassword { name } => Op::Operators(OperatorOp::ResetPassword(name)),
+            Request::SetRole { name, role } => {
+                Op::Operators(OperatorOp::SetRole(name, operators::role(&role)?))
+            }
+            Request::CreateToken { operator, label } => {
+                Op::Operators(OperatorOp::CreateToken(operator, operators::label(label)?))
+            }
+            Request::ListTokens { operator } => Op::Operators(OperatorOp::ListTokens(operator)),
+            Request::RevokeToken { operator, id } => {
+                Op::Operators(OperatorOp::RevokeToken(operator, id))
+            }
         };
         Ok(Checked(op))
     }
@@ -639,7 +342,17 @@ impl Admin {
 
     /// Runs a checked request on behalf of `actor`: one transaction for a change (its audit row
     /// and the revision bump included), then the resulting state.
+    ///
+    /// Refused with [`AdminError::Forbidden`] before anything is read when the actor's role is
+    /// below the request's ([`Checked::required_role`]).
     pub fn run(&self, request: Checked, actor: &Actor) -> Result<Reply, AdminError> {
+        let needed = request.required_role();
+        if actor.role() < needed {
+            return Err(AdminError::Forbidden {
+                role: actor.role(),
+                needed,
+            });
+        }
         let s = &self.store;
         let who = actor.as_str();
         let now = unix_now();
@@ -853,6 +566,7 @@ impl Admin {
                     View::Audit(AuditView { entries }),
                 )
             }
+            Op::Operators(op) => operators::run(s, op, actor),
             Op::ListNodes => {
                 let nodes: Vec<NodeView> =
                     s.list_nodes()?.into_iter().map(NodeView::from).collect();
@@ -870,6 +584,34 @@ impl Admin {
         }
     }
 
+    /// The enabled operator holding the API token `presented` (`pgo_…`), if any: SHA-256 of it
+    /// compared in constant time with the stored hashes of the tokens with its prefix. The
+    /// token is never logged.
+    pub fn operator_by_token(
+        &self,
+        presented: &str,
+    ) -> Result<Option<OperatorIdentity>, AdminError> {
+        let shaped = presented.len() == 68
+            && presented.starts_with(crate::secret::OPERATOR_TOKEN_PREFIX)
+            && presented
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !shaped {
+            return Ok(None);
+        }
+        let prefix = crate::secret::display_prefix(presented);
+        Ok(self
+            .store
+            .operator_by_token(&prefix, &crate::secret::hash(presented))?)
+    }
+
+    /// Makes the first admin operator `name` (its password and first API token in the reply,
+    /// once), for the holder of the shared admin token; refused (409) once an admin account
+    /// exists. The bootstrap token's only use.
+    pub fn bootstrap(&self, name: &str, actor: &Actor) -> Result<Reply, AdminError> {
+        operators::bootstrap(&self.store, name, actor)
+    }
+
     /// [`Request::check`] and [`Admin::run`] in one.
     pub fn handle(
         &self,
@@ -878,40 +620,5 @@ impl Admin {
         actor: &Actor,
     ) -> Result<Reply, AdminError> {
         self.run(request.check(rules)?, actor)
-    }
-}
-
-#[cfg(test)]
-mod actor_tests {
-    use super::Actor;
-
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
-        daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
-        odd name:x:1001:1001::/home/odd:/bin/sh\n";
-
-    /// One identity per operator: root is `cli:root` with `USER=root` and without `USER`
-    /// (it used to be `cli:uid:0` then); `cli:uid:N` only when passwd has no plain name.
-    #[test]
-    fn the_cli_actor_is_the_same_with_and_without_user() {
-        let with = Actor::cli_from(Some("root".into()), Some(0), Some(PASSWD));
-        let without = Actor::cli_from(None, Some(0), Some(PASSWD));
-        assert_eq!(with.as_str(), "cli:root");
-        assert_eq!(without, with);
-        let odd_user = Actor::cli_from(Some("a b".into()), Some(1), Some(PASSWD));
-        assert_eq!(odd_user.as_str(), "cli:daemon");
-        assert_eq!(
-            Actor::cli_from(None, Some(1001), Some(PASSWD)).as_str(),
-            "cli:uid:1001"
-        );
-        assert_eq!(
-            Actor::cli_from(None, Some(4242), Some(PASSWD)).as_str(),
-            "cli:uid:4242"
-        );
-        assert_eq!(Actor::cli_from(None, Some(0), None).as_str(), "cli:uid:0");
-        assert_eq!(Actor::cli_from(None, None, None).as_str(), "cli:unknown");
-        assert_eq!(
-            Actor::cli_from(Some("tester".into()), Some(0), Some(PASSWD)).as_str(),
-            "cli:tester"
-        );
     }
 }

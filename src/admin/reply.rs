@@ -41,6 +41,16 @@ pub enum View {
     Audit(AuditView),
     /// `{"heartbeat_seconds", "gone_after_seconds", "nodes": [...]}`.
     Nodes(NodesView),
+    /// `{"operators": [...]}`.
+    Operators(OperatorsView),
+    /// One operator account (with its new password, once).
+    Operator(OperatorView),
+    /// `{"operator", "tokens": [...]}`.
+    Tokens(TokensView),
+    /// A new API token (shown once).
+    TokenCreated(TokenCreatedView),
+    /// The first admin, its password and token (shown once).
+    Bootstrap(BootstrapView),
 }
 
 /// A rate in JSON.

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{KeyView, NodeView, NodesView, RateView, Reply, View};
+use super::{KeyView, NodeView, NodesView, OperatorView, RateView, Reply, View};
 
 /// A unix time as `2026-11-26T08:00:00Z` (UTC).
 pub fn utc(ts: i64) -> String {
@@ -121,8 +121,87 @@ pub fn render(reply: &Reply, is_change: bool) -> String {
                 table(&mut out, &KEY_HEADER, &key_rows(&r.expiring));
             }
         }
+        View::Operator(OperatorView {
+            password: Some(p), ..
+        }) => {
+            let _ = writeln!(out, "{}", reply.message);
+            let _ = writeln!(out, "password: {}", p.expose());
+            let _ = writeln!(
+                out,
+                "Give the password to its operator now: it is shown only once (the database keeps \
+                 an Argon2id hash)."
+            );
+        }
+        View::TokenCreated(t) => {
+            let _ = writeln!(out, "{}", reply.message);
+            let _ = writeln!(out, "token: {}", t.token.expose());
+            let _ = writeln!(
+                out,
+                "Store the token now: it is shown only once (the database keeps its hash)."
+            );
+        }
+        View::Bootstrap(b) => {
+            let _ = writeln!(out, "{}", reply.message);
+            let _ = writeln!(out, "password: {}", b.password.expose());
+            let _ = writeln!(out, "token:    {}", b.token.expose());
+        }
         _ if is_change => {
             let _ = writeln!(out, "{}", reply.message);
+        }
+        View::Operators(o) => {
+            let rows: Vec<Vec<String>> = o
+                .operators
+                .iter()
+                .map(|o| {
+                    vec![
+                        o.name.clone(),
+                        o.role.to_string(),
+                        if o.disabled_at.is_some() {
+                            "disabled"
+                        } else {
+                            "enabled"
+                        }
+                        .to_owned(),
+                        utc(o.created_at),
+                        utc(o.updated_at),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                &["OPERATOR", "ROLE", "STATE", "CREATED", "UPDATED"],
+                &rows,
+            );
+        }
+        View::Operator(o) => {
+            let o = &o.operator;
+            let state = if o.disabled_at.is_some() {
+                "disabled"
+            } else {
+                "enabled"
+            };
+            let _ = writeln!(out, "{} {} {state}", o.name, o.role);
+        }
+        View::Tokens(t) => {
+            let rows: Vec<Vec<String>> = t
+                .tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.to_string(),
+                        t.prefix.clone(),
+                        opt(t.label.as_deref()).to_owned(),
+                        utc(t.created_at),
+                        t.last_used_at.map_or_else(|| "-".to_owned(), utc),
+                        t.revoked_at.map_or_else(|| "-".to_owned(), utc),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                &["ID", "PREFIX", "LABEL", "CREATED", "LAST USED", "REVOKED"],
+                &rows,
+            );
         }
         View::Partners(p) => {
             let rows: Vec<Vec<String>> = p

@@ -1,10 +1,12 @@
-//! Administrative commands' common path: a request checked, run as the CLI user in one
-//! transaction, and printed as text or (`--json`) the admin API's JSON.
+//! Administrative commands' common path: a request checked, run in one transaction as the CLI
+//! user (the admin role) or, with `--as` / `PARTNERGATE_OPERATOR_TOKEN`, as the operator
+//! holding that API token (with its role), and printed as text or (`--json`) the admin API's
+//! JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use partnergate::admin::{self, Actor, Admin, AdminError, Request, Rules};
+use partnergate::admin::{self, Actor, Admin, AdminError, Request, Rules, Via};
 
 use super::args::{Common, Output};
 use super::setup::{load_config, with_store};
@@ -27,6 +29,8 @@ fn flag_of(field: &str) -> Option<&'static str> {
         "rate" => "--rate/--burst",
         "aggregate" => "--aggregate-rate/--aggregate-burst",
         "limit" => "--limit",
+        "role" => "--role",
+        "label" => "--label",
         _ => return None,
     })
 }
@@ -52,9 +56,21 @@ pub fn administer(
     let checked = request.check(&rules).map_err(message)?;
     let is_change = checked.is_change();
     let reply = with_store(&config.database_url, |store| {
-        Admin::new(store)
-            .run(checked, &Actor::cli())
-            .map_err(message)
+        let admin = Admin::new(store);
+        let actor = match output.as_token.as_deref() {
+            None => Actor::cli(),
+            Some(token) => match admin.operator_by_token(token.trim()).map_err(message)? {
+                Some(operator) => Actor::operator(&operator, Via::Cli),
+                None => {
+                    return Err(
+                        "the operator token (--as / PARTNERGATE_OPERATOR_TOKEN) is not \
+                                valid: unknown, revoked, or its operator is disabled"
+                            .into(),
+                    )
+                }
+            },
+        };
+        admin.run(checked, &actor).map_err(message)
     })?;
     if output.json {
         let text = serde_json::to_string(&reply.view).map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@ use super::access::{AllowAction, GrantAction};
 use super::audit::AuditAction;
 use super::group::{GroupAction, ThrottleAction};
 use super::key::KeyAction;
+use super::operator::OperatorAction;
 use super::partner::PartnerAction;
 use super::serve::{ServeArgs, UpstreamAction};
 
@@ -79,6 +80,8 @@ pub enum Command {
     },
     /// The audit log of administrative changes.
     Audit(AdminArgs<AuditAction>),
+    /// Operator accounts with roles (viewer, operator, admin) and their API tokens.
+    Operator(AdminArgs<OperatorAction>),
     /// List the contract's operations: permission name, SOAPAction and body element.
     Operations {
         /// The callback contract instead of the partner API.
@@ -115,12 +118,23 @@ pub enum Command {
     },
 }
 
-/// How administrative commands print.
+/// How administrative commands print, and whom they act as.
 #[derive(clap::Args, Debug, Default)]
 pub struct Output {
     /// Print JSON (the admin API's representation) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Act as the operator holding this API token (its name in the audit log, its role's
+    /// rights); prefer the environment variable, which `ps` does not show. Without it the
+    /// command acts as the operating-system user, with the admin role.
+    #[arg(
+        long = "as",
+        global = true,
+        value_name = "TOKEN",
+        env = "PARTNERGATE_OPERATOR_TOKEN",
+        hide_env_values = true
+    )]
+    pub as_token: Option<String>,
 }
 
 // An administrative command's flags: its subcommand, the shared settings and the output form.

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod group;
 pub mod key;
 pub mod nodes;
+pub mod operator;
 pub mod output;
 pub mod partner;
 pub mod serve;

@@ -62,6 +62,8 @@ pub const KEYS: &[&str] = &[
     "admin.token",
     "admin.session_lifetime_ms",
     "admin.cookie_secure",
+    "admin.login_max_failures",
+    "admin.login_lock_ms",
     "tls.cert",
     "tls.key",
     "upstream.url",

@@ -16,15 +16,20 @@
 //! - `onboard`: validated writes (create partner, keys, groups, rates, status);
 //! - `admin`: the administrator's reads and audited writes, one file per job (`partners`,
 //!   `keys`, `access`, `groups`, `audit`) over its shared `records`;
-//! - `sessions`: the dashboard's sessions, shared by every node (hashes and ciphertext only).
+//! - `sessions`: the dashboard's sessions, shared by every node (hashes and ciphertext only),
+//!   each bound to an operator;
+//! - `operators`: operator accounts (roles, Argon2id PHC strings) and their API tokens
+//!   (hashes only); `login_throttle`: failed logins per account and address.
 //! - `nodes`: the nodes' registry and heartbeats; `throttle_usage`: the calls each node has
 //!   admitted per limiter, exchanged so that a limit holds across the cluster.
 
 mod admin;
 mod conn;
+mod login_throttle;
 mod models;
 mod nodes;
 mod onboard;
+mod operators;
 mod push;
 mod rules;
 mod schema;
@@ -49,8 +54,10 @@ pub use admin::{
     AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges, PartnerDetail,
     PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
 };
+pub use login_throttle::{LoginPolicy, LoginScope};
 pub use nodes::{NodeBeat, NodeRecord, FORGET_AFTER, GONE_AFTER, HEARTBEAT_INTERVAL};
 pub use onboard::{CreatedPartner, NewPartner};
+pub use operators::{NewToken, OperatorIdentity, OperatorRecord, Role, TokenRecord};
 pub use push::{APPLICATION_NAME as PUSH_APPLICATION_NAME, CHANNEL as PUSH_CHANNEL};
 pub(crate) use rules::{
     check_country, check_grant, check_name, check_net, valid_group_name, valid_partner_id,

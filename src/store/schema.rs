@@ -124,6 +124,46 @@ diesel::table! {
         expires_at -> BigInt,
         flash -> Nullable<Binary>,
         reveal -> Nullable<Binary>,
+        operator_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// Operator accounts (`store::operators`): name, role, the Argon2id PHC string of the
+    /// password (never the password), disabled or not. Not partner data.
+    operators (id) {
+        id -> BigInt,
+        name -> Text,
+        role -> Text,
+        password_hash -> Text,
+        disabled_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Operators' API tokens: SHA-256 hashes and display prefixes, never the tokens.
+    operator_tokens (id) {
+        id -> BigInt,
+        operator_id -> BigInt,
+        label -> Nullable<Text>,
+        prefix -> Text,
+        hash -> Binary,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    /// Failed dashboard logins per account name and per source address (`store::login_throttle`).
+    login_throttle (scope, key) {
+        scope -> Text,
+        key -> Text,
+        failures -> Integer,
+        locked_until_ms -> BigInt,
+        last_failure_ms -> BigInt,
     }
 }
 
@@ -158,6 +198,8 @@ diesel::table! {
 diesel::joinable!(api_keys -> partners (partner_id));
 diesel::joinable!(allow_entries -> partners (partner_id));
 diesel::joinable!(grants -> partners (partner_id));
+diesel::joinable!(operator_tokens -> operators (operator_id));
+diesel::joinable!(dashboard_sessions -> operators (operator_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     groups,
@@ -172,4 +214,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     dashboard_sessions,
     nodes,
     throttle_usage,
+    operators,
+    operator_tokens,
+    login_throttle,
 );

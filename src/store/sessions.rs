@@ -14,7 +14,9 @@
 
 use diesel::prelude::*;
 
-use super::schema::dashboard_sessions as ds;
+use super::operators::{OperatorIdentity, Role};
+use super::rules::corrupt;
+use super::schema::{dashboard_sessions as ds, operators as op};
 use super::{AnyConnection, Store, StoreError};
 use crate::secret::KeyHash;
 
@@ -38,6 +40,8 @@ pub struct SessionRecord {
     pub expires_at_ms: i64,
     /// What the flash slot held, taken by this read (`None`: empty, or another request took it).
     pub flash: Option<Vec<u8>>,
+    /// The operator the session belongs to (enabled: a disabled operator's session is not live).
+    pub operator: OperatorIdentity,
 }
 
 impl Store {
@@ -47,6 +51,7 @@ impl Store {
     pub fn create_dashboard_session(
         &self,
         id_hash: &KeyHash,
+        operator_id: i64,
         created_at_ms: i64,
         expires_at_ms: i64,
         max_live: usize,
@@ -55,6 +60,7 @@ impl Store {
             diesel::insert_into(ds::table)
                 .values((
                     ds::id_hash.eq(id_hash.as_slice()),
+                    ds::operator_id.eq(operator_id),
                     ds::created_at.eq(created_at_ms),
                     ds::expires_at.eq(expires_at_ms),
                 ))
@@ -72,11 +78,12 @@ impl Store {
         })
     }
 
-    /// The session with this id hash if it is live: `now_ms` before its `expires_at` and its
+    /// The session with this id hash if it is live: `now_ms` before its `expires_at`, its
     /// `created_at` after `created_after_ms` (the reader's own lifetime, so that a node
-    /// configured with a shorter one ends older sessions). A session found but not live is
-    /// deleted. The flash slot is taken with it (cleared in the database; `None` when another
-    /// request took it first).
+    /// configured with a shorter one ends older sessions) and its operator enabled (read with
+    /// the session, so a disabled operator is refused from the commit on, on every node). A
+    /// session found but not live is deleted. The flash slot is taken with it (cleared in the
+    /// database; `None` when another request took it first).
     pub fn open_dashboard_session(
         &self,
         id_hash: &KeyHash,
@@ -84,18 +91,34 @@ impl Store {
         created_after_ms: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let mut conn = self.connection()?;
-        let row: Option<(i64, i64, Option<Vec<u8>>)> = ds::table
+        type Row = (
+            i64,
+            i64,
+            Option<Vec<u8>>,
+            Option<(i64, String, String, Option<i64>)>,
+        );
+        let row: Option<Row> = ds::table
+            .left_join(op::table)
             .filter(ds::id_hash.eq(id_hash.as_slice()))
-            .select((ds::created_at, ds::expires_at, ds::flash))
+            .select((
+                ds::created_at,
+                ds::expires_at,
+                ds::flash,
+                (op::id, op::name, op::role, op::disabled_at).nullable(),
+            ))
             .first(&mut *conn)
             .optional()?;
-        let Some((created_at_ms, expires_at_ms, flash)) = row else {
+        let Some((created_at_ms, expires_at_ms, flash, operator)) = row else {
             return Ok(None);
         };
-        if expires_at_ms <= now_ms || created_at_ms <= created_after_ms {
+        let operator = operator.filter(|o| o.3.is_none());
+        let over = expires_at_ms <= now_ms || created_at_ms <= created_after_ms;
+        let Some((id, name, role, _)) = operator.filter(|_| !over) else {
             delete_session(&mut conn, id_hash)?;
             return Ok(None);
-        }
+        };
+        let role = Role::parse(&role)
+            .ok_or_else(|| corrupt("operators", &name, format!("role {role:?}")))?;
         let flash = match flash {
             Some(bytes) => {
                 clear_slot(&mut conn, id_hash, SessionSlot::Flash, &bytes)?.then_some(bytes)
@@ -106,6 +129,7 @@ impl Store {
             created_at_ms,
             expires_at_ms,
             flash,
+            operator: OperatorIdentity { id, name, role },
         }))
     }
 

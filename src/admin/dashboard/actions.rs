@@ -1,7 +1,8 @@
 //! The POST actions (every form but login's): the dispatch by path, the parsing of their forms
 //! into admin requests, and where the browser goes next (the outcome kept as a flash message for
 //! that page, or new keys kept for the reveal page). Each runs through [`Admin`] like the CLI
-//! and the admin API, as `ui:<peer>`.
+//! and the admin API, as the session's operator (`op:<name>/ui:<peer>`, with its role: a change
+//! the role does not allow is answered 403).
 //!
 //! [`Admin`]: crate::admin::Admin
 
@@ -22,7 +23,17 @@ use crate::store::{GroupRecord, Rate};
 
 impl Dashboard {
     /// Leaves the outcome for the next page and sends the browser there.
-    async fn after(&self, session: &Current, result: Result<String, Fail>, to: &str) -> Resp {
+    /// A change the operator's role does not allow is answered 403 at once (no redirect: the
+    /// form was not one the dashboard showed it).
+    pub(super) async fn after(
+        &self,
+        session: &Current,
+        result: Result<String, Fail>,
+        to: &str,
+    ) -> Resp {
+        if let Err(e @ Fail::Admin(AdminError::Forbidden { .. })) = &result {
+            return failure_page(session, e);
+        }
         let flash = match result {
             Ok(text) => Flash { ok: true, text },
             Err(e) => {
@@ -51,7 +62,7 @@ impl Dashboard {
             ["logout"] => self.logout(session, peer).await,
             ["partners"] => self.create_partner(session, form, peer).await,
             ["partners", id, "update"] => {
-                let result = self.update_partner(id, form, peer).await;
+                let result = self.update_partner(session, id, form, peer).await;
                 self.after(session, result, &format!("{}#details", partner_href(id)))
                     .await
             }
@@ -63,7 +74,7 @@ impl Dashboard {
                     Err(e) => return self.after(session, Err(e), &href).await,
                 };
                 let to = format!("{href}#{anchor}");
-                match self.run(request, peer).await {
+                match self.run(session, request, peer).await {
                     Ok(reply) => match reply.view {
                         View::Rotated(r) => {
                             let label = if r.new_key.kind == "callback" {
@@ -91,14 +102,18 @@ impl Dashboard {
                         aggregate: rate_input(form, "agg_ps", "agg_burst", "aggregate")?,
                         name,
                     };
-                    Ok(self.run(Request::CreateGroup(create), peer).await?.message)
+                    Ok(self
+                        .run(session, Request::CreateGroup(create), peer)
+                        .await?
+                        .message)
                 }
                 .await;
                 self.after(session, result, "/ui/groups").await
             }
+            ["operators", rest @ ..] => self.operator_action(session, rest, form, peer).await,
             ["groups", name] => {
                 let href = group_href(name);
-                let result = self.update_group_rates(name, form, peer).await;
+                let result = self.update_group_rates(session, name, form, peer).await;
                 self.after(session, result, &href).await
             }
             ["groups", name, "rename"] => {
@@ -111,7 +126,7 @@ impl Dashboard {
                         aggregate: None,
                     },
                 };
-                match self.run(request, peer).await {
+                match self.run(session, request, peer).await {
                     Ok(reply) => {
                         self.after(session, Ok(reply.message), &group_href(&new))
                             .await
@@ -124,7 +139,7 @@ impl Dashboard {
     }
 
     /// Keeps new keys (sealed) for the reveal page and sends the browser there.
-    async fn show_keys(&self, session: &Current, reveal: Reveal) -> Resp {
+    pub(super) async fn show_keys(&self, session: &Current, reveal: Reveal) -> Resp {
         let partner = reveal.partner_id.clone();
         match self.sessions.reveal(session, reveal).await {
             Ok(()) => redirect("/ui/reveal"),
@@ -138,7 +153,7 @@ impl Dashboard {
         }
     }
 
-    fn not_found_action(&self, session: &Current) -> Resp {
+    pub(super) fn not_found_action(&self, session: &Current) -> Resp {
         failure_page(
             session,
             &Fail::Admin(AdminError::NotFound {
@@ -179,7 +194,8 @@ impl Dashboard {
                 grants: grants.clone(),
                 feature_defaults: json_field(form, "feature_defaults")?,
             };
-            self.run(Request::CreatePartner(create), peer).await
+            self.run(session, Request::CreatePartner(create), peer)
+                .await
         }
         .await;
         match result {
@@ -223,6 +239,7 @@ impl Dashboard {
     /// flags of the changed fields would): one change, one audit row.
     async fn update_partner(
         &self,
+        session: &Current,
         id: &str,
         form: &Form,
         peer: SocketAddr,
@@ -230,7 +247,7 @@ impl Dashboard {
         let sent_json = json_field(form, "feature_defaults")?;
         let partner = id.to_owned();
         let form = form.clone();
-        self.with_admin(peer, move |admin, rules, actor| {
+        self.with_admin(session, peer, move |admin, rules, actor| {
             let now = show_partner(admin, rules, actor, partner.clone())?;
             let diff = |current: &Option<String>, field: &str| -> Option<Option<String>> {
                 let sent = normalize(form.get(field).unwrap_or(""));
@@ -259,6 +276,7 @@ impl Dashboard {
 
     async fn update_group_rates(
         &self,
+        session: &Current,
         name: &str,
         form: &Form,
         peer: SocketAddr,
@@ -266,7 +284,7 @@ impl Dashboard {
         let rate = rate_input(form, "rate_ps", "rate_burst", "rate")?;
         let aggregate = rate_input(form, "agg_ps", "agg_burst", "aggregate")?;
         let group = name.to_owned();
-        self.with_admin(peer, move |admin, rules, actor| {
+        self.with_admin(session, peer, move |admin, rules, actor| {
             let current: GroupRecord = admin.store().group_detail(&group)?;
             let same = |stored: Option<Rate>, sent: Option<RateInput>| {
                 let stored =

@@ -146,7 +146,7 @@ impl Dashboard {
         };
         let t = target.clone();
         let entries = self
-            .with_admin(peer, move |admin, rules, actor| {
+            .with_admin(session, peer, move |admin, rules, actor| {
                 audit_rows(admin, rules, actor, t, limit)
             })
             .await?;

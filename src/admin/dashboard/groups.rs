@@ -80,7 +80,7 @@ impl Dashboard {
     ) -> Result<Resp, Fail> {
         let group = name.to_owned();
         let (g, audit) = self
-            .with_admin(peer, move |admin, rules, actor| {
+            .with_admin(session, peer, move |admin, rules, actor| {
                 let g = admin.store().group_detail(&group)?;
                 let audit = audit_rows(
                     admin,

@@ -1,6 +1,15 @@
-//! Logging in and out: the login form (a double-submit CSRF cookie), the exchange of the admin
-//! token, posted in the form body, for a session cookie, and the logout that ends the session
-//! on every node.
+//! Logging in and out: the login form (a double-submit CSRF cookie), the exchange of an
+//! operator's name and password, posted in the form body, for a session cookie, and the logout
+//! that ends the session on every node.
+//!
+//! Failed logins are counted per name and per source address in the database (every node
+//! shares the counts, `store::login_throttle`): after `admin.login_max_failures` failures of a
+//! name (four times as many from one address) logins are refused for `admin.login_lock_ms`,
+//! doubled by each further failure up to [`MAX_LOCK_MS`]; a refused login is answered 429 with
+//! `Retry-After`, and during the lock even the right password is refused, unchecked. A name
+//! without an account, a disabled account and a wrong password read the same and cost the same
+//! (an Argon2id verification against a dummy hash): the answers never tell whether an account
+//! exists. Nothing typed into the form is logged but the name of an operator who logged in.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,12 +21,18 @@ use hyper::body::Incoming;
 
 use super::form::cookie;
 use super::response::{failure_page, html, redirect, Layout, Resp};
-use super::session::{self, Current, LOGIN_COOKIE, SESSION_COOKIE};
+use super::session::{self, Current, SessionError, LOGIN_COOKIE, SESSION_COOKIE};
 use super::Dashboard;
+use crate::password::{self, Password};
+use crate::store::{LoginPolicy, LoginScope, OperatorIdentity, StoreError};
 
-/// A refused login answers after this long (a token has at least 24 characters, so this only
-/// keeps a misbehaving client from spinning).
+/// A refused login answers after this long (keeps a misbehaving client from spinning).
 const LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(250);
+/// The longest lock: 15 minutes.
+pub const MAX_LOCK_MS: i64 = 15 * 60 * 1000;
+
+/// The same words for every refused password: unknown name, disabled account, wrong password.
+const REFUSED: &str = "That name and password do not match an enabled operator.";
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -65,7 +80,7 @@ impl Dashboard {
         if parts.uri.query().is_some() {
             // The token must never travel in a URL (logs, history, Referer): refuse unread.
             return self.login_page(
-                Some("The admin token is never accepted in a URL: use this form.".into()),
+                Some("A password is never accepted in a URL: use this form.".into()),
                 StatusCode::BAD_REQUEST,
             );
         }
@@ -86,20 +101,24 @@ impl Dashboard {
                 StatusCode::FORBIDDEN,
             );
         }
-        let token = form.get("token").unwrap_or("").trim();
-        if !self.token.matches(token) {
-            tracing::info!(%peer, "dashboard: login refused");
-            tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
+        let name = form.get("name").unwrap_or("").trim().to_owned();
+        let password = Password::new(form.get("password").unwrap_or("").to_owned());
+        if name.is_empty() || password.expose().is_empty() {
             return self.login_page(
-                Some("That is not the admin token.".into()),
-                StatusCode::UNAUTHORIZED,
+                Some("Enter your operator name and password.".into()),
+                StatusCode::BAD_REQUEST,
             );
         }
-        let id = match self.sessions.create().await {
+        let operator = match self.check_login(name, password, peer).await {
+            Ok(Ok(operator)) => operator,
+            Ok(Err(refusal)) => return refusal,
+            Err(e) => return self.sessions_unavailable(&e),
+        };
+        let id = match self.sessions.create(operator.id).await {
             Ok(id) => id,
             Err(e) => return self.sessions_unavailable(&e),
         };
-        tracing::info!(%peer, "dashboard: logged in");
+        tracing::info!(%peer, operator = %operator.name, "dashboard: logged in");
         let mut r = redirect("/ui/partners");
         let h = r.headers_mut();
         h.append(
@@ -132,4 +151,106 @@ impl Dashboard {
         );
         r
     }
+}
+
+impl Dashboard {
+    /// The operator whose name and password these are, or the refusal to answer with (401 for
+    /// a mismatch, 429 during a lock); `Err` when the database cannot be reached.
+    async fn check_login(
+        &self,
+        name: String,
+        password: Password,
+        peer: SocketAddr,
+    ) -> Result<Result<OperatorIdentity, Resp>, SessionError> {
+        let store = self.admin.store().clone();
+        let account_policy = self.login_policy();
+        let address_policy = LoginPolicy {
+            max_failures: account_policy
+                .max_failures
+                .saturating_mul(super::ADDRESS_FAILURES_FACTOR),
+            ..account_policy
+        };
+        // At most this many characters of a name are a counting key (names have at most 64).
+        let account: String = name.chars().take(128).collect();
+        let address = crate::allowlist::canonical(peer.ip()).to_string();
+        let permit = self
+            .verifying
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| SessionError::Task(e.to_string()))?;
+        let outcome = tokio::task::spawn_blocking(move || -> Result<Login, StoreError> {
+            let _permit = permit;
+            let now = crate::clock::unix_now_ms();
+            let keys = [
+                (LoginScope::Account, account.as_str()),
+                (LoginScope::Address, address.as_str()),
+            ];
+            if let Some(left) = store.login_locked(&keys, now)? {
+                return Ok(Login::Locked(left));
+            }
+            let verified = match store.login_candidate(&account)? {
+                Some((operator, stored)) => match password::verify(&password, &stored) {
+                    Ok(true) => Some(operator),
+                    Ok(false) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dashboard: an operator's stored password hash is unreadable");
+                        None
+                    }
+                },
+                None => {
+                    password::verify_nothing(&password);
+                    None
+                }
+            };
+            if let Some(operator) = verified {
+                store.login_succeeded(LoginScope::Account, &account)?;
+                return Ok(Login::Ok(operator));
+            }
+            let counted = [
+                (LoginScope::Account, account.as_str(), account_policy),
+                (LoginScope::Address, address.as_str(), address_policy),
+            ];
+            Ok(match store.login_failed(&counted, now)? {
+                Some(lock) => Login::Locked(lock),
+                None => Login::Refused,
+            })
+        })
+        .await
+        .map_err(|e| SessionError::Task(e.to_string()))??;
+        Ok(match outcome {
+            Login::Ok(operator) => Ok(operator),
+            Login::Refused => {
+                tracing::info!(%peer, "dashboard: login refused");
+                tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
+                Err(self.login_page(Some(REFUSED.into()), StatusCode::UNAUTHORIZED))
+            }
+            Login::Locked(ms) => {
+                let secs = u64::try_from(ms.div_euclid(1000) + 1).unwrap_or(1);
+                tracing::info!(%peer, retry_after_s = secs, "dashboard: login refused: too many failures");
+                let mut r = self.login_page(
+                    Some(format!(
+                        "Too many failed logins: try again in {secs} second(s)."
+                    )),
+                    StatusCode::TOO_MANY_REQUESTS,
+                );
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                Err(r)
+            }
+        })
+    }
+
+    fn login_policy(&self) -> LoginPolicy {
+        self.login
+    }
+}
+
+/// What a login attempt came to.
+enum Login {
+    Ok(OperatorIdentity),
+    Refused,
+    /// Locked for this many more milliseconds.
+    Locked(i64),
 }

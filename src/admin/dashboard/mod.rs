@@ -5,12 +5,18 @@
 //! validation and messages are the same everywhere.
 //!
 //! Security:
-//! - **Login** (`/ui/login`) exchanges the admin token, posted in a form body (never read from a
-//!   URL: a login with a query string is refused), for a random session id in an `HttpOnly`,
+//! - **Login** (`/ui/login`) exchanges an operator's name and password, posted in a form body
+//!   (never read from a URL: a login with a query string is refused; the password verified
+//!   against its Argon2id hash, at most [`VERIFICATIONS_AT_ONCE`] at once; failures counted per
+//!   name and per address in the database, a lock answered 429 with `Retry-After`), for a
+//!   random session id bound to the operator in an `HttpOnly`,
 //!   `SameSite=Strict` cookie (`Secure` and HSTS with `admin.cookie_secure`). Sessions last
 //!   `admin.session_lifetime_ms` from login and live in the database, so every node behind a
 //!   load balancer knows them and a restart keeps them; the database holds only the SHA-256 of
 //!   the id ([`session`]).
+//! - **Roles**: every page and action runs through the admin service as the session's operator
+//!   with its role (read from the database with the session on each request); pages hide the
+//!   forms the role may not use, and a forged POST is refused 403 by the service.
 //! - **CSRF**: every form carries the session's token (HMAC of the session id, never stored),
 //!   compared in constant time; the login
 //!   form uses a double-submit cookie. A POST without it changes nothing (403).
@@ -49,6 +55,7 @@
 //! | GET, POST | `/ui/groups/{name}`, POST `/ui/groups/{name}/rename` | one group; rates; rename | `groups.rs`; `actions.rs` |
 //! | GET | `/ui/audit?target=&limit=` | the audit log | `audit.rs` |
 //! | GET | `/ui/nodes` | the gateway nodes sharing the database (heartbeats; up or gone) | `nodes.rs` |
+//! | GET, POST | `/ui/operators`, POST `/ui/operators/{name}/role`, `/disable`, `/enable`, `/reset-password`, `/tokens`, `/tokens/revoke` | operator accounts and tokens (admin) | `operators.rs` |
 //!
 //! Files: this one routes (the security headers, the session and CSRF checks, the form body,
 //! the page by path); each page file (`partners.rs`, `groups.rs`, `usage.rs`, `audit.rs`,
@@ -73,6 +80,7 @@ mod change;
 mod groups;
 mod login;
 mod nodes;
+mod operators;
 mod partners;
 mod response;
 
@@ -85,13 +93,14 @@ use http::{header, HeaderMap, HeaderValue, Method, Request as HttpRequest, Statu
 use hyper::body::Incoming;
 
 use self::form::{cookie, Form};
+pub use self::login::MAX_LOCK_MS;
 use self::response::{
     asset, blocking, failure_page, html, plain, redirect, ErrorPage, Fail, Layout, Resp,
 };
 use self::session::{Current, SessionError, Sessions, SESSION_COOKIE};
-use super::{Actor, Admin, AdminError, AdminToken, Request, Rules};
+use super::{Actor, Admin, AdminError, Request, Rules, Via};
 use crate::limit::{self, LimitError};
-use crate::store::Rate;
+use crate::store::{LoginPolicy, Rate};
 
 /// The path prefix of the dashboard.
 pub const PREFIX: &str = "/ui";
@@ -118,9 +127,13 @@ pub fn is_dashboard_path(path: &str) -> bool {
 }
 
 /// The dashboard's settings (`admin.session_lifetime_ms`, `admin.cookie_secure`,
-/// `throttle.default_rate_per_second` and `throttle.default_burst`).
+/// `admin.login_max_failures`, `admin.login_lock_ms`, `throttle.default_rate_per_second` and
+/// `throttle.default_burst`).
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
+    /// When failed logins lock an account name (a source address locks after
+    /// [`ADDRESS_FAILURES_FACTOR`] times as many).
+    pub login: LoginPolicy,
     /// How long a login lasts.
     pub session_lifetime: Duration,
     /// `Secure` cookies and HSTS (the operators reach the listener through TLS).
@@ -129,12 +142,19 @@ pub struct Settings {
     pub default_rate: Rate,
 }
 
-/// The dashboard: the admin service, the token it exchanges for sessions, the sessions.
+/// A source address locks after this many times the failures that lock an account name (an
+/// office behind one address has several operators).
+pub const ADDRESS_FAILURES_FACTOR: u32 = 4;
+/// Password verifications at once (each holds 19 MiB for ≈ 20–40 ms): more logins wait.
+const VERIFICATIONS_AT_ONCE: usize = 4;
+
+/// The dashboard: the admin service, the login policy, the sessions.
 #[derive(Debug)]
 pub struct Dashboard {
     admin: Admin,
     rules: Rules,
-    token: AdminToken,
+    login: LoginPolicy,
+    verifying: std::sync::Arc<tokio::sync::Semaphore>,
     sessions: Sessions,
     cookie_secure: bool,
     default_rate: Rate,
@@ -153,11 +173,10 @@ fn segments(path: &str) -> Option<Vec<String>> {
 // === impl Dashboard ===
 
 impl Dashboard {
-    /// The dashboard for `admin`, logging in holders of `token`.
+    /// The dashboard for `admin`, logging in its operators.
     pub fn new(
         admin: Admin,
         rules: Rules,
-        token: AdminToken,
         settings: Settings,
         body_timeout: Duration,
     ) -> Dashboard {
@@ -165,7 +184,8 @@ impl Dashboard {
             sessions: Sessions::new(admin.store().clone(), settings.session_lifetime),
             admin,
             rules,
-            token,
+            login: settings.login,
+            verifying: std::sync::Arc::new(tokio::sync::Semaphore::new(VERIFICATIONS_AT_ONCE)),
             cookie_secure: settings.cookie_secure,
             default_rate: settings.default_rate,
             body_timeout,
@@ -373,6 +393,7 @@ impl Dashboard {
             ["groups", name] => self.group_page(session, name, peer).await,
             ["audit"] => self.audit_page(session, query, peer).await,
             ["nodes"] => self.nodes_page(session, peer).await,
+            ["operators"] => self.operators_page(session, peer).await,
             _ => Err(Fail::Admin(AdminError::NotFound {
                 what: "page",
                 key: format!("/ui/{}", segs.join("/")),
@@ -380,23 +401,29 @@ impl Dashboard {
         }
     }
 
-    /// Runs one admin request as the dashboard's operator.
-    async fn run(&self, request: Request, peer: SocketAddr) -> Result<super::Reply, Fail> {
-        self.with_admin(peer, move |admin, rules, actor| {
+    /// Runs one admin request as the session's operator.
+    async fn run(
+        &self,
+        session: &Current,
+        request: Request,
+        peer: SocketAddr,
+    ) -> Result<super::Reply, Fail> {
+        self.with_admin(session, peer, move |admin, rules, actor| {
             Ok(admin.handle(request, rules, actor)?)
         })
         .await
     }
 
-    /// Runs `f` off the async threads with the admin service, its rules and the dashboard's
-    /// operator (`ui:<peer>`).
-    async fn with_admin<T, F>(&self, peer: SocketAddr, f: F) -> Result<T, Fail>
+    /// Runs `f` off the async threads with the admin service, its rules and the session's
+    /// operator as the actor (`op:<name>/ui:<peer>`, with its role).
+    async fn with_admin<T, F>(&self, session: &Current, peer: SocketAddr, f: F) -> Result<T, Fail>
     where
         T: Send + 'static,
         F: FnOnce(&Admin, &Rules, &Actor) -> Result<T, Fail> + Send + 'static,
     {
         let admin = self.admin.clone();
         let rules = self.rules.clone();
-        blocking(move || f(&admin, &rules, &Actor::ui(peer))).await
+        let actor = Actor::operator(&session.operator, Via::Ui(peer));
+        blocking(move || f(&admin, &rules, &actor)).await
     }
 }

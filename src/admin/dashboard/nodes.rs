@@ -40,7 +40,7 @@ impl Dashboard {
         session: &Current,
         peer: SocketAddr,
     ) -> Result<Resp, Fail> {
-        let reply = self.run(Request::ListNodes, peer).await?;
+        let reply = self.run(session, Request::ListNodes, peer).await?;
         let View::Nodes(v) = reply.view else {
             return Err(unexpected());
         };

@@ -137,7 +137,10 @@ struct PartnerData {
     name: String,
     status: &'static str,
     active: bool,
+    /// Not offboarded: the record can still change.
     changeable: bool,
+    /// Changeable, and by this operator (role operator or admin): the forms are shown.
+    editable: bool,
     group: String,
     country: String,
     country_value: String,
@@ -351,7 +354,11 @@ impl Dashboard {
             .take_reveal(session)
             .await?
             .map(|r| RevealView {
-                href: partner_href(&r.partner_id),
+                // An operator's password or token (`operators.rs`) goes back to the operators.
+                href: match r.partner_id.strip_prefix(super::operators::REVEAL_PREFIX) {
+                    Some(_) => "/ui/operators".to_owned(),
+                    None => partner_href(&r.partner_id),
+                },
                 partner_id: r.partner_id,
                 message: sentence(&r.message),
                 keys: r
@@ -384,7 +391,7 @@ impl Dashboard {
         let partner = id.to_owned();
         let now = crate::clock::unix_now();
         let (view, audit, groups, rows) = self
-            .with_admin(peer, move |admin, rules, actor| {
+            .with_admin(session, peer, move |admin, rules, actor| {
                 let view = show_partner(admin, rules, actor, partner.clone())?;
                 let audit =
                     audit_rows(admin, rules, actor, Some(partner.clone()), PAGE_AUDIT_ROWS)?;
@@ -407,7 +414,8 @@ impl Dashboard {
             );
             c
         };
-        let p = partner_data(*view, &groups, self.default_rate);
+        let mut p = partner_data(*view, &groups, self.default_rate);
+        p.editable = p.changeable && session.operator.role >= crate::store::Role::Operator;
         let page = PartnerPage {
             layout: Layout::new(format!("{} {}", p.id, p.name), "partners", session),
             p,
@@ -518,6 +526,7 @@ fn partner_data(v: PartnerView, groups: &[GroupRecord], default_rate: Rate) -> P
         status: v.status,
         active: v.status == "active",
         changeable: v.status != "offboarded",
+        editable: false,
         group: or_dash(v.group.as_deref()),
         country: or_dash(v.country.as_deref()),
         country_value: v.country.clone().unwrap_or_default(),

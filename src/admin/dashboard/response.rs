@@ -13,7 +13,7 @@ use super::form::encode;
 use super::session::{Current, Flash, SessionError};
 use crate::admin::text::utc;
 use crate::admin::AdminError;
-use crate::store::Rate;
+use crate::store::{Rate, Role};
 
 pub(super) type Resp = Response<Full<Bytes>>;
 
@@ -62,6 +62,11 @@ impl Fail {
             Fail::Admin(AdminError::Invalid { .. }) => StatusCode::BAD_REQUEST,
             Fail::Admin(AdminError::NotFound { .. }) => StatusCode::NOT_FOUND,
             Fail::Admin(AdminError::Conflict(_)) => StatusCode::CONFLICT,
+            Fail::Admin(AdminError::Forbidden { .. }) => StatusCode::FORBIDDEN,
+            Fail::Admin(AdminError::Internal(e)) => {
+                tracing::warn!(error = %e, "dashboard: internal error");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Fail::Admin(AdminError::Store(e)) => {
                 tracing::warn!(error = %e, "dashboard: database error");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -110,6 +115,14 @@ pub(super) struct Layout {
     pub(super) nav: Vec<NavItem>,
     pub(super) csrf: String,
     pub(super) flash: Option<Flash>,
+    /// The logged-in operator's name and role (shown in the header).
+    pub(super) operator: String,
+    pub(super) role: &'static str,
+    /// Whether the forms that change partners, keys, allowlists, grants and throttles are
+    /// shown (role operator or admin); the service refuses the change anyway (403).
+    pub(super) can_change: bool,
+    /// Whether the forms only an admin may use are shown (groups, operators).
+    pub(super) is_admin: bool,
 }
 
 impl Layout {
@@ -120,12 +133,16 @@ impl Layout {
             ("/ui/usage", "Usage", "usage"),
             ("/ui/audit", "Audit log", "audit"),
             ("/ui/nodes", "Nodes", "nodes"),
+            ("/ui/operators", "Operators", "operators"),
         ];
+        let role = session.operator.role;
+        let is_admin = role >= Role::Admin;
         Layout {
             title: title.into(),
             logged_in: true,
             nav: items
                 .iter()
+                .filter(|(_, _, key)| is_admin || *key != "operators")
                 .map(|(href, label, key)| NavItem {
                     href,
                     label,
@@ -137,6 +154,10 @@ impl Layout {
                 text: sentence(&f.text),
                 ..f
             }),
+            operator: session.operator.name.clone(),
+            role: role.as_str(),
+            can_change: role >= Role::Operator,
+            is_admin,
         }
     }
 
@@ -147,6 +168,10 @@ impl Layout {
             nav: Vec::new(),
             csrf: String::new(),
             flash: None,
+            operator: String::new(),
+            role: "",
+            can_change: false,
+            is_admin: false,
         }
     }
 }
@@ -262,6 +287,7 @@ pub(super) fn failure_page(session: &Current, e: &Fail) -> Resp {
         heading: match status {
             StatusCode::NOT_FOUND => "Not found".into(),
             StatusCode::BAD_REQUEST => "Not accepted".into(),
+            StatusCode::FORBIDDEN => "Not allowed".into(),
             _ => "Something went wrong".into(),
         },
         message: e.to_string(),

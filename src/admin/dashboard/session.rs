@@ -1,8 +1,10 @@
-//! Dashboard sessions: the admin token is exchanged once, at login, for a random session id in
-//! an `HttpOnly`, `SameSite=Strict` cookie (`Secure` with `admin.cookie_secure`). Sessions live
+//! Dashboard sessions: an operator's name and password are exchanged once, at login, for a
+//! random session id in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` with `admin.cookie_secure`). Sessions live
 //! in the database (`dashboard_sessions`, [`Store::create_dashboard_session`] and its
 //! neighbours), so a login through one node works through every node on the same database and
-//! survives a restart, and a logout or an expiry ends it everywhere. At most [`MAX_SESSIONS`]:
+//! survives a restart, and a logout or an expiry ends it everywhere. Each session belongs to
+//! an operator, read with it on every request: disabling the operator (or resetting its
+//! password) ends it on every node at the commit, and a new role applies to the next request. At most [`MAX_SESSIONS`]:
 //! a login beyond that drops the oldest session.
 //!
 //! The database never holds anything that lets its reader act as an operator or read a key:
@@ -30,7 +32,7 @@ use ring::{aead, hkdf, hmac};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::{self, KeyHash, Secret};
-use crate::store::{SessionSlot, Store, StoreError};
+use crate::store::{OperatorIdentity, SessionSlot, Store, StoreError};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "pg_session";
@@ -101,12 +103,15 @@ pub struct Current {
     pub csrf: String,
     /// The pending one-time message, taken.
     pub flash: Option<Flash>,
+    /// The operator logged in (its role as of this request: read with the session).
+    pub operator: OperatorIdentity,
 }
 
 impl std::fmt::Debug for Current {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Current")
             .field("flash", &self.flash)
+            .field("operator", &self.operator)
             .finish_non_exhaustive()
     }
 }
@@ -268,9 +273,9 @@ impl Sessions {
             .map_err(|e| SessionError::Task(e.to_string()))?
     }
 
-    /// A new session: its id (for the cookie). Expired sessions are deleted, and the oldest
-    /// beyond [`MAX_SESSIONS`].
-    pub async fn create(&self) -> Result<String, SessionError> {
+    /// A new session of the operator `operator_id`: its id (for the cookie). Expired sessions
+    /// are deleted, and the oldest beyond [`MAX_SESSIONS`].
+    pub async fn create(&self, operator_id: i64) -> Result<String, SessionError> {
         let id = random_token();
         let hash = secret::hash(&id);
         let lifetime = self.lifetime_ms();
@@ -278,6 +283,7 @@ impl Sessions {
             let now = now_ms();
             store.create_dashboard_session(
                 &hash,
+                operator_id,
                 now,
                 now.saturating_add(lifetime),
                 MAX_SESSIONS,
@@ -309,6 +315,7 @@ impl Sessions {
             hash,
             csrf: csrf_token(id),
             flash: None,
+            operator: record.operator,
         };
         current.flash = record
             .flash
