@@ -92,6 +92,9 @@ async fn stub_upstream() -> (String, tokio::task::JoinHandle<()>) {
 struct Gateway {
     addr: SocketAddr,
     admin: Option<SocketAddr>,
+    /// The API token of the admin operator the bootstrap token made (empty without an admin
+    /// listener).
+    key: String,
     store: Store,
     db: PathBuf,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -135,9 +138,26 @@ async fn start(token: Option<&str>) -> Gateway {
         .await
         .unwrap_or_else(|e| panic!("gateway start: {e}"));
     let store = Store::open(&db.display().to_string()).unwrap();
+    // The shared token's one use: the first admin operator and its API token.
+    let key = match running.admin_addr {
+        Some(admin) => {
+            let r = call(
+                admin,
+                "POST",
+                "/admin/v1/bootstrap",
+                token,
+                Some(&json!({"name": "root-admin"})),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            r.json()["token"].as_str().unwrap().to_owned()
+        }
+        None => String::new(),
+    };
     Gateway {
         addr: running.addr,
         admin: running.admin_addr,
+        key,
         store,
         db,
         shutdown: running.shutdown,
@@ -238,7 +258,7 @@ impl Gateway {
 
     /// An authorized call.
     async fn api(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
-        call(self.admin(), method, path, Some(TOKEN), body.as_ref()).await
+        call(self.admin(), method, path, Some(&self.key), body.as_ref()).await
     }
 
     /// An authorized call that must answer `status`; its JSON.
@@ -393,6 +413,8 @@ async fn requests_without_the_right_token_are_refused() {
     for token in [
         None,
         Some(""),
+        // The shared admin token only bootstraps.
+        Some(TOKEN),
         Some(wrong.as_str()),
         Some(upper.as_str()),
         Some("short"),
@@ -431,9 +453,9 @@ async fn requests_without_the_right_token_are_refused() {
         assert_eq!(exchange(admin, req.as_bytes()).await.status, 401, "{req}");
     }
     assert_eq!(gw.store.revision().unwrap(), before, "nothing written");
-    // The right token (any case of the scheme).
+    // An operator's token (any case of the scheme).
     let ok = raw(
-        &format!("Authorization: bearer {TOKEN}\r\n"),
+        &format!("Authorization: bearer {}\r\n", gw.key),
         "/admin/v1/partners",
     );
     let r = exchange(admin, ok.as_bytes()).await;
@@ -443,6 +465,7 @@ async fn requests_without_the_right_token_are_refused() {
     let logged = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
     assert!(logged.contains("admin request"), "{logged}");
     assert!(!logged.contains(TOKEN) && !logged.contains(&TOKEN[..16]));
+    assert!(!logged.contains(&gw.key) && !logged.contains(&gw.key[..16]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -648,8 +671,9 @@ async fn partner_lifecycle() {
     // malformed JSON
     let broken = "{\"name\":";
     let raw = format!(
-        "PATCH {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "PATCH {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\
          Content-Length: {}\r\n\r\n{broken}",
+        gw.key,
         broken.len()
     );
     let r = exchange(gw.admin(), raw.as_bytes()).await;
@@ -1234,7 +1258,7 @@ async fn audit_rows_name_the_api_and_its_peer() {
     for e in entries {
         let actor = e["actor"].as_str().unwrap();
         let peer: SocketAddr = actor
-            .strip_prefix("api:")
+            .strip_prefix("op:root-admin/api:")
             .unwrap_or_else(|| panic!("{actor}"))
             .parse()
             .unwrap();
@@ -1305,7 +1329,8 @@ async fn bodies_are_bounded_and_slow_clients_time_out() {
     // Declared too large (64 KiB + 1): refused before the body is read.
     let req = format!(
         "POST /admin/v1/partners HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Authorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n",
+         Authorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        gw.key,
         64 * 1024 + 1
     );
     let r = exchange(admin, req.as_bytes()).await;
@@ -1319,7 +1344,8 @@ async fn bodies_are_bounded_and_slow_clients_time_out() {
     let chunk = "y".repeat(16 * 1024);
     let mut req = format!(
         "POST /admin/v1/partners HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Authorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+         Authorization: Bearer {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        gw.key
     );
     for _ in 0..4 {
         req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
@@ -1330,8 +1356,9 @@ async fn bodies_are_bounded_and_slow_clients_time_out() {
     // A body that never arrives: 408 after limits.body_read_timeout_ms (2 s here).
     let started = Instant::now();
     let req = format!(
-        "POST /admin/v1/partners HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Length: 100\r\n\r\n{{\"name\""
+        "POST /admin/v1/partners HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: 100\r\n\r\n{{\"name\"",
+        gw.key
     );
     let mut s = TcpStream::connect(admin).await.unwrap();
     s.write_all(req.as_bytes()).await.unwrap();

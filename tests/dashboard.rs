@@ -27,11 +27,15 @@ use std::time::{Duration, Instant};
 
 use partnergate::admin::{Actor, Admin, AdminToken, CreatePartner, Request, Rules};
 use partnergate::config::{AdminConfig, Config};
-use partnergate::store::{PartnerStatus, Rate, Store};
+use partnergate::password::Password;
+use partnergate::store::{PartnerStatus, Rate, Role, Store, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const TOKEN: &str = "dashboard-admin-token-0123456789abcdef";
+/// The admin operator every test logs in as (made through the store at start).
+const OPERATOR: &str = "root";
+const PASSWORD: &str = "dashboard-password-0123456789";
 
 // === logs ===
 
@@ -95,6 +99,7 @@ async fn start_on(url: &str, lifetime: Duration, cookie_secure: bool) -> Gateway
             token: Some(AdminToken::new(TOKEN).unwrap()),
             session_lifetime: lifetime,
             cookie_secure,
+            ..AdminConfig::default()
         },
         ..Config::default()
     };
@@ -104,6 +109,12 @@ async fn start_on(url: &str, lifetime: Duration, cookie_secure: bool) -> Gateway
         .await
         .unwrap_or_else(|e| panic!("gateway start: {e}"));
     let store = Store::open(url).unwrap();
+    // The operator to log in as (a second node on the same database finds it there already).
+    let hash = partnergate::password::hash(&Password::new(PASSWORD.into())).unwrap();
+    match store.create_operator("test-setup", OPERATOR, Role::Admin, &hash) {
+        Ok(_) | Err(StoreError::Conflict(_)) => {}
+        Err(e) => panic!("operator: {e}"),
+    }
     Gateway {
         addr: running.addr,
         admin: running.admin_addr.expect("admin listener"),
@@ -309,7 +320,14 @@ impl Client {
         let page = self.get("/ui/login").await;
         assert_eq!(page.status, 200);
         let r = self
-            .post("/ui/login", &[("csrf", &page.csrf()), ("token", TOKEN)])
+            .post(
+                "/ui/login",
+                &[
+                    ("csrf", &page.csrf()),
+                    ("name", OPERATOR),
+                    ("password", PASSWORD),
+                ],
+            )
             .await;
         assert_eq!(r.status, 303, "{}", r.body);
         assert_eq!(r.header("location"), Some("/ui/partners"));
@@ -436,7 +454,12 @@ async fn an_empty_login_csrf_cookie_and_field_are_refused() {
     let gw = start(Duration::from_secs(3600), false).await;
     let mut c = Client::new(gw.admin);
     c.cookies.insert("pg_login".into(), String::new());
-    let r = c.post("/ui/login", &[("csrf", ""), ("token", TOKEN)]).await;
+    let r = c
+        .post(
+            "/ui/login",
+            &[("csrf", ""), ("name", OPERATOR), ("password", PASSWORD)],
+        )
+        .await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(
         unescape(&r.body).contains("The login form had expired or was not sent from this page"),
@@ -457,12 +480,22 @@ async fn forms_without_the_csrf_token_are_refused() {
     let csrf = page.csrf();
     let mut stranger = Client::new(gw.admin);
     let r = stranger
-        .post("/ui/login", &[("csrf", &csrf), ("token", TOKEN)])
+        .post(
+            "/ui/login",
+            &[("csrf", &csrf), ("name", OPERATOR), ("password", PASSWORD)],
+        )
         .await;
     assert_eq!(r.status, 403);
     assert!(!stranger.cookies.contains_key("pg_session"));
     let r = c
-        .post("/ui/login", &[("csrf", "forged"), ("token", TOKEN)])
+        .post(
+            "/ui/login",
+            &[
+                ("csrf", "forged"),
+                ("name", OPERATOR),
+                ("password", PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(r.status, 403);
     assert!(!c.cookies.contains_key("pg_session"));
@@ -611,7 +644,14 @@ async fn sessions_expire() {
     let mut fresh = Client::new(gw.admin);
     let page = fresh.get("/ui/login").await;
     let r = fresh
-        .post("/ui/login", &[("csrf", &page.csrf()), ("token", TOKEN)])
+        .post(
+            "/ui/login",
+            &[
+                ("csrf", &page.csrf()),
+                ("name", OPERATOR),
+                ("password", PASSWORD),
+            ],
+        )
         .await;
     let cookie = r
         .all("set-cookie")
@@ -631,7 +671,11 @@ async fn the_token_never_appears_in_a_url_or_a_log() {
     let r = c
         .post(
             &format!("/ui/login?token={TOKEN}"),
-            &[("csrf", &page.csrf()), ("token", TOKEN)],
+            &[
+                ("csrf", &page.csrf()),
+                ("name", OPERATOR),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(r.status, 400);
@@ -649,13 +693,14 @@ async fn the_token_never_appears_in_a_url_or_a_log() {
             "/ui/login",
             &[
                 ("csrf", &page.csrf()),
-                ("token", "not-the-token-at-all-0123456789"),
+                ("name", OPERATOR),
+                ("password", "not-the-password-0123456789"),
             ],
         )
         .await;
     assert_eq!(r.status, 401);
     assert!(started.elapsed() >= Duration::from_millis(200));
-    assert!(r.body.contains("not the admin token"));
+    assert!(r.body.contains("do not match an enabled operator"));
 
     let csrf = c.login().await;
     // Every page the login flow and the dashboard answer: no token, anywhere.
@@ -666,13 +711,16 @@ async fn the_token_never_appears_in_a_url_or_a_log() {
         "/ui/audit".to_owned(),
     ] {
         let r = c.get(&path).await;
-        assert!(!r.body.contains(TOKEN), "{path}");
-        assert!(r.headers.iter().all(|(_, v)| !v.contains(TOKEN)), "{path}");
+        assert!(!r.body.contains(PASSWORD), "{path}");
+        assert!(
+            r.headers.iter().all(|(_, v)| !v.contains(PASSWORD)),
+            "{path}"
+        );
     }
     let r = c
         .post(&format!("/ui/partners/{p}/suspend"), &[("csrf", &csrf)])
         .await;
-    assert!(!r.header("location").unwrap().contains(TOKEN));
+    assert!(!r.header("location").unwrap().contains(PASSWORD));
     // The session id is not the token, and not derived from it in any visible way.
     let sid = c.cookies.get("pg_session").unwrap();
     assert_ne!(sid, TOKEN);
@@ -684,6 +732,7 @@ async fn the_token_never_appears_in_a_url_or_a_log() {
         "the logs are captured"
     );
     assert!(!logs.contains(TOKEN), "the token is in the logs");
+    assert!(!logs.contains(PASSWORD), "a password is in the logs");
     assert!(!logs.contains(sid.as_str()), "a session id is in the logs");
     assert!(!logs.contains(&csrf), "a CSRF token is in the logs");
 }
@@ -737,7 +786,14 @@ async fn security_headers_are_present() {
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     assert_hardened(&c.get("/ui/partners").await, "redirect");
     let r = c
-        .post("/ui/login", &[("csrf", &login.csrf()), ("token", TOKEN)])
+        .post(
+            "/ui/login",
+            &[
+                ("csrf", &login.csrf()),
+                ("name", OPERATOR),
+                ("password", PASSWORD),
+            ],
+        )
         .await;
     let session = r
         .all("set-cookie")
@@ -784,7 +840,14 @@ async fn security_headers_are_present() {
     assert!(login.header("set-cookie").unwrap().contains("; Secure"));
     assert!(login.header("strict-transport-security").is_some());
     let r = c
-        .post("/ui/login", &[("csrf", &login.csrf()), ("token", TOKEN)])
+        .post(
+            "/ui/login",
+            &[
+                ("csrf", &login.csrf()),
+                ("name", OPERATOR),
+                ("password", PASSWORD),
+            ],
+        )
         .await;
     assert!(r
         .all("set-cookie")
@@ -1459,16 +1522,16 @@ async fn an_operator_onboards_a_partner_and_revokes_its_key_in_a_browser() {
     assert!(b.current_url().await.unwrap().path().ends_with("/ui/login"));
     screenshots(&b, "01-login").await;
     assert_quiet_console(&driver, &b, "the login page").await;
-    // By keyboard: the token field has the focus; Enter submits.
+    // By keyboard: the name field has the focus; Tab to the password; Enter submits.
     let focused = b.active_element().await.unwrap();
-    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("token"));
+    assert_eq!(focused.attr("id").await.unwrap().as_deref(), Some("name"));
     focused
-        .send_keys(&format!("{TOKEN}\u{E007}"))
+        .send_keys(&format!("{OPERATOR}\u{E004}{PASSWORD}\u{E007}"))
         .await
         .unwrap();
     b.wait().for_element(Css("h1")).await.unwrap();
     assert_eq!(text_of(&b, "h1").await, "Partners");
-    assert!(!b.current_url().await.unwrap().as_str().contains(TOKEN));
+    assert!(!b.current_url().await.unwrap().as_str().contains(PASSWORD));
     assert_quiet_console(&driver, &b, "the partner list").await;
     // The search field shows its whole placeholder.
     let fits = b
@@ -1883,8 +1946,9 @@ async fn a_browser_stays_logged_in_across_nodes_and_a_restart() {
     b.goto(&format!("http://{}/ui/login", a.admin))
         .await
         .unwrap();
-    b.wait().for_element(Css("#token")).await.unwrap();
-    fill(&b, Css("#token"), &format!("{TOKEN}\u{E007}")).await;
+    b.wait().for_element(Css("#name")).await.unwrap();
+    fill(&b, Css("#name"), OPERATOR).await;
+    fill(&b, Css("#password"), &format!("{PASSWORD}\u{E007}")).await;
     b.wait().for_element(Css("h1")).await.unwrap();
     assert_eq!(text_of(&b, "h1").await, "Partners");
 
@@ -1918,11 +1982,11 @@ async fn a_browser_stays_logged_in_across_nodes_and_a_restart() {
 
     // Log out through the restarted A: B wants a login.
     click(&b, Css("form.logout button")).await;
-    b.wait().for_element(Css("#token")).await.unwrap();
+    b.wait().for_element(Css("#name")).await.unwrap();
     b.goto(&format!("http://{}/ui/partners", node_b.admin))
         .await
         .unwrap();
-    b.wait().for_element(Css("#token")).await.unwrap();
+    b.wait().for_element(Css("#name")).await.unwrap();
     assert!(b.current_url().await.unwrap().path().ends_with("/ui/login"));
     b.close().await.unwrap();
     a.stop().await;

@@ -21,7 +21,7 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use partnergate::generated::partner::Operation;
 use partnergate::secret::{self, KeyKind};
 use partnergate::store::{
-    run_refresher, Backend, NewPartner, NodeBeat, OwnCount, PartnerStatus, PoolUse, Rate,
+    run_refresher, Backend, NewPartner, NodeBeat, OwnCount, PartnerStatus, PoolUse, Rate, Role,
     SessionRecord, SessionSlot, Snapshot, SnapshotCell, Store, StoreError, FORGET_AFTER,
     GONE_AFTER,
 };
@@ -296,7 +296,10 @@ fn dashboard_sessions_are_shared_taken_once_expire_and_are_bounded(db: &Db) {
             .unwrap()
     };
 
-    a.create_dashboard_session(&h(1), now, now + 60_000, 10)
+    a.create_operator("test", "tester", Role::Viewer, "x")
+        .unwrap();
+    let op = a.login_candidate("tester").unwrap().unwrap().0;
+    a.create_dashboard_session(&h(1), op.id, now, now + 60_000, 10)
         .unwrap();
     assert_eq!(
         live(&b, 1).unwrap(),
@@ -304,6 +307,7 @@ fn dashboard_sessions_are_shared_taken_once_expire_and_are_bounded(db: &Db) {
             created_at_ms: now,
             expires_at_ms: now + 60_000,
             flash: None,
+            operator: op.clone(),
         }
     );
     assert!(live(&b, 2).is_none(), "unknown hash");
@@ -350,7 +354,7 @@ fn dashboard_sessions_are_shared_taken_once_expire_and_are_bounded(db: &Db) {
     );
 
     // Expiry, read against the stored time: refused and deleted.
-    a.create_dashboard_session(&h(2), now, now + 1_000, 10)
+    a.create_dashboard_session(&h(2), op.id, now, now + 1_000, 10)
         .unwrap();
     assert!(live(&b, 2).is_some());
     assert!(b
@@ -359,7 +363,7 @@ fn dashboard_sessions_are_shared_taken_once_expire_and_are_bounded(db: &Db) {
         .is_none());
     assert!(live(&a, 2).is_none(), "deleted when read after its expiry");
     // Older than the reader's own lifetime: refused and deleted.
-    a.create_dashboard_session(&h(3), now - 5_000, now + 60_000, 10)
+    a.create_dashboard_session(&h(3), op.id, now - 5_000, now + 60_000, 10)
         .unwrap();
     assert!(b
         .open_dashboard_session(&h(3), now, now - 5_000)
@@ -374,12 +378,12 @@ fn dashboard_sessions_are_shared_taken_once_expire_and_are_bounded(db: &Db) {
     assert_eq!(a.dashboard_session_count().unwrap(), 0);
 
     // A login deletes the expired rows (never read again) and keeps the newest `max_live`.
-    a.create_dashboard_session(&h(10), now - 10_000, now - 1, 3)
+    a.create_dashboard_session(&h(10), op.id, now - 10_000, now - 1, 3)
         .unwrap();
     assert_eq!(a.dashboard_session_count().unwrap(), 1);
     for n in 11..=15u8 {
         let at = now + i64::from(n);
-        b.create_dashboard_session(&h(n), at, at + 60_000, 3)
+        b.create_dashboard_session(&h(n), op.id, at, at + 60_000, 3)
             .unwrap();
         if n == 11 {
             assert_eq!(

@@ -405,6 +405,17 @@ mod tests {
         fn store(&self) -> Store {
             Store::open(&self.0.display().to_string()).unwrap()
         }
+
+        /// The id of an enabled operator (made on first use) for the sessions to belong to.
+        fn operator(&self) -> i64 {
+            let store = self.store();
+            if store.login_candidate("tester").unwrap().is_none() {
+                store
+                    .create_operator("test", "tester", crate::store::Role::Viewer, "x")
+                    .unwrap();
+            }
+            store.login_candidate("tester").unwrap().unwrap().0.id
+        }
     }
 
     impl Drop for TempDb {
@@ -428,7 +439,7 @@ mod tests {
     async fn sessions_expire_and_flashes_are_shown_once() {
         let db = TempDb::new();
         let s = Sessions::new(db.store(), Duration::from_millis(300));
-        let id = s.create().await.unwrap();
+        let id = s.create(db.operator()).await.unwrap();
         assert!(s.current("nope").await.unwrap().is_none());
         assert!(s.current(&random_token()).await.unwrap().is_none());
         let c = s.current(&id).await.unwrap().unwrap();
@@ -449,7 +460,7 @@ mod tests {
     async fn a_shorter_lifetime_ends_older_sessions() {
         let db = TempDb::new();
         let long = Sessions::new(db.store(), Duration::from_secs(3600));
-        let id = long.create().await.unwrap();
+        let id = long.create(db.operator()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(250)).await;
         // Another node (or this one restarted) with a lifetime of 200 ms: the session is older.
         let short = Sessions::new(db.store(), Duration::from_millis(200));
@@ -461,10 +472,10 @@ mod tests {
     async fn sessions_are_bounded() {
         let db = TempDb::new();
         let s = Sessions::new(db.store(), Duration::from_secs(60));
-        let first = s.create().await.unwrap();
+        let first = s.create(db.operator()).await.unwrap();
         let mut last = String::new();
         for _ in 0..MAX_SESSIONS {
-            last = s.create().await.unwrap();
+            last = s.create(db.operator()).await.unwrap();
         }
         assert!(s.current(&first).await.unwrap().is_none());
         assert!(s.current(&last).await.unwrap().is_some());
@@ -476,7 +487,7 @@ mod tests {
     async fn debug_shows_no_secret() {
         let db = TempDb::new();
         let s = Sessions::new(db.store(), Duration::from_secs(60));
-        let id = s.create().await.unwrap();
+        let id = s.create(db.operator()).await.unwrap();
         let c = s.current(&id).await.unwrap().unwrap();
         let text = format!("{s:?} {c:?}");
         assert!(!text.contains(&id) && !text.contains(&c.csrf), "{text}");
@@ -486,7 +497,7 @@ mod tests {
     async fn reveals_are_sealed_and_taken_once() {
         let db = TempDb::new();
         let s = Sessions::new(db.store(), Duration::from_secs(60));
-        let id = s.create().await.unwrap();
+        let id = s.create(db.operator()).await.unwrap();
         let c = s.current(&id).await.unwrap().unwrap();
         let key = secret::generate(secret::KeyKind::Partner);
         s.reveal(
