@@ -535,7 +535,11 @@ async fn forms_without_the_csrf_token_are_refused() {
     assert_eq!(gw.status(&p), PartnerStatus::Suspended);
     let last = &gw.store.audit_log(Some(&p), 1).unwrap()[0];
     assert_eq!(last.action, "partner.suspend");
-    assert!(last.actor.starts_with("ui:127.0.0.1:"), "{}", last.actor);
+    assert!(
+        last.actor.starts_with("op:root/ui:127.0.0.1:"),
+        "{}",
+        last.actor
+    );
     let page = c.get(&format!("/ui/partners/{p}")).await;
     assert!(page.body.contains(&format!("Partner {p} suspended")));
     // The message is shown once.
@@ -1098,7 +1102,14 @@ async fn a_login_works_through_every_node_and_survives_a_restart() {
     let (rows, columns) = stored_sessions(&url);
     assert_eq!(
         columns,
-        ["id_hash", "created_at", "expires_at", "flash", "reveal"],
+        [
+            "id_hash",
+            "created_at",
+            "expires_at",
+            "flash",
+            "reveal",
+            "operator_id"
+        ],
         "nothing else is stored"
     );
     assert_eq!(rows.len(), 1);
@@ -1991,4 +2002,82 @@ async fn a_browser_stays_logged_in_across_nodes_and_a_restart() {
     b.close().await.unwrap();
     a.stop().await;
     node_b.stop().await;
+}
+
+/// A viewer in a real browser: the pages show no button that changes anything (no status,
+/// key, allowlist, permission or throttle form, no "New partner", no Operators page), and a
+/// forged POST — a form the dashboard never showed it, built in the page and submitted with the
+/// session's valid CSRF token — is refused 403 by the admin service, nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_no_change_buttons_and_a_forged_post_is_refused() {
+    use fantoccini::Locator::Css;
+    let gw = start(Duration::from_secs(3600), false).await;
+    let p = gw.onboard("Acme");
+    let viewer_password = "viewer-password-0123456789";
+    let hash = partnergate::password::hash(&Password::new(viewer_password.into())).unwrap();
+    gw.store
+        .create_operator("test-setup", "vera", Role::Viewer, &hash)
+        .unwrap();
+    let driver = chromedriver().await;
+    let b = browser(&driver, WIDE).await;
+    let ui = format!("http://{}/ui", gw.admin);
+
+    b.goto(&format!("{ui}/login")).await.unwrap();
+    fill(&b, Css("#name"), "vera").await;
+    fill(&b, Css("#password"), &format!("{viewer_password}\u{E007}")).await;
+    b.wait().for_element(Css("h1")).await.unwrap();
+    assert_eq!(text_of(&b, "h1").await, "Partners");
+    assert_eq!(text_of(&b, "#who").await, "vera (viewer)");
+    assert!(b.find(Css("a[href='/ui/partners/new']")).await.is_err());
+    assert!(b.find(Css("a[href='/ui/operators']")).await.is_err());
+
+    // The partner's page: everything readable, no form but the logout's.
+    b.goto(&format!("{ui}/partners/{p}")).await.unwrap();
+    b.wait().for_element(Css("#matrix")).await.unwrap();
+    assert!(text_of(&b, "#key-table").await.contains("partner"));
+    let forms = b.find_all(Css("main form")).await.unwrap();
+    assert!(forms.is_empty(), "{} forms shown to a viewer", forms.len());
+    assert!(b.find_all(Css("main button")).await.unwrap().is_empty());
+    screenshot(&b, "20-viewer-partner", WIDE).await;
+
+    // A forged suspend with the session's own CSRF token: 403, the partner still active.
+    b.execute(
+        "const f = document.createElement('form');
+         f.method = 'post'; f.action = arguments[0];
+         const i = document.createElement('input');
+         i.name = 'csrf'; i.value = document.querySelector('form.logout input[name=csrf]').value;
+         f.appendChild(i); document.body.appendChild(f); f.submit();",
+        vec![serde_json::json!(format!("/ui/partners/{p}/suspend"))],
+    )
+    .await
+    .unwrap();
+    b.wait().for_element(Css("h1")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while text_of(&b, "h1").await != "Not allowed" {
+        assert!(Instant::now() < deadline, "no refusal page");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(text_of(&b, "main")
+        .await
+        .contains("needs the operator role"));
+    assert_eq!(
+        gw.store.partner_detail(&p).unwrap().partner.status,
+        PartnerStatus::Active
+    );
+    // The same POST over plain HTTP with the browser's session: the status is 403.
+    let cookie = b.get_named_cookie("pg_session").await.unwrap();
+    let mut c = Client::new(gw.admin);
+    c.cookies
+        .insert("pg_session".into(), cookie.value().to_owned());
+    let page = c.get(&format!("/ui/partners/{p}")).await;
+    assert_eq!(page.status, 200);
+    let r = c
+        .post(
+            &format!("/ui/partners/{p}/keys/rotate"),
+            &[("csrf", &page.csrf()), ("kind", "partner")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(gw.store.list_keys(&p).unwrap().len(), 2, "no key made");
+    b.close().await.unwrap();
 }

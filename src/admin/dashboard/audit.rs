@@ -116,6 +116,8 @@ fn audit_row(a: AuditEntry, at: usize, groups: &[String], renames: &[Rename]) ->
         }
     } else if a.target.is_empty() {
         (String::new(), String::new())
+    } else if a.target.starts_with("operator:") {
+        ("/ui/operators".to_owned(), String::new())
     } else {
         (partner_href(&a.target), String::new())
     };
