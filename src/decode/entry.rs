@@ -56,39 +56,129 @@ pub fn unknown_operation(body: &BodyElement<'_>) -> DecodeError {
     }
 }
 
-/// Decodes a partner API request body (the operation is looked up from the body element).
-pub fn partner_request(
-    body: &BodyElement<'_>,
+/// Decodes `body` as the message its element names: `find` looks the element's namespace and
+/// local name up (the operation of a request, the kind of a fault detail), and the fast and the
+/// strict decoder read the body as that; an element `find` does not know is
+/// [`unknown_operation`].
+fn decode_named<'a, K: Copy, T: PartialEq + std::fmt::Debug>(
+    body: &'a BodyElement<'a>,
+    namespaces: &'static [&'static str],
     limits: DecodeLimits,
-) -> Result<partner::Request, DecodeError> {
-    let op = partner::Operation::from_request_element(&body.namespace, body.local_name)
-        .ok_or_else(|| unknown_operation(body))?;
+    find: impl FnOnce(&[u8], &[u8]) -> Option<K>,
+    fast: impl FnOnce(K, &mut fast::FastReader<'a>) -> Option<T>,
+    strict: impl FnOnce(K, &mut StrictReader<'a>) -> Result<T, XmlError>,
+) -> Result<T, DecodeError> {
+    let key = find(&body.namespace, body.local_name).ok_or_else(|| unknown_operation(body))?;
     decode_fast_or_strict(
         body,
-        partner::NAMESPACES,
+        namespaces,
         limits,
-        |r| partner::Request::decode_fast(op, r),
-        |r| partner::Request::decode(op, r),
+        |r| fast(key, r),
+        |r| strict(key, r),
     )
 }
 
-/// Decodes the upstream's response body to a partner API request of `op`.
-pub fn partner_response(
-    op: partner::Operation,
-    body: &BodyElement<'_>,
-    limits: DecodeLimits,
-) -> Result<partner::Response, DecodeError> {
-    let (ns, local) = op.response_element();
-    if !body.is(ns, local) {
-        return Err(unknown_operation(body));
-    }
-    decode_fast_or_strict(
-        body,
-        partner::NAMESPACES,
-        limits,
-        |r| partner::Response::decode_fast(op, r),
-        |r| partner::Response::decode(op, r),
-    )
+/// The typed entry points of one contract, `$c` its generated module (`partner`, `callback`):
+/// both contracts have the same four — a request (its operation looked up from the body
+/// element), the response to an operation, a fault detail, the credential header block — and
+/// decode them the same way, through the module's `Operation`, `Request`, `Response`,
+/// `FaultKind`, `FaultDetail` and auth header decoders. The invocation names each function and
+/// gives its doc.
+macro_rules! entry_points {
+    (
+        $c:ident;
+        $(#[$request_doc:meta])* request: $request:ident;
+        $(#[$response_doc:meta])* response: $response:ident;
+        $(#[$fault_doc:meta])* fault: $fault:ident;
+        $(#[$auth_doc:meta])* auth: $auth:ident;
+    ) => {
+        $(#[$request_doc])*
+        pub fn $request(
+            body: &BodyElement<'_>,
+            limits: DecodeLimits,
+        ) -> Result<$c::Request, DecodeError> {
+            decode_named(
+                body,
+                $c::NAMESPACES,
+                limits,
+                $c::Operation::from_request_element,
+                $c::Request::decode_fast,
+                $c::Request::decode,
+            )
+        }
+
+        $(#[$response_doc])*
+        pub fn $response(
+            op: $c::Operation,
+            body: &BodyElement<'_>,
+            limits: DecodeLimits,
+        ) -> Result<$c::Response, DecodeError> {
+            let (ns, local) = op.response_element();
+            if !body.is(ns, local) {
+                return Err(unknown_operation(body));
+            }
+            decode_fast_or_strict(
+                body,
+                $c::NAMESPACES,
+                limits,
+                |r| $c::Response::decode_fast(op, r),
+                |r| $c::Response::decode(op, r),
+            )
+        }
+
+        $(#[$fault_doc])*
+        pub fn $fault(
+            element: &BodyElement<'_>,
+            limits: DecodeLimits,
+        ) -> Result<$c::FaultDetail, DecodeError> {
+            decode_named(
+                element,
+                $c::NAMESPACES,
+                limits,
+                $c::FaultKind::from_element,
+                $c::FaultDetail::decode_fast,
+                $c::FaultDetail::decode,
+            )
+        }
+
+        $(#[$auth_doc])*
+        pub fn $auth(
+            element: &BodyElement<'_>,
+            limits: DecodeLimits,
+        ) -> Result<$c::AuthHeader, DecodeError> {
+            decode_fast_or_strict(
+                element,
+                $c::NAMESPACES,
+                limits,
+                $c::decode_auth_header_fast,
+                $c::decode_auth_header,
+            )
+        }
+    };
+}
+
+entry_points! {
+    partner;
+    /// Decodes a partner API request body (the operation is looked up from the body element).
+    request: partner_request;
+    /// Decodes the upstream's response body to a partner API request of `op`.
+    response: partner_response;
+    /// Decodes a partner API fault detail element.
+    fault: partner_fault;
+    /// Decodes the partner credential header block (`PartnerAuth`).
+    auth: partner_auth;
+}
+
+entry_points! {
+    callback;
+    /// Decodes a callback request body.
+    request: callback_request;
+    /// Decodes a partner BSS's response to a callback of `op`.
+    response: callback_response;
+    /// Decodes a callback fault detail element.
+    fault: callback_fault;
+    /// Decodes the callback credential header block (`CallbackAuth`).
+    auth: callback_auth;
 }
 
 /// The fast path alone for a partner API response read by [`crate::envelope::scan_to_body`]:
@@ -107,99 +197,4 @@ pub fn partner_response_open(
     }
     let (value, end) = fast::decode_open(body, limits, |r| partner::Response::decode_fast(op, r))?;
     open.closes_after(end).then_some(value)
-}
-
-/// Decodes a partner API fault detail element.
-pub fn partner_fault(
-    element: &BodyElement<'_>,
-    limits: DecodeLimits,
-) -> Result<partner::FaultDetail, DecodeError> {
-    let kind = partner::FaultKind::from_element(&element.namespace, element.local_name)
-        .ok_or_else(|| unknown_operation(element))?;
-    decode_fast_or_strict(
-        element,
-        partner::NAMESPACES,
-        limits,
-        |r| partner::FaultDetail::decode_fast(kind, r),
-        |r| partner::FaultDetail::decode(kind, r),
-    )
-}
-
-/// Decodes the partner credential header block (`PartnerAuth`).
-pub fn partner_auth(
-    element: &BodyElement<'_>,
-    limits: DecodeLimits,
-) -> Result<partner::AuthHeader, DecodeError> {
-    decode_fast_or_strict(
-        element,
-        partner::NAMESPACES,
-        limits,
-        partner::decode_auth_header_fast,
-        partner::decode_auth_header,
-    )
-}
-
-/// Decodes a callback request body.
-pub fn callback_request(
-    body: &BodyElement<'_>,
-    limits: DecodeLimits,
-) -> Result<callback::Request, DecodeError> {
-    let op = callback::Operation::from_request_element(&body.namespace, body.local_name)
-        .ok_or_else(|| unknown_operation(body))?;
-    decode_fast_or_strict(
-        body,
-        callback::NAMESPACES,
-        limits,
-        |r| callback::Request::decode_fast(op, r),
-        |r| callback::Request::decode(op, r),
-    )
-}
-
-/// Decodes a partner BSS's response to a callback of `op`.
-pub fn callback_response(
-    op: callback::Operation,
-    body: &BodyElement<'_>,
-    limits: DecodeLimits,
-) -> Result<callback::Response, DecodeError> {
-    let (ns, local) = op.response_element();
-    if !body.is(ns, local) {
-        return Err(unknown_operation(body));
-    }
-    decode_fast_or_strict(
-        body,
-        callback::NAMESPACES,
-        limits,
-        |r| callback::Response::decode_fast(op, r),
-        |r| callback::Response::decode(op, r),
-    )
-}
-
-/// Decodes a callback fault detail element.
-pub fn callback_fault(
-    element: &BodyElement<'_>,
-    limits: DecodeLimits,
-) -> Result<callback::FaultDetail, DecodeError> {
-    let kind = callback::FaultKind::from_element(&element.namespace, element.local_name)
-        .ok_or_else(|| unknown_operation(element))?;
-    decode_fast_or_strict(
-        element,
-        callback::NAMESPACES,
-        limits,
-        |r| callback::FaultDetail::decode_fast(kind, r),
-        |r| callback::FaultDetail::decode(kind, r),
-    )
-}
-
-/// Decodes the callback credential header block (`CallbackAuth`).
-pub fn callback_auth(
-    element: &BodyElement<'_>,
-    limits: DecodeLimits,
-) -> Result<callback::AuthHeader, DecodeError> {
-    decode_fast_or_strict(
-        element,
-        callback::NAMESPACES,
-        limits,
-        callback::decode_auth_header_fast,
-        callback::decode_auth_header,
-    )
 }
