@@ -141,38 +141,42 @@ fn check(
     let limits = DecodeLimits::default();
     let invalid =
         |e: decode::DecodeError| format!("InvalidRequest at {}: {}: {}", e.path, e.rule, e.detail);
-    let mut out = Vec::new();
-    let name = match (is_callback, response) {
+    let (name, out) = match (is_callback, response) {
         (false, None) => {
             let value = decode::partner_request(&env.body, limits).map_err(invalid)?;
-            encode::body_only(env.version, &mut out, |w| Ok(value.encode(w)?))
-                .map_err(|e| e.to_string())?;
-            value.operation().name()
+            let out = canonical(env.version, |w| Ok(value.encode(w)?))?;
+            (value.operation().name(), out)
         }
         (false, Some(op)) => {
             let op = partner::Operation::from_name(op)
                 .ok_or_else(|| format!("unknown operation {op:?}"))?;
             let value = decode::partner_response(op, &env.body, limits).map_err(invalid)?;
-            encode::body_only(env.version, &mut out, |w| Ok(value.encode(w)?))
-                .map_err(|e| e.to_string())?;
-            op.name()
+            (op.name(), canonical(env.version, |w| Ok(value.encode(w)?))?)
         }
         (true, None) => {
             let value = decode::callback_request(&env.body, limits).map_err(invalid)?;
-            encode::body_only(env.version, &mut out, |w| Ok(value.encode(w)?))
-                .map_err(|e| e.to_string())?;
-            value.operation().name()
+            let out = canonical(env.version, |w| Ok(value.encode(w)?))?;
+            (value.operation().name(), out)
         }
         (true, Some(op)) => {
             let op = callback::Operation::from_name(op)
                 .ok_or_else(|| format!("unknown callback operation {op:?}"))?;
             let value = decode::callback_response(op, &env.body, limits).map_err(invalid)?;
-            encode::body_only(env.version, &mut out, |w| Ok(value.encode(w)?))
-                .map_err(|e| e.to_string())?;
-            op.name()
+            (op.name(), canonical(env.version, |w| Ok(value.encode(w)?))?)
         }
     };
     text.push_str(&String::from_utf8_lossy(&out));
     text.push('\n');
     Ok(format!("{name} ({:?})", env.version))
+}
+
+/// A decoded value written by `write` in a fresh envelope of `version`: its canonical form, as
+/// the gateway would forward it.
+fn canonical(
+    version: envelope::SoapVersion,
+    write: impl FnOnce(&mut encode::XmlWriter<'_>) -> Result<(), encode::EncodeError>,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    encode::body_only(version, &mut out, write).map_err(|e| e.to_string())?;
+    Ok(out)
 }

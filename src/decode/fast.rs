@@ -24,8 +24,9 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use xsd_parser_types::quick_xml::{DeserializeBytes, DeserializeHelper};
 
-use super::{is_xml_char, leaf_text_problem, reference_char, text_blank};
+use super::text::{is_xml_char, leaf_text_problem, text_blank};
 use crate::envelope::BodyElement;
+use crate::xml::reference_char;
 
 /// A type with a generated fast decoder.
 pub trait FastDecode: Sized {

@@ -1,6 +1,12 @@
 //! One test per strictness rule: a message that breaks it, and the path and rule the error names.
 //! Also one test per gap the spike measured in xsd-parser's generated code.
 
+use std::borrow::Cow;
+
+use quick_xml::events::BytesText;
+
+use super::strict::{declares, push_raw_value};
+use super::text::{all_xml_chars, is_xml_char, text_blank, text_piece};
 use super::*;
 use crate::envelope;
 use crate::generated::partner::{Operation, Request};

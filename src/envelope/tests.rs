@@ -1,4 +1,8 @@
 //! Unit tests of `envelope` (beside the module, in their own file).
+use std::borrow::Cow;
+
+use super::scan::scan_with;
+use super::tag::within;
 use super::*;
 
 const BODY: &str = "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">\

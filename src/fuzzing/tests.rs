@@ -7,7 +7,18 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use http::{HeaderMap, HeaderValue};
+
+use super::stub::with_harness;
+use super::target_decode::{decode_envelope, wrap, Selector};
+use super::target_envelope::within;
+use super::target_pipeline::{
+    allowed_independently, permitted_independently, pipeline_input, run_pipeline,
+};
 use super::*;
+use crate::authenticate;
+use crate::envelope;
+use crate::generated::{callback, partner};
 
 const TARGETS: [&str; 4] = ["envelope", "decode", "roundtrip", "pipeline"];
 

@@ -81,53 +81,52 @@ impl PublicAddress {
         r
     }
 
-    /// `?wsdl`, `?wsdl=soap11`, `?xsd=NAME` of the partner contract.
-    pub fn partner(
+    /// `?wsdl`, `?wsdl=soap11` and `?xsd=NAME` of `contract` ([`PARTNER`], [`CALLBACK`]), its
+    /// addresses pointing at this deployment; else the 404 that says what exists.
+    pub fn contract(
         &self,
+        contract: &Contract,
         headers: &HeaderMap,
         query: Option<&str>,
         reached: Reached,
     ) -> Response<Full<Bytes>> {
-        let views = [
-            ("", published::PARTNER_WSDL),
-            ("soap11", published::PARTNER_WSDL_SOAP11),
-        ];
-        let endpoint = format!("{}{PARTNER_PATH}", self.base_url(headers, reached));
-        self.answer(query, &views, |doc| rewrite_addresses(doc, &endpoint))
-    }
-
-    /// `?wsdl`, `?wsdl=soap11` and `?xsd=NAME` of the callback contract, for partners to
-    /// generate their server side (its `soap:address` is the partner's own, left as published).
-    pub fn callback(
-        &self,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        reached: Reached,
-    ) -> Response<Full<Bytes>> {
-        let views = [
-            ("", published::CALLBACK_WSDL),
-            ("soap11", published::CALLBACK_WSDL_SOAP11),
-        ];
-        let endpoint = format!("{}{CALLBACK_PATH}", self.base_url(headers, reached));
-        self.answer(query, &views, |doc| {
-            rewrite_schema_locations(doc, &endpoint)
-        })
-    }
-
-    /// The document `query` names among `views` and the schemas, with its addresses rewritten
-    /// by `rewrite`; else the 404 that says what exists.
-    fn answer(
-        &self,
-        query: Option<&str>,
-        views: &[(&str, published::Document)],
-        rewrite: impl FnOnce(&str) -> String,
-    ) -> Response<Full<Bytes>> {
-        match published_document(query, views, "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n") {
-            Ok(doc) => self.document(rewrite(doc.text)),
+        let endpoint = format!("{}{}", self.base_url(headers, reached), contract.path);
+        let usage = "use ?wsdl, ?wsdl=soap11 or ?xsd=NAME\n";
+        match published_document(query, &contract.views, usage) {
+            Ok(doc) => self.document(rewrite(doc.text, &endpoint, contract.addresses)),
             Err(usage) => text(StatusCode::NOT_FOUND, usage),
         }
     }
 }
+
+/// One published contract: where it is served, its two WSDL views (`?wsdl`, `?wsdl=soap11`),
+/// and whether its service addresses are rewritten to point here (schema locations always are).
+pub struct Contract {
+    path: &'static str,
+    views: [(&'static str, published::Document); 2],
+    addresses: bool,
+}
+
+/// The partner contract.
+pub const PARTNER: Contract = Contract {
+    path: PARTNER_PATH,
+    views: [
+        ("", published::PARTNER_WSDL),
+        ("soap11", published::PARTNER_WSDL_SOAP11),
+    ],
+    addresses: true,
+};
+
+/// The callback contract, for partners to generate their server side (its `soap:address` is the
+/// partner's own, left as published).
+pub const CALLBACK: Contract = Contract {
+    path: CALLBACK_PATH,
+    views: [
+        ("", published::CALLBACK_WSDL),
+        ("soap11", published::CALLBACK_WSDL_SOAP11),
+    ],
+    addresses: false,
+};
 
 /// The document a query names: `?wsdl[=VIEW]` one of `views`, `?xsd=NAME` a published schema;
 /// otherwise the text of the 404 to answer (`usage` says what exists).

@@ -343,13 +343,15 @@ impl Server {
             (&Method::POST, PARTNER_PATH) => self.soap(req, peer).await,
             (&Method::GET, PARTNER_PATH) => {
                 self.public
-                    .partner(req.headers(), query.as_deref(), reached)
+                    .contract(&contract::PARTNER, req.headers(), query.as_deref(), reached)
             }
             (&Method::POST, CALLBACK_PATH) => self.callback(req, peer).await,
-            (&Method::GET, CALLBACK_PATH) => {
-                self.public
-                    .callback(req.headers(), query.as_deref(), reached)
-            }
+            (&Method::GET, CALLBACK_PATH) => self.public.contract(
+                &contract::CALLBACK,
+                req.headers(),
+                query.as_deref(),
+                reached,
+            ),
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/metrics") => self.metrics(peer),
             (&Method::GET, "/readyz") => self.ready(),
