@@ -184,6 +184,7 @@ pub fn snapshot() -> &'static Snapshot {
                 callback_url: None,
                 callback_ca_pem: None,
                 feature_defaults: None,
+                client_auth: None,
             };
             partners.insert(p.id.to_string(), Arc::new(entry));
         }
@@ -1061,6 +1062,7 @@ fn run_pipeline(h: &PipelineHarness, input: &PipelineInput<'_>) -> (Outcome, Vec
         headers: &input.headers,
         body: input.body,
         request_id: REQUEST_ID,
+        client_cert: None,
     };
     let outcome = block_on(pipeline::handle(&h.gateway, incoming));
     let calls = std::mem::take(&mut *h.stub.calls.lock().expect("calls"));

@@ -21,6 +21,7 @@
 //!   admitted per limiter, exchanged so that a limit holds across the cluster.
 
 mod admin;
+mod client_certs;
 mod conn;
 mod models;
 mod nodes;
@@ -49,6 +50,7 @@ pub use admin::{
     AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges, PartnerDetail,
     PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
 };
+pub use client_certs::{ClientCaRecord, ClientCertRecord, NewClientCert};
 pub use nodes::{NodeBeat, NodeRecord, FORGET_AFTER, GONE_AFTER, HEARTBEAT_INTERVAL};
 pub use onboard::{CreatedPartner, NewPartner};
 pub use push::{APPLICATION_NAME as PUSH_APPLICATION_NAME, CHANNEL as PUSH_CHANNEL};
