@@ -29,6 +29,8 @@ use partnergate::generated::partner::{self, FaultDetail, Operation};
 use partnergate::generated::types::cmn;
 use partnergate::store::{NewPartner, Rate, Store};
 
+pub mod pki;
+
 /// The API key the fixtures carry.
 pub const FIXTURE_KEY: &str = "pgk_test_0123456789abcdef0123456789abcdef";
 /// The partner id the fixtures carry.

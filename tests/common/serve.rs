@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use crate::common::{get, remove_db, temp_path};
+use crate::common::{get, get_tls, remove_db, temp_path};
 
 /// The running binary, killed on drop (its SQLite database, if it has one of its own, and its
 /// log removed).
@@ -43,13 +43,34 @@ impl Binary {
     /// `/readyz` answers 200. The file is removed when the binary is dropped.
     pub async fn serve(db: PathBuf, upstream: &str, env: &[(&str, String)]) -> Binary {
         let url = db.display().to_string();
-        Binary::launch(&url, Some(db), upstream, env).await
+        Binary::launch(&url, Some(db), upstream, env, None).await
+    }
+
+    /// Like [`Binary::serve`] for a TLS listener (`env` names its certificate) whose
+    /// certificate `ca` issued: readiness is asked over TLS.
+    pub async fn serve_tls(
+        db: PathBuf,
+        upstream: &str,
+        env: &[(&str, String)],
+        ca: &rustls::pki_types::CertificateDer<'static>,
+    ) -> Binary {
+        let url = db.display().to_string();
+        Binary::launch(&url, Some(db), upstream, env, Some(ca)).await
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {}", self.child.id());
     }
 
     /// Like [`Binary::serve`] on the database at `url` (e.g. `postgres://…`, shared by several
     /// binaries), which the caller owns: nothing is removed on drop.
     pub async fn serve_url(url: &str, upstream: &str, env: &[(&str, String)]) -> Binary {
-        Binary::launch(url, None, upstream, env).await
+        Binary::launch(url, None, upstream, env, None).await
     }
 
     async fn launch(
@@ -57,6 +78,7 @@ impl Binary {
         db: Option<PathBuf>,
         upstream: &str,
         env: &[(&str, String)],
+        ca: Option<&rustls::pki_types::CertificateDer<'static>>,
     ) -> Binary {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
@@ -83,10 +105,14 @@ impl Binary {
         let mut child = cmd.spawn().expect("spawn partnergate serve");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if TcpStream::connect(addr).await.is_ok()
-                && get(addr, "/readyz", None).await.status == 200
-            {
-                break;
+            if TcpStream::connect(addr).await.is_ok() {
+                let ready = match ca {
+                    Some(ca) => get_tls(addr, ca, "/readyz").await,
+                    None => get(addr, "/readyz", None).await,
+                };
+                if ready.status == 200 {
+                    break;
+                }
             }
             if let Some(status) = child.try_wait().expect("wait") {
                 panic!(
