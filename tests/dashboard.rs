@@ -95,6 +95,7 @@ async fn start_on(url: &str, lifetime: Duration, cookie_secure: bool) -> Gateway
             token: Some(AdminToken::new(TOKEN).unwrap()),
             session_lifetime: lifetime,
             cookie_secure,
+            tls: None,
         },
         ..Config::default()
     };
