@@ -108,16 +108,10 @@ struct Tls {
 
 /// A gateway with a TLS listener (its certificate from `test_pki`) in front of a stub upstream.
 async fn tls_gateway() -> Tls {
-    let server = test_pki();
     let up = StubUpstream::start(Reply::Fixture).await;
     let mut c = test_config();
     c.upstream.url = Some(up.url.clone());
-    c.tls = Some(partnergate::config::TlsConfig {
-        cert: server.cert_path.clone(),
-        key: server.key_path.clone(),
-    });
-    let mut gw = start_gateway(c).await;
-    gw.tls_ca = Some(server.ca_der.clone());
+    let (gw, server) = start_tls_gateway(c).await;
     Tls {
         gw,
         _up: up,

@@ -26,14 +26,7 @@ use serve::Binary;
 const OP: Operation = Operation::GetAccount;
 
 fn bin(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_partnergate"));
-    cmd.current_dir(std::env::temp_dir());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PARTNERGATE_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env_remove("RUST_LOG")
+    serve::command()
         .args(args)
         .output()
         .expect("run partnergate")
@@ -292,9 +285,7 @@ fn bad_certificate_files_are_named_at_start() {
                 "PARTNERGATE_UPSTREAM_CLIENT_KEY",
             ),
         };
-        let out = Command::new(env!("CARGO_BIN_EXE_partnergate"))
-            .current_dir(std::env::temp_dir())
-            .env_remove("RUST_LOG")
+        let out = serve::command()
             .env(cert_key, &cert)
             .env(key_key, &key)
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])

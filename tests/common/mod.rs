@@ -910,6 +910,19 @@ pub fn test_pki() -> TestPki {
     }
 }
 
+/// Starts the gateway of `config` with a TLS listener whose certificate a fresh [`test_pki`]
+/// issued (its CA set as [`TestGateway::tls_ca`]).
+pub async fn start_tls_gateway(mut config: Config) -> (TestGateway, TestPki) {
+    let pki = test_pki();
+    config.tls = Some(partnergate::config::TlsConfig {
+        cert: pki.cert_path.clone(),
+        key: pki.key_path.clone(),
+    });
+    let mut gw = start_gateway(config).await;
+    gw.tls_ca = Some(pki.ca_der.clone());
+    (gw, pki)
+}
+
 /// Connects with TLS to `addr`, trusting only `ca`, for server name `name`.
 pub async fn connect_tls(
     addr: SocketAddr,

@@ -16,6 +16,19 @@ use tokio::net::TcpStream;
 
 use crate::common::{get, get_tls, remove_db, temp_path};
 
+/// `partnergate` run in the temp directory without the test's `PARTNERGATE_*` or `RUST_LOG`.
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_partnergate"));
+    cmd.current_dir(std::env::temp_dir());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PARTNERGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
 /// The running binary, killed on drop (its SQLite database, if it has one of its own, and its
 /// log removed).
 pub struct Binary {
@@ -86,15 +99,8 @@ impl Binary {
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let stderr = temp_path("serve", "log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_partnergate"));
-        cmd.current_dir(std::env::temp_dir());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("PARTNERGATE_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env_remove("RUST_LOG")
-            .args(["serve", "--database-url", url])
+        let mut cmd = command();
+        cmd.args(["serve", "--database-url", url])
             .args(["--listen", &addr.to_string(), "--upstream", upstream])
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
