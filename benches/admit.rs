@@ -48,6 +48,7 @@ fn snapshot() -> Snapshot {
                 callback_url: None,
                 callback_ca_pem: None,
                 feature_defaults: None,
+                client_auth: None,
             }),
         );
     }

@@ -13534,12 +13534,15 @@ pub mod cmn {
     ///source-not-allowed: caller address not allowed for this partner.
     ///operation-not-permitted: the partner may not call this operation.
     ///partner-suspended: the partner is suspended.
+    ///client-certificate: the partner requires mutual TLS and the call came without one of
+    ///its client certificates (none, another, expired, or not from its CA with its subject).
     #[derive(Clone, Debug, Eq, PartialEq)]
     pub enum AccessDeniedReason {
         AuthenticationFailed,
         SourceNotAllowed,
         OperationNotPermitted,
         PartnerSuspended,
+        ClientCertificate,
     }
     impl SerializeBytes for AccessDeniedReason {
         fn serialize_bytes(
@@ -13555,6 +13558,7 @@ pub mod cmn {
                     Ok(Some(Cow::Borrowed("operation-not-permitted")))
                 }
                 Self::PartnerSuspended => Ok(Some(Cow::Borrowed("partner-suspended"))),
+                Self::ClientCertificate => Ok(Some(Cow::Borrowed("client-certificate"))),
             }
         }
     }
@@ -13569,6 +13573,7 @@ pub mod cmn {
                 b"source-not-allowed" => Ok(Self::SourceNotAllowed),
                 b"operation-not-permitted" => Ok(Self::OperationNotPermitted),
                 b"partner-suspended" => Ok(Self::PartnerSuspended),
+                b"client-certificate" => Ok(Self::ClientCertificate),
                 x => {
                     Err(
                         Error::from(

@@ -16,6 +16,7 @@ use crate::server::{ServeError, Server};
 use crate::stats::Stats;
 use crate::store::{self, Closing, SnapshotCell, Store, StoreError};
 use crate::throttle::Throttle;
+use crate::tls::Identity;
 
 /// Starting the gateway failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,10 @@ pub enum StartError {
     /// The listener or TLS.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// A certificate or key file (`tls.*`, `admin.tls.*`, `upstream.client_*`,
+    /// `callback.client_*`).
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsFileError),
     /// A blocking task failed.
     #[error("startup task failed: {0}")]
     Task(String),
@@ -173,8 +178,9 @@ async fn serve_upstream(
 
 /// Opens everything and starts serving in the background.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let identities = Identities::load(&config)?;
     let (store, closing) = open_store(&config.database_url).await?;
-    match serve_gateway(config, store).await {
+    match serve_gateway(config, store, identities).await {
         Ok(s) => Ok(Running {
             addr: s.addr,
             admin_addr: s.admin_addr,
@@ -189,7 +195,41 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
 }
 
-async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartError> {
+/// The certificates of the process (each reloaded on SIGHUP): the partner listener's, the
+/// admin listener's, and the ones the upstream and callback clients present.
+struct Identities {
+    reloader: Arc<crate::tls::Reloader>,
+    partner: Option<Arc<Identity>>,
+    admin: Option<Arc<Identity>>,
+    upstream: Option<Arc<Identity>>,
+    callback: Option<Arc<Identity>>,
+}
+
+impl Identities {
+    /// Loads every configured pair; the first bad file fails the start, naming it.
+    fn load(config: &Config) -> Result<Identities, crate::tls::TlsFileError> {
+        let reloader = Arc::new(crate::tls::Reloader::default());
+        let load = |label, files: &Option<crate::config::TlsConfig>| {
+            files
+                .as_ref()
+                .map(|f| reloader.load(label, &f.cert, &f.key))
+                .transpose()
+        };
+        Ok(Identities {
+            partner: load("partner listener", &config.tls)?,
+            admin: load("admin listener", &config.admin.tls)?,
+            upstream: load("upstream client", &config.upstream.client)?,
+            callback: load("callback client", &config.callback.client)?,
+            reloader,
+        })
+    }
+}
+
+async fn serve_gateway(
+    config: Config,
+    store: Store,
+    identities: Identities,
+) -> Result<Started, StartError> {
     tracing::info!(database = store.redacted_url(), backend = ?store.backend(), "database open and migrated");
     let first = {
         let store = store.clone();
@@ -217,7 +257,10 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
     // a call waits at most `database_checkout_timeout_ms` for a connection (fail fast when the
     // database is down: `UpstreamUnavailableFault`).
     let upstream: Arc<dyn Upstream> = match &config.upstream.url {
-        Some(_) => Arc::new(HttpUpstream::new(&config.upstream)?),
+        Some(_) => Arc::new(HttpUpstream::with_identity(
+            &config.upstream,
+            identities.upstream.clone(),
+        )?),
         None => Arc::new(Provisioning::new(
             store.with_checkout_timeout(config.database_checkout_timeout),
             Arc::clone(&cell),
@@ -235,12 +278,15 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
             .with_max_in_flight(config.limits.max_in_flight_per_partner),
         upstream: Some(upstream),
         stats: Arc::clone(&stats),
-        callback: Some(Arc::new(crate::callback::Relay::new(
-            config.callback.clone(),
-            Arc::clone(&cell),
-            config.limits.xml,
-            config.fault_status,
-        ))),
+        callback: Some(Arc::new(
+            crate::callback::Relay::new(
+                config.callback.clone(),
+                Arc::clone(&cell),
+                config.limits.xml,
+                config.fault_status,
+            )
+            .with_identity(identities.callback.clone()),
+        )),
     });
     // The refresher publishes new snapshots; with each, the throttle forgets the limiters of
     // partners and groups that are gone (offboarded, renamed).
@@ -252,13 +298,14 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
         shutdown_rx.clone(),
         move |snapshot| on_new.throttle.retain(snapshot),
     ));
-    let server = Server::new(&config, Arc::clone(&gateway))?;
+    let server = Server::with_identity(&config, Arc::clone(&gateway), identities.partner.clone())?;
     let listener = Server::bind(config.listen).await?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: config.listen,
         source,
     })?;
-    let admin = start_admin(&config, &store, &shutdown_rx).await?;
+    let admin = start_admin(&config, &store, &shutdown_rx, identities.admin.clone()).await?;
+    crate::tls::reload_on_sighup(Arc::clone(&identities.reloader), shutdown_rx.clone());
     let admin_addr = admin.as_ref().map(|(a, _)| *a);
     let node = crate::node::Node::new(addr);
     let node_id = node.id.clone();
@@ -344,6 +391,7 @@ async fn start_admin(
     config: &Config,
     store: &Store,
     shutdown: &watch::Receiver<bool>,
+    identity: Option<Arc<Identity>>,
 ) -> Result<Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>, StartError> {
     let Some(token) = config.admin.token.clone() else {
         tracing::debug!("admin API off: no admin token configured");
@@ -354,7 +402,7 @@ async fn start_admin(
         addr: config.admin.listen,
         source,
     })?;
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && identity.is_none() {
         tracing::warn!(%addr, "admin API on a non-loopback address over plain HTTP: put TLS in front of it");
     }
     let rules = crate::admin::Rules {
@@ -369,7 +417,8 @@ async fn start_admin(
     )
     .with_dashboard(crate::admin::dashboard::Settings {
         session_lifetime: config.admin.session_lifetime,
-        cookie_secure: config.admin.cookie_secure,
+        // Over HTTPS the cookies are always `Secure`.
+        cookie_secure: config.admin.cookie_secure || identity.is_some(),
         default_rate: config.default_rate,
         login: crate::store::LoginPolicy {
             max_failures: config.admin.login_max_failures,
@@ -377,7 +426,12 @@ async fn start_admin(
             max_lock_ms: crate::admin::dashboard::MAX_LOCK_MS,
         },
     });
-    tracing::info!(%addr, "admin API and dashboard (/ui/) listening");
+    let tls = identity.is_some();
+    let server = match identity {
+        Some(identity) => server.with_tls(crate::tls::server_config(identity, false)?),
+        None => server,
+    };
+    tracing::info!(%addr, tls, "admin API and dashboard (/ui/) listening");
     Ok(Some((
         addr,
         tokio::spawn(server.serve(listener, shutdown.clone())),

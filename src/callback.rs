@@ -143,6 +143,8 @@ pub struct Relay {
     clients: Mutex<HashMap<[u8; 32], HttpsClient>>,
     xml: crate::config::XmlLimits,
     statuses: crate::fault::StatusModes,
+    /// The client certificate presented to callback servers that ask (mutual TLS).
+    identity: Option<Arc<crate::tls::Identity>>,
 }
 
 impl Relay {
@@ -159,7 +161,14 @@ impl Relay {
             clients: Mutex::new(HashMap::new()),
             xml,
             statuses,
+            identity: None,
         }
+    }
+
+    /// Presents `identity` to the partners' callback servers that ask for a client certificate.
+    pub fn with_identity(mut self, identity: Option<Arc<crate::tls::Identity>>) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// The refusal of a caller outside `callback.allowed_callers`, decided before its body is
@@ -401,12 +410,8 @@ impl Relay {
                 }
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| CallbackError::Partner(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::tls::client_config(roots, self.identity.clone())
+            .map_err(|e| CallbackError::Partner(e.to_string()))?;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

@@ -89,9 +89,9 @@ pub struct AdminConfig {
     /// `admin.session_lifetime_ms`: how long a dashboard login lasts (absolute, from the
     /// login; default 8 hours).
     pub session_lifetime: Duration,
-    /// `admin.cookie_secure`: mark the dashboard's cookies `Secure` (and send HSTS). The admin
-    /// listener speaks plain HTTP; set this when operators reach it through TLS (a terminating
-    /// proxy), so the browser never sends the session cookie in clear.
+    /// `admin.cookie_secure`: mark the dashboard's cookies `Secure` (and send HSTS). Implied by
+    /// `admin.tls`; set it when operators reach a plain-HTTP admin listener through TLS (a
+    /// terminating proxy), so the browser never sends the session cookie in clear.
     pub cookie_secure: bool,
     /// `admin.login_max_failures`: failed dashboard logins of one name before it is locked (an
     /// address: four times as many; default 5).
@@ -99,6 +99,9 @@ pub struct AdminConfig {
     /// `admin.login_lock_ms`: the first lock's length, doubled by each further failure up to 15
     /// minutes (default 30 s).
     pub login_lock: Duration,
+    /// `admin.tls.cert`, `admin.tls.key`: the admin listener serves HTTPS with this
+    /// certificate (reloaded on SIGHUP).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for AdminConfig {
@@ -110,6 +113,7 @@ impl Default for AdminConfig {
             cookie_secure: false,
             login_max_failures: 5,
             login_lock: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -138,15 +142,6 @@ impl Default for GateConfig {
     }
 }
 
-/// TLS certificate and key (PEM).
-#[derive(Clone, Debug)]
-pub struct TlsConfig {
-    /// Certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// Private key.
-    pub key: PathBuf,
-}
-
 /// The upstream partner API layer.
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
@@ -162,6 +157,9 @@ pub struct UpstreamConfig {
     pub max_response_bytes: usize,
     /// Shared secret sent to a standalone partner API layer (header `X-Partnergate-Gateway-Secret`).
     pub gateway_secret: Option<String>,
+    /// The client certificate and key presented to an `https://` upstream that asks for one
+    /// (`upstream.client_cert`, `upstream.client_key`; mutual TLS).
+    pub client: Option<TlsConfig>,
 }
 
 /// Every bound on a request. Each has a default, a config key and a fault that names it.
@@ -276,6 +274,7 @@ impl Default for UpstreamConfig {
             response_timeout: Duration::from_secs(20),
             max_response_bytes: 4 * 1024 * 1024,
             gateway_secret: None,
+            client: None,
         }
     }
 }
@@ -347,11 +346,24 @@ impl Config {
                 }
             }
         }
-        if c.tls
-            .as_ref()
-            .is_some_and(|t| t.cert.as_os_str().is_empty() || t.key.as_os_str().is_empty())
-        {
-            errors.push("tls.cert and tls.key must be given together".into());
+        let pairs = [
+            ("tls.cert", "tls.key", &c.tls),
+            ("admin.tls.cert", "admin.tls.key", &c.admin.tls),
+            (
+                "upstream.client_cert",
+                "upstream.client_key",
+                &c.upstream.client,
+            ),
+            (
+                "callback.client_cert",
+                "callback.client_key",
+                &c.callback.client,
+            ),
+        ];
+        for (cert, key, pair) in pairs {
+            if TlsConfig::incomplete(pair) {
+                errors.push(format!("{cert} and {key} must be given together"));
+            }
         }
         if errors.is_empty() {
             Ok(c)
@@ -539,8 +551,14 @@ impl Config {
                     ),
                 }
             }
-            "tls.cert" => self.tls.get_or_insert_with(empty_tls).cert = PathBuf::from(value.trim()),
-            "tls.key" => self.tls.get_or_insert_with(empty_tls).key = PathBuf::from(value.trim()),
+            "tls.cert" => TlsConfig::set(&mut self.tls, true, value),
+            "tls.key" => TlsConfig::set(&mut self.tls, false, value),
+            "admin.tls.cert" => TlsConfig::set(&mut self.admin.tls, true, value),
+            "admin.tls.key" => TlsConfig::set(&mut self.admin.tls, false, value),
+            "upstream.client_cert" => TlsConfig::set(&mut self.upstream.client, true, value),
+            "upstream.client_key" => TlsConfig::set(&mut self.upstream.client, false, value),
+            "callback.client_cert" => TlsConfig::set(&mut self.callback.client, true, value),
+            "callback.client_key" => TlsConfig::set(&mut self.callback.client, false, value),
             "upstream.url" => {
                 let v = value.trim();
                 if v.is_empty() {
@@ -614,13 +632,6 @@ impl Config {
     }
 }
 
-fn empty_tls() -> TlsConfig {
-    TlsConfig {
-        cert: PathBuf::new(),
-        key: PathBuf::new(),
-    }
-}
-
 /// A host name or address with an optional port, as a `Host` header carries it: letters, digits,
 /// `.`, `-`, `:`, `[` and `]` only, at most 255 bytes (nothing that could break out of an XML
 /// attribute or a URL).
@@ -662,8 +673,8 @@ mod settings;
 mod source;
 
 pub use settings::{
-    CallbackConfig, ProxyHeader, Soap11Status, Soap12Status, StatusModes, DEFAULT_CHECKOUT_TIMEOUT,
-    DEFAULT_MAX_PENDING_ROWS,
+    CallbackConfig, ProxyHeader, Soap11Status, Soap12Status, StatusModes, TlsConfig,
+    DEFAULT_CHECKOUT_TIMEOUT, DEFAULT_MAX_PENDING_ROWS,
 };
 
 pub use source::{from_env_pairs, Environment, Source, TomlFile, KEYS};

@@ -185,6 +185,11 @@ fn plan(rejection: &Rejection) -> Plan {
             "authentication failed",
             "denied-authentication",
         ),
+        Rejection::ClientCert(_) => denied(
+            R::ClientCertificate,
+            "client certificate missing or not accepted",
+            "denied-client-certificate",
+        ),
         Rejection::Allow(_) => denied(
             R::SourceNotAllowed,
             "caller not on allowlist",

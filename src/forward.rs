@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -119,8 +120,25 @@ pub struct HttpUpstream {
 pub struct UpstreamConfigError(pub String);
 
 impl HttpUpstream {
-    /// A client for `config.url` with the system roots plus `config.ca_file`.
+    /// A client for `config.url` with the system roots plus `config.ca_file`, presenting
+    /// `config.client` when the upstream asks for a client certificate (loaded here: not
+    /// reloadable; see [`HttpUpstream::with_identity`]).
     pub fn new(config: &UpstreamConfig) -> Result<HttpUpstream, UpstreamConfigError> {
+        let identity = match &config.client {
+            Some(files) => Some(Arc::new(
+                crate::tls::Identity::load("upstream client", &files.cert, &files.key)
+                    .map_err(|e| UpstreamConfigError(e.to_string()))?,
+            )),
+            None => None,
+        };
+        HttpUpstream::with_identity(config, identity)
+    }
+
+    /// Like [`HttpUpstream::new`], presenting `identity` (mutual TLS) when the upstream asks.
+    pub fn with_identity(
+        config: &UpstreamConfig,
+        identity: Option<Arc<crate::tls::Identity>>,
+    ) -> Result<HttpUpstream, UpstreamConfigError> {
         let url_text = config
             .url
             .as_deref()
@@ -146,12 +164,8 @@ impl HttpUpstream {
                     .map_err(|e| UpstreamConfigError(format!("{}: {e}", path.display())))?;
             }
         }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| UpstreamConfigError(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::tls::client_config(roots, identity)
+            .map_err(|e| UpstreamConfigError(e.to_string()))?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout));

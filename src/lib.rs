@@ -4,6 +4,7 @@
 //! Modules are listed in request-path order.
 
 pub mod access_format;
+pub mod certificate;
 pub mod generated;
 pub mod latency;
 pub mod log_output;
@@ -12,6 +13,7 @@ pub mod pattern;
 pub mod published;
 pub mod secret;
 pub mod store;
+pub mod tls;
 pub mod xml;
 pub mod xs;
 
@@ -21,6 +23,7 @@ pub mod allowlist;
 pub mod authenticate;
 pub mod authorize;
 pub mod callback;
+pub mod client_cert;
 pub mod decode;
 pub mod encode;
 pub mod envelope;

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! transport (content type, SOAPAction) → XML limits → envelope scan → operation & action check
-//!   → authenticate → allowlist → authorize → throttle → strict typed decode → forward (re-encode)
+//!   → authenticate → client certificate → allowlist → authorize → throttle → strict typed decode → forward (re-encode)
 //! ```
 //!
 //! Every stage's error becomes a [`Rejection`]; `fault.rs` turns it into a SOAP fault.
@@ -17,6 +17,8 @@ use http::HeaderMap;
 use crate::allowlist;
 use crate::authenticate;
 use crate::authorize;
+use crate::certificate::Presented;
+use crate::client_cert;
 use crate::decode::{self, DecodeLimits};
 use crate::envelope::{self, SoapVersion};
 use crate::forward::{CallContext, ForwardError, Upstream, UpstreamReply};
@@ -77,6 +79,8 @@ pub struct Incoming<'a> {
     pub body: &'a [u8],
     /// The gateway's id for this request.
     pub request_id: &'a str,
+    /// The certificate chain the TLS client presented (mutual TLS), if any.
+    pub client_cert: Option<&'a Presented>,
 }
 
 /// What happened, with what was learnt on the way (for the fault's SOAP version and the log line).
@@ -195,9 +199,11 @@ async fn run(
     out.partner = Some(auth.partner.partner_id.clone());
     out.key_id = Some(auth.key_id);
 
-    // Calling server, permission, throttle. The in-flight guard counts this call against the
-    // partner until the function returns, whatever the path.
+    // Client certificate (nothing to do for a partner without one), calling server,
+    // permission, throttle. The in-flight guard counts this call against the partner until the
+    // function returns, whatever the path.
     let checks = (|| {
+        client_cert::check(&auth, incoming.client_cert, now).map_err(Rejection::ClientCert)?;
         let client = allowlist::client_address(
             incoming.peer,
             incoming.headers,

@@ -5,6 +5,7 @@
 use crate::allowlist::AllowError;
 use crate::authenticate::AuthError;
 use crate::authorize::AuthorizeError;
+use crate::client_cert::ClientCertError;
 use crate::decode::DecodeError;
 use crate::envelope::EnvelopeError;
 use crate::forward::ForwardError;
@@ -40,6 +41,9 @@ pub enum Rejection {
     /// Authentication.
     #[error(transparent)]
     Auth(AuthError),
+    /// The partner's client certificate (mutual TLS).
+    #[error(transparent)]
+    ClientCert(ClientCertError),
     /// Calling-server allowlist.
     #[error(transparent)]
     Allow(AllowError),
@@ -78,6 +82,7 @@ impl Rejection {
             Rejection::Envelope(_) => "envelope",
             Rejection::Action(_) => "action",
             Rejection::Auth(_) => "authenticate",
+            Rejection::ClientCert(_) => "client-certificate",
             Rejection::Allow(_) => "allowlist",
             Rejection::Authorize(_) => "authorize",
             Rejection::Throttle(_) | Rejection::InFlight(_) => "throttle",

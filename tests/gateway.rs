@@ -2395,16 +2395,10 @@ async fn health_and_readiness() {
 
 #[tokio::test]
 async fn tls_serves_the_soap_endpoint() {
-    let pki = test_pki();
     let up = StubUpstream::start(Reply::Fixture).await;
     let mut c = test_config();
     c.upstream.url = Some(up.url.clone());
-    c.tls = Some(partnergate::config::TlsConfig {
-        cert: pki.cert_path.clone(),
-        key: pki.key_path.clone(),
-    });
-    let mut gw = start_gateway(c).await;
-    gw.tls_ca = Some(pki.ca_der.clone());
+    let (gw, pki) = start_tls_gateway(c).await;
     let p = gw.partner(&["*"], &["127.0.0.0/8"]).await;
     let env = Env { gw, up, p };
     let body = request_fixture(Operation::GetAccount, Soap11, &env.p);

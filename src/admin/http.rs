@@ -88,6 +88,8 @@ pub struct AdminServer {
     token: AdminToken,
     header_timeout: Duration,
     body_timeout: Duration,
+    /// HTTPS (`admin.tls`): every response also says `Strict-Transport-Security`.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl AdminServer {
@@ -101,7 +103,14 @@ impl AdminServer {
             token,
             header_timeout: limits.header_read_timeout,
             body_timeout: limits.body_read_timeout,
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS with `config` (give the dashboard `cookie_secure` too).
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> AdminServer {
+        self.tls = Some(config);
+        self
     }
 
     /// Also serves the operators' web dashboard under `/ui/` (its own login: the token is
@@ -129,9 +138,10 @@ impl AdminServer {
             max_buf_size: MAX_HEADER_BYTES,
             grace: SHUTDOWN_GRACE,
         };
+        let tls = self.tls.clone().map(tokio_rustls::TlsAcceptor::from);
         let server = Arc::new(self);
         plain
-            .serve(listener, shutdown, move |req, peer| {
+            .serve_tls(listener, shutdown, tls, move |req, peer| {
                 let server = Arc::clone(&server);
                 async move { server.handle(req, peer).await }
             })
@@ -142,7 +152,13 @@ impl AdminServer {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let response = self.respond(req, peer).await;
+        let mut response = self.respond(req, peer).await;
+        if self.tls.is_some() {
+            response.headers_mut().insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                http::HeaderValue::from_static("max-age=31536000"),
+            );
+        }
         // Never the Authorization header, the query or the body.
         tracing::info!(
             %peer,

@@ -135,6 +135,7 @@ impl AdminError {
         }
     }
 }
+
 // === checked requests ===
 
 /// A [`Request`] whose input passed validation: ready for [`Admin::run`].

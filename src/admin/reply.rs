@@ -128,10 +128,66 @@ pub struct PartnerView {
     pub grants: Vec<String>,
     /// Key metadata.
     pub keys: Vec<KeyView>,
+    /// Registered client certificates (mutual TLS), oldest first.
+    pub client_certs: Vec<ClientCertView>,
+    /// The client CA and the subject its certificates must have.
+    pub client_ca: Option<ClientCaView>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+}
+
+/// A registered client certificate (or one of a client CA's certificates).
+#[derive(Debug, Serialize)]
+pub struct ClientCertView {
+    /// SHA-256 of the DER, 64 lower-case hex digits (`--remove-client-cert` takes it).
+    pub sha256: String,
+    /// `CN=…, O=…`.
+    pub subject: String,
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// `valid`, `expiring` (within 30 days), `expired` or `not-yet-valid`.
+    pub state: &'static str,
+}
+
+/// A partner's client CA.
+#[derive(Debug, Serialize)]
+pub struct ClientCaView {
+    /// The subject the CA's certificates must have.
+    pub subject: String,
+    /// The CA certificate(s).
+    pub ca_certs: Vec<ClientCertView>,
+}
+
+impl ClientCertView {
+    fn new(sha256: String, subject: String, not_before: i64, not_after: i64, now: i64) -> Self {
+        ClientCertView {
+            state: crate::certificate::validity_state(not_before, not_after, now),
+            sha256,
+            subject,
+            not_before,
+            not_after,
+        }
+    }
+}
+
+fn client_ca_view(ca: crate::store::ClientCaRecord, now: i64) -> ClientCaView {
+    let ca_certs = crate::certificate::pem_certs(&ca.ca_pem)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|der| crate::certificate::describe(der).ok())
+        .map(|i| {
+            let sha256 = crate::certificate::fingerprint_hex(&i.sha256);
+            ClientCertView::new(sha256, i.subject, i.not_before, i.not_after, now)
+        })
+        .collect();
+    ClientCaView {
+        subject: ca.subject,
+        ca_certs,
+    }
 }
 
 /// A key's metadata; never the key or its hash.
@@ -380,6 +436,12 @@ pub(super) fn partner_view(d: PartnerDetail, now: i64) -> PartnerView {
         allow: d.allow,
         grants: d.grants,
         keys: d.keys.iter().map(|k| KeyView::new(k, now)).collect(),
+        client_certs: d
+            .client_certs
+            .into_iter()
+            .map(|c| ClientCertView::new(c.sha256, c.subject, c.not_before, c.not_after, now))
+            .collect(),
+        client_ca: d.client_ca.map(|ca| client_ca_view(ca, now)),
         created_at: p.created_at,
         updated_at: p.updated_at,
     }

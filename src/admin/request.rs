@@ -76,6 +76,25 @@ pub struct UpdatePartner {
     /// Feature defaults (replace the stored ones as a whole).
     #[serde(default, deserialize_with = "some")]
     pub feature_defaults: Option<Option<serde_json::Value>>,
+    /// Client certificates to register (PEM, one leaf certificate each).
+    #[serde(default)]
+    pub add_client_certs: Vec<String>,
+    /// Registered client certificates to remove, by SHA-256 fingerprint.
+    #[serde(default)]
+    pub remove_client_certs: Vec<String>,
+    /// The partner CA its client certificates chain to, with their subject; `null` clears.
+    #[serde(default, deserialize_with = "some")]
+    pub client_ca: Option<Option<ClientCaInput>>,
+}
+
+/// A partner CA (PEM) and the subject (`CN=…, O=…`) its client certificates must have.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCaInput {
+    /// The CA certificate(s), PEM.
+    pub ca_pem: String,
+    /// The expected subject.
+    pub subject: String,
 }
 
 /// A field that is present: `null` → `Some(None)`, a value → `Some(Some(v))` (absent fields

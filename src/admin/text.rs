@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{KeyView, NodeView, NodesView, OperatorView, RateView, Reply, View};
+use super::{ClientCertView, KeyView, NodeView, NodesView, OperatorView, RateView, Reply, View};
 
 /// A unix time as `2026-11-26T08:00:00Z` (UTC).
 pub fn utc(ts: i64) -> String {
@@ -95,6 +95,22 @@ const KEY_HEADER: [&str; 8] = [
     "REVOKED",
     "LAST USED",
 ];
+
+fn cert_rows(certs: &[ClientCertView]) -> Vec<Vec<String>> {
+    certs
+        .iter()
+        .map(|c| {
+            vec![
+                c.sha256.clone(),
+                c.state.to_owned(),
+                utc(c.not_after),
+                c.subject.clone(),
+            ]
+        })
+        .collect()
+}
+
+const CERT_HEADER: [&str; 4] = ["SHA256", "STATE", "NOT AFTER", "SUBJECT"];
 
 /// The reply as text: the table or block of a read, the sentence of a change (with the new key
 /// of a creation or rotation).
@@ -249,10 +265,20 @@ pub fn render(reply: &Reply, is_change: bool) -> String {
             field("feature_defaults:", opt(defaults.as_deref()));
             field("allow:", &p.allow.join(", "));
             field("grants:", &p.grants.join(", "));
+            let expected = p.client_ca.as_ref().map(|ca| ca.subject.as_str());
+            field("client_subject:", opt(expected));
             field("created:", &utc(p.created_at));
             field("updated:", &utc(p.updated_at));
             let _ = writeln!(out, "keys:");
             table(&mut out, &KEY_HEADER, &key_rows(&p.keys));
+            if !p.client_certs.is_empty() {
+                let _ = writeln!(out, "client certificates:");
+                table(&mut out, &CERT_HEADER, &cert_rows(&p.client_certs));
+            }
+            if let Some(ca) = &p.client_ca {
+                let _ = writeln!(out, "client CA:");
+                table(&mut out, &CERT_HEADER, &cert_rows(&ca.ca_certs));
+            }
         }
         View::Keys(k) => table(&mut out, &KEY_HEADER, &key_rows(&k.keys)),
         View::Revoked(r) => table(&mut out, &KEY_HEADER, &key_rows(&r.revoked)),

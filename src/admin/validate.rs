@@ -8,8 +8,8 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::CertificateDer;
 
 use super::{
-    known_permissions, AdminError, CreatePartner, RateInput, Rules, StatusInput, UpdateGroup,
-    UpdatePartner, MAX_OVERLAP,
+    known_permissions, AdminError, ClientCaInput, CreatePartner, RateInput, Rules, StatusInput,
+    UpdateGroup, UpdatePartner, MAX_OVERLAP,
 };
 use crate::generated::partner::Operation;
 use crate::secret::KeyKind;
@@ -314,6 +314,35 @@ fn callback_ca_pem(s: &str) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// A client certificate to register: one leaf certificate, PEM.
+fn client_cert(pem: &str) -> Result<store::NewClientCert, AdminError> {
+    let field = "add_client_certs";
+    if pem.len() > MAX_PEM_BYTES {
+        return Err(invalid(field, format!("larger than {MAX_PEM_BYTES} bytes")));
+    }
+    let (der, info) =
+        crate::certificate::single_leaf(pem).map_err(|e| invalid(field, e.to_string()))?;
+    Ok(store::NewClientCert {
+        der: der.to_vec(),
+        info,
+    })
+}
+
+/// A client CA: certificates that are trust anchors, and a subject that reads.
+fn client_ca(ca: ClientCaInput) -> Result<(String, String), AdminError> {
+    if ca.ca_pem.len() > MAX_PEM_BYTES {
+        return Err(invalid(
+            "client_ca.ca_pem",
+            format!("larger than {MAX_PEM_BYTES} bytes"),
+        ));
+    }
+    crate::certificate::ClientCa::new(&ca.ca_pem, &ca.subject).map_err(|e| match e {
+        crate::certificate::CertError::BadSubject(_) => invalid("client_ca.subject", e.to_string()),
+        _ => invalid("client_ca.ca_pem", e.to_string()),
+    })?;
+    Ok((ca.ca_pem, ca.subject.trim().to_string()))
+}
+
 /// Feature defaults: a JSON object the contract accepts.
 fn feature_defaults(v: &serde_json::Value) -> Result<(), AdminError> {
     if !v.is_object() {
@@ -405,7 +434,27 @@ pub(super) fn partner_changes(
     if let Some(Some(v)) = &u.feature_defaults {
         feature_defaults(v)?;
     }
+    let add_client_certs = u
+        .add_client_certs
+        .iter()
+        .map(|pem| client_cert(pem))
+        .collect::<Result<Vec<_>, _>>()?;
+    let remove_client_certs = u
+        .remove_client_certs
+        .iter()
+        .map(|fp| {
+            crate::certificate::parse_fingerprint(fp)
+                .map_err(|e| invalid("remove_client_certs", e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let client_ca = u
+        .client_ca
+        .map(|ca| ca.map(client_ca).transpose())
+        .transpose()?;
     let changes = PartnerChanges {
+        add_client_certs,
+        remove_client_certs,
+        client_ca,
         name: u.name,
         contact: u.contact,
         billing_rate: u.billing_rate,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use partnergate::admin::{CreatePartner, Request, StatusInput, UpdatePartner};
+use partnergate::admin::{ClientCaInput, CreatePartner, Request, StatusInput, UpdatePartner};
 
 use super::admin::administer;
 use super::args::AdminArgs;
@@ -73,6 +73,20 @@ pub enum PartnerAction {
         /// Feature defaults as FEATURE.Setting=VALUE (repeat); they replace the stored ones.
         #[arg(long = "feature-default", value_name = "FEATURE.SETTING=VALUE")]
         feature_default: Vec<String>,
+        /// PEM file with a client certificate (the partner's leaf) to register: its calls must
+        /// then come over TLS with a registered certificate (or its CA's); repeat for more.
+        #[arg(long = "client-cert-file", value_name = "FILE")]
+        client_cert_file: Vec<PathBuf>,
+        /// Remove a registered client certificate by its SHA-256 fingerprint; repeat for more.
+        #[arg(long = "remove-client-cert", value_name = "SHA256")]
+        remove_client_cert: Vec<String>,
+        /// PEM file with the partner's CA: certificates it issued with --client-subject are
+        /// accepted.
+        #[arg(long, value_name = "FILE", requires = "client_subject")]
+        client_ca_file: Option<PathBuf>,
+        /// The subject the partner CA's certificates must have, e.g. "CN=bss.example, O=Example".
+        #[arg(long, value_name = "DN", requires = "client_ca_file")]
+        client_subject: Option<String>,
         /// Remove a field's value; repeat for more.
         #[arg(long, value_enum, value_name = "FIELD")]
         clear: Vec<ClearField>,
@@ -120,6 +134,8 @@ pub enum ClearField {
     CallbackCa,
     /// The feature defaults.
     FeatureDefaults,
+    /// The client CA and subject.
+    ClientCa,
 }
 
 /// `partnergate partner …`; the create and update messages name the flag at fault.
@@ -202,14 +218,29 @@ fn request(action: PartnerAction) -> Result<Request, String> {
             callback_url,
             callback_ca_file,
             feature_default,
+            client_cert_file,
+            remove_client_cert,
+            client_ca_file,
+            client_subject,
             clear,
         } => {
-            let callback_ca_pem = match &callback_ca_file {
+            let read = |flag: &str, path: &PathBuf| {
+                std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+            };
+            let callback_ca_pem = callback_ca_file
+                .as_ref()
+                .map(|p| read("--callback-ca-file", p))
+                .transpose()?;
+            let add_client_certs = client_cert_file
+                .iter()
+                .map(|p| read("--client-cert-file", p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let client_ca = match client_ca_file.as_ref().zip(client_subject) {
+                Some((path, subject)) => Some(ClientCaInput {
+                    ca_pem: read("--client-ca-file", path)?,
+                    subject,
+                }),
                 None => None,
-                Some(path) => Some(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| format!("--callback-ca-file {}: {e}", path.display()))?,
-                ),
             };
             let feature_defaults = feature_defaults(&feature_default)?;
             // A field is set, cleared (--clear) or left alone; not two of these.
@@ -240,6 +271,19 @@ fn request(action: PartnerAction) -> Result<Request, String> {
                         ClearField::CallbackCa,
                         "--callback-ca-file",
                     )?,
+                    add_client_certs,
+                    remove_client_certs: remove_client_cert,
+                    client_ca: match (client_ca, clear.contains(&ClearField::ClientCa)) {
+                        (Some(_), true) => {
+                            return Err(
+                                "--client-ca-file and --clear client-ca contradict each other"
+                                    .into(),
+                            )
+                        }
+                        (Some(v), false) => Some(Some(v)),
+                        (None, true) => Some(None),
+                        (None, false) => None,
+                    },
                     feature_defaults: match (
                         feature_defaults,
                         clear.contains(&ClearField::FeatureDefaults),

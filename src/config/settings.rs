@@ -3,6 +3,7 @@
 //! configuration depends on nothing above it. Their behaviour lives with their users (e.g.
 //! `StatusModes::status` in `fault.rs`, `ProxyHeader` parsing of the header in `allowlist.rs`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -32,6 +33,40 @@ pub struct CallbackConfig {
     /// Internal networks callback URLs may reach nevertheless (`callback.allowed_networks`;
     /// default none: loopback, private, link-local … are refused, see [`refused_target`]).
     pub allowed_networks: Vec<IpNet>,
+    /// The client certificate and key presented to partners' callback servers that ask for one
+    /// (`callback.client_cert`, `callback.client_key`; mutual TLS).
+    pub client: Option<TlsConfig>,
+}
+
+/// A TLS certificate chain and its private key (PEM files).
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// Sets the certificate (`Some(cert)`) or key file of a pair that may not exist yet.
+    pub fn set(pair: &mut Option<TlsConfig>, cert: bool, value: &str) {
+        let t = pair.get_or_insert_with(|| TlsConfig {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+        });
+        let path = PathBuf::from(value.trim());
+        if cert {
+            t.cert = path;
+        } else {
+            t.key = path;
+        }
+    }
+
+    /// Whether a pair that was started lacks one of its two files.
+    pub fn incomplete(pair: &Option<TlsConfig>) -> bool {
+        pair.as_ref()
+            .is_some_and(|t| t.cert.as_os_str().is_empty() || t.key.as_os_str().is_empty())
+    }
 }
 
 impl Default for CallbackConfig {
@@ -46,6 +81,7 @@ impl Default for CallbackConfig {
             response_timeout: Duration::from_secs(10),
             max_response_bytes: 1024 * 1024,
             allowed_networks: Vec::new(),
+            client: None,
         }
     }
 }

@@ -103,6 +103,13 @@ pub const KEYS: &[&str] = &[
     // statistics kept in memory meanwhile.
     "database_checkout_timeout_ms",
     "stats.max_pending_rows",
+    // Mutual TLS (issue 18): the clients' certificates, the admin listener's TLS.
+    "upstream.client_cert",
+    "upstream.client_key",
+    "callback.client_cert",
+    "callback.client_key",
+    "admin.tls.cert",
+    "admin.tls.key",
 ];
 
 /// A TOML file flattened to `section.key` → text.

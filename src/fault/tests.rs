@@ -103,6 +103,8 @@ pub(super) fn rejections(q: &str) -> Vec<Rejection> {
         Rejection::Auth(AuthError::MustUnderstand(s())),
         Rejection::Allow(AllowError::NotAllowed([192, 0, 2, 1].into())),
         Rejection::Allow(AllowError::BadForwardingHeader),
+        Rejection::ClientCert(crate::client_cert::ClientCertError::Missing),
+        Rejection::ClientCert(crate::client_cert::ClientCertError::NotRegistered(s())),
         Rejection::Authorize(AuthorizeError {
             permission: "accounts.get",
         }),
@@ -140,6 +142,7 @@ pub(super) fn rejections(q: &str) -> Vec<Rejection> {
             | Rejection::Envelope(_)
             | Rejection::Action(_)
             | Rejection::Auth(_)
+            | Rejection::ClientCert(_)
             | Rejection::Allow(_)
             | Rejection::Authorize(_)
             | Rejection::Throttle(_)

@@ -255,6 +255,7 @@ pub(super) fn with_own_texts(
                 A::SourceNotAllowed => "caller not on allowlist",
                 A::OperationNotPermitted => "operation not permitted",
                 A::PartnerSuspended => "partner suspended",
+                A::ClientCertificate => "client certificate missing or not accepted",
             };
             let own = rid().map(|request_id| {
                 FaultDetail::AccessDenied(Box::new(cmn::AccessDeniedFault {

@@ -135,6 +135,7 @@ pub fn snapshot() -> &'static Snapshot {
                 callback_url: None,
                 callback_ca_pem: None,
                 feature_defaults: None,
+                client_auth: None,
             };
             partners.insert(p.id.to_string(), Arc::new(entry));
         }

@@ -41,6 +41,7 @@ fn layer_with_defaults(defaults: Option<serde_json::Value>) -> Fixture {
             callback_url: None,
             callback_ca_pem: None,
             feature_defaults: Some(d),
+            client_auth: None,
         };
         snapshot.partners.insert("P-A".into(), Arc::new(entry));
     }

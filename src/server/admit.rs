@@ -443,6 +443,7 @@ mod tests {
                 callback_url: None,
                 callback_ca_pem: None,
                 feature_defaults: None,
+                client_auth: None,
             };
             s.partners.insert((*id).to_string(), Arc::new(p));
         }

@@ -1,4 +1,5 @@
-//! Stage: receive. The partner-facing listener: TCP or TLS (tokio-rustls), HTTP/1.1 with
+//! Stage: receive. The partner-facing listener: TCP or TLS (tokio-rustls; clients are asked for
+//! a certificate they may send or not, handed to the pipeline for `client_cert`), HTTP/1.1 with
 //! keep-alive (hyper), a cap on concurrent connections, header, body and idle timeouts, and the
 //! routes — the SOAP endpoint, the published WSDL and XSDs, health and readiness. It reads the
 //! body within its limits, hands it to [`pipeline::handle`], and writes the typed response or the
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
+use crate::certificate::Presented;
 use crate::config::{Config, Limits};
 use crate::encode;
 use crate::envelope::SoapVersion;
@@ -71,7 +73,7 @@ pub enum ServeError {
     },
     /// The TLS certificate or key could not be loaded.
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] crate::tls::TlsFileError),
 }
 
 /// Everything a connection needs.
@@ -86,41 +88,44 @@ pub struct Server {
     admission: Arc<Admission>,
 }
 
-/// Loads a certificate chain and key (PEM) into a TLS acceptor (HTTP/1.1 via ALPN).
+/// Loads a certificate chain and key (PEM) into a TLS acceptor (HTTP/1.1 via ALPN) that asks
+/// for no client certificate (test servers and internal listeners).
 pub fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(ServeError::Tls(format!(
-            "{}: no certificate",
-            cert.display()
-        )));
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ServeError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    let identity = Arc::new(crate::tls::Identity::load("listener", cert, key)?);
+    Ok(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+        identity, false,
+    )?))
 }
 
 impl Server {
-    /// A server for `gateway` with the listener settings of `config`.
+    /// A server for `gateway` with the listener settings of `config` (its certificate, if any,
+    /// loaded here: not reloadable; see [`Server::with_identity`]).
     pub fn new(config: &Config, gateway: Arc<Gateway>) -> Result<Server, ServeError> {
-        let tls = match &config.tls {
-            Some(t) => Some(tls_acceptor(&t.cert, &t.key)?),
+        let identity = match &config.tls {
+            Some(t) => Some(Arc::new(crate::tls::Identity::load(
+                "partner listener",
+                &t.cert,
+                &t.key,
+            )?)),
+            None => None,
+        };
+        Server::with_identity(config, gateway, identity)
+    }
+
+    /// A server presenting `identity` over TLS (plain HTTP without one); TLS clients are asked
+    /// for a certificate they may send or not.
+    pub fn with_identity(
+        config: &Config,
+        gateway: Arc<Gateway>,
+        identity: Option<Arc<crate::tls::Identity>>,
+    ) -> Result<Server, ServeError> {
+        let tls = match identity {
+            Some(identity) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+                identity, true,
+            )?)),
             None => None,
         };
         Ok(Server {
@@ -245,9 +250,17 @@ impl Server {
                         .await;
                 match handshake {
                     Ok(Ok(tls)) => {
+                        // Read once per connection: the chain and the leaf's fingerprint.
+                        let cert = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| Presented::new(chain.to_vec()))
+                            .map(Arc::new);
                         let io = IdleIo::new(tls, idle, self.floor, Arc::clone(&state));
                         let reached = Reached { local, tls: true };
-                        self.http(io, state, peer, reached, shutdown, reclaim).await;
+                        let conn = (peer, cert);
+                        self.http(io, state, conn, reached, shutdown, reclaim).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -256,7 +269,8 @@ impl Server {
             None => {
                 let io = IdleIo::new(stream, idle, self.floor, Arc::clone(&state));
                 let reached = Reached { local, tls: false };
-                self.http(io, state, peer, reached, shutdown, reclaim).await;
+                self.http(io, state, (peer, None), reached, shutdown, reclaim)
+                    .await;
             }
         }
     }
@@ -265,7 +279,7 @@ impl Server {
         self: Arc<Self>,
         io: IdleIo<T>,
         state: Arc<ConnState>,
-        peer: SocketAddr,
+        (peer, cert): (SocketAddr, Option<Arc<Presented>>),
         reached: Reached,
         mut shutdown: watch::Receiver<bool>,
         reclaim: Arc<Reclaim>,
@@ -276,12 +290,15 @@ impl Server {
         let busy = Arc::clone(&state);
         let service = service_fn(move |req| {
             let server = Arc::clone(&server);
+            let cert = cert.clone();
             // While a request is being answered the connection is not idle, however long the
             // upstream takes (the upstream has its own timeout).
             let guard = BusyGuard::enter(Arc::clone(&busy));
             let head = busy.take_head();
             async move {
-                let response = server.route(req, head, peer, reached).await;
+                let response = server
+                    .route(req, head, peer, reached, cert.as_deref())
+                    .await;
                 drop(guard);
                 Ok::<_, Infallible>(response)
             }
@@ -332,6 +349,7 @@ impl Server {
         head: Option<framing::Head>,
         peer: SocketAddr,
         reached: Reached,
+        cert: Option<&Presented>,
     ) -> Response<Full<Bytes>> {
         if let Some(refused) = framing::refusal(req.version(), req.headers(), head) {
             tracing::debug!(%peer, reason = refused.reason(), "request refused before its body");
@@ -340,7 +358,7 @@ impl Server {
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(str::to_string);
         match (req.method(), path.as_str()) {
-            (&Method::POST, PARTNER_PATH) => self.soap(req, peer).await,
+            (&Method::POST, PARTNER_PATH) => self.soap(req, peer, cert).await,
             (&Method::GET, PARTNER_PATH) => {
                 self.public
                     .contract(&contract::PARTNER, req.headers(), query.as_deref(), reached)
@@ -368,7 +386,12 @@ impl Server {
         }
     }
 
-    async fn soap(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn soap(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        cert: Option<&Presented>,
+    ) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let request_id = new_request_id();
         let (parts, body) = req.into_parts();
@@ -388,6 +411,7 @@ impl Server {
             headers: &parts.headers,
             body: &body,
             request_id: &request_id,
+            client_cert: cert,
         };
         // One span per request, at DEBUG: events on the request's way carry its id when
         // debugging. Nothing on the path logs at INFO or above inside it (the access line, with

@@ -1,5 +1,6 @@
 //! The accept loop of the two internal listeners — the admin API (with the dashboard) and the
-//! standalone partner API layer: plain HTTP/1.1 on a listener of their own, at most a fixed
+//! standalone partner API layer: HTTP/1.1 (over TLS for the admin listener with `admin.tls`)
+//! on a listener of their own, at most a fixed
 //! number of connections at once (more wait in the backlog), hyper's header read timeout, a
 //! lifetime per connection as a backstop, and on shutdown a graceful close of the open ones
 //! within a grace period. (The partner listener has its own loop in `mod.rs`: TLS, the accept
@@ -17,6 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -45,7 +47,22 @@ impl Plain {
     pub async fn serve<H, F>(
         self,
         listener: TcpListener,
+        shutdown: watch::Receiver<bool>,
+        handle: H,
+    ) where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        self.serve_tls(listener, shutdown, None, handle).await;
+    }
+
+    /// [`Plain::serve`], over TLS when `tls` is given (the handshake within the header
+    /// timeout).
+    pub async fn serve_tls<H, F>(
+        self,
+        listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
         handle: H,
     ) where
         H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
@@ -85,8 +102,27 @@ impl Plain {
             };
             let handle = Arc::clone(&handle);
             let shutdown = shutdown.clone();
+            let tls = tls.clone();
             tasks.spawn(async move {
-                self.connection(stream, peer, shutdown, handle).await;
+                match tls {
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(self.header_timeout, acceptor.accept(stream))
+                                .await;
+                        match handshake {
+                            Ok(Ok(stream)) => {
+                                self.connection(stream, peer, shutdown, handle).await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, listener = self.name, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, listener = self.name, "TLS handshake timed out");
+                            }
+                        }
+                    }
+                    None => self.connection(stream, peer, shutdown, handle).await,
+                }
                 drop(permit);
             });
             while tasks.try_join_next().is_some() {}
@@ -98,13 +134,14 @@ impl Plain {
         .await;
     }
 
-    async fn connection<H, F>(
+    async fn connection<S, H, F>(
         self,
-        stream: tokio::net::TcpStream,
+        stream: S,
         peer: SocketAddr,
         mut shutdown: watch::Receiver<bool>,
         handle: Arc<H>,
     ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
         F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
     {

@@ -24,6 +24,7 @@
 //!   admitted per limiter, exchanged so that a limit holds across the cluster.
 
 mod admin;
+mod client_certs;
 mod conn;
 mod login_throttle;
 mod models;
@@ -54,6 +55,7 @@ pub use admin::{
     AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges, PartnerDetail,
     PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
 };
+pub use client_certs::{ClientCaRecord, ClientCertRecord, NewClientCert};
 pub use login_throttle::{LoginPolicy, LoginScope};
 pub use nodes::{NodeBeat, NodeRecord, FORGET_AFTER, GONE_AFTER, HEARTBEAT_INTERVAL};
 pub use onboard::{CreatedPartner, NewPartner};

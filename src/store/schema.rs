@@ -60,6 +60,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// A partner's registered client certificates (mutual TLS), by SHA-256 of the DER.
+    client_certs (id) {
+        id -> BigInt,
+        partner_id -> BigInt,
+        sha256 -> Text,
+        subject -> Text,
+        not_before -> BigInt,
+        not_after -> BigInt,
+        cert_der -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// A partner's client CA (mutual TLS): certificates chaining to it with this subject.
+    client_cas (partner_id) {
+        partner_id -> BigInt,
+        ca_pem -> Text,
+        subject -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     /// Permissions: `*`, `<domain>.*` or an exact operation permission.
     grants (id) {
         id -> BigInt,
@@ -200,6 +224,8 @@ diesel::joinable!(allow_entries -> partners (partner_id));
 diesel::joinable!(grants -> partners (partner_id));
 diesel::joinable!(operator_tokens -> operators (operator_id));
 diesel::joinable!(dashboard_sessions -> operators (operator_id));
+diesel::joinable!(client_certs -> partners (partner_id));
+diesel::joinable!(client_cas -> partners (partner_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     groups,
@@ -207,6 +233,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     allow_entries,
     grants,
+    client_certs,
+    client_cas,
     usage_stats,
     usage_latency,
     audit_log,

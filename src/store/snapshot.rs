@@ -66,6 +66,9 @@ pub struct PartnerEntry {
     pub callback_ca_pem: Option<String>,
     /// Default feature settings (a JSON object).
     pub feature_defaults: Option<serde_json::Value>,
+    /// Client certificates (mutual TLS): registered leaves, or a CA and a subject; `None`: the
+    /// partner may call without one (`client_cert::check` does nothing).
+    pub client_auth: Option<Arc<crate::certificate::ClientAuth>>,
 }
 
 /// A key's hash and metadata; never the key.
@@ -221,6 +224,7 @@ pub(crate) fn load(conn: &mut AnyConnection) -> Result<Snapshot, StoreError> {
             .select((grants::partner_id, grants::permission))
             .order(grants::id)
             .load(c)?;
+        let client_auth = super::client_certs::load_settings(c)?;
         assemble(
             revision,
             group_rows,
@@ -228,6 +232,7 @@ pub(crate) fn load(conn: &mut AnyConnection) -> Result<Snapshot, StoreError> {
             key_rows,
             allow_rows,
             grant_rows,
+            client_auth,
         )
     })
 }
@@ -239,6 +244,7 @@ fn assemble(
     key_rows: Vec<KeyRow>,
     allow_rows: Vec<(i64, String)>,
     grant_rows: Vec<(i64, String)>,
+    mut client_auth: HashMap<i64, Arc<crate::certificate::ClientAuth>>,
 ) -> Result<Snapshot, StoreError> {
     let mut groups = HashMap::with_capacity(group_rows.len());
     for g in group_rows {
@@ -292,6 +298,7 @@ fn assemble(
                 callback_url: p.callback_url,
                 callback_ca_pem: p.callback_ca_pem,
                 feature_defaults,
+                client_auth: client_auth.remove(&p.id),
             },
         );
     }

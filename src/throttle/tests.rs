@@ -20,6 +20,7 @@ fn partner(id: &str, own: Option<Rate>, group: Option<&str>) -> Arc<PartnerEntry
         callback_url: None,
         callback_ca_pem: None,
         feature_defaults: None,
+        client_auth: None,
     })
 }
 

@@ -29,6 +29,8 @@ use partnergate::generated::partner::{self, FaultDetail, Operation};
 use partnergate::generated::types::cmn;
 use partnergate::store::{NewPartner, Rate, Store};
 
+pub mod pki;
+
 /// The API key the fixtures carry.
 pub const FIXTURE_KEY: &str = "pgk_test_0123456789abcdef0123456789abcdef";
 /// The partner id the fixtures carry.
@@ -906,6 +908,19 @@ pub fn test_pki() -> TestPki {
         cert_path,
         key_path,
     }
+}
+
+/// Starts the gateway of `config` with a TLS listener whose certificate a fresh [`test_pki`]
+/// issued (its CA set as [`TestGateway::tls_ca`]).
+pub async fn start_tls_gateway(mut config: Config) -> (TestGateway, TestPki) {
+    let pki = test_pki();
+    config.tls = Some(partnergate::config::TlsConfig {
+        cert: pki.cert_path.clone(),
+        key: pki.key_path.clone(),
+    });
+    let mut gw = start_gateway(config).await;
+    gw.tls_ca = Some(pki.ca_der.clone());
+    (gw, pki)
 }
 
 /// Connects with TLS to `addr`, trusting only `ca`, for server name `name`.

@@ -14,7 +14,20 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use crate::common::{get, remove_db, temp_path};
+use crate::common::{get, get_tls, remove_db, temp_path};
+
+/// `partnergate` run in the temp directory without the test's `PARTNERGATE_*` or `RUST_LOG`.
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_partnergate"));
+    cmd.current_dir(std::env::temp_dir());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PARTNERGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
 
 /// The running binary, killed on drop (its SQLite database, if it has one of its own, and its
 /// log removed).
@@ -43,13 +56,34 @@ impl Binary {
     /// `/readyz` answers 200. The file is removed when the binary is dropped.
     pub async fn serve(db: PathBuf, upstream: &str, env: &[(&str, String)]) -> Binary {
         let url = db.display().to_string();
-        Binary::launch(&url, Some(db), upstream, env).await
+        Binary::launch(&url, Some(db), upstream, env, None).await
+    }
+
+    /// Like [`Binary::serve`] for a TLS listener (`env` names its certificate) whose
+    /// certificate `ca` issued: readiness is asked over TLS.
+    pub async fn serve_tls(
+        db: PathBuf,
+        upstream: &str,
+        env: &[(&str, String)],
+        ca: &rustls::pki_types::CertificateDer<'static>,
+    ) -> Binary {
+        let url = db.display().to_string();
+        Binary::launch(&url, Some(db), upstream, env, Some(ca)).await
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {}", self.child.id());
     }
 
     /// Like [`Binary::serve`] on the database at `url` (e.g. `postgres://…`, shared by several
     /// binaries), which the caller owns: nothing is removed on drop.
     pub async fn serve_url(url: &str, upstream: &str, env: &[(&str, String)]) -> Binary {
-        Binary::launch(url, None, upstream, env).await
+        Binary::launch(url, None, upstream, env, None).await
     }
 
     async fn launch(
@@ -57,6 +91,7 @@ impl Binary {
         db: Option<PathBuf>,
         upstream: &str,
         env: &[(&str, String)],
+        ca: Option<&rustls::pki_types::CertificateDer<'static>>,
     ) -> Binary {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
@@ -64,15 +99,8 @@ impl Binary {
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let stderr = temp_path("serve", "log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_partnergate"));
-        cmd.current_dir(std::env::temp_dir());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("PARTNERGATE_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env_remove("RUST_LOG")
-            .args(["serve", "--database-url", url])
+        let mut cmd = command();
+        cmd.args(["serve", "--database-url", url])
             .args(["--listen", &addr.to_string(), "--upstream", upstream])
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -83,10 +111,14 @@ impl Binary {
         let mut child = cmd.spawn().expect("spawn partnergate serve");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if TcpStream::connect(addr).await.is_ok()
-                && get(addr, "/readyz", None).await.status == 200
-            {
-                break;
+            if TcpStream::connect(addr).await.is_ok() {
+                let ready = match ca {
+                    Some(ca) => get_tls(addr, ca, "/readyz").await,
+                    None => get(addr, "/readyz", None).await,
+                };
+                if ready.status == 200 {
+                    break;
+                }
             }
             if let Some(status) = child.try_wait().expect("wait") {
                 panic!(

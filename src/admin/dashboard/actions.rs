@@ -266,6 +266,7 @@ impl Dashboard {
                 callback_ca_pem: diff(&now.callback_ca_pem, "callback_ca_pem")
                     .map(|v| v.map(|pem| format!("{pem}\n"))),
                 feature_defaults: (sent_json != now.feature_defaults).then_some(sent_json),
+                ..UpdatePartner::default()
             };
             Ok(admin
                 .handle(Request::UpdatePartner { partner, update }, rules, actor)?

@@ -4,7 +4,7 @@
 //! the same everywhere.
 
 /// Every outcome the gateway records and its colour.
-pub const OUTCOME_COLOURS: [(&str, &str); 25] = [
+pub const OUTCOME_COLOURS: [(&str, &str); 26] = [
     ("ok", "#2e7d32"),
     // Upstream faults (authorised calls the partner API layer answered with a fault).
     ("upstream-not-found", "#ef6c00"),
@@ -23,6 +23,7 @@ pub const OUTCOME_COLOURS: [(&str, &str); 25] = [
     ("denied-source", "#ad1457"),
     ("denied-operation", "#6a1b9a"),
     ("denied-partner-suspended", "#4a148c"),
+    ("denied-client-certificate", "#880e4f"),
     ("throttled", "#1565c0"),
     ("throttled-in-flight", "#64b5f6"),
     ("invalid-request", "#00838f"),

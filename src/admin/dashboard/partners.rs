@@ -18,7 +18,7 @@ use super::response::{
 use super::session::Current;
 use super::{usage, Dashboard, PAGE_AUDIT_ROWS};
 use crate::admin::text::utc;
-use crate::admin::{Actor, Admin, KeyView, PartnerView, Request, Rules, View};
+use crate::admin::{Actor, Admin, ClientCertView, KeyView, PartnerView, Request, Rules, View};
 use crate::generated::partner::Operation;
 use crate::store::{GroupRecord, Rate};
 
@@ -116,6 +116,15 @@ struct KeyRow {
     usable: bool,
 }
 
+/// A registered client certificate or one of the client CA's, for the page.
+struct CertRow {
+    kind: &'static str,
+    sha256: String,
+    subject: String,
+    not_after: String,
+    state: &'static str,
+}
+
 struct MatrixOp {
     name: &'static str,
     permission: &'static str,
@@ -160,6 +169,10 @@ struct PartnerData {
     rate_burst: String,
     has_rate: bool,
     keys: Vec<KeyRow>,
+    /// Registered client certificates, then the client CA's; expiring ones are marked.
+    client_certs: Vec<CertRow>,
+    /// The subject the client CA's certificates must have; empty without a CA.
+    client_subject: String,
     allow: Vec<String>,
     grants: Vec<String>,
     has_star: bool,
@@ -519,6 +532,12 @@ fn partner_data(v: PartnerView, groups: &[GroupRecord], default_rate: Rate) -> P
         let certs = pem.matches("-----BEGIN CERTIFICATE-----").count();
         format!("{certs} certificate(s) (PEM); else the system roots")
     });
+    let client_certs = cert_rows(&v);
+    let client_subject = v
+        .client_ca
+        .as_ref()
+        .map(|ca| ca.subject.clone())
+        .unwrap_or_default();
     PartnerData {
         id_query: encode(&v.partner_id),
         href: partner_href(&v.partner_id),
@@ -571,6 +590,8 @@ fn partner_data(v: PartnerView, groups: &[GroupRecord], default_rate: Rate) -> P
             })
             .collect(),
         has_star: star,
+        client_certs,
+        client_subject,
         allow: v.allow,
         grants: v.grants,
         matrix,
@@ -578,4 +599,21 @@ fn partner_data(v: PartnerView, groups: &[GroupRecord], default_rate: Rate) -> P
         updated: utc(v.updated_at),
         id: v.partner_id,
     }
+}
+
+/// The partner's client certificates, registered ones first, then its CA's.
+fn cert_rows(v: &PartnerView) -> Vec<CertRow> {
+    let row = |kind, c: &ClientCertView| CertRow {
+        kind,
+        sha256: c.sha256.clone(),
+        subject: c.subject.clone(),
+        not_after: utc(c.not_after),
+        state: c.state,
+    };
+    let ca = v.client_ca.iter().flat_map(|ca| ca.ca_certs.iter());
+    v.client_certs
+        .iter()
+        .map(|c| row("registered", c))
+        .chain(ca.map(|c| row("CA", c)))
+        .collect()
 }

@@ -8,6 +8,8 @@ use super::records::{
     allow_of, grants_of, key_json, keys_of, partner_row, FullPartnerRow, KeyRecord, PartnerDetail,
     PartnerRecord,
 };
+use crate::certificate::Fingerprint;
+use crate::store::client_certs::{self, NewClientCert};
 use crate::store::models::PartnerUpdate;
 use crate::store::rules::{audit, corrupt, require_group};
 use crate::store::schema::{api_keys, partners};
@@ -33,6 +35,13 @@ pub struct PartnerChanges {
     /// Feature defaults (a JSON object checked against the contract by the caller); replaces
     /// the stored object as a whole.
     pub feature_defaults: Option<Option<serde_json::Value>>,
+    /// Client certificates to register (read by the caller).
+    pub add_client_certs: Vec<NewClientCert>,
+    /// Registered client certificates to remove, by fingerprint.
+    pub remove_client_certs: Vec<Fingerprint>,
+    /// The partner CA (PEM, checked by the caller) and the expected subject, set or cleared
+    /// together.
+    pub client_ca: Option<Option<(String, String)>>,
 }
 
 impl PartnerChanges {
@@ -78,6 +87,11 @@ fn pem_fingerprint(pem: Option<&str>) -> serde_json::Value {
     }
 }
 
+/// What the audit log says about a client CA: its fingerprint and the expected subject.
+fn client_ca_detail(pem: &str, subject: &str) -> serde_json::Value {
+    serde_json::json!({"ca": pem_fingerprint(Some(pem)), "subject": subject})
+}
+
 impl Store {
     /// Every partner, whatever its status, by partner id.
     pub fn list_partners(&self) -> Result<Vec<PartnerRecord>, StoreError> {
@@ -102,6 +116,8 @@ impl Store {
                 keys: keys_of(c, row_id)?,
                 allow: allow_of(c, row_id)?,
                 grants: grants_of(c, row_id)?,
+                client_certs: client_certs::certs_of(c, row_id)?,
+                client_ca: client_certs::ca_of(c, row_id)?,
             })
         })
     }
@@ -138,7 +154,38 @@ impl Store {
             diesel::update(partners::table.filter(partners::id.eq(row_id)))
                 .set(update)
                 .execute(c)?;
-            Ok(((), update_detail(&old, changes)))
+            let old_ca = client_certs::ca_of(c, row_id)?;
+            if let Some(ca) = &changes.client_ca {
+                client_certs::set_ca(c, row_id, ca.as_ref())?;
+            }
+            let certs = client_certs::apply(
+                c,
+                row_id,
+                partner_id,
+                &changes.add_client_certs,
+                &changes.remove_client_certs,
+            )?;
+            let mut detail = update_detail(&old, changes);
+            if let Some(map) = detail.as_object_mut() {
+                if let Some(certs) = certs {
+                    map.insert("client_certs".to_owned(), certs);
+                }
+                if let Some(v) = &changes.client_ca {
+                    let from = old_ca.map_or(serde_json::Value::Null, |ca| {
+                        client_ca_detail(&ca.ca_pem, &ca.subject)
+                    });
+                    let to = v
+                        .as_ref()
+                        .map_or(serde_json::Value::Null, |(pem, subject)| {
+                            client_ca_detail(pem, subject)
+                        });
+                    map.insert(
+                        "client_ca".to_owned(),
+                        serde_json::json!({"from": from, "to": to}),
+                    );
+                }
+            }
+            Ok(((), detail))
         })
     }
 

@@ -58,6 +58,10 @@ pub struct PartnerDetail {
     pub allow: Vec<String>,
     /// Permissions, oldest first.
     pub grants: Vec<String>,
+    /// Registered client certificates, oldest first.
+    pub client_certs: Vec<crate::store::ClientCertRecord>,
+    /// The client CA and expected subject, if set.
+    pub client_ca: Option<crate::store::ClientCaRecord>,
 }
 
 /// A key's metadata: never the key or its hash.

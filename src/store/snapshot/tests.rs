@@ -15,6 +15,7 @@ fn partner(grants: &[&str]) -> PartnerEntry {
         callback_url: None,
         callback_ca_pem: None,
         feature_defaults: None,
+        client_auth: None,
     }
 }
 

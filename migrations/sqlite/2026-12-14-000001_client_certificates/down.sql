@@ -1,0 +1,2 @@
+DROP TABLE client_cas;
+DROP TABLE client_certs;
