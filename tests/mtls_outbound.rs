@@ -123,6 +123,8 @@ async fn the_upstream_client_presents_its_certificate() {
 }
 
 const TOKEN: &str = "admin-token-0123456789abcdef";
+const OPERATOR: &str = "root";
+const PASSWORD: &str = "dashboard-password-0123456789";
 
 /// The admin listener over HTTPS: the dashboard's cookies are `Secure` and responses carry
 /// `Strict-Transport-Security` (without `admin.cookie_secure`).
@@ -142,6 +144,18 @@ async fn the_admin_listener_over_tls() {
     assert!(!c.admin.cookie_secure);
     let running = partnergate::app::start(c).await.unwrap();
     let admin = running.admin_addr.unwrap();
+    // An operator to log in as.
+    let store = partnergate::store::Store::open(&db.display().to_string()).unwrap();
+    let password = partnergate::password::Password::new(PASSWORD.into());
+    let hash = partnergate::password::hash(&password).unwrap();
+    store
+        .create_operator(
+            "test-setup",
+            OPERATOR,
+            partnergate::store::Role::Admin,
+            &hash,
+        )
+        .unwrap();
     let page = get_tls(admin, &ca.der, "/ui/login").await;
     assert_eq!(page.status, 200);
     assert_eq!(
@@ -157,7 +171,7 @@ async fn the_admin_listener_over_tls() {
         .nth(1)
         .and_then(|r| r.split('"').next())
         .unwrap();
-    let form = format!("csrf={csrf}&token={TOKEN}");
+    let form = format!("csrf={csrf}&name={OPERATOR}&password={PASSWORD}");
     let (mut conn, _) = common::pki::connect_as(admin, &ca.der, None).await;
     let req = format!(
         "POST /ui/login HTTP/1.1\r\nHost: localhost\r\nCookie: {pair}\r\nContent-Type: \
