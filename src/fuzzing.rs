@@ -181,6 +181,7 @@ pub fn snapshot() -> &'static Snapshot {
                 allow: nets(p.allow),
                 grants: p.grants.iter().map(|g| (*g).to_string()).collect(),
                 rate: None,
+                callback_rate: None,
                 callback_url: None,
                 callback_ca_pem: None,
                 feature_defaults: None,

@@ -51,8 +51,8 @@ use conn::{Manager, PoolErrors, SqlitePragmas, Target};
 use schema::meta;
 
 pub use admin::{
-    AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges, PartnerDetail,
-    PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
+    AuditRecord, Direction, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges,
+    PartnerDetail, PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
 };
 pub use login_throttle::{LoginPolicy, LoginScope};
 pub use nodes::{NodeBeat, NodeRecord, FORGET_AFTER, GONE_AFTER, HEARTBEAT_INTERVAL};

@@ -125,6 +125,7 @@ pub fn test_config() -> Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         refresh_interval: Duration::from_millis(20),
         default_rate: Rate::new(10_000, 10_000).expect("rate"),
+        default_callback_rate: Rate::new(10_000, 10_000).expect("rate"),
         ..Config::default()
     };
     c.limits.header_read_timeout = Duration::from_secs(3);

@@ -4,7 +4,7 @@
 //! the same everywhere.
 
 /// Every outcome the gateway records and its colour.
-pub const OUTCOME_COLOURS: [(&str, &str); 25] = [
+pub const OUTCOME_COLOURS: [(&str, &str); 26] = [
     ("ok", "#2e7d32"),
     // Upstream faults (authorised calls the partner API layer answered with a fault).
     ("upstream-not-found", "#ef6c00"),
@@ -25,6 +25,8 @@ pub const OUTCOME_COLOURS: [(&str, &str); 25] = [
     ("denied-partner-suspended", "#4a148c"),
     ("throttled", "#1565c0"),
     ("throttled-in-flight", "#64b5f6"),
+    // A callback refused by the partner's callback rate (the relay's direction).
+    ("callback-throttled", "#0d47a1"),
     ("invalid-request", "#00838f"),
     ("invalid-envelope", "#26a69a"),
     ("invalid-transport", "#37474f"),
