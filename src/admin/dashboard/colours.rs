@@ -26,7 +26,7 @@ pub const OUTCOME_COLOURS: [(&str, &str); 26] = [
     ("throttled", "#1565c0"),
     ("throttled-in-flight", "#64b5f6"),
     // A callback refused by the partner's callback rate (the relay's direction).
-    ("callback-throttled", "#0d47a1"),
+    ("callback-throttled", "#1e88e5"),
     ("invalid-request", "#00838f"),
     ("invalid-envelope", "#26a69a"),
     ("invalid-transport", "#37474f"),
