@@ -245,13 +245,13 @@ impl<'a> Endpoint<'a> {
             Endpoint::PartnerThrottle(p, direction) if *method == Method::DELETE => {
                 Request::PartnerThrottle {
                     partner: owned(p),
-                    direction: direction,
+                    direction,
                     rate: None,
                 }
             }
             Endpoint::PartnerThrottle(p, direction) => Request::PartnerThrottle {
                 partner: owned(p),
-                direction: direction,
+                direction,
                 rate: Some(body(bytes)?),
             },
             Endpoint::Groups if get => Request::ListGroups,
