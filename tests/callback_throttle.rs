@@ -21,46 +21,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use partnergate::decode::{self, DecodeLimits};
-use partnergate::envelope;
-use partnergate::generated::callback::{FaultDetail, Operation};
+use partnergate::generated::callback::Operation;
 use partnergate::generated::types::cb;
 use partnergate::store::{PartnerChanges, Store};
 use serve::Binary;
 
-const CALLBACK_PATH: &str = "/soap/callback/v1";
 /// The partner's callback rate and burst, as the CLI sets them.
 const RATE: u64 = 1;
 const BURST: u64 = 4;
 /// Callbacks sent at once: well beyond the burst.
 const SENT: usize = 12;
-
-fn callback_body(op: Operation, p: &Partner) -> Vec<u8> {
-    let text = String::from_utf8(fixture(&format!("callback/{}/request.xml", op.name()))).unwrap();
-    text.replace("pgc_test_fedcba9876543210fedcba9876543210", &p.callback_key)
-        .replace("PARTNER-0042", &p.id)
-        .into_bytes()
-}
-
-async fn send(addr: std::net::SocketAddr, op: Operation, body: &[u8]) -> RawResponse {
-    let mut req = format!(
-        "POST {CALLBACK_PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"{}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        op.soap_action(),
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(body);
-    exchange(addr, &req).await
-}
-
-fn callback_fault(resp: &RawResponse) -> cb::CallbackFault {
-    let env = envelope::scan(&resp.body).unwrap_or_else(|e| panic!("{e}: {}", resp.text()));
-    let fault = envelope::parse_fault(&env).expect("a SOAP fault");
-    let entry = fault.detail.expect("a detail");
-    match decode::callback_fault(&entry, DecodeLimits::default()).expect("CallbackFault") {
-        FaultDetail::Callback(f) => *f,
-    }
-}
 
 /// `partnergate <args> --database-url <db>` as the operating-system user (the admin role).
 fn cli(db: &std::path::Path, args: &[&str]) -> String {
@@ -123,7 +93,7 @@ async fn a_burst_beyond_the_callback_rate_reaches_the_bss_only_up_to_the_burst()
     ];
     let binary = Binary::serve(db.clone(), &closed_port_url(), &env).await;
     let op = Operation::NotifyProvisioningEvent;
-    let body = callback_body(op, &p);
+    let body = callback_fixture(op, &p);
 
     // The burst, all at once.
     let started = Instant::now();
@@ -131,7 +101,7 @@ async fn a_burst_beyond_the_callback_rate_reaches_the_bss_only_up_to_the_burst()
         .map(|_| {
             let body = body.clone();
             let addr = binary.addr;
-            tokio::spawn(async move { send(addr, op, &body).await })
+            tokio::spawn(async move { post_callback(addr, op, &body).await })
         })
         .collect();
     let mut answers = Vec::with_capacity(SENT);
@@ -186,7 +156,7 @@ async fn a_burst_beyond_the_callback_rate_reaches_the_bss_only_up_to_the_burst()
 
     // After the retry delay, callbacks flow again.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let again = send(binary.addr, op, &body).await;
+    let again = post_callback(binary.addr, op, &body).await;
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(bss.count(), reached + 1);
 
