@@ -45,6 +45,7 @@ fn snapshot() -> Snapshot {
                 allow: vec![net(2 * i), net(2 * i + 1)],
                 grants: Vec::new(),
                 rate: None,
+                callback_rate: None,
                 callback_url: None,
                 callback_ca_pem: None,
                 feature_defaults: None,

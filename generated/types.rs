@@ -7283,6 +7283,8 @@ pub mod cb {
         pub message: super::cmn::FaultMessage,
         ///The partner's own trace identifier for this call, if it has one.
         pub request_id: Option<super::cmn::RequestId>,
+        ///With reason throttled: seconds to wait before retrying (also sent as the HTTP Retry-After header).
+        pub retry_after_seconds: Option<u32>,
     }
     impl WithSerializer for CallbackFaultElementType {
         type Serializer<'x> = quick_xml_serialize::CallbackFaultElementTypeSerializer<
@@ -7311,13 +7313,16 @@ pub mod cb {
     ///Why the partner rejected a callback. authentication-failed: wrong PartnerId or
     ///CallbackKey. not-found: unknown CustomerReference. invalid-request: the request
     ///could not be processed as sent. unavailable: temporary problem, the gateway
-    ///retries later.
+    ///retries later. throttled: too many callbacks for this partner in a short time
+    ///(the gateway's callback rate for the partner, or the partner's own limit); retry
+    ///after RetryAfterSeconds.
     #[derive(Clone, Debug, Eq, PartialEq)]
     pub enum CallbackFaultReason {
         AuthenticationFailed,
         NotFound,
         InvalidRequest,
         Unavailable,
+        Throttled,
     }
     impl SerializeBytes for CallbackFaultReason {
         fn serialize_bytes(
@@ -7331,6 +7336,7 @@ pub mod cb {
                 Self::NotFound => Ok(Some(Cow::Borrowed("not-found"))),
                 Self::InvalidRequest => Ok(Some(Cow::Borrowed("invalid-request"))),
                 Self::Unavailable => Ok(Some(Cow::Borrowed("unavailable"))),
+                Self::Throttled => Ok(Some(Cow::Borrowed("throttled"))),
             }
         }
     }
@@ -7345,6 +7351,7 @@ pub mod cb {
                 b"not-found" => Ok(Self::NotFound),
                 b"invalid-request" => Ok(Self::InvalidRequest),
                 b"unavailable" => Ok(Self::Unavailable),
+                b"throttled" => Ok(Self::Throttled),
                 x => {
                     Err(
                         Error::from(
@@ -7932,6 +7939,7 @@ pub mod cb {
             reason: Option<super::CallbackFaultReason>,
             message: Option<super::super::cmn::FaultMessage>,
             request_id: Option<super::super::cmn::RequestId>,
+            retry_after_seconds: Option<u32>,
             state__: Box<CallbackFaultElementTypeDeserializerState>,
         }
         #[derive(Debug)]
@@ -7948,6 +7956,7 @@ pub mod cb {
             RequestId(
                 Option<<super::super::cmn::RequestId as WithDeserializer>::Deserializer>,
             ),
+            RetryAfterSeconds(Option<<u32 as WithDeserializer>::Deserializer>),
             Done__,
             Unknown__,
         }
@@ -7965,6 +7974,7 @@ pub mod cb {
                         reason: None,
                         message: None,
                         request_id: None,
+                        retry_after_seconds: None,
                         state__: Box::new(
                             CallbackFaultElementTypeDeserializerState::Init__,
                         ),
@@ -7986,6 +7996,9 @@ pub mod cb {
                     }
                     S::RequestId(Some(deserializer)) => {
                         self.store_request_id(deserializer.finish(helper)?)?
+                    }
+                    S::RetryAfterSeconds(Some(deserializer)) => {
+                        self.store_retry_after_seconds(deserializer.finish(helper)?)?
                     }
                     _ => {}
                 }
@@ -8023,6 +8036,17 @@ pub mod cb {
                     )?;
                 }
                 self.request_id = Some(value);
+                Ok(())
+            }
+            fn store_retry_after_seconds(&mut self, value: u32) -> Result<(), Error> {
+                if self.retry_after_seconds.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"RetryAfterSeconds"),
+                        ),
+                    )?;
+                }
+                self.retry_after_seconds = Some(value);
                 Ok(())
             }
             fn handle_reason<'de>(
@@ -8104,7 +8128,7 @@ pub mod cb {
                 use CallbackFaultElementTypeDeserializerState as S;
                 let DeserializerOutput { artifact, event, allow_any } = output;
                 if artifact.is_none() {
-                    *self.state__ = S::Done__;
+                    *self.state__ = S::RetryAfterSeconds(None);
                     return Ok(ElementHandlerOutput::from_event(event, allow_any));
                 }
                 if let Some(fallback) = fallback.take() {
@@ -8114,11 +8138,40 @@ pub mod cb {
                     DeserializerArtifact::None => unreachable!(),
                     DeserializerArtifact::Data(data) => {
                         self.store_request_id(data)?;
-                        *self.state__ = S::Done__;
+                        *self.state__ = S::RetryAfterSeconds(None);
                         Ok(ElementHandlerOutput::from_event(event, allow_any))
                     }
                     DeserializerArtifact::Deserializer(deserializer) => {
                         fallback.get_or_insert(S::RequestId(Some(deserializer)));
+                        *self.state__ = S::RetryAfterSeconds(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_retry_after_seconds<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, u32>,
+                fallback: &mut Option<CallbackFaultElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use CallbackFaultElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    *self.state__ = S::Done__;
+                    return Ok(ElementHandlerOutput::from_event(event, allow_any));
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_retry_after_seconds(data)?;
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::RetryAfterSeconds(Some(deserializer)));
                         *self.state__ = S::Done__;
                         Ok(ElementHandlerOutput::from_event(event, allow_any))
                     }
@@ -8177,6 +8230,20 @@ pub mod cb {
                         (S::RequestId(Some(deserializer)), event) => {
                             let output = deserializer.next(helper, event)?;
                             match self.handle_request_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::RetryAfterSeconds(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_retry_after_seconds(helper, output, &mut fallback)?
                             {
                                 ElementHandlerOutput::Continue { event, allow_any } => {
                                     allow_any_element = allow_any_element || allow_any;
@@ -8266,6 +8333,29 @@ pub mod cb {
                                 }
                             }
                         }
+                        (
+                            S::RetryAfterSeconds(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_CB),
+                                    b"RetryAfterSeconds",
+                                    false,
+                                )?;
+                            match self
+                                .handle_retry_after_seconds(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
                         (S::Done__, event) => {
                             *self.state__ = S::Done__;
                             break (
@@ -8301,6 +8391,7 @@ pub mod cb {
                     reason: helper.finish_element("Reason", self.reason)?,
                     message: helper.finish_element("Message", self.message)?,
                     request_id: self.request_id,
+                    retry_after_seconds: self.retry_after_seconds,
                 })
             }
         }
@@ -10253,6 +10344,7 @@ pub mod cb {
                     super::super::cmn::RequestId,
                 >,
             ),
+            RetryAfterSeconds(IterSerializer<'ser, Option<&'ser u32>, u32>),
             End__,
             Done__,
             Phantom__(&'ser ()),
@@ -10319,6 +10411,20 @@ pub mod cb {
                             }
                         }
                         CallbackFaultElementTypeSerializerState::RequestId(x) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = CallbackFaultElementTypeSerializerState::RetryAfterSeconds(
+                                        IterSerializer::new(
+                                            self.value.retry_after_seconds.as_ref(),
+                                            Some("cb:RetryAfterSeconds"),
+                                            false,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        CallbackFaultElementTypeSerializerState::RetryAfterSeconds(x) => {
                             match x.next(helper).transpose()? {
                                 Some(event) => return Ok(Some(event)),
                                 None => {
@@ -10983,11 +11089,19 @@ pub mod cb {
             } else {
                 None
             };
+            let retry_after_seconds = if r
+                .next_is(b"urn:partnergate:callback:v1", b"RetryAfterSeconds")?
+            {
+                Some(r.leaf::<u32>()?)
+            } else {
+                None
+            };
             r.end()?;
             Some(Self {
                 reason,
                 message,
                 request_id,
+                retry_after_seconds,
             })
         }
     }
@@ -11001,6 +11115,9 @@ pub mod cb {
             w.leaf(&self.message, b"cb:Message")?;
             if let Some(v) = &self.request_id {
                 w.leaf(v, b"cb:RequestId")?;
+            }
+            if let Some(v) = &self.retry_after_seconds {
+                w.leaf(v, b"cb:RetryAfterSeconds")?;
             }
             Some(())
         }
@@ -41353,6 +41470,7 @@ pub const CONTRACT_ELEMENTS: &[&str] = &[
     "urn:partnergate:callback:v1 PartnerId",
     "urn:partnergate:callback:v1 Reason",
     "urn:partnergate:callback:v1 RequestId",
+    "urn:partnergate:callback:v1 RetryAfterSeconds",
     "urn:partnergate:callback:v1 ServiceId",
     "urn:partnergate:callback:v1 Status",
     "urn:partnergate:partner:accounts:v1 Account",
@@ -41559,6 +41677,13 @@ pub const CONTENT_MODELS: &[(&str, ContentModel)] = &[
                 ModelChild {
                     namespace: "urn:partnergate:callback:v1",
                     name: "RequestId",
+                    model: None,
+                    min: 0u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:callback:v1",
+                    name: "RetryAfterSeconds",
                     model: None,
                     min: 0u32,
                     max: 1u32,

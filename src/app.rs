@@ -275,7 +275,8 @@ async fn serve_gateway(
         },
         snapshot: Arc::clone(&cell),
         throttle: Throttle::new(config.default_rate)
-            .with_max_in_flight(config.limits.max_in_flight_per_partner),
+            .with_max_in_flight(config.limits.max_in_flight_per_partner)
+            .with_callback_default(config.default_callback_rate),
         upstream: Some(upstream),
         stats: Arc::clone(&stats),
         callback: Some(Arc::new(
@@ -420,6 +421,7 @@ async fn start_admin(
         // Over HTTPS the cookies are always `Secure`.
         cookie_secure: config.admin.cookie_secure || identity.is_some(),
         default_rate: config.default_rate,
+        default_callback_rate: config.default_callback_rate,
         login: crate::store::LoginPolicy {
             max_failures: config.admin.login_max_failures,
             base_lock_ms: i64::try_from(config.admin.login_lock.as_millis()).unwrap_or(i64::MAX),

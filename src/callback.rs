@@ -8,7 +8,14 @@
 //! canonical envelope (SOAP 1.1, the `CallbackAuth` header re-encoded) to the partner's registered
 //! callback URL over HTTPS (the partner's own CA when one is registered, else the system roots),
 //! with connect and response timeouts → the partner's answer decoded strictly and re-encoded for
-//! the TSP. Every refusal or failure is a `CallbackFault` with its reason. A partner's own
+//! the TSP. Every refusal or failure is a `CallbackFault` with its reason.
+//!
+//! **Throttled before the partner is called.** Once the callback key names the partner, the
+//! partner's callback limiter ([`Throttle::admit_callback`]: its own callback rate, else
+//! `callback.default_rate_per_second` / `callback.default_burst`, counted across the cluster
+//! like the inbound limits) admits the callback or refuses it: a `CallbackFault` with reason
+//! `throttled`, `RetryAfterSeconds` in the detail and a `Retry-After` header, and the partner's
+//! BSS is not called. A refused callback spends nothing. A partner's own
 //! `CallbackFault` reaches the TSP with its `Reason` and `RequestId` and the gateway's texts (its
 //! faultstring and `Message` go to the log only), as the partner API's faults do on the partner
 //! path.
@@ -48,6 +55,7 @@ use crate::generated::callback::{self, FaultDetail, Operation, Request, Response
 use crate::generated::types::cb;
 use crate::limit::{self, LimitError};
 use crate::store::{PartnerEntry, SnapshotCell};
+use crate::throttle::{Throttle, Throttled};
 use crate::transport::{content_encoding, content_type_version, soap_action, TransportError};
 
 pub use crate::config::CallbackConfig;
@@ -76,6 +84,9 @@ pub enum CallbackError {
     /// Strict decode.
     #[error(transparent)]
     Decode(DecodeError),
+    /// The partner's callback rate is exhausted; the BSS was not called.
+    #[error(transparent)]
+    Throttled(Throttled),
     /// The partner has no (usable) callback URL.
     #[error("partner has no usable callback URL: {0}")]
     NoEndpoint(String),
@@ -100,6 +111,7 @@ impl CallbackError {
             | CallbackError::Action
             | CallbackError::Decode(_) => (R::InvalidRequest, "callback-invalid"),
             CallbackError::NoEndpoint(_) => (R::NotFound, "callback-no-endpoint"),
+            CallbackError::Throttled(_) => (R::Throttled, "callback-throttled"),
             CallbackError::Partner(_) | CallbackError::Encode(_) => {
                 (R::Unavailable, "callback-unavailable")
             }
@@ -110,6 +122,7 @@ impl CallbackError {
         match self {
             CallbackError::Caller(_) | CallbackError::Auth(_) => http::StatusCode::FORBIDDEN,
             CallbackError::NoEndpoint(_) => http::StatusCode::NOT_FOUND,
+            CallbackError::Throttled(_) => http::StatusCode::TOO_MANY_REQUESTS,
             CallbackError::Transport(e) => e.status(),
             CallbackError::Partner(_) | CallbackError::Encode(_) => http::StatusCode::BAD_GATEWAY,
             _ => http::StatusCode::BAD_REQUEST,
@@ -131,6 +144,8 @@ pub struct CallbackAnswer {
     pub operation: Option<&'static str>,
     /// `ok` or the failure label.
     pub outcome: &'static str,
+    /// Seconds for `Retry-After` (a throttled callback).
+    pub retry_after: Option<u64>,
 }
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<GuardedConnector>, Full<Bytes>>;
@@ -187,9 +202,11 @@ impl Relay {
         Some(self.refuse(CallbackError::Caller(peer), version, request_id, None, None))
     }
 
-    /// Handles one callback request (body already read within the body limits).
+    /// Handles one callback request (body already read within the body limits), admitted by
+    /// the partner's callback limiter in `throttle`.
     pub async fn handle(
         &self,
+        throttle: &Throttle,
         peer: std::net::IpAddr,
         headers: &http::HeaderMap,
         body: &[u8],
@@ -201,6 +218,7 @@ impl Relay {
         let mut version = version_hint;
         let result = self
             .relay(
+                throttle,
                 peer,
                 headers,
                 body,
@@ -220,6 +238,7 @@ impl Relay {
                         partner,
                         operation,
                         outcome: "ok",
+                        retry_after: None,
                     },
                     Err(e) => self.refuse(
                         CallbackError::Encode(e),
@@ -249,6 +268,7 @@ impl Relay {
                     reason: d.reason.clone(),
                     message: crate::fault::message(&format!("{text}.")),
                     request_id: d.request_id.clone(),
+                    retry_after_seconds: d.retry_after_seconds,
                 }));
                 let out = crate::fault::write(
                     version,
@@ -265,6 +285,7 @@ impl Relay {
                     partner,
                     operation,
                     outcome: "callback-partner-fault",
+                    retry_after: d.retry_after_seconds.map(|s| u64::from(s.max(1))),
                 }
             }
             Err(e) => self.refuse(e, version, request_id, partner, operation),
@@ -300,6 +321,13 @@ impl Relay {
             cb::CallbackFaultReason::Unavailable => {
                 "Unavailable: the partner's system could not be reached or did not answer correctly"
             }
+            cb::CallbackFaultReason::Throttled => {
+                "Throttled: too many callbacks for this partner; retry later"
+            }
+        };
+        let retry_after = match &error {
+            CallbackError::Throttled(t) => Some(t.retry_after_secs()),
+            _ => None,
         };
         // Authentication failures say nothing more, and neither does a failure to reach the
         // partner (refused address, connection refused, timeout, HTTP 401, invalid answer read
@@ -315,6 +343,7 @@ impl Relay {
             reason: reason.clone(),
             message: crate::fault::message(&message),
             request_id: None,
+            retry_after_seconds: retry_after.map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
         }));
         let code = match reason {
             cb::CallbackFaultReason::Unavailable => FaultCode::Receiver,
@@ -333,11 +362,17 @@ impl Relay {
             partner,
             operation,
             outcome,
+            retry_after,
         }
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the stage's inputs and the three facts it reports as it learns them"
+    )]
     async fn relay(
         &self,
+        throttle: &Throttle,
         peer: std::net::IpAddr,
         headers: &http::HeaderMap,
         body: &[u8],
@@ -376,6 +411,11 @@ impl Relay {
                 CallbackError::Auth(e)
             })?;
         *partner_out = Some(auth.partner.partner_id.clone());
+        // Before the typed decode, as on the partner path: a refused callback costs little,
+        // and the partner's BSS is never called for it.
+        throttle
+            .admit_callback(&auth.partner)
+            .map_err(CallbackError::Throttled)?;
         let request = decode::callback_request(&env.body, DecodeLimits::default())
             .map_err(CallbackError::Decode)?;
         // The block that was verified, and no other.
@@ -499,6 +539,7 @@ fn partner_fault_text(reason: &cb::CallbackFaultReason) -> &'static str {
         R::NotFound => "the partner's system does not know the customer reference",
         R::InvalidRequest => "the partner's system could not process the callback as sent",
         R::Unavailable => "the partner's system is temporarily unavailable; retry later",
+        R::Throttled => "the partner's system is receiving too many callbacks; retry later",
     }
 }
 

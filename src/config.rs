@@ -44,6 +44,11 @@ pub struct Config {
     pub trusted_proxy_header: ProxyHeader,
     /// The rate for partners with none of their own and no group rate.
     pub default_rate: Rate,
+    /// `callback.default_rate_per_second`, `callback.default_burst`: the rate of callbacks to
+    /// the BSS of a partner without a callback rate of its own (default
+    /// [`crate::throttle::DEFAULT_CALLBACK_RATE`], 5/s burst 10; zero is refused, as for
+    /// `throttle.*`: a partner that takes more gets a higher rate of its own).
+    pub default_callback_rate: Rate,
     /// `throttle.cluster_sync_ms`: how often the nodes on one PostgreSQL exchange what they
     /// admitted, so each limit holds across the cluster; zero: every node applies the limits
     /// on its own (`crate::throttle::cluster`).
@@ -296,6 +301,7 @@ impl Default for Config {
                 per_second: NonZeroU32::MIN.saturating_add(19),
                 burst: NonZeroU32::MIN.saturating_add(39),
             },
+            default_callback_rate: crate::throttle::DEFAULT_CALLBACK_RATE,
             cluster_sync: crate::throttle::cluster::DEFAULT_SYNC_INTERVAL,
             refresh_interval: Duration::from_millis(250),
             log_json: false,
@@ -496,6 +502,10 @@ impl Config {
                     .map_err(|_| "expected true or false".to_string())?;
             }
             "callback.connect_timeout_ms" => self.callback.connect_timeout = ms(value)?,
+            "callback.default_rate_per_second" => {
+                self.default_callback_rate.per_second = nonzero(value)?;
+            }
+            "callback.default_burst" => self.default_callback_rate.burst = nonzero(value)?,
             "callback.response_timeout_ms" => self.callback.response_timeout = ms(value)?,
             "admin.listen" => {
                 self.admin.listen = value

@@ -209,6 +209,7 @@ fn plan(rejection: &Rejection) -> Plan {
                 match t.scope {
                     crate::throttle::Scope::Partner => "partner",
                     crate::throttle::Scope::Group => "group",
+                    crate::throttle::Scope::Callback => "callback",
                 }
             ),
             detail: Some(Detail::Throttled(

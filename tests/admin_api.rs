@@ -1170,6 +1170,33 @@ async fn allowlist_grants_groups_and_throttle() {
     .await;
     let v = gw.expect(200, "DELETE", &t, None).await;
     assert!(v["rate"].is_null());
+
+    // the callback rate: its own path, the same body, apart from the rate of the calls
+    let ct = format!("{p}/callback-throttle");
+    let v = gw
+        .expect(200, "PUT", &ct, Some(json!({"per_second": 2, "burst": 5})))
+        .await;
+    assert_eq!(v["callback_rate"], json!({"per_second": 2, "burst": 5}));
+    assert!(v["rate"].is_null(), "the rate of the calls is untouched");
+    let entry = &gw.store.load_snapshot().unwrap().partners[&a];
+    assert_eq!((entry.callback_rate, entry.rate), (Rate::new(2, 5), None));
+    let audit = gw.store.audit_log(Some(&a), 1).unwrap();
+    assert_eq!(audit[0].action, "callback-throttle.set");
+    gw.refused(
+        400,
+        "PUT",
+        &ct,
+        Some(json!({"per_second": 0, "burst": 5})),
+        Some("callback_rate"),
+        &["per_second"],
+    )
+    .await;
+    let v = gw.expect(200, "DELETE", &ct, None).await;
+    assert!(v["callback_rate"].is_null());
+    assert_eq!(
+        gw.store.load_snapshot().unwrap().partners[&a].callback_rate,
+        None
+    );
     let gt = "/admin/v1/groups/platinum/throttle";
     let v = gw
         .expect(

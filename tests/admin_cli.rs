@@ -1096,6 +1096,85 @@ fn groups_and_throttle(cli: &Cli) {
     );
     assert_eq!(cli.entry(&a).rate, None);
 
+    // throttle: a partner's callback rate, beside (and apart from) the rate of its calls
+    let v = cli.change_json(&[
+        "throttle",
+        "set",
+        "--partner",
+        &a,
+        "--callback-rate",
+        "2",
+        "--callback-burst",
+        "5",
+    ]);
+    assert_eq!(
+        v["callback_rate"],
+        serde_json::json!({"per_second": 2, "burst": 5})
+    );
+    assert_eq!(
+        v["rate"],
+        serde_json::Value::Null,
+        "the inbound rate untouched"
+    );
+    assert_eq!(
+        (cli.entry(&a).callback_rate, cli.entry(&a).rate),
+        (rate(2, 5), None)
+    );
+    let audit = cli.read_json(&["audit", "list", "--target", &a, "--limit", "1"]);
+    assert_eq!(audit["entries"][0]["action"], "callback-throttle.set");
+    let out = cli.change(&["throttle", "clear", "--partner", &a, "--callback"]);
+    assert_eq!(
+        out.trim(),
+        format!("partner {a} has no callback rate of its own now (the default applies)")
+    );
+    assert_eq!(cli.entry(&a).callback_rate, None);
+    cli.refused(
+        Some(a.as_str()),
+        &[
+            "throttle",
+            "set",
+            "--partner",
+            &a,
+            "--rate",
+            "1",
+            "--burst",
+            "1",
+            "--callback-rate",
+            "1",
+            "--callback-burst",
+            "1",
+        ],
+        &["two commands"],
+    );
+    cli.refused(
+        Some(a.as_str()),
+        &[
+            "throttle",
+            "set",
+            "--partner",
+            &a,
+            "--callback-rate",
+            "0",
+            "--callback-burst",
+            "1",
+        ],
+        &["callback_rate"],
+    );
+    cli.refused(
+        None,
+        &[
+            "throttle",
+            "set",
+            "--group",
+            "platinum",
+            "--callback-rate",
+            "1",
+            "--callback-burst",
+            "1",
+        ],
+        &["group has no callback rate"],
+    );
+
     // throttle: a group's member rate and aggregate cap
     cli.change(&[
         "throttle",

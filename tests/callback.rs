@@ -22,29 +22,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use partnergate::decode::{self, DecodeLimits};
 use partnergate::envelope::{self, SoapVersion};
-use partnergate::generated::callback::{self, FaultDetail, Operation};
+use partnergate::generated::callback::{self, Operation};
 use partnergate::generated::types::cb;
 use partnergate::store::PartnerChanges;
-
-const CALLBACK_PATH: &str = "/soap/callback/v1";
-
-fn callback_fixture(op: Operation, p: &Partner) -> Vec<u8> {
-    let text = String::from_utf8(fixture(&format!("callback/{}/request.xml", op.name()))).unwrap();
-    text.replace("pgc_test_fedcba9876543210fedcba9876543210", &p.callback_key)
-        .replace("PARTNER-0042", &p.id)
-        .into_bytes()
-}
-
-async fn call(addr: std::net::SocketAddr, op: Operation, body: &[u8]) -> RawResponse {
-    let mut req = format!(
-        "POST {CALLBACK_PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"{}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        op.soap_action(),
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(body);
-    exchange(addr, &req).await
-}
 
 fn set_callback(gw: &TestGateway, p: &Partner, url: &str, ca_pem: Option<&str>) {
     let changes = PartnerChanges {
@@ -55,15 +35,6 @@ fn set_callback(gw: &TestGateway, p: &Partner, url: &str, ca_pem: Option<&str>) 
     gw.store
         .update_partner("test", &p.id, &changes)
         .expect("set callback URL");
-}
-
-fn callback_fault(resp: &RawResponse) -> cb::CallbackFault {
-    let env = envelope::scan(&resp.body).unwrap_or_else(|e| panic!("{e}: {}", resp.text()));
-    let fault = envelope::parse_fault(&env).expect("a SOAP fault");
-    let entry = fault.detail.expect("a detail");
-    match decode::callback_fault(&entry, DecodeLimits::default()).expect("CallbackFault") {
-        FaultDetail::Callback(f) => *f,
-    }
 }
 
 /// The one text the TSP gets for every failure to reach the partner or get a valid answer.
@@ -92,7 +63,7 @@ async fn callbacks_reach_the_partner_bss_as_canonical_envelopes() {
     set_callback(&gw, &p, &bss.url, None);
     gw.sync().await;
     for op in Operation::ALL {
-        let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+        let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
         assert_eq!(resp.status, 200, "{op:?}: {}", resp.text());
         // The TSP gets the canonical re-encoding of the partner's answer.
         let canonical = fixture(&format!("callback/{}/response.canonical.xml", op.name()));
@@ -142,7 +113,7 @@ async fn refused_callbacks_never_reach_the_partner() {
         }),
     ];
     for (what, body) in cases {
-        let resp = call(gw.addr, op, &body).await;
+        let resp = post_callback(gw.addr, op, &body).await;
         assert_eq!(resp.status, 500, "{what}");
         let f = callback_fault(&resp);
         assert_eq!(
@@ -164,7 +135,7 @@ async fn refused_callbacks_never_reach_the_partner() {
         callback_fixture(op, &p),
         "the fixture has the event type to break"
     );
-    let resp = call(gw.addr, op, &bad).await;
+    let resp = post_callback(gw.addr, op, &bad).await;
     assert_eq!(
         callback_fault(&resp).reason,
         cb::CallbackFaultReason::InvalidRequest,
@@ -182,7 +153,7 @@ async fn only_allowed_tsp_servers_may_call_back() {
     set_callback(&gw, &p, &bss.url, None);
     gw.sync().await;
     let op = Operation::GetCustomerRecord;
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     assert_eq!(
         callback_fault(&resp).reason,
         cb::CallbackFaultReason::AuthenticationFailed
@@ -220,7 +191,7 @@ async fn partner_down_slow_or_wrong_is_a_clear_fault() {
     let (gw, p) = gateway(|_| {}).await;
     let op = Operation::GetCustomerRecord;
     // No callback URL registered.
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     assert_eq!(
         callback_fault(&resp).reason,
         cb::CallbackFaultReason::NotFound
@@ -228,7 +199,7 @@ async fn partner_down_slow_or_wrong_is_a_clear_fault() {
     // Down.
     set_callback(&gw, &p, &closed_port_url(), None);
     gw.sync().await;
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     let f = callback_fault(&resp);
     assert_eq!(f.reason, cb::CallbackFaultReason::Unavailable);
     assert_eq!(f.message.as_str(), UNAVAILABLE);
@@ -237,7 +208,7 @@ async fn partner_down_slow_or_wrong_is_a_clear_fault() {
     set_callback(&gw, &p, &slow.url, None);
     gw.sync().await;
     let started = Instant::now();
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -251,7 +222,7 @@ async fn partner_down_slow_or_wrong_is_a_clear_fault() {
     let junk = StubUpstream::start(Reply::InvalidXml).await;
     set_callback(&gw, &p, &junk.url, None);
     gw.sync().await;
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     assert_eq!(
         callback_fault(&resp).reason,
         cb::CallbackFaultReason::Unavailable
@@ -281,7 +252,7 @@ async fn a_partners_callback_fault_keeps_its_reason_and_gets_our_texts() {
     set_callback(&gw, &p, &bss.url, None);
     gw.sync().await;
     let op = Operation::GetCustomerRecord;
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     assert_eq!(resp.status, 500, "{}", resp.text());
     let env = envelope::scan(&resp.body).unwrap();
     let fault = envelope::parse_fault(&env).unwrap();
@@ -322,7 +293,7 @@ async fn http_callback_urls_need_explicit_permission() {
     set_callback(&gw, &p, &bss.url, None);
     gw.sync().await;
     let op = Operation::GetCustomerRecord;
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     let f = callback_fault(&resp);
     assert_eq!(f.reason, cb::CallbackFaultReason::NotFound);
     assert!(
@@ -377,7 +348,7 @@ async fn https_with_the_partners_own_ca() {
     // Without the partner's CA the system roots do not know the certificate.
     set_callback(&gw, &p, &url, None);
     gw.sync().await;
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     assert_eq!(
         callback_fault(&resp).reason,
         cb::CallbackFaultReason::Unavailable,
@@ -387,7 +358,7 @@ async fn https_with_the_partners_own_ca() {
     // With it, the call goes through.
     set_callback(&gw, &p, &url, Some(&pki.ca_pem));
     gw.sync().await;
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
@@ -500,7 +471,7 @@ async fn only_the_verified_callback_credential_is_relayed() {
     let body = String::from_utf8(callback_fixture(op, &a))
         .unwrap()
         .replacen("<soapenv:Header>", &format!("<soapenv:Header>{foreign}"), 1);
-    let resp = call(gw.addr, op, body.as_bytes()).await;
+    let resp = post_callback(gw.addr, op, body.as_bytes()).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     let got = bss.take();
     assert_eq!(got.len(), 1);
@@ -582,7 +553,7 @@ async fn a_name_resolving_to_loopback_is_refused_when_connecting() {
         .expect("a name passes the save-time check");
     gw.sync().await;
     let op = Operation::GetCustomerRecord;
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     let (status, reason, message) = unavailable_answer(&resp);
     assert_eq!(
         (status, reason.as_str(), message.as_str()),
@@ -593,7 +564,7 @@ async fn a_name_resolving_to_loopback_is_refused_when_connecting() {
     // when connecting too.
     set_callback(&gw, &p, &bss.url, None);
     gw.sync().await;
-    let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+    let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
     assert_eq!(unavailable_answer(&resp).2, UNAVAILABLE);
     assert_eq!(bss.count(), 0, "the BSS stub on loopback was not called");
 }
@@ -617,7 +588,7 @@ async fn every_failure_to_reach_the_partner_reads_the_same() {
     for (what, url) in cases {
         set_callback(&gw, &p, &url, None);
         gw.sync().await;
-        let resp = call(gw.addr, op, &callback_fixture(op, &p)).await;
+        let resp = post_callback(gw.addr, op, &callback_fixture(op, &p)).await;
         let (status, reason, message) = unavailable_answer(&resp);
         assert_eq!(
             (status, reason.as_str(), message.as_str()),

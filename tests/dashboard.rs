@@ -422,6 +422,11 @@ async fn every_page_and_action_needs_a_login() {
             vec![("per_second", "1"), ("burst", "1")],
         ),
         (format!("/ui/partners/{p}/throttle/clear"), vec![]),
+        (
+            format!("/ui/partners/{p}/callback-throttle"),
+            vec![("per_second", "1"), ("burst", "1")],
+        ),
+        (format!("/ui/partners/{p}/callback-throttle/clear"), vec![]),
         ("/ui/groups".to_owned(), vec![("name", "gold")]),
         (
             "/ui/groups/gold".to_owned(),
@@ -919,6 +924,10 @@ async fn actions_validate_like_the_cli_and_the_api() {
     assert_eq!(r.status, 303);
     for (action, form) in [
         ("throttle", vec![("per_second", "5"), ("burst", "10")]),
+        (
+            "callback-throttle",
+            vec![("per_second", "2"), ("burst", "3")],
+        ),
         ("group", vec![("group", "gold")]),
         ("grants/add", vec![("permission", "GetDevice")]),
         (
@@ -941,8 +950,39 @@ async fn actions_validate_like_the_cli_and_the_api() {
     assert_eq!(d.partner.country.as_deref(), Some("AT"));
     assert_eq!(d.partner.group.as_deref(), Some("gold"));
     assert_eq!(d.partner.rate.map(|r| r.per_second.get()), Some(5));
+    assert_eq!(d.partner.callback_rate, Rate::new(2, 3));
     assert!(d.grants.contains(&"devices.get".to_owned()));
-    assert_eq!(gw.store.audit_log(Some(&p), 1000).unwrap().len(), audit + 5);
+    assert_eq!(gw.store.audit_log(Some(&p), 1000).unwrap().len(), audit + 6);
+    // The callback rate beside the inbound one, with its own clear form; clearing it brings
+    // the configured default back.
+    let shown = c.get(&page).await;
+    assert!(
+        shown
+            .body
+            .contains("Callbacks to its BSS: own rate <strong>2/s, burst 3</strong>"),
+        "{}",
+        shown.body
+    );
+    assert!(shown.body.contains("/callback-throttle/clear"));
+    let r = c
+        .post(
+            &format!("{page}/callback-throttle/clear"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        gw.store.partner_detail(&p).unwrap().partner.callback_rate,
+        None
+    );
+    let shown = c.get(&page).await;
+    assert!(
+        shown
+            .body
+            .contains("default callback rate applies: 5/s, burst 10"),
+        "{}",
+        shown.body
+    );
     // The rotated key is shown once, on the next page.
     let reveal = c.get("/ui/reveal").await;
     assert!(reveal.body.contains("pgc_"), "{}", reveal.body);

@@ -344,6 +344,13 @@ const API_TABLE: &[(&str, &str, &str, &str)] = &[
     ("DELETE", "/partners/{p}/throttle", "", "operator"),
     (
         "PUT",
+        "/partners/{p}/callback-throttle",
+        r#"{"per_second": 2, "burst": 5}"#,
+        "operator",
+    ),
+    ("DELETE", "/partners/{p}/callback-throttle", "", "operator"),
+    (
+        "PUT",
         "/partners/{p}/group",
         r#"{"group": "{g}"}"#,
         "operator",
@@ -420,6 +427,11 @@ const CLI_TABLE: &[(&str, &str)] = &[
     ("grant revoke {p} devices.*", "operator"),
     ("throttle set --partner {p} --rate 5 --burst 10", "operator"),
     ("throttle clear --partner {p}", "operator"),
+    (
+        "throttle set --partner {p} --callback-rate 2 --callback-burst 5",
+        "operator",
+    ),
+    ("throttle clear --partner {p} --callback", "operator"),
     ("group assign {p} {g}", "operator"),
     ("group list", "viewer"),
     ("group create cli-new-{r}", "admin"),

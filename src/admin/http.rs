@@ -32,6 +32,7 @@
 //! | POST | `/partners/{id}/grants/revoke` | `{"permission"}` |
 //! | PUT | `/partners/{id}/group` | `{"group": "name" or null}` |
 //! | PUT, DELETE | `/partners/{id}/throttle` | `{"per_second", "burst"}`; clear |
+//! | PUT, DELETE | `/partners/{id}/callback-throttle` | the same for callbacks to its BSS; clear (the `callback.default_*` rate applies) |
 //! | GET, POST | `/groups` | list; create (201) |
 //! | GET, PATCH | `/groups/{name}` | show; rename or change rates |
 //! | PUT, DELETE | `/groups/{name}/throttle` | `{"rate", "aggregate"}` (null clears); clear both |

@@ -163,7 +163,7 @@ enum Op {
     CreateGroup(String, Option<Rate>, Option<Rate>),
     UpdateGroup(String, GroupChanges),
     AssignGroup(String, Option<String>),
-    PartnerThrottle(String, Option<Rate>),
+    PartnerThrottle(String, Direction, Option<Rate>),
     ListAudit(Option<String>, u32),
     ListNodes,
     Operators(OperatorOp),
@@ -273,9 +273,16 @@ impl Request {
                 }
                 Op::AssignGroup(partner, group)
             }
-            Request::PartnerThrottle { partner, rate } => {
-                Op::PartnerThrottle(partner, rate.map(|r| v::rate("rate", r)).transpose()?)
-            }
+            Request::PartnerThrottle {
+                partner,
+                direction,
+                rate,
+            } => Op::PartnerThrottle(
+                partner,
+                direction,
+                rate.map(|r| v::rate(direction.rate_field(), r))
+                    .transpose()?,
+            ),
             Request::ListAudit { target, limit } => {
                 let limit = limit.unwrap_or(DEFAULT_AUDIT_ROWS);
                 let max = u32::try_from(store::MAX_AUDIT_ROWS).unwrap_or(u32::MAX);
@@ -540,14 +547,25 @@ impl Admin {
                 };
                 show(&p, message)
             }
-            Op::PartnerThrottle(p, rate) => {
-                s.set_partner_rate_as(who, &p, rate)?;
-                let message = match rate {
-                    Some(r) => format!(
+            Op::PartnerThrottle(p, direction, rate) => {
+                s.set_partner_rate_as(who, &p, direction, rate)?;
+                let message = match (direction, rate) {
+                    (Direction::Inbound, Some(r)) => format!(
                         "partner {p} throttled at {}/s, burst {}",
                         r.per_second, r.burst
                     ),
-                    None => format!("partner {p} has no rate of its own now"),
+                    (Direction::Inbound, None) => {
+                        format!("partner {p} has no rate of its own now")
+                    }
+                    (Direction::Callback, Some(r)) => format!(
+                        "callbacks to partner {p} throttled at {}/s, burst {}",
+                        r.per_second, r.burst
+                    ),
+                    (Direction::Callback, None) => {
+                        format!(
+                            "partner {p} has no callback rate of its own now (the default applies)"
+                        )
+                    }
                 };
                 show(&p, message)
             }

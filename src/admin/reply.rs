@@ -122,6 +122,8 @@ pub struct PartnerView {
     pub feature_defaults: Option<serde_json::Value>,
     /// The partner's own rate.
     pub rate: Option<RateView>,
+    /// The partner's own rate for callbacks to its BSS (`null`: the callback default).
+    pub callback_rate: Option<RateView>,
     /// Allowlist.
     pub allow: Vec<String>,
     /// Grants.
@@ -433,6 +435,7 @@ pub(super) fn partner_view(d: PartnerDetail, now: i64) -> PartnerView {
         callback_ca_pem: p.callback_ca_pem,
         feature_defaults: p.feature_defaults,
         rate: p.rate.map(RateView::from),
+        callback_rate: p.callback_rate.map(RateView::from),
         allow: d.allow,
         grants: d.grants,
         keys: d.keys.iter().map(|k| KeyView::new(k, now)).collect(),

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Deserializer};
 
+pub use crate::store::Direction;
+
 /// Deployment rules that validation depends on.
 #[derive(Clone, Debug, Default)]
 pub struct Rules {
@@ -290,10 +292,13 @@ pub enum Request {
         /// The group; `None`: no group.
         group: Option<String>,
     },
-    /// Set (`Some`) or clear (`None`) a partner's own rate.
+    /// Set (`Some`) or clear (`None`) a partner's own rate for its calls or for the callbacks
+    /// to its BSS.
     PartnerThrottle {
         /// Partner id.
         partner: String,
+        /// Which rate.
+        direction: Direction,
         /// The rate.
         rate: Option<RateInput>,
     },

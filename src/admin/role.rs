@@ -5,7 +5,7 @@
 //! - **viewer** reads everything but secrets (no read shows a key, a password or a token: they
 //!   are shown once, in the reply of the change that makes them);
 //! - **operator** also manages partners, their keys, allowlists, grants, group membership and
-//!   throttles (a partner's rate, a group's rates);
+//!   throttles (a partner's rate and its callback rate, a group's rates);
 //! - **admin** also manages operators and their tokens, and groups (create, rename).
 //!
 //! There are no runtime settings in the admin service: settings are the configuration (file,

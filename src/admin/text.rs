@@ -250,6 +250,7 @@ pub fn render(reply: &Reply, is_change: bool) -> String {
             field("country:", opt(p.country.as_deref()));
             field("group:", opt(p.group.as_deref()));
             field("rate:", &rate(p.rate));
+            field("callback_rate:", &rate(p.callback_rate));
             field("contact:", opt(p.contact.as_deref()));
             field("billing_rate:", opt(p.billing_rate.as_deref()));
             field("callback_url:", opt(p.callback_url.as_deref()));

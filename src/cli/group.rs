@@ -1,8 +1,9 @@
-//! `group list/show/create/update/assign` and `throttle set/clear`: partner groups and rates.
+//! `group list/show/create/update/assign` and `throttle set/clear`: partner groups and rates
+//! (a partner's own rate for its calls and, `--callback-rate`, for the callbacks to its BSS).
 
 use clap::Subcommand;
 
-use partnergate::admin::{CreateGroup, RateInput, Request, UpdateGroup};
+use partnergate::admin::{CreateGroup, Direction, RateInput, Request, UpdateGroup};
 
 use super::admin::administer;
 use super::args::AdminArgs;
@@ -95,20 +96,38 @@ pub struct RateTarget {
     group_name: Option<String>,
 }
 
+/// A partner's rate for the callbacks the TSP's partner API layer sends to its BSS.
+#[derive(clap::Args, Debug, Default)]
+pub struct CallbackRateArgs {
+    /// Partners: callbacks per second to its BSS (with --callback-burst).
+    #[arg(long, value_name = "N", requires = "callback_burst")]
+    callback_rate: Option<u64>,
+    /// Partners: burst of callbacks to its BSS (with --callback-rate).
+    #[arg(long, value_name = "N", requires = "callback_rate")]
+    callback_burst: Option<u64>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ThrottleAction {
-    /// Set a partner's own rate (--rate, --burst), or a group's per-member rate and/or
-    /// aggregate cap (--aggregate-rate, --aggregate-burst).
+    /// Set a partner's own rate (--rate, --burst) or its callback rate (--callback-rate,
+    /// --callback-burst), or a group's per-member rate and/or aggregate cap
+    /// (--aggregate-rate, --aggregate-burst).
     Set {
         #[command(flatten)]
         target: RateTarget,
         #[command(flatten)]
         rates: RateArgs,
+        #[command(flatten)]
+        callback: CallbackRateArgs,
     },
-    /// Clear a partner's own rate (its group's or the default applies), or a group's rates.
+    /// Clear a partner's own rate (its group's or the default applies) or, with --callback, its
+    /// callback rate (callback.default_* applies), or a group's rates.
     Clear {
         #[command(flatten)]
         target: RateTarget,
+        /// Partners: clear the callback rate instead of the rate of its calls.
+        #[arg(long, requires = "partner", conflicts_with_all = ["member", "aggregate"])]
+        callback: bool,
         /// Groups: clear only the per-member rate.
         #[arg(long, conflicts_with = "aggregate", requires = "group_name")]
         member: bool,
@@ -184,20 +203,43 @@ fn group_request(action: GroupAction) -> Result<Request, String> {
 
 fn throttle_request(action: ThrottleAction) -> Result<Request, String> {
     Ok(match action {
-        ThrottleAction::Set { target, rates } => match (target.partner, target.group_name) {
+        ThrottleAction::Set {
+            target,
+            rates,
+            callback,
+        } => match (target.partner, target.group_name) {
             (Some(partner), _) => {
                 if rates.aggregate().is_some() {
                     return Err(
                         "a partner has no aggregate cap: set --aggregate-rate on its group".into(),
                     );
                 }
-                let rate = rates
-                    .member()
-                    .ok_or("give --rate and --burst for the partner")?;
+                let callback = callback
+                    .callback_rate
+                    .zip(callback.callback_burst)
+                    .map(|(per_second, burst)| RateInput { per_second, burst });
+                let (direction, rate) = match (rates.member(), callback) {
+                    (Some(rate), None) => (Direction::Inbound, rate),
+                    (None, Some(rate)) => (Direction::Callback, rate),
+                    (Some(_), Some(_)) => {
+                        return Err("set --rate and --callback-rate in two commands (each is \
+                                    its own change, audited on its own)"
+                            .into())
+                    }
+                    (None, None) => {
+                        return Err("give --rate and --burst, or --callback-rate and \
+                                    --callback-burst, for the partner"
+                            .into())
+                    }
+                };
                 Request::PartnerThrottle {
                     partner,
+                    direction,
                     rate: Some(rate),
                 }
+            }
+            (None, Some(_)) if callback.callback_rate.is_some() => {
+                return Err("a group has no callback rate: set --callback-rate on a partner".into())
             }
             (None, Some(group)) => Request::UpdateGroup {
                 group,
@@ -211,11 +253,17 @@ fn throttle_request(action: ThrottleAction) -> Result<Request, String> {
         },
         ThrottleAction::Clear {
             target,
+            callback,
             member,
             aggregate,
         } => match (target.partner, target.group_name) {
             (Some(partner), _) => Request::PartnerThrottle {
                 partner,
+                direction: if callback {
+                    Direction::Callback
+                } else {
+                    Direction::Inbound
+                },
                 rate: None,
             },
             (None, Some(group)) => Request::UpdateGroup {

@@ -57,6 +57,8 @@ pub const KEYS: &[&str] = &[
     "callback.allow_http",
     "callback.connect_timeout_ms",
     "callback.response_timeout_ms",
+    "callback.default_rate_per_second",
+    "callback.default_burst",
     "metrics.allow",
     "admin.listen",
     "admin.token",

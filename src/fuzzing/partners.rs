@@ -136,6 +136,7 @@ pub fn snapshot() -> &'static Snapshot {
                 callback_ca_pem: None,
                 feature_defaults: None,
                 client_auth: None,
+                callback_rate: None,
             };
             partners.insert(p.id.to_string(), Arc::new(entry));
         }

@@ -38,6 +38,7 @@ fn layer_with_defaults(defaults: Option<serde_json::Value>) -> Fixture {
             allow: Vec::new(),
             grants: Vec::new(),
             rate: None,
+            callback_rate: None,
             callback_url: None,
             callback_ca_pem: None,
             feature_defaults: Some(d),

@@ -440,6 +440,7 @@ mod tests {
                 allow: allow.iter().map(|a| net(a)).collect(),
                 grants: Vec::new(),
                 rate: None,
+                callback_rate: None,
                 callback_url: None,
                 callback_ca_pem: None,
                 feature_defaults: None,

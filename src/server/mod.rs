@@ -492,7 +492,13 @@ impl Server {
                     Err(response) => return response,
                 };
                 let answer = relay
-                    .handle(peer.ip(), &parts.headers, &body, &request_id)
+                    .handle(
+                        &self.gateway.throttle,
+                        peer.ip(),
+                        &parts.headers,
+                        &body,
+                        &request_id,
+                    )
                     .await;
                 (answer, false)
             }
@@ -510,6 +516,10 @@ impl Server {
         };
         self.finish(done, started);
         let mut r = soap_response(answer.status, answer.version, &request_id, answer.body);
+        if let Some(secs) = answer.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if unread {
             r.headers_mut().insert(
                 header::CONNECTION,

@@ -52,8 +52,8 @@ use conn::{Manager, PoolErrors, SqlitePragmas, Target};
 use schema::meta;
 
 pub use admin::{
-    AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges, PartnerDetail,
-    PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
+    AuditRecord, Direction, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges,
+    PartnerDetail, PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
 };
 pub use client_certs::{ClientCaRecord, ClientCertRecord, NewClientCert};
 pub use login_throttle::{LoginPolicy, LoginScope};

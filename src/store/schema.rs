@@ -219,7 +219,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// A partner's own rate for callbacks to its BSS (no row: `callback.default_*` applies).
+    callback_rates (partner_id) {
+        partner_id -> BigInt,
+        rate_per_second -> Integer,
+        burst -> Integer,
+    }
+}
+
 diesel::joinable!(api_keys -> partners (partner_id));
+diesel::joinable!(callback_rates -> partners (partner_id));
 diesel::joinable!(allow_entries -> partners (partner_id));
 diesel::joinable!(grants -> partners (partner_id));
 diesel::joinable!(operator_tokens -> operators (operator_id));
@@ -235,6 +245,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     grants,
     client_certs,
     client_cas,
+    callback_rates,
     usage_stats,
     usage_latency,
     audit_log,

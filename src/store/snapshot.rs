@@ -15,7 +15,7 @@ use diesel::prelude::*;
 
 use super::conn::AnyConnection;
 use super::models::{GroupRow, KeyRow, PartnerRow};
-use super::schema::{allow_entries, api_keys, grants, groups, partners};
+use super::schema::{allow_entries, api_keys, callback_rates, grants, groups, partners};
 use super::{read_revision, Store, StoreError};
 use crate::secret::{KeyHash, KeyKind};
 
@@ -60,6 +60,9 @@ pub struct PartnerEntry {
     pub grants: Vec<String>,
     /// The partner's own rate, if set (else the group's per-member rate applies).
     pub rate: Option<Rate>,
+    /// The partner's own rate for callbacks to its BSS, if set (else
+    /// `callback.default_rate_per_second` / `callback.default_burst` apply; groups do not).
+    pub callback_rate: Option<Rate>,
     /// Where the TSP's callbacks for this partner go.
     pub callback_url: Option<String>,
     /// CA certificate(s) to verify the callback server with.
@@ -225,6 +228,13 @@ pub(crate) fn load(conn: &mut AnyConnection) -> Result<Snapshot, StoreError> {
             .order(grants::id)
             .load(c)?;
         let client_auth = super::client_certs::load_settings(c)?;
+        let callback_rows: Vec<(i64, i32, i32)> = callback_rates::table
+            .select((
+                callback_rates::partner_id,
+                callback_rates::rate_per_second,
+                callback_rates::burst,
+            ))
+            .load(c)?;
         assemble(
             revision,
             group_rows,
@@ -233,6 +243,7 @@ pub(crate) fn load(conn: &mut AnyConnection) -> Result<Snapshot, StoreError> {
             allow_rows,
             grant_rows,
             client_auth,
+            callback_rows,
         )
     })
 }
@@ -245,6 +256,7 @@ fn assemble(
     allow_rows: Vec<(i64, String)>,
     grant_rows: Vec<(i64, String)>,
     mut client_auth: HashMap<i64, Arc<crate::certificate::ClientAuth>>,
+    callback_rows: Vec<(i64, i32, i32)>,
 ) -> Result<Snapshot, StoreError> {
     let mut groups = HashMap::with_capacity(group_rows.len());
     for g in group_rows {
@@ -295,6 +307,7 @@ fn assemble(
                 allow: Vec::new(),
                 grants: Vec::new(),
                 rate,
+                callback_rate: None,
                 callback_url: p.callback_url,
                 callback_ca_pem: p.callback_ca_pem,
                 feature_defaults,
@@ -336,6 +349,16 @@ fn assemble(
     for (partner, permission) in grant_rows {
         if let Some(p) = by_row_id.get_mut(&partner) {
             p.grants.push(permission);
+        }
+    }
+    for (partner, per_second, burst) in callback_rows {
+        if let Some(p) = by_row_id.get_mut(&partner) {
+            p.callback_rate = stored_rate(
+                "callback_rates",
+                &p.partner_id,
+                Some(per_second),
+                Some(burst),
+            )?;
         }
     }
 

@@ -19,6 +19,9 @@
 //! spends at most `L` seconds of refill the limiter would otherwise have had). On one node, or
 //! on SQLite, or with `throttle.cluster_sync_ms = 0`, the limiters are exactly the local ones.
 //!
+//! Callbacks (`Scope::Callback`, keyed by partner id) go through the same exchange and the same
+//! bound: the relay's limiter is one more limiter of the node.
+//!
 //! **Outages.** When the database cannot be reached, every node goes on with its own limiter
 //! (each admits up to the full limit: the cluster up to `N` times it). Counts older than
 //! [`RESYNC_AFTER`] are neither written nor charged once the database is back — the nodes
@@ -57,6 +60,7 @@ impl Scope {
         match self {
             Scope::Partner => "partner",
             Scope::Group => "group",
+            Scope::Callback => "callback",
         }
     }
 
@@ -64,6 +68,7 @@ impl Scope {
         match s {
             "partner" => Some(Scope::Partner),
             "group" => Some(Scope::Group),
+            "callback" => Some(Scope::Callback),
             _ => None,
         }
     }

@@ -19,12 +19,20 @@
 //! and returning the partner's cell (a few instructions), a concurrent call of the same partner
 //! sees one cell fewer.
 //!
+//! **Callbacks** (the relay, `callback.rs`): each partner also has a limiter for the callbacks
+//! the TSP's partner API layer sends to its BSS ([`Throttle::admit_callback`]): its own callback
+//! rate, else `callback.default_rate_per_second` / `callback.default_burst` (default
+//! [`DEFAULT_CALLBACK_RATE`]; groups do not apply). It is counted across the cluster like the
+//! others, under [`Scope::Callback`]. No in-flight limit: the relay's response timeout bounds
+//! how long a callback holds anything.
+//!
 //! **In flight:** each partner has one atomic counter (kept across quota changes), raised on
 //! admission and lowered when the [`InFlight`] guard drops — at the end of the request, on every
 //! path, early returns and unwinding included. At `limits.max_in_flight_per_partner` (default
 //! 256) the next call is refused.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -37,6 +45,15 @@ pub mod cluster;
 /// calls take milliseconds), low enough that one partner cannot hold every connection's worth
 /// of upstream capacity.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// Default of `callback.default_rate_per_second` (5) and `callback.default_burst` (10): the rate
+/// of callbacks to a partner's BSS without a callback rate of its own. Low on purpose — a burst
+/// of provisioning events must not flood a small partner's system; a partner that takes more
+/// gets its own rate (`partnergate throttle set --partner P --callback-rate N --callback-burst M`).
+pub const DEFAULT_CALLBACK_RATE: Rate = Rate {
+    per_second: NonZeroU32::MIN.saturating_add(4),
+    burst: NonZeroU32::MIN.saturating_add(9),
+};
 
 /// A GCRA rate limiter: `tat` is the theoretical arrival time of the next cell, in nanoseconds
 /// since the throttle's epoch. A cell is admitted at `now` when `tat - tau <= now`; admitting it
@@ -123,11 +140,21 @@ struct PartnerSlot {
     admitted: Arc<AtomicU64>,
 }
 
-/// A group's aggregate cap and the calls it admitted since the cluster exchange last collected
-/// them (kept across rate changes).
-struct GroupSlot {
+/// A limiter without an in-flight count — a group's aggregate cap, a partner's callbacks — and
+/// the calls it admitted since the cluster exchange last collected them (kept across rate
+/// changes).
+struct RateSlot {
     limiter: Gcra,
     admitted: Arc<AtomicU64>,
+}
+
+impl RateSlot {
+    fn continuing(rate: Rate, previous: Option<&RateSlot>) -> RateSlot {
+        RateSlot {
+            limiter: Gcra::continuing(rate, previous.map(|p| &p.limiter)),
+            admitted: previous.map_or_else(Arc::default, |p| Arc::clone(&p.admitted)),
+        }
+    }
 }
 
 /// Which limit refused the call.
@@ -137,6 +164,8 @@ pub enum Scope {
     Partner,
     /// The group's aggregate cap.
     Group,
+    /// The partner's callback rate (the relay's direction: the TSP's layer to the partner).
+    Callback,
 }
 
 /// The call was refused by a rate; retry after `retry_after`.
@@ -196,9 +225,12 @@ impl Drop for InFlight {
 /// The limiters of every partner and group seen so far.
 pub struct Throttle {
     default: Rate,
+    callback_default: Rate,
     max_in_flight: usize,
     partners: RwLock<HashMap<String, Arc<PartnerSlot>>>,
-    groups: RwLock<HashMap<String, Arc<GroupSlot>>>,
+    groups: RwLock<HashMap<String, Arc<RateSlot>>>,
+    /// Callback limiters by partner id.
+    callbacks: RwLock<HashMap<String, Arc<RateSlot>>>,
     epoch: Instant,
     /// The cluster exchange's state, for `/metrics`.
     sync: Arc<cluster::SyncStatus>,
@@ -241,9 +273,11 @@ impl Throttle {
     pub fn new(default: Rate) -> Self {
         Throttle {
             default,
+            callback_default: DEFAULT_CALLBACK_RATE,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             partners: RwLock::new(HashMap::new()),
             groups: RwLock::new(HashMap::new()),
+            callbacks: RwLock::new(HashMap::new()),
             epoch: Instant::now(),
             sync: Arc::default(),
         }
@@ -252,6 +286,13 @@ impl Throttle {
     /// The same with `limit` requests in flight per partner (`limits.max_in_flight_per_partner`).
     pub fn with_max_in_flight(mut self, limit: usize) -> Self {
         self.max_in_flight = limit;
+        self
+    }
+
+    /// The same with `rate` for the callbacks of partners without a callback rate of their own
+    /// (`callback.default_rate_per_second`, `callback.default_burst`).
+    pub fn with_callback_default(mut self, rate: Rate) -> Self {
+        self.callback_default = rate;
         self
     }
 
@@ -312,10 +353,7 @@ impl Throttle {
                 name,
                 aggregate,
                 |g| g.limiter.rate,
-                |previous| GroupSlot {
-                    limiter: Gcra::continuing(aggregate, previous.map(|p| &p.limiter)),
-                    admitted: previous.map_or_else(Arc::default, |p| Arc::clone(&p.admitted)),
-                },
+                |previous| RateSlot::continuing(aggregate, previous),
             );
             if let Err(earliest) = shared.limiter.take(now) {
                 own.limiter.give_back();
@@ -329,6 +367,27 @@ impl Throttle {
         Ok(guard)
     }
 
+    /// Admits one callback to `partner`'s BSS under its callback rate (its own, else the
+    /// default), or says when one can be sent. A refused callback spends nothing.
+    pub fn admit_callback(&self, partner: &PartnerEntry) -> Result<(), Throttled> {
+        let rate = partner.callback_rate.unwrap_or(self.callback_default);
+        let slot = entry(
+            &self.callbacks,
+            &partner.partner_id,
+            rate,
+            |s| s.limiter.rate,
+            |previous| RateSlot::continuing(rate, previous),
+        );
+        let now = self.now();
+        slot.limiter.take(now).map_err(|earliest| Throttled {
+            scope: Scope::Callback,
+            per_second: rate.per_second.get(),
+            retry_after: Duration::from_nanos(earliest.saturating_sub(now)),
+        })?;
+        slot.admitted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Drops limiters of partners and groups that are no longer in the snapshot (called by the
     /// refresher whenever it installs a new one). Calls in flight keep their counters alive.
     pub fn retain(&self, snapshot: &Snapshot) {
@@ -337,6 +396,9 @@ impl Throttle {
         }
         if let Ok(mut g) = self.groups.write() {
             g.retain(|k, _| snapshot.groups.contains_key(k));
+        }
+        if let Ok(mut c) = self.callbacks.write() {
+            c.retain(|k, _| snapshot.partners.contains_key(k));
         }
     }
 
@@ -352,11 +414,16 @@ impl Throttle {
                 }
             }
         }
-        let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
-        for (name, slot) in groups.iter() {
-            let n = slot.admitted.swap(0, Ordering::Relaxed);
-            if n > 0 {
-                out.push((Scope::Group, name.clone(), n));
+        for (scope, map) in [
+            (Scope::Group, &self.groups),
+            (Scope::Callback, &self.callbacks),
+        ] {
+            let slots = map.read().unwrap_or_else(PoisonError::into_inner);
+            for (key, slot) in slots.iter() {
+                let n = slot.admitted.swap(0, Ordering::Relaxed);
+                if n > 0 {
+                    out.push((scope, key.clone(), n));
+                }
             }
         }
     }
@@ -377,9 +444,14 @@ impl Throttle {
                     slot.limiter.charge(now, cells, slot.limiter.ceiling(nodes));
                 }
             }
-            Scope::Group => {
-                let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
-                if let Some(slot) = groups.get(key) {
+            Scope::Group | Scope::Callback => {
+                let map = if scope == Scope::Group {
+                    &self.groups
+                } else {
+                    &self.callbacks
+                };
+                let slots = map.read().unwrap_or_else(PoisonError::into_inner);
+                if let Some(slot) = slots.get(key) {
                     slot.limiter.charge(now, cells, slot.limiter.ceiling(nodes));
                 }
             }

@@ -17,6 +17,7 @@ fn partner(id: &str, own: Option<Rate>, group: Option<&str>) -> Arc<PartnerEntry
         allow: Vec::new(),
         grants: Vec::new(),
         rate: own,
+        callback_rate: None,
         callback_url: None,
         callback_ca_pem: None,
         feature_defaults: None,
@@ -231,4 +232,74 @@ fn a_charge_never_gives_cells_back() {
     g.charge(0, 1, 1_000_000_000);
     assert!(g.take(0).is_err());
     assert_eq!(g.take(1_000_000_000), Ok(()), "one cell per second again");
+}
+
+// === callbacks ===
+
+fn with_callback_rate(id: &str, own: Option<Rate>) -> Arc<PartnerEntry> {
+    let mut p = (*partner(id, None, None)).clone();
+    p.callback_rate = own;
+    Arc::new(p)
+}
+
+/// A partner's callbacks get their own limiter: its own callback rate, else the callback
+/// default, never its inbound rate or its group's; a refused callback spends nothing.
+#[test]
+fn callbacks_have_their_own_limit_and_a_refusal_spends_nothing() {
+    let t = Throttle::new(rate(1000, 1000)).with_callback_default(rate(1, 2));
+    let own = with_callback_rate("A", Some(rate(1, 3)));
+    let plain = with_callback_rate("B", None);
+    for _ in 0..3 {
+        assert_eq!(t.admit_callback(&own), Ok(()));
+    }
+    for _ in 0..2 {
+        assert_eq!(t.admit_callback(&plain), Ok(()), "the default's burst");
+    }
+    for _ in 0..5 {
+        let refused = t.admit_callback(&own).expect_err("burst spent");
+        assert_eq!((refused.scope, refused.per_second), (Scope::Callback, 1));
+        // At 1/s the next cell is at most a second away: Retry-After says 1.
+        assert!(refused.retry_after <= Duration::from_secs(1));
+        assert_eq!(refused.retry_after_secs(), 1);
+        assert_eq!(
+            t.admit_callback(&plain).map_err(|e| e.scope),
+            Err(Scope::Callback)
+        );
+    }
+    // The partner's calls are not touched by its callbacks, nor the other way round.
+    let s = snapshot(&[&own], &[]);
+    assert_eq!(scope(t.admit(&own, &s)), None);
+    // Refusals spent nothing: exactly the admitted callbacks are counted for the cluster.
+    let mut out = Vec::new();
+    t.drain_admitted(&mut out);
+    out.sort();
+    assert_eq!(
+        out,
+        vec![
+            (Scope::Partner, "A".to_string(), 1),
+            (Scope::Callback, "A".to_string(), 3),
+            (Scope::Callback, "B".to_string(), 2),
+        ]
+    );
+}
+
+/// Callbacks other nodes admitted spend this node's callback cells (the one cluster ledger);
+/// a partner gone from the snapshot loses its callback limiter.
+#[test]
+fn callbacks_are_charged_across_the_cluster_and_dropped_with_their_partner() {
+    let t = Throttle::new(rate(1000, 1000)).with_callback_default(rate(1, 10));
+    let a = with_callback_rate("A", None);
+    assert_eq!(t.admit_callback(&a), Ok(()));
+    // Another node admitted 9 of A's callbacks: the burst of 10 is spent.
+    t.charge(Scope::Callback, "A", 9, 2);
+    assert_eq!(
+        t.admit_callback(&a).map_err(|e| e.scope),
+        Err(Scope::Callback)
+    );
+    // The inbound limiter of the same id is another limiter: not charged.
+    let s = snapshot(&[&a], &[]);
+    assert_eq!(scope(t.admit(&a, &s)), None);
+    t.retain(&snapshot(&[], &[]));
+    let left = t.callbacks.read().map_or(usize::MAX, |m| m.len());
+    assert_eq!(left, 0, "the callback limiter of a partner gone is dropped");
 }

@@ -29,7 +29,13 @@ use partnergate::generated::partner::{self, FaultDetail, Operation};
 use partnergate::generated::types::cmn;
 use partnergate::store::{NewPartner, Rate, Store};
 
+mod callback;
 pub mod pki;
+#[allow(
+    unused_imports,
+    reason = "shared by several test files; only the callback tests use these"
+)]
+pub use callback::*;
 
 /// The API key the fixtures carry.
 pub const FIXTURE_KEY: &str = "pgk_test_0123456789abcdef0123456789abcdef";
@@ -127,6 +133,7 @@ pub fn test_config() -> Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         refresh_interval: Duration::from_millis(20),
         default_rate: Rate::new(10_000, 10_000).expect("rate"),
+        default_callback_rate: Rate::new(10_000, 10_000).expect("rate"),
         ..Config::default()
     };
     c.limits.header_read_timeout = Duration::from_secs(3);

@@ -16,8 +16,8 @@ use super::response::{
 use super::session::{Current, Flash, Reveal};
 use super::Dashboard;
 use crate::admin::{
-    AdminError, CreateGroup, CreatePartner, RateInput, Request, RevokeInput, RotateInput,
-    StatusInput, UpdateGroup, UpdatePartner, View,
+    AdminError, CreateGroup, CreatePartner, Direction, RateInput, Request, RevokeInput,
+    RotateInput, StatusInput, UpdateGroup, UpdatePartner, View,
 };
 use crate::store::{GroupRecord, Rate};
 
@@ -466,28 +466,42 @@ fn partner_request(
             },
             "throttle",
         ),
-        ["throttle"] => {
-            let Some(rate) = rate_input(form, "per_second", "burst", "rate")? else {
+        [which @ ("throttle" | "callback-throttle")] => {
+            let direction = direction_of(which);
+            let field = direction.rate_field();
+            let Some(rate) = rate_input(form, "per_second", "burst", field)? else {
                 return Err(invalid(
-                    "rate",
+                    field,
                     "give requests per second and burst (or clear the rate)",
                 ));
             };
             (
                 Request::PartnerThrottle {
                     partner,
+                    direction,
                     rate: Some(rate),
                 },
                 "throttle",
             )
         }
-        ["throttle", "clear"] => (
+        [which @ ("throttle" | "callback-throttle"), "clear"] => (
             Request::PartnerThrottle {
                 partner,
+                direction: direction_of(which),
                 rate: None,
             },
             "throttle",
         ),
         _ => return Ok(None),
     }))
+}
+
+/// The rate a throttle form's path names: `throttle` (the partner's calls) or
+/// `callback-throttle` (callbacks to its BSS).
+fn direction_of(path: &str) -> Direction {
+    if path == "callback-throttle" {
+        Direction::Callback
+    } else {
+        Direction::Inbound
+    }
 }

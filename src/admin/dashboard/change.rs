@@ -55,6 +55,7 @@ fn subject(action: &str) -> &'static str {
         "partner" => "status",
         "group" => "group",
         "throttle" => "rate",
+        "callback-throttle" => "callback rate",
         _ => "value",
     }
 }
@@ -171,6 +172,13 @@ mod tests {
                 json!({"from": null, "to": {"per_second": 20, "burst": 40}})
             ),
             ["rate: none → 20/s, burst 40"]
+        );
+        assert_eq!(
+            show(
+                "callback-throttle.clear",
+                json!({"from": {"per_second": 2, "burst": 5}, "to": null})
+            ),
+            ["callback rate: 2/s, burst 5 → none"]
         );
         assert_eq!(
             show("group.assign", json!({"from": null, "to": "gold"})),

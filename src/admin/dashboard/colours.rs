@@ -4,7 +4,7 @@
 //! the same everywhere.
 
 /// Every outcome the gateway records and its colour.
-pub const OUTCOME_COLOURS: [(&str, &str); 26] = [
+pub const OUTCOME_COLOURS: &[(&str, &str)] = &[
     ("ok", "#2e7d32"),
     // Upstream faults (authorised calls the partner API layer answered with a fault).
     ("upstream-not-found", "#ef6c00"),
@@ -26,6 +26,8 @@ pub const OUTCOME_COLOURS: [(&str, &str); 26] = [
     ("denied-client-certificate", "#880e4f"),
     ("throttled", "#1565c0"),
     ("throttled-in-flight", "#64b5f6"),
+    // A callback refused by the partner's callback rate (the relay's direction).
+    ("callback-throttled", "#1e88e5"),
     ("invalid-request", "#00838f"),
     ("invalid-envelope", "#26a69a"),
     ("invalid-transport", "#37474f"),
@@ -63,7 +65,7 @@ mod tests {
     #[test]
     fn every_outcome_has_its_own_colour() {
         let mut seen = std::collections::BTreeSet::new();
-        for (outcome, c) in OUTCOME_COLOURS {
+        for &(outcome, c) in OUTCOME_COLOURS {
             assert!(seen.insert(c), "{outcome} shares {c}");
             assert_eq!(colour(outcome), c);
             assert!(c.len() == 7 && c.starts_with('#'), "{c}");

@@ -127,8 +127,8 @@ pub fn is_dashboard_path(path: &str) -> bool {
 }
 
 /// The dashboard's settings (`admin.session_lifetime_ms`, `admin.cookie_secure`,
-/// `admin.login_max_failures`, `admin.login_lock_ms`, `throttle.default_rate_per_second` and
-/// `throttle.default_burst`).
+/// `admin.login_max_failures`, `admin.login_lock_ms`, `throttle.default_rate_per_second`,
+/// `throttle.default_burst`, `callback.default_rate_per_second` and `callback.default_burst`).
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
     /// When failed logins lock an account name (a source address locks after
@@ -140,6 +140,8 @@ pub struct Settings {
     pub cookie_secure: bool,
     /// The rate of partners with none of their own and no group rate (shown on their page).
     pub default_rate: Rate,
+    /// The callback rate of partners with none of their own (shown on their page).
+    pub default_callback_rate: Rate,
 }
 
 /// A source address locks after this many times the failures that lock an account name (an
@@ -158,6 +160,7 @@ pub struct Dashboard {
     sessions: Sessions,
     cookie_secure: bool,
     default_rate: Rate,
+    default_callback_rate: Rate,
     body_timeout: Duration,
 }
 
@@ -188,6 +191,7 @@ impl Dashboard {
             verifying: std::sync::Arc::new(tokio::sync::Semaphore::new(VERIFICATIONS_AT_ONCE)),
             cookie_secure: settings.cookie_secure,
             default_rate: settings.default_rate,
+            default_callback_rate: settings.default_callback_rate,
             body_timeout,
         }
     }

@@ -18,7 +18,9 @@ use super::response::{
 use super::session::Current;
 use super::{usage, Dashboard, PAGE_AUDIT_ROWS};
 use crate::admin::text::utc;
-use crate::admin::{Actor, Admin, ClientCertView, KeyView, PartnerView, Request, Rules, View};
+use crate::admin::{
+    Actor, Admin, ClientCertView, KeyView, PartnerView, RateView, Request, Rules, View,
+};
 use crate::generated::partner::Operation;
 use crate::store::{GroupRecord, Rate};
 
@@ -163,11 +165,11 @@ struct PartnerData {
     callback_ca_pem: String,
     feature_defaults: String,
     features: Vec<(String, String)>,
-    rate: String,
+    rate: OwnRate,
     rate_note: String,
-    rate_ps: String,
-    rate_burst: String,
-    has_rate: bool,
+    /// The partner's own rate for callbacks to its BSS, beside the rate of its calls.
+    callback_rate: OwnRate,
+    callback_rate_note: String,
     keys: Vec<KeyRow>,
     /// Registered client certificates, then the client CA's; expiring ones are marked.
     client_certs: Vec<CertRow>,
@@ -427,7 +429,12 @@ impl Dashboard {
             );
             c
         };
-        let mut p = partner_data(*view, &groups, self.default_rate);
+        let mut p = partner_data(
+            *view,
+            &groups,
+            self.default_rate,
+            self.default_callback_rate,
+        );
         p.editable = p.changeable && session.operator.role >= crate::store::Role::Operator;
         let page = PartnerPage {
             layout: Layout::new(format!("{} {}", p.id, p.name), "partners", session),
@@ -462,7 +469,12 @@ pub(super) fn show_partner(
 }
 
 /// The partner page's data from the admin service's view.
-fn partner_data(v: PartnerView, groups: &[GroupRecord], default_rate: Rate) -> PartnerData {
+fn partner_data(
+    v: PartnerView,
+    groups: &[GroupRecord],
+    default_rate: Rate,
+    default_callback_rate: Rate,
+) -> PartnerData {
     let star = v.grants.iter().any(|g| g == "*");
     let mut matrix: Vec<MatrixDomain> = Vec::new();
     for op in Operation::ALL {
@@ -563,14 +575,18 @@ fn partner_data(v: PartnerView, groups: &[GroupRecord], default_rate: Rate) -> P
             .and_then(|f| serde_json::to_string_pretty(f).ok())
             .unwrap_or_default(),
         features,
-        rate: v.rate.map_or_else(
-            || "none".to_owned(),
-            |r| format!("{}/s, burst {}", r.per_second, r.burst),
-        ),
+        rate: OwnRate::new(v.rate.as_ref()),
         rate_note,
-        rate_ps: v.rate.map(|r| r.per_second.to_string()).unwrap_or_default(),
-        rate_burst: v.rate.map(|r| r.burst.to_string()).unwrap_or_default(),
-        has_rate: v.rate.is_some(),
+        callback_rate_note: if v.callback_rate.is_some() {
+            "The partner's own callback rate applies.".to_owned()
+        } else {
+            format!(
+                "The gateway's default callback rate applies: {} \
+                 (callback.default_rate_per_second, callback.default_burst).",
+                rate_text(Some(default_callback_rate))
+            )
+        },
+        callback_rate: OwnRate::new(v.callback_rate.as_ref()),
         keys: v
             .keys
             .iter()
@@ -616,4 +632,28 @@ fn cert_rows(v: &PartnerView) -> Vec<CertRow> {
         .map(|c| row("registered", c))
         .chain(ca.map(|c| row("CA", c)))
         .collect()
+}
+
+/// A partner's own rate (of its calls, or of the callbacks to its BSS) as the page shows it and
+/// its form is filled.
+struct OwnRate {
+    /// `20/s, burst 40` or `none`.
+    text: String,
+    per_second: String,
+    burst: String,
+    set: bool,
+}
+
+impl OwnRate {
+    fn new(rate: Option<&RateView>) -> OwnRate {
+        OwnRate {
+            text: rate.map_or_else(
+                || "none".to_owned(),
+                |r| format!("{}/s, burst {}", r.per_second, r.burst),
+            ),
+            per_second: rate.map(|r| r.per_second.to_string()).unwrap_or_default(),
+            burst: rate.map(|r| r.burst.to_string()).unwrap_or_default(),
+            set: rate.is_some(),
+        }
+    }
 }

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::PREFIX;
-use crate::admin::{some, AdminError, RateInput, Request, StatusInput, UpdateGroup};
+use crate::admin::{some, AdminError, Direction, RateInput, Request, StatusInput, UpdateGroup};
 
 /// A route, with the partner id or group name from the path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub(super) enum Endpoint<'a> {
     Grants(&'a str),
     GrantRevoke(&'a str),
     PartnerGroup(&'a str),
-    PartnerThrottle(&'a str),
+    PartnerThrottle(&'a str, Direction),
     Groups,
     Group(&'a str),
     GroupThrottle(&'a str),
@@ -134,7 +134,10 @@ impl<'a> Endpoint<'a> {
             ["partners", id, "grants"] => Endpoint::Grants(id),
             ["partners", id, "grants", "revoke"] => Endpoint::GrantRevoke(id),
             ["partners", id, "group"] => Endpoint::PartnerGroup(id),
-            ["partners", id, "throttle"] => Endpoint::PartnerThrottle(id),
+            ["partners", id, "throttle"] => Endpoint::PartnerThrottle(id, Direction::Inbound),
+            ["partners", id, "callback-throttle"] => {
+                Endpoint::PartnerThrottle(id, Direction::Callback)
+            }
             ["groups"] => Endpoint::Groups,
             ["groups", name] => Endpoint::Group(name),
             ["groups", name, "throttle"] => Endpoint::GroupThrottle(name),
@@ -173,7 +176,7 @@ impl<'a> Endpoint<'a> {
             | Endpoint::OperatorTokenRevoke(_) => &[Method::POST],
             Endpoint::Keys(_) | Endpoint::Audit | Endpoint::Nodes => &[Method::GET],
             Endpoint::PartnerGroup(_) | Endpoint::OperatorRole(_) => &[Method::PUT],
-            Endpoint::PartnerThrottle(_) | Endpoint::GroupThrottle(_) => {
+            Endpoint::PartnerThrottle(..) | Endpoint::GroupThrottle(_) => {
                 &[Method::PUT, Method::DELETE]
             }
         }
@@ -239,12 +242,16 @@ impl<'a> Endpoint<'a> {
                 partner: owned(p),
                 group: body::<GroupBody>(bytes)?.group,
             },
-            Endpoint::PartnerThrottle(p) if *method == Method::DELETE => Request::PartnerThrottle {
+            Endpoint::PartnerThrottle(p, direction) if *method == Method::DELETE => {
+                Request::PartnerThrottle {
+                    partner: owned(p),
+                    direction,
+                    rate: None,
+                }
+            }
+            Endpoint::PartnerThrottle(p, direction) => Request::PartnerThrottle {
                 partner: owned(p),
-                rate: None,
-            },
-            Endpoint::PartnerThrottle(p) => Request::PartnerThrottle {
-                partner: owned(p),
+                direction,
                 rate: Some(body(bytes)?),
             },
             Endpoint::Groups if get => Request::ListGroups,

@@ -3,12 +3,14 @@
 
 use diesel::prelude::*;
 
-use super::records::{group_record, members_of, partner_row, rate_json, FullGroupRow, GroupRecord};
+use super::records::{
+    callback_rate_of, group_record, members_of, partner_row, rate_json, FullGroupRow, GroupRecord,
+};
 use crate::store::models::PartnerUpdate;
 use crate::store::rules::{
     audit, group_exists, insert_group, insert_new, rate_columns, require_group,
 };
-use crate::store::schema::{groups, partners};
+use crate::store::schema::{callback_rates, groups, partners};
 use crate::store::snapshot::stored_rate;
 use crate::store::{unix_now, Rate, Store, StoreError};
 
@@ -173,38 +175,83 @@ impl Store {
         })
     }
 
-    /// Sets (or with `None` clears) the partner's own rate. Audit: `throttle.set` /
-    /// `throttle.clear`.
+    /// Sets (or with `None` clears) the partner's own rate in `direction`: the calls it makes,
+    /// or the callbacks sent to its BSS. Audit: `throttle.set` / `throttle.clear`, or
+    /// `callback-throttle.set` / `callback-throttle.clear`.
     pub fn set_partner_rate_as(
         &self,
         actor: &str,
         partner_id: &str,
+        direction: Direction,
         rate: Option<Rate>,
     ) -> Result<(), StoreError> {
-        let (rate_per_second, burst) = rate_columns("rate", rate)?;
-        let action = if rate.is_some() {
-            "throttle.set"
-        } else {
-            "throttle.clear"
+        let (per_second, burst) = rate_columns(direction.rate_field(), rate)?;
+        let action = match (direction, rate.is_some()) {
+            (Direction::Inbound, true) => "throttle.set",
+            (Direction::Inbound, false) => "throttle.clear",
+            (Direction::Callback, true) => "callback-throttle.set",
+            (Direction::Callback, false) => "callback-throttle.clear",
         };
         self.change_partner(actor, partner_id, action, |c, row_id| {
-            let old = partner_row(c, partner_id)?;
-            let old_rate = stored_rate(
-                "partners",
-                partner_id,
-                old.base.rate_per_second,
-                old.base.burst,
-            )?;
-            let update = PartnerUpdate {
-                rate_per_second: Some(rate_per_second),
-                burst: Some(burst),
-                ..PartnerUpdate::default()
+            let old_rate = match direction {
+                Direction::Inbound => {
+                    let old = partner_row(c, partner_id)?.base;
+                    let old_rate =
+                        stored_rate("partners", partner_id, old.rate_per_second, old.burst)?;
+                    let update = PartnerUpdate {
+                        rate_per_second: Some(per_second),
+                        burst: Some(burst),
+                        ..PartnerUpdate::default()
+                    };
+                    diesel::update(partners::table.filter(partners::id.eq(row_id)))
+                        .set(update)
+                        .execute(c)?;
+                    old_rate
+                }
+                Direction::Callback => {
+                    let old = callback_rate_of(c, row_id)?;
+                    let old_rate = stored_rate(
+                        "callback_rates",
+                        partner_id,
+                        old.map(|(r, _)| r),
+                        old.map(|(_, b)| b),
+                    )?;
+                    diesel::delete(callback_rates::table.find(row_id)).execute(c)?;
+                    if let (Some(per_second), Some(burst)) = (per_second, burst) {
+                        diesel::insert_into(callback_rates::table)
+                            .values((
+                                callback_rates::partner_id.eq(row_id),
+                                callback_rates::rate_per_second.eq(per_second),
+                                callback_rates::burst.eq(burst),
+                            ))
+                            .execute(c)?;
+                    }
+                    old_rate
+                }
             };
-            diesel::update(partners::table.filter(partners::id.eq(row_id)))
-                .set(update)
-                .execute(c)?;
             let detail = serde_json::json!({"from": rate_json(old_rate), "to": rate_json(rate)});
             Ok(((), detail))
         })
+    }
+}
+
+/// Which of a partner's two rates: the calls it makes through the gateway, or the callbacks the
+/// TSP's partner API layer sends to its BSS through the relay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Direction {
+    /// The partner's calls (`throttle.*`; its group's rate applies when it has none).
+    #[default]
+    Inbound,
+    /// Callbacks to the partner's BSS (`callback.default_*` applies when it has none).
+    Callback,
+}
+
+impl Direction {
+    /// The name of the rate in messages: `rate` or `callback_rate`.
+    pub fn rate_field(self) -> &'static str {
+        match self {
+            Direction::Inbound => "rate",
+            Direction::Callback => "callback_rate",
+        }
     }
 }

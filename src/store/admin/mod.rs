@@ -21,7 +21,7 @@ mod partners;
 mod records;
 
 pub use audit::{AuditRecord, MAX_AUDIT_ROWS};
-pub use groups::GroupChanges;
+pub use groups::{Direction, GroupChanges};
 pub use keys::{KeySelector, RotatedKey};
 pub use partners::{PartnerChanges, StatusChange};
 pub use records::{GroupRecord, KeyRecord, PartnerDetail, PartnerRecord};

@@ -5,14 +5,14 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::records::{
-    allow_of, grants_of, key_json, keys_of, partner_row, FullPartnerRow, KeyRecord, PartnerDetail,
-    PartnerRecord,
+    allow_of, callback_rate_of, grants_of, key_json, keys_of, partner_row, FullPartnerRow,
+    KeyRecord, PartnerDetail, PartnerRecord,
 };
 use crate::certificate::Fingerprint;
 use crate::store::client_certs::{self, NewClientCert};
 use crate::store::models::PartnerUpdate;
 use crate::store::rules::{audit, corrupt, require_group};
-use crate::store::schema::{api_keys, partners};
+use crate::store::schema::{api_keys, callback_rates, partners};
 use crate::store::{unix_now, PartnerStatus, Store, StoreError};
 
 /// Changes to a partner: `None` leaves a field alone, `Some(None)` clears it.
@@ -97,11 +97,15 @@ impl Store {
     pub fn list_partners(&self) -> Result<Vec<PartnerRecord>, StoreError> {
         self.conn()?.transaction(|c| {
             partners::table
-                .select(FullPartnerRow::as_select())
+                .left_join(callback_rates::table)
+                .select((
+                    FullPartnerRow::as_select(),
+                    (callback_rates::rate_per_second, callback_rates::burst).nullable(),
+                ))
                 .order(partners::partner_id)
-                .load(c)?
+                .load::<(FullPartnerRow, Option<(i32, i32)>)>(c)?
                 .into_iter()
-                .map(FullPartnerRow::into_record)
+                .map(|(row, callback)| row.into_record(callback))
                 .collect()
         })
     }
@@ -111,8 +115,9 @@ impl Store {
         self.conn()?.transaction(|c| {
             let row = partner_row(c, partner_id)?;
             let row_id = row.base.id;
+            let callback = callback_rate_of(c, row_id)?;
             Ok(PartnerDetail {
-                partner: row.into_record()?,
+                partner: row.into_record(callback)?,
                 keys: keys_of(c, row_id)?,
                 allow: allow_of(c, row_id)?,
                 grants: grants_of(c, row_id)?,

@@ -10,7 +10,7 @@ use crate::secret::KeyKind;
 use crate::store::conn::AnyConnection;
 use crate::store::models::PartnerRow;
 use crate::store::rules::{audit, corrupt, existing_partner, not_found};
-use crate::store::schema::{allow_entries, api_keys, grants, groups, partners};
+use crate::store::schema::{allow_entries, api_keys, callback_rates, grants, groups, partners};
 use crate::store::snapshot::stored_rate;
 use crate::store::{unix_now, PartnerStatus, Rate, Store, StoreError};
 
@@ -41,6 +41,8 @@ pub struct PartnerRecord {
     pub callback_ca_pem: Option<String>,
     /// The partner's own rate (else its group's, else the default).
     pub rate: Option<Rate>,
+    /// The partner's own rate for callbacks to its BSS (else `callback.default_*`).
+    pub callback_rate: Option<Rate>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds of the last change to the row.
@@ -143,7 +145,12 @@ pub(super) struct FullGroupRow {
 }
 
 impl FullPartnerRow {
-    pub(super) fn into_record(self) -> Result<PartnerRecord, StoreError> {
+    /// The record, with the partner's own callback rate (`callback_rates`: rate, burst) if it
+    /// has one.
+    pub(super) fn into_record(
+        self,
+        callback: Option<(i32, i32)>,
+    ) -> Result<PartnerRecord, StoreError> {
         let p = self.base;
         let status = PartnerStatus::from_db(&p.status).ok_or_else(|| {
             corrupt(
@@ -153,6 +160,12 @@ impl FullPartnerRow {
             )
         })?;
         let rate = stored_rate("partners", &p.partner_id, p.rate_per_second, p.burst)?;
+        let callback_rate = stored_rate(
+            "callback_rates",
+            &p.partner_id,
+            callback.map(|(r, _)| r),
+            callback.map(|(_, b)| b),
+        )?;
         let feature_defaults = match &p.feature_defaults {
             None => None,
             Some(text) => Some(serde_json::from_str(text).map_err(|e| {
@@ -171,6 +184,7 @@ impl FullPartnerRow {
             callback_url: p.callback_url,
             callback_ca_pem: p.callback_ca_pem,
             rate,
+            callback_rate,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -218,6 +232,18 @@ impl FullGroupRow {
 }
 
 // === reads inside a transaction ===
+
+/// The partner's own callback rate (rate, burst), if it has one.
+pub(super) fn callback_rate_of(
+    c: &mut AnyConnection,
+    row_id: i64,
+) -> Result<Option<(i32, i32)>, StoreError> {
+    Ok(callback_rates::table
+        .find(row_id)
+        .select((callback_rates::rate_per_second, callback_rates::burst))
+        .first(c)
+        .optional()?)
+}
 
 /// The partner's full row; no such partner → `NotFound`.
 pub(super) fn partner_row(

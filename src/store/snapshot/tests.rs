@@ -12,6 +12,7 @@ fn partner(grants: &[&str]) -> PartnerEntry {
         allow: vec![],
         grants: grants.iter().map(|g| (*g).to_owned()).collect(),
         rate: None,
+        callback_rate: None,
         callback_url: None,
         callback_ca_pem: None,
         feature_defaults: None,

@@ -181,3 +181,42 @@ fn unknown_scopes_are_ignored() {
     assert!(c.is_empty());
     assert_eq!(nodes, 1);
 }
+
+/// Callback limiters go through the same ledger: written under scope `callback` and charged
+/// back as [`Scope::Callback`], apart from the partner limiter of the same id.
+#[test]
+fn callback_counts_are_exchanged_under_their_own_scope() {
+    let start = Instant::now();
+    let mut l = Ledger::new(start);
+    l.collect([
+        (Scope::Callback, "P".to_string(), 4),
+        (Scope::Partner, "P".to_string(), 1),
+    ]);
+    let mut rows: Vec<(&str, String, i64)> = l
+        .rows()
+        .into_iter()
+        .map(|r| (r.scope, r.key, r.admitted))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![("callback", "P".into(), 4), ("partner", "P".into(), 1)]
+    );
+    let callback = |admitted, updated_ms| PeerCount {
+        scope: "callback".into(),
+        ..peer("n-b", "P", admitted, T0 - 60_000, updated_ms)
+    };
+    let _ = l.succeeded(start, exchanged(T0, vec![callback(10, T0 - 10)]));
+    let (c, _) = l.succeeded(
+        start + Duration::from_millis(50),
+        exchanged(T0 + 50, vec![callback(13, T0 + 40)]),
+    );
+    assert_eq!(
+        c,
+        vec![Charge {
+            scope: Scope::Callback,
+            key: "P".into(),
+            cells: 3
+        }]
+    );
+}

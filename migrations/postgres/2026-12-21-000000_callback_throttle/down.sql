@@ -1,0 +1,2 @@
+DROP TABLE callback_rates;
+DELETE FROM throttle_usage WHERE scope = 'callback';
