@@ -25,6 +25,7 @@
 
 mod admin;
 mod conn;
+mod enrollments;
 mod login_throttle;
 mod models;
 mod nodes;
@@ -53,6 +54,10 @@ use schema::meta;
 pub use admin::{
     AuditRecord, GroupChanges, GroupRecord, KeyRecord, KeySelector, PartnerChanges, PartnerDetail,
     PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
+};
+pub use enrollments::{
+    Approval, Collected, EnrollmentContact, EnrollmentRecord, EnrollmentRequest, EnrollmentState,
+    Filed, PickupRow, ENROLLMENT_ACTOR,
 };
 pub use login_throttle::{LoginPolicy, LoginScope};
 pub use nodes::{NodeBeat, NodeRecord, FORGET_AFTER, GONE_AFTER, HEARTBEAT_INTERVAL};
