@@ -241,6 +241,13 @@ async fn serve_gateway(config: Config, store: Store) -> Result<Started, StartErr
             config.limits.xml,
             config.fault_status,
         ))),
+        enrollment: Some(Arc::new(crate::enroll::Enrollment::new(
+            config.enrollment.clone(),
+            store.with_checkout_timeout(config.database_checkout_timeout),
+            config.limits.xml,
+            config.fault_status,
+            config.callback.allow_http,
+        ))),
     });
     // The refresher publishes new snapshots; with each, the throttle forgets the limiters of
     // partners and groups that are gone (offboarded, renamed).

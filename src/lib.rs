@@ -23,6 +23,7 @@ pub mod authorize;
 pub mod callback;
 pub mod decode;
 pub mod encode;
+pub mod enroll;
 pub mod envelope;
 pub mod fault;
 pub mod forward;
