@@ -357,3 +357,67 @@ async fn concurrent_pickups_give_the_keys_to_exactly_one() {
     let v: serde_json::Value = serde_json::from_str(&keys).unwrap();
     assert_eq!(v["keys"].as_array().map(Vec::len), Some(2), "{keys}");
 }
+
+/// Eight threads collect one approved enrollment at the same instant, straight through the
+/// store: exactly one gets keys, and exactly two key hashes are stored. On SQLite, and on
+/// PostgreSQL when `PARTNERGATE_TEST_POSTGRES_URL` is set (`tests/run.sh`).
+#[test]
+fn racing_collections_in_the_store_give_the_keys_once() {
+    use partnergate::store::{Approval, EnrollmentRequest, NewPartner, Store};
+    let sqlite = temp_path("enroll-store-race", "db");
+    let mut urls = vec![sqlite.display().to_string()];
+    let pg = std::env::var("PARTNERGATE_TEST_POSTGRES_URL")
+        .ok()
+        .map(|_| fresh_postgres_database("enroll_race"));
+    if let Some((_, _, db)) = &pg {
+        urls.push(db.clone());
+    }
+    for url in urls {
+        let store = Store::open(&url).unwrap();
+        let secret = format!("pge_{}", "7".repeat(64));
+        let hash = partnergate::secret::hash(&secret);
+        let request = EnrollmentRequest {
+            company: "Racer".into(),
+            country: "DE".into(),
+            operations: vec!["accounts.create".into()],
+            networks: vec!["127.0.0.1/32".into()],
+            accepted_terms: "1".into(),
+            ..EnrollmentRequest::default()
+        };
+        let id = "enr_0123456789abcdef0123456789abcdef";
+        store
+            .file_enrollment(id, &hash, &request, "127.0.0.1", 10)
+            .unwrap();
+        let approval = Approval {
+            partner: NewPartner {
+                name: "Racer".into(),
+                allow: vec!["127.0.0.1/32".parse().unwrap()],
+                grants: vec!["accounts.create".into()],
+                ..NewPartner::default()
+            },
+            ..Approval::default()
+        };
+        let partner = store
+            .approve_enrollment("test", id, approval, &known_permissions())
+            .unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, barrier) = (store.clone(), std::sync::Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    // SQLite may answer "database is locked" to a loser: it got nothing either.
+                    store.collect_enrollment(id, &hash).ok().flatten().is_some()
+                })
+            })
+            .collect();
+        let winners = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|won| *won)
+            .count();
+        assert_eq!(winners, 1, "{url}");
+        assert_eq!(store.list_keys(&partner).unwrap().len(), 2, "{url}");
+    }
+    remove_db(&sqlite);
+}
