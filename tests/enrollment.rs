@@ -234,7 +234,7 @@ async fn the_per_address_limit_admits_the_burst_then_refuses() {
     }
     let r = call(binary.addr, STATUS_ACTION, &unknown).await;
     let (retry, text) = throttled(&r);
-    assert!(retry >= 1 && retry <= 60, "{retry}");
+    assert!((1..=60).contains(&retry), "{retry}");
     assert!(text.contains("enrollment.rate_per_minute"), "{text}");
     assert_eq!(r.header("retry-after"), Some(retry.to_string().as_str()));
 }
