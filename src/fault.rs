@@ -88,37 +88,54 @@ enum Detail {
     Upstream(FaultDetail),
 }
 
-fn plan(rejection: &Rejection) -> Plan {
-    use cmn::AccessDeniedReason as R;
-    let invalid =
-        |status: StatusCode, path: &str, rule: &str, message: String, outcome: &'static str| Plan {
-            status,
-            code: FaultCode::Sender,
-            reason: format!("Invalid Request: {message}"),
-            detail: Some(Detail::Invalid {
-                path: path.to_string(),
-                rule: rule.to_string(),
-                message,
-            }),
-            retry_after: None,
-            outcome,
-        };
-    let denied = |reason: R, text: &'static str, outcome: &'static str| Plan {
+/// An `InvalidRequestFault` plan.
+fn invalid(
+    status: StatusCode,
+    path: &str,
+    rule: &str,
+    message: String,
+    outcome: &'static str,
+) -> Plan {
+    Plan {
+        status,
+        code: FaultCode::Sender,
+        reason: format!("Invalid Request: {message}"),
+        detail: Some(Detail::Invalid {
+            path: path.to_string(),
+            rule: rule.to_string(),
+            message,
+        }),
+        retry_after: None,
+        outcome,
+    }
+}
+
+/// An `AccessDeniedFault` plan.
+fn denied(reason: cmn::AccessDeniedReason, text: &'static str, outcome: &'static str) -> Plan {
+    Plan {
         status: StatusCode::FORBIDDEN,
         code: FaultCode::Sender,
         reason: format!("Access Denied: {text}"),
         detail: Some(Detail::AccessDenied(reason, text)),
         retry_after: None,
         outcome,
-    };
-    let unavailable = |status: StatusCode, text: &'static str, outcome: &'static str| Plan {
+    }
+}
+
+/// An `UpstreamUnavailableFault` plan.
+fn unavailable(status: StatusCode, text: &'static str, outcome: &'static str) -> Plan {
+    Plan {
         status,
         code: FaultCode::Receiver,
         reason: format!("Upstream Unavailable: {text}"),
         detail: Some(Detail::Unavailable(text)),
         retry_after: None,
         outcome,
-    };
+    }
+}
+
+fn plan(rejection: &Rejection) -> Plan {
+    use cmn::AccessDeniedReason as R;
     match rejection {
         Rejection::Transport(e) => invalid(
             e.status(),
@@ -273,14 +290,6 @@ pub fn render_enrollment(
     statuses: StatusModes,
 ) -> FaultResponse {
     use cmn::AccessDeniedReason as R;
-    let denied = |reason: R, text: &'static str, outcome: &'static str| Plan {
-        status: StatusCode::FORBIDDEN,
-        code: FaultCode::Sender,
-        reason: format!("Access Denied: {text}"),
-        detail: Some(Detail::AccessDenied(reason, text)),
-        retry_after: None,
-        outcome,
-    };
     let throttled = |secs: u64, text: String, outcome: &'static str| Plan {
         status: StatusCode::TOO_MANY_REQUESTS,
         code: FaultCode::Sender,
@@ -323,28 +332,18 @@ pub fn render_enrollment(
             path,
             rule,
             message,
-        } => Plan {
-            status: StatusCode::BAD_REQUEST,
-            code: FaultCode::Sender,
-            reason: format!("Invalid Request: {path}: {message}"),
-            detail: Some(Detail::Invalid {
-                path: path.clone(),
-                rule: (*rule).to_string(),
-                message: format!("{path}: {message}"),
-            }),
-            retry_after: None,
-            outcome: "invalid-request",
-        },
-        EnrollRefusal::Unavailable(_) => Plan {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: FaultCode::Receiver,
-            reason: "Upstream Unavailable: enrollment is unavailable, try again later".into(),
-            detail: Some(Detail::Unavailable(
-                "enrollment is unavailable, try again later",
-            )),
-            retry_after: None,
-            outcome: "enrollment-unavailable",
-        },
+        } => invalid(
+            StatusCode::BAD_REQUEST,
+            path,
+            rule,
+            format!("{path}: {message}"),
+            "invalid-request",
+        ),
+        EnrollRefusal::Unavailable(_) => unavailable(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "enrollment is unavailable, try again later",
+            "enrollment-unavailable",
+        ),
     };
     finish(plan, version, request_id, statuses)
 }

@@ -315,23 +315,8 @@ impl Store {
             let partner_id = partner_id
                 .ok_or_else(|| corrupt("enrollments", enrollment_id, "no partner_id".into()))?;
             let row_id = existing_partner(c, &partner_id)?;
-            insert_keys(
-                c,
-                row_id,
-                &[
-                    (KeyKind::Partner, &api_key),
-                    (KeyKind::Callback, &callback_key),
-                ],
-                None,
-                now,
-            )?;
-            let detail = serde_json::json!({
-                "partner": partner_id,
-                "keys": [
-                    secret::display_prefix(api_key.expose()),
-                    secret::display_prefix(callback_key.expose()),
-                ],
-            });
+            let keys = insert_keys(c, row_id, &api_key, &callback_key, None, now)?;
+            let detail = serde_json::json!({ "partner": partner_id, "keys": keys });
             audit(
                 c,
                 ENROLLMENT_ACTOR,

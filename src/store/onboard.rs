@@ -208,16 +208,21 @@ pub(super) fn insert_partner(
     Ok((row_id, partner_id))
 }
 
-/// Inserts the hashes and display prefixes of `keys` for the partner row `row_id`, in the
-/// caller's transaction (the keys themselves are never stored).
+/// Inserts the hashes and display prefixes of a partner key and a callback key for the partner
+/// row `row_id`, in the caller's transaction (the keys themselves are never stored). Returns the
+/// two display prefixes, for the audit row.
 pub(super) fn insert_keys(
     c: &mut AnyConnection,
     row_id: i64,
-    keys: &[(KeyKind, &Secret)],
+    api_key: &Secret,
+    callback_key: &Secret,
     expires_at: Option<i64>,
     now: i64,
-) -> Result<(), StoreError> {
-    for (kind, key) in keys {
+) -> Result<[String; 2], StoreError> {
+    for (kind, key) in [
+        (KeyKind::Partner, api_key),
+        (KeyKind::Callback, callback_key),
+    ] {
         let text = key.expose();
         diesel::insert_into(api_keys::table)
             .values(NewKeyRow {
@@ -230,7 +235,10 @@ pub(super) fn insert_keys(
             })
             .execute(c)?;
     }
-    Ok(())
+    Ok([
+        secret::display_prefix(api_key.expose()),
+        secret::display_prefix(callback_key.expose()),
+    ])
 }
 
 /// The audit detail of `partner.create`: what was created, with the keys' display prefixes
@@ -292,21 +300,8 @@ impl Store {
             let now = unix_now();
             let (row_id, partner_id) = insert_partner(c, &p, now)?;
             let expires_at = p.key_ttl_secs.map(|ttl| now.saturating_add(ttl));
-            insert_keys(
-                c,
-                row_id,
-                &[
-                    (KeyKind::Partner, &api_key),
-                    (KeyKind::Callback, &callback_key),
-                ],
-                expires_at,
-                now,
-            )?;
+            let keys = insert_keys(c, row_id, &api_key, &callback_key, expires_at, now)?;
             if let Some(actor) = actor {
-                let keys = [
-                    secret::display_prefix(api_key.expose()),
-                    secret::display_prefix(callback_key.expose()),
-                ];
                 let detail = partner_created_detail(&p, &keys);
                 audit(c, actor, "partner.create", &partner_id, &detail)?;
             }
