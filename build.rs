@@ -1,7 +1,8 @@
 //! Build-time code generation from the published contract in `wsdl/`: the entry point that runs
 //! the generator's modules in `codegen/`, one job each, and writes their output.
 //!
-//! 1. Reads `wsdl/partner-api.wsdl` and `wsdl/partner-callback.wsdl` with quick-xml (messages,
+//! 1. Reads `wsdl/partner-api.wsdl`, `wsdl/partner-callback.wsdl` and
+//!    `wsdl/partner-enrollment.wsdl` with quick-xml (messages,
 //!    portType, SOAP 1.1 and 1.2 bindings, soapActions, header and fault messages) and checks the
 //!    document/literal wrapped conventions the toolkits depend on; a violation fails the build
 //!    (`codegen/wsdl_rules.rs`).
@@ -64,10 +65,11 @@ mod tables;
 #[path = "codegen/wsdl_rules.rs"]
 mod wsdl_rules;
 
-/// The two published WSDLs and the name of the table generated from each.
-const CONTRACTS: [(&str, &str); 2] = [
+/// The published WSDLs and the name of the table generated from each.
+const CONTRACTS: [(&str, &str); 3] = [
     ("partner-api.wsdl", "partner"),
     ("partner-callback.wsdl", "callback"),
+    ("partner-enrollment.wsdl", "enrollment"),
 ];
 
 fn main() {

@@ -94,11 +94,9 @@ pub(crate) fn operation_table(
         &resp_root,
     );
 
-    let header = &wsdl.messages[wsdl.header_message()];
-    let header_ty = type_path(ns_modules, types, header);
-    let header_ns = lit(&header.0);
-    let header_local = lit(&header.1);
-    let header_root = lit(&root_name(ns_modules, header));
+    let auth = wsdl
+        .header_message()
+        .map(|m| auth_header(&wsdl.messages[m], ns_modules, types));
 
     let faults: Vec<(String, QN)> = wsdl
         .fault_messages()
@@ -216,25 +214,7 @@ pub(crate) fn operation_table(
 
         #response
 
-        /// The credential header every operation's input carries.
-        pub type AuthHeader = #header_ty;
-        /// The credential header element: (namespace, local name).
-        pub const AUTH_HEADER_ELEMENT: (&str, &str) = (#header_ns, #header_local);
-
-        /// Decodes the credential header from a reader positioned at it.
-        pub fn decode_auth_header<'a, R: XmlReaderSync<'a>>(reader: &mut R) -> Result<AuthHeader, Error> {
-            <AuthHeader as DeserializeSync<'a, R>>::deserialize(reader)
-        }
-
-        /// The fast path of [`decode_auth_header`] (see `crate::decode::fast`).
-        pub fn decode_auth_header_fast(reader: &mut crate::decode::fast::FastReader<'_>) -> Option<AuthHeader> {
-            reader.root::<AuthHeader>()
-        }
-
-        /// Writes the credential header element.
-        pub fn encode_auth_header(header: &AuthHeader, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
-            crate::encode::fast::encode_root(header, #header_root, writer, |w| header.serialize(#header_root, w))
-        }
+        #auth
 
         /// The declared fault kinds (`soap:fault`), the same for every operation.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -389,6 +369,40 @@ fn body_enum(
             pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
                 match self { #(#name::#variants(v) => crate::encode::fast::write_root(&**v, #root, out),)* }
             }
+        }
+    }
+}
+
+/// The credential header's type alias and typed decode/encode functions (a contract whose
+/// operations declare a `soap:header`; an anonymous one has none).
+fn auth_header(
+    header: &QN,
+    ns_modules: &BTreeMap<String, String>,
+    types: &syn::File,
+) -> TokenStream {
+    let header_ty = type_path(ns_modules, types, header);
+    let header_ns = lit(&header.0);
+    let header_local = lit(&header.1);
+    let header_root = lit(&root_name(ns_modules, header));
+    quote! {
+        /// The credential header every operation's input carries.
+        pub type AuthHeader = #header_ty;
+        /// The credential header element: (namespace, local name).
+        pub const AUTH_HEADER_ELEMENT: (&str, &str) = (#header_ns, #header_local);
+
+        /// Decodes the credential header from a reader positioned at it.
+        pub fn decode_auth_header<'a, R: XmlReaderSync<'a>>(reader: &mut R) -> Result<AuthHeader, Error> {
+            <AuthHeader as DeserializeSync<'a, R>>::deserialize(reader)
+        }
+
+        /// The fast path of [`decode_auth_header`] (see `crate::decode::fast`).
+        pub fn decode_auth_header_fast(reader: &mut crate::decode::fast::FastReader<'_>) -> Option<AuthHeader> {
+            reader.root::<AuthHeader>()
+        }
+
+        /// Writes the credential header element.
+        pub fn encode_auth_header(header: &AuthHeader, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
+            crate::encode::fast::encode_root(header, #header_root, writer, |w| header.serialize(#header_root, w))
         }
     }
 }

@@ -271,9 +271,9 @@ impl Wsdl {
                 });
                 assert!(!action.is_empty(), "{file}: {} needs a soapAction", op.name);
                 let headers = b.headers.get(&op.name).map(Vec::len).unwrap_or(0);
-                assert_eq!(
-                    headers, 1,
-                    "{file}: {} in {} must declare one soap:header",
+                assert!(
+                    headers == 1 || (headers == 0 && b.headers.is_empty()),
+                    "{file}: {} in {} must declare one soap:header (or no operation of the WSDL one: an anonymous contract)",
                     op.name, b.name
                 );
             }
@@ -321,15 +321,17 @@ impl Wsdl {
         seen
     }
 
-    pub(crate) fn header_message(&self) -> &str {
+    /// The credential header message every operation declares; `None` for an anonymous
+    /// contract (no operation declares one: the enrollment contract).
+    pub(crate) fn header_message(&self) -> Option<&str> {
         let b = &self.bindings[0];
-        let first = b.headers.values().next().expect("a header");
+        let first = b.headers.values().next()?;
         assert!(
             b.headers.values().all(|h| h == first),
             "{}: one header message for every operation",
             self.file
         );
-        &first[0]
+        Some(&first[0])
     }
 
     /// Fault message names, in declaration order of the first operation; every operation must

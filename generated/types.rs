@@ -17,6 +17,7 @@ pub const NS_CB: Namespace = Namespace::new_const(b"urn:partnergate:callback:v1"
 pub const NS_DEV: Namespace = Namespace::new_const(
     b"urn:partnergate:partner:devices:v1",
 );
+pub const NS_ENR: Namespace = Namespace::new_const(b"urn:partnergate:enrollment:v1");
 pub const NS_FTR: Namespace = Namespace::new_const(
     b"urn:partnergate:partner:features:v1",
 );
@@ -30,6 +31,7 @@ pub const PREFIX_ACC: NamespacePrefix = NamespacePrefix::new_const(b"acc");
 pub const PREFIX_CMN: NamespacePrefix = NamespacePrefix::new_const(b"cmn");
 pub const PREFIX_CB: NamespacePrefix = NamespacePrefix::new_const(b"cb");
 pub const PREFIX_DEV: NamespacePrefix = NamespacePrefix::new_const(b"dev");
+pub const PREFIX_ENR: NamespacePrefix = NamespacePrefix::new_const(b"enr");
 pub const PREFIX_FTR: NamespacePrefix = NamespacePrefix::new_const(b"ftr");
 pub const PREFIX_SVC: NamespacePrefix = NamespacePrefix::new_const(b"svc");
 pub mod acc {
@@ -25589,6 +25591,3832 @@ pub mod dev {
         }
     }
 }
+pub mod enr {
+    use core::{ops::Deref, str::from_utf8};
+    use regex::Regex;
+    use std::{borrow::Cow, sync::LazyLock};
+    use xsd_parser_types::quick_xml::{
+        DeserializeBytes, DeserializeHelper, Error, ErrorKind, RawByteStr,
+        SerializeBytes, SerializeHelper, ValidateError, WithDeserializer,
+        WithDeserializerFromBytes, WithSerializeToBytes, WithSerializer,
+    };
+    ///Reads an enrollment's state; collects the partner id and keys once approved.
+    pub type GetEnrollmentStatus = GetEnrollmentStatusElementType;
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct GetEnrollmentStatusElementType {
+        ///From RequestEnrollmentResponse.
+        pub enrollment_id: EnrollmentId,
+        ///From RequestEnrollmentResponse.
+        pub pickup_secret: PickupSecret,
+    }
+    impl WithSerializer for GetEnrollmentStatusElementType {
+        type Serializer<'x> = quick_xml_serialize::GetEnrollmentStatusElementTypeSerializer<
+            'x,
+        >;
+        fn serializer<'ser>(
+            &'ser self,
+            name: Option<&'ser str>,
+            is_root: bool,
+        ) -> Result<Self::Serializer<'ser>, Error> {
+            Ok(quick_xml_serialize::GetEnrollmentStatusElementTypeSerializer {
+                value: self,
+                state: Box::new(
+                    quick_xml_serialize::GetEnrollmentStatusElementTypeSerializerState::Init__,
+                ),
+                name: name.unwrap_or("enr:GetEnrollmentStatus"),
+                is_root,
+            })
+        }
+    }
+    impl WithDeserializer for GetEnrollmentStatusElementType {
+        type Deserializer = Box<
+            quick_xml_deserialize::GetEnrollmentStatusElementTypeDeserializer,
+        >;
+    }
+    ///Identifier of an enrollment request, e.g. enr_0f3c9a7d52e14b6b8c1d2e3f4a5b6c7d.
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct EnrollmentId(String);
+    impl EnrollmentId {
+        pub fn new(inner: String) -> Result<Self, ValidateError> {
+            Self::validate_str(&inner)?;
+            Self::validate_value(&inner)?;
+            Ok(Self(inner))
+        }
+        #[must_use]
+        pub fn into_inner(self) -> String {
+            self.0
+        }
+        pub fn validate_str(s: &str) -> Result<(), ValidateError> {
+            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
+                ("enr_[0-9a-f]{32}", Regex::new("^(?:enr_[0-9a-f]{32})$").unwrap()),
+            ]);
+            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
+                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            }
+            Ok(())
+        }
+        pub fn validate_value(value: &String) -> Result<(), ValidateError> {
+            if value.chars().count() < 36usize {
+                return Err(ValidateError::MinLength(36usize));
+            }
+            if value.chars().count() > 36usize {
+                return Err(ValidateError::MaxLength(36usize));
+            }
+            Ok(())
+        }
+    }
+    impl From<EnrollmentId> for String {
+        fn from(value: EnrollmentId) -> String {
+            value.0
+        }
+    }
+    impl TryFrom<String> for EnrollmentId {
+        type Error = ValidateError;
+        fn try_from(value: String) -> Result<Self, ValidateError> {
+            Self::new(value)
+        }
+    }
+    impl Deref for EnrollmentId {
+        type Target = String;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
+    }
+    impl SerializeBytes for EnrollmentId {
+        fn serialize_bytes(
+            &self,
+            helper: &mut SerializeHelper,
+        ) -> Result<Option<Cow<'_, str>>, Error> {
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
+        }
+    }
+    impl WithSerializeToBytes for EnrollmentId {}
+    impl DeserializeBytes for EnrollmentId {
+        fn deserialize_bytes(
+            helper: &mut DeserializeHelper,
+            bytes: &[u8],
+        ) -> Result<Self, Error> {
+            let s = from_utf8(bytes).map_err(Error::from)?;
+            let inner = String::deserialize_str(helper, s)?;
+            Ok(Self::new(inner).map_err(|error| (bytes, error))?)
+        }
+    }
+    impl WithDeserializerFromBytes for EnrollmentId {}
+    ///Secret returned once with the enrollment id; needed to read the status and to collect the keys. Never logged or echoed back.
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct PickupSecret(String);
+    impl PickupSecret {
+        pub fn new(inner: String) -> Result<Self, ValidateError> {
+            Self::validate_str(&inner)?;
+            Self::validate_value(&inner)?;
+            Ok(Self(inner))
+        }
+        #[must_use]
+        pub fn into_inner(self) -> String {
+            self.0
+        }
+        pub fn validate_str(s: &str) -> Result<(), ValidateError> {
+            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
+                ("pge_[0-9a-f]{64}", Regex::new("^(?:pge_[0-9a-f]{64})$").unwrap()),
+            ]);
+            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
+                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            }
+            Ok(())
+        }
+        pub fn validate_value(value: &String) -> Result<(), ValidateError> {
+            if value.chars().count() < 68usize {
+                return Err(ValidateError::MinLength(68usize));
+            }
+            if value.chars().count() > 68usize {
+                return Err(ValidateError::MaxLength(68usize));
+            }
+            Ok(())
+        }
+    }
+    impl From<PickupSecret> for String {
+        fn from(value: PickupSecret) -> String {
+            value.0
+        }
+    }
+    impl TryFrom<String> for PickupSecret {
+        type Error = ValidateError;
+        fn try_from(value: String) -> Result<Self, ValidateError> {
+            Self::new(value)
+        }
+    }
+    impl Deref for PickupSecret {
+        type Target = String;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
+    }
+    impl SerializeBytes for PickupSecret {
+        fn serialize_bytes(
+            &self,
+            helper: &mut SerializeHelper,
+        ) -> Result<Option<Cow<'_, str>>, Error> {
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
+        }
+    }
+    impl WithSerializeToBytes for PickupSecret {}
+    impl DeserializeBytes for PickupSecret {
+        fn deserialize_bytes(
+            helper: &mut DeserializeHelper,
+            bytes: &[u8],
+        ) -> Result<Self, Error> {
+            let s = from_utf8(bytes).map_err(Error::from)?;
+            let inner = String::deserialize_str(helper, s)?;
+            Ok(Self::new(inner).map_err(|error| (bytes, error))?)
+        }
+    }
+    impl WithDeserializerFromBytes for PickupSecret {}
+    ///The enrollment's state; PartnerId, ApiKey and CallbackKey only in the one answer that collects them.
+    pub type GetEnrollmentStatusResponse = GetEnrollmentStatusResponseElementType;
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct GetEnrollmentStatusResponseElementType {
+        ///The enrollment asked about.
+        pub enrollment_id: EnrollmentId,
+        ///APPROVED in the answer that carries the keys; COLLECTED afterwards.
+        pub status: EnrollmentStatus,
+        ///The operator's reason, when REJECTED.
+        pub reason: Option<super::cmn::StatusReason>,
+        ///The new partner's id, once approved.
+        pub partner_id: Option<super::cmn::PartnerId>,
+        ///The partner key for PartnerAuth; in this answer only.
+        pub api_key: Option<super::cmn::ApiKey>,
+        ///The key the gateway presents in CallbackAuth; in this answer only.
+        pub callback_key: Option<super::cmn::ApiKey>,
+    }
+    impl WithSerializer for GetEnrollmentStatusResponseElementType {
+        type Serializer<'x> = quick_xml_serialize::GetEnrollmentStatusResponseElementTypeSerializer<
+            'x,
+        >;
+        fn serializer<'ser>(
+            &'ser self,
+            name: Option<&'ser str>,
+            is_root: bool,
+        ) -> Result<Self::Serializer<'ser>, Error> {
+            Ok(quick_xml_serialize::GetEnrollmentStatusResponseElementTypeSerializer {
+                value: self,
+                state: Box::new(
+                    quick_xml_serialize::GetEnrollmentStatusResponseElementTypeSerializerState::Init__,
+                ),
+                name: name.unwrap_or("enr:GetEnrollmentStatusResponse"),
+                is_root,
+            })
+        }
+    }
+    impl WithDeserializer for GetEnrollmentStatusResponseElementType {
+        type Deserializer = Box<
+            quick_xml_deserialize::GetEnrollmentStatusResponseElementTypeDeserializer,
+        >;
+    }
+    ///PENDING: waiting for an operator. APPROVED: the partner exists; the next status call
+    ///returns its id and keys. REJECTED: refused (see Reason). COLLECTED: the keys were
+    ///handed out; they are not shown again.
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub enum EnrollmentStatus {
+        Pending,
+        Approved,
+        Rejected,
+        Collected,
+    }
+    impl SerializeBytes for EnrollmentStatus {
+        fn serialize_bytes(
+            &self,
+            helper: &mut SerializeHelper,
+        ) -> Result<Option<Cow<'_, str>>, Error> {
+            match self {
+                Self::Pending => Ok(Some(Cow::Borrowed("PENDING"))),
+                Self::Approved => Ok(Some(Cow::Borrowed("APPROVED"))),
+                Self::Rejected => Ok(Some(Cow::Borrowed("REJECTED"))),
+                Self::Collected => Ok(Some(Cow::Borrowed("COLLECTED"))),
+            }
+        }
+    }
+    impl WithSerializeToBytes for EnrollmentStatus {}
+    impl DeserializeBytes for EnrollmentStatus {
+        fn deserialize_bytes(
+            helper: &mut DeserializeHelper,
+            bytes: &[u8],
+        ) -> Result<Self, Error> {
+            match bytes {
+                b"PENDING" => Ok(Self::Pending),
+                b"APPROVED" => Ok(Self::Approved),
+                b"REJECTED" => Ok(Self::Rejected),
+                b"COLLECTED" => Ok(Self::Collected),
+                x => {
+                    Err(
+                        Error::from(
+                            ErrorKind::UnknownOrInvalidValue(RawByteStr::from_slice(x)),
+                        ),
+                    )
+                }
+            }
+        }
+    }
+    impl WithDeserializerFromBytes for EnrollmentStatus {}
+    ///Asks to become a partner. The answer's PickupSecret is shown once.
+    pub type RequestEnrollment = RequestEnrollmentElementType;
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct RequestEnrollmentElementType {
+        ///Registered company name.
+        pub company_name: super::cmn::CompanyName,
+        ///Country of registration.
+        pub country: super::cmn::CountryCode,
+        ///Contact persons, first the primary one.
+        pub contact: Vec<super::cmn::Contact>,
+        ///Operations the partner asks to call.
+        pub operation: Vec<Permission>,
+        ///Networks the partner's servers call from.
+        pub network: Vec<Network>,
+        ///The partner's callback endpoint, if it hosts one.
+        pub callback_url: Option<CallbackUrl>,
+        ///The partner's client certificate, if it has one.
+        pub client_certificate: Option<CertificatePem>,
+        ///The terms version the partner accepts (the gateway's current one).
+        pub accepted_terms: TermsVersion,
+    }
+    impl WithSerializer for RequestEnrollmentElementType {
+        type Serializer<'x> = quick_xml_serialize::RequestEnrollmentElementTypeSerializer<
+            'x,
+        >;
+        fn serializer<'ser>(
+            &'ser self,
+            name: Option<&'ser str>,
+            is_root: bool,
+        ) -> Result<Self::Serializer<'ser>, Error> {
+            Ok(quick_xml_serialize::RequestEnrollmentElementTypeSerializer {
+                value: self,
+                state: Box::new(
+                    quick_xml_serialize::RequestEnrollmentElementTypeSerializerState::Init__,
+                ),
+                name: name.unwrap_or("enr:RequestEnrollment"),
+                is_root,
+            })
+        }
+    }
+    impl WithDeserializer for RequestEnrollmentElementType {
+        type Deserializer = Box<
+            quick_xml_deserialize::RequestEnrollmentElementTypeDeserializer,
+        >;
+    }
+    ///A requested operation: a WSDL operation name (CreateAccount), a permission (accounts.create), a domain (accounts.*) or *.
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct Permission(String);
+    impl Permission {
+        pub fn new(inner: String) -> Result<Self, ValidateError> {
+            Self::validate_str(&inner)?;
+            Self::validate_value(&inner)?;
+            Ok(Self(inner))
+        }
+        #[must_use]
+        pub fn into_inner(self) -> String {
+            self.0
+        }
+        pub fn validate_str(s: &str) -> Result<(), ValidateError> {
+            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
+                (
+                    "[A-Za-z*][A-Za-z.*]{0,63}",
+                    Regex::new("^(?:[A-Za-z*][A-Za-z.*]{0,63})$").unwrap(),
+                ),
+            ]);
+            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
+                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            }
+            Ok(())
+        }
+        pub fn validate_value(value: &String) -> Result<(), ValidateError> {
+            if value.is_empty() {
+                return Err(ValidateError::MinLength(1usize));
+            }
+            if value.chars().count() > 64usize {
+                return Err(ValidateError::MaxLength(64usize));
+            }
+            Ok(())
+        }
+    }
+    impl From<Permission> for String {
+        fn from(value: Permission) -> String {
+            value.0
+        }
+    }
+    impl TryFrom<String> for Permission {
+        type Error = ValidateError;
+        fn try_from(value: String) -> Result<Self, ValidateError> {
+            Self::new(value)
+        }
+    }
+    impl Deref for Permission {
+        type Target = String;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
+    }
+    impl SerializeBytes for Permission {
+        fn serialize_bytes(
+            &self,
+            helper: &mut SerializeHelper,
+        ) -> Result<Option<Cow<'_, str>>, Error> {
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
+        }
+    }
+    impl WithSerializeToBytes for Permission {}
+    impl DeserializeBytes for Permission {
+        fn deserialize_bytes(
+            helper: &mut DeserializeHelper,
+            bytes: &[u8],
+        ) -> Result<Self, Error> {
+            let s = from_utf8(bytes).map_err(Error::from)?;
+            let inner = String::deserialize_str(helper, s)?;
+            Ok(Self::new(inner).map_err(|error| (bytes, error))?)
+        }
+    }
+    impl WithDeserializerFromBytes for Permission {}
+    ///An IPv4 or IPv6 network in CIDR notation without host bits, e.g. 198.51.100.0/28 or 2001:db8:10::/48.
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct Network(String);
+    impl Network {
+        pub fn new(inner: String) -> Result<Self, ValidateError> {
+            Self::validate_str(&inner)?;
+            Self::validate_value(&inner)?;
+            Ok(Self(inner))
+        }
+        #[must_use]
+        pub fn into_inner(self) -> String {
+            self.0
+        }
+        pub fn validate_str(s: &str) -> Result<(), ValidateError> {
+            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
+                (
+                    "[0-9A-Fa-f:.]{2,39}/[0-9]{1,3}",
+                    Regex::new("^(?:[0-9A-Fa-f:.]{2,39}/[0-9]{1,3})$").unwrap(),
+                ),
+            ]);
+            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
+                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            }
+            Ok(())
+        }
+        pub fn validate_value(value: &String) -> Result<(), ValidateError> {
+            if value.chars().count() < 9usize {
+                return Err(ValidateError::MinLength(9usize));
+            }
+            if value.chars().count() > 43usize {
+                return Err(ValidateError::MaxLength(43usize));
+            }
+            Ok(())
+        }
+    }
+    impl From<Network> for String {
+        fn from(value: Network) -> String {
+            value.0
+        }
+    }
+    impl TryFrom<String> for Network {
+        type Error = ValidateError;
+        fn try_from(value: String) -> Result<Self, ValidateError> {
+            Self::new(value)
+        }
+    }
+    impl Deref for Network {
+        type Target = String;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
+    }
+    impl SerializeBytes for Network {
+        fn serialize_bytes(
+            &self,
+            helper: &mut SerializeHelper,
+        ) -> Result<Option<Cow<'_, str>>, Error> {
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
+        }
+    }
+    impl WithSerializeToBytes for Network {}
+    impl DeserializeBytes for Network {
+        fn deserialize_bytes(
+            helper: &mut DeserializeHelper,
+            bytes: &[u8],
+        ) -> Result<Self, Error> {
+            let s = from_utf8(bytes).map_err(Error::from)?;
+            let inner = String::deserialize_str(helper, s)?;
+            Ok(Self::new(inner).map_err(|error| (bytes, error))?)
+        }
+    }
+    impl WithDeserializerFromBytes for Network {}
+    ///HTTPS address of the partner's callback endpoint (partner-callback.wsdl).
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct CallbackUrl(String);
+    impl CallbackUrl {
+        pub fn new(inner: String) -> Result<Self, ValidateError> {
+            Self::validate_str(&inner)?;
+            Self::validate_value(&inner)?;
+            Ok(Self(inner))
+        }
+        #[must_use]
+        pub fn into_inner(self) -> String {
+            self.0
+        }
+        pub fn validate_str(s: &str) -> Result<(), ValidateError> {
+            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
+                (
+                    "https?://[!-~]{1,2040}",
+                    Regex::new("^(?:https?://[!-\\~]{1,2040})$").unwrap(),
+                ),
+            ]);
+            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
+                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            }
+            Ok(())
+        }
+        pub fn validate_value(value: &String) -> Result<(), ValidateError> {
+            if value.chars().count() < 9usize {
+                return Err(ValidateError::MinLength(9usize));
+            }
+            if value.chars().count() > 2048usize {
+                return Err(ValidateError::MaxLength(2048usize));
+            }
+            Ok(())
+        }
+    }
+    impl From<CallbackUrl> for String {
+        fn from(value: CallbackUrl) -> String {
+            value.0
+        }
+    }
+    impl TryFrom<String> for CallbackUrl {
+        type Error = ValidateError;
+        fn try_from(value: String) -> Result<Self, ValidateError> {
+            Self::new(value)
+        }
+    }
+    impl Deref for CallbackUrl {
+        type Target = String;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
+    }
+    impl SerializeBytes for CallbackUrl {
+        fn serialize_bytes(
+            &self,
+            helper: &mut SerializeHelper,
+        ) -> Result<Option<Cow<'_, str>>, Error> {
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
+        }
+    }
+    impl WithSerializeToBytes for CallbackUrl {}
+    impl DeserializeBytes for CallbackUrl {
+        fn deserialize_bytes(
+            helper: &mut DeserializeHelper,
+            bytes: &[u8],
+        ) -> Result<Self, Error> {
+            let s = from_utf8(bytes).map_err(Error::from)?;
+            let inner = String::deserialize_str(helper, s)?;
+            Ok(Self::new(inner).map_err(|error| (bytes, error))?)
+        }
+    }
+    impl WithDeserializerFromBytes for CallbackUrl {}
+    ///One or more X.509 certificates in PEM form.
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct CertificatePem(String);
+    impl CertificatePem {
+        pub fn new(inner: String) -> Result<Self, ValidateError> {
+            Self::validate_str(&inner)?;
+            Self::validate_value(&inner)?;
+            Ok(Self(inner))
+        }
+        #[must_use]
+        pub fn into_inner(self) -> String {
+            self.0
+        }
+        pub fn validate_str(s: &str) -> Result<(), ValidateError> {
+            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
+                (
+                    "-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\\s-]{1,16300}-----END CERTIFICATE-----",
+                    Regex::new(
+                            "^(?:-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=[\\x20\\t\\n\\r]-]{1,16300}-----END CERTIFICATE-----)$",
+                        )
+                        .unwrap(),
+                ),
+            ]);
+            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
+                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            }
+            Ok(())
+        }
+        pub fn validate_value(value: &String) -> Result<(), ValidateError> {
+            if value.chars().count() < 60usize {
+                return Err(ValidateError::MinLength(60usize));
+            }
+            if value.chars().count() > 16384usize {
+                return Err(ValidateError::MaxLength(16384usize));
+            }
+            Ok(())
+        }
+    }
+    impl From<CertificatePem> for String {
+        fn from(value: CertificatePem) -> String {
+            value.0
+        }
+    }
+    impl TryFrom<String> for CertificatePem {
+        type Error = ValidateError;
+        fn try_from(value: String) -> Result<Self, ValidateError> {
+            Self::new(value)
+        }
+    }
+    impl Deref for CertificatePem {
+        type Target = String;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
+    }
+    impl SerializeBytes for CertificatePem {
+        fn serialize_bytes(
+            &self,
+            helper: &mut SerializeHelper,
+        ) -> Result<Option<Cow<'_, str>>, Error> {
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
+        }
+    }
+    impl WithSerializeToBytes for CertificatePem {}
+    impl DeserializeBytes for CertificatePem {
+        fn deserialize_bytes(
+            helper: &mut DeserializeHelper,
+            bytes: &[u8],
+        ) -> Result<Self, Error> {
+            let s = from_utf8(bytes).map_err(Error::from)?;
+            let inner = String::deserialize_str(helper, s)?;
+            Ok(Self::new(inner).map_err(|error| (bytes, error))?)
+        }
+    }
+    impl WithDeserializerFromBytes for CertificatePem {}
+    ///The version of the TSP's partner terms the applicant accepts, e.g. 2026-01.
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct TermsVersion(String);
+    impl TermsVersion {
+        pub fn new(inner: String) -> Result<Self, ValidateError> {
+            Self::validate_str(&inner)?;
+            Self::validate_value(&inner)?;
+            Ok(Self(inner))
+        }
+        #[must_use]
+        pub fn into_inner(self) -> String {
+            self.0
+        }
+        pub fn validate_str(s: &str) -> Result<(), ValidateError> {
+            static PATTERNS: LazyLock<[(&str, Regex); 1usize]> = LazyLock::new(|| [
+                (
+                    "[A-Za-z0-9][A-Za-z0-9._-]{0,31}",
+                    Regex::new("^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,31})$").unwrap(),
+                ),
+            ]);
+            if !PATTERNS.iter().any(|(_, regex)| regex.is_match(s)) {
+                return Err(ValidateError::Pattern(PATTERNS[0usize].0));
+            }
+            Ok(())
+        }
+        pub fn validate_value(value: &String) -> Result<(), ValidateError> {
+            if value.is_empty() {
+                return Err(ValidateError::MinLength(1usize));
+            }
+            if value.chars().count() > 32usize {
+                return Err(ValidateError::MaxLength(32usize));
+            }
+            Ok(())
+        }
+    }
+    impl From<TermsVersion> for String {
+        fn from(value: TermsVersion) -> String {
+            value.0
+        }
+    }
+    impl TryFrom<String> for TermsVersion {
+        type Error = ValidateError;
+        fn try_from(value: String) -> Result<Self, ValidateError> {
+            Self::new(value)
+        }
+    }
+    impl Deref for TermsVersion {
+        type Target = String;
+        fn deref(&self) -> &Self::Target {
+            &self.0
+        }
+    }
+    impl SerializeBytes for TermsVersion {
+        fn serialize_bytes(
+            &self,
+            helper: &mut SerializeHelper,
+        ) -> Result<Option<Cow<'_, str>>, Error> {
+            let _ = helper;
+            Ok(Some(::std::borrow::Cow::Borrowed(self.0.as_str())))
+        }
+    }
+    impl WithSerializeToBytes for TermsVersion {}
+    impl DeserializeBytes for TermsVersion {
+        fn deserialize_bytes(
+            helper: &mut DeserializeHelper,
+            bytes: &[u8],
+        ) -> Result<Self, Error> {
+            let s = from_utf8(bytes).map_err(Error::from)?;
+            let inner = String::deserialize_str(helper, s)?;
+            Ok(Self::new(inner).map_err(|error| (bytes, error))?)
+        }
+    }
+    impl WithDeserializerFromBytes for TermsVersion {}
+    ///The request is filed and waits for an operator.
+    pub type RequestEnrollmentResponse = RequestEnrollmentResponseElementType;
+    #[derive(Clone, Debug, Eq, PartialEq)]
+    pub struct RequestEnrollmentResponseElementType {
+        ///The request's identifier.
+        pub enrollment_id: EnrollmentId,
+        ///Shown once; only its hash is kept. Needed by GetEnrollmentStatus.
+        pub pickup_secret: PickupSecret,
+        ///PENDING.
+        pub status: EnrollmentStatus,
+    }
+    impl WithSerializer for RequestEnrollmentResponseElementType {
+        type Serializer<'x> = quick_xml_serialize::RequestEnrollmentResponseElementTypeSerializer<
+            'x,
+        >;
+        fn serializer<'ser>(
+            &'ser self,
+            name: Option<&'ser str>,
+            is_root: bool,
+        ) -> Result<Self::Serializer<'ser>, Error> {
+            Ok(quick_xml_serialize::RequestEnrollmentResponseElementTypeSerializer {
+                value: self,
+                state: Box::new(
+                    quick_xml_serialize::RequestEnrollmentResponseElementTypeSerializerState::Init__,
+                ),
+                name: name.unwrap_or("enr:RequestEnrollmentResponse"),
+                is_root,
+            })
+        }
+    }
+    impl WithDeserializer for RequestEnrollmentResponseElementType {
+        type Deserializer = Box<
+            quick_xml_deserialize::RequestEnrollmentResponseElementTypeDeserializer,
+        >;
+    }
+    pub mod quick_xml_deserialize {
+        use core::mem::replace;
+        use xsd_parser_types::quick_xml::{
+            BytesStart, DeserializeHelper, Deserializer, DeserializerArtifact,
+            DeserializerEvent, DeserializerOutput, DeserializerResult,
+            ElementHandlerOutput, Error, ErrorKind, Event, RawByteStr, WithDeserializer,
+        };
+        #[derive(Debug)]
+        pub struct GetEnrollmentStatusElementTypeDeserializer {
+            enrollment_id: Option<super::EnrollmentId>,
+            pickup_secret: Option<super::PickupSecret>,
+            state__: Box<GetEnrollmentStatusElementTypeDeserializerState>,
+        }
+        #[derive(Debug)]
+        enum GetEnrollmentStatusElementTypeDeserializerState {
+            Init__,
+            EnrollmentId(
+                Option<<super::EnrollmentId as WithDeserializer>::Deserializer>,
+            ),
+            PickupSecret(
+                Option<<super::PickupSecret as WithDeserializer>::Deserializer>,
+            ),
+            Done__,
+            Unknown__,
+        }
+        impl GetEnrollmentStatusElementTypeDeserializer {
+            fn from_bytes_start(
+                helper: &mut DeserializeHelper,
+                bytes_start: &BytesStart<'_>,
+            ) -> Result<Box<Self>, Error> {
+                for attrib in helper.filter_xmlns_attributes(bytes_start) {
+                    let attrib = attrib?;
+                    helper.raise_unexpected_attrib_checked(&attrib)?;
+                }
+                Ok(
+                    Box::new(Self {
+                        enrollment_id: None,
+                        pickup_secret: None,
+                        state__: Box::new(
+                            GetEnrollmentStatusElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
+            }
+            fn finish_state(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                state: GetEnrollmentStatusElementTypeDeserializerState,
+            ) -> Result<(), Error> {
+                use GetEnrollmentStatusElementTypeDeserializerState as S;
+                match state {
+                    S::EnrollmentId(Some(deserializer)) => {
+                        self.store_enrollment_id(deserializer.finish(helper)?)?
+                    }
+                    S::PickupSecret(Some(deserializer)) => {
+                        self.store_pickup_secret(deserializer.finish(helper)?)?
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            fn store_enrollment_id(
+                &mut self,
+                value: super::EnrollmentId,
+            ) -> Result<(), Error> {
+                if self.enrollment_id.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"EnrollmentId"),
+                        ),
+                    )?;
+                }
+                self.enrollment_id = Some(value);
+                Ok(())
+            }
+            fn store_pickup_secret(
+                &mut self,
+                value: super::PickupSecret,
+            ) -> Result<(), Error> {
+                if self.pickup_secret.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"PickupSecret"),
+                        ),
+                    )?;
+                }
+                self.pickup_secret = Some(value);
+                Ok(())
+            }
+            fn handle_enrollment_id<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::EnrollmentId>,
+                fallback: &mut Option<GetEnrollmentStatusElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use GetEnrollmentStatusElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::EnrollmentId(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_enrollment_id(data)?;
+                        *self.state__ = S::PickupSecret(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::EnrollmentId(Some(deserializer)));
+                        *self.state__ = S::PickupSecret(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_pickup_secret<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::PickupSecret>,
+                fallback: &mut Option<GetEnrollmentStatusElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use GetEnrollmentStatusElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::PickupSecret(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_pickup_secret(data)?;
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::PickupSecret(Some(deserializer)));
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+        }
+        impl<'de> Deserializer<'de, super::GetEnrollmentStatusElementType>
+        for Box<GetEnrollmentStatusElementTypeDeserializer> {
+            fn init(
+                helper: &mut DeserializeHelper,
+                event: Event<'de>,
+            ) -> DeserializerResult<'de, super::GetEnrollmentStatusElementType> {
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetEnrollmentStatusElementTypeDeserializer::from_bytes_start,
+                    )
+            }
+            fn next(
+                mut self,
+                helper: &mut DeserializeHelper,
+                event: Event<'de>,
+            ) -> DeserializerResult<'de, super::GetEnrollmentStatusElementType> {
+                use GetEnrollmentStatusElementTypeDeserializerState as S;
+                let mut event = event;
+                let mut fallback = None;
+                let mut allow_any_element = false;
+                let (event, allow_any) = loop {
+                    let state = replace(&mut *self.state__, S::Unknown__);
+                    event = match (state, event) {
+                        (S::Unknown__, _) => unreachable!(),
+                        (S::EnrollmentId(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_enrollment_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::PickupSecret(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_pickup_secret(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (_, Event::End(_)) => {
+                            if let Some(fallback) = fallback.take() {
+                                self.finish_state(helper, fallback)?;
+                            }
+                            return Ok(DeserializerOutput {
+                                artifact: DeserializerArtifact::Data(self.finish(helper)?),
+                                event: DeserializerEvent::None,
+                                allow_any: false,
+                            });
+                        }
+                        (S::Init__, event) => {
+                            fallback.get_or_insert(S::Init__);
+                            *self.state__ = S::EnrollmentId(None);
+                            event
+                        }
+                        (
+                            S::EnrollmentId(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"EnrollmentId",
+                                    false,
+                                )?;
+                            match self
+                                .handle_enrollment_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::PickupSecret(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"PickupSecret",
+                                    false,
+                                )?;
+                            match self
+                                .handle_pickup_secret(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Done__, event) => {
+                            *self.state__ = S::Done__;
+                            break (
+                                DeserializerEvent::Continue(event),
+                                allow_any_element,
+                            );
+                        }
+                        (state, event) => {
+                            *self.state__ = state;
+                            break (DeserializerEvent::Break(event), false);
+                        }
+                    };
+                };
+                if let Some(fallback) = fallback {
+                    *self.state__ = fallback;
+                }
+                Ok(DeserializerOutput {
+                    artifact: DeserializerArtifact::Deserializer(self),
+                    event,
+                    allow_any,
+                })
+            }
+            fn finish(
+                mut self,
+                helper: &mut DeserializeHelper,
+            ) -> Result<super::GetEnrollmentStatusElementType, Error> {
+                let state = replace(
+                    &mut *self.state__,
+                    GetEnrollmentStatusElementTypeDeserializerState::Unknown__,
+                );
+                self.finish_state(helper, state)?;
+                Ok(super::GetEnrollmentStatusElementType {
+                    enrollment_id: helper
+                        .finish_element("EnrollmentId", self.enrollment_id)?,
+                    pickup_secret: helper
+                        .finish_element("PickupSecret", self.pickup_secret)?,
+                })
+            }
+        }
+        #[derive(Debug)]
+        pub struct GetEnrollmentStatusResponseElementTypeDeserializer {
+            enrollment_id: Option<super::EnrollmentId>,
+            status: Option<super::EnrollmentStatus>,
+            reason: Option<super::super::cmn::StatusReason>,
+            partner_id: Option<super::super::cmn::PartnerId>,
+            api_key: Option<super::super::cmn::ApiKey>,
+            callback_key: Option<super::super::cmn::ApiKey>,
+            state__: Box<GetEnrollmentStatusResponseElementTypeDeserializerState>,
+        }
+        #[derive(Debug)]
+        enum GetEnrollmentStatusResponseElementTypeDeserializerState {
+            Init__,
+            EnrollmentId(
+                Option<<super::EnrollmentId as WithDeserializer>::Deserializer>,
+            ),
+            Status(Option<<super::EnrollmentStatus as WithDeserializer>::Deserializer>),
+            Reason(
+                Option<
+                    <super::super::cmn::StatusReason as WithDeserializer>::Deserializer,
+                >,
+            ),
+            PartnerId(
+                Option<<super::super::cmn::PartnerId as WithDeserializer>::Deserializer>,
+            ),
+            ApiKey(
+                Option<<super::super::cmn::ApiKey as WithDeserializer>::Deserializer>,
+            ),
+            CallbackKey(
+                Option<<super::super::cmn::ApiKey as WithDeserializer>::Deserializer>,
+            ),
+            Done__,
+            Unknown__,
+        }
+        impl GetEnrollmentStatusResponseElementTypeDeserializer {
+            fn from_bytes_start(
+                helper: &mut DeserializeHelper,
+                bytes_start: &BytesStart<'_>,
+            ) -> Result<Box<Self>, Error> {
+                for attrib in helper.filter_xmlns_attributes(bytes_start) {
+                    let attrib = attrib?;
+                    helper.raise_unexpected_attrib_checked(&attrib)?;
+                }
+                Ok(
+                    Box::new(Self {
+                        enrollment_id: None,
+                        status: None,
+                        reason: None,
+                        partner_id: None,
+                        api_key: None,
+                        callback_key: None,
+                        state__: Box::new(
+                            GetEnrollmentStatusResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
+            }
+            fn finish_state(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                state: GetEnrollmentStatusResponseElementTypeDeserializerState,
+            ) -> Result<(), Error> {
+                use GetEnrollmentStatusResponseElementTypeDeserializerState as S;
+                match state {
+                    S::EnrollmentId(Some(deserializer)) => {
+                        self.store_enrollment_id(deserializer.finish(helper)?)?
+                    }
+                    S::Status(Some(deserializer)) => {
+                        self.store_status(deserializer.finish(helper)?)?
+                    }
+                    S::Reason(Some(deserializer)) => {
+                        self.store_reason(deserializer.finish(helper)?)?
+                    }
+                    S::PartnerId(Some(deserializer)) => {
+                        self.store_partner_id(deserializer.finish(helper)?)?
+                    }
+                    S::ApiKey(Some(deserializer)) => {
+                        self.store_api_key(deserializer.finish(helper)?)?
+                    }
+                    S::CallbackKey(Some(deserializer)) => {
+                        self.store_callback_key(deserializer.finish(helper)?)?
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            fn store_enrollment_id(
+                &mut self,
+                value: super::EnrollmentId,
+            ) -> Result<(), Error> {
+                if self.enrollment_id.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"EnrollmentId"),
+                        ),
+                    )?;
+                }
+                self.enrollment_id = Some(value);
+                Ok(())
+            }
+            fn store_status(
+                &mut self,
+                value: super::EnrollmentStatus,
+            ) -> Result<(), Error> {
+                if self.status.is_some() {
+                    Err(ErrorKind::DuplicateElement(RawByteStr::from_slice(b"Status")))?;
+                }
+                self.status = Some(value);
+                Ok(())
+            }
+            fn store_reason(
+                &mut self,
+                value: super::super::cmn::StatusReason,
+            ) -> Result<(), Error> {
+                if self.reason.is_some() {
+                    Err(ErrorKind::DuplicateElement(RawByteStr::from_slice(b"Reason")))?;
+                }
+                self.reason = Some(value);
+                Ok(())
+            }
+            fn store_partner_id(
+                &mut self,
+                value: super::super::cmn::PartnerId,
+            ) -> Result<(), Error> {
+                if self.partner_id.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(RawByteStr::from_slice(b"PartnerId")),
+                    )?;
+                }
+                self.partner_id = Some(value);
+                Ok(())
+            }
+            fn store_api_key(
+                &mut self,
+                value: super::super::cmn::ApiKey,
+            ) -> Result<(), Error> {
+                if self.api_key.is_some() {
+                    Err(ErrorKind::DuplicateElement(RawByteStr::from_slice(b"ApiKey")))?;
+                }
+                self.api_key = Some(value);
+                Ok(())
+            }
+            fn store_callback_key(
+                &mut self,
+                value: super::super::cmn::ApiKey,
+            ) -> Result<(), Error> {
+                if self.callback_key.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"CallbackKey"),
+                        ),
+                    )?;
+                }
+                self.callback_key = Some(value);
+                Ok(())
+            }
+            fn handle_enrollment_id<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::EnrollmentId>,
+                fallback: &mut Option<
+                    GetEnrollmentStatusResponseElementTypeDeserializerState,
+                >,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use GetEnrollmentStatusResponseElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::EnrollmentId(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_enrollment_id(data)?;
+                        *self.state__ = S::Status(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::EnrollmentId(Some(deserializer)));
+                        *self.state__ = S::Status(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_status<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::EnrollmentStatus>,
+                fallback: &mut Option<
+                    GetEnrollmentStatusResponseElementTypeDeserializerState,
+                >,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use GetEnrollmentStatusResponseElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::Status(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_status(data)?;
+                        *self.state__ = S::Reason(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::Status(Some(deserializer)));
+                        *self.state__ = S::Reason(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_reason<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::super::cmn::StatusReason>,
+                fallback: &mut Option<
+                    GetEnrollmentStatusResponseElementTypeDeserializerState,
+                >,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use GetEnrollmentStatusResponseElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    *self.state__ = S::PartnerId(None);
+                    return Ok(ElementHandlerOutput::from_event(event, allow_any));
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_reason(data)?;
+                        *self.state__ = S::PartnerId(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::Reason(Some(deserializer)));
+                        *self.state__ = S::PartnerId(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_partner_id<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::super::cmn::PartnerId>,
+                fallback: &mut Option<
+                    GetEnrollmentStatusResponseElementTypeDeserializerState,
+                >,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use GetEnrollmentStatusResponseElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    *self.state__ = S::ApiKey(None);
+                    return Ok(ElementHandlerOutput::from_event(event, allow_any));
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_partner_id(data)?;
+                        *self.state__ = S::ApiKey(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::PartnerId(Some(deserializer)));
+                        *self.state__ = S::ApiKey(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_api_key<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::super::cmn::ApiKey>,
+                fallback: &mut Option<
+                    GetEnrollmentStatusResponseElementTypeDeserializerState,
+                >,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use GetEnrollmentStatusResponseElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    *self.state__ = S::CallbackKey(None);
+                    return Ok(ElementHandlerOutput::from_event(event, allow_any));
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_api_key(data)?;
+                        *self.state__ = S::CallbackKey(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::ApiKey(Some(deserializer)));
+                        *self.state__ = S::CallbackKey(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_callback_key<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::super::cmn::ApiKey>,
+                fallback: &mut Option<
+                    GetEnrollmentStatusResponseElementTypeDeserializerState,
+                >,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use GetEnrollmentStatusResponseElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    *self.state__ = S::Done__;
+                    return Ok(ElementHandlerOutput::from_event(event, allow_any));
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_callback_key(data)?;
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::CallbackKey(Some(deserializer)));
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+        }
+        impl<'de> Deserializer<'de, super::GetEnrollmentStatusResponseElementType>
+        for Box<GetEnrollmentStatusResponseElementTypeDeserializer> {
+            fn init(
+                helper: &mut DeserializeHelper,
+                event: Event<'de>,
+            ) -> DeserializerResult<'de, super::GetEnrollmentStatusResponseElementType> {
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        GetEnrollmentStatusResponseElementTypeDeserializer::from_bytes_start,
+                    )
+            }
+            fn next(
+                mut self,
+                helper: &mut DeserializeHelper,
+                event: Event<'de>,
+            ) -> DeserializerResult<'de, super::GetEnrollmentStatusResponseElementType> {
+                use GetEnrollmentStatusResponseElementTypeDeserializerState as S;
+                let mut event = event;
+                let mut fallback = None;
+                let mut allow_any_element = false;
+                let (event, allow_any) = loop {
+                    let state = replace(&mut *self.state__, S::Unknown__);
+                    event = match (state, event) {
+                        (S::Unknown__, _) => unreachable!(),
+                        (S::EnrollmentId(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_enrollment_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Status(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_status(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Reason(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_reason(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::PartnerId(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_partner_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::ApiKey(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_api_key(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::CallbackKey(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_callback_key(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (_, Event::End(_)) => {
+                            if let Some(fallback) = fallback.take() {
+                                self.finish_state(helper, fallback)?;
+                            }
+                            return Ok(DeserializerOutput {
+                                artifact: DeserializerArtifact::Data(self.finish(helper)?),
+                                event: DeserializerEvent::None,
+                                allow_any: false,
+                            });
+                        }
+                        (S::Init__, event) => {
+                            fallback.get_or_insert(S::Init__);
+                            *self.state__ = S::EnrollmentId(None);
+                            event
+                        }
+                        (
+                            S::EnrollmentId(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"EnrollmentId",
+                                    false,
+                                )?;
+                            match self
+                                .handle_enrollment_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::Status(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"Status",
+                                    false,
+                                )?;
+                            match self.handle_status(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::Reason(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"Reason",
+                                    false,
+                                )?;
+                            match self.handle_reason(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::PartnerId(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"PartnerId",
+                                    false,
+                                )?;
+                            match self.handle_partner_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::ApiKey(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"ApiKey",
+                                    false,
+                                )?;
+                            match self.handle_api_key(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::CallbackKey(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"CallbackKey",
+                                    false,
+                                )?;
+                            match self
+                                .handle_callback_key(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Done__, event) => {
+                            *self.state__ = S::Done__;
+                            break (
+                                DeserializerEvent::Continue(event),
+                                allow_any_element,
+                            );
+                        }
+                        (state, event) => {
+                            *self.state__ = state;
+                            break (DeserializerEvent::Break(event), false);
+                        }
+                    };
+                };
+                if let Some(fallback) = fallback {
+                    *self.state__ = fallback;
+                }
+                Ok(DeserializerOutput {
+                    artifact: DeserializerArtifact::Deserializer(self),
+                    event,
+                    allow_any,
+                })
+            }
+            fn finish(
+                mut self,
+                helper: &mut DeserializeHelper,
+            ) -> Result<super::GetEnrollmentStatusResponseElementType, Error> {
+                let state = replace(
+                    &mut *self.state__,
+                    GetEnrollmentStatusResponseElementTypeDeserializerState::Unknown__,
+                );
+                self.finish_state(helper, state)?;
+                Ok(super::GetEnrollmentStatusResponseElementType {
+                    enrollment_id: helper
+                        .finish_element("EnrollmentId", self.enrollment_id)?,
+                    status: helper.finish_element("Status", self.status)?,
+                    reason: self.reason,
+                    partner_id: self.partner_id,
+                    api_key: self.api_key,
+                    callback_key: self.callback_key,
+                })
+            }
+        }
+        #[derive(Debug)]
+        pub struct RequestEnrollmentElementTypeDeserializer {
+            company_name: Option<super::super::cmn::CompanyName>,
+            country: Option<super::super::cmn::CountryCode>,
+            contact: Vec<super::super::cmn::Contact>,
+            operation: Vec<super::Permission>,
+            network: Vec<super::Network>,
+            callback_url: Option<super::CallbackUrl>,
+            client_certificate: Option<super::CertificatePem>,
+            accepted_terms: Option<super::TermsVersion>,
+            state__: Box<RequestEnrollmentElementTypeDeserializerState>,
+        }
+        #[derive(Debug)]
+        enum RequestEnrollmentElementTypeDeserializerState {
+            Init__,
+            CompanyName(
+                Option<
+                    <super::super::cmn::CompanyName as WithDeserializer>::Deserializer,
+                >,
+            ),
+            Country(
+                Option<
+                    <super::super::cmn::CountryCode as WithDeserializer>::Deserializer,
+                >,
+            ),
+            Contact(
+                Option<<super::super::cmn::Contact as WithDeserializer>::Deserializer>,
+            ),
+            Operation(Option<<super::Permission as WithDeserializer>::Deserializer>),
+            Network(Option<<super::Network as WithDeserializer>::Deserializer>),
+            CallbackUrl(Option<<super::CallbackUrl as WithDeserializer>::Deserializer>),
+            ClientCertificate(
+                Option<<super::CertificatePem as WithDeserializer>::Deserializer>,
+            ),
+            AcceptedTerms(
+                Option<<super::TermsVersion as WithDeserializer>::Deserializer>,
+            ),
+            Done__,
+            Unknown__,
+        }
+        impl RequestEnrollmentElementTypeDeserializer {
+            fn from_bytes_start(
+                helper: &mut DeserializeHelper,
+                bytes_start: &BytesStart<'_>,
+            ) -> Result<Box<Self>, Error> {
+                for attrib in helper.filter_xmlns_attributes(bytes_start) {
+                    let attrib = attrib?;
+                    helper.raise_unexpected_attrib_checked(&attrib)?;
+                }
+                Ok(
+                    Box::new(Self {
+                        company_name: None,
+                        country: None,
+                        contact: Vec::new(),
+                        operation: Vec::new(),
+                        network: Vec::new(),
+                        callback_url: None,
+                        client_certificate: None,
+                        accepted_terms: None,
+                        state__: Box::new(
+                            RequestEnrollmentElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
+            }
+            fn finish_state(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                state: RequestEnrollmentElementTypeDeserializerState,
+            ) -> Result<(), Error> {
+                use RequestEnrollmentElementTypeDeserializerState as S;
+                match state {
+                    S::CompanyName(Some(deserializer)) => {
+                        self.store_company_name(deserializer.finish(helper)?)?
+                    }
+                    S::Country(Some(deserializer)) => {
+                        self.store_country(deserializer.finish(helper)?)?
+                    }
+                    S::Contact(Some(deserializer)) => {
+                        self.store_contact(deserializer.finish(helper)?)?
+                    }
+                    S::Operation(Some(deserializer)) => {
+                        self.store_operation(deserializer.finish(helper)?)?
+                    }
+                    S::Network(Some(deserializer)) => {
+                        self.store_network(deserializer.finish(helper)?)?
+                    }
+                    S::CallbackUrl(Some(deserializer)) => {
+                        self.store_callback_url(deserializer.finish(helper)?)?
+                    }
+                    S::ClientCertificate(Some(deserializer)) => {
+                        self.store_client_certificate(deserializer.finish(helper)?)?
+                    }
+                    S::AcceptedTerms(Some(deserializer)) => {
+                        self.store_accepted_terms(deserializer.finish(helper)?)?
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            fn store_company_name(
+                &mut self,
+                value: super::super::cmn::CompanyName,
+            ) -> Result<(), Error> {
+                if self.company_name.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"CompanyName"),
+                        ),
+                    )?;
+                }
+                self.company_name = Some(value);
+                Ok(())
+            }
+            fn store_country(
+                &mut self,
+                value: super::super::cmn::CountryCode,
+            ) -> Result<(), Error> {
+                if self.country.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(RawByteStr::from_slice(b"Country")),
+                    )?;
+                }
+                self.country = Some(value);
+                Ok(())
+            }
+            fn store_contact(
+                &mut self,
+                value: super::super::cmn::Contact,
+            ) -> Result<(), Error> {
+                self.contact.push(value);
+                Ok(())
+            }
+            fn store_operation(
+                &mut self,
+                value: super::Permission,
+            ) -> Result<(), Error> {
+                self.operation.push(value);
+                Ok(())
+            }
+            fn store_network(&mut self, value: super::Network) -> Result<(), Error> {
+                self.network.push(value);
+                Ok(())
+            }
+            fn store_callback_url(
+                &mut self,
+                value: super::CallbackUrl,
+            ) -> Result<(), Error> {
+                if self.callback_url.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"CallbackUrl"),
+                        ),
+                    )?;
+                }
+                self.callback_url = Some(value);
+                Ok(())
+            }
+            fn store_client_certificate(
+                &mut self,
+                value: super::CertificatePem,
+            ) -> Result<(), Error> {
+                if self.client_certificate.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"ClientCertificate"),
+                        ),
+                    )?;
+                }
+                self.client_certificate = Some(value);
+                Ok(())
+            }
+            fn store_accepted_terms(
+                &mut self,
+                value: super::TermsVersion,
+            ) -> Result<(), Error> {
+                if self.accepted_terms.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"AcceptedTerms"),
+                        ),
+                    )?;
+                }
+                self.accepted_terms = Some(value);
+                Ok(())
+            }
+            fn handle_company_name<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::super::cmn::CompanyName>,
+                fallback: &mut Option<RequestEnrollmentElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::CompanyName(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_company_name(data)?;
+                        *self.state__ = S::Country(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::CompanyName(Some(deserializer)));
+                        *self.state__ = S::Country(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_country<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::super::cmn::CountryCode>,
+                fallback: &mut Option<RequestEnrollmentElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::Country(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_country(data)?;
+                        *self.state__ = S::Contact(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::Country(Some(deserializer)));
+                        *self.state__ = S::Contact(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_contact<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::super::cmn::Contact>,
+                fallback: &mut Option<RequestEnrollmentElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    }
+                    if let Some(fallback) = fallback.take() {
+                        self.finish_state(helper, fallback)?;
+                    }
+                    if self.contact.len() < 1usize {
+                        fallback.get_or_insert(S::Contact(None));
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    } else {
+                        *self.state__ = S::Operation(None);
+                        return Ok(ElementHandlerOutput::from_event(event, allow_any));
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_contact(data)?;
+                        if self.contact.len() < 4usize {
+                            *self.state__ = S::Contact(None);
+                        } else {
+                            *self.state__ = S::Operation(None);
+                        }
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::Contact(Some(deserializer)));
+                        if self.contact.len() < 3usize {
+                            *self.state__ = S::Contact(None);
+                        } else {
+                            *self.state__ = S::Operation(None);
+                        }
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_operation<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::Permission>,
+                fallback: &mut Option<RequestEnrollmentElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    }
+                    if let Some(fallback) = fallback.take() {
+                        self.finish_state(helper, fallback)?;
+                    }
+                    if self.operation.len() < 1usize {
+                        fallback.get_or_insert(S::Operation(None));
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    } else {
+                        *self.state__ = S::Network(None);
+                        return Ok(ElementHandlerOutput::from_event(event, allow_any));
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_operation(data)?;
+                        if self.operation.len() < 32usize {
+                            *self.state__ = S::Operation(None);
+                        } else {
+                            *self.state__ = S::Network(None);
+                        }
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::Operation(Some(deserializer)));
+                        if self.operation.len() < 31usize {
+                            *self.state__ = S::Operation(None);
+                        } else {
+                            *self.state__ = S::Network(None);
+                        }
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_network<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::Network>,
+                fallback: &mut Option<RequestEnrollmentElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    }
+                    if let Some(fallback) = fallback.take() {
+                        self.finish_state(helper, fallback)?;
+                    }
+                    if self.network.len() < 1usize {
+                        fallback.get_or_insert(S::Network(None));
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    } else {
+                        *self.state__ = S::CallbackUrl(None);
+                        return Ok(ElementHandlerOutput::from_event(event, allow_any));
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_network(data)?;
+                        if self.network.len() < 16usize {
+                            *self.state__ = S::Network(None);
+                        } else {
+                            *self.state__ = S::CallbackUrl(None);
+                        }
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::Network(Some(deserializer)));
+                        if self.network.len() < 15usize {
+                            *self.state__ = S::Network(None);
+                        } else {
+                            *self.state__ = S::CallbackUrl(None);
+                        }
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_callback_url<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::CallbackUrl>,
+                fallback: &mut Option<RequestEnrollmentElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    *self.state__ = S::ClientCertificate(None);
+                    return Ok(ElementHandlerOutput::from_event(event, allow_any));
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_callback_url(data)?;
+                        *self.state__ = S::ClientCertificate(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::CallbackUrl(Some(deserializer)));
+                        *self.state__ = S::ClientCertificate(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_client_certificate<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::CertificatePem>,
+                fallback: &mut Option<RequestEnrollmentElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    *self.state__ = S::AcceptedTerms(None);
+                    return Ok(ElementHandlerOutput::from_event(event, allow_any));
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_client_certificate(data)?;
+                        *self.state__ = S::AcceptedTerms(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::ClientCertificate(Some(deserializer)));
+                        *self.state__ = S::AcceptedTerms(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_accepted_terms<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::TermsVersion>,
+                fallback: &mut Option<RequestEnrollmentElementTypeDeserializerState>,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::AcceptedTerms(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_accepted_terms(data)?;
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::AcceptedTerms(Some(deserializer)));
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+        }
+        impl<'de> Deserializer<'de, super::RequestEnrollmentElementType>
+        for Box<RequestEnrollmentElementTypeDeserializer> {
+            fn init(
+                helper: &mut DeserializeHelper,
+                event: Event<'de>,
+            ) -> DeserializerResult<'de, super::RequestEnrollmentElementType> {
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        RequestEnrollmentElementTypeDeserializer::from_bytes_start,
+                    )
+            }
+            fn next(
+                mut self,
+                helper: &mut DeserializeHelper,
+                event: Event<'de>,
+            ) -> DeserializerResult<'de, super::RequestEnrollmentElementType> {
+                use RequestEnrollmentElementTypeDeserializerState as S;
+                let mut event = event;
+                let mut fallback = None;
+                let mut allow_any_element = false;
+                let (event, allow_any) = loop {
+                    let state = replace(&mut *self.state__, S::Unknown__);
+                    event = match (state, event) {
+                        (S::Unknown__, _) => unreachable!(),
+                        (S::CompanyName(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_company_name(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Country(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_country(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Contact(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_contact(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Operation(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_operation(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Network(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_network(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::CallbackUrl(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_callback_url(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::ClientCertificate(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_client_certificate(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::AcceptedTerms(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_accepted_terms(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (_, Event::End(_)) => {
+                            if let Some(fallback) = fallback.take() {
+                                self.finish_state(helper, fallback)?;
+                            }
+                            return Ok(DeserializerOutput {
+                                artifact: DeserializerArtifact::Data(self.finish(helper)?),
+                                event: DeserializerEvent::None,
+                                allow_any: false,
+                            });
+                        }
+                        (S::Init__, event) => {
+                            fallback.get_or_insert(S::Init__);
+                            *self.state__ = S::CompanyName(None);
+                            event
+                        }
+                        (
+                            S::CompanyName(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"CompanyName",
+                                    false,
+                                )?;
+                            match self
+                                .handle_company_name(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::Country(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"Country",
+                                    false,
+                                )?;
+                            match self.handle_country(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::Contact(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"Contact",
+                                    false,
+                                )?;
+                            match self.handle_contact(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::Operation(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"Operation",
+                                    false,
+                                )?;
+                            match self.handle_operation(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::Network(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"Network",
+                                    false,
+                                )?;
+                            match self.handle_network(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::CallbackUrl(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"CallbackUrl",
+                                    false,
+                                )?;
+                            match self
+                                .handle_callback_url(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::ClientCertificate(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"ClientCertificate",
+                                    false,
+                                )?;
+                            match self
+                                .handle_client_certificate(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::AcceptedTerms(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"AcceptedTerms",
+                                    false,
+                                )?;
+                            match self
+                                .handle_accepted_terms(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Done__, event) => {
+                            *self.state__ = S::Done__;
+                            break (
+                                DeserializerEvent::Continue(event),
+                                allow_any_element,
+                            );
+                        }
+                        (state, event) => {
+                            *self.state__ = state;
+                            break (DeserializerEvent::Break(event), false);
+                        }
+                    };
+                };
+                if let Some(fallback) = fallback {
+                    *self.state__ = fallback;
+                }
+                Ok(DeserializerOutput {
+                    artifact: DeserializerArtifact::Deserializer(self),
+                    event,
+                    allow_any,
+                })
+            }
+            fn finish(
+                mut self,
+                helper: &mut DeserializeHelper,
+            ) -> Result<super::RequestEnrollmentElementType, Error> {
+                let state = replace(
+                    &mut *self.state__,
+                    RequestEnrollmentElementTypeDeserializerState::Unknown__,
+                );
+                self.finish_state(helper, state)?;
+                Ok(super::RequestEnrollmentElementType {
+                    company_name: helper
+                        .finish_element("CompanyName", self.company_name)?,
+                    country: helper.finish_element("Country", self.country)?,
+                    contact: helper.finish_vec(1usize, Some(4usize), self.contact)?,
+                    operation: helper.finish_vec(1usize, Some(32usize), self.operation)?,
+                    network: helper.finish_vec(1usize, Some(16usize), self.network)?,
+                    callback_url: self.callback_url,
+                    client_certificate: self.client_certificate,
+                    accepted_terms: helper
+                        .finish_element("AcceptedTerms", self.accepted_terms)?,
+                })
+            }
+        }
+        #[derive(Debug)]
+        pub struct RequestEnrollmentResponseElementTypeDeserializer {
+            enrollment_id: Option<super::EnrollmentId>,
+            pickup_secret: Option<super::PickupSecret>,
+            status: Option<super::EnrollmentStatus>,
+            state__: Box<RequestEnrollmentResponseElementTypeDeserializerState>,
+        }
+        #[derive(Debug)]
+        enum RequestEnrollmentResponseElementTypeDeserializerState {
+            Init__,
+            EnrollmentId(
+                Option<<super::EnrollmentId as WithDeserializer>::Deserializer>,
+            ),
+            PickupSecret(
+                Option<<super::PickupSecret as WithDeserializer>::Deserializer>,
+            ),
+            Status(Option<<super::EnrollmentStatus as WithDeserializer>::Deserializer>),
+            Done__,
+            Unknown__,
+        }
+        impl RequestEnrollmentResponseElementTypeDeserializer {
+            fn from_bytes_start(
+                helper: &mut DeserializeHelper,
+                bytes_start: &BytesStart<'_>,
+            ) -> Result<Box<Self>, Error> {
+                for attrib in helper.filter_xmlns_attributes(bytes_start) {
+                    let attrib = attrib?;
+                    helper.raise_unexpected_attrib_checked(&attrib)?;
+                }
+                Ok(
+                    Box::new(Self {
+                        enrollment_id: None,
+                        pickup_secret: None,
+                        status: None,
+                        state__: Box::new(
+                            RequestEnrollmentResponseElementTypeDeserializerState::Init__,
+                        ),
+                    }),
+                )
+            }
+            fn finish_state(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                state: RequestEnrollmentResponseElementTypeDeserializerState,
+            ) -> Result<(), Error> {
+                use RequestEnrollmentResponseElementTypeDeserializerState as S;
+                match state {
+                    S::EnrollmentId(Some(deserializer)) => {
+                        self.store_enrollment_id(deserializer.finish(helper)?)?
+                    }
+                    S::PickupSecret(Some(deserializer)) => {
+                        self.store_pickup_secret(deserializer.finish(helper)?)?
+                    }
+                    S::Status(Some(deserializer)) => {
+                        self.store_status(deserializer.finish(helper)?)?
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            fn store_enrollment_id(
+                &mut self,
+                value: super::EnrollmentId,
+            ) -> Result<(), Error> {
+                if self.enrollment_id.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"EnrollmentId"),
+                        ),
+                    )?;
+                }
+                self.enrollment_id = Some(value);
+                Ok(())
+            }
+            fn store_pickup_secret(
+                &mut self,
+                value: super::PickupSecret,
+            ) -> Result<(), Error> {
+                if self.pickup_secret.is_some() {
+                    Err(
+                        ErrorKind::DuplicateElement(
+                            RawByteStr::from_slice(b"PickupSecret"),
+                        ),
+                    )?;
+                }
+                self.pickup_secret = Some(value);
+                Ok(())
+            }
+            fn store_status(
+                &mut self,
+                value: super::EnrollmentStatus,
+            ) -> Result<(), Error> {
+                if self.status.is_some() {
+                    Err(ErrorKind::DuplicateElement(RawByteStr::from_slice(b"Status")))?;
+                }
+                self.status = Some(value);
+                Ok(())
+            }
+            fn handle_enrollment_id<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::EnrollmentId>,
+                fallback: &mut Option<
+                    RequestEnrollmentResponseElementTypeDeserializerState,
+                >,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentResponseElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::EnrollmentId(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_enrollment_id(data)?;
+                        *self.state__ = S::PickupSecret(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::EnrollmentId(Some(deserializer)));
+                        *self.state__ = S::PickupSecret(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_pickup_secret<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::PickupSecret>,
+                fallback: &mut Option<
+                    RequestEnrollmentResponseElementTypeDeserializerState,
+                >,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentResponseElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::PickupSecret(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_pickup_secret(data)?;
+                        *self.state__ = S::Status(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::PickupSecret(Some(deserializer)));
+                        *self.state__ = S::Status(None);
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+            fn handle_status<'de>(
+                &mut self,
+                helper: &mut DeserializeHelper,
+                output: DeserializerOutput<'de, super::EnrollmentStatus>,
+                fallback: &mut Option<
+                    RequestEnrollmentResponseElementTypeDeserializerState,
+                >,
+            ) -> Result<ElementHandlerOutput<'de>, Error> {
+                use RequestEnrollmentResponseElementTypeDeserializerState as S;
+                let DeserializerOutput { artifact, event, allow_any } = output;
+                if artifact.is_none() {
+                    fallback.get_or_insert(S::Status(None));
+                    if matches!(& fallback, Some(S::Init__)) {
+                        return Ok(ElementHandlerOutput::break_(event, allow_any));
+                    } else {
+                        return Ok(
+                            ElementHandlerOutput::return_to_root(event, allow_any),
+                        );
+                    }
+                }
+                if let Some(fallback) = fallback.take() {
+                    self.finish_state(helper, fallback)?;
+                }
+                match artifact {
+                    DeserializerArtifact::None => unreachable!(),
+                    DeserializerArtifact::Data(data) => {
+                        self.store_status(data)?;
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                    DeserializerArtifact::Deserializer(deserializer) => {
+                        fallback.get_or_insert(S::Status(Some(deserializer)));
+                        *self.state__ = S::Done__;
+                        Ok(ElementHandlerOutput::from_event(event, allow_any))
+                    }
+                }
+            }
+        }
+        impl<'de> Deserializer<'de, super::RequestEnrollmentResponseElementType>
+        for Box<RequestEnrollmentResponseElementTypeDeserializer> {
+            fn init(
+                helper: &mut DeserializeHelper,
+                event: Event<'de>,
+            ) -> DeserializerResult<'de, super::RequestEnrollmentResponseElementType> {
+                helper
+                    .init_deserializer_from_start_event(
+                        event,
+                        RequestEnrollmentResponseElementTypeDeserializer::from_bytes_start,
+                    )
+            }
+            fn next(
+                mut self,
+                helper: &mut DeserializeHelper,
+                event: Event<'de>,
+            ) -> DeserializerResult<'de, super::RequestEnrollmentResponseElementType> {
+                use RequestEnrollmentResponseElementTypeDeserializerState as S;
+                let mut event = event;
+                let mut fallback = None;
+                let mut allow_any_element = false;
+                let (event, allow_any) = loop {
+                    let state = replace(&mut *self.state__, S::Unknown__);
+                    event = match (state, event) {
+                        (S::Unknown__, _) => unreachable!(),
+                        (S::EnrollmentId(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_enrollment_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::PickupSecret(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self
+                                .handle_pickup_secret(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Status(Some(deserializer)), event) => {
+                            let output = deserializer.next(helper, event)?;
+                            match self.handle_status(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (_, Event::End(_)) => {
+                            if let Some(fallback) = fallback.take() {
+                                self.finish_state(helper, fallback)?;
+                            }
+                            return Ok(DeserializerOutput {
+                                artifact: DeserializerArtifact::Data(self.finish(helper)?),
+                                event: DeserializerEvent::None,
+                                allow_any: false,
+                            });
+                        }
+                        (S::Init__, event) => {
+                            fallback.get_or_insert(S::Init__);
+                            *self.state__ = S::EnrollmentId(None);
+                            event
+                        }
+                        (
+                            S::EnrollmentId(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"EnrollmentId",
+                                    false,
+                                )?;
+                            match self
+                                .handle_enrollment_id(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::PickupSecret(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"PickupSecret",
+                                    false,
+                                )?;
+                            match self
+                                .handle_pickup_secret(helper, output, &mut fallback)?
+                            {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (
+                            S::Status(None),
+                            event @ (Event::Start(_) | Event::Empty(_)),
+                        ) => {
+                            let output = helper
+                                .init_start_tag_deserializer(
+                                    event,
+                                    Some(&super::super::NS_ENR),
+                                    b"Status",
+                                    false,
+                                )?;
+                            match self.handle_status(helper, output, &mut fallback)? {
+                                ElementHandlerOutput::Continue { event, allow_any } => {
+                                    allow_any_element = allow_any_element || allow_any;
+                                    event
+                                }
+                                ElementHandlerOutput::Break { event, allow_any } => {
+                                    break (event, allow_any);
+                                }
+                            }
+                        }
+                        (S::Done__, event) => {
+                            *self.state__ = S::Done__;
+                            break (
+                                DeserializerEvent::Continue(event),
+                                allow_any_element,
+                            );
+                        }
+                        (state, event) => {
+                            *self.state__ = state;
+                            break (DeserializerEvent::Break(event), false);
+                        }
+                    };
+                };
+                if let Some(fallback) = fallback {
+                    *self.state__ = fallback;
+                }
+                Ok(DeserializerOutput {
+                    artifact: DeserializerArtifact::Deserializer(self),
+                    event,
+                    allow_any,
+                })
+            }
+            fn finish(
+                mut self,
+                helper: &mut DeserializeHelper,
+            ) -> Result<super::RequestEnrollmentResponseElementType, Error> {
+                let state = replace(
+                    &mut *self.state__,
+                    RequestEnrollmentResponseElementTypeDeserializerState::Unknown__,
+                );
+                self.finish_state(helper, state)?;
+                Ok(super::RequestEnrollmentResponseElementType {
+                    enrollment_id: helper
+                        .finish_element("EnrollmentId", self.enrollment_id)?,
+                    pickup_secret: helper
+                        .finish_element("PickupSecret", self.pickup_secret)?,
+                    status: helper.finish_element("Status", self.status)?,
+                })
+            }
+        }
+    }
+    pub mod quick_xml_serialize {
+        use xsd_parser_types::quick_xml::{
+            BytesEnd, BytesStart, Error, Event, IterSerializer, SerializeHelper,
+            Serializer, WithSerializer,
+        };
+        #[derive(Debug)]
+        pub struct GetEnrollmentStatusElementTypeSerializer<'ser> {
+            pub(super) value: &'ser super::GetEnrollmentStatusElementType,
+            pub(super) state: Box<GetEnrollmentStatusElementTypeSerializerState<'ser>>,
+            pub(super) name: &'ser str,
+            pub(super) is_root: bool,
+        }
+        #[derive(Debug)]
+        pub(super) enum GetEnrollmentStatusElementTypeSerializerState<'ser> {
+            Init__,
+            EnrollmentId(<super::EnrollmentId as WithSerializer>::Serializer<'ser>),
+            PickupSecret(<super::PickupSecret as WithSerializer>::Serializer<'ser>),
+            End__,
+            Done__,
+            Phantom__(&'ser ()),
+        }
+        impl<'ser> GetEnrollmentStatusElementTypeSerializer<'ser> {
+            fn next_event(
+                &mut self,
+                helper: &mut SerializeHelper,
+            ) -> Result<Option<Event<'ser>>, Error> {
+                loop {
+                    match &mut *self.state {
+                        GetEnrollmentStatusElementTypeSerializerState::Init__ => {
+                            *self.state = GetEnrollmentStatusElementTypeSerializerState::EnrollmentId(
+                                WithSerializer::serializer(
+                                    &self.value.enrollment_id,
+                                    Some("enr:EnrollmentId"),
+                                    false,
+                                )?,
+                            );
+                            let mut bytes = BytesStart::new(self.name);
+                            helper.begin_ns_scope();
+                            if self.is_root {
+                                helper
+                                    .write_xmlns(
+                                        &mut bytes,
+                                        Some(&super::super::PREFIX_ENR),
+                                        &super::super::NS_ENR,
+                                    );
+                            }
+                            return Ok(Some(Event::Start(bytes)));
+                        }
+                        GetEnrollmentStatusElementTypeSerializerState::EnrollmentId(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = GetEnrollmentStatusElementTypeSerializerState::PickupSecret(
+                                        WithSerializer::serializer(
+                                            &self.value.pickup_secret,
+                                            Some("enr:PickupSecret"),
+                                            false,
+                                        )?,
+                                    );
+                                }
+                            }
+                        }
+                        GetEnrollmentStatusElementTypeSerializerState::PickupSecret(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = GetEnrollmentStatusElementTypeSerializerState::End__;
+                                }
+                            }
+                        }
+                        GetEnrollmentStatusElementTypeSerializerState::End__ => {
+                            *self.state = GetEnrollmentStatusElementTypeSerializerState::Done__;
+                            helper.end_ns_scope();
+                            return Ok(Some(Event::End(BytesEnd::new(self.name))));
+                        }
+                        GetEnrollmentStatusElementTypeSerializerState::Done__ => {
+                            return Ok(None);
+                        }
+                        GetEnrollmentStatusElementTypeSerializerState::Phantom__(_) => {
+                            unreachable!()
+                        }
+                    }
+                }
+            }
+        }
+        impl<'ser> Serializer<'ser> for GetEnrollmentStatusElementTypeSerializer<'ser> {
+            fn next(
+                &mut self,
+                helper: &mut SerializeHelper,
+            ) -> Option<Result<Event<'ser>, Error>> {
+                match self.next_event(helper) {
+                    Ok(Some(event)) => Some(Ok(event)),
+                    Ok(None) => None,
+                    Err(error) => {
+                        *self.state = GetEnrollmentStatusElementTypeSerializerState::Done__;
+                        Some(Err(error))
+                    }
+                }
+            }
+        }
+        #[derive(Debug)]
+        pub struct GetEnrollmentStatusResponseElementTypeSerializer<'ser> {
+            pub(super) value: &'ser super::GetEnrollmentStatusResponseElementType,
+            pub(super) state: Box<
+                GetEnrollmentStatusResponseElementTypeSerializerState<'ser>,
+            >,
+            pub(super) name: &'ser str,
+            pub(super) is_root: bool,
+        }
+        #[derive(Debug)]
+        pub(super) enum GetEnrollmentStatusResponseElementTypeSerializerState<'ser> {
+            Init__,
+            EnrollmentId(<super::EnrollmentId as WithSerializer>::Serializer<'ser>),
+            Status(<super::EnrollmentStatus as WithSerializer>::Serializer<'ser>),
+            Reason(
+                IterSerializer<
+                    'ser,
+                    Option<&'ser super::super::cmn::StatusReason>,
+                    super::super::cmn::StatusReason,
+                >,
+            ),
+            PartnerId(
+                IterSerializer<
+                    'ser,
+                    Option<&'ser super::super::cmn::PartnerId>,
+                    super::super::cmn::PartnerId,
+                >,
+            ),
+            ApiKey(
+                IterSerializer<
+                    'ser,
+                    Option<&'ser super::super::cmn::ApiKey>,
+                    super::super::cmn::ApiKey,
+                >,
+            ),
+            CallbackKey(
+                IterSerializer<
+                    'ser,
+                    Option<&'ser super::super::cmn::ApiKey>,
+                    super::super::cmn::ApiKey,
+                >,
+            ),
+            End__,
+            Done__,
+            Phantom__(&'ser ()),
+        }
+        impl<'ser> GetEnrollmentStatusResponseElementTypeSerializer<'ser> {
+            fn next_event(
+                &mut self,
+                helper: &mut SerializeHelper,
+            ) -> Result<Option<Event<'ser>>, Error> {
+                loop {
+                    match &mut *self.state {
+                        GetEnrollmentStatusResponseElementTypeSerializerState::Init__ => {
+                            *self.state = GetEnrollmentStatusResponseElementTypeSerializerState::EnrollmentId(
+                                WithSerializer::serializer(
+                                    &self.value.enrollment_id,
+                                    Some("enr:EnrollmentId"),
+                                    false,
+                                )?,
+                            );
+                            let mut bytes = BytesStart::new(self.name);
+                            helper.begin_ns_scope();
+                            if self.is_root {
+                                helper
+                                    .write_xmlns(
+                                        &mut bytes,
+                                        Some(&super::super::PREFIX_CMN),
+                                        &super::super::NS_CMN,
+                                    );
+                                helper
+                                    .write_xmlns(
+                                        &mut bytes,
+                                        Some(&super::super::PREFIX_ENR),
+                                        &super::super::NS_ENR,
+                                    );
+                            }
+                            return Ok(Some(Event::Start(bytes)));
+                        }
+                        GetEnrollmentStatusResponseElementTypeSerializerState::EnrollmentId(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = GetEnrollmentStatusResponseElementTypeSerializerState::Status(
+                                        WithSerializer::serializer(
+                                            &self.value.status,
+                                            Some("enr:Status"),
+                                            false,
+                                        )?,
+                                    );
+                                }
+                            }
+                        }
+                        GetEnrollmentStatusResponseElementTypeSerializerState::Status(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = GetEnrollmentStatusResponseElementTypeSerializerState::Reason(
+                                        IterSerializer::new(
+                                            self.value.reason.as_ref(),
+                                            Some("enr:Reason"),
+                                            false,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        GetEnrollmentStatusResponseElementTypeSerializerState::Reason(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = GetEnrollmentStatusResponseElementTypeSerializerState::PartnerId(
+                                        IterSerializer::new(
+                                            self.value.partner_id.as_ref(),
+                                            Some("enr:PartnerId"),
+                                            false,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        GetEnrollmentStatusResponseElementTypeSerializerState::PartnerId(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = GetEnrollmentStatusResponseElementTypeSerializerState::ApiKey(
+                                        IterSerializer::new(
+                                            self.value.api_key.as_ref(),
+                                            Some("enr:ApiKey"),
+                                            false,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        GetEnrollmentStatusResponseElementTypeSerializerState::ApiKey(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = GetEnrollmentStatusResponseElementTypeSerializerState::CallbackKey(
+                                        IterSerializer::new(
+                                            self.value.callback_key.as_ref(),
+                                            Some("enr:CallbackKey"),
+                                            false,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        GetEnrollmentStatusResponseElementTypeSerializerState::CallbackKey(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = GetEnrollmentStatusResponseElementTypeSerializerState::End__;
+                                }
+                            }
+                        }
+                        GetEnrollmentStatusResponseElementTypeSerializerState::End__ => {
+                            *self.state = GetEnrollmentStatusResponseElementTypeSerializerState::Done__;
+                            helper.end_ns_scope();
+                            return Ok(Some(Event::End(BytesEnd::new(self.name))));
+                        }
+                        GetEnrollmentStatusResponseElementTypeSerializerState::Done__ => {
+                            return Ok(None);
+                        }
+                        GetEnrollmentStatusResponseElementTypeSerializerState::Phantom__(
+                            _,
+                        ) => unreachable!(),
+                    }
+                }
+            }
+        }
+        impl<'ser> Serializer<'ser>
+        for GetEnrollmentStatusResponseElementTypeSerializer<'ser> {
+            fn next(
+                &mut self,
+                helper: &mut SerializeHelper,
+            ) -> Option<Result<Event<'ser>, Error>> {
+                match self.next_event(helper) {
+                    Ok(Some(event)) => Some(Ok(event)),
+                    Ok(None) => None,
+                    Err(error) => {
+                        *self.state = GetEnrollmentStatusResponseElementTypeSerializerState::Done__;
+                        Some(Err(error))
+                    }
+                }
+            }
+        }
+        #[derive(Debug)]
+        pub struct RequestEnrollmentElementTypeSerializer<'ser> {
+            pub(super) value: &'ser super::RequestEnrollmentElementType,
+            pub(super) state: Box<RequestEnrollmentElementTypeSerializerState<'ser>>,
+            pub(super) name: &'ser str,
+            pub(super) is_root: bool,
+        }
+        #[derive(Debug)]
+        pub(super) enum RequestEnrollmentElementTypeSerializerState<'ser> {
+            Init__,
+            CompanyName(
+                <super::super::cmn::CompanyName as WithSerializer>::Serializer<'ser>,
+            ),
+            Country(
+                <super::super::cmn::CountryCode as WithSerializer>::Serializer<'ser>,
+            ),
+            Contact(
+                IterSerializer<
+                    'ser,
+                    &'ser [super::super::cmn::Contact],
+                    super::super::cmn::Contact,
+                >,
+            ),
+            Operation(
+                IterSerializer<'ser, &'ser [super::Permission], super::Permission>,
+            ),
+            Network(IterSerializer<'ser, &'ser [super::Network], super::Network>),
+            CallbackUrl(
+                IterSerializer<
+                    'ser,
+                    Option<&'ser super::CallbackUrl>,
+                    super::CallbackUrl,
+                >,
+            ),
+            ClientCertificate(
+                IterSerializer<
+                    'ser,
+                    Option<&'ser super::CertificatePem>,
+                    super::CertificatePem,
+                >,
+            ),
+            AcceptedTerms(<super::TermsVersion as WithSerializer>::Serializer<'ser>),
+            End__,
+            Done__,
+            Phantom__(&'ser ()),
+        }
+        impl<'ser> RequestEnrollmentElementTypeSerializer<'ser> {
+            fn next_event(
+                &mut self,
+                helper: &mut SerializeHelper,
+            ) -> Result<Option<Event<'ser>>, Error> {
+                loop {
+                    match &mut *self.state {
+                        RequestEnrollmentElementTypeSerializerState::Init__ => {
+                            *self.state = RequestEnrollmentElementTypeSerializerState::CompanyName(
+                                WithSerializer::serializer(
+                                    &self.value.company_name,
+                                    Some("enr:CompanyName"),
+                                    false,
+                                )?,
+                            );
+                            let mut bytes = BytesStart::new(self.name);
+                            helper.begin_ns_scope();
+                            if self.is_root {
+                                helper
+                                    .write_xmlns(
+                                        &mut bytes,
+                                        Some(&super::super::PREFIX_CMN),
+                                        &super::super::NS_CMN,
+                                    );
+                                helper
+                                    .write_xmlns(
+                                        &mut bytes,
+                                        Some(&super::super::PREFIX_ENR),
+                                        &super::super::NS_ENR,
+                                    );
+                            }
+                            return Ok(Some(Event::Start(bytes)));
+                        }
+                        RequestEnrollmentElementTypeSerializerState::CompanyName(x) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentElementTypeSerializerState::Country(
+                                        WithSerializer::serializer(
+                                            &self.value.country,
+                                            Some("enr:Country"),
+                                            false,
+                                        )?,
+                                    );
+                                }
+                            }
+                        }
+                        RequestEnrollmentElementTypeSerializerState::Country(x) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentElementTypeSerializerState::Contact(
+                                        IterSerializer::new(
+                                            &self.value.contact[..],
+                                            Some("enr:Contact"),
+                                            false,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        RequestEnrollmentElementTypeSerializerState::Contact(x) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentElementTypeSerializerState::Operation(
+                                        IterSerializer::new(
+                                            &self.value.operation[..],
+                                            Some("enr:Operation"),
+                                            false,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        RequestEnrollmentElementTypeSerializerState::Operation(x) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentElementTypeSerializerState::Network(
+                                        IterSerializer::new(
+                                            &self.value.network[..],
+                                            Some("enr:Network"),
+                                            false,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        RequestEnrollmentElementTypeSerializerState::Network(x) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentElementTypeSerializerState::CallbackUrl(
+                                        IterSerializer::new(
+                                            self.value.callback_url.as_ref(),
+                                            Some("enr:CallbackUrl"),
+                                            false,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        RequestEnrollmentElementTypeSerializerState::CallbackUrl(x) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentElementTypeSerializerState::ClientCertificate(
+                                        IterSerializer::new(
+                                            self.value.client_certificate.as_ref(),
+                                            Some("enr:ClientCertificate"),
+                                            false,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        RequestEnrollmentElementTypeSerializerState::ClientCertificate(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentElementTypeSerializerState::AcceptedTerms(
+                                        WithSerializer::serializer(
+                                            &self.value.accepted_terms,
+                                            Some("enr:AcceptedTerms"),
+                                            false,
+                                        )?,
+                                    );
+                                }
+                            }
+                        }
+                        RequestEnrollmentElementTypeSerializerState::AcceptedTerms(x) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentElementTypeSerializerState::End__;
+                                }
+                            }
+                        }
+                        RequestEnrollmentElementTypeSerializerState::End__ => {
+                            *self.state = RequestEnrollmentElementTypeSerializerState::Done__;
+                            helper.end_ns_scope();
+                            return Ok(Some(Event::End(BytesEnd::new(self.name))));
+                        }
+                        RequestEnrollmentElementTypeSerializerState::Done__ => {
+                            return Ok(None);
+                        }
+                        RequestEnrollmentElementTypeSerializerState::Phantom__(_) => {
+                            unreachable!()
+                        }
+                    }
+                }
+            }
+        }
+        impl<'ser> Serializer<'ser> for RequestEnrollmentElementTypeSerializer<'ser> {
+            fn next(
+                &mut self,
+                helper: &mut SerializeHelper,
+            ) -> Option<Result<Event<'ser>, Error>> {
+                match self.next_event(helper) {
+                    Ok(Some(event)) => Some(Ok(event)),
+                    Ok(None) => None,
+                    Err(error) => {
+                        *self.state = RequestEnrollmentElementTypeSerializerState::Done__;
+                        Some(Err(error))
+                    }
+                }
+            }
+        }
+        #[derive(Debug)]
+        pub struct RequestEnrollmentResponseElementTypeSerializer<'ser> {
+            pub(super) value: &'ser super::RequestEnrollmentResponseElementType,
+            pub(super) state: Box<
+                RequestEnrollmentResponseElementTypeSerializerState<'ser>,
+            >,
+            pub(super) name: &'ser str,
+            pub(super) is_root: bool,
+        }
+        #[derive(Debug)]
+        pub(super) enum RequestEnrollmentResponseElementTypeSerializerState<'ser> {
+            Init__,
+            EnrollmentId(<super::EnrollmentId as WithSerializer>::Serializer<'ser>),
+            PickupSecret(<super::PickupSecret as WithSerializer>::Serializer<'ser>),
+            Status(<super::EnrollmentStatus as WithSerializer>::Serializer<'ser>),
+            End__,
+            Done__,
+            Phantom__(&'ser ()),
+        }
+        impl<'ser> RequestEnrollmentResponseElementTypeSerializer<'ser> {
+            fn next_event(
+                &mut self,
+                helper: &mut SerializeHelper,
+            ) -> Result<Option<Event<'ser>>, Error> {
+                loop {
+                    match &mut *self.state {
+                        RequestEnrollmentResponseElementTypeSerializerState::Init__ => {
+                            *self.state = RequestEnrollmentResponseElementTypeSerializerState::EnrollmentId(
+                                WithSerializer::serializer(
+                                    &self.value.enrollment_id,
+                                    Some("enr:EnrollmentId"),
+                                    false,
+                                )?,
+                            );
+                            let mut bytes = BytesStart::new(self.name);
+                            helper.begin_ns_scope();
+                            if self.is_root {
+                                helper
+                                    .write_xmlns(
+                                        &mut bytes,
+                                        Some(&super::super::PREFIX_ENR),
+                                        &super::super::NS_ENR,
+                                    );
+                            }
+                            return Ok(Some(Event::Start(bytes)));
+                        }
+                        RequestEnrollmentResponseElementTypeSerializerState::EnrollmentId(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentResponseElementTypeSerializerState::PickupSecret(
+                                        WithSerializer::serializer(
+                                            &self.value.pickup_secret,
+                                            Some("enr:PickupSecret"),
+                                            false,
+                                        )?,
+                                    );
+                                }
+                            }
+                        }
+                        RequestEnrollmentResponseElementTypeSerializerState::PickupSecret(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentResponseElementTypeSerializerState::Status(
+                                        WithSerializer::serializer(
+                                            &self.value.status,
+                                            Some("enr:Status"),
+                                            false,
+                                        )?,
+                                    );
+                                }
+                            }
+                        }
+                        RequestEnrollmentResponseElementTypeSerializerState::Status(
+                            x,
+                        ) => {
+                            match x.next(helper).transpose()? {
+                                Some(event) => return Ok(Some(event)),
+                                None => {
+                                    *self.state = RequestEnrollmentResponseElementTypeSerializerState::End__;
+                                }
+                            }
+                        }
+                        RequestEnrollmentResponseElementTypeSerializerState::End__ => {
+                            *self.state = RequestEnrollmentResponseElementTypeSerializerState::Done__;
+                            helper.end_ns_scope();
+                            return Ok(Some(Event::End(BytesEnd::new(self.name))));
+                        }
+                        RequestEnrollmentResponseElementTypeSerializerState::Done__ => {
+                            return Ok(None);
+                        }
+                        RequestEnrollmentResponseElementTypeSerializerState::Phantom__(
+                            _,
+                        ) => unreachable!(),
+                    }
+                }
+            }
+        }
+        impl<'ser> Serializer<'ser>
+        for RequestEnrollmentResponseElementTypeSerializer<'ser> {
+            fn next(
+                &mut self,
+                helper: &mut SerializeHelper,
+            ) -> Option<Result<Event<'ser>, Error>> {
+                match self.next_event(helper) {
+                    Ok(Some(event)) => Some(Ok(event)),
+                    Ok(None) => None,
+                    Err(error) => {
+                        *self.state = RequestEnrollmentResponseElementTypeSerializerState::Done__;
+                        Some(Err(error))
+                    }
+                }
+            }
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetEnrollmentStatusElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let enrollment_id = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"EnrollmentId")?
+            {
+                r.leaf::<EnrollmentId>()?
+            } else {
+                return None;
+            };
+            let pickup_secret = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"PickupSecret")?
+            {
+                r.leaf::<PickupSecret>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                enrollment_id,
+                pickup_secret,
+            })
+        }
+    }
+    impl crate::encode::fast::FastEncode for GetEnrollmentStatusElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"enr", b"urn:partnergate:enrollment:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.enrollment_id, b"enr:EnrollmentId")?;
+            w.leaf(&self.pickup_secret, b"enr:PickupSecret")?;
+            Some(())
+        }
+    }
+    impl crate::decode::fast::FastDecode for GetEnrollmentStatusResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let enrollment_id = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"EnrollmentId")?
+            {
+                r.leaf::<EnrollmentId>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:enrollment:v1", b"Status")? {
+                r.leaf::<EnrollmentStatus>()?
+            } else {
+                return None;
+            };
+            let reason = if r.next_is(b"urn:partnergate:enrollment:v1", b"Reason")? {
+                Some(r.leaf::<super::cmn::StatusReason>()?)
+            } else {
+                None
+            };
+            let partner_id = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"PartnerId")?
+            {
+                Some(r.leaf::<super::cmn::PartnerId>()?)
+            } else {
+                None
+            };
+            let api_key = if r.next_is(b"urn:partnergate:enrollment:v1", b"ApiKey")? {
+                Some(r.leaf::<super::cmn::ApiKey>()?)
+            } else {
+                None
+            };
+            let callback_key = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"CallbackKey")?
+            {
+                Some(r.leaf::<super::cmn::ApiKey>()?)
+            } else {
+                None
+            };
+            r.end()?;
+            Some(Self {
+                enrollment_id,
+                status,
+                reason,
+                partner_id,
+                api_key,
+                callback_key,
+            })
+        }
+    }
+    impl crate::encode::fast::FastEncode for GetEnrollmentStatusResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"enr", b"urn:partnergate:enrollment:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.enrollment_id, b"enr:EnrollmentId")?;
+            w.leaf(&self.status, b"enr:Status")?;
+            if let Some(v) = &self.reason {
+                w.leaf(v, b"enr:Reason")?;
+            }
+            if let Some(v) = &self.partner_id {
+                w.leaf(v, b"enr:PartnerId")?;
+            }
+            if let Some(v) = &self.api_key {
+                w.leaf(v, b"enr:ApiKey")?;
+            }
+            if let Some(v) = &self.callback_key {
+                w.leaf(v, b"enr:CallbackKey")?;
+            }
+            Some(())
+        }
+    }
+    impl crate::decode::fast::FastDecode for RequestEnrollmentElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let company_name = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"CompanyName")?
+            {
+                r.leaf::<super::cmn::CompanyName>()?
+            } else {
+                return None;
+            };
+            let country = if r.next_is(b"urn:partnergate:enrollment:v1", b"Country")? {
+                r.leaf::<super::cmn::CountryCode>()?
+            } else {
+                return None;
+            };
+            let mut contact = Vec::new();
+            while contact.len() < 4usize
+                && r.next_is(b"urn:partnergate:enrollment:v1", b"Contact")?
+            {
+                contact.push(r.child::<super::cmn::Contact>()?);
+            }
+            if contact.len() < 1usize {
+                return None;
+            }
+            let mut operation = Vec::new();
+            while operation.len() < 32usize
+                && r.next_is(b"urn:partnergate:enrollment:v1", b"Operation")?
+            {
+                operation.push(r.leaf::<Permission>()?);
+            }
+            if operation.len() < 1usize {
+                return None;
+            }
+            let mut network = Vec::new();
+            while network.len() < 16usize
+                && r.next_is(b"urn:partnergate:enrollment:v1", b"Network")?
+            {
+                network.push(r.leaf::<Network>()?);
+            }
+            if network.len() < 1usize {
+                return None;
+            }
+            let callback_url = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"CallbackUrl")?
+            {
+                Some(r.leaf::<CallbackUrl>()?)
+            } else {
+                None
+            };
+            let client_certificate = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"ClientCertificate")?
+            {
+                Some(r.leaf::<CertificatePem>()?)
+            } else {
+                None
+            };
+            let accepted_terms = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"AcceptedTerms")?
+            {
+                r.leaf::<TermsVersion>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                company_name,
+                country,
+                contact,
+                operation,
+                network,
+                callback_url,
+                client_certificate,
+                accepted_terms,
+            })
+        }
+    }
+    impl crate::encode::fast::FastEncode for RequestEnrollmentElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"cmn", b"urn:partnergate:partner:common:v1"),
+            (b"enr", b"urn:partnergate:enrollment:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.company_name, b"enr:CompanyName")?;
+            w.leaf(&self.country, b"enr:Country")?;
+            for v in &self.contact {
+                w.child(v, b"enr:Contact")?;
+            }
+            for v in &self.operation {
+                w.leaf(v, b"enr:Operation")?;
+            }
+            for v in &self.network {
+                w.leaf(v, b"enr:Network")?;
+            }
+            if let Some(v) = &self.callback_url {
+                w.leaf(v, b"enr:CallbackUrl")?;
+            }
+            if let Some(v) = &self.client_certificate {
+                w.leaf(v, b"enr:ClientCertificate")?;
+            }
+            w.leaf(&self.accepted_terms, b"enr:AcceptedTerms")?;
+            Some(())
+        }
+    }
+    impl crate::decode::fast::FastDecode for RequestEnrollmentResponseElementType {
+        fn fast(r: &mut crate::decode::fast::FastReader<'_>) -> Option<Self> {
+            let enrollment_id = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"EnrollmentId")?
+            {
+                r.leaf::<EnrollmentId>()?
+            } else {
+                return None;
+            };
+            let pickup_secret = if r
+                .next_is(b"urn:partnergate:enrollment:v1", b"PickupSecret")?
+            {
+                r.leaf::<PickupSecret>()?
+            } else {
+                return None;
+            };
+            let status = if r.next_is(b"urn:partnergate:enrollment:v1", b"Status")? {
+                r.leaf::<EnrollmentStatus>()?
+            } else {
+                return None;
+            };
+            r.end()?;
+            Some(Self {
+                enrollment_id,
+                pickup_secret,
+                status,
+            })
+        }
+    }
+    impl crate::encode::fast::FastEncode for RequestEnrollmentResponseElementType {
+        const ROOT_XMLNS: &'static [(&'static [u8], &'static [u8])] = &[
+            (b"enr", b"urn:partnergate:enrollment:v1"),
+        ];
+        fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
+            w.leaf(&self.enrollment_id, b"enr:EnrollmentId")?;
+            w.leaf(&self.pickup_secret, b"enr:PickupSecret")?;
+            w.leaf(&self.status, b"enr:Status")?;
+            Some(())
+        }
+    }
+}
 pub mod ftr {
     use core::{ops::Deref, str::from_utf8};
     use crate::xs::DateTime;
@@ -41473,6 +45301,25 @@ pub const CONTRACT_ELEMENTS: &[&str] = &[
     "urn:partnergate:callback:v1 RetryAfterSeconds",
     "urn:partnergate:callback:v1 ServiceId",
     "urn:partnergate:callback:v1 Status",
+    "urn:partnergate:enrollment:v1 AcceptedTerms",
+    "urn:partnergate:enrollment:v1 ApiKey",
+    "urn:partnergate:enrollment:v1 CallbackKey",
+    "urn:partnergate:enrollment:v1 CallbackUrl",
+    "urn:partnergate:enrollment:v1 ClientCertificate",
+    "urn:partnergate:enrollment:v1 CompanyName",
+    "urn:partnergate:enrollment:v1 Contact",
+    "urn:partnergate:enrollment:v1 Country",
+    "urn:partnergate:enrollment:v1 EnrollmentId",
+    "urn:partnergate:enrollment:v1 GetEnrollmentStatus",
+    "urn:partnergate:enrollment:v1 GetEnrollmentStatusResponse",
+    "urn:partnergate:enrollment:v1 Network",
+    "urn:partnergate:enrollment:v1 Operation",
+    "urn:partnergate:enrollment:v1 PartnerId",
+    "urn:partnergate:enrollment:v1 PickupSecret",
+    "urn:partnergate:enrollment:v1 Reason",
+    "urn:partnergate:enrollment:v1 RequestEnrollment",
+    "urn:partnergate:enrollment:v1 RequestEnrollmentResponse",
+    "urn:partnergate:enrollment:v1 Status",
     "urn:partnergate:partner:accounts:v1 Account",
     "urn:partnergate:partner:accounts:v1 AccountNumber",
     "urn:partnergate:partner:accounts:v1 AccountType",
@@ -41821,6 +45668,171 @@ pub const CONTENT_MODELS: &[(&str, ContentModel)] = &[
                 ModelChild {
                     namespace: "urn:partnergate:callback:v1",
                     name: "Accepted",
+                    model: None,
+                    min: 1u32,
+                    max: 1u32,
+                },
+            ],
+        },
+    ),
+    (
+        "urn:partnergate:enrollment:v1 element:GetEnrollmentStatus",
+        ContentModel {
+            choice: false,
+            children: &[
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "EnrollmentId",
+                    model: None,
+                    min: 1u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "PickupSecret",
+                    model: None,
+                    min: 1u32,
+                    max: 1u32,
+                },
+            ],
+        },
+    ),
+    (
+        "urn:partnergate:enrollment:v1 element:GetEnrollmentStatusResponse",
+        ContentModel {
+            choice: false,
+            children: &[
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "EnrollmentId",
+                    model: None,
+                    min: 1u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "Status",
+                    model: None,
+                    min: 1u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "Reason",
+                    model: None,
+                    min: 0u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "PartnerId",
+                    model: None,
+                    min: 0u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "ApiKey",
+                    model: None,
+                    min: 0u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "CallbackKey",
+                    model: None,
+                    min: 0u32,
+                    max: 1u32,
+                },
+            ],
+        },
+    ),
+    (
+        "urn:partnergate:enrollment:v1 element:RequestEnrollment",
+        ContentModel {
+            choice: false,
+            children: &[
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "CompanyName",
+                    model: None,
+                    min: 1u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "Country",
+                    model: None,
+                    min: 1u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "Contact",
+                    model: Some("urn:partnergate:partner:common:v1 Contact"),
+                    min: 1u32,
+                    max: 4u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "Operation",
+                    model: None,
+                    min: 1u32,
+                    max: 32u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "Network",
+                    model: None,
+                    min: 1u32,
+                    max: 16u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "CallbackUrl",
+                    model: None,
+                    min: 0u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "ClientCertificate",
+                    model: None,
+                    min: 0u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "AcceptedTerms",
+                    model: None,
+                    min: 1u32,
+                    max: 1u32,
+                },
+            ],
+        },
+    ),
+    (
+        "urn:partnergate:enrollment:v1 element:RequestEnrollmentResponse",
+        ContentModel {
+            choice: false,
+            children: &[
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "EnrollmentId",
+                    model: None,
+                    min: 1u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "PickupSecret",
+                    model: None,
+                    min: 1u32,
+                    max: 1u32,
+                },
+                ModelChild {
+                    namespace: "urn:partnergate:enrollment:v1",
+                    name: "Status",
                     model: None,
                     min: 1u32,
                     max: 1u32,
@@ -43563,6 +47575,22 @@ pub const ROOT_MODELS: &[(&str, &str)] = &[
     (
         "urn:partnergate:callback:v1 NotifyProvisioningEventResponse",
         "urn:partnergate:callback:v1 element:NotifyProvisioningEventResponse",
+    ),
+    (
+        "urn:partnergate:enrollment:v1 GetEnrollmentStatus",
+        "urn:partnergate:enrollment:v1 element:GetEnrollmentStatus",
+    ),
+    (
+        "urn:partnergate:enrollment:v1 GetEnrollmentStatusResponse",
+        "urn:partnergate:enrollment:v1 element:GetEnrollmentStatusResponse",
+    ),
+    (
+        "urn:partnergate:enrollment:v1 RequestEnrollment",
+        "urn:partnergate:enrollment:v1 element:RequestEnrollment",
+    ),
+    (
+        "urn:partnergate:enrollment:v1 RequestEnrollmentResponse",
+        "urn:partnergate:enrollment:v1 element:RequestEnrollmentResponse",
     ),
     (
         "urn:partnergate:partner:accounts:v1 ChangeAccountStatus",

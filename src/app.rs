@@ -288,6 +288,13 @@ async fn serve_gateway(
             )
             .with_identity(identities.callback.clone()),
         )),
+        enrollment: Some(Arc::new(crate::enroll::Enrollment::new(
+            config.enrollment.clone(),
+            store.with_checkout_timeout(config.database_checkout_timeout),
+            config.limits.xml,
+            config.fault_status,
+            config.callback.allow_http,
+        ))),
     });
     // The refresher publishes new snapshots; with each, the throttle forgets the limiters of
     // partners and groups that are gone (offboarded, renamed).

@@ -137,7 +137,7 @@ struct Presented {
 /// The value is an `xs:anyURI`, whose whitespace is collapsed: surrounding XML whitespace is
 /// ignored. Any other role (`…/role/none`, another node's URI) is not for us: the block is
 /// skipped (a credential there is no credential, an unknown mustUnderstand there no fault).
-fn addressed_to_us(block: &HeaderBlock<'_>, version: SoapVersion) -> bool {
+pub(crate) fn addressed_to_us(block: &HeaderBlock<'_>, version: SoapVersion) -> bool {
     let Some(role) = &block.role else {
         return true;
     };

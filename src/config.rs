@@ -80,6 +80,8 @@ pub struct Config {
     pub callback: CallbackConfig,
     /// The admin HTTP API (`admin.*`).
     pub admin: AdminConfig,
+    /// Partner enrollment (`enrollment.*`).
+    pub enrollment: EnrollmentConfig,
 }
 
 /// The admin HTTP API's listener: off unless a token is configured.
@@ -124,8 +126,8 @@ impl Default for AdminConfig {
 }
 
 /// The accept gate: a connection from an address outside every active partner's allowlist,
-/// `callback.allowed_callers`, `metrics.allow`, `trusted_proxies` and `gate.also_allow` cannot
-/// succeed at anything, so it is closed before a byte is read.
+/// `callback.allowed_callers`, `metrics.allow`, `trusted_proxies`, `enrollment.allow` (when
+/// enrollment is enabled) and `gate.also_allow` cannot succeed at anything, so it is closed before a byte is read.
 #[derive(Clone, Debug)]
 pub struct GateConfig {
     /// `gate.enabled` (default true).
@@ -313,6 +315,7 @@ impl Default for Config {
             database_checkout_timeout: DEFAULT_CHECKOUT_TIMEOUT,
             callback: CallbackConfig::default(),
             admin: AdminConfig::default(),
+            enrollment: EnrollmentConfig::default(),
             metrics_allow: vec![
                 IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
                 IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
@@ -543,6 +546,9 @@ impl Config {
             "metrics.allow" => {
                 self.metrics_allow = nets(value)?;
             }
+            k if k.starts_with("enrollment.") => {
+                self.enrollment.set(&k["enrollment.".len()..], value)?;
+            }
             "faults.soap11_status" => {
                 self.fault_status.soap11 = match value.trim() {
                     "wsi" => Soap11Status::WsI,
@@ -683,8 +689,8 @@ mod settings;
 mod source;
 
 pub use settings::{
-    CallbackConfig, ProxyHeader, Soap11Status, Soap12Status, StatusModes, TlsConfig,
-    DEFAULT_CHECKOUT_TIMEOUT, DEFAULT_MAX_PENDING_ROWS,
+    CallbackConfig, EnrollmentConfig, ProxyHeader, Soap11Status, Soap12Status, StatusModes,
+    TlsConfig, DEFAULT_CHECKOUT_TIMEOUT, DEFAULT_MAX_PENDING_ROWS,
 };
 
 pub use source::{from_env_pairs, Environment, Source, TomlFile, KEYS};

@@ -33,8 +33,8 @@ mod text;
 pub use crate::xml::{reference_char, Binding};
 pub use entry::{
     callback_auth, callback_fault, callback_request, callback_response, decode_fast_or_strict,
-    partner_auth, partner_fault, partner_request, partner_response, partner_response_open,
-    unknown_operation,
+    enrollment_fault, enrollment_request, enrollment_response, partner_auth, partner_fault,
+    partner_request, partner_response, partner_response_open, unknown_operation,
 };
 pub use rules::{DecodeError, DecodeLimits, Rule};
 pub use strict::{decode_with, StrictReader};

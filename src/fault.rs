@@ -33,7 +33,7 @@ use crate::envelope::{FaultCode, SoapVersion};
 use crate::forward::ForwardError;
 use crate::generated::partner::FaultDetail;
 use crate::generated::types::cmn;
-use crate::rejection::Rejection;
+use crate::rejection::{EnrollRefusal, Rejection};
 
 impl StatusModes {
     /// The HTTP status of a fault of `version` with `code`, whose semantic status is `semantic`.
@@ -88,37 +88,54 @@ enum Detail {
     Upstream(FaultDetail),
 }
 
-fn plan(rejection: &Rejection) -> Plan {
-    use cmn::AccessDeniedReason as R;
-    let invalid =
-        |status: StatusCode, path: &str, rule: &str, message: String, outcome: &'static str| Plan {
-            status,
-            code: FaultCode::Sender,
-            reason: format!("Invalid Request: {message}"),
-            detail: Some(Detail::Invalid {
-                path: path.to_string(),
-                rule: rule.to_string(),
-                message,
-            }),
-            retry_after: None,
-            outcome,
-        };
-    let denied = |reason: R, text: &'static str, outcome: &'static str| Plan {
+/// An `InvalidRequestFault` plan.
+fn invalid(
+    status: StatusCode,
+    path: &str,
+    rule: &str,
+    message: String,
+    outcome: &'static str,
+) -> Plan {
+    Plan {
+        status,
+        code: FaultCode::Sender,
+        reason: format!("Invalid Request: {message}"),
+        detail: Some(Detail::Invalid {
+            path: path.to_string(),
+            rule: rule.to_string(),
+            message,
+        }),
+        retry_after: None,
+        outcome,
+    }
+}
+
+/// An `AccessDeniedFault` plan.
+fn denied(reason: cmn::AccessDeniedReason, text: &'static str, outcome: &'static str) -> Plan {
+    Plan {
         status: StatusCode::FORBIDDEN,
         code: FaultCode::Sender,
         reason: format!("Access Denied: {text}"),
         detail: Some(Detail::AccessDenied(reason, text)),
         retry_after: None,
         outcome,
-    };
-    let unavailable = |status: StatusCode, text: &'static str, outcome: &'static str| Plan {
+    }
+}
+
+/// An `UpstreamUnavailableFault` plan.
+fn unavailable(status: StatusCode, text: &'static str, outcome: &'static str) -> Plan {
+    Plan {
         status,
         code: FaultCode::Receiver,
         reason: format!("Upstream Unavailable: {text}"),
         detail: Some(Detail::Unavailable(text)),
         retry_after: None,
         outcome,
-    };
+    }
+}
+
+fn plan(rejection: &Rejection) -> Plan {
+    use cmn::AccessDeniedReason as R;
     match rejection {
         Rejection::Transport(e) => invalid(
             e.status(),
@@ -268,6 +285,78 @@ fn plan(rejection: &Rejection) -> Plan {
         },
     }
 }
+
+/// Renders a refusal of the enrollment endpoint as a fault of `version`: a shared stage's as
+/// [`render`] does, the endpoint's own with the common fault details the enrollment contract
+/// declares. An unknown enrollment id and a wrong pickup secret read the same.
+pub fn render_enrollment(
+    refusal: &EnrollRefusal,
+    version: SoapVersion,
+    request_id: &str,
+    statuses: StatusModes,
+) -> FaultResponse {
+    use cmn::AccessDeniedReason as R;
+    let throttled = |secs: u64, text: String, outcome: &'static str| Plan {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: FaultCode::Sender,
+        reason: format!("Throttled: {text}"),
+        detail: Some(Detail::Throttled(
+            u32::try_from(secs).unwrap_or(u32::MAX),
+            text,
+        )),
+        retry_after: Some(secs),
+        outcome,
+    };
+    let plan = match refusal {
+        EnrollRefusal::Path(rejection) => plan(rejection),
+        EnrollRefusal::Disabled => denied(
+            R::SourceNotAllowed,
+            "enrollment is disabled",
+            "enrollment-disabled",
+        ),
+        EnrollRefusal::Closed(_) => denied(
+            R::SourceNotAllowed,
+            "enrollment is not open to this address",
+            "enrollment-closed",
+        ),
+        EnrollRefusal::Denied => denied(
+            R::AuthenticationFailed,
+            "enrollment id or pickup secret not recognised",
+            "enrollment-denied",
+        ),
+        EnrollRefusal::Rate { retry_after_secs } => throttled(
+            *retry_after_secs,
+            "too many enrollment calls from this address (enrollment.rate_per_minute)".into(),
+            "enrollment-throttled",
+        ),
+        EnrollRefusal::Full => throttled(
+            ENROLLMENT_FULL_RETRY_SECS,
+            "too many enrollments are waiting for review (enrollment.max_pending)".into(),
+            "enrollment-full",
+        ),
+        EnrollRefusal::Invalid {
+            path,
+            rule,
+            message,
+        } => invalid(
+            StatusCode::BAD_REQUEST,
+            path,
+            rule,
+            format!("{path}: {message}"),
+            "invalid-request",
+        ),
+        EnrollRefusal::Unavailable(_) => unavailable(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "enrollment is unavailable, try again later",
+            "enrollment-unavailable",
+        ),
+    };
+    finish(plan, version, request_id, statuses)
+}
+
+/// `Retry-After` of a refusal because too many enrollments are pending: an operator's review
+/// is a matter of hours, not seconds.
+pub const ENROLLMENT_FULL_RETRY_SECS: u64 = 3600;
 
 /// Renders a rejection as a fault of `version`.
 pub fn render(

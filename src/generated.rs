@@ -5,6 +5,7 @@
 //!   fault element types with their quick-xml deserializers and serializers.
 //! - [`partner`]: the operation table of `wsdl/partner-api.wsdl`.
 //! - [`callback`]: the operation table of `wsdl/partner-callback.wsdl`.
+//! - [`enrollment`]: the operation table of `wsdl/partner-enrollment.wsdl` (no credential header).
 
 /// Schema types, one module per namespace.
 ///
@@ -41,4 +42,11 @@ pub mod partner {
 #[rustfmt::skip]
 pub mod callback {
     include!(concat!(env!("OUT_DIR"), "/callback_operations.rs"));
+}
+
+/// Operations of the enrollment API (`wsdl/partner-enrollment.wsdl`).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+#[rustfmt::skip]
+pub mod enrollment {
+    include!(concat!(env!("OUT_DIR"), "/enrollment_operations.rs"));
 }

@@ -26,6 +26,7 @@ pub mod callback;
 pub mod client_cert;
 pub mod decode;
 pub mod encode;
+pub mod enroll;
 pub mod envelope;
 pub mod fault;
 pub mod forward;

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::args::{Cli, Command};
-use cli::{access, audit, contract, group, key, nodes, operator, output, partner, serve, stats};
+use cli::{
+    access, audit, contract, enrollment, group, key, nodes, operator, output, partner, serve, stats,
+};
 
 /// mimalloc instead of glibc's malloc: a request makes a few hundred small, short-lived
 /// allocations (quick-xml buffers, decoded strings, the typed message), and glibc's
@@ -57,6 +59,7 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
         Command::Nodes { common, output } => nodes::run(&common, &output, out)?,
         Command::Audit(args) => audit::run(args, out)?,
         Command::Operator(args) => operator::run(args, out)?,
+        Command::Enrollment(args) => enrollment::run(args, out)?,
         Command::Serve(_) | Command::Upstream { .. } => return Err("run by main".into()),
     }
     Ok(())

@@ -47,6 +47,8 @@ pub struct Gateway {
     pub stats: Arc<crate::stats::Stats>,
     /// The callback direction (TSP → partner BSS), when enabled.
     pub callback: Option<Arc<crate::callback::Relay>>,
+    /// The enrollment endpoint (anonymous, `crate::enroll`), when served.
+    pub enrollment: Option<Arc<crate::enroll::Enrollment>>,
 }
 
 impl AsRef<Throttle> for Gateway {

@@ -36,8 +36,20 @@ pub const CALLBACK_WSDL_SOAP11: Document = Document {
     text: include_str!(concat!(env!("OUT_DIR"), "/partner-callback-soap11.wsdl")),
 };
 
+/// The enrollment WSDL: how a prospective partner asks to become one and collects its keys.
+pub const ENROLLMENT_WSDL: Document = Document {
+    name: "partner-enrollment.wsdl",
+    text: include_str!("../wsdl/partner-enrollment.wsdl"),
+};
+
+/// The enrollment WSDL without its SOAP 1.2 binding and port.
+pub const ENROLLMENT_WSDL_SOAP11: Document = Document {
+    name: "partner-enrollment-soap11.wsdl",
+    text: include_str!(concat!(env!("OUT_DIR"), "/partner-enrollment-soap11.wsdl")),
+};
+
 /// The schemas the WSDLs import, by their `schemaLocation`.
-pub const SCHEMAS: [Document; 6] = [
+pub const SCHEMAS: [Document; 7] = [
     Document {
         name: "common.xsd",
         text: include_str!("../wsdl/common.xsd"),
@@ -62,6 +74,10 @@ pub const SCHEMAS: [Document; 6] = [
         name: "callback.xsd",
         text: include_str!("../wsdl/callback.xsd"),
     },
+    Document {
+        name: "enrollment.xsd",
+        text: include_str!("../wsdl/enrollment.xsd"),
+    },
 ];
 
 /// The schema published under `name`, if any.
@@ -80,6 +96,8 @@ mod tests {
             PARTNER_WSDL_SOAP11,
             CALLBACK_WSDL,
             CALLBACK_WSDL_SOAP11,
+            ENROLLMENT_WSDL,
+            ENROLLMENT_WSDL_SOAP11,
         ] {
             for (i, _) in wsdl.text.match_indices("schemaLocation=\"") {
                 let rest = &wsdl.text[i + "schemaLocation=\"".len()..];

@@ -91,3 +91,44 @@ impl Rejection {
         }
     }
 }
+
+/// Why the enrollment endpoint refused a call (`crate::enroll`): its own refusals, or a stage
+/// it shares with the partner path. `fault::render_enrollment` turns it into a fault.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollRefusal {
+    /// `enrollment.enabled` is false.
+    #[error("enrollment is disabled")]
+    Disabled,
+    /// The caller is outside `enrollment.allow` (empty by default: closed).
+    #[error("enrollment is closed to {0}")]
+    Closed(std::net::IpAddr),
+    /// The caller's address exceeded `enrollment.rate_per_minute`.
+    #[error("too many enrollment calls from this address")]
+    Rate {
+        /// Seconds until the next call is admitted.
+        retry_after_secs: u64,
+    },
+    /// `enrollment.max_pending` requests wait for an operator already.
+    #[error("too many pending enrollments")]
+    Full,
+    /// An unknown enrollment id or a wrong pickup secret: one refusal for both.
+    #[error("enrollment id or pickup secret not recognised")]
+    Denied,
+    /// The request is well-formed but cannot be accepted (a network with host bits, an
+    /// unknown operation, other terms, a callback URL of a scheme not allowed).
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The element path.
+        path: String,
+        /// The rule (`enrollment-network`, …).
+        rule: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The database failed.
+    #[error("enrollment store: {0}")]
+    Unavailable(String),
+    /// A stage shared with the partner path (transport, limits, envelope, action, decode).
+    #[error(transparent)]
+    Path(Rejection),
+}

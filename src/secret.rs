@@ -38,7 +38,9 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Only keys in our own format show their prefix; anything else could be short enough
         // for 8 characters to be most of it.
-        let ours = KeyKind::of(&self.0).is_some() || self.0.starts_with(OPERATOR_TOKEN_PREFIX);
+        let ours = KeyKind::of(&self.0).is_some()
+            || self.0.starts_with(OPERATOR_TOKEN_PREFIX)
+            || self.0.starts_with(PICKUP_SECRET_PREFIX);
         if ours && self.0.len() >= 16 {
             write!(f, "Secret({}…)", display_prefix(&self.0))
         } else {
@@ -116,6 +118,30 @@ pub const OPERATOR_TOKEN_PREFIX: &str = "pgo_";
 /// [`hash`] and [`display_prefix`] only, shown once.
 pub fn generate_operator_token() -> Secret {
     generate_prefixed(OPERATOR_TOKEN_PREFIX)
+}
+
+/// The prefix of enrollment pickup secrets (`RequestEnrollment`'s answer).
+pub const PICKUP_SECRET_PREFIX: &str = "pge_";
+
+/// A fresh enrollment pickup secret: like a key ([`generate`]), with the prefix `pge_`; stored
+/// as its [`hash`] only, shown once, to the applicant.
+pub fn generate_pickup_secret() -> Secret {
+    generate_prefixed(PICKUP_SECRET_PREFIX)
+}
+
+/// A fresh enrollment id: `enr_` and 32 lowercase hex characters of 16 random bytes (not a
+/// secret: the pickup secret guards the enrollment; random so that ids say nothing about how
+/// many were filed).
+pub fn generate_enrollment_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut text = String::with_capacity(36);
+    text.push_str("enr_");
+    for b in bytes {
+        text.push(hex_digit(b >> 4));
+        text.push(hex_digit(b & 0x0f));
+    }
+    text
 }
 
 fn generate_prefixed(prefix: &str) -> Secret {

@@ -2088,6 +2088,7 @@ async fn no_upstream_configured_is_503() {
         upstream: None,
         stats: Arc::default(),
         callback: None,
+        enrollment: None,
     });
     let server = partnergate::server::Server::new(&config, gateway).unwrap();
     let listener = partnergate::server::Server::bind(config.listen)

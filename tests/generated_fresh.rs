@@ -14,12 +14,14 @@
 
 use std::path::Path;
 
-const FILES: [&str; 5] = [
+const FILES: [&str; 7] = [
     "types.rs",
     "partner_operations.rs",
     "callback_operations.rs",
+    "enrollment_operations.rs",
     "partner-api-soap11.wsdl",
     "partner-callback-soap11.wsdl",
+    "partner-enrollment-soap11.wsdl",
 ];
 
 #[test]

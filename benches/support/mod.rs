@@ -157,6 +157,7 @@ pub fn gateway(snapshot: Snapshot, upstream: Arc<dyn Upstream>) -> Gateway {
         upstream: Some(upstream),
         stats: Arc::default(),
         callback: None,
+        enrollment: None,
     }
 }
 

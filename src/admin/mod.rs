@@ -23,11 +23,15 @@
 //! `reply.rs` (the views), `text.rs` (the CLI's text).
 
 mod actor;
+mod enrollments;
 mod operators;
 mod reply;
 mod request;
 mod role;
 pub use actor::{Actor, Via};
+pub use enrollments::{
+    prefilled, ApproveEnrollment, EnrollmentView, EnrollmentsView, RejectEnrollment,
+};
 pub use operators::{BootstrapView, OperatorView, OperatorsView, TokenCreatedView, TokensView};
 pub use reply::*;
 pub use request::*;
@@ -40,6 +44,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use self::enrollments::EnrollmentOp;
 use self::operators::OperatorOp;
 use self::request::some;
 
@@ -167,6 +172,7 @@ enum Op {
     ListAudit(Option<String>, u32),
     ListNodes,
     Operators(OperatorOp),
+    Enrollments(EnrollmentOp),
 }
 
 impl Checked {
@@ -312,6 +318,18 @@ impl Request {
             Request::ListTokens { operator } => Op::Operators(OperatorOp::ListTokens(operator)),
             Request::RevokeToken { operator, id } => {
                 Op::Operators(OperatorOp::RevokeToken(operator, id))
+            }
+            Request::ListEnrollments { status } => Op::Enrollments(EnrollmentOp::List(
+                status.as_deref().map(enrollments::state).transpose()?,
+            )),
+            Request::ShowEnrollment { enrollment } => {
+                Op::Enrollments(EnrollmentOp::Show(enrollment))
+            }
+            Request::ApproveEnrollment { enrollment, input } => {
+                Op::Enrollments(enrollments::approve(enrollment, input, rules)?)
+            }
+            Request::RejectEnrollment { enrollment, input } => {
+                Op::Enrollments(enrollments::reject(enrollment, input)?)
             }
         };
         Ok(Checked(op))
@@ -577,6 +595,7 @@ impl Admin {
                 )
             }
             Op::Operators(op) => operators::run(s, op, actor),
+            Op::Enrollments(op) => enrollments::run(s, op, actor),
             Op::ListNodes => {
                 let nodes: Vec<NodeView> =
                     s.list_nodes()?.into_iter().map(NodeView::from).collect();

@@ -51,6 +51,10 @@ pub enum View {
     TokenCreated(TokenCreatedView),
     /// The first admin, its password and token (shown once).
     Bootstrap(BootstrapView),
+    /// `{"enrollments": [...]}`.
+    Enrollments(super::EnrollmentsView),
+    /// One enrollment request.
+    Enrollment(Box<super::EnrollmentView>),
 }
 
 /// A rate in JSON.

@@ -175,6 +175,30 @@ pub struct UpdateGroup {
 /// One administrative operation, as asked for.
 #[derive(Clone, Debug)]
 pub enum Request {
+    /// Enrollment requests, newest first (`status`: only those).
+    ListEnrollments {
+        /// `pending`, `approved`, `rejected` or `collected`.
+        status: Option<String>,
+    },
+    /// One enrollment request.
+    ShowEnrollment {
+        /// `enr_…`.
+        enrollment: String,
+    },
+    /// Approve a pending enrollment: the partner is created (its keys when it collects them).
+    ApproveEnrollment {
+        /// `enr_…`.
+        enrollment: String,
+        /// The operator's changes to the request.
+        input: super::ApproveEnrollment,
+    },
+    /// Reject a pending enrollment with a reason the applicant reads.
+    RejectEnrollment {
+        /// `enr_…`.
+        enrollment: String,
+        /// The reason.
+        input: super::RejectEnrollment,
+    },
     /// Every partner.
     ListPartners,
     /// One partner with keys, allowlist, grants.

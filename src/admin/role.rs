@@ -5,12 +5,14 @@
 //! - **viewer** reads everything but secrets (no read shows a key, a password or a token: they
 //!   are shown once, in the reply of the change that makes them);
 //! - **operator** also manages partners, their keys, allowlists, grants, group membership and
-//!   throttles (a partner's rate and its callback rate, a group's rates);
+//!   throttles (a partner's rate and its callback rate, a group's rates), and approves or
+//!   rejects enrollments;
 //! - **admin** also manages operators and their tokens, and groups (create, rename).
 //!
 //! There are no runtime settings in the admin service: settings are the configuration (file,
 //! environment), changed by whoever runs the process.
 
+use super::enrollments::EnrollmentOp;
 use super::operators::OperatorOp;
 use super::{Checked, Op};
 use crate::store::Role;
@@ -26,7 +28,8 @@ fn required(op: &Op) -> Role {
         | Op::ListGroups
         | Op::ShowGroup(_)
         | Op::ListAudit(..)
-        | Op::ListNodes => Role::Viewer,
+        | Op::ListNodes
+        | Op::Enrollments(EnrollmentOp::List(_) | EnrollmentOp::Show(_)) => Role::Viewer,
         Op::CreatePartner(_)
         | Op::UpdatePartner(..)
         | Op::Status(..)
@@ -37,7 +40,8 @@ fn required(op: &Op) -> Role {
         | Op::AddGrant(..)
         | Op::RevokeGrant(..)
         | Op::AssignGroup(..)
-        | Op::PartnerThrottle(..) => Role::Operator,
+        | Op::PartnerThrottle(..)
+        | Op::Enrollments(EnrollmentOp::Approve(..) | EnrollmentOp::Reject(..)) => Role::Operator,
         // A group's rates are throttles; its name is the group itself.
         Op::UpdateGroup(_, changes) if changes.rename.is_none() => Role::Operator,
         Op::UpdateGroup(..) | Op::CreateGroup(..) => Role::Admin,

@@ -342,6 +342,62 @@ pub fn render(reply: &Reply, is_change: bool) -> String {
                 &rows,
             );
         }
+        View::Enrollments(list) => {
+            let rows: Vec<Vec<String>> = list
+                .enrollments
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.enrollment_id.clone(),
+                        e.status.as_str().to_owned(),
+                        e.request.company.clone(),
+                        e.request.country.clone(),
+                        e.source.clone(),
+                        utc(e.created_at),
+                        opt(e.partner_id.as_deref()).to_owned(),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                &[
+                    "ID", "STATUS", "COMPANY", "COUNTRY", "SOURCE", "FILED", "PARTNER",
+                ],
+                &rows,
+            );
+        }
+        View::Enrollment(e) => {
+            let r = &e.request;
+            let _ = writeln!(out, "enrollment:      {}", e.enrollment_id);
+            let _ = writeln!(out, "status:          {}", e.status.as_str());
+            let _ = writeln!(out, "company:         {} ({})", r.company, r.country);
+            for c in &r.contacts {
+                let _ = writeln!(
+                    out,
+                    "contact:         {} {} {} {}",
+                    c.first_name,
+                    c.last_name,
+                    opt(c.email.as_deref()),
+                    opt(c.phone.as_deref())
+                );
+            }
+            let _ = writeln!(out, "operations:      {}", r.operations.join(", "));
+            let _ = writeln!(out, "networks:        {}", r.networks.join(", "));
+            let _ = writeln!(out, "callback url:    {}", opt(r.callback_url.as_deref()));
+            let _ = writeln!(
+                out,
+                "client cert:     {}",
+                opt(e.client_certificate_sha256.as_deref())
+            );
+            let _ = writeln!(out, "terms:           {}", r.accepted_terms);
+            let _ = writeln!(out, "source:          {}", e.source);
+            let _ = writeln!(out, "filed:           {}", utc(e.created_at));
+            let _ = writeln!(out, "decided:         {}", time(e.decided_at));
+            let _ = writeln!(out, "decided by:      {}", opt(e.decided_by.as_deref()));
+            let _ = writeln!(out, "reason:          {}", opt(e.reason.as_deref()));
+            let _ = writeln!(out, "partner:         {}", opt(e.partner_id.as_deref()));
+            let _ = writeln!(out, "collected:       {}", time(e.collected_at));
+        }
         View::Nodes(n) => {
             let rows: Vec<Vec<String>> = n
                 .nodes

@@ -40,7 +40,7 @@ fn as_field(field: &'static str, e: StoreError) -> AdminError {
 }
 
 /// Free text: 1..=`max` characters, no control characters, no surrounding whitespace.
-fn text(field: &'static str, value: &str, max: usize) -> Result<(), AdminError> {
+pub(super) fn text(field: &'static str, value: &str, max: usize) -> Result<(), AdminError> {
     let chars = value.chars().count();
     if chars == 0 || chars > max {
         return Err(invalid(
@@ -227,7 +227,7 @@ fn billing_rate(s: &str) -> Result<(), AdminError> {
 
 /// `https://host[:port]/path` (or `http://` when the deployment allows it), without
 /// credentials.
-fn callback_url(s: &str, rules: &Rules) -> Result<(), AdminError> {
+pub(super) fn callback_url(s: &str, rules: &Rules) -> Result<(), AdminError> {
     let field = "callback_url";
     if s.len() > MAX_URL_BYTES {
         return Err(invalid(field, format!("longer than {MAX_URL_BYTES} bytes")));

@@ -31,6 +31,7 @@ fn flag_of(field: &str) -> Option<&'static str> {
         "limit" => "--limit",
         "role" => "--role",
         "label" => "--label",
+        "status" => "--status",
         _ => return None,
     })
 }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use super::access::{AllowAction, GrantAction};
 use super::audit::AuditAction;
+use super::enrollment::EnrollmentAction;
 use super::group::{GroupAction, ThrottleAction};
 use super::key::KeyAction;
 use super::operator::OperatorAction;
@@ -82,6 +83,8 @@ pub enum Command {
     Audit(AdminArgs<AuditAction>),
     /// Operator accounts with roles (viewer, operator, admin) and their API tokens.
     Operator(AdminArgs<OperatorAction>),
+    /// Enrollment requests partners filed (/soap/enrollment/v1): list, show, approve, reject.
+    Enrollment(AdminArgs<EnrollmentAction>),
     /// List the contract's operations: permission name, SOAPAction and body element.
     Operations {
         /// The callback contract instead of the partner API.

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod args;
 pub mod audit;
 pub mod contract;
+pub mod enrollment;
 pub mod group;
 pub mod key;
 pub mod nodes;

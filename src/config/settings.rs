@@ -146,3 +146,78 @@ impl ProxyHeader {
             .find(|h| h.name().eq_ignore_ascii_case(s))
     }
 }
+
+/// Settings of partner enrollment (`enrollment.*` config keys; the anonymous endpoint
+/// `/soap/enrollment/v1`, `crate::enroll`).
+#[derive(Clone, Debug)]
+pub struct EnrollmentConfig {
+    /// `enrollment.enabled` (default true): when false every call is refused.
+    pub enabled: bool,
+    /// `enrollment.allow`: the networks that may enroll (default none: closed; every call is
+    /// refused). They join the accept gate's union.
+    pub allow: Vec<IpNet>,
+    /// `enrollment.max_pending` (default 100): requests waiting for an operator at most; more
+    /// are refused until some are decided.
+    pub max_pending: u64,
+    /// `enrollment.rate_per_minute` (default 6): calls per minute and source address.
+    pub rate_per_minute: u32,
+    /// `enrollment.burst` (default 3): calls one address may make at once.
+    pub burst: u32,
+    /// `enrollment.terms_version` (default `1`): the partner terms an applicant must accept.
+    pub terms_version: String,
+}
+
+impl Default for EnrollmentConfig {
+    fn default() -> Self {
+        EnrollmentConfig {
+            enabled: true,
+            allow: Vec::new(),
+            max_pending: 100,
+            rate_per_minute: 6,
+            burst: 3,
+            terms_version: "1".into(),
+        }
+    }
+}
+
+impl EnrollmentConfig {
+    /// Applies one `enrollment.*` key (`key` without the prefix).
+    pub(super) fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let count = |max: u64| -> Result<u64, String> {
+            match value.trim().parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(format!("expected a number from 1 to {max}")),
+            }
+        };
+        match key {
+            "enabled" => {
+                self.enabled = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| "expected true or false".to_string())?;
+            }
+            "allow" => self.allow = super::nets(value)?,
+            "max_pending" => self.max_pending = count(100_000)?,
+            "rate_per_minute" => {
+                self.rate_per_minute = u32::try_from(count(6_000)?).unwrap_or(6_000);
+            }
+            "burst" => self.burst = u32::try_from(count(1_000)?).unwrap_or(1_000),
+            "terms_version" => {
+                let v = value.trim();
+                let ok = (1..=32).contains(&v.len())
+                    && v.bytes().enumerate().all(|(i, b)| {
+                        b.is_ascii_alphanumeric() || (i > 0 && matches!(b, b'.' | b'_' | b'-'))
+                    });
+                if !ok {
+                    return Err(
+                        "expected 1 to 32 of [A-Za-z0-9._-], starting with a letter or digit"
+                            .into(),
+                    );
+                }
+                self.terms_version = v.to_string();
+            }
+            _ => return Err("unknown key".into()),
+        }
+        Ok(())
+    }
+}

@@ -9,7 +9,7 @@ use super::fast;
 use super::rules::{DecodeError, DecodeLimits, Rule};
 use super::strict::{decode_with, StrictReader};
 use crate::envelope::{BodyElement, OpenEnvelope};
-use crate::generated::{callback, partner};
+use crate::generated::{callback, enrollment, partner};
 
 /// Decodes `body` with a generated fast decoder ([`fast`]) and, when that gives up, with the
 /// strict decoder through [`decode_with`]: the value, or the strict decoder's error.
@@ -78,12 +78,13 @@ fn decode_named<'a, K: Copy, T: PartialEq + std::fmt::Debug>(
     )
 }
 
-/// The typed entry points of one contract, `$c` its generated module (`partner`, `callback`):
-/// both contracts have the same four — a request (its operation looked up from the body
-/// element), the response to an operation, a fault detail, the credential header block — and
+/// The typed entry points of one contract, `$c` its generated module (`partner`, `callback`,
+/// `enrollment`): every contract has the same four — a request (its operation looked up from
+/// the body element), the response to an operation, a fault detail, the credential header block — and
 /// decode them the same way, through the module's `Operation`, `Request`, `Response`,
-/// `FaultKind`, `FaultDetail` and auth header decoders. The invocation names each function and
-/// gives its doc.
+/// `FaultKind`, `FaultDetail` and auth header decoders; an anonymous contract (enrollment) has
+/// no credential header and leaves `auth` out. The invocation names each function and gives its
+/// doc.
 macro_rules! entry_points {
     (
         $c:ident;
@@ -91,6 +92,33 @@ macro_rules! entry_points {
         $(#[$response_doc:meta])* response: $response:ident;
         $(#[$fault_doc:meta])* fault: $fault:ident;
         $(#[$auth_doc:meta])* auth: $auth:ident;
+    ) => {
+        entry_points! {
+            $c;
+            $(#[$request_doc])* request: $request;
+            $(#[$response_doc])* response: $response;
+            $(#[$fault_doc])* fault: $fault;
+        }
+
+        $(#[$auth_doc])*
+        pub fn $auth(
+            element: &BodyElement<'_>,
+            limits: DecodeLimits,
+        ) -> Result<$c::AuthHeader, DecodeError> {
+            decode_fast_or_strict(
+                element,
+                $c::NAMESPACES,
+                limits,
+                $c::decode_auth_header_fast,
+                $c::decode_auth_header,
+            )
+        }
+    };
+    (
+        $c:ident;
+        $(#[$request_doc:meta])* request: $request:ident;
+        $(#[$response_doc:meta])* response: $response:ident;
+        $(#[$fault_doc:meta])* fault: $fault:ident;
     ) => {
         $(#[$request_doc])*
         pub fn $request(
@@ -140,20 +168,6 @@ macro_rules! entry_points {
                 $c::FaultDetail::decode,
             )
         }
-
-        $(#[$auth_doc])*
-        pub fn $auth(
-            element: &BodyElement<'_>,
-            limits: DecodeLimits,
-        ) -> Result<$c::AuthHeader, DecodeError> {
-            decode_fast_or_strict(
-                element,
-                $c::NAMESPACES,
-                limits,
-                $c::decode_auth_header_fast,
-                $c::decode_auth_header,
-            )
-        }
     };
 }
 
@@ -179,6 +193,16 @@ entry_points! {
     fault: callback_fault;
     /// Decodes the callback credential header block (`CallbackAuth`).
     auth: callback_auth;
+}
+
+entry_points! {
+    enrollment;
+    /// Decodes an enrollment request body (anonymous: the contract has no credential header).
+    request: enrollment_request;
+    /// Decodes an enrollment response body of `op` (for clients and tests).
+    response: enrollment_response;
+    /// Decodes an enrollment fault detail element.
+    fault: enrollment_fault;
 }
 
 /// The fast path alone for a partner API response read by [`crate::envelope::scan_to_body`]:

@@ -192,6 +192,7 @@ fn new_harness() -> PipelineHarness {
         upstream: Some(upstream),
         stats: Arc::new(crate::stats::Stats::default()),
         callback: None,
+        enrollment: None,
     };
     PipelineHarness { gateway, stub }
 }

@@ -1,5 +1,5 @@
 //! Target `decode`: the first input byte chooses an operation and a wrapping ([`Selector`]), the
-//! rest goes into a SOAP envelope, and every decoder of both contracts reads it
+//! rest goes into a SOAP envelope, and every decoder of the three contracts reads it
 //! ([`decode_envelope`], which the `roundtrip` target reuses). Uses the decode and envelope
 //! stages and the forward stage's one-pass reading of an answer.
 
@@ -9,14 +9,17 @@ use crate::decode::{self, DecodeLimits};
 use crate::envelope::{self, BodyElement, Envelope, SoapVersion};
 use crate::forward;
 use crate::generated::types::cmn;
-use crate::generated::{callback, partner};
+use crate::generated::{callback, enrollment, partner};
 
 /// How the decode and roundtrip targets read their input: the first byte chooses the operation
-/// (`Operation::ALL[b % 18]`) and, in `b / 18`, the wrapping; the rest goes into a SOAP envelope.
+/// of each contract (`Operation::ALL[b % 18]` of the partner API, `b % 2` of the callback and
+/// of the enrollment contract) and, in `b / 18`, the wrapping; the rest goes into a SOAP
+/// envelope.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Selector {
     pub(super) op: partner::Operation,
     pub(super) callback_op: callback::Operation,
+    pub(super) enrollment_op: enrollment::Operation,
     pub(super) version: SoapVersion,
     /// The envelope declares the contracts' usual prefixes (inherited by the element).
     inherited: bool,
@@ -31,6 +34,8 @@ impl Selector {
         Selector {
             op: partner::Operation::ALL[usize::from(b) % n],
             callback_op: callback::Operation::ALL[usize::from(b) % callback::Operation::ALL.len()],
+            enrollment_op: enrollment::Operation::ALL
+                [usize::from(b) % enrollment::Operation::ALL.len()],
             version: if flags & 1 == 0 {
                 SoapVersion::Soap11
             } else {
@@ -57,13 +62,14 @@ impl Selector {
 }
 
 /// The prefixes the contracts' fixtures use, for [`Selector::inherited`].
-const PREFIXES: [(&str, &str); 7] = [
+const PREFIXES: [(&str, &str); 8] = [
     ("cmn", "urn:partnergate:partner:common:v1"),
     ("acc", "urn:partnergate:partner:accounts:v1"),
     ("svc", "urn:partnergate:partner:services:v1"),
     ("dev", "urn:partnergate:partner:devices:v1"),
     ("ftr", "urn:partnergate:partner:features:v1"),
     ("cb", "urn:partnergate:callback:v1"),
+    ("enr", "urn:partnergate:enrollment:v1"),
     (
         "wsse",
         "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd",
@@ -105,6 +111,9 @@ pub(super) struct Decoded {
     pub(super) callback_request: Option<callback::Request>,
     pub(super) callback_response: Option<callback::Response>,
     pub(super) callback_fault: Option<callback::FaultDetail>,
+    pub(super) enrollment_request: Option<enrollment::Request>,
+    pub(super) enrollment_response: Option<enrollment::Response>,
+    pub(super) enrollment_fault: Option<enrollment::FaultDetail>,
     pub(super) auth: Vec<partner::AuthHeader>,
     pub(super) callback_auth: Vec<callback::AuthHeader>,
     pub(super) assertion: Vec<cmn::GatewayAssertion>,
@@ -130,6 +139,9 @@ pub(super) fn decode_envelope(sel: Selector, env: &Envelope<'_>) -> Decoded {
         callback_request: decode::callback_request(body, limits).ok(),
         callback_response: decode::callback_response(sel.callback_op, body, limits).ok(),
         callback_fault: decode::callback_fault(body, limits).ok(),
+        enrollment_request: decode::enrollment_request(body, limits).ok(),
+        enrollment_response: decode::enrollment_response(sel.enrollment_op, body, limits).ok(),
+        enrollment_fault: decode::enrollment_fault(body, limits).ok(),
         ..Decoded::default()
     };
     if let Ok(f) = envelope::parse_fault(env) {

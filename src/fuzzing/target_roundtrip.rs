@@ -167,6 +167,33 @@ pub fn roundtrip(data: &[u8]) {
             |b| decode::callback_fault(b, l),
         );
     }
+    if let Some(r) = &d.enrollment_request {
+        round(
+            "enrollment request",
+            r,
+            v,
+            |r, w| Ok(r.encode(w)?),
+            |b| decode::enrollment_request(b, l),
+        );
+    }
+    if let Some(r) = &d.enrollment_response {
+        round(
+            "enrollment response",
+            r,
+            v,
+            |r, w| Ok(r.encode(w)?),
+            |b| decode::enrollment_response(sel.enrollment_op, b, l),
+        );
+    }
+    if let Some(f) = &d.enrollment_fault {
+        round(
+            "enrollment fault detail",
+            f,
+            v,
+            |f, w| Ok(f.encode(w)?),
+            |b| decode::enrollment_fault(b, l),
+        );
+    }
     for h in &d.auth {
         round(
             "PartnerAuth",

@@ -96,6 +96,50 @@ fn wsse_get_account() -> Vec<u8> {
     format!("{}{wsse}{}", &text[..start], &text[end..]).into_bytes()
 }
 
+/// Enrollment messages (the contract has no golden fixtures of its own): (name, operation
+/// index, body element).
+const ENROLLMENT_SEEDS: [(&str, usize, &str); 4] = [
+    (
+        "enrollment-RequestEnrollment",
+        0,
+        "<enr:RequestEnrollment xmlns:enr=\"urn:partnergate:enrollment:v1\" \
+         xmlns:cmn=\"urn:partnergate:partner:common:v1\"><enr:CompanyName>Acme Telecom</enr:CompanyName>\
+         <enr:Country>DE</enr:Country><enr:Contact><cmn:FirstName>Anna</cmn:FirstName>\
+         <cmn:LastName>Muller</cmn:LastName><cmn:Email>anna@example.com</cmn:Email></enr:Contact>\
+         <enr:Operation>CreateAccount</enr:Operation><enr:Operation>accounts.*</enr:Operation>\
+         <enr:Network>198.51.100.0/28</enr:Network><enr:Network>2001:db8:10::/48</enr:Network>\
+         <enr:CallbackUrl>https://bss.acme.example/callback</enr:CallbackUrl>\
+         <enr:AcceptedTerms>2026-01</enr:AcceptedTerms></enr:RequestEnrollment>",
+    ),
+    (
+        "enrollment-RequestEnrollmentResponse",
+        0,
+        "<enr:RequestEnrollmentResponse xmlns:enr=\"urn:partnergate:enrollment:v1\">\
+         <enr:EnrollmentId>enr_0123456789abcdef0123456789abcdef</enr:EnrollmentId>\
+         <enr:PickupSecret>pge_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef</enr:PickupSecret>\
+         <enr:Status>PENDING</enr:Status></enr:RequestEnrollmentResponse>",
+    ),
+    (
+        "enrollment-GetEnrollmentStatus",
+        1,
+        "<enr:GetEnrollmentStatus xmlns:enr=\"urn:partnergate:enrollment:v1\">\
+         <enr:EnrollmentId>enr_0123456789abcdef0123456789abcdef</enr:EnrollmentId>\
+         <enr:PickupSecret>pge_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef</enr:PickupSecret>\
+         </enr:GetEnrollmentStatus>",
+    ),
+    (
+        "enrollment-GetEnrollmentStatusResponse",
+        1,
+        "<enr:GetEnrollmentStatusResponse xmlns:enr=\"urn:partnergate:enrollment:v1\" \
+         xmlns:cmn=\"urn:partnergate:partner:common:v1\">\
+         <enr:EnrollmentId>enr_0123456789abcdef0123456789abcdef</enr:EnrollmentId>\
+         <enr:Status>APPROVED</enr:Status><enr:PartnerId>PARTNER-0001</enr:PartnerId>\
+         <enr:ApiKey>pgk_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef</enr:ApiKey>\
+         <enr:CallbackKey>pgc_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef</enr:CallbackKey>\
+         </enr:GetEnrollmentStatusResponse>",
+    ),
+];
+
 /// The seed corpus of `target`, built from the golden fixtures: (file name, bytes).
 fn seeds(target: &str) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -122,6 +166,11 @@ fn seeds(target: &str) -> BTreeMap<String, Vec<u8>> {
                     seed.extend_from_slice(h.element.bytes());
                     out.insert(format!("{name}-header{n}"), seed);
                 }
+            }
+            for (name, i, body) in ENROLLMENT_SEEDS {
+                let mut seed = vec![Selector::byte(i, SoapVersion::Soap11, false, false)];
+                seed.extend_from_slice(body.as_bytes());
+                out.insert(format!("{name}-body"), seed);
             }
         }
         "pipeline" => {
@@ -308,6 +357,15 @@ fn the_decode_seeds_decode() {
         responses += usize::from(d.response.is_some());
         faults += usize::from(d.soap_fault_detail.is_some());
         headers += d.auth.len() + d.callback_auth.len();
+        if name.starts_with("enrollment-") {
+            let decoded = if name.ends_with("Response-body") {
+                d.enrollment_response.is_some()
+            } else {
+                d.enrollment_request.is_some()
+            };
+            assert!(decoded, "{name} does not decode");
+            continue;
+        }
         if name.contains("request") && name.ends_with("-body") && !name.starts_with("callback") {
             assert!(d.request.is_some(), "{name} does not decode");
         }

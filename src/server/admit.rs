@@ -1,8 +1,8 @@
 //! Admission of a connection, before a byte of it is read.
 //!
 //! 1. **The gate**: the union of every active partner's allowlist, `callback.allowed_callers`,
-//!    `metrics.allow`, `trusted_proxies` and `gate.also_allow` is the set of addresses that can
-//!    ever succeed at anything here. A connection from elsewhere is closed at once. The set is
+//!    `metrics.allow`, `trusted_proxies`, `enrollment.allow` (when enrollment is enabled) and
+//!    `gate.also_allow` is the set of addresses that can ever succeed at anything here. A connection from elsewhere is closed at once. The set is
 //!    rebuilt (sorted, merged address ranges; a binary search per connection) whenever the
 //!    partner snapshot's revision moves.
 //! 2. **Per source** (an IPv4 address, or an IPv6 /64): at most
@@ -203,6 +203,9 @@ impl Admission {
         fixed.extend(config.metrics_allow.iter().copied());
         fixed.extend(config.trusted_proxies.iter().copied());
         fixed.extend(config.gate.also_allow.iter().copied());
+        if config.enrollment.enabled {
+            fixed.extend(config.enrollment.allow.iter().copied());
+        }
         let rate = config.limits.new_connections_per_address;
         let quota = Quota::per_second(rate.per_second).allow_burst(rate.burst);
         Arc::new(Admission {

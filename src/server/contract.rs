@@ -1,6 +1,6 @@
-//! The published contract: `GET /soap/partner/v1?wsdl` (`?wsdl=soap11`, `?xsd=NAME`) and
-//! `GET /soap/callback/v1?wsdl` (`?wsdl=soap11`, `?xsd=NAME`), with their addresses pointing
-//! at this deployment.
+//! The published contract: `GET /soap/partner/v1?wsdl`, `GET /soap/callback/v1?wsdl` and
+//! `GET /soap/enrollment/v1?wsdl` (each with `?wsdl=soap11` and `?xsd=NAME`), with their
+//! addresses pointing at this deployment.
 //!
 //! Where the addresses point: `public_url` when configured (production sets it); otherwise a
 //! `Host` the request names that is listed in `public_hosts`; otherwise the listener's own
@@ -18,7 +18,7 @@ use http_body_util::Full;
 use crate::published;
 
 use super::respond::text;
-use super::{CALLBACK_PATH, PARTNER_PATH};
+use super::{CALLBACK_PATH, ENROLLMENT_PATH, PARTNER_PATH};
 
 /// Where the published documents point.
 #[derive(Clone, Debug, Default)]
@@ -126,6 +126,16 @@ pub const CALLBACK: Contract = Contract {
         ("soap11", published::CALLBACK_WSDL_SOAP11),
     ],
     addresses: false,
+};
+
+/// The enrollment contract, served where it is called.
+pub const ENROLLMENT: Contract = Contract {
+    path: ENROLLMENT_PATH,
+    views: [
+        ("", published::ENROLLMENT_WSDL),
+        ("soap11", published::ENROLLMENT_WSDL_SOAP11),
+    ],
+    addresses: true,
 };
 
 /// The document a query names: `?wsdl[=VIEW]` one of `views`, `?xsd=NAME` a published schema;

@@ -35,6 +35,7 @@ use crate::stats::{Record, StageTimes};
 
 pub mod admit;
 pub mod contract;
+mod enroll;
 pub mod framing;
 mod health;
 pub mod idle;
@@ -59,6 +60,9 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// The SOAP endpoint of the partner API.
 pub const PARTNER_PATH: &str = "/soap/partner/v1";
+
+/// The SOAP endpoint of partner enrollment (anonymous; `crate::enroll`).
+pub const ENROLLMENT_PATH: &str = "/soap/enrollment/v1";
 
 /// Starting the listener failed.
 #[derive(Debug, thiserror::Error)]
@@ -366,6 +370,13 @@ impl Server {
             (&Method::POST, CALLBACK_PATH) => self.callback(req, peer).await,
             (&Method::GET, CALLBACK_PATH) => self.public.contract(
                 &contract::CALLBACK,
+                req.headers(),
+                query.as_deref(),
+                reached,
+            ),
+            (&Method::POST, ENROLLMENT_PATH) => self.enrollment(req, peer).await,
+            (&Method::GET, ENROLLMENT_PATH) => self.public.contract(
+                &contract::ENROLLMENT,
                 req.headers(),
                 query.as_deref(),
                 reached,

@@ -26,6 +26,7 @@
 mod admin;
 mod client_certs;
 mod conn;
+mod enrollments;
 mod login_throttle;
 mod models;
 mod nodes;
@@ -56,6 +57,10 @@ pub use admin::{
     PartnerDetail, PartnerRecord, RotatedKey, StatusChange, MAX_AUDIT_ROWS,
 };
 pub use client_certs::{ClientCaRecord, ClientCertRecord, NewClientCert};
+pub use enrollments::{
+    Approval, Collected, EnrollmentContact, EnrollmentRecord, EnrollmentRequest, EnrollmentState,
+    Filed, PickupRow, ENROLLMENT_ACTOR,
+};
 pub use login_throttle::{LoginPolicy, LoginScope};
 pub use nodes::{NodeBeat, NodeRecord, FORGET_AFTER, GONE_AFTER, HEARTBEAT_INTERVAL};
 pub use onboard::{CreatedPartner, NewPartner};

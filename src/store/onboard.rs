@@ -16,7 +16,7 @@ use super::rules::{
     valid_group_name, valid_partner_id,
 };
 use super::schema::{allow_entries, api_keys, grants, partners};
-use super::{unix_now, PartnerStatus, Rate, Store, StoreError};
+use super::{unix_now, AnyConnection, PartnerStatus, Rate, Store, StoreError};
 use crate::secret::{self, KeyKind, Secret};
 
 /// A partner to onboard.
@@ -62,7 +62,7 @@ impl NewPartner {
 }
 
 /// A [`NewPartner`] that passed validation (deduplicated allowlist and grants).
-struct ValidPartner {
+pub(super) struct ValidPartner {
     partner_id: Option<String>,
     name: String,
     country: Option<String>,
@@ -73,7 +73,10 @@ struct ValidPartner {
     feature_defaults: Option<String>,
 }
 
-fn validate(new: NewPartner, known_permissions: &[&str]) -> Result<ValidPartner, StoreError> {
+pub(super) fn validate(
+    new: NewPartner,
+    known_permissions: &[&str],
+) -> Result<ValidPartner, StoreError> {
     if let Some(id) = &new.partner_id {
         if !valid_partner_id(id) {
             return Err(invalid(
@@ -129,6 +132,130 @@ fn validate(new: NewPartner, known_permissions: &[&str]) -> Result<ValidPartner,
     })
 }
 
+/// Inserts a validated partner in the caller's transaction: the partner row (status `active`),
+/// its allowlist and grants — everything of onboarding but the keys. Returns the row id and the
+/// partner id (given, or `PARTNER-0001`, … from the row id). The one partner-creating insert:
+/// `partner create` and the approval of an enrollment both come here.
+pub(super) fn insert_partner(
+    c: &mut AnyConnection,
+    p: &ValidPartner,
+    now: i64,
+) -> Result<(i64, String), StoreError> {
+    if let Some(group) = &p.group {
+        require_group(c, group)?;
+    }
+    let taken = |id: &str| StoreError::Conflict(format!("partner {id} already exists"));
+    if let Some(id) = &p.partner_id {
+        if partner_row_id(c, id)?.is_some() {
+            return Err(taken(id));
+        }
+    }
+    // A generated id derives from the row id, known only after the insert: insert under
+    // a unique placeholder (never visible outside this transaction), then rename.
+    let placeholder = match &p.partner_id {
+        Some(id) => id.clone(),
+        None => {
+            let mut nonce = [0u8; 8];
+            rand::rng().fill_bytes(&mut nonce);
+            let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+            format!("~pending~{hex}")
+        }
+    };
+    let row_id: i64 = diesel::insert_into(partners::table)
+        .values(NewPartnerRow {
+            partner_id: &placeholder,
+            name: &p.name,
+            country: p.country.as_deref(),
+            group_name: p.group.as_deref(),
+            status: PartnerStatus::Active.as_str(),
+            feature_defaults: p.feature_defaults.as_deref(),
+            created_at: now,
+            updated_at: now,
+        })
+        .returning(partners::id)
+        .get_result(c)
+        .map_err(|e| conflict_or(e, || format!("partner {placeholder} already exists")))?;
+    let partner_id = match &p.partner_id {
+        Some(id) => id.clone(),
+        None => {
+            let id = format!("PARTNER-{row_id:04}");
+            diesel::update(partners::table.filter(partners::id.eq(row_id)))
+                .set(partners::partner_id.eq(&id))
+                .execute(c)
+                .map_err(|e| conflict_or(e, || format!("partner {id} already exists")))?;
+            id
+        }
+    };
+
+    for net in &p.allow {
+        diesel::insert_into(allow_entries::table)
+            .values(NewAllowRow {
+                partner_id: row_id,
+                cidr: &net.to_string(),
+                created_at: now,
+            })
+            .execute(c)?;
+    }
+    for grant in &p.grants {
+        diesel::insert_into(grants::table)
+            .values(NewGrantRow {
+                partner_id: row_id,
+                permission: grant,
+                created_at: now,
+            })
+            .execute(c)?;
+    }
+    Ok((row_id, partner_id))
+}
+
+/// Inserts the hashes and display prefixes of a partner key and a callback key for the partner
+/// row `row_id`, in the caller's transaction (the keys themselves are never stored). Returns the
+/// two display prefixes, for the audit row.
+pub(super) fn insert_keys(
+    c: &mut AnyConnection,
+    row_id: i64,
+    api_key: &Secret,
+    callback_key: &Secret,
+    expires_at: Option<i64>,
+    now: i64,
+) -> Result<[String; 2], StoreError> {
+    for (kind, key) in [
+        (KeyKind::Partner, api_key),
+        (KeyKind::Callback, callback_key),
+    ] {
+        let text = key.expose();
+        diesel::insert_into(api_keys::table)
+            .values(NewKeyRow {
+                partner_id: row_id,
+                kind: kind.as_str(),
+                prefix: &secret::display_prefix(text),
+                hash: &secret::hash(text),
+                created_at: now,
+                expires_at,
+            })
+            .execute(c)?;
+    }
+    Ok([
+        secret::display_prefix(api_key.expose()),
+        secret::display_prefix(callback_key.expose()),
+    ])
+}
+
+/// The audit detail of `partner.create`: what was created, with the keys' display prefixes
+/// (none when the keys are made later, at an enrollment's pickup).
+pub(super) fn partner_created_detail(p: &ValidPartner, keys: &[String]) -> serde_json::Value {
+    serde_json::json!({
+        "name": p.name,
+        "country": p.country,
+        "group": p.group,
+        "allow": p.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "grants": p.grants,
+        "feature_defaults": p.feature_defaults.is_some(),
+        "keys": keys,
+        "key_ttl_seconds": p.key_ttl_secs,
+    })
+}
+
 // === impl Store (writes) ===
 
 impl Store {
@@ -171,101 +298,11 @@ impl Store {
         let callback_key = secret::generate(KeyKind::Callback);
         let partner_id = self.write(|c| {
             let now = unix_now();
-            if let Some(group) = &p.group {
-                require_group(c, group)?;
-            }
-            let taken = |id: &str| StoreError::Conflict(format!("partner {id} already exists"));
-            if let Some(id) = &p.partner_id {
-                if partner_row_id(c, id)?.is_some() {
-                    return Err(taken(id));
-                }
-            }
-            // A generated id derives from the row id, known only after the insert: insert under
-            // a unique placeholder (never visible outside this transaction), then rename.
-            let placeholder = match &p.partner_id {
-                Some(id) => id.clone(),
-                None => {
-                    let mut nonce = [0u8; 8];
-                    rand::rng().fill_bytes(&mut nonce);
-                    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-                    format!("~pending~{hex}")
-                }
-            };
-            let row_id: i64 = diesel::insert_into(partners::table)
-                .values(NewPartnerRow {
-                    partner_id: &placeholder,
-                    name: &p.name,
-                    country: p.country.as_deref(),
-                    group_name: p.group.as_deref(),
-                    status: PartnerStatus::Active.as_str(),
-                    feature_defaults: p.feature_defaults.as_deref(),
-                    created_at: now,
-                    updated_at: now,
-                })
-                .returning(partners::id)
-                .get_result(c)
-                .map_err(|e| conflict_or(e, || format!("partner {placeholder} already exists")))?;
-            let partner_id = match &p.partner_id {
-                Some(id) => id.clone(),
-                None => {
-                    let id = format!("PARTNER-{row_id:04}");
-                    diesel::update(partners::table.filter(partners::id.eq(row_id)))
-                        .set(partners::partner_id.eq(&id))
-                        .execute(c)
-                        .map_err(|e| conflict_or(e, || format!("partner {id} already exists")))?;
-                    id
-                }
-            };
-
+            let (row_id, partner_id) = insert_partner(c, &p, now)?;
             let expires_at = p.key_ttl_secs.map(|ttl| now.saturating_add(ttl));
-            for (kind, key) in [
-                (KeyKind::Partner, &api_key),
-                (KeyKind::Callback, &callback_key),
-            ] {
-                let text = key.expose();
-                diesel::insert_into(api_keys::table)
-                    .values(NewKeyRow {
-                        partner_id: row_id,
-                        kind: kind.as_str(),
-                        prefix: &secret::display_prefix(text),
-                        hash: &secret::hash(text),
-                        created_at: now,
-                        expires_at,
-                    })
-                    .execute(c)?;
-            }
-            for net in &p.allow {
-                diesel::insert_into(allow_entries::table)
-                    .values(NewAllowRow {
-                        partner_id: row_id,
-                        cidr: &net.to_string(),
-                        created_at: now,
-                    })
-                    .execute(c)?;
-            }
-            for grant in &p.grants {
-                diesel::insert_into(grants::table)
-                    .values(NewGrantRow {
-                        partner_id: row_id,
-                        permission: grant,
-                        created_at: now,
-                    })
-                    .execute(c)?;
-            }
+            let keys = insert_keys(c, row_id, &api_key, &callback_key, expires_at, now)?;
             if let Some(actor) = actor {
-                let detail = serde_json::json!({
-                    "name": p.name,
-                    "country": p.country,
-                    "group": p.group,
-                    "allow": p.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "grants": p.grants,
-                    "feature_defaults": p.feature_defaults.is_some(),
-                    "keys": [
-                        secret::display_prefix(api_key.expose()),
-                        secret::display_prefix(callback_key.expose()),
-                    ],
-                    "key_ttl_seconds": p.key_ttl_secs,
-                });
+                let detail = partner_created_detail(&p, &keys);
                 audit(c, actor, "partner.create", &partner_id, &detail)?;
             }
             Ok(partner_id)

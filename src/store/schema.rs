@@ -228,6 +228,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Enrollment requests filed by prospective partners (issue 19): the pickup secret's
+    /// SHA-256, never the secret; never a key.
+    enrollments (id) {
+        id -> BigInt,
+        enrollment_id -> Text,
+        pickup_hash -> Binary,
+        status -> Text,
+        request -> Text,
+        source -> Text,
+        created_at -> BigInt,
+        decided_at -> Nullable<BigInt>,
+        decided_by -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        partner_id -> Nullable<Text>,
+        collected_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(api_keys -> partners (partner_id));
 diesel::joinable!(callback_rates -> partners (partner_id));
 diesel::joinable!(allow_entries -> partners (partner_id));
@@ -256,4 +275,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     operators,
     operator_tokens,
     login_throttle,
+    enrollments,
 );

@@ -37,6 +37,10 @@ pub(super) enum Endpoint<'a> {
     OperatorRole(&'a str),
     OperatorTokens(&'a str),
     OperatorTokenRevoke(&'a str),
+    Enrollments,
+    Enrollment(&'a str),
+    EnrollmentApprove(&'a str),
+    EnrollmentReject(&'a str),
 }
 
 #[derive(Deserialize)]
@@ -144,6 +148,10 @@ impl<'a> Endpoint<'a> {
             ["audit"] => Endpoint::Audit,
             ["nodes"] => Endpoint::Nodes,
             ["operators"] => Endpoint::Operators,
+            ["enrollments"] => Endpoint::Enrollments,
+            ["enrollments", id] => Endpoint::Enrollment(id),
+            ["enrollments", id, "approve"] => Endpoint::EnrollmentApprove(id),
+            ["enrollments", id, "reject"] => Endpoint::EnrollmentReject(id),
             ["operators", name, "disable"] => Endpoint::OperatorDisable(name),
             ["operators", name, "enable"] => Endpoint::OperatorEnable(name),
             ["operators", name, "reset-password"] => Endpoint::OperatorResetPassword(name),
@@ -173,8 +181,14 @@ impl<'a> Endpoint<'a> {
             | Endpoint::OperatorDisable(_)
             | Endpoint::OperatorEnable(_)
             | Endpoint::OperatorResetPassword(_)
-            | Endpoint::OperatorTokenRevoke(_) => &[Method::POST],
-            Endpoint::Keys(_) | Endpoint::Audit | Endpoint::Nodes => &[Method::GET],
+            | Endpoint::OperatorTokenRevoke(_)
+            | Endpoint::EnrollmentApprove(_)
+            | Endpoint::EnrollmentReject(_) => &[Method::POST],
+            Endpoint::Keys(_)
+            | Endpoint::Audit
+            | Endpoint::Nodes
+            | Endpoint::Enrollments
+            | Endpoint::Enrollment(_) => &[Method::GET],
             Endpoint::PartnerGroup(_) | Endpoint::OperatorRole(_) => &[Method::PUT],
             Endpoint::PartnerThrottle(..) | Endpoint::GroupThrottle(_) => {
                 &[Method::PUT, Method::DELETE]
@@ -328,6 +342,32 @@ impl<'a> Endpoint<'a> {
             Endpoint::OperatorTokenRevoke(n) => Request::RevokeToken {
                 operator: owned(n),
                 id: body::<TokenIdBody>(bytes)?.id,
+            },
+            Endpoint::Enrollments => {
+                let mut status = None;
+                for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+                    match pair.split_once('=') {
+                        Some(("status", v)) => status = Some(percent_decode(v)?),
+                        _ => {
+                            return Err(AdminError::Invalid {
+                                field: "query",
+                                reason: "use status=pending|approved|rejected|collected".into(),
+                            })
+                        }
+                    }
+                }
+                Request::ListEnrollments { status }
+            }
+            Endpoint::Enrollment(id) => Request::ShowEnrollment {
+                enrollment: owned(id),
+            },
+            Endpoint::EnrollmentApprove(id) => Request::ApproveEnrollment {
+                enrollment: owned(id),
+                input: body(bytes)?,
+            },
+            Endpoint::EnrollmentReject(id) => Request::RejectEnrollment {
+                enrollment: owned(id),
+                input: body(bytes)?,
             },
         })
     }

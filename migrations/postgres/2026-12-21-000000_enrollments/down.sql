@@ -1,0 +1,2 @@
+DELETE FROM meta WHERE key = 'enrollments';
+DROP TABLE enrollments;
