@@ -48,8 +48,16 @@ fn venv_python() -> PathBuf {
 
 /// A `RequestEnrollment` envelope for the loopback network.
 fn request_enrollment(company: &str) -> Vec<u8> {
+    request_enrollment_with(company, None)
+}
+
+/// [`request_enrollment`], with a client certificate (PEM) when given.
+fn request_enrollment_with(company: &str, client_certificate: Option<&str>) -> Vec<u8> {
+    let cert = client_certificate.map_or_else(String::new, |pem| {
+        format!("<e:ClientCertificate>{}</e:ClientCertificate>", pem.trim())
+    });
     format!(
-        r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:e="urn:partnergate:enrollment:v1" xmlns:c="urn:partnergate:partner:common:v1"><s:Body><e:RequestEnrollment><e:CompanyName>{company}</e:CompanyName><e:Country>DE</e:Country><e:Contact><c:FirstName>Anna</c:FirstName><c:LastName>Muller</c:LastName></e:Contact><e:Operation>CreateAccount</e:Operation><e:Network>127.0.0.1/32</e:Network><e:AcceptedTerms>1</e:AcceptedTerms></e:RequestEnrollment></s:Body></s:Envelope>"#
+        r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:e="urn:partnergate:enrollment:v1" xmlns:c="urn:partnergate:partner:common:v1"><s:Body><e:RequestEnrollment><e:CompanyName>{company}</e:CompanyName><e:Country>DE</e:Country><e:Contact><c:FirstName>Anna</c:FirstName><c:LastName>Muller</c:LastName></e:Contact><e:Operation>CreateAccount</e:Operation><e:Network>127.0.0.1/32</e:Network>{cert}<e:AcceptedTerms>1</e:AcceptedTerms></e:RequestEnrollment></s:Body></s:Envelope>"#
     )
     .into_bytes()
 }
@@ -82,7 +90,12 @@ async fn call(addr: SocketAddr, action: &str, body: &[u8]) -> RawResponse {
 
 /// Files a request; (enrollment id, pickup secret).
 async fn file(addr: SocketAddr, company: &str) -> (String, String) {
-    let r = call(addr, REQUEST_ACTION, &request_enrollment(company)).await;
+    file_body(addr, &request_enrollment(company)).await
+}
+
+/// Files the request `body`; (enrollment id, pickup secret).
+async fn file_body(addr: SocketAddr, body: &[u8]) -> (String, String) {
+    let r = call(addr, REQUEST_ACTION, body).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let text = r.text();
     (
@@ -194,6 +207,64 @@ async fn zeep_enrolls_collects_once_and_calls_with_the_collected_key() {
         !binary.log().contains("pge_") && !binary.log().contains("pgk_6"),
         "no secret logged"
     );
+}
+
+/// A request that carries a client certificate: approving it through the CLI registers that
+/// certificate for the new partner (`partner show` lists the fingerprint the enrollment showed,
+/// the `enrollment.approve` audit row names it); `--no-client-cert` approves another request
+/// with the partner registering none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_registers_the_client_certificate_unless_opted_out() {
+    use common::pki::{self_signed, Spec};
+    let up = StubUpstream::start(Reply::Fixture).await;
+    let db = temp_path("enroll-cert", "db");
+    let env = open_env(&[("PARTNERGATE_ENROLLMENT_BURST", "10")]);
+    let binary = Binary::serve(db.clone(), &up.url, &env).await;
+    let json = |out: String| -> serde_json::Value { serde_json::from_str(&out).expect("JSON") };
+    let registered = |partner: &str| -> Vec<String> {
+        let shown = json(cli(&db, &["partner", "show", partner, "--json"]));
+        shown["client_certs"]
+            .as_array()
+            .expect("client_certs")
+            .iter()
+            .map(|c| c["sha256"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let kept = self_signed(&Spec::client("certa.example"));
+    let fingerprint = partnergate::certificate::fingerprint_hex(
+        &partnergate::certificate::fingerprint(&kept.der),
+    );
+    let body = request_enrollment_with("Certa", Some(&kept.pem));
+    let (id, _) = file_body(binary.addr, &body).await;
+    let shown = json(cli(&db, &["enrollment", "show", &id, "--json"]));
+    assert_eq!(shown["client_certificate_sha256"], fingerprint.as_str());
+    let approved = cli(&db, &["enrollment", "approve", &id, "--id", "CERTA-01"]);
+    assert!(
+        approved.contains("created with its client certificate"),
+        "{approved}"
+    );
+    assert_eq!(registered("CERTA-01"), [fingerprint.clone()]);
+    let audit = cli(&db, &["audit", "list", "--target", &id, "--json"]);
+    assert!(audit.contains(&fingerprint), "{audit}");
+
+    let other = self_signed(&Spec::client("certb.example"));
+    let body = request_enrollment_with("Certb", Some(&other.pem));
+    let (id, _) = file_body(binary.addr, &body).await;
+    let approved = cli(
+        &db,
+        &[
+            "enrollment",
+            "approve",
+            &id,
+            "--id",
+            "CERTB-01",
+            "--no-client-cert",
+        ],
+    );
+    assert!(!approved.contains("client certificate"), "{approved}");
+    assert!(registered("CERTB-01").is_empty());
+    assert_eq!(registered("CERTA-01").len(), 1);
 }
 
 #[tokio::test]

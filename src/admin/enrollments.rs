@@ -6,7 +6,6 @@
 //! made when the partner collects them, so no reply here shows a key.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::request::{some, RateInput};
 use super::validate::{self as v};
@@ -39,6 +38,10 @@ pub struct ApproveEnrollment {
     /// The partner's own rate.
     #[serde(default)]
     pub rate: Option<RateInput>,
+    /// `false`: do not register the client certificate the request carried (by default the
+    /// partner gets it as a registered certificate, as `add_client_certs` would).
+    #[serde(default)]
+    pub client_cert: Option<bool>,
 }
 
 /// `enrollment reject` / `POST /admin/v1/enrollments/{id}/reject`.
@@ -87,8 +90,8 @@ pub(super) fn reject(id: String, input: RejectEnrollment) -> Result<EnrollmentOp
     Ok(EnrollmentOp::Reject(id, input.reason))
 }
 
-/// One enrollment as every face shows it (no secret: the pickup secret is not stored, the
-/// client certificate by its SHA-256).
+/// One enrollment as every face shows it (no secret: the pickup secret is not stored; the
+/// client certificate by its SHA-256 fingerprint, as `partner show` lists registered ones).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct EnrollmentView {
     /// `enr_…`.
@@ -97,7 +100,8 @@ pub struct EnrollmentView {
     pub status: EnrollmentState,
     /// The request.
     pub request: crate::store::EnrollmentRequest,
-    /// SHA-256 of the client certificate, if one was sent.
+    /// SHA-256 fingerprint (of the DER) of the client certificate, if one was sent; of the
+    /// PEM text if it does not read as one leaf certificate (approval then refuses it).
     pub client_certificate_sha256: Option<String>,
     /// The address it was filed from.
     pub source: String,
@@ -126,10 +130,11 @@ impl From<EnrollmentRecord> for EnrollmentView {
     fn from(r: EnrollmentRecord) -> Self {
         let mut request = r.request;
         let client_certificate_sha256 = request.client_certificate.take().map(|pem| {
-            Sha256::digest(pem.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
+            let fp = crate::certificate::single_leaf(&pem).map_or_else(
+                |_| crate::certificate::fingerprint(pem.as_bytes()),
+                |(_, info)| info.sha256,
+            );
+            crate::certificate::fingerprint_hex(&fp)
         });
         EnrollmentView {
             enrollment_id: r.enrollment_id,
@@ -211,17 +216,29 @@ pub(super) fn run(s: &Store, op: EnrollmentOp, actor: &Actor) -> Result<Reply, A
             if let Some(url) = &callback_url {
                 v::callback_url(url, &rules)?;
             }
+            let client_certs = match &record.request.client_certificate {
+                Some(pem) if input.client_cert != Some(false) => {
+                    vec![v::client_cert("client_certificate", pem)?]
+                }
+                _ => Vec::new(),
+            };
             let approval = Approval {
                 partner: v::new_partner(create)?,
                 contact: contact_text(&record.request),
                 callback_url,
                 rate: input.rate.map(|r| v::rate("rate", r)).transpose()?,
+                client_certs,
+            };
+            let with_cert = if approval.client_certs.is_empty() {
+                ""
+            } else {
+                " with its client certificate"
             };
             let partner =
                 s.approve_enrollment(actor.as_str(), &id, approval, &known_permissions())?;
             show(
                 &id,
-                format!("enrollment {id} approved: partner {partner} created; its keys are made when the partner collects them"),
+                format!("enrollment {id} approved: partner {partner} created{with_cert}; its keys are made when the partner collects them"),
             )
         }
         EnrollmentOp::Reject(id, reason) => {

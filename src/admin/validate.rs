@@ -314,9 +314,12 @@ fn callback_ca_pem(s: &str) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// A client certificate to register: one leaf certificate, PEM.
-fn client_cert(pem: &str) -> Result<store::NewClientCert, AdminError> {
-    let field = "add_client_certs";
+/// A client certificate to register: one leaf certificate, PEM (`field`: where it came from,
+/// `add_client_certs` of a partner update or the `client_certificate` of an enrollment).
+pub(super) fn client_cert(
+    field: &'static str,
+    pem: &str,
+) -> Result<store::NewClientCert, AdminError> {
     if pem.len() > MAX_PEM_BYTES {
         return Err(invalid(field, format!("larger than {MAX_PEM_BYTES} bytes")));
     }
@@ -437,7 +440,7 @@ pub(super) fn partner_changes(
     let add_client_certs = u
         .add_client_certs
         .iter()
-        .map(|pem| client_cert(pem))
+        .map(|pem| client_cert("add_client_certs", pem))
         .collect::<Result<Vec<_>, _>>()?;
     let remove_client_certs = u
         .remove_client_certs

@@ -53,6 +53,10 @@ pub enum EnrollmentAction {
         /// The partner's burst; with --rate.
         #[arg(long, requires = "rate")]
         burst: Option<u64>,
+        /// Do not register the client certificate the request carried (by default the partner
+        /// gets it as a registered client certificate).
+        #[arg(long)]
+        no_client_cert: bool,
     },
     /// Reject a pending request; the applicant reads the reason.
     Reject {
@@ -80,6 +84,7 @@ pub fn run(args: AdminArgs<EnrollmentAction>, out: &mut String) -> Result<(), St
             no_callback_url,
             rate,
             burst,
+            no_client_cert,
         } => {
             let input = ApproveEnrollment {
                 id,
@@ -95,6 +100,7 @@ pub fn run(args: AdminArgs<EnrollmentAction>, out: &mut String) -> Result<(), St
                 rate: rate
                     .zip(burst)
                     .map(|(per_second, burst)| RateInput { per_second, burst }),
+                client_cert: no_client_cert.then_some(false),
             };
             Request::ApproveEnrollment { enrollment, input }
         }

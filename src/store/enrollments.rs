@@ -1,7 +1,8 @@
 //! Enrollment requests (`enrollments`, issue 19): filed by a prospective partner's BSS through
 //! the anonymous enrollment endpoint, reviewed by operators, collected once.
 //!
-//! What rests here: the request (JSON), the SHA-256 of the pickup secret, the decision. Never a
+//! What rests here: the request (JSON, with the client certificate's PEM as filed: a
+//! certificate is public, and approval registers it), the SHA-256 of the pickup secret, the decision. Never a
 //! key: an approval creates the partner through onboarding's own insert ([`insert_partner`])
 //! without keys, and the keys are made at the first successful pickup, their hashes inserted in
 //! the transaction that marks the enrollment collected ([`Store::collect_enrollment`]). Two
@@ -16,6 +17,7 @@
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::client_certs::{self, NewClientCert};
 use super::models::PartnerUpdate;
 use super::onboard::{insert_keys, insert_partner, partner_created_detail, validate};
 use super::rules::{audit, corrupt, existing_partner, not_found, rate_columns};
@@ -168,6 +170,9 @@ pub struct Approval {
     pub callback_url: Option<String>,
     /// The partner's own rate.
     pub rate: Option<Rate>,
+    /// The request's client certificate to register for the partner (read by the caller);
+    /// empty when the request carried none or the operator opted out.
+    pub client_certs: Vec<NewClientCert>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -365,8 +370,10 @@ impl Store {
 
     /// Approves a pending enrollment: one transaction creates the partner through onboarding's
     /// insert (no keys: they are made when collected), sets its contact, callback URL and rate,
-    /// marks the enrollment `approved` and writes the audit rows (`partner.create`,
-    /// `enrollment.approve`). Returns the partner id.
+    /// registers its client certificate (the partner update's own registration; one registered
+    /// already → `Conflict`, nothing approved), marks the enrollment `approved` and writes the
+    /// audit rows (`partner.create`, `enrollment.approve` with the certificate registered).
+    /// Returns the partner id.
     pub fn approve_enrollment(
         &self,
         actor: &str,
@@ -405,6 +412,7 @@ impl Store {
             diesel::update(e::table.filter(e::enrollment_id.eq(enrollment_id)))
                 .set(e::partner_id.eq(Some(&partner_id)))
                 .execute(c)?;
+            let certs = client_certs::apply(c, row_id, &partner_id, &approval.client_certs, &[])?;
             audit(
                 c,
                 actor,
@@ -416,6 +424,7 @@ impl Store {
                 "partner": partner_id,
                 "callback_url": approval.callback_url,
                 "rate": rate_per_second.zip(burst),
+                "client_certs": certs,
             });
             audit(c, actor, "enrollment.approve", enrollment_id, &detail)?;
             Ok(partner_id)
