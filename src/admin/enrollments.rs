@@ -165,6 +165,23 @@ pub fn prefilled(request: &crate::store::EnrollmentRequest) -> CreatePartner {
     }
 }
 
+/// A partner id suggested for a request: the company name in capitals, digits and dashes
+/// (`Zeta Networks GmbH` → `ZETA-NETWORKS-GMBH`), at most 32 characters; `None` when too little
+/// of the name is left (the default `PARTNER-NNNN` applies).
+pub fn suggested_id(company: &str) -> Option<String> {
+    let mut id = String::new();
+    for c in company.chars() {
+        if c.is_ascii_alphanumeric() {
+            id.push(c.to_ascii_uppercase());
+        } else if !id.is_empty() && !id.ends_with('-') {
+            id.push('-');
+        }
+    }
+    id.truncate(32);
+    let id = id.trim_end_matches('-');
+    (id.len() >= 3).then(|| id.to_owned())
+}
+
 /// The contact text of a partner made from a request: the primary contact, one line.
 fn contact_text(request: &crate::store::EnrollmentRequest) -> Option<String> {
     let c = request.contacts.first()?;
@@ -245,5 +262,26 @@ pub(super) fn run(s: &Store, op: EnrollmentOp, actor: &Actor) -> Result<Reply, A
             s.reject_enrollment(actor.as_str(), &id, &reason)?;
             show(&id, format!("enrollment {id} rejected"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suggested_id;
+
+    #[test]
+    fn suggested_ids_are_valid_partner_ids() {
+        assert_eq!(
+            suggested_id("Zeta Networks GmbH").as_deref(),
+            Some("ZETA-NETWORKS-GMBH")
+        );
+        assert_eq!(
+            suggested_id("  Müller & Co. ").as_deref(),
+            Some("M-LLER-CO")
+        );
+        assert_eq!(suggested_id("AB"), None);
+        assert_eq!(suggested_id("Ü"), None);
+        let long = suggested_id(&"Telecom ".repeat(10)).unwrap();
+        assert!(long.len() <= 32 && !long.ends_with('-'), "{long}");
     }
 }

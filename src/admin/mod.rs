@@ -30,7 +30,7 @@ mod request;
 mod role;
 pub use actor::{Actor, Via};
 pub use enrollments::{
-    prefilled, ApproveEnrollment, EnrollmentView, EnrollmentsView, RejectEnrollment,
+    prefilled, suggested_id, ApproveEnrollment, EnrollmentView, EnrollmentsView, RejectEnrollment,
 };
 pub use operators::{BootstrapView, OperatorView, OperatorsView, TokenCreatedView, TokensView};
 pub use reply::*;

@@ -111,6 +111,9 @@ impl Dashboard {
                 self.after(session, result, "/ui/groups").await
             }
             ["operators", rest @ ..] => self.operator_action(session, rest, form, peer).await,
+            ["enrollments", id, rest @ ..] => {
+                self.enrollment_action(session, id, rest, form, peer).await
+            }
             ["groups", name] => {
                 let href = group_href(name);
                 let result = self.update_group_rates(session, name, form, peer).await;
@@ -164,17 +167,7 @@ impl Dashboard {
     }
 
     async fn create_partner(&self, session: &Current, form: &Form, peer: SocketAddr) -> Resp {
-        let mut grants: Vec<String> = Vec::new();
-        for g in form
-            .all("grant")
-            .into_iter()
-            .map(str::to_owned)
-            .chain(split_list(form.get("grant_other").unwrap_or("")))
-        {
-            if !grants.contains(&g) {
-                grants.push(g);
-            }
-        }
+        let grants = grants_of(form);
         let values = NewValues {
             id: form.get("id").unwrap_or("").to_owned(),
             name: form.get("name").unwrap_or("").to_owned(),
@@ -310,8 +303,24 @@ fn normalize(s: &str) -> String {
     s.replace("\r\n", "\n").trim().to_owned()
 }
 
+/// The grants a partner form sends: the ticked boxes, then the other grants typed, once each.
+pub(super) fn grants_of(form: &Form) -> Vec<String> {
+    let mut grants: Vec<String> = Vec::new();
+    for g in form
+        .all("grant")
+        .into_iter()
+        .map(str::to_owned)
+        .chain(split_list(form.get("grant_other").unwrap_or("")))
+    {
+        if !grants.contains(&g) {
+            grants.push(g);
+        }
+    }
+    grants
+}
+
 /// Items separated by whitespace or commas.
-fn split_list(s: &str) -> Vec<String> {
+pub(super) fn split_list(s: &str) -> Vec<String> {
     s.split(|c: char| c.is_whitespace() || c == ',')
         .filter(|p| !p.is_empty())
         .map(str::to_owned)
@@ -329,7 +338,7 @@ fn json_field(form: &Form, field: &'static str) -> Result<Option<serde_json::Val
 }
 
 /// A rate from two number fields: both blank → `None`.
-fn rate_input(
+pub(super) fn rate_input(
     form: &Form,
     per_second: &str,
     burst: &str,

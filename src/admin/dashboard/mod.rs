@@ -32,7 +32,8 @@
 //!
 //! Routes (GET pages, POST actions; all but login, the static files and the icon need a
 //! session), and
-//! the file that answers each (every POST but login's and logout's goes through `actions.rs`):
+//! the file that answers each (every POST but login's and logout's goes through `actions.rs`,
+//! which hands the operators' and enrollments' to their page files):
 //!
 //! | method | path | what | file |
 //! |---|---|---|---|
@@ -50,6 +51,9 @@
 //! | POST | `/ui/partners/{id}/allowlist`, `/allowlist/remove` | allowlist | `actions.rs` |
 //! | POST | `/ui/partners/{id}/grants/add`, `/grants/revoke` | permissions | `actions.rs` |
 //! | POST | `/ui/partners/{id}/group`, `/throttle`, `/throttle/clear` | throttle | `actions.rs` |
+//! | GET | `/ui/enrollments`, `/ui/enrollments/{id}` | enrollment requests, pending first; one request | `enrollments.rs` |
+//! | GET, POST | `/ui/enrollments/{id}/approve` | the partner form pre-filled from the request; approve | `enrollments.rs` |
+//! | POST | `/ui/enrollments/{id}/reject` | reject with a reason | `enrollments.rs` |
 //! | GET | `/ui/usage?partner=&op=&range=` | usage charts | `usage.rs` |
 //! | GET, POST | `/ui/groups` | groups; create | `groups.rs`; `actions.rs` |
 //! | GET, POST | `/ui/groups/{name}`, POST `/ui/groups/{name}/rename` | one group; rates; rename | `groups.rs`; `actions.rs` |
@@ -58,10 +62,11 @@
 //! | GET, POST | `/ui/operators`, POST `/ui/operators/{name}/role`, `/disable`, `/enable`, `/reset-password`, `/tokens`, `/tokens/revoke` | operator accounts and tokens (admin) | `operators.rs` |
 //!
 //! Files: this one routes (the security headers, the session and CSRF checks, the form body,
-//! the page by path); each page file (`partners.rs`, `groups.rs`, `usage.rs`, `audit.rs`,
-//! `nodes.rs`, `login.rs`) adds an `impl Dashboard` block with its handler, its view data and
-//! its askama template struct (`templates/`); `actions.rs` has every POST action but login's
-//! and logout's, with its form parsing; `response.rs` is below them all: `Fail` and its
+//! the page by path); each page file (`partners.rs`, `enrollments.rs`, `groups.rs`, `usage.rs`,
+//! `audit.rs`, `nodes.rs`, `login.rs`) adds an `impl Dashboard` block with its handler, its view
+//! data and its askama template struct (`templates/`); `actions.rs` has every POST action but
+//! login's and logout's (the operators' and the enrollments' beside their pages), with its form
+//! parsing; `response.rs` is below them all: `Fail` and its
 //! status, the responses, the layout and the shared text helpers. `session.rs` (sessions, CSRF,
 //! sealed slots), `form.rs` (form bodies, query strings, cookies) and `chart.rs` (SVG) know
 //! nothing of the pages; `usage.rs` keeps the usage report (tested in `usage/tests.rs`) beside
@@ -77,6 +82,7 @@ pub mod usage;
 mod actions;
 mod audit;
 mod change;
+mod enrollments;
 mod groups;
 mod login;
 mod nodes;
@@ -391,6 +397,9 @@ impl Dashboard {
             ["partners"] => self.partners_page(session, query).await,
             ["partners", "new"] => self.new_partner_form(session).await,
             ["partners", id] => self.partner_page(session, id, peer).await,
+            ["enrollments"] => self.enrollments_page(session, peer).await,
+            ["enrollments", id] => self.enrollment_page(session, id, peer).await,
+            ["enrollments", id, "approve"] => self.approve_form(session, id, peer).await,
             ["reveal"] => self.reveal_page(session).await,
             ["usage"] => self.usage_page(session, query).await,
             ["groups"] => self.groups_page(session).await,

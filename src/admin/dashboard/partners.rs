@@ -65,16 +65,16 @@ pub(super) struct NewValues {
     pub(super) feature_defaults: String,
 }
 
-struct OpChoice {
-    name: &'static str,
-    permission: &'static str,
-    checked: bool,
+pub(super) struct OpChoice {
+    pub(super) name: &'static str,
+    pub(super) permission: &'static str,
+    pub(super) checked: bool,
 }
 
-struct DomainChoice {
-    wildcard: String,
-    wildcard_checked: bool,
-    ops: Vec<OpChoice>,
+pub(super) struct DomainChoice {
+    pub(super) wildcard: String,
+    pub(super) wildcard_checked: bool,
+    pub(super) ops: Vec<OpChoice>,
 }
 
 #[derive(Template)]
@@ -333,32 +333,12 @@ impl Dashboard {
         error: Option<String>,
         status: StatusCode,
     ) -> Resp {
-        let mut domains: Vec<DomainChoice> = Vec::new();
-        for op in Operation::ALL {
-            let permission = op.permission();
-            let wildcard = format!("{}.*", domain_of(permission));
-            let o = OpChoice {
-                name: op.name(),
-                permission,
-                checked: checked.iter().any(|c| c == permission || c == op.name()),
-            };
-            match domains.iter_mut().find(|d| d.wildcard == wildcard) {
-                Some(d) => d.ops.push(o),
-                None => domains.push(DomainChoice {
-                    wildcard_checked: checked.contains(&wildcard),
-                    wildcard,
-                    ops: vec![o],
-                }),
-            }
-        }
-        let mut group_choices = vec![choice("", "no group", group.is_empty())];
-        group_choices.extend(groups.iter().map(|g| choice(g, g, g == group)));
         let page = NewPartnerPage {
             layout: Layout::new("New partner", "partners", session),
             error,
             v,
-            groups: group_choices,
-            domains,
+            groups: group_choices(groups, group),
+            domains: domain_choices(checked),
         };
         html(status, page.render())
     }
@@ -446,6 +426,54 @@ impl Dashboard {
         };
         Ok(html(StatusCode::OK, page.render()))
     }
+}
+
+/// The permission checkboxes of a partner form (`templates/grants.html`), by domain, those in
+/// `checked` (permissions, operation names or domain wildcards) ticked.
+pub(super) fn domain_choices(checked: &[String]) -> Vec<DomainChoice> {
+    let mut domains: Vec<DomainChoice> = Vec::new();
+    for op in Operation::ALL {
+        let permission = op.permission();
+        let wildcard = format!("{}.*", domain_of(permission));
+        let o = OpChoice {
+            name: op.name(),
+            permission,
+            checked: checked.iter().any(|c| c == permission || c == op.name()),
+        };
+        match domains.iter_mut().find(|d| d.wildcard == wildcard) {
+            Some(d) => d.ops.push(o),
+            None => domains.push(DomainChoice {
+                wildcard_checked: checked.contains(&wildcard),
+                wildcard,
+                ops: vec![o],
+            }),
+        }
+    }
+    domains
+}
+
+/// The grants of `grants` no checkbox stands for (`*`, unknown names): the "other grants" text.
+pub(super) fn other_grants(grants: &[String]) -> String {
+    let boxed = |g: &str| {
+        Operation::ALL.iter().any(|op| {
+            g == op.permission()
+                || g == op.name()
+                || g == format!("{}.*", domain_of(op.permission()))
+        })
+    };
+    let others: Vec<&str> = grants
+        .iter()
+        .map(String::as_str)
+        .filter(|g| !boxed(g))
+        .collect();
+    others.join(" ")
+}
+
+/// The group choice of a partner form: none, or one of `groups`, `group` selected.
+pub(super) fn group_choices(groups: Vec<String>, group: &str) -> Vec<Choice> {
+    let mut choices = vec![choice("", "no group", group.is_empty())];
+    choices.extend(groups.iter().map(|g| choice(g, g, g == group)));
+    choices
 }
 
 fn domain_of(permission: &str) -> &str {

@@ -129,6 +129,7 @@ impl Layout {
     pub(super) fn new(title: impl Into<String>, current: &str, session: &Current) -> Layout {
         let items = [
             ("/ui/partners", "Partners", "partners"),
+            ("/ui/enrollments", "Enrollments", "enrollments"),
             ("/ui/groups", "Groups", "groups"),
             ("/ui/usage", "Usage", "usage"),
             ("/ui/audit", "Audit log", "audit"),
