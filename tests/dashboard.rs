@@ -2121,3 +2121,309 @@ async fn a_viewer_sees_no_change_buttons_and_a_forged_post_is_refused() {
     assert_eq!(gw.store.list_keys(&p).unwrap().len(), 2, "no key made");
     b.close().await.unwrap();
 }
+
+// === enrollments ===
+
+/// Files an enrollment request through the store, as the enrollment endpoint would after its
+/// checks (from 203.0.113.7); its id.
+fn file_enrollment(gw: &Gateway, n: u8, company: &str, certificate: Option<String>) -> String {
+    use partnergate::store::{EnrollmentContact, EnrollmentRequest, Filed};
+    let id = format!("enr_{}", format!("{n:02x}").repeat(16));
+    let request = EnrollmentRequest {
+        company: company.into(),
+        country: "DE".into(),
+        contacts: vec![EnrollmentContact {
+            first_name: "Anna".into(),
+            last_name: "Muller".into(),
+            email: Some("anna@zeta.example".into()),
+            ..EnrollmentContact::default()
+        }],
+        operations: vec!["accounts.create".into(), "accounts.get".into()],
+        networks: vec!["198.51.100.0/29".into()],
+        callback_url: Some("https://bss.zeta.example/cb".into()),
+        client_certificate: certificate,
+        accepted_terms: "1".into(),
+    };
+    let hash = partnergate::secret::hash(&format!("pge_{}", "5".repeat(64)));
+    let filed = gw
+        .store
+        .file_enrollment(&id, &hash, &request, "203.0.113.7", 10)
+        .unwrap();
+    assert_eq!(filed, Filed::Filed);
+    id
+}
+
+/// Logs `name` in through the browser's login form.
+async fn browser_login(b: &fantoccini::Client, ui: &str, name: &str, password: &str) {
+    use fantoccini::Locator::Css;
+    b.goto(&format!("{ui}/login")).await.unwrap();
+    b.wait().for_element(Css("#name")).await.unwrap();
+    fill(b, Css("#name"), name).await;
+    fill(b, Css("#password"), &format!("{password}\u{E007}")).await;
+    b.wait().for_element(Css("h1")).await.unwrap();
+    assert_eq!(text_of(b, "h1").await, "Partners");
+}
+
+/// Waits until the page's `h1` reads `text`.
+async fn wait_for_heading(b: &fantoccini::Client, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(h) = b.find(fantoccini::Locator::Css("h1")).await {
+            if h.text().await.is_ok_and(|t| t == text) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "no page headed {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Enrollment review in a real browser (issue 19 part 3). An operator opens the queue from the
+/// navigation (pending requests with company, operations, networks, callback URL, source),
+/// opens one, and approves it through the pre-filled partner form with the name, the id and a
+/// permission changed and a rate added: the partner exists with those values and the request's
+/// client certificate registered, the enrollment is approved, and the audit rows name the
+/// operator. Another request is rejected with a reason and shows rejected with it. Then a
+/// viewer sees the queue and the request but no button or form, the approve form is refused
+/// 403, and a forged approve (the session's valid CSRF token) and reject are refused 403,
+/// nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollments_are_approved_and_rejected_in_a_browser_and_viewers_only_look() {
+    use fantoccini::Locator::{Css, Id};
+    use partnergate::store::EnrollmentState;
+    let gw = start(Duration::from_secs(3600), false).await;
+    let cert = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["bss.zeta.example".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "bss.zeta.example");
+        params.self_signed(&key).unwrap()
+    };
+    let fingerprint = partnergate::certificate::fingerprint_hex(
+        &partnergate::certificate::fingerprint(cert.der()),
+    );
+    let zeta = file_enrollment(&gw, 1, "Zeta Networks GmbH", Some(cert.pem()));
+    let yotta = file_enrollment(&gw, 2, "Yotta Mobile", None);
+    let driver = chromedriver().await;
+    let b = browser(&driver, WIDE).await;
+    let ui = format!("http://{}/ui", gw.admin);
+    browser_login(&b, &ui, OPERATOR, PASSWORD).await;
+
+    // The queue, from the navigation: both requests pending, with what they asked for.
+    click(&b, Css("nav a[href='/ui/enrollments']")).await;
+    wait_for_heading(&b, "Enrollments").await;
+    let pending = text_of(&b, "#pending").await;
+    for fact in [
+        "Zeta Networks GmbH",
+        "Yotta Mobile",
+        "accounts.create, accounts.get",
+        "198.51.100.0/29",
+        "https://bss.zeta.example/cb",
+        "203.0.113.7",
+        "DE",
+    ] {
+        assert!(pending.contains(fact), "{fact} missing from {pending}");
+    }
+    assert!(text_of(&b, "main").await.contains("None decided yet"));
+    screenshots(&b, "30-enrollments").await;
+    assert_quiet_console(&driver, &b, "the enrollment queue").await;
+
+    // Approve Zeta: the form is filled in from the request; change name, id and a permission.
+    click(&b, Css(&format!("#enr-{zeta} a"))).await;
+    wait_for_heading(&b, "Enrollment of Zeta Networks GmbH").await;
+    assert!(text_of(&b, "#request").await.contains(&fingerprint));
+    click(&b, Id("approve")).await;
+    wait_for_heading(&b, "Approve Zeta Networks GmbH").await;
+    let value = |id: &'static str| {
+        let b = b.clone();
+        async move {
+            b.find(Id(id))
+                .await
+                .unwrap()
+                .prop("value")
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert_eq!(value("name").await, "Zeta Networks GmbH");
+    assert_eq!(value("id").await, "ZETA-NETWORKS-GMBH");
+    assert_eq!(value("allow").await, "198.51.100.0/29");
+    assert_eq!(value("callback_url").await, "https://bss.zeta.example/cb");
+    let checked = |css: String| {
+        let b = b.clone();
+        async move {
+            b.find(Css(&css))
+                .await
+                .unwrap()
+                .prop("checked")
+                .await
+                .unwrap()
+                .as_deref()
+                == Some("true")
+        }
+    };
+    assert!(checked("input[name=grant][value='accounts.create']".into()).await);
+    assert!(checked("input[name=grant][value='accounts.get']".into()).await);
+    assert!(!checked("input[name=grant][value='devices.get']".into()).await);
+    assert!(
+        checked("#client_cert".into()).await,
+        "the certificate is required by default"
+    );
+    screenshots(&b, "31-enrollment-approve").await;
+    assert_quiet_console(&driver, &b, "the approve form").await;
+    b.find(Id("name")).await.unwrap().clear().await.unwrap();
+    fill(&b, Id("name"), "Zeta Telecom").await;
+    b.find(Id("id")).await.unwrap().clear().await.unwrap();
+    fill(&b, Id("id"), "ZETA-01").await;
+    click(&b, Css("input[name=grant][value='accounts.get']")).await;
+    click(&b, Css("input[name=grant][value='devices.get']")).await;
+    fill(&b, Id("rate_ps"), "5").await;
+    fill(&b, Id("rate_burst"), "10").await;
+    click(&b, Css("#approve-form button[type=submit]")).await;
+    wait_for_heading(&b, "Enrollment of Zeta Networks GmbH").await;
+    let flash = text_of(&b, ".flash.ok").await;
+    assert_eq!(
+        flash,
+        format!(
+            "Enrollment {zeta} approved: partner ZETA-01 created with its client certificate; \
+             its keys are made when the partner collects them"
+        )
+    );
+    assert_eq!(text_of(&b, "#status").await, "approved");
+    assert!(text_of(&b, "#decision").await.contains("ZETA-01"));
+    assert!(b.find(Id("approve")).await.is_err(), "decided: no button");
+
+    let p = gw.store.partner_detail("ZETA-01").unwrap();
+    assert_eq!(p.partner.name, "Zeta Telecom");
+    assert_eq!(p.partner.country.as_deref(), Some("DE"));
+    assert_eq!(
+        p.partner.callback_url.as_deref(),
+        Some("https://bss.zeta.example/cb")
+    );
+    let mut grants = p.grants.clone();
+    grants.sort();
+    assert_eq!(grants, ["accounts.create", "devices.get"]);
+    assert_eq!(p.allow, ["198.51.100.0/29"]);
+    assert_eq!(p.partner.rate, Some(Rate::new(5, 10).unwrap()));
+    let certs: Vec<&str> = p.client_certs.iter().map(|c| c.sha256.as_str()).collect();
+    assert_eq!(certs, [fingerprint.as_str()]);
+    assert!(p.keys.is_empty(), "the keys wait for the pickup");
+    let record = gw.store.enrollment(&zeta).unwrap();
+    assert_eq!(record.state, EnrollmentState::Approved);
+    assert_eq!(record.partner_id.as_deref(), Some("ZETA-01"));
+    let audit = gw.store.audit_log(Some(&zeta), 10).unwrap();
+    let approve = audit
+        .iter()
+        .find(|a| a.action == "enrollment.approve")
+        .expect("an enrollment.approve audit row");
+    assert!(approve.actor.starts_with("op:root"), "{}", approve.actor);
+    let created = gw.store.audit_log(Some("ZETA-01"), 10).unwrap();
+    assert!(
+        created
+            .iter()
+            .any(|a| a.action == "partner.create" && a.actor.starts_with("op:root")),
+        "{created:?}"
+    );
+
+    // Reject Yotta with a reason.
+    b.goto(&format!("{ui}/enrollments/{yotta}")).await.unwrap();
+    wait_for_heading(&b, "Enrollment of Yotta Mobile").await;
+    fill(
+        &b,
+        Id("reason-text"),
+        "Unknown company; write to partners@tsp.example",
+    )
+    .await;
+    click(&b, Css("#reject button[type=submit]")).await;
+    b.wait().for_element(Css(".flash.ok")).await.unwrap();
+    assert_eq!(
+        text_of(&b, ".flash.ok").await,
+        format!("Enrollment {yotta} rejected")
+    );
+    assert_eq!(text_of(&b, "#status").await, "rejected");
+    assert_eq!(
+        text_of(&b, "#reason").await,
+        "Unknown company; write to partners@tsp.example"
+    );
+    let record = gw.store.enrollment(&yotta).unwrap();
+    assert_eq!(record.state, EnrollmentState::Rejected);
+    b.goto(&format!("{ui}/enrollments")).await.unwrap();
+    wait_for_heading(&b, "Enrollments").await;
+    let decided = text_of(&b, "#decided").await;
+    assert!(
+        decided.contains("ZETA-01") && decided.contains("Unknown company"),
+        "{decided}"
+    );
+    assert!(text_of(&b, "main")
+        .await
+        .contains("No requests wait for review"));
+
+    // A viewer: the queue and the request, no button; every change refused 403.
+    let waiting = file_enrollment(&gw, 3, "Xenon Telecom", None);
+    let viewer_password = "viewer-password-0123456789";
+    let hash = partnergate::password::hash(&Password::new(viewer_password.into())).unwrap();
+    gw.store
+        .create_operator("test-setup", "vera", Role::Viewer, &hash)
+        .unwrap();
+    click(&b, Css("form.logout button")).await;
+    b.wait().for_element(Css("#name")).await.unwrap();
+    browser_login(&b, &ui, "vera", viewer_password).await;
+    click(&b, Css("nav a[href='/ui/enrollments']")).await;
+    wait_for_heading(&b, "Enrollments").await;
+    assert!(text_of(&b, "#pending").await.contains("Xenon Telecom"));
+    click(&b, Css(&format!("#enr-{waiting} a"))).await;
+    wait_for_heading(&b, "Enrollment of Xenon Telecom").await;
+    assert!(b.find_all(Css("main form")).await.unwrap().is_empty());
+    assert!(b.find_all(Css("main button")).await.unwrap().is_empty());
+    assert!(b.find(Id("approve")).await.is_err());
+    screenshot(&b, "32-viewer-enrollment", WIDE).await;
+    b.goto(&format!("{ui}/enrollments/{waiting}/approve"))
+        .await
+        .unwrap();
+    wait_for_heading(&b, "Not allowed").await;
+    // A forged approve with the session's own CSRF token.
+    b.execute(
+        "const f = document.createElement('form');
+         f.method = 'post'; f.action = arguments[0];
+         for (const [k, v] of [['csrf', document.querySelector('form.logout input[name=csrf]').value],
+                               ['name', 'Forged'], ['allow', '198.51.100.0/29'], ['grant', '*']]) {
+           const i = document.createElement('input'); i.name = k; i.value = v; f.appendChild(i);
+         }
+         document.body.appendChild(f); f.submit();",
+        vec![serde_json::json!(format!("/ui/enrollments/{waiting}/approve"))],
+    )
+    .await
+    .unwrap();
+    wait_for_heading(&b, "Not allowed").await;
+    assert!(text_of(&b, "main")
+        .await
+        .contains("needs the operator role"));
+    // The same over plain HTTP with the viewer's session: 403, for approve and reject.
+    let cookie = b.get_named_cookie("pg_session").await.unwrap();
+    let mut c = Client::new(gw.admin);
+    c.cookies
+        .insert("pg_session".into(), cookie.value().to_owned());
+    let page = c.get(&format!("/ui/enrollments/{waiting}")).await;
+    assert_eq!(page.status, 200);
+    let csrf = page.csrf();
+    for (action, form) in [
+        ("approve", vec![("csrf", csrf.as_str()), ("name", "Forged")]),
+        (
+            "reject",
+            vec![("csrf", csrf.as_str()), ("reason", "forged")],
+        ),
+    ] {
+        let r = c
+            .post(&format!("/ui/enrollments/{waiting}/{action}"), &form)
+            .await;
+        assert_eq!(r.status, 403, "{action}: {}", r.body);
+    }
+    assert_eq!(
+        gw.store.enrollment(&waiting).unwrap().state,
+        EnrollmentState::Pending
+    );
+    assert_eq!(gw.store.list_partners().unwrap().len(), 1, "only ZETA-01");
+    b.close().await.unwrap();
+}
