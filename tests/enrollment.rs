@@ -244,7 +244,7 @@ async fn approval_registers_the_client_certificate_unless_opted_out() {
         approved.contains("created with its client certificate"),
         "{approved}"
     );
-    assert_eq!(registered("CERTA-01"), [fingerprint.clone()]);
+    assert_eq!(registered("CERTA-01"), [fingerprint.as_str()]);
     let audit = cli(&db, &["audit", "list", "--target", &id, "--json"]);
     assert!(audit.contains(&fingerprint), "{audit}");
 

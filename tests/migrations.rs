@@ -2,6 +2,8 @@
 //! directory name, so two migrations with the same version would leave one of them unapplied on
 //! a database that has the other; and both backends have the same migrations.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "test code")]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -237,27 +237,40 @@ pub(crate) fn load(conn: &mut AnyConnection) -> Result<Snapshot, StoreError> {
             .load(c)?;
         assemble(
             revision,
-            group_rows,
-            partner_rows,
-            key_rows,
-            allow_rows,
-            grant_rows,
-            client_auth,
-            callback_rows,
+            Rows {
+                group_rows,
+                partner_rows,
+                key_rows,
+                allow_rows,
+                grant_rows,
+                client_auth,
+                callback_rows,
+            },
         )
     })
 }
 
-fn assemble(
-    revision: i64,
+/// What [`load`] read in its one transaction, for [`assemble`].
+struct Rows {
     group_rows: Vec<GroupRow>,
     partner_rows: Vec<PartnerRow>,
     key_rows: Vec<KeyRow>,
     allow_rows: Vec<(i64, String)>,
     grant_rows: Vec<(i64, String)>,
-    mut client_auth: HashMap<i64, Arc<crate::certificate::ClientAuth>>,
+    client_auth: HashMap<i64, Arc<crate::certificate::ClientAuth>>,
     callback_rows: Vec<(i64, i32, i32)>,
-) -> Result<Snapshot, StoreError> {
+}
+
+fn assemble(revision: i64, rows: Rows) -> Result<Snapshot, StoreError> {
+    let Rows {
+        group_rows,
+        partner_rows,
+        key_rows,
+        allow_rows,
+        grant_rows,
+        mut client_auth,
+        callback_rows,
+    } = rows;
     let mut groups = HashMap::with_capacity(group_rows.len());
     for g in group_rows {
         let rate = stored_rate("groups", &g.name, g.rate_per_second, g.burst)?;
