@@ -343,6 +343,7 @@ impl Client {
 async fn every_page_and_action_needs_a_login() {
     let gw = start(Duration::from_secs(3600), false).await;
     let p = gw.onboard("Acme");
+    let enrollment = file_enrollment(&gw, 9, "Acme", None);
     let mut c = Client::new(gw.admin);
     for page in [
         "/ui".to_owned(),
@@ -355,6 +356,9 @@ async fn every_page_and_action_needs_a_login() {
         "/ui/groups/gold".to_owned(),
         "/ui/audit".to_owned(),
         "/ui/nodes".to_owned(),
+        "/ui/enrollments".to_owned(),
+        format!("/ui/enrollments/{enrollment}"),
+        format!("/ui/enrollments/{enrollment}/approve"),
         "/ui/nothing/here".to_owned(),
     ] {
         let r = c.get(&page).await;
@@ -433,6 +437,14 @@ async fn every_page_and_action_needs_a_login() {
             vec![("rate_ps", "1"), ("rate_burst", "1")],
         ),
         ("/ui/groups/gold/rename".to_owned(), vec![("name", "x")]),
+        (
+            format!("/ui/enrollments/{enrollment}/approve"),
+            vec![("name", "X"), ("allow", "127.0.0.1"), ("grant", "*")],
+        ),
+        (
+            format!("/ui/enrollments/{enrollment}/reject"),
+            vec![("reason", "no")],
+        ),
         ("/ui/logout".to_owned(), vec![]),
     ] {
         // Even with a (guessed) CSRF value: no session, no action.
@@ -445,6 +457,10 @@ async fn every_page_and_action_needs_a_login() {
     assert_eq!(gw.store.revision().unwrap(), before, "nothing written");
     assert_eq!(gw.store.audit_log(None, 1000).unwrap().len(), audit);
     assert_eq!(gw.status(&p), PartnerStatus::Active);
+    assert_eq!(
+        gw.store.enrollment(&enrollment).unwrap().state,
+        partnergate::store::EnrollmentState::Pending
+    );
     // A forged session cookie is no session either.
     c.cookies.insert("pg_session".into(), "f".repeat(64));
     let r = c.get("/ui/partners").await;
