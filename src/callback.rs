@@ -56,7 +56,9 @@ use crate::generated::types::cb;
 use crate::limit::{self, LimitError};
 use crate::store::{PartnerEntry, SnapshotCell};
 use crate::throttle::{Throttle, Throttled};
-use crate::transport::{content_encoding, content_type_version, soap_action, TransportError};
+use crate::transport::{
+    content_encoding, content_type_version, soap_action, SoapAnswer, TransportError,
+};
 
 pub use crate::config::CallbackConfig;
 
@@ -130,24 +132,6 @@ impl CallbackError {
     }
 }
 
-/// The answer for the TSP.
-pub struct CallbackAnswer {
-    /// HTTP status.
-    pub status: http::StatusCode,
-    /// The SOAP envelope.
-    pub body: Vec<u8>,
-    /// SOAP version of the answer.
-    pub version: SoapVersion,
-    /// The partner, once known.
-    pub partner: Option<String>,
-    /// The operation, once known.
-    pub operation: Option<&'static str>,
-    /// `ok` or the failure label.
-    pub outcome: &'static str,
-    /// Seconds for `Retry-After` (a throttled callback).
-    pub retry_after: Option<u64>,
-}
-
 type HttpsClient = Client<hyper_rustls::HttpsConnector<GuardedConnector>, Full<Bytes>>;
 
 /// The callback relay: settings, the snapshot, and HTTPS clients per trust store.
@@ -193,7 +177,7 @@ impl Relay {
         peer: std::net::IpAddr,
         headers: &http::HeaderMap,
         request_id: &str,
-    ) -> Option<CallbackAnswer> {
+    ) -> Option<SoapAnswer> {
         let peer = crate::allowlist::canonical(peer);
         if crate::allowlist::contains(&self.config.allowed_callers, peer) {
             return None;
@@ -211,7 +195,7 @@ impl Relay {
         headers: &http::HeaderMap,
         body: &[u8],
         request_id: &str,
-    ) -> CallbackAnswer {
+    ) -> SoapAnswer {
         let mut partner = None;
         let mut operation = None;
         let version_hint = content_type_version(headers).map_or(SoapVersion::Soap11, |(v, _)| v);
@@ -231,7 +215,7 @@ impl Relay {
             Ok(Reply::Response(response)) => {
                 let mut out = Vec::with_capacity(1024);
                 match encode::body_only(version, &mut out, |w| Ok(response.encode(w)?)) {
-                    Ok(()) => CallbackAnswer {
+                    Ok(()) => SoapAnswer {
                         status: http::StatusCode::OK,
                         body: out,
                         version,
@@ -276,7 +260,7 @@ impl Relay {
                     &format!("Partner Fault: {text} (request {request_id})"),
                     Some(|w: &mut encode::XmlWriter<'_>| Ok(own.encode(w)?)),
                 );
-                CallbackAnswer {
+                SoapAnswer {
                     status: self
                         .statuses
                         .status(version, code, http::StatusCode::BAD_GATEWAY),
@@ -299,7 +283,7 @@ impl Relay {
         request_id: &str,
         partner: Option<String>,
         operation: Option<&'static str>,
-    ) -> CallbackAnswer {
+    ) -> SoapAnswer {
         let (reason, outcome) = error.reason();
         // The error may quote the partner's answer: sanitised, bounded and quoted like any
         // other text from outside.
@@ -355,7 +339,7 @@ impl Relay {
             &format!("{text} (request {request_id})"),
             Some(|w: &mut encode::XmlWriter<'_>| Ok(detail.encode(w)?)),
         );
-        CallbackAnswer {
+        SoapAnswer {
             status: self.statuses.status(version, code, error.status()),
             body: out,
             version,

@@ -41,7 +41,7 @@ use crate::secret::{self, KeyHash};
 use crate::store::{
     EnrollmentContact, EnrollmentRequest, EnrollmentState, Filed, Store, StoreError,
 };
-use crate::transport::{content_encoding, content_type_version, soap_action};
+use crate::transport::{content_encoding, content_type_version, soap_action, SoapAnswer};
 
 /// The hash an unknown enrollment id's presented secret is compared with: the same work as a
 /// known one, and no secret hashes to it.
@@ -51,22 +51,6 @@ const DUMMY_HASH: KeyHash = [0x5a; 32];
 const MAX_TRACKED_SOURCES: usize = 10_000;
 
 type SourceLimiter = RateLimiter<IpAddr, HashMapStateStore<IpAddr>, DefaultClock>;
-
-/// The answer for the caller.
-pub struct EnrollAnswer {
-    /// HTTP status.
-    pub status: http::StatusCode,
-    /// The SOAP envelope.
-    pub body: Vec<u8>,
-    /// Its SOAP version.
-    pub version: SoapVersion,
-    /// The operation, once known.
-    pub operation: Option<&'static str>,
-    /// `ok` or the refusal's label.
-    pub outcome: &'static str,
-    /// Seconds for `Retry-After`.
-    pub retry_after: Option<u64>,
-}
 
 /// The enrollment endpoint: settings, the store, the per-address limiter.
 pub struct Enrollment {
@@ -106,7 +90,7 @@ impl Enrollment {
         peer: IpAddr,
         headers: &http::HeaderMap,
         request_id: &str,
-    ) -> Option<EnrollAnswer> {
+    ) -> Option<SoapAnswer> {
         let version = content_type_version(headers).map_or(SoapVersion::Soap11, |(v, _)| v);
         let peer = crate::allowlist::canonical(peer);
         let refusal = if !self.config.enabled {
@@ -127,7 +111,7 @@ impl Enrollment {
         headers: &http::HeaderMap,
         body: &[u8],
         request_id: &str,
-    ) -> EnrollAnswer {
+    ) -> SoapAnswer {
         let mut version = content_type_version(headers).map_or(SoapVersion::Soap11, |(v, _)| v);
         let mut operation = None;
         match self
@@ -137,10 +121,11 @@ impl Enrollment {
             Ok(response) => {
                 let mut out = Vec::with_capacity(1024);
                 match encode::body_only(version, &mut out, |w| Ok(response.encode(w)?)) {
-                    Ok(()) => EnrollAnswer {
+                    Ok(()) => SoapAnswer {
                         status: http::StatusCode::OK,
                         body: out,
                         version,
+                        partner: None,
                         operation: operation.map(Operation::name),
                         outcome: "ok",
                         retry_after: None,
@@ -166,12 +151,13 @@ impl Enrollment {
         version: SoapVersion,
         request_id: &str,
         operation: Option<Operation>,
-    ) -> EnrollAnswer {
+    ) -> SoapAnswer {
         let f = fault::render_enrollment(refusal, version, request_id, self.statuses);
-        EnrollAnswer {
+        SoapAnswer {
             status: f.status,
             body: f.body,
             version,
+            partner: None,
             operation: operation.map(Operation::name),
             outcome: f.outcome,
             retry_after: f.retry_after,

@@ -1,7 +1,8 @@
 //! HTTP framing of a SOAP request, for both directions (partner calls in `pipeline`, TSP
 //! callbacks in `callback`): the content type names the SOAP version (and SOAP 1.2's
 //! `action`), at most one SOAPAction, no content coding the gateway would have to decompress.
-//! Uses only `http` and the envelope's [`SoapVersion`].
+//! Also the answer of the endpoints whose reply the listener frames the same way (the callback
+//! relay, enrollment). Uses only `http` and the envelope's [`SoapVersion`].
 
 use http::HeaderMap;
 
@@ -112,6 +113,25 @@ pub fn soap_action(
         })
         .filter(|a| !a.is_empty());
     Ok(header.or(from_content_type).filter(|a| !a.is_empty()))
+}
+
+/// The answer of the callback relay or the enrollment endpoint, for the listener to frame,
+/// count and log.
+pub struct SoapAnswer {
+    /// HTTP status.
+    pub status: http::StatusCode,
+    /// The SOAP envelope.
+    pub body: Vec<u8>,
+    /// Its SOAP version.
+    pub version: SoapVersion,
+    /// The partner, once known (a callback's; never an enrollment's).
+    pub partner: Option<String>,
+    /// The operation, once known.
+    pub operation: Option<&'static str>,
+    /// `ok` or the refusal's label.
+    pub outcome: &'static str,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 #[cfg(test)]

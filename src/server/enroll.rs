@@ -8,15 +8,14 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::respond::{new_request_id, soap_response, text, Done};
+use super::respond::{new_request_id, text};
 use super::Server;
 use crate::envelope::SoapVersion;
 use crate::pipeline;
-use crate::stats::StageTimes;
 
 impl Server {
     /// `POST /soap/enrollment/v1`.
@@ -50,29 +49,6 @@ impl Server {
                 (answer, false)
             }
         };
-        let done = Done {
-            request_id: &request_id,
-            peer,
-            partner: None,
-            operation: answer.operation,
-            outcome: answer.outcome,
-            status: answer.status,
-            rejection: None,
-            stages: StageTimes::default(),
-            key_id: None,
-        };
-        self.finish(done, started);
-        let mut r = soap_response(answer.status, answer.version, &request_id, answer.body);
-        if let Some(secs) = answer.retry_after {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-        }
-        if unread {
-            r.headers_mut().insert(
-                header::CONNECTION,
-                header::HeaderValue::from_static("close"),
-            );
-        }
-        r
+        self.answer(answer, &request_id, peer, unread, started)
     }
 }

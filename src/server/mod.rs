@@ -32,6 +32,7 @@ use crate::forward::UpstreamReply;
 use crate::limit;
 use crate::pipeline::{self, Gateway};
 use crate::stats::{Record, StageTimes};
+use crate::transport::SoapAnswer;
 
 pub mod admit;
 pub mod contract;
@@ -514,8 +515,21 @@ impl Server {
                 (answer, false)
             }
         };
+        self.answer(answer, &request_id, peer, unread, started)
+    }
+
+    /// Counts, logs and frames the answer of the callback relay or the enrollment endpoint
+    /// (`unread`: the caller was refused before its body was read, so the connection closes).
+    pub(super) fn answer(
+        &self,
+        answer: SoapAnswer,
+        request_id: &str,
+        peer: SocketAddr,
+        unread: bool,
+        started: Instant,
+    ) -> Response<Full<Bytes>> {
         let done = Done {
-            request_id: &request_id,
+            request_id,
             peer,
             partner: answer.partner.as_deref(),
             operation: answer.operation,
@@ -526,7 +540,7 @@ impl Server {
             key_id: None,
         };
         self.finish(done, started);
-        let mut r = soap_response(answer.status, answer.version, &request_id, answer.body);
+        let mut r = soap_response(answer.status, answer.version, request_id, answer.body);
         if let Some(secs) = answer.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
