@@ -2,10 +2,17 @@
 //! client in the toolkits partners use (zeep, JAX-WS wsimport, gSOAP, node-soap).
 //!
 //! Each test runs one script from `tests/toolkits/` on every WSDL: the full partner WSDL,
-//! its SOAP 1.1-only view, the callback WSDL and its SOAP 1.1-only view. For the two partner
-//! WSDLs the script's generated client also calls a real gateway started here (in process,
-//! with the reference partner API layer) on every port it has, and must surface each of
-//! these as the toolkit's typed fault: a wrong key (`AccessDeniedFault`
+//! its SOAP 1.1-only view, the callback WSDL and its SOAP 1.1-only view, and the enrollment
+//! WSDL and its SOAP 1.1-only view. The script checks that every operation and port is in the
+//! generated client, and every header a binding input binds, on every operation; the
+//! enrollment contract binds no soap:header anywhere (the anonymous enrollment endpoint), so
+//! there the script checks the opposite: the client's operations take no header. The
+//! enrollment WSDLs are covered for client generation only (no live call here; its flow is
+//! called through zeep in tests/enrollment.rs).
+//!
+//! For the two partner WSDLs the script's generated client also calls a real gateway started
+//! here (in process, with the reference partner API layer) on every port it has, and must
+//! surface each of these as the toolkit's typed fault: a wrong key (`AccessDeniedFault`
 //! `authentication-failed`), an account that does not exist (`NotFoundFault` `account`)
 //! and a throttled partner (`ThrottledFault` with `RetryAfterSeconds`). The script prints
 //! `LIVE-OK <soap11|soap12> …` per SOAP version it called; the test requires the versions
@@ -42,16 +49,26 @@ const FULL: &str = "wsdl/partner-api.wsdl";
 const FULL_SOAP11: &str = "generated/partner-api-soap11.wsdl";
 const CALLBACK: &str = "wsdl/partner-callback.wsdl";
 const CALLBACK_SOAP11: &str = "generated/partner-callback-soap11.wsdl";
+const ENROLLMENT: &str = "wsdl/partner-enrollment.wsdl";
+const ENROLLMENT_SOAP11: &str = "generated/partner-enrollment-soap11.wsdl";
 
 /// The published contracts, relative to the repository root (the SOAP 1.1-only views are
 /// the committed mirrors of what build.rs makes; `generated_fresh` keeps them current).
-fn wsdls() -> [&'static str; 4] {
-    [FULL, FULL_SOAP11, CALLBACK, CALLBACK_SOAP11]
+fn wsdls() -> [&'static str; 6] {
+    [
+        FULL,
+        FULL_SOAP11,
+        CALLBACK,
+        CALLBACK_SOAP11,
+        ENROLLMENT,
+        ENROLLMENT_SOAP11,
+    ]
 }
 
 /// The SOAP versions a toolkit's client generated from `wsdl` must have called the gateway
 /// with (`LIVE-OK` lines). gSOAP generates one client for the full WSDL that sends SOAP 1.2
 /// on every operation (see tests/toolkits/README.md); the others get one port per binding.
+/// The callback and enrollment WSDLs are not called live (none).
 fn live_versions(toolkit: &str, wsdl: &str) -> &'static [&'static str] {
     match (toolkit, wsdl) {
         ("gsoap", FULL) => &["soap12"],

@@ -10,7 +10,9 @@
 # generated soap_header(...) setter and serialises one request of the first operation
 # into a string (no network); the script asserts the header element (PartnerAuth /
 # CallbackAuth) is in SOAP-ENV:Header with mustUnderstand set, and prints the envelope
-# namespace each proxy uses. Any warning printed by wsdl2h, soapcpp2 or g++ is
+# namespace each proxy uses. A WSDL that binds no soap:header on any input (the enrollment
+# contract) must give the opposite: no input header part in svc.h, no soap_header(...)
+# setter with parameters, and no header entry in the serialised request. Any warning printed by wsdl2h, soapcpp2 or g++ is
 # reprinted as "TOOLKIT-WARNING [gsoap]: ..."; any error exits non-zero.
 # With PG_LIVE_ENDPOINT set (tests/toolkits.rs does) and a WSDL with the PartnerAuth header, a
 # second driver calls GetAccount through the generated proxy against that gateway and must find
@@ -44,7 +46,8 @@ soap12_bindings=$(xmllint --xpath 'count(//*[local-name()="binding" and namespac
 mapfile -t ops < <(pg_operations "$PG_WSDL")
 mapfile -t headers < <(pg_headers "$PG_WSDL")
 (( ${#ops[@]} > 0 )) || pg_fail "no portType operations found in $1"
-(( ${#headers[@]} > 0 )) || pg_fail "no soap:header bound on any input in $1"
+# no header bound anywhere (the anonymous enrollment contract) is allowed: then the checks
+# below require that gSOAP maps none; bound on any input means required on every operation
 cd "$PG_STAGE"
 
 # run CMD..., show its output indented, reprint warnings; fail on non-zero exit or errors
@@ -69,7 +72,11 @@ for h in "${headers[@]}"; do
     nh=$(grep -cE "^//gsoap [A-Za-z0-9_]+ +service method-input-header-part:[[:space:]]+[A-Za-z0-9_]+ [A-Za-z0-9_]+__${h}\$" svc.h || true)
     [[ "$nh" == "$nmeth" ]] || pg_fail "svc.h: header $h is an input header part of $nh of $nmeth operations (a binding operation lacks its soap:header?)"
 done
-pg_info "svc.h: $nmeth binding operations, each with input header(s) ${headers[*]}"
+if (( ${#headers[@]} == 0 )); then
+    nh=$(grep -cE '^//gsoap [A-Za-z0-9_]+ +service method-input-header-part:' svc.h || true)
+    [[ "$nh" == 0 ]] || pg_fail "svc.h: the WSDL binds no soap:header, but wsdl2h made $nh input header part(s)"
+fi
+pg_info "svc.h: $nmeth binding operations, each with input header(s) ${headers[*]:-none}"
 step soapcpp2 soapcpp2 -j -C -x "-I$GSOAP_IMPORT" svc.h
 grep -q 'Compilation successful' soapcpp2.log || pg_fail "soapcpp2 did not report success"
 
@@ -96,9 +103,15 @@ pg_info "proxies: ${proxies[*]}; all ${#ops[@]} operations present"
         cls=$(sed -nE '/^[[:space:]]*class SOAP_CMAC /{s/^[[:space:]]*class SOAP_CMAC ([A-Za-z0-9_]+).*/\1/p;q}' "$p")
         [[ -n "$cls" ]] || pg_fail "$p: no proxy class found"
         # virtual void soap_header(_ns3__PartnerAuth *ns3__PartnerAuth, ...);
-        hparams=$(grep -m1 -E 'virtual void soap_header\(.+\);' "$p" | sed -E 's/.*soap_header\((.*)\);.*/\1/')
-        [[ -n "$hparams" ]] || pg_fail "$p: no soap_header(...) setter: the WSDL's soap:header was not mapped"
-        hargs=$(tr ',' '\n' <<<"$hparams" | sed -E 's/^[[:space:]]*([A-Za-z0-9_:]+)[[:space:]]*\*.*/soap_new_\1(p.soap)/' | paste -sd, -)
+        hparams=$(grep -m1 -E 'virtual void soap_header\(.+\);' "$p" | sed -E 's/.*soap_header\((.*)\);.*/\1/' || true)
+        if (( ${#headers[@]} == 0 )); then
+            [[ -z "$hparams" ]] || pg_fail "$p: the WSDL binds no soap:header, but the proxy has a soap_header($hparams) setter"
+            hset=""
+        else
+            [[ -n "$hparams" ]] || pg_fail "$p: no soap_header(...) setter: the WSDL's soap:header was not mapped"
+            hargs=$(tr ',' '\n' <<<"$hparams" | sed -E 's/^[[:space:]]*([A-Za-z0-9_:]+)[[:space:]]*\*.*/soap_new_\1(p.soap)/' | paste -sd, -)
+            hset="p.soap_header($hargs);"
+        fi
         # virtual int send_OP(const char *soap_endpoint_url, const char *soap_action, T *arg);
         send=$(grep -E 'virtual int send_[A-Za-z0-9_]+\(const char \*soap_endpoint_url, const char \*soap_action, [A-Za-z0-9_:]+ \*[A-Za-z0-9_]+\);' -m1 "$p")
         [[ -n "$send" ]] || pg_fail "$p: no doc/literal send_<operation>(endpoint, action, T*) method"
@@ -108,7 +121,7 @@ pg_info "proxies: ${proxies[*]}; all ${#ops[@]} operations present"
   {
     $cls p;
     std::ostringstream out;
-    p.soap_header($hargs);
+    $hset
     p.soap->os = &out;   // serialise into a string instead of a socket
     int rc = p.$op("", NULL, soap_new_$rtype(p.soap));
     p.soap->os = NULL;
@@ -143,6 +156,10 @@ while IFS=$'\t' read -r name env; do
         mu=$(grep -oE "<([A-Za-z0-9_]+:)?$h [^>]*mustUnderstand=\"[^\"]*\"" <<<"$hdr" | sed -E 's/.*mustUnderstand="([^"]*)"/\1/')
         pg_info "$name: envelope $envns, header $h mustUnderstand=\"${mu:-absent}\""
     done
+    if (( ${#headers[@]} == 0 )); then
+        [[ -z "$hdr" ]] || { echo "$env"; pg_fail "$name: the WSDL binds no soap:header, but the request has SOAP-ENV:Header content"; }
+        pg_info "$name: envelope $envns, no header (none bound)"
+    fi
     if [[ "$soap12_bindings" == 0 && "$envns" != "$SOAP11_ENV" ]]; then
         echo "$env"
         pg_fail "$name: WSDL has only SOAP 1.1 bindings but the gSOAP client sends $envns envelopes: wsdl2h emits '#import \"soap12.h\"' as soon as the SOAP 1.2 WSDL binding namespace (http://schemas.xmlsoap.org/wsdl/soap12/) is declared anywhere in the WSDL. Drop the unused xmlns:soap12 declaration from the SOAP 1.1-only view."

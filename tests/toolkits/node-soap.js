@@ -11,6 +11,8 @@
 //   answers with a canned SOAP fault; the request the server received (and
 //   client.lastRequest) must carry the header element (PartnerAuth / CallbackAuth) in
 //   soap:Header, and the canned fault must come back as a parsed SOAP fault.
+//   A WSDL that binds no soap:header on any input (the enrollment contract) gets no
+//   addSoapHeader and its request must carry no header entry (no or an empty soap:Header).
 //   SOAP 1.2 ports are called with { forceSoap12Headers: true } (node-soap does not
 //   pick the SOAP version from the binding).
 // * with PG_LIVE_ENDPOINT set (tests/toolkits.rs does) and a WSDL with the PartnerAuth
@@ -162,7 +164,10 @@ async function checkPort(wsdl, facts, port, service) {
       fail(`${port.name}.${op}: Content-Type ${ct} does not match ${port.version}`);
     }
     const hdr = headerSection(sent);
-    if (hdr === null) fail(`${port.name}.${op}: no soap:Header in request:\n${sent}`);
+    if (!facts.headers.length && hdr !== null && hdr.trim() !== '') {
+      fail(`${port.name}.${op}: the WSDL binds no soap:header, but the request has header entries:\n${sent}`);
+    }
+    if (facts.headers.length && hdr === null) fail(`${port.name}.${op}: no soap:Header in request:\n${sent}`);
     for (const h of facts.headers) {
       if (!new RegExp(`<(?:[A-Za-z_][\\w.-]*:)?${h}[\\s>/]`).test(hdr)) {
         fail(`${port.name}.${op}: header ${h} missing from soap:Header:\n${sent}`);
@@ -172,7 +177,7 @@ async function checkPort(wsdl, facts, port, service) {
       }
     }
     console.log(`[${TOOL}] ${service}.${port.name} (${port.version}): ${facts.ops.size} operations; ` +
-      `${op} sent header(s) ${facts.headers.join(',')}; canned fault parsed`);
+      `${op} sent header(s) ${facts.headers.join(',') || 'none'}; canned fault parsed`);
     if (process.env.PG_VERBOSE) console.log(sent);
   } finally {
     await new Promise((r) => server.close(r));
@@ -230,7 +235,8 @@ async function main() {
   }
   const facts = contractFacts(src);
   if (!facts.ops.size) fail('contract-facts found no portType operations');
-  if (!facts.headers.length) fail('contract-facts found no soap:header on any binding input');
+  // no header bound anywhere (the anonymous enrollment contract) is allowed: checkPort then
+  // requires a request without header entries
   const { tmp, wsdl } = stage(src);
   try {
     const client = await soap.createClientAsync(wsdl);

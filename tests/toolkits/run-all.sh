@@ -3,7 +3,8 @@
 #
 # Usage: tests/toolkits/run-all.sh [WSDL...]
 #   default WSDLs: wsdl/partner-api.wsdl, generated/partner-api-soap11.wsdl (if it
-#   exists), wsdl/partner-callback.wsdl, generated/partner-callback-soap11.wsdl
+#   exists), wsdl/partner-callback.wsdl, generated/partner-callback-soap11.wsdl,
+#   wsdl/partner-enrollment.wsdl, generated/partner-enrollment-soap11.wsdl
 #   PG_TOOLKITS="zeep wsimport" limits the toolkits; full logs go to $PG_LOG_DIR
 #   (default: a temp dir, printed at the end). Exits 1 if any check failed.
 set -uo pipefail
@@ -19,6 +20,8 @@ else
     [[ -f generated/partner-api-soap11.wsdl ]] && wsdls+=(generated/partner-api-soap11.wsdl)
     wsdls+=(wsdl/partner-callback.wsdl)
     [[ -f generated/partner-callback-soap11.wsdl ]] && wsdls+=(generated/partner-callback-soap11.wsdl)
+    wsdls+=(wsdl/partner-enrollment.wsdl)
+    [[ -f generated/partner-enrollment-soap11.wsdl ]] && wsdls+=(generated/partner-enrollment-soap11.wsdl)
 fi
 read -r -a toolkits <<<"${PG_TOOLKITS:-zeep wsimport gsoap node-soap}"
 LOG_DIR="${PG_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pg-toolkits-logs.XXXXXX")}"

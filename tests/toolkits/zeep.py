@@ -7,8 +7,12 @@ Usage: ${PARTNERGATE_VENV:-/opt/partnergate/venv}/bin/python tests/toolkits/zeep
 * loads it with zeep (strict mode); every service port / binding must load
 * every portType operation must be present on every binding, with the soap:header
   element (PartnerAuth / CallbackAuth) exposed as a header of the input message
+  -- on EVERY operation as soon as the WSDL binds a header on any input; a WSDL that
+  binds no header anywhere (the enrollment contract) must give operations with no
+  input header and no _soapheaders in their signature
 * builds one request with client.create_message(..., _soapheaders=...) per port and
-  asserts the header element is in the produced envelope
+  asserts the header element is in the produced envelope (or, for a header-less
+  contract, that the envelope has no header entries)
 * with PG_LIVE_ENDPOINT set (tests/toolkits.rs does) and a WSDL with the PartnerAuth header:
   calls GetAccount through every port against that gateway and requires zeep's Fault to carry
   the typed detail, parsed with the schema: a wrong key -> AccessDeniedFault
@@ -159,8 +163,8 @@ def check(src):
     expected_ops, expected_headers, expected_ports = contract_facts(src)
     if not expected_ops:
         raise Failure("contract-facts found no portType operations")
-    if not expected_headers:
-        raise Failure("contract-facts found no soap:header on any binding input")
+    # no header bound anywhere (the anonymous enrollment contract) is allowed: then
+    # check_port requires the opposite, no header on any operation
     tmp, wsdl = stage(src)
     try:
         settings = zeep.Settings(strict=True, xml_huge_tree=False)
@@ -201,14 +205,21 @@ def check_port(client, service, port_name, port, expected_ops, expected_headers)
         header_names = set()
         if header is not None and getattr(header.type, "elements", None):
             header_names = {el.qname.localname for _, el in header.type.elements}
+        if not expected_headers and header_names:
+            raise Failure(
+                f"port {port_name} op {name}: the WSDL binds no soap:header, but zeep "
+                f"exposes input header(s) {sorted(header_names)}; signature: "
+                f"{op.input.signature()}"
+            )
         if not expected_headers <= header_names:
             raise Failure(
                 f"port {port_name} op {name}: input header(s) {sorted(expected_headers)} "
                 f"not exposed by zeep (got {sorted(header_names)}); signature: "
                 f"{op.input.signature()}"
             )
-        if "_soapheaders=" not in (op.input.signature() or ""):
-            raise Failure(f"port {port_name} op {name}: signature lacks _soapheaders: "
+        if ("_soapheaders=" in (op.input.signature() or "")) != bool(expected_headers):
+            what = "lacks" if expected_headers else "has (no header is bound)"
+            raise Failure(f"port {port_name} op {name}: signature {what} _soapheaders: "
                           f"{op.input.signature()}")
 
     proxy = client.bind(service.name, port_name)
@@ -219,7 +230,8 @@ def check_port(client, service, port_name, port, expected_ops, expected_headers)
             body = op.input.body
             kwargs = element_kwargs(body) if body is not None else {}
             headers = []
-            for _, el in op.input.header.type.elements:
+            header = op.input.header if expected_headers else None
+            for _, el in (header.type.elements if header is not None else []):
                 hval = sample_value(el.type)
                 headers.append(el(**hval) if isinstance(hval, dict) else el(hval))
             node = client.create_message(proxy, name, _soapheaders=headers, **kwargs)
@@ -235,8 +247,12 @@ def check_port(client, service, port_name, port, expected_ops, expected_headers)
         if not expected_headers <= got:
             raise Failure(f"port {port_name} op {name}: header {sorted(expected_headers)} "
                           f"missing from produced envelope:\n{xml}")
+        if not expected_headers and got:
+            raise Failure(f"port {port_name} op {name}: the WSDL binds no soap:header, but "
+                          f"the produced envelope has header(s) {sorted(got)}:\n{xml}")
         print(f"[{TOOL}] {port_name}: {len(ops)} operations, header(s) "
-              f"{sorted(expected_headers)} on every input; create_message({name}) ok")
+              f"{sorted(expected_headers) or 'none'} on every input; "
+              f"create_message({name}) ok")
         if os.environ.get("PG_VERBOSE"):
             print(xml)
         return
