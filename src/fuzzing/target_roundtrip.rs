@@ -52,6 +52,16 @@ fn round<T: PartialEq + std::fmt::Debug>(
     );
 }
 
+/// [`round`] for each value in `$values` (an `Option` or a `Vec` of a generated message type,
+/// encoded by its own `encode`), decoded back by `$decode`.
+macro_rules! round_each {
+    ($what:expr, $values:expr, $version:expr, $decode:expr) => {
+        for value in $values {
+            round($what, value, $version, |x, w| Ok(x.encode(w)?), $decode);
+        }
+    };
+}
+
 /// A fault detail inside a whole SOAP fault, as `fault.rs` writes it: the fault must parse and
 /// its detail decode to the same value.
 fn round_fault(detail: &partner::FaultDetail, version: SoapVersion) {
@@ -121,15 +131,9 @@ pub fn roundtrip(data: &[u8]) {
             r
         );
     }
-    if let Some(r) = &d.response {
-        round(
-            "response",
-            r,
-            v,
-            |r, w| Ok(r.encode(w)?),
-            |b| decode::partner_response(sel.op, b, l),
-        );
-    }
+    round_each!("response", &d.response, v, |b| {
+        decode::partner_response(sel.op, b, l)
+    });
     for f in d.fault.iter().chain(&d.soap_fault_detail) {
         round(
             "fault detail",
@@ -140,60 +144,24 @@ pub fn roundtrip(data: &[u8]) {
         );
         round_fault(f, v);
     }
-    if let Some(r) = &d.callback_request {
-        round(
-            "callback request",
-            r,
-            v,
-            |r, w| Ok(r.encode(w)?),
-            |b| decode::callback_request(b, l),
-        );
-    }
-    if let Some(r) = &d.callback_response {
-        round(
-            "callback response",
-            r,
-            v,
-            |r, w| Ok(r.encode(w)?),
-            |b| decode::callback_response(sel.callback_op, b, l),
-        );
-    }
-    if let Some(f) = &d.callback_fault {
-        round(
-            "callback fault detail",
-            f,
-            v,
-            |f, w| Ok(f.encode(w)?),
-            |b| decode::callback_fault(b, l),
-        );
-    }
-    if let Some(r) = &d.enrollment_request {
-        round(
-            "enrollment request",
-            r,
-            v,
-            |r, w| Ok(r.encode(w)?),
-            |b| decode::enrollment_request(b, l),
-        );
-    }
-    if let Some(r) = &d.enrollment_response {
-        round(
-            "enrollment response",
-            r,
-            v,
-            |r, w| Ok(r.encode(w)?),
-            |b| decode::enrollment_response(sel.enrollment_op, b, l),
-        );
-    }
-    if let Some(f) = &d.enrollment_fault {
-        round(
-            "enrollment fault detail",
-            f,
-            v,
-            |f, w| Ok(f.encode(w)?),
-            |b| decode::enrollment_fault(b, l),
-        );
-    }
+    round_each!("callback request", &d.callback_request, v, |b| {
+        decode::callback_request(b, l)
+    });
+    round_each!("callback response", &d.callback_response, v, |b| {
+        decode::callback_response(sel.callback_op, b, l)
+    });
+    round_each!("callback fault detail", &d.callback_fault, v, |b| {
+        decode::callback_fault(b, l)
+    });
+    round_each!("enrollment request", &d.enrollment_request, v, |b| {
+        decode::enrollment_request(b, l)
+    });
+    round_each!("enrollment response", &d.enrollment_response, v, |b| {
+        decode::enrollment_response(sel.enrollment_op, b, l)
+    });
+    round_each!("enrollment fault detail", &d.enrollment_fault, v, |b| {
+        decode::enrollment_fault(b, l)
+    });
     for h in &d.auth {
         round(
             "PartnerAuth",
