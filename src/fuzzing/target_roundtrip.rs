@@ -56,7 +56,7 @@ fn round<T: PartialEq + std::fmt::Debug>(
 /// encoded by its own `encode`), decoded back by `$decode`.
 macro_rules! round_each {
     ($what:expr, $values:expr, $version:expr, $decode:expr) => {
-        for value in $values {
+        for value in $values.iter() {
             round($what, value, $version, |x, w| Ok(x.encode(w)?), $decode);
         }
     };
@@ -131,7 +131,7 @@ pub fn roundtrip(data: &[u8]) {
             r
         );
     }
-    round_each!("response", &d.response, v, |b| {
+    round_each!("response", d.response, v, |b| {
         decode::partner_response(sel.op, b, l)
     });
     for f in d.fault.iter().chain(&d.soap_fault_detail) {
@@ -144,22 +144,22 @@ pub fn roundtrip(data: &[u8]) {
         );
         round_fault(f, v);
     }
-    round_each!("callback request", &d.callback_request, v, |b| {
+    round_each!("callback request", d.callback_request, v, |b| {
         decode::callback_request(b, l)
     });
-    round_each!("callback response", &d.callback_response, v, |b| {
+    round_each!("callback response", d.callback_response, v, |b| {
         decode::callback_response(sel.callback_op, b, l)
     });
-    round_each!("callback fault detail", &d.callback_fault, v, |b| {
+    round_each!("callback fault detail", d.callback_fault, v, |b| {
         decode::callback_fault(b, l)
     });
-    round_each!("enrollment request", &d.enrollment_request, v, |b| {
+    round_each!("enrollment request", d.enrollment_request, v, |b| {
         decode::enrollment_request(b, l)
     });
-    round_each!("enrollment response", &d.enrollment_response, v, |b| {
+    round_each!("enrollment response", d.enrollment_response, v, |b| {
         decode::enrollment_response(sel.enrollment_op, b, l)
     });
-    round_each!("enrollment fault detail", &d.enrollment_fault, v, |b| {
+    round_each!("enrollment fault detail", d.enrollment_fault, v, |b| {
         decode::enrollment_fault(b, l)
     });
     for h in &d.auth {
