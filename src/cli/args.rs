@@ -119,6 +119,43 @@ pub enum Command {
         #[arg(long, value_name = "OPERATION")]
         response: Option<String>,
     },
+    /// The configuration: check it as `serve` would load it.
+    ///
+    /// `config check` reads the defaults, --config FILE and the PARTNERGATE_* variables and
+    /// reports every invalid key at once.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// `partnergate completions bash > /usr/share/bash-completion/completions/partnergate`;
+    /// zsh: `_partnergate` in a $fpath folder (/usr/share/zsh/vendor-completions); fish:
+    /// /usr/share/fish/vendor_completions.d/partnergate.fish.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write every page into a folder.
+    ///
+    /// `partnergate man > partnergate.1`, or `partnergate man | man -l -`; with --dir, the
+    /// main page and one per subcommand (partnergate-serve.1, …) are written there
+    /// (/usr/share/man/man1 for a package).
+    Man {
+        /// Write every page into this folder instead of printing the main one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `partnergate config …`.
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Load the configuration and report every invalid key and value (exit status 1), or
+    /// print `configuration is valid`. Files it names (TLS, CA) are read when serving.
+    Check,
 }
 
 /// How administrative commands print, and whom they act as.
