@@ -19,7 +19,7 @@ pub fn completions(shell: Shell, out: &mut String) -> Result<(), String> {
 }
 
 /// `partnergate man [--dir DIR]`: the man page (section 1, roff) printed, or with `dir` every
-/// page (`partnergate.1` and one per subcommand, `partnergate-partner-onboard.1`, …) written
+/// page (`partnergate.1` and one per subcommand, `partnergate-partner-create.1`, …) written
 /// there, and their names printed.
 pub fn man(dir: Option<&Path>, out: &mut String) -> Result<(), String> {
     match dir {
