@@ -364,10 +364,10 @@ fn installed_unit() -> (PathBuf, PathBuf) {
 /// `[Service]` settings, last one wins as in systemd (enough for single-valued ones).
 fn setting<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
     unit.lines()
+        .rev()
         .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| *k == key)
+        .find(|(k, _)| *k == key)
         .map(|(_, v)| v)
-        .last()
 }
 
 #[test]
