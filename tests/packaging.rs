@@ -15,17 +15,20 @@
 //!   command;
 //! - `packaging/partnergate.service` passes `systemd-analyze verify` (its `Documentation=` man
 //!   page resolved against the generated pages) and `systemd-analyze security --offline`
-//!   rates it at most [`MAX_EXPOSURE`]; systemd-analyze missing: skipped with a message.
+//!   rates it at most [`MAX_EXPOSURE`]; systemd-analyze missing: skipped with a message;
+//! - `partnergate health` (the image's HEALTHCHECK) against the real `serve`: exit 0 and
+//!   `URL: HTTP 200` for `/healthz` and `/readyz`, exit 1 naming the status or the refused
+//!   connection otherwise.
 
 mod common;
+#[path = "common/serve.rs"]
+mod serve;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use partnergate::config::{self, Config, Source, TomlFile};
-
-const BIN: &str = env!("CARGO_BIN_EXE_partnergate");
 
 /// The highest `systemd-analyze security` exposure the unit may have (it rates 1.1 on
 /// systemd 252; 0 is best, 10 worst; the figure is in README.md).
@@ -37,14 +40,7 @@ fn repo(path: &str) -> PathBuf {
 
 /// The real binary with `args`, without any `PARTNERGATE_*` variable of the test's environment.
 fn partnergate(args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("PARTNERGATE_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.output().unwrap()
+    serve::command().args(args).output().unwrap()
 }
 
 fn stdout(out: &Output) -> String {
@@ -357,7 +353,11 @@ fn installed_unit() -> (PathBuf, PathBuf) {
     assert!(text.contains("ExecStart=/usr/bin/partnergate serve --config /etc/partnergate/"));
     let dir = tempdir();
     let unit = dir.join("partnergate.service");
-    std::fs::write(&unit, text.replace("/usr/bin/partnergate", BIN)).unwrap();
+    std::fs::write(
+        &unit,
+        text.replace("/usr/bin/partnergate", env!("CARGO_BIN_EXE_partnergate")),
+    )
+    .unwrap();
     (dir, unit)
 }
 
@@ -466,4 +466,52 @@ fn tempdir() -> PathBuf {
     let dir = common::temp_path("packaging", "d");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+// === the health probe ===
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_asks_a_running_gateway() {
+    let gw = serve::Binary::serve(
+        common::temp_path("health", "db"),
+        "http://127.0.0.1:9/soap/partner/v1",
+        &[],
+    )
+    .await;
+    let base = format!("http://{}", gw.addr);
+    let alive = format!("{base}/healthz");
+    assert_eq!(
+        stdout(&partnergate(&["health", "--url", &alive])),
+        format!("{alive}: HTTP 200\n")
+    );
+    // Without --url: the configured listener, an unspecified address asked on loopback.
+    let out = serve::command()
+        .args(["health", "--ready"])
+        .env("PARTNERGATE_LISTEN", format!("0.0.0.0:{}", gw.addr.port()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        format!("http://127.0.0.1:{}/readyz: HTTP 200\n", gw.addr.port())
+    );
+    let refused = |args: &[&str]| {
+        let out = partnergate(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert_eq!(
+        refused(&["health", "--url", &format!("{base}/nothing")]),
+        format!("partnergate: {base}/nothing: HTTP 404\n")
+    );
+    assert_eq!(
+        refused(&["health", "--url", "https://127.0.0.1:1/healthz"]),
+        "partnergate: https://127.0.0.1:1/healthz: only http:// URLs are probed\n"
+    );
+    drop(gw);
+    let err = refused(&["health", "--url", &alive]);
+    assert!(
+        err.starts_with(&format!("partnergate: {alive}: ")) && err.contains("Connection refused"),
+        "{err}"
+    );
 }

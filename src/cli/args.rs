@@ -129,6 +129,24 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Ask a running gateway whether it is alive (/healthz) or ready (/readyz); exit 0 only on
+    /// HTTP 200.
+    ///
+    /// Without --url, the configured partner listener (`listen`; 0.0.0.0 and :: through
+    /// loopback) over plain HTTP: the container image's HEALTHCHECK.
+    Health {
+        /// The URL to ask (http:// only) instead of the configured listener's.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Ask /readyz (the database reachable) instead of /healthz.
+        #[arg(long)]
+        ready: bool,
+        /// How long to wait for the answer.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// `partnergate completions bash > /usr/share/bash-completion/completions/partnergate`;

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod contract;
 pub mod enrollment;
 pub mod group;
+pub mod health;
 pub mod key;
 pub mod manual;
 pub mod nodes;
