@@ -160,7 +160,15 @@ fn config_check_reports_every_bad_key() {
         "listen = \"nowhere\"\n[limits]\nbody_max_bytes = 0\nno_such_key = 1\n",
     )
     .unwrap();
-    let out = partnergate(&["config", "check", "--config", bad.to_str().unwrap()]);
+    let by_flag = partnergate(&["config", "check", "--config", bad.to_str().unwrap()]);
+    // PARTNERGATE_CONFIG names the file too (the container image sets it for every command).
+    let by_env = serve::command()
+        .args(["config", "check"])
+        .env("PARTNERGATE_CONFIG", &bad)
+        .output()
+        .unwrap();
+    assert_eq!(by_flag, by_env);
+    let out = by_flag;
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8(out.stderr).unwrap();

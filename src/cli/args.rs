@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(clap::Args, Debug, Default)]
 pub struct Common {
     /// TOML configuration file (keys as in README; overridden by PARTNERGATE_* and flags).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "PARTNERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Database URL: a SQLite file path (default partnergate.db) or postgres://…
     #[arg(long, global = true, value_name = "URL")]
