@@ -1,7 +1,7 @@
 //! `partnergate health`: asks a running gateway's `/healthz` (alive) or `/readyz` (ready: the
 //! database reachable) over plain HTTP and exits 0 only on HTTP 200 — the container image's
-//! `HEALTHCHECK` (the image has no other HTTP client). Uses hyper's client and the
-//! configuration loader.
+//! `HEALTHCHECK` (the image has no other HTTP client). Uses hyper's client, the configuration
+//! loader and `forward::error_chain`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -12,6 +12,8 @@ use http::Uri;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+
+use partnergate::forward::error_chain;
 
 use super::args::Common;
 use super::setup::load_config;
@@ -56,25 +58,13 @@ pub fn health(
             tokio::time::timeout(timeout, client.get(uri)).await
         })
         .map_err(|_| format!("{url}: no answer within {} ms", timeout.as_millis()))?
-        .map_err(|e| format!("{url}: {}", with_causes(&e)))?
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?
         .status();
     if status != http::StatusCode::OK {
         return Err(format!("{url}: HTTP {}", status.as_u16()));
     }
     out.push_str(&format!("{url}: HTTP 200\n"));
     Ok(())
-}
-
-/// An error with its causes (hyper's client error alone says only `client error (Connect)`).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// Where to reach a listener bound to `addr` from this host: an unspecified address
