@@ -342,7 +342,7 @@ fn decode_whole_reply(
 
 /// An error with its sources, for the log (hyper's client error alone says only "client error
 /// (Connect)").
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

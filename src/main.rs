@@ -9,7 +9,8 @@ use clap::Parser;
 
 use cli::args::{Cli, Command};
 use cli::{
-    access, audit, contract, enrollment, group, key, nodes, operator, output, partner, serve, stats,
+    access, audit, contract, enrollment, group, health, key, manual, nodes, operator, output,
+    partner, serve, setup, stats,
 };
 
 /// mimalloc instead of glibc's malloc: a request makes a few hundred small, short-lived
@@ -60,6 +61,21 @@ fn run(command: Command, out: &mut String) -> Result<(), String> {
         Command::Audit(args) => audit::run(args, out)?,
         Command::Operator(args) => operator::run(args, out)?,
         Command::Enrollment(args) => enrollment::run(args, out)?,
+        Command::Config { action, common } => setup::config(&action, &common, out)?,
+        Command::Health {
+            url,
+            ready,
+            timeout_ms,
+            common,
+        } => health::health(
+            url.as_deref(),
+            ready,
+            std::time::Duration::from_millis(timeout_ms),
+            &common,
+            out,
+        )?,
+        Command::Completions { shell } => manual::completions(shell, out)?,
+        Command::Man { dir } => manual::man(dir.as_deref(), out)?,
         Command::Serve(_) | Command::Upstream { .. } => return Err("run by main".into()),
     }
     Ok(())

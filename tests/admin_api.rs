@@ -1320,6 +1320,27 @@ async fn audit_rows_name_the_api_and_its_peer() {
         &["who"],
     )
     .await;
+    // Decoded as a form: `%XX` escapes, in names too; what does not decode to UTF-8 is
+    // refused, not replaced.
+    let v = gw
+        .expect(
+            200,
+            "GET",
+            &format!("/admin/v1/audit?%74arget={}&limit=1", a.replace('-', "%2D")),
+            None,
+        )
+        .await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(v["entries"][0]["target"], a.as_str());
+    gw.refused(
+        400,
+        "GET",
+        "/admin/v1/audit?target=group%3A%C3",
+        None,
+        Some("query"),
+        &["UTF-8"],
+    )
+    .await;
 }
 
 #[tokio::test]

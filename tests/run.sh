@@ -2,7 +2,8 @@
 # The project's test command:
 #   1. checks that the toolchain and the test tools are there (xmllint, wsimport, wsdl2h, the
 #      zeep venv, node-soap, libpq, PostgreSQL server binaries, Chromium and chromedriver for
-#      the dashboard's browser test); when something is missing it
+#      the dashboard's browser test, systemd-analyze, man, groff, zsh and fish for
+#      tests/packaging.rs); when something is missing it
 #      runs .ci/setup as root, or asks for `sudo .ci/setup`;
 #   2. unless PARTNERGATE_TEST_POSTGRES_URL is set, starts a throwaway PostgreSQL cluster in a
 #      temporary directory on a free port (as user postgres when root), exports its URL and
@@ -35,7 +36,8 @@ pg_bindir() {
 # Prints one line per missing tool.
 missing_tools() {
     local t
-    for t in xmllint wsimport wsdl2h pkg-config python3 chromium chromedriver; do
+    for t in xmllint wsimport wsdl2h pkg-config python3 chromium chromedriver \
+             systemd-analyze man groff zsh fish; do
         command -v "$t" >/dev/null 2>&1 || echo "$t"
     done
     "$PARTNERGATE_VENV/bin/python" -c 'import zeep' >/dev/null 2>&1 \

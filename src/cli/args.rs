@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(clap::Args, Debug, Default)]
 pub struct Common {
     /// TOML configuration file (keys as in README; overridden by PARTNERGATE_* and flags).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", env = "PARTNERGATE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Database URL: a SQLite file path (default partnergate.db) or postgres://…
     #[arg(long, global = true, value_name = "URL")]
@@ -119,6 +119,61 @@ pub enum Command {
         #[arg(long, value_name = "OPERATION")]
         response: Option<String>,
     },
+    /// The configuration: check it as `serve` would load it.
+    ///
+    /// `config check` reads the defaults, --config FILE and the PARTNERGATE_* variables and
+    /// reports every invalid key at once.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Ask a running gateway whether it is alive (/healthz) or ready (/readyz); exit 0 only on
+    /// HTTP 200.
+    ///
+    /// Without --url, the configured partner listener (`listen`; 0.0.0.0 and :: through
+    /// loopback) over plain HTTP: the container image's HEALTHCHECK.
+    Health {
+        /// The URL to ask (http:// only) instead of the configured listener's.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Ask /readyz (the database reachable) instead of /healthz.
+        #[arg(long)]
+        ready: bool,
+        /// How long to wait for the answer.
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// `partnergate completions bash > /usr/share/bash-completion/completions/partnergate`;
+    /// zsh: `_partnergate` in a $fpath folder (/usr/share/zsh/vendor-completions); fish:
+    /// /usr/share/fish/vendor_completions.d/partnergate.fish.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write every page into a folder.
+    ///
+    /// `partnergate man > partnergate.1`, or `partnergate man | man -l -`; with --dir, the
+    /// main page and one per subcommand (partnergate-serve.1, …) are written there
+    /// (/usr/share/man/man1 for a package).
+    Man {
+        /// Write every page into this folder instead of printing the main one.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `partnergate config …`.
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Load the configuration and report every invalid key and value (exit status 1), or
+    /// print `configuration is valid`. Files it names (TLS, CA) are read when serving.
+    Check,
 }
 
 /// How administrative commands print, and whom they act as.

@@ -1,12 +1,12 @@
 //! What commands need before they run: the configuration (defaults, file, environment, flags)
-//! and the database opened for one command.
+//! and the database opened for one command; `config check`.
 
 use std::collections::BTreeMap;
 
 use partnergate::config::{self, Config, TomlFile};
 use partnergate::store::{self as db, PoolUse, Store};
 
-use super::args::Common;
+use super::args::{Common, ConfigAction};
 
 /// Opens the database for one command, runs `f` on it (which drops the store), then waits until
 /// the pool's threads are done: a PostgreSQL connect still running while the process exits
@@ -39,4 +39,15 @@ pub fn load_config(common: &Common, flags: BTreeMap<String, String>) -> Result<C
     sources.push(&env);
     sources.push(&flags);
     Config::from_sources(&sources).map_err(|e| e.to_string())
+}
+
+/// `partnergate config check`: the configuration loaded as `serve` loads it, or every error.
+pub fn config(action: &ConfigAction, common: &Common, out: &mut String) -> Result<(), String> {
+    match action {
+        ConfigAction::Check => {
+            load_config(common, BTreeMap::new())?;
+            out.push_str("configuration is valid\n");
+        }
+    }
+    Ok(())
 }

@@ -255,3 +255,15 @@ fn fault_statuses_default_to_the_standards_and_are_set_per_version() {
         assert!(err.to_string().contains("faults.soap12_status"), "{err}");
     }
 }
+
+#[test]
+fn every_listed_key_is_one_the_configuration_applies() {
+    // KEYS is the one list (the loader's filter, the environment mapping and the example
+    // configuration's test in tests/packaging.rs read it): each must reach a setter.
+    for key in KEYS {
+        let mut c = Config::default();
+        if let Err(e) = c.set(key, "") {
+            assert_ne!(e, "unknown key", "{key} is listed but never applied");
+        }
+    }
+}

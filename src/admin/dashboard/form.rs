@@ -1,70 +1,61 @@
-//! `application/x-www-form-urlencoded` bodies and query strings, and cookies.
+//! `application/x-www-form-urlencoded` bodies and query strings (the `form_urlencoded` crate),
+//! percent-encoded path segments (`percent-encoding`), and cookies (`cookie`): the web's rules
+//! from the crates every Rust web stack uses, with one stricter rule of ours: what does not
+//! decode to UTF-8 is refused, never replaced by U+FFFD.
 
-use http::{header, HeaderMap};
+use std::borrow::Cow;
+
+use cookie::{Cookie, SameSite};
+use http::{header, HeaderMap, HeaderValue};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// What [`encode`] leaves as it is: RFC 3986's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Decoded name/value pairs, in order.
 #[derive(Clone, Debug, Default)]
 pub struct Form(Vec<(String, String)>);
 
-/// `%XX` escapes and `+` (a space); `None` for a bad escape or non-UTF-8.
-pub fn decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                // Two hex digits exactly (from_str_radix alone would take "%+5").
-                let hex = bytes.get(i + 1..i + 3)?;
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return None;
-                }
-                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+/// A path segment's `%XX` escapes decoded; `None` when the result is not UTF-8. A `%` not
+/// followed by two hex digits stays as written (as in browsers and `url`).
+pub fn decode_segment(s: &str) -> Option<String> {
+    percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
 }
 
 /// Percent-encodes a path segment or query value (RFC 3986 unreserved characters stay).
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 impl Form {
-    /// Parses `a=1&b=2`; `None` when an escape is malformed.
+    /// Parses `a=1&b=2` as browsers send it (`+` is a space, `%XX` an escape, a `%` that starts
+    /// none stays as written); `None` when a name or value does not decode to UTF-8.
     pub fn parse(text: &str) -> Option<Form> {
-        let mut pairs = Vec::new();
-        for pair in text.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            pairs.push((decode(k)?, decode(v)?));
-        }
-        Some(Form(pairs))
+        // `&`, `=` and `+` are ASCII and no UTF-8 sequence holds an ASCII byte, so the whole
+        // text decodes to UTF-8 exactly when every name and value does.
+        percent_decode_str(text).decode_utf8().ok()?;
+        Some(Form(
+            form_urlencoded::parse(text.as_bytes())
+                .into_owned()
+                .collect(),
+        ))
+    }
+
+    /// Every pair, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
     /// The first value of `name`, trimmed; `None` when absent or blank.
@@ -77,29 +68,44 @@ impl Form {
 
     /// Every value of `name`.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs()
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
             .collect()
     }
 
     /// Whether `name` was sent (with any value).
     pub fn has(&self, name: &str) -> bool {
-        self.0.iter().any(|(k, _)| k == name)
+        self.pairs().any(|(k, _)| k == name)
     }
 }
 
-/// The value of cookie `name` (the first one sent).
+/// The value of cookie `name` (the first one sent; pairs that are not cookies are skipped).
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_owned())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
+/// A `Set-Cookie` for the dashboard: `HttpOnly`, `SameSite=Strict`, `Secure` when `secure`,
+/// for `path` and `max_age` seconds (0 removes it).
+pub fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> HeaderValue {
+    let seconds = i64::try_from(max_age).unwrap_or(i64::MAX);
+    let cookie = Cookie::build((name, value))
+        .path(path)
+        .max_age(cookie::time::Duration::seconds(seconds))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .build();
+    // Names and values are ours (constants, base64url tokens): always a valid header.
+    HeaderValue::from_str(&cookie.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=1; Max-Age=0"))
 }
 
 #[cfg(test)]
@@ -113,19 +119,75 @@ mod tests {
         assert_eq!(f.all("a"), vec!["1 2", "3"]);
         assert_eq!(f.get("b"), Some("<x>"));
         assert!(f.has("c") && f.text("c").is_none());
-        assert!(Form::parse("a=%zz").is_none());
-        assert!(Form::parse("a=%ff").is_none());
-        assert!(decode("%+5").is_none(), "two hex digits, no sign");
-        assert!(decode("%4").is_none());
-        assert_eq!(decode("%41%2b").as_deref(), Some("A+"));
-        assert_eq!(encode("P 1/<x>"), "P%201%2F%3Cx%3E");
+        assert_eq!(Form::parse("a=%41%2b").unwrap().get("a"), Some("A+"));
+        // Not UTF-8 once decoded: refused, in a name or a value, alone or split by `&`.
+        for bad in ["a=%ff", "%ff=1", "a=%C3&b=%A9", "a=%C3"] {
+            assert!(Form::parse(bad).is_none(), "{bad}");
+        }
+        assert_eq!(Form::parse("a=%C3%A9").unwrap().get("a"), Some("é"));
+        // A `%` that starts no escape stays as written (WHATWG), as do `%+5` and `%4`.
+        let f = Form::parse("a=%zz&b=%+5&c=%4").unwrap();
+        assert_eq!(
+            f.pairs().collect::<Vec<_>>(),
+            [("a", "%zz"), ("b", "% 5"), ("c", "%4")]
+        );
+    }
+
+    #[test]
+    fn segments_decode_and_encode() {
+        assert_eq!(encode("P 1/<x>+é"), "P%201%2F%3Cx%3E%2B%C3%A9");
+        assert_eq!(
+            decode_segment("P%201%2F%3Cx%3E%2B%C3%A9").as_deref(),
+            Some("P 1/<x>+é")
+        );
+        assert_eq!(
+            decode_segment("a+b").as_deref(),
+            Some("a+b"),
+            "+ is a plus in a path"
+        );
+        assert!(decode_segment("%ff").is_none());
     }
 
     #[test]
     fn cookies_are_found() {
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, "a=1; pg_session=abc".parse().unwrap());
+        h.append(header::COOKIE, "pg_session=later".parse().unwrap());
         assert_eq!(cookie(&h, "pg_session").as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, "a").as_deref(), Some("1"));
         assert_eq!(cookie(&h, "b"), None);
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "junk; pg_session=x".parse().unwrap());
+        assert_eq!(cookie(&h, "pg_session").as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn set_cookies_carry_the_flags() {
+        let attrs = |v: HeaderValue| -> Vec<String> {
+            let mut a: Vec<String> = v.to_str().unwrap().split("; ").map(str::to_owned).collect();
+            a.sort();
+            a
+        };
+        assert_eq!(
+            attrs(set_cookie("pg_session", "t0k", "/ui", 3600, false)),
+            [
+                "HttpOnly",
+                "Max-Age=3600",
+                "Path=/ui",
+                "SameSite=Strict",
+                "pg_session=t0k"
+            ]
+        );
+        assert_eq!(
+            attrs(set_cookie("pg_login", "", "/ui/login", 0, true)),
+            [
+                "HttpOnly",
+                "Max-Age=0",
+                "Path=/ui/login",
+                "SameSite=Strict",
+                "Secure",
+                "pg_login="
+            ]
+        );
     }
 }

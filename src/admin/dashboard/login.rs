@@ -19,7 +19,7 @@ use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 use hyper::body::Incoming;
 
-use super::form::cookie;
+use super::form::{cookie, set_cookie};
 use super::response::{failure_page, html, redirect, Layout, Resp};
 use super::session::{self, Current, SessionError, LOGIN_COOKIE, SESSION_COOKIE};
 use super::Dashboard;
@@ -45,11 +45,7 @@ struct LoginPage {
 
 impl Dashboard {
     fn cookie_header(&self, name: &str, value: &str, max_age: u64, path: &str) -> HeaderValue {
-        let secure = if self.cookie_secure { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!(
-            "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid=1; Max-Age=0"))
+        set_cookie(name, value, path, max_age, self.cookie_secure)
     }
 
     pub(super) fn login_page(&self, error: Option<String>, status: StatusCode) -> Resp {

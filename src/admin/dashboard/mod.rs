@@ -175,7 +175,7 @@ fn segments(path: &str) -> Option<Vec<String>> {
     path.strip_prefix(PREFIX)?
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(form::decode)
+        .map(form::decode_segment)
         .collect()
 }
 

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::PREFIX;
+use crate::admin::dashboard::form::Form;
 use crate::admin::{some, AdminError, Direction, RateInput, Request, StatusInput, UpdateGroup};
 
 /// A route, with the partner id or group name from the path.
@@ -109,11 +110,11 @@ pub(super) fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     })
 }
 
-/// `%XX` escapes and `+` in a query value (the dashboard's form decoder).
-fn percent_decode(s: &str) -> Result<String, AdminError> {
-    crate::admin::dashboard::form::decode(s).ok_or_else(|| AdminError::Invalid {
+/// The query string's pairs, decoded as a form (the dashboard's decoder).
+fn query_pairs(query: Option<&str>) -> Result<Form, AdminError> {
+    Form::parse(query.unwrap_or("")).ok_or_else(|| AdminError::Invalid {
         field: "query",
-        reason: format!("{s:?} is not a valid query value"),
+        reason: "the query does not decode to UTF-8".into(),
     })
 }
 
@@ -297,11 +298,9 @@ impl<'a> Endpoint<'a> {
             Endpoint::Audit => {
                 let mut target = None;
                 let mut limit = None;
-                for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    let v = percent_decode(v)?;
+                for (k, v) in query_pairs(query)?.pairs() {
                     match k {
-                        "target" => target = Some(v),
+                        "target" => target = Some(v.to_owned()),
                         "limit" => {
                             limit = Some(v.parse::<u32>().map_err(|_| AdminError::Invalid {
                                 field: "limit",
@@ -345,9 +344,9 @@ impl<'a> Endpoint<'a> {
             },
             Endpoint::Enrollments => {
                 let mut status = None;
-                for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-                    match pair.split_once('=') {
-                        Some(("status", v)) => status = Some(percent_decode(v)?),
+                for (k, v) in query_pairs(query)?.pairs() {
+                    match k {
+                        "status" => status = Some(v.to_owned()),
                         _ => {
                             return Err(AdminError::Invalid {
                                 field: "query",
@@ -404,9 +403,20 @@ mod tests {
 
     #[test]
     fn query_values_are_decoded() {
-        assert_eq!(percent_decode("group%3Agold+x").unwrap(), "group:gold x");
-        assert!(percent_decode("%zz").is_err());
-        assert!(percent_decode("%f").is_err());
+        let q = query_pairs(Some("target=group%3Agold+x&limit=5")).unwrap();
+        assert_eq!(
+            q.pairs().collect::<Vec<_>>(),
+            [("target", "group:gold x"), ("limit", "5")]
+        );
+        assert!(query_pairs(None).unwrap().pairs().next().is_none());
+        assert!(query_pairs(Some("target=%ff")).is_err());
+        let list = |q: &str| Endpoint::Enrollments.request(&Method::GET, b"", Some(q));
+        assert!(matches!(
+            list("status=pending"),
+            Ok(Request::ListEnrollments { status: Some(s) }) if s == "pending"
+        ));
+        assert!(list("state=pending").is_err());
+        assert!(list("status=%C3").is_err());
     }
 
     #[test]
