@@ -78,6 +78,21 @@ fn decode_named<'a, K: Copy, T: PartialEq + std::fmt::Debug>(
     )
 }
 
+/// One entry point that decodes a body element as the message its name selects ([`decode_named`]):
+/// `$name` returns `$c::$ty`, `$find` maps the element to the key its decoders take.
+macro_rules! named_entry {
+    ($(#[$doc:meta])* $name:ident: $c:ident::$ty:ident, found by $find:path) => {
+        $(#[$doc])*
+        pub fn $name(
+            body: &BodyElement<'_>,
+            limits: DecodeLimits,
+        ) -> Result<$c::$ty, DecodeError> {
+            let (fast, strict) = ($c::$ty::decode_fast, $c::$ty::decode);
+            decode_named(body, $c::NAMESPACES, limits, $find, fast, strict)
+        }
+    };
+}
+
 /// The typed entry points of one contract, `$c` its generated module (`partner`, `callback`,
 /// `enrollment`): every contract has the same four — a request (its operation looked up from
 /// the body element), the response to an operation, a fault detail, the credential header block — and
@@ -120,19 +135,9 @@ macro_rules! entry_points {
         $(#[$response_doc:meta])* response: $response:ident;
         $(#[$fault_doc:meta])* fault: $fault:ident;
     ) => {
-        $(#[$request_doc])*
-        pub fn $request(
-            body: &BodyElement<'_>,
-            limits: DecodeLimits,
-        ) -> Result<$c::Request, DecodeError> {
-            decode_named(
-                body,
-                $c::NAMESPACES,
-                limits,
-                $c::Operation::from_request_element,
-                $c::Request::decode_fast,
-                $c::Request::decode,
-            )
+        named_entry! {
+            $(#[$request_doc])*
+            $request: $c::Request, found by $c::Operation::from_request_element
         }
 
         $(#[$response_doc])*
@@ -154,19 +159,9 @@ macro_rules! entry_points {
             )
         }
 
-        $(#[$fault_doc])*
-        pub fn $fault(
-            element: &BodyElement<'_>,
-            limits: DecodeLimits,
-        ) -> Result<$c::FaultDetail, DecodeError> {
-            decode_named(
-                element,
-                $c::NAMESPACES,
-                limits,
-                $c::FaultKind::from_element,
-                $c::FaultDetail::decode_fast,
-                $c::FaultDetail::decode,
-            )
+        named_entry! {
+            $(#[$fault_doc])*
+            $fault: $c::FaultDetail, found by $c::FaultKind::from_element
         }
     };
 }
