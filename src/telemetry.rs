@@ -210,6 +210,10 @@ impl RequestTrace {
         let cx = self.cx.with_span(span);
         let mut headers = http::HeaderMap::new();
         TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut headers));
+        // The propagator writes an empty `tracestate` for a trace without one: not sent.
+        if headers.get("tracestate").is_some_and(|v| v.is_empty()) {
+            headers.remove("tracestate");
+        }
         ClientTrace { cx, headers }
     }
 
