@@ -364,3 +364,80 @@ async fn with_tracing_off_nothing_is_sent_and_no_traceparent_goes_upstream() {
     assert_eq!(*receiver.exports.lock().unwrap(), 0);
     drop(gw);
 }
+
+/// The callback relay: a trusted TSP's trace is continued through the relay to the partner's
+/// BSS, which gets the relay's client span in `traceparent` (an in-process gateway; its spans
+/// are flushed when it stops).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_carries_the_trace_to_the_partner_bss() {
+    use partnergate::generated::callback::Operation as CallbackOp;
+    let receiver = Receiver::start().await;
+    let mut config = test_config();
+    config.callback.allow_http = true;
+    config.callback.allowed_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    config.tracing.otlp_endpoint = Some(receiver.url());
+    config.tracing.service_name = "pg-test".into();
+    config.tracing.trusted_traceparent = vec!["127.0.0.0/8".parse().unwrap()];
+    let gw = start_gateway(config).await;
+    let p = gw.partner(&["*"], &["127.0.0.0/8"]).await;
+    let bss = StubUpstream::start(Reply::Fixture).await;
+    let changes = partnergate::store::PartnerChanges {
+        callback_url: Some(Some(bss.url.clone())),
+        ..partnergate::store::PartnerChanges::default()
+    };
+    gw.store.update_partner("test", &p.id, &changes).unwrap();
+    gw.sync().await;
+
+    let op = CallbackOp::ALL[0];
+    let body = callback_fixture(op, &p);
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let mut req = format!(
+        "POST {CALLBACK_PATH} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml; charset=utf-8\r\n\
+         SOAPAction: \"{}\"\r\ntraceparent: 00-{caller_trace}-{caller_span}-01\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        gw.addr,
+        op.soap_action(),
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let resp = exchange(gw.addr, &req).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let id = resp.request_id();
+    let got = bss.take();
+    assert_eq!(got.len(), 1);
+    let sent = got[0]
+        .header("traceparent")
+        .expect("traceparent to the BSS");
+    gw.stop().await;
+
+    let spans = receiver.spans();
+    let server = spans
+        .iter()
+        .find(|s| attr(s, "partnergate.request_id").as_deref() == Some(id.as_str()))
+        .expect("the callback's server span");
+    assert_eq!(server.kind, SpanKind::Server as i32);
+    assert_eq!(server.name, format!("callback {}", op.name()));
+    assert_eq!(
+        attr(server, "partnergate.face").as_deref(),
+        Some("callback")
+    );
+    assert_eq!(
+        attr(server, "partnergate.partner").as_deref(),
+        Some(p.id.as_str())
+    );
+    assert_eq!(hex(&server.trace_id), caller_trace);
+    assert_eq!(hex(&server.parent_span_id), caller_span);
+    let client = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32 && s.parent_span_id == server.span_id)
+        .expect("the client span of the call to the BSS");
+    assert_eq!(client.name, "callback");
+    assert_eq!(client.trace_id, server.trace_id);
+    assert_eq!(attr(client, "server.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        sent,
+        format!("00-{caller_trace}-{}-01", hex(&client.span_id))
+    );
+}
