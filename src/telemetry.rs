@@ -226,7 +226,9 @@ impl RequestTrace {
         stages_from: Option<Instant>,
         end: Instant,
     ) {
-        if let Some(mut at) = stages_from {
+        // An unsampled trace records nothing: no stage spans to lay out.
+        let recording = self.cx.span().is_recording();
+        if let Some(mut at) = stages_from.filter(|_| recording) {
             for stage in Stage::ALL {
                 let d = stages.0[stage as usize];
                 if d.is_zero() {

@@ -441,3 +441,36 @@ async fn a_callback_carries_the_trace_to_the_partner_bss() {
         format!("00-{caller_trace}-{}-01", hex(&client.span_id))
     );
 }
+
+/// `tracing.sample_ratio = 0`: new traces are not recorded (nothing exported), but the upstream
+/// still gets a `traceparent`, marked not sampled (flags 00), so the trace id goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_traces_export_nothing_and_still_propagate() {
+    let receiver = Receiver::start().await;
+    let up = StubUpstream::start(Reply::Fixture).await;
+    let db = temp_path("trace-unsampled", "db");
+    let p = {
+        let store = Store::open(&db.display().to_string()).unwrap();
+        onboard_partner(&store, &["*"], &["127.0.0.0/8"], None)
+    };
+    let gw = Binary::serve(
+        db,
+        &up.url,
+        &[
+            ("PARTNERGATE_TRACING_OTLP_ENDPOINT", receiver.url()),
+            ("PARTNERGATE_TRACING_SAMPLE_RATIO", "0".into()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+        ],
+    )
+    .await;
+    let r = call_from(gw.addr, [127, 0, 0, 1], &p, &[]).await;
+    let copy = upstream_copy(&up, &r.request_id());
+    let sent = copy.header("traceparent").expect("a traceparent upstream");
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{sent}");
+    assert_eq!((parts[0], parts[3]), ("00", "00"), "{sent}");
+    assert_eq!((parts[1].len(), parts[2].len()), (32, 16), "{sent}");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(receiver.spans().is_empty(), "{:#?}", receiver.spans());
+    drop(gw);
+}
