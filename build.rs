@@ -65,6 +65,62 @@ mod tables;
 #[path = "codegen/wsdl_rules.rs"]
 mod wsdl_rules;
 
+/// The short commit id for `partnergate_build_info{commit}` (`PARTNERGATE_COMMIT` in the
+/// crate): `PARTNERGATE_COMMIT` from the environment when set (a build from a source tarball or
+/// a container context without `.git`), else `git rev-parse --short HEAD` when the source is a
+/// git checkout, else `unknown`. The script reruns only when HEAD moves — the files git changes
+/// on a commit, checkout or fetch (`HEAD`, the branch's ref, `packed-refs`) — not on every build.
+fn commit_id() {
+    println!("cargo:rerun-if-env-changed=PARTNERGATE_COMMIT");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let from_env = std::env::var("PARTNERGATE_COMMIT")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let from_git = || {
+        let head = git(&["rev-parse", "--short", "HEAD"])?;
+        let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watched.push(branch);
+        }
+        for path in watched {
+            // A watched path that does not exist would rerun the script on every build.
+            // (A branch ref kept only in packed-refs: its folder, where a commit writes it.)
+            let Some(file) = git(&["rev-parse", "--git-path", &path]) else {
+                continue;
+            };
+            let file = std::path::PathBuf::from(file);
+            let watch = if file.exists() {
+                Some(file.as_path())
+            } else {
+                file.parent().filter(|d| d.exists())
+            };
+            if let Some(watch) = watch {
+                println!("cargo:rerun-if-changed={}", watch.display());
+            }
+        }
+        Some(head)
+    };
+    let id = from_env
+        .or_else(from_git)
+        .unwrap_or_else(|| "unknown".into());
+    // Only what a label may hold unescaped.
+    let id: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(40)
+        .collect();
+    println!("cargo:rustc-env=PARTNERGATE_COMMIT={id}");
+}
+
 /// The published WSDLs and the name of the table generated from each.
 const CONTRACTS: [(&str, &str); 3] = [
     ("partner-api.wsdl", "partner"),
@@ -77,6 +133,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=codegen");
     println!("cargo:rerun-if-changed=src/pattern.rs");
+    commit_id();
     let root = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env("OUT_DIR"));
     let wsdl_dir = root.join("wsdl");

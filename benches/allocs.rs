@@ -96,6 +96,7 @@ fn stages(n: usize) {
     );
     let req = decode::partner_request(&env.body, DecodeLimits::default()).unwrap();
     let ctx = CallContext {
+        trace: None,
         partner_id: &who.partner_id,
         request_id: "gw-0123456789abcdef0123456789abcdef",
     };

@@ -34,6 +34,9 @@ pub enum StartError {
     /// `callback.client_*`).
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsFileError),
+    /// Tracing could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     /// A blocking task failed.
     #[error("startup task failed: {0}")]
     Task(String),
@@ -306,7 +309,9 @@ async fn serve_gateway(
         shutdown_rx.clone(),
         move |snapshot| on_new.throttle.retain(snapshot),
     ));
-    let server = Server::with_identity(&config, Arc::clone(&gateway), identities.partner.clone())?;
+    let telemetry = crate::telemetry::Telemetry::start(&config.tracing)?;
+    let server = Server::with_identity(&config, Arc::clone(&gateway), identities.partner.clone())?
+        .with_telemetry(telemetry.clone());
     let listener = Server::bind(config.listen).await?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: config.listen,
@@ -346,6 +351,9 @@ async fn serve_gateway(
     let done = tokio::spawn(async move {
         server.serve(listener, shutdown_rx, DRAIN_GRACE).await;
         last_flush(flusher, stats, store).await;
+        if let Some(telemetry) = telemetry {
+            telemetry.shutdown().await;
+        }
     });
     let done = match admin {
         Some((_, admin_done)) => tokio::spawn(async move {

@@ -187,7 +187,8 @@ impl Relay {
     }
 
     /// Handles one callback request (body already read within the body limits), admitted by
-    /// the partner's callback limiter in `throttle`.
+    /// the partner's callback limiter in `throttle`; `trace`: its server span, when tracing is on
+    /// (the call to the partner's BSS gets a client span and its `traceparent`).
     pub async fn handle(
         &self,
         throttle: &Throttle,
@@ -195,6 +196,7 @@ impl Relay {
         headers: &http::HeaderMap,
         body: &[u8],
         request_id: &str,
+        trace: Option<&crate::telemetry::RequestTrace>,
     ) -> SoapAnswer {
         let mut partner = None;
         let mut operation = None;
@@ -209,6 +211,7 @@ impl Relay {
                 &mut version,
                 &mut partner,
                 &mut operation,
+                trace,
             )
             .await;
         match result {
@@ -363,6 +366,7 @@ impl Relay {
         version: &mut SoapVersion,
         partner_out: &mut Option<String>,
         operation_out: &mut Option<&'static str>,
+        trace: Option<&crate::telemetry::RequestTrace>,
     ) -> Result<Reply, CallbackError> {
         let (ct_version, ct_action) =
             content_type_version(headers).map_err(CallbackError::Transport)?;
@@ -403,7 +407,8 @@ impl Relay {
         let request = decode::callback_request(&env.body, DecodeLimits::default())
             .map_err(CallbackError::Decode)?;
         // The block that was verified, and no other.
-        self.forward(&auth.partner, &auth.header, &request).await
+        self.forward(&auth.partner, &auth.header, &request, trace)
+            .await
     }
 
     fn client(&self, partner: &PartnerEntry) -> Result<HttpsClient, CallbackError> {
@@ -458,6 +463,7 @@ impl Relay {
         partner: &PartnerEntry,
         header: &callback::AuthHeader,
         request: &Request,
+        trace: Option<&crate::telemetry::RequestTrace>,
     ) -> Result<Reply, CallbackError> {
         let url = partner
             .callback_url
@@ -481,12 +487,18 @@ impl Relay {
             Some(|w: &mut encode::XmlWriter<'_>| Ok(callback::encode_auth_header(header, w)?)),
             |w| Ok(request.encode(w)?),
         )?;
-        let http_request = http::Request::post(uri)
+        let client = self.client(partner)?;
+        // The client span and its traceparent, when tracing is on.
+        let client_span = trace.map(|t| t.client("callback", uri.host()));
+        let mut builder = http::Request::post(uri)
             .header(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header("soapaction", format!("\"{}\"", op.soap_action()))
+            .header("soapaction", format!("\"{}\"", op.soap_action()));
+        for (name, value) in client_span.iter().flat_map(|c| &c.headers) {
+            builder = builder.header(name, value);
+        }
+        let http_request = builder
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| CallbackError::Partner(e.to_string()))?;
-        let client = self.client(partner)?;
         let max = self.config.max_response_bytes;
         let exchange = async {
             let response = client.request(http_request).await.map_err(|e| {
@@ -502,15 +514,25 @@ impl Relay {
                 .to_bytes();
             Ok::<_, CallbackError>((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(self.config.response_timeout, exchange)
+        let answer = tokio::time::timeout(self.config.response_timeout, exchange)
             .await
             .map_err(|_| {
                 CallbackError::Partner(format!(
                     "no answer within {:?}",
                     self.config.response_timeout
                 ))
-            })??;
-        decode_reply(op, status, &bytes)
+            });
+        let reply = answer
+            .and_then(|a| a)
+            .and_then(|(status, bytes)| decode_reply(op, status, &bytes));
+        if let Some(span) = client_span {
+            span.end(match &reply {
+                Ok(Reply::Response(_)) => "ok",
+                Ok(Reply::Fault { .. }) => "fault",
+                Err(_) => "error",
+            });
+        }
+        reply
     }
 }
 

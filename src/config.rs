@@ -82,6 +82,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Partner enrollment (`enrollment.*`).
     pub enrollment: EnrollmentConfig,
+    /// OpenTelemetry traces (`tracing.*`).
+    pub tracing: TracingConfig,
 }
 
 /// The admin HTTP API's listener: off unless a token is configured.
@@ -316,6 +318,7 @@ impl Default for Config {
             callback: CallbackConfig::default(),
             admin: AdminConfig::default(),
             enrollment: EnrollmentConfig::default(),
+            tracing: TracingConfig::default(),
             metrics_allow: vec![
                 IpNet::from(std::net::IpAddr::from([127, 0, 0, 1])),
                 IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
@@ -549,6 +552,7 @@ impl Config {
             k if k.starts_with("enrollment.") => {
                 self.enrollment.set(&k["enrollment.".len()..], value)?;
             }
+            k if k.starts_with("tracing.") => self.tracing.set(&k["tracing.".len()..], value)?,
             "faults.soap11_status" => {
                 self.fault_status.soap11 = match value.trim() {
                     "wsi" => Soap11Status::WsI,
@@ -690,7 +694,7 @@ mod source;
 
 pub use settings::{
     CallbackConfig, EnrollmentConfig, ProxyHeader, Soap11Status, Soap12Status, StatusModes,
-    TlsConfig, DEFAULT_CHECKOUT_TIMEOUT, DEFAULT_MAX_PENDING_ROWS,
+    TlsConfig, TracingConfig, DEFAULT_CHECKOUT_TIMEOUT, DEFAULT_MAX_PENDING_ROWS,
 };
 
 pub use source::{from_env_pairs, Environment, Source, TomlFile, KEYS};

@@ -37,6 +37,8 @@ pub struct CallContext<'a> {
     pub partner_id: &'a str,
     /// The gateway's request id.
     pub request_id: &'a str,
+    /// `traceparent` (+ `tracestate`) for the call, when tracing is on (`crate::telemetry`).
+    pub trace: Option<&'a http::HeaderMap>,
 }
 
 /// A fault from the upstream (NotFound, Conflict, …, or one without a contract detail). Its kind
@@ -200,6 +202,9 @@ impl HttpUpstream {
             .header("soapaction", format!("\"{}\"", op.soap_action()));
         if let Some(secret) = &self.gateway_secret {
             builder = builder.header(GATEWAY_SECRET_HEADER, secret.as_str());
+        }
+        for (name, value) in ctx.trace.into_iter().flatten() {
+            builder = builder.header(name, value);
         }
         let http_request = builder
             .body(Full::new(Bytes::from(body)))
@@ -373,6 +378,7 @@ mod tests {
         let ctx = CallContext {
             partner_id: "PARTNER-0042",
             request_id: "gw-0123",
+            trace: None,
         };
         let out = encode_upstream_request(ctx, &request).expect("encode");
         let text = String::from_utf8(out.clone()).expect("utf-8");

@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod rejection;
 pub mod server;
 pub mod stats;
+pub mod telemetry;
 pub mod throttle;
 pub mod transport;
 

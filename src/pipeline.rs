@@ -83,6 +83,8 @@ pub struct Incoming<'a> {
     pub request_id: &'a str,
     /// The certificate chain the TLS client presented (mutual TLS), if any.
     pub client_cert: Option<&'a Presented>,
+    /// The request's server span, when tracing is on (`crate::telemetry`).
+    pub trace: Option<&'a crate::telemetry::RequestTrace>,
 }
 
 /// What happened, with what was learnt on the way (for the fault's SOAP version and the log line).
@@ -97,6 +99,8 @@ pub struct Outcome {
     pub result: Result<UpstreamReply, Rejection>,
     /// Time per stage.
     pub stages: StageTimes,
+    /// When the first timed stage started (the stages follow each other from there).
+    pub stages_from: Option<Instant>,
     /// The key that authenticated the call (for its last-use time).
     pub key_id: Option<i64>,
 }
@@ -111,6 +115,7 @@ pub async fn handle(gw: &Gateway, incoming: Incoming<'_>) -> Outcome {
             String::new(),
         ))),
         stages: StageTimes::default(),
+        stages_from: None,
         key_id: None,
     };
     outcome.result = run(gw, &incoming, &mut outcome).await;
@@ -144,6 +149,7 @@ async fn run(
 
     // XML limits: one streaming pass before anything else parses.
     let mut laps = Laps(Instant::now());
+    out.stages_from = Some(laps.0);
     let limited = limit::check_xml(incoming.body, &gw.settings.xml);
     laps.lap(Stage::Limit, out);
     let outline = limited.map_err(Rejection::Limit)?;
@@ -232,11 +238,21 @@ async fn run(
         .upstream
         .as_ref()
         .ok_or(Rejection::Forward(ForwardError::Unconfigured))?;
+    // The client span and its traceparent, when tracing is on.
+    let client = incoming.trace.map(|t| t.client("upstream", None));
     let ctx = CallContext {
         partner_id: &auth.partner.partner_id,
         request_id: incoming.request_id,
+        trace: client.as_ref().map(|c| &c.headers),
     };
     let reply = upstream.call(ctx, &request).await;
+    if let Some(client) = client {
+        client.end(match &reply {
+            Ok(UpstreamReply::Response(_)) => "ok",
+            Ok(UpstreamReply::Fault(_)) => "fault",
+            Err(_) => "error",
+        });
+    }
     laps.lap(Stage::Upstream, out);
     reply.map_err(Rejection::Forward)
 }

@@ -13,7 +13,9 @@
 //! one of [`SHARDS`] mutexes, chosen per worker thread, for a few hundred nanoseconds.
 
 mod flush;
+mod partners;
 mod pending;
+pub mod process;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;

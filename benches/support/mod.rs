@@ -171,6 +171,7 @@ pub async fn answer(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
         body,
         request_id: "gw-0123456789abcdef0123456789abcdef",
         client_cert: None,
+        trace: None,
     };
     let outcome = pipeline::handle(gw, incoming).await;
     match outcome.result {

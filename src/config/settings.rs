@@ -221,3 +221,66 @@ impl EnrollmentConfig {
         Ok(())
     }
 }
+
+/// `tracing.*`: OpenTelemetry traces (`crate::telemetry`), off unless an endpoint is set.
+#[derive(Clone, Debug)]
+pub struct TracingConfig {
+    /// `tracing.otlp_endpoint`: the OTLP/HTTP receiver (`http://127.0.0.1:4318`; spans are
+    /// POSTed to `…/v1/traces` as protobuf); empty, the default: tracing off.
+    pub otlp_endpoint: Option<String>,
+    /// `tracing.service_name`: the `service.name` of every span (default `partnergate`).
+    pub service_name: String,
+    /// `tracing.sample_ratio`: the share of new traces recorded, 0 to 1 (default 1); a
+    /// continued trace follows its caller's sampled flag.
+    pub sample_ratio: f64,
+    /// `tracing.trusted_traceparent`: the networks whose `traceparent`/`tracestate` is
+    /// continued; from anyone else it is ignored and a new trace starts (default: none).
+    pub trusted_traceparent: Vec<ipnet::IpNet>,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            otlp_endpoint: None,
+            service_name: "partnergate".into(),
+            sample_ratio: 1.0,
+            trusted_traceparent: Vec::new(),
+        }
+    }
+}
+
+impl TracingConfig {
+    /// Applies one `tracing.*` key (`key` without the prefix).
+    pub(super) fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "otlp_endpoint" => {
+                let v = value.trim();
+                if v.is_empty() {
+                    self.otlp_endpoint = None;
+                    return Ok(());
+                }
+                let uri: http::Uri = v.parse().map_err(|_| "expected a URL".to_string())?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                    return Err("expected an http:// or https:// URL (empty: off)".into());
+                }
+                self.otlp_endpoint = Some(v.trim_end_matches('/').to_string());
+            }
+            "service_name" => {
+                let v = value.trim();
+                if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
+                    return Err("expected 1 to 128 characters".into());
+                }
+                self.service_name = v.to_string();
+            }
+            "sample_ratio" => {
+                self.sample_ratio = match value.trim().parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => r,
+                    _ => return Err("expected a number from 0 to 1".into()),
+                };
+            }
+            "trusted_traceparent" => self.trusted_traceparent = super::nets(value)?,
+            _ => return Err("unknown key".into()),
+        }
+        Ok(())
+    }
+}

@@ -267,3 +267,37 @@ fn every_listed_key_is_one_the_configuration_applies() {
         }
     }
 }
+
+#[test]
+fn tracing_is_off_by_default_and_its_keys_are_checked() {
+    let c = Config::from_sources(&[]).expect("defaults");
+    assert!(c.tracing.otlp_endpoint.is_none(), "off by default");
+    assert_eq!(c.tracing.service_name, "partnergate");
+    assert_eq!(c.tracing.sample_ratio, 1.0);
+    assert!(c.tracing.trusted_traceparent.is_empty());
+    let file = TomlFile::parse(
+        "[tracing]\notlp_endpoint = \"http://127.0.0.1:4318/\"\nservice_name = \"gw-eu\"\n\
+         sample_ratio = 0.25\ntrusted_traceparent = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
+    )
+    .expect("toml");
+    let c = Config::from_sources(&[&file]).expect("valid");
+    assert_eq!(
+        c.tracing.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:4318")
+    );
+    assert_eq!(c.tracing.service_name, "gw-eu");
+    assert_eq!(c.tracing.sample_ratio, 0.25);
+    assert_eq!(c.tracing.trusted_traceparent.len(), 2);
+    // Empty turns it off again (a later source, e.g. the environment).
+    let off = map(&[("tracing.otlp_endpoint", "")]);
+    let c = Config::from_sources(&[&file, &off]).expect("valid");
+    assert!(c.tracing.otlp_endpoint.is_none());
+    let bad = map(&[
+        ("tracing.otlp_endpoint", "grpc://collector:4317"),
+        ("tracing.sample_ratio", "1.5"),
+        ("tracing.service_name", ""),
+        ("tracing.trusted_traceparent", "10.1.2.3/8"),
+    ]);
+    let err = Config::from_sources(&[&bad]).expect_err("invalid");
+    assert_eq!(err.0.len(), 4, "{err}");
+}

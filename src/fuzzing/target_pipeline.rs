@@ -251,6 +251,7 @@ pub(super) fn run_pipeline(h: &PipelineHarness, input: &PipelineInput<'_>) -> (O
         body: input.body,
         request_id: REQUEST_ID,
         client_cert: None,
+        trace: None,
     };
     let outcome = block_on(pipeline::handle(&h.gateway, incoming));
     let calls = std::mem::take(&mut *h.stub.calls.lock().expect("calls"));

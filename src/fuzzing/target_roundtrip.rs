@@ -121,6 +121,7 @@ pub fn roundtrip(data: &[u8]) {
         );
         // What the upstream receives: the canonical upstream envelope decodes to the same value.
         let ctx = CallContext {
+            trace: None,
             partner_id: PARTNERS[0].id,
             request_id: REQUEST_ID,
         };

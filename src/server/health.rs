@@ -6,6 +6,7 @@ use http_body_util::Full;
 
 use super::respond::text;
 use super::{Server, READY_STALENESS};
+use crate::store::PartnerStatus;
 
 impl Server {
     /// Ready once the database has confirmed the snapshot recently (within [`READY_STALENESS`]).
@@ -74,6 +75,14 @@ impl Server {
             ),
         ];
         let mut body = self.gateway.stats.render(&gauges);
+        // Per-partner latency for the active partners in force only (a bounded label set).
+        self.gateway.stats.render_partner_latency(&mut body, |id| {
+            snapshot
+                .partners
+                .get(id)
+                .is_some_and(|p| p.status == PartnerStatus::Active)
+        });
+        crate::stats::process::render(&mut body);
         cell.render_refresh_metrics(&mut body);
         self.gateway.throttle.render_cluster_metrics(&mut body);
         self.admission.render(&mut body);

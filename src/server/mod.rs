@@ -91,6 +91,7 @@ pub struct Server {
     started: Instant,
     metrics_allow: Vec<ipnet::IpNet>,
     admission: Arc<Admission>,
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 /// Loads a certificate chain and key (PEM) into a TLS acceptor (HTTP/1.1 via ALPN) that asks
@@ -145,7 +146,14 @@ impl Server {
             started: Instant::now(),
             metrics_allow: config.metrics_allow.clone(),
             admission: Admission::new(config),
+            telemetry: None,
         })
+    }
+
+    /// Traces every request answered after its body was read (`crate::telemetry`; `None`: off).
+    pub fn with_telemetry(mut self, telemetry: Option<Arc<crate::telemetry::Telemetry>>) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// Binds `addr` with a listen backlog of [`LISTEN_BACKLOG`] (tokio's default is 1,024: a
@@ -418,12 +426,15 @@ impl Server {
             Ok(b) => b,
             Err(response) => return response,
         };
+        let trace = (self.telemetry.as_ref())
+            .map(|t| t.request("partner", peer.ip(), &parts.headers, started));
         let incoming = pipeline::Incoming {
             peer: peer.ip(),
             headers: &parts.headers,
             body: &body,
             request_id: &request_id,
             client_cert: cert,
+            trace: trace.as_ref(),
         };
         // One span per request, at DEBUG: events on the request's way carry its id when
         // debugging. Nothing on the path logs at INFO or above inside it (the access line, with
@@ -477,6 +488,14 @@ impl Server {
             stages: outcome.stages,
             key_id: outcome.key_id,
         };
+        if let Some(trace) = trace {
+            trace.finish(
+                &done.facts(),
+                &outcome.stages,
+                outcome.stages_from,
+                Instant::now(),
+            );
+        }
         self.finish(done, started);
         response
     }
@@ -503,6 +522,8 @@ impl Server {
                     Ok(b) => b,
                     Err(response) => return response,
                 };
+                let trace = (self.telemetry.as_ref())
+                    .map(|t| t.request("callback", peer.ip(), &parts.headers, started));
                 let answer = relay
                     .handle(
                         &self.gateway.throttle,
@@ -510,8 +531,13 @@ impl Server {
                         &parts.headers,
                         &body,
                         &request_id,
+                        trace.as_ref(),
                     )
                     .await;
+                if let Some(trace) = trace {
+                    let facts = respond::answer_facts(&answer, &request_id);
+                    trace.finish(&facts, &StageTimes::default(), None, Instant::now());
+                }
                 (answer, false)
             }
         };

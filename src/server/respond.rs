@@ -80,6 +80,35 @@ pub(super) struct Done<'a> {
     pub(super) key_id: Option<i64>,
 }
 
+impl Done<'_> {
+    /// What the request's server span carries (`crate::telemetry`).
+    pub(super) fn facts(&self) -> crate::telemetry::Facts<'_> {
+        crate::telemetry::Facts {
+            request_id: self.request_id,
+            partner: self.partner,
+            operation: self.operation,
+            outcome: self.outcome,
+            rule: self.rejection.map(|r| r.stage()),
+            status: self.status.as_u16(),
+        }
+    }
+}
+
+/// What the server span of a callback carries.
+pub(super) fn answer_facts<'a>(
+    answer: &'a crate::transport::SoapAnswer,
+    request_id: &'a str,
+) -> crate::telemetry::Facts<'a> {
+    crate::telemetry::Facts {
+        request_id,
+        partner: answer.partner.as_deref(),
+        operation: answer.operation,
+        outcome: answer.outcome,
+        rule: None,
+        status: answer.status.as_u16(),
+    }
+}
+
 pub(super) fn log_line(done: &Done<'_>, elapsed: Duration) {
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     // Never a key or a body: the rejection's Display names rules, paths and limits only.

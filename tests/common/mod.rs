@@ -538,6 +538,7 @@ pub fn assert_canonical_upstream(
     );
     let expected = forward::encode_upstream_request(
         CallContext {
+            trace: None,
             partner_id,
             request_id,
         },
