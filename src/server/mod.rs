@@ -31,7 +31,7 @@ use crate::fault;
 use crate::forward::UpstreamReply;
 use crate::limit;
 use crate::pipeline::{self, Gateway};
-use crate::stats::{Record, StageTimes};
+use crate::stats::{Face, Record, StageTimes};
 use crate::transport::SoapAnswer;
 
 pub mod admit;
@@ -476,6 +476,7 @@ impl Server {
             rejection: encode_failure.as_ref().or(outcome.result.as_ref().err()),
             stages: outcome.stages,
             key_id: outcome.key_id,
+            face: Face::Soap,
         };
         self.finish(done, started);
         response
@@ -538,6 +539,7 @@ impl Server {
             rejection: None,
             stages: StageTimes::default(),
             key_id: None,
+            face: Face::Soap,
         };
         self.finish(done, started);
         let mut r = soap_response(answer.status, answer.version, request_id, answer.body);
@@ -599,6 +601,7 @@ impl Server {
                 rejection: Some(&rejection),
                 stages: StageTimes::default(),
                 key_id: None,
+                face: Face::Soap,
             };
             self.finish(done, started);
             let mut response = fault_response(f, version, request_id);
@@ -622,6 +625,7 @@ impl Server {
                 total: elapsed,
                 stages: done.stages,
                 key_id: done.key_id,
+                face: done.face,
             },
             pipeline::unix_now(),
         );
