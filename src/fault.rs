@@ -524,7 +524,13 @@ where
     body
 }
 
+mod problem;
 mod upstream;
+
+pub use problem::{
+    problem, problem_upstream, ProblemResponse, ProblemType, PROBLEM_JSON, PROBLEM_TYPES,
+    TYPE_PREFIX,
+};
 
 #[cfg(test)]
 use upstream::*;
