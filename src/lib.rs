@@ -33,6 +33,7 @@ pub mod forward;
 pub mod limit;
 pub mod pipeline;
 pub mod rejection;
+pub mod rest;
 pub mod server;
 pub mod stats;
 pub mod throttle;

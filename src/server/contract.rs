@@ -56,7 +56,7 @@ impl PublicAddress {
         }
     }
 
-    fn cache_control(&self) -> &'static str {
+    pub(super) fn cache_control(&self) -> &'static str {
         if self.url.is_some() {
             "public, max-age=300"
         } else {
