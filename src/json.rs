@@ -54,6 +54,9 @@
 mod reader;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 pub use reader::{JsonReader, Members, MAX_STRING_CHARS};
 pub use writer::{JsonEncodeError, JsonWriter};
 

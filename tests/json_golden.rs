@@ -124,8 +124,10 @@ fn requests_in_json_reach_the_upstream_as_the_xml_fixtures_do() {
             .unwrap_or_else(|e| panic!("{}: {e}", json_path.display()));
         assert_eq!(request.operation(), op);
         let mut upstream = Vec::new();
-        encode::body_only(SoapVersion::Soap11, &mut upstream, |w| Ok(request.encode(w)?))
-            .expect("encode");
+        encode::body_only(SoapVersion::Soap11, &mut upstream, |w| {
+            Ok(request.encode(w)?)
+        })
+        .expect("encode");
         let canonical = dir.join("request.canonical.xml");
         assert_same(&canonical, &read(&canonical), &upstream);
 
