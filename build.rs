@@ -9,8 +9,8 @@
 //! 2. Feeds the imported XSDs to xsd-parser (quick-xml serializer + deserializer, facets kept) and
 //!    tightens what it emits (see `harden`): constructors check every facet, tuple fields are
 //!    private, string lengths count characters, not bytes (`codegen/schema.rs`, `harden.rs`,
-//!    `patterns.rs`), and adds the fast decoders/encoders (`fast.rs`) and the content models
-//!    (`models.rs`).
+//!    `patterns.rs`), and adds the fast decoders/encoders (`fast.rs`), the JSON codec of every
+//!    content model (`json.rs`) and the content models (`models.rs`).
 //! 3. Emits, with quote + prettyplease, the operation tables (`Operation`, `Request`, `Response`,
 //!    `FaultDetail` per WSDL): lookup by body element and SOAPAction, permission names, typed
 //!    decode/encode dispatch (`codegen/tables.rs`).
@@ -55,6 +55,8 @@ mod route_table;
 mod fast;
 #[path = "codegen/harden.rs"]
 mod harden;
+#[path = "codegen/json.rs"]
+mod json;
 #[path = "codegen/models.rs"]
 mod models;
 #[path = "codegen/names.rs"]

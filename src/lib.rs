@@ -30,6 +30,7 @@ pub mod enroll;
 pub mod envelope;
 pub mod fault;
 pub mod forward;
+pub mod json;
 pub mod limit;
 pub mod pipeline;
 pub mod rejection;
