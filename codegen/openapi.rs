@@ -40,7 +40,12 @@ fn s(text: &str) -> J {
 }
 
 fn o(members: Vec<(&str, J)>) -> J {
-    J::O(members.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    J::O(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn quote(text: &str, out: &mut String) {
@@ -145,7 +150,9 @@ fn read_types(
                     }
                 }
                 ("restriction", _) => {
-                    let key = current_simple.as_ref().expect("restriction in a simpleType");
+                    let key = current_simple
+                        .as_ref()
+                        .expect("restriction in a simpleType");
                     let base = t.get("base").expect("restriction base");
                     let base = base.strip_prefix("xs:").unwrap_or_else(|| {
                         panic!("{key}: a restriction of {base} is not mapped (only xs:* bases)")
@@ -153,7 +160,9 @@ fn read_types(
                     simple.entry(key.clone()).or_default().base = base.to_string();
                 }
                 ("enumeration", _) => {
-                    let key = current_simple.as_ref().expect("enumeration in a simpleType");
+                    let key = current_simple
+                        .as_ref()
+                        .expect("enumeration in a simpleType");
                     let v = t.get("value").expect("value").to_string();
                     simple.entry(key.clone()).or_default().enums.push(v);
                 }
@@ -180,7 +189,10 @@ fn schema_name(key: &str) -> String {
 }
 
 fn reference(key: &str) -> J {
-    o(vec![("$ref", J::S(format!("#/components/schemas/{}", schema_name(key))))])
+    o(vec![(
+        "$ref",
+        J::S(format!("#/components/schemas/{}", schema_name(key))),
+    )])
 }
 
 /// The range of an XML Schema integer type.
@@ -218,7 +230,9 @@ fn ecma(xsd: &str) -> String {
                     ('s', false) => out.push_str(&format!("[{SPACE}]")),
                     ('S', false) => out.push_str(&format!("[^{SPACE}]")),
                     ('s', true) => out.push_str(SPACE),
-                    ('S', true) if out.ends_with(&format!("[{SPACE}")) && rest(at).starts_with(']') => {
+                    ('S', true)
+                        if out.ends_with(&format!("[{SPACE}")) && rest(at).starts_with(']') =>
+                    {
                         out.truncate(out.len() - SPACE.len());
                         out.push_str(r"\s\S");
                     }
@@ -320,7 +334,14 @@ impl Contract<'_> {
         reference(ty)
     }
 
-    fn child_schema(&self, model: &str, name: &str, max: u32, min: u32, wanted: &mut BTreeSet<String>) -> J {
+    fn child_schema(
+        &self,
+        model: &str,
+        name: &str,
+        max: u32,
+        min: u32,
+        wanted: &mut BTreeSet<String>,
+    ) -> J {
         let ty = self
             .child_types
             .get(&(model.to_string(), name.to_string()))
@@ -362,7 +383,10 @@ impl Contract<'_> {
             if leave_out.contains(&name.as_str()) {
                 continue;
             }
-            properties.push((name.clone(), self.child_schema(key, name, *max, *min, wanted)));
+            properties.push((
+                name.clone(),
+                self.child_schema(key, name, *max, *min, wanted),
+            ));
             if *min > 0 {
                 required.push(s(name));
             }
@@ -430,7 +454,13 @@ fn problem_schema(faults: &[(String, String)]) -> J {
         ("properties", J::O(properties)),
         (
             "required",
-            J::A(vec![s("type"), s("title"), s("status"), s("detail"), s("requestId")]),
+            J::A(vec![
+                s("type"),
+                s("title"),
+                s("status"),
+                s("detail"),
+                s("requestId"),
+            ]),
         ),
         ("additionalProperties", J::B(false)),
     ])
@@ -497,7 +527,10 @@ pub(crate) fn openapi(
             let body_name = format!("{op}Request");
             let mut leave_out = in_path.clone();
             leave_out.extend(query.iter());
-            schemas.push((body_name.clone(), c.model_schema(&request, &leave_out, &mut wanted)));
+            schemas.push((
+                body_name.clone(),
+                c.model_schema(&request, &leave_out, &mut wanted),
+            ));
             operation.push((
                 "requestBody",
                 o(vec![
@@ -508,7 +541,10 @@ pub(crate) fn openapi(
                             "application/json",
                             o(vec![(
                                 "schema",
-                                o(vec![("$ref", J::S(format!("#/components/schemas/{body_name}")))]),
+                                o(vec![(
+                                    "$ref",
+                                    J::S(format!("#/components/schemas/{body_name}")),
+                                )]),
                             )]),
                         )]),
                     ),
@@ -522,7 +558,10 @@ pub(crate) fn openapi(
                 ("description", J::S(format!("The {op} response."))),
                 (
                     "content",
-                    o(vec![("application/json", o(vec![("schema", reference(&response))]))]),
+                    o(vec![(
+                        "application/json",
+                        o(vec![("schema", reference(&response))]),
+                    )]),
                 ),
             ]),
         )];
@@ -535,7 +574,10 @@ pub(crate) fn openapi(
                         "content",
                         o(vec![(
                             "application/problem+json",
-                            o(vec![("schema", o(vec![("$ref", s("#/components/schemas/Problem"))]))]),
+                            o(vec![(
+                                "schema",
+                                o(vec![("$ref", s("#/components/schemas/Problem"))]),
+                            )]),
                         )]),
                     ),
                 ]),

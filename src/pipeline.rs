@@ -222,9 +222,9 @@ pub struct JsonIncoming<'a> {
     pub client_cert: Option<&'a Presented>,
 }
 
-/// The REST face's path: credentials from the headers, then the same stages as [`handle`]
-/// (client certificate, allowlist, permission, throttle), the strict JSON decode into the same
-/// typed `Request`, and the same forward.
+/// The REST face's path: the JSON limits pass, credentials from the headers, then the same
+/// stages as [`handle`] (client certificate, allowlist, permission, throttle), the strict JSON
+/// decode into the same typed `Request` (`crate::json`), and the same forward.
 pub async fn handle_json(gw: &Gateway, incoming: JsonIncoming<'_>) -> Outcome {
     let mut outcome = Outcome {
         version: SoapVersion::Soap11,
@@ -236,9 +236,16 @@ pub async fn handle_json(gw: &Gateway, incoming: JsonIncoming<'_>) -> Outcome {
         stages: StageTimes::default(),
         key_id: None,
     };
+    // JSON limits: one byte scan before anything parses the body or checks the caller.
+    let mut laps = Laps(Instant::now());
+    let limited = limit::check_json(incoming.body, &gw.settings.xml);
+    laps.lap(Stage::Limit, &mut outcome);
+    if let Err(e) = limited {
+        outcome.result = Err(Rejection::Limit(e));
+        return outcome;
+    }
     let snapshot = gw.snapshot.load();
     let now = unix_now();
-    let laps = Laps(Instant::now());
     let auth = authenticate::authenticate_headers(incoming.headers, &snapshot, now);
     let call = Admit {
         peer: incoming.peer,
@@ -248,26 +255,18 @@ pub async fn handle_json(gw: &Gateway, incoming: JsonIncoming<'_>) -> Outcome {
         op: incoming.op,
     };
     let (body, members, op) = (incoming.body, incoming.url_members, incoming.op);
-    outcome.result = admitted(gw, call, auth, &snapshot, now, laps, &mut outcome, |limits| {
-        decode_json(op, body, members, &limits)
-    })
+    outcome.result = admitted(
+        gw,
+        call,
+        auth,
+        &snapshot,
+        now,
+        laps,
+        &mut outcome,
+        |limits| crate::json::decode_partner_request(op, body, members, &limits),
+    )
     .await;
     outcome
-}
-
-/// The JSON decoder of the contract (`crate::json`).
-fn decode_json(
-    op: Operation,
-    body: &[u8],
-    url_members: &[(&str, &str)],
-    limits: &DecodeLimits,
-) -> Result<crate::generated::partner::Request, decode::DecodeError> {
-    let _ = (op, body, url_members, limits);
-    Err(decode::DecodeError {
-        path: "/".into(),
-        rule: decode::Rule::Invalid,
-        detail: "the JSON decoder is not there yet".into(),
-    })
 }
 
 /// What the shared stages need of a request, whichever face it came through.

@@ -28,7 +28,11 @@ pub const DOCS_PATH: &str = "/rest/partner/v1/docs";
 
 /// What a route's request must be: `application/json` (any parameters) with a body, nothing
 /// for a `GET`. The body passed on is `{}` for a route without one.
-pub fn body_of<'b>(route: &Route, headers: &HeaderMap, body: &'b [u8]) -> Result<&'b [u8], Rejection> {
+pub fn body_of<'b>(
+    route: &Route,
+    headers: &HeaderMap,
+    body: &'b [u8],
+) -> Result<&'b [u8], Rejection> {
     if !route.has_body() {
         if !body.is_empty() {
             return Err(Rejection::Route(RouteError::UnexpectedBody));

@@ -62,7 +62,8 @@ mod tests {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(
-                http::header::HeaderName::from_bytes(k.as_bytes()).unwrap_or_else(|_| panic!("{k}")),
+                http::header::HeaderName::from_bytes(k.as_bytes())
+                    .unwrap_or_else(|_| panic!("{k}")),
                 http::HeaderValue::from_str(v).unwrap_or_else(|_| panic!("{v}")),
             );
         }
@@ -76,7 +77,10 @@ mod tests {
         let s = Snapshot::empty();
         let auth = |pairs: &[(&str, &str)]| authenticate_headers(&headers(pairs), &s, 0);
         assert_eq!(auth(&[]).err(), Some(AuthError::Missing));
-        assert_eq!(auth(&[("x-partner-id", "PARTNER-1")]).err(), Some(AuthError::Missing));
+        assert_eq!(
+            auth(&[("x-partner-id", "PARTNER-1")]).err(),
+            Some(AuthError::Missing)
+        );
         assert_eq!(
             auth(&[
                 ("x-partner-id", "PARTNER-1"),
@@ -86,15 +90,26 @@ mod tests {
             .err(),
             Some(AuthError::Duplicate)
         );
-        for bad in ["Basic abc", "pgk_0123456789abcdef0123", "Bearer short", "Bearer  pgk_0123456789abcdef0123"] {
+        for bad in [
+            "Basic abc",
+            "pgk_0123456789abcdef0123",
+            "Bearer short",
+            "Bearer  pgk_0123456789abcdef0123",
+        ] {
             let e = auth(&[("x-partner-id", "PARTNER-1"), ("authorization", bad)]).err();
             assert!(matches!(e, Some(AuthError::Malformed(_))), "{bad}: {e:?}");
         }
         let e = auth(&[("x-partner-id", "partner 1"), ("authorization", KEY)]).err();
         assert!(matches!(e, Some(AuthError::Malformed(_))), "{e:?}");
         assert_eq!(
-            auth(&[("x-partner-id", "PARTNER-1"), ("authorization", "bearer pgk_0123456789abcdef0123")]).err(),
-            Some(AuthError::UnknownPartner { claimed: "PARTNER-1".into() })
+            auth(&[
+                ("x-partner-id", "PARTNER-1"),
+                ("authorization", "bearer pgk_0123456789abcdef0123")
+            ])
+            .err(),
+            Some(AuthError::UnknownPartner {
+                claimed: "PARTNER-1".into()
+            })
         );
     }
 }

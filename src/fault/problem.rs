@@ -139,7 +139,8 @@ fn of_plan(p: &Plan) -> ProblemType {
         }
         Some(Detail::Upstream(FaultDetail::NotFound(_))) => NOT_FOUND,
         Some(Detail::Upstream(FaultDetail::Conflict(_))) => CONFLICT,
-        Some(Detail::Upstream(FaultDetail::UpstreamUnavailable(_))) | Some(Detail::Unavailable(_))
+        Some(Detail::Upstream(FaultDetail::UpstreamUnavailable(_)))
+        | Some(Detail::Unavailable(_))
             if p.status != StatusCode::INTERNAL_SERVER_ERROR =>
         {
             UNAVAILABLE
@@ -218,7 +219,13 @@ fn write(ty: ProblemType, p: Plan, request_id: &str) -> ProblemResponse {
 /// `,"<FaultElement>":{…}`: the typed detail in its JSON form; left out should it not encode
 /// (its values were validated on construction, so it does).
 fn fault_member(out: &mut Vec<u8>, detail: &FaultDetail) {
-    let _ = (out, detail);
+    let start = out.len();
+    out.push(b',');
+    string(out, detail.kind().element().1);
+    out.push(b':');
+    if crate::json::encode_partner_fault(detail, out).is_err() {
+        out.truncate(start);
+    }
 }
 
 #[cfg(test)]

@@ -58,7 +58,9 @@ pub(super) fn rejections(q: &str) -> Vec<Rejection> {
         Rejection::Transport(T::DuplicateAction),
         Rejection::Transport(T::ContentEncoding(s())),
         Rejection::Route(crate::rejection::RouteError::NotFound),
-        Rejection::Route(crate::rejection::RouteError::MethodNotAllowed { allow: "GET, PATCH" }),
+        Rejection::Route(crate::rejection::RouteError::MethodNotAllowed {
+            allow: "GET, PATCH",
+        }),
         Rejection::Route(crate::rejection::RouteError::UnsupportedMediaType(s())),
         Rejection::Route(crate::rejection::RouteError::UnexpectedBody),
         Rejection::Limit(L::BodyTooLarge { limit: 1 }),

@@ -60,7 +60,12 @@ pub fn render_upstream(
     request_id: &str,
     statuses: StatusModes,
 ) -> FaultResponse {
-    finish(upstream_plan(fault, request_id), version, request_id, statuses)
+    finish(
+        upstream_plan(fault, request_id),
+        version,
+        request_id,
+        statuses,
+    )
 }
 
 /// What an upstream fault becomes, whichever face renders it (see [`render_upstream`]).

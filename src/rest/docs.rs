@@ -7,5 +7,8 @@ pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri '
 
 /// The page for a deployment at `base`.
 pub fn page(base: &str) -> Result<String, String> {
-    Ok(format!("<!doctype html><title>partnergate REST</title><p>{}</p>", base.len()))
+    Ok(format!(
+        "<!doctype html><title>partnergate REST</title><p>{}</p>",
+        base.len()
+    ))
 }

@@ -170,16 +170,25 @@ mod tests {
             let n = ROUTES.iter().filter(|r| r.op == op).count();
             assert_eq!(n, 1, "{op:?} has {n} routes");
         }
-        assert_eq!(ROUTES.len(), ROUTE_TABLE.len(), "a row names no operation or method");
+        assert_eq!(
+            ROUTES.len(),
+            ROUTE_TABLE.len(),
+            "a row names no operation or method"
+        );
         assert_eq!(ROUTES.len(), Operation::ALL.len());
         for (i, a) in ROUTES.iter().enumerate() {
             for b in &ROUTES[i + 1..] {
                 let same_shape = a.method == b.method
                     && a.path.split('/').count() == b.path.split('/').count()
-                    && a.path.split('/').zip(b.path.split('/')).all(|(x, y)| {
-                        x == y || x.starts_with('{') || y.starts_with('{')
-                    });
-                assert!(!same_shape, "{} {} and {} overlap", a.method, a.path, b.path);
+                    && a.path
+                        .split('/')
+                        .zip(b.path.split('/'))
+                        .all(|(x, y)| x == y || x.starts_with('{') || y.starts_with('{'));
+                assert!(
+                    !same_shape,
+                    "{} {} and {} overlap",
+                    a.method, a.path, b.path
+                );
             }
         }
     }
@@ -189,13 +198,25 @@ mod tests {
         let m = resolve(&Method::GET, "/accounts/AC-1%2F2", None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.route.op, Operation::GetAccount);
         assert_eq!(m.pairs(), vec![("AccountNumber", "AC-1/2")]);
-        let m = resolve(&Method::GET, "/accounts/A/services", Some("ServiceType=voice+line"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(m.pairs(), vec![("AccountNumber", "A"), ("ServiceType", "voice line")]);
-        let m = resolve(&Method::POST, "/services/S/features/CALL_FORWARDING/status", None)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let m = resolve(
+            &Method::GET,
+            "/accounts/A/services",
+            Some("ServiceType=voice+line"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            m.pairs(),
+            vec![("AccountNumber", "A"), ("ServiceType", "voice line")]
+        );
+        let m = resolve(
+            &Method::POST,
+            "/services/S/features/CALL_FORWARDING/status",
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.route.op, Operation::ChangeFeatureStatus);
-        let err = |m: &Method, p: &str, q: Option<&str>| resolve(m, p, q).err().map(|e| e.to_string());
+        let err =
+            |m: &Method, p: &str, q: Option<&str>| resolve(m, p, q).err().map(|e| e.to_string());
         assert_eq!(
             err(&Method::DELETE, "/accounts/A", None),
             Some("method not allowed here (allowed: GET, PATCH)".into())
@@ -204,10 +225,20 @@ mod tests {
             err(&Method::PUT, "/accounts", None),
             Some("method not allowed here (allowed: GET, POST)".into())
         );
-        assert_eq!(err(&Method::GET, "/accounts/", None), Some("no resource at this path".into()));
-        assert_eq!(err(&Method::GET, "/nothing", None), Some("no resource at this path".into()));
         assert_eq!(
-            err(&Method::GET, "/accounts", Some("CustomerReference=a&CustomerReference=b")),
+            err(&Method::GET, "/accounts/", None),
+            Some("no resource at this path".into())
+        );
+        assert_eq!(
+            err(&Method::GET, "/nothing", None),
+            Some("no resource at this path".into())
+        );
+        assert_eq!(
+            err(
+                &Method::GET,
+                "/accounts",
+                Some("CustomerReference=a&CustomerReference=b")
+            ),
             Some("/CustomerReference: duplicate-element: query member given twice".into())
         );
         assert_eq!(

@@ -88,7 +88,9 @@ impl Server {
             client_cert: cert,
         };
         let span = tracing::debug_span!("request", request_id = %request_id, peer = %peer.ip());
-        let outcome = tracing::Instrument::instrument(pipeline::handle_json(&self.gateway, incoming), span).await;
+        let outcome =
+            tracing::Instrument::instrument(pipeline::handle_json(&self.gateway, incoming), span)
+                .await;
         let mut encode_failure = None;
         let (response, label, status) = match &outcome.result {
             Ok(UpstreamReply::Response(response)) => match encode_response(response) {
@@ -162,8 +164,9 @@ impl Server {
 
 /// The typed response as JSON (`crate::json`).
 fn encode_response(response: &partner::Response) -> Result<Vec<u8>, String> {
-    let _ = response;
-    Err("the JSON encoder is not there yet".into())
+    let mut out = Vec::with_capacity(2048);
+    crate::json::encode_partner_response(response, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 fn respond(
@@ -225,10 +228,7 @@ impl Server {
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
                 );
-                h.insert(
-                    "referrer-policy",
-                    HeaderValue::from_static("no-referrer"),
-                );
+                h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
                 r
             }
             Err(_) => super::respond::text(StatusCode::INTERNAL_SERVER_ERROR, "docs page failed\n"),
