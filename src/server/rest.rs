@@ -45,6 +45,12 @@ impl Server {
             if path == rest::DOCS_PATH {
                 return self.docs(req.headers(), reached);
             }
+            if path == rest::docs::CSS_PATH {
+                return self.published(
+                    rest::docs::CSS.as_bytes().to_vec(),
+                    "text/css; charset=utf-8",
+                );
+            }
         }
         let request_id = new_request_id();
         let below = path.strip_prefix(rest::PREFIX).unwrap_or("");
