@@ -261,7 +261,14 @@ fn seeds(target: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Invalid JSON seeds for the json target: (name, selector, body).
-const JSON_INVALID_SEEDS: [(&str, JsonSelector, &str); 6] = [
+const JSON_INVALID_SEEDS: [(&str, JsonSelector, &str); 7] = [
+    (
+        // The XML face refuses `]]>` in a value (the serializer could not write it): so must
+        // the JSON face.
+        "invalid-cdata-end",
+        JsonSelector::Fault(partner::FaultKind::InvalidRequest),
+        r#"{"Path":"/Envelope","Rule":"pattern","Message":"a ]]> b","RequestId":"gw-7f3c2a9e-4b1d-4e8a-9c65-2d1f0e8b7a41"}"#,
+    ),
     (
         "invalid-duplicate-escaped",
         JsonSelector::Request(partner::Operation::GetAccount),
