@@ -9,7 +9,7 @@
 //!
 //! The REST face ([`handle_json`]) enters with the operation its route names: the JSON limits
 //! pass, then credentials from the headers, then the same stages from the client certificate on
-//! ([`admitted`], shared), its own strict decode (`crate::json`) into the same typed request, and
+//! (`admitted`, shared), its own strict decode (`crate::json`) into the same typed request, and
 //! the same forward.
 //!
 //! Every stage's error becomes a [`Rejection`]; `fault.rs` turns it into a SOAP fault (or, for
