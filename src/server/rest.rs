@@ -46,7 +46,7 @@ impl Server {
                 return self.docs(req.headers(), reached);
             }
             if path == rest::docs::CSS_PATH {
-                return self.published(
+                return self.public.published(
                     rest::docs::CSS.as_bytes().to_vec(),
                     "text/css; charset=utf-8",
                 );
@@ -216,7 +216,7 @@ impl Server {
     fn openapi(&self, headers: &http::HeaderMap, reached: Reached) -> Response<Full<Bytes>> {
         let base = self.public.base_url(headers, reached);
         let doc = rest::openapi::document(&base);
-        self.published(doc.into_bytes(), "application/json")
+        self.public.published(doc.into_bytes(), "application/json")
     }
 
     /// `GET /rest/partner/v1/docs`: the same document as a page, rendered here.
@@ -224,7 +224,9 @@ impl Server {
         let base = self.public.base_url(headers, reached);
         match rest::docs::page(&base) {
             Ok(html) => {
-                let mut r = self.published(html.into_bytes(), "text/html; charset=utf-8");
+                let mut r = self
+                    .public
+                    .published(html.into_bytes(), "text/html; charset=utf-8");
                 let h = r.headers_mut();
                 h.insert(
                     header::CONTENT_SECURITY_POLICY,
@@ -234,24 +236,14 @@ impl Server {
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
                 );
-                h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+                h.insert(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                );
+                h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
                 r
             }
             Err(_) => super::respond::text(StatusCode::INTERNAL_SERVER_ERROR, "docs page failed\n"),
         }
-    }
-
-    fn published(&self, body: Vec<u8>, content_type: &'static str) -> Response<Full<Bytes>> {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        let h = r.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(self.public.cache_control()),
-        );
-        if self.public.url.is_none() {
-            h.insert(header::VARY, HeaderValue::from_static("Host"));
-        }
-        r
     }
 }
