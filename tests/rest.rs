@@ -7,6 +7,8 @@
 //! - Every refusal is the exact `application/problem+json` document with its status (and
 //!   `Allow`, `Retry-After`, `WWW-Authenticate` where they belong), and none reaches the
 //!   upstream.
+//! - The partner API's own faults (NotFound, Conflict, an invalid answer) are problems of their
+//!   kind and status with their typed detail in JSON and the gateway's texts.
 //! - `/metrics` and the access line carry `face="rest"`.
 //! - The OpenAPI document names this deployment, and the docs page is served without script.
 
@@ -460,6 +462,31 @@ async fn every_refusal_is_its_exact_problem_and_reaches_nothing_upstream() {
         s.up.count(),
         1,
         "only the admitted call reached the upstream"
+    );
+
+    // The partner API's own faults: their kind, status and typed fields, the gateway's texts.
+    for (file, status, expected) in [
+        (
+            "NotFoundFault.soap11.xml",
+            404,
+            r#"{"type":"urn:partnergate:problem:not-found","title":"Not found","status":404,"detail":"Not Found: account","requestId":"{rid}","NotFoundFault":{"Entity":"account","Message":"The account does not exist or is not visible to this partner.","RequestId":"{rid}"}}"#,
+        ),
+        (
+            "ConflictFault.soap11.xml",
+            409,
+            r#"{"type":"urn:partnergate:problem:conflict","title":"Conflict","status":409,"detail":"Conflict: invalid-status-transition","requestId":"{rid}","ConflictFault":{"Reason":"invalid-status-transition","Message":"The requested status change is not allowed from the current status.","RequestId":"{rid}"}}"#,
+        ),
+    ] {
+        s.up.set_reply(Reply::Fault { file, status: 500 });
+        let r = rest(addr, &s.ok, "GET", get, None).await;
+        assert_problem(&r, status, expected);
+    }
+    s.up.set_reply(Reply::Html502);
+    let r = rest(addr, &s.ok, "GET", get, None).await;
+    assert_problem(
+        &r,
+        502,
+        r#"{"type":"urn:partnergate:problem:upstream-unavailable","title":"Upstream unavailable","status":502,"detail":"Upstream Unavailable: the partner API answered with an invalid response","requestId":"{rid}","UpstreamUnavailableFault":{"Message":"the partner API answered with an invalid response","RequestId":"{rid}"}}"#,
     );
 
     // Counted under the REST face.
