@@ -25,7 +25,7 @@ enum Leaf {
 /// What a leaf type name is, found in the generated modules: the inner type of a newtype (with
 /// the module it is in), or an enumeration.
 enum Named {
-    Newtype(String, syn::Type),
+    Newtype(String, Box<syn::Type>),
     Enum,
 }
 
@@ -102,7 +102,7 @@ fn named_types(file: &syn::File) -> BTreeMap<(String, String), Named> {
                         if let (1, Some(field)) = (f.unnamed.len(), f.unnamed.first()) {
                             out.insert(
                                 (module.clone(), s.ident.to_string()),
-                                Named::Newtype(module.clone(), field.ty.clone()),
+                                Named::Newtype(module.clone(), Box::new(field.ty.clone())),
                             );
                         }
                     }
