@@ -39,7 +39,8 @@
 //!   `Rule::DuplicateElement`;
 //! - a required member missing: `Rule::MissingElement` at `/…/name`;
 //! - a value of the wrong JSON type (`null` included): `Rule::Type`;
-//! - objects and arrays nested deeper than [`DecodeLimits::max_depth`]: `Rule::Depth`.
+//! - objects and arrays nested deeper than [`DecodeLimits::max_depth`] (the document's object
+//!   is level 1, each object or array inside it one more): `Rule::Depth` at the one too deep.
 //!
 //! # Members from the URL
 //! [`decode_partner_request`] takes top-level members the route reads from the URL path or
