@@ -11,9 +11,9 @@ use crate::fast::{choice_variants, model_type, sequence_fields, SequenceField};
 use crate::models::{Child, Models};
 use crate::shared::lit;
 
-/// How a leaf is written in JSON.
+/// How a leaf is written in JSON (also for the OpenAPI schemas: one rule for both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Leaf {
+pub(crate) enum Leaf {
     /// `xs:boolean` and types restricted from it: `true`/`false`.
     Boolean,
     /// The integer types and types restricted from them: a number without fraction.
@@ -24,8 +24,8 @@ enum Leaf {
 
 /// What a leaf type name is, found in the generated modules: the inner type of a newtype (with
 /// the module it is in), or an enumeration.
-enum Named {
-    Newtype(String, syn::Type),
+pub(crate) enum Named {
+    Newtype(String, Box<syn::Type>),
     Enum,
 }
 
@@ -90,7 +90,7 @@ pub(crate) fn json_codecs(
 }
 
 /// Every newtype (`struct X(Inner);`) and enum of the generated modules, by (module, name).
-fn named_types(file: &syn::File) -> BTreeMap<(String, String), Named> {
+pub(crate) fn named_types(file: &syn::File) -> BTreeMap<(String, String), Named> {
     let mut out = BTreeMap::new();
     for item in &file.items {
         let syn::Item::Mod(m) = item else { continue };
@@ -102,7 +102,7 @@ fn named_types(file: &syn::File) -> BTreeMap<(String, String), Named> {
                         if let (1, Some(field)) = (f.unnamed.len(), f.unnamed.first()) {
                             out.insert(
                                 (module.clone(), s.ident.to_string()),
-                                Named::Newtype(module.clone(), field.ty.clone()),
+                                Named::Newtype(module.clone(), Box::new(field.ty.clone())),
                             );
                         }
                     }
@@ -117,9 +117,10 @@ fn named_types(file: &syn::File) -> BTreeMap<(String, String), Named> {
     out
 }
 
-/// The JSON form of a leaf of Rust type `ty`, used in `module`: what the type is, or for a
-/// newtype (a restriction), what its base is.
-fn leaf_kind(
+/// The JSON form of a leaf of Rust type `ty`, used in `module` (`named`: [`named_types`]): what
+/// the type is, or for a newtype (a restriction), what its base is; `key` names the content
+/// model in a build error.
+pub(crate) fn leaf_kind(
     named: &BTreeMap<(String, String), Named>,
     module: &str,
     ty: &syn::Type,

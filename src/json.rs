@@ -39,7 +39,8 @@
 //!   `Rule::DuplicateElement`;
 //! - a required member missing: `Rule::MissingElement` at `/…/name`;
 //! - a value of the wrong JSON type (`null` included): `Rule::Type`;
-//! - objects and arrays nested deeper than [`DecodeLimits::max_depth`]: `Rule::Depth`.
+//! - objects and arrays nested deeper than [`DecodeLimits::max_depth`] (the document's object
+//!   is level 1, each object or array inside it one more): `Rule::Depth` at the one too deep.
 //!
 //! # Members from the URL
 //! [`decode_partner_request`] takes top-level members the route reads from the URL path or
@@ -87,10 +88,9 @@ pub fn decode_partner_request<'b>(
     url_members: &[(&'b str, &'b str)],
     limits: &DecodeLimits,
 ) -> Result<partner::Request, DecodeError> {
-    let mut r = JsonReader::new(body, limits)?;
-    let request = partner::Request::decode_json(op, &mut r, url_members)?;
-    r.finish()?;
-    Ok(request)
+    whole(body, limits, |r| {
+        partner::Request::decode_json(op, r, url_members)
+    })
 }
 
 /// Decodes the JSON form of `op`'s response (the inverse of [`encode_partner_response`]: for
@@ -100,10 +100,7 @@ pub fn decode_partner_response(
     body: &[u8],
     limits: &DecodeLimits,
 ) -> Result<partner::Response, DecodeError> {
-    let mut r = JsonReader::new(body, limits)?;
-    let response = partner::Response::decode_json(op, &mut r, &[])?;
-    r.finish()?;
-    Ok(response)
+    whole(body, limits, |r| partner::Response::decode_json(op, r, &[]))
 }
 
 /// Decodes the JSON form of a fault detail of `kind` (the inverse of [`encode_partner_fault`]).
@@ -112,10 +109,7 @@ pub fn decode_partner_fault(
     body: &[u8],
     limits: &DecodeLimits,
 ) -> Result<partner::FaultDetail, DecodeError> {
-    let mut r = JsonReader::new(body, limits)?;
-    let detail = partner::FaultDetail::decode_json(kind, &mut r)?;
-    r.finish()?;
-    Ok(detail)
+    whole(body, limits, |r| partner::FaultDetail::decode_json(kind, r))
 }
 
 /// Appends the JSON object of the response element's content to `out` (on error `out` is cut
@@ -124,12 +118,7 @@ pub fn encode_partner_response(
     resp: &partner::Response,
     out: &mut Vec<u8>,
 ) -> Result<(), JsonEncodeError> {
-    let start = out.len();
-    let result = resp.encode_json(&mut JsonWriter::new(out));
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
+    all_or_nothing(out, |w| resp.encode_json(w))
 }
 
 /// Appends the JSON object of a fault detail element's content to `out` (on error `out` is cut
@@ -138,12 +127,7 @@ pub fn encode_partner_fault(
     detail: &partner::FaultDetail,
     out: &mut Vec<u8>,
 ) -> Result<(), JsonEncodeError> {
-    let start = out.len();
-    let result = detail.encode_json(&mut JsonWriter::new(out));
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
+    all_or_nothing(out, |w| detail.encode_json(w))
 }
 
 /// Appends the JSON object of a request's content (the inverse of [`decode_partner_request`]:
@@ -152,8 +136,28 @@ pub fn encode_partner_request(
     req: &partner::Request,
     out: &mut Vec<u8>,
 ) -> Result<(), JsonEncodeError> {
+    all_or_nothing(out, |w| req.encode_json(w))
+}
+
+/// `body` read as one document by `read`: nothing but whitespace may follow.
+fn whole<'b, T>(
+    body: &'b [u8],
+    limits: &DecodeLimits,
+    read: impl FnOnce(&mut JsonReader<'b>) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    let mut r = JsonReader::new(body, limits)?;
+    let value = read(&mut r)?;
+    r.finish()?;
+    Ok(value)
+}
+
+/// Runs `write` over `out`, cutting `out` back to where it was if it fails.
+fn all_or_nothing(
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut JsonWriter<'_>) -> Result<(), JsonEncodeError>,
+) -> Result<(), JsonEncodeError> {
     let start = out.len();
-    let result = req.encode_json(&mut JsonWriter::new(out));
+    let result = write(&mut JsonWriter::new(out));
     if result.is_err() {
         out.truncate(start);
     }

@@ -142,6 +142,28 @@ fn requests_in_json_reach_the_upstream_as_the_xml_fixtures_do() {
     }
 }
 
+/// `value` (decoded from XML) encodes to the golden JSON at `json_path`, which decodes back to
+/// `value` and re-encodes to the same bytes.
+fn check_golden_json<T: PartialEq + std::fmt::Debug>(
+    json_path: &Path,
+    value: &T,
+    encode_json: impl Fn(&T, &mut Vec<u8>) -> Result<(), json::JsonEncodeError>,
+    decode_json: impl Fn(&[u8]) -> Result<T, decode::DecodeError>,
+) {
+    let mut out = Vec::new();
+    encode_json(value, &mut out).expect("encode");
+    if updating() {
+        std::fs::write(json_path, &out).expect("write");
+    }
+    let golden = read(json_path);
+    assert_same(json_path, &golden, &out);
+    let decoded = decode_json(&golden).unwrap_or_else(|e| panic!("{}: {e}", json_path.display()));
+    assert_eq!(&decoded, value, "{}", json_path.display());
+    let mut again = Vec::new();
+    encode_json(&decoded, &mut again).expect("encode");
+    assert_same(json_path, &golden, &again);
+}
+
 #[test]
 fn responses_from_xml_encode_to_the_golden_json_and_back() {
     let limits = DecodeLimits::default();
@@ -150,21 +172,12 @@ fn responses_from_xml_encode_to_the_golden_json_and_back() {
         let xml = read(&dir.join("response.xml"));
         let env = envelope::scan(&xml).expect("scan");
         let response = decode::partner_response(op, &env.body, limits).expect("decode");
-        let mut out = Vec::new();
-        json::encode_partner_response(&response, &mut out).expect("encode");
-        let json_path = dir.join("response.json");
-        if updating() {
-            std::fs::write(&json_path, &out).expect("write");
-        }
-        let golden = read(&json_path);
-        assert_same(&json_path, &golden, &out);
-
-        let decoded = json::decode_partner_response(op, &golden, &limits)
-            .unwrap_or_else(|e| panic!("{}: {e}", json_path.display()));
-        assert_eq!(decoded, response, "{}", json_path.display());
-        let mut again = Vec::new();
-        json::encode_partner_response(&decoded, &mut again).expect("encode");
-        assert_same(&json_path, &golden, &again);
+        check_golden_json(
+            &dir.join("response.json"),
+            &response,
+            json::encode_partner_response,
+            |b| json::decode_partner_response(op, b, &limits),
+        );
     }
 }
 
@@ -179,20 +192,11 @@ fn fault_details_encode_to_the_golden_json_and_back() {
         let detail = fault.detail.expect("a detail");
         let detail = decode::partner_fault(&detail, limits).expect("decode");
         assert_eq!(detail.kind(), kind);
-        let mut out = Vec::new();
-        json::encode_partner_fault(&detail, &mut out).expect("encode");
-        let json_path = data_dir().join(format!("faults/{local}.json"));
-        if updating() {
-            std::fs::write(&json_path, &out).expect("write");
-        }
-        let golden = read(&json_path);
-        assert_same(&json_path, &golden, &out);
-
-        let decoded = json::decode_partner_fault(kind, &golden, &limits)
-            .unwrap_or_else(|e| panic!("{}: {e}", json_path.display()));
-        assert_eq!(decoded, detail, "{}", json_path.display());
-        let mut again = Vec::new();
-        json::encode_partner_fault(&decoded, &mut again).expect("encode");
-        assert_same(&json_path, &golden, &again);
+        check_golden_json(
+            &data_dir().join(format!("faults/{local}.json")),
+            &detail,
+            json::encode_partner_fault,
+            |b| json::decode_partner_fault(kind, b, &limits),
+        );
     }
 }

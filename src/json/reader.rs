@@ -162,12 +162,17 @@ impl<'b> JsonReader<'b> {
 
     /// A value of another JSON type than `expected` (or not a JSON value at all).
     fn wrong_type(&self, expected: &str) -> DecodeError {
+        let rest = &self.text.as_bytes()[self.pos..];
+        let json_value = matches!(self.peek(), Some(b'{' | b'[' | b'"' | b'-' | b'0'..=b'9'))
+            || [&b"true"[..], b"false", b"null"]
+                .iter()
+                .any(|l| rest.starts_with(l));
         match self.peek() {
-            Some(b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => self.error(
+            None => self.malformed("the document ends where a value is expected"),
+            Some(_) if json_value => self.error(
                 Rule::Type,
                 format!("expected {expected}, found {}", found(self.peek())),
             ),
-            None => self.malformed("the document ends where a value is expected"),
             Some(_) => self.malformed("expected a value"),
         }
     }

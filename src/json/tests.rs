@@ -437,7 +437,9 @@ fn malformed_json_is_refused_where_it_breaks() {
             String::from_utf8_lossy(body)
         );
     }
-    let cases: [(&str, &str); 3] = [
+    let cases: [(&str, &str); 5] = [
+        (r#"{"DisplayName": nul}"#, "/DisplayName"),
+        (r#"{"DisplayName": True}"#, "/DisplayName"),
         (r#"{"MaxChannels": 04}"#, "/MaxChannels"),
         (r#"{"MaxChannels": -}"#, "/MaxChannels"),
         (r#"{"MaxChannels": 1.}"#, "/MaxChannels"),
