@@ -1,6 +1,8 @@
 //! The REST face's OpenAPI document with real tools, against the real binary:
 //! `GET /rest/partner/v1/openapi.json` is the generated document (`generated/`) with this
-//! deployment's address as `servers[0].url`; `openapi-spec-validator` accepts it;
+//! deployment's address as `servers[0].url`; `openapi-spec-validator` accepts it; every golden
+//! JSON file (requests without their URL members, responses, fault details) validates against
+//! its schema and some values the codec refuses do not (`tests/clients/rest_schemas.py`);
 //! `openapi-python-client` generates a client from it, and that client runs CreateAccount →
 //! GetAccount → AddService → a refused call answered with a problem
 //! (`tests/clients/rest_scenario.py`). Also the docs page: HTML rendered on the server, no
@@ -94,6 +96,15 @@ async fn a_client_generated_from_the_served_openapi_document_runs_the_scenario()
     let out = run(Command::new(tool("openapi-spec-validator")).arg(&spec));
     assert!(out.contains(": OK"), "{out}");
 
+    // Every golden JSON file of the codec validates against its schema, and values the codec
+    // refuses are refused by the schemas too: the document describes the mapping the codec has.
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let out = run(Command::new(venv().join("bin/python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/rest_schemas.py"))
+        .arg(&spec)
+        .arg(&data));
+    assert!(out.contains("SCHEMAS-OK 62"), "{out}");
+
     // A real generator makes a client of it, and the client runs the scenario.
     let config = dir.join("config.yaml");
     std::fs::write(&config, "post_hooks: []\n").expect("write");
@@ -114,10 +125,7 @@ async fn a_client_generated_from_the_served_openapi_document_runs_the_scenario()
         )
         .env("PG_REST_PARTNER", &p.id)
         .env("PG_REST_KEY", &p.key)
-        .env(
-            "PG_REST_DATA",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
-        ));
+        .env("PG_REST_DATA", &data));
     assert!(
         out.contains("REST-CLIENT-OK ACC-0000001001 SVC-")
             && out.contains("urn:partnergate:problem:authentication-failed"),
