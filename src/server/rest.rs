@@ -57,10 +57,12 @@ impl Server {
         let matched = match rest::resolve(req.method(), below, req.uri().query()) {
             Ok(m) => m,
             Err(rejection) => {
-                // The body is not read: the connection closes after the answer.
+                // A body, if one comes, is not read: then the connection closes after the answer.
                 let mut r = self.refuse(&rejection, None, &request_id, peer, started);
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                if may_have_body(req.headers()) {
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 return r;
             }
         };
@@ -166,6 +168,15 @@ impl Server {
         self.finish(done, started);
         problem_response(p, request_id)
     }
+}
+
+/// Whether a request announces a body (a `Content-Length` other than 0, or any
+/// `Transfer-Encoding`: framing has refused the other codings already).
+fn may_have_body(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 /// The typed response as JSON (`crate::json`).
