@@ -440,6 +440,25 @@ async fn every_refusal_is_its_exact_problem_and_reaches_nothing_upstream() {
         r#"{"type":"urn:partnergate:problem:method-not-allowed","title":"Method not allowed","status":405,"detail":"Invalid Request: method not allowed here (allowed: GET, PATCH)","requestId":"{rid}","rule":"method","path":"/","InvalidRequestFault":{"Path":"/","Rule":"method","Message":"method not allowed here (allowed: GET, PATCH)","RequestId":"{rid}"}}"#,
     );
     assert_eq!(r.header("allow"), Some("GET, PATCH"));
+    let r = rest(
+        addr,
+        &s.ok,
+        "POST",
+        "/rest/partner/v1/openapi.json",
+        Some(b"{}"),
+    )
+    .await;
+    assert_problem(
+        &r,
+        405,
+        r#"{"type":"urn:partnergate:problem:method-not-allowed","title":"Method not allowed","status":405,"detail":"Invalid Request: method not allowed here (allowed: GET)","requestId":"{rid}","rule":"method","path":"/","InvalidRequestFault":{"Path":"/","Rule":"method","Message":"method not allowed here (allowed: GET)","RequestId":"{rid}"}}"#,
+    );
+    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "its body was not read"
+    );
     let r = rest(addr, &s.ok, "GET", &format!("{get}?Status=ACTIVE"), None).await;
     assert_problem(
         &r,

@@ -21,6 +21,7 @@ use crate::fault::{self, ProblemResponse};
 use crate::forward::{ForwardError, UpstreamReply};
 use crate::generated::partner;
 use crate::pipeline::{self, Rejection};
+use crate::rejection::RouteError;
 use crate::rest;
 use crate::stats::{Face, StageTimes};
 
@@ -54,7 +55,15 @@ impl Server {
         }
         let request_id = new_request_id();
         let below = path.strip_prefix(rest::PREFIX).unwrap_or("");
-        let matched = match rest::resolve(req.method(), below, req.uri().query()) {
+        let published = [rest::OPENAPI_PATH, rest::DOCS_PATH, rest::docs::CSS_PATH];
+        let resolved = if published.contains(&path) {
+            Err(Rejection::Route(RouteError::MethodNotAllowed {
+                allow: "GET",
+            }))
+        } else {
+            rest::resolve(req.method(), below, req.uri().query())
+        };
+        let matched = match resolved {
             Ok(m) => m,
             Err(rejection) => {
                 // A body, if one comes, is not read: then the connection closes after the answer.
