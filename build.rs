@@ -9,13 +9,16 @@
 //! 2. Feeds the imported XSDs to xsd-parser (quick-xml serializer + deserializer, facets kept) and
 //!    tightens what it emits (see `harden`): constructors check every facet, tuple fields are
 //!    private, string lengths count characters, not bytes (`codegen/schema.rs`, `harden.rs`,
-//!    `patterns.rs`), and adds the fast decoders/encoders (`fast.rs`) and the content models
-//!    (`models.rs`).
+//!    `patterns.rs`), and adds the fast decoders/encoders (`fast.rs`), the JSON codec of every
+//!    content model (`json.rs`) and the content models (`models.rs`).
 //! 3. Emits, with quote + prettyplease, the operation tables (`Operation`, `Request`, `Response`,
 //!    `FaultDetail` per WSDL): lookup by body element and SOAPAction, permission names, typed
 //!    decode/encode dispatch (`codegen/tables.rs`).
 //! 4. Derives the SOAP 1.1-only view of each WSDL for toolkits that reject SOAP 1.2
 //!    (`codegen/soap11.rs`).
+//! 5. Writes the OpenAPI 3.1 document of the REST face from the partner contract's content
+//!    models, the simple types' facets and the route table `src/rest/route_table.rs`
+//!    (`codegen/openapi.rs`).
 //!
 //! Shared helpers (namespaces, the schema walker, literals, paths) are in `codegen/shared.rs`.
 //! The naming rules are in `codegen/names.rs` (std only: `tests/codegen_names.rs` tests them).
@@ -44,14 +47,22 @@ use wsdl_rules::Wsdl;
 #[path = "src/pattern.rs"]
 mod pattern;
 
+/// The REST face's route table, shared with the crate (src/rest/route_table.rs).
+#[path = "src/rest/route_table.rs"]
+mod route_table;
+
 #[path = "codegen/fast.rs"]
 mod fast;
 #[path = "codegen/harden.rs"]
 mod harden;
+#[path = "codegen/json.rs"]
+mod json;
 #[path = "codegen/models.rs"]
 mod models;
 #[path = "codegen/names.rs"]
 mod names;
+#[path = "codegen/openapi.rs"]
+mod openapi;
 #[path = "codegen/patterns.rs"]
 mod patterns;
 #[path = "codegen/schema.rs"]
@@ -133,6 +144,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=codegen");
     println!("cargo:rerun-if-changed=src/pattern.rs");
+    println!("cargo:rerun-if-changed=src/rest/route_table.rs");
     commit_id();
     let root = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env("OUT_DIR"));
@@ -176,6 +188,18 @@ fn main() {
         let name = wsdl.file.replace(".wsdl", "-soap11.wsdl");
         files.push((name, soap11::soap11_view(&wsdl_dir.join(&wsdl.file), wsdl)));
     }
+
+    // The REST face's OpenAPI document, from the partner contract's content models.
+    let (models, model_roots) = models::read_models(&xsd_files);
+    let partner = contracts
+        .iter()
+        .find(|(_, table)| *table == "partner")
+        .map(|(wsdl, _)| wsdl)
+        .expect("the partner contract");
+    files.push((
+        "partner-openapi.json".into(),
+        openapi::openapi(partner, &xsd_files, &models, &model_roots),
+    ));
 
     for (name, text) in files {
         std::fs::write(out.join(&name), text).unwrap_or_else(|e| panic!("write {name}: {e}"));

@@ -5,19 +5,25 @@
 #   partnergate  the release build, every check on, forwarding to the same upstream
 #   [partnergate-quiet  the same with RUST_LOG=partnergate=warn: no access line; --quiet-too]
 #   [partnergate-before another build of partnergate (--before BIN), e.g. before an optimization]
+#   [partnergate-rest   the same partnergate process through its REST/JSON face (--rest, or the
+#                       payloads rest-small / rest-large / rest): the same operation as JSON,
+#                       credentials in headers, the same canonical SOAP call upstream]
 # for a small case (CreateAccount: 1.6 KB request, 1.3 KB response) and a large one
 # (FindAccounts: 0.6 KB request answered with a ~240 KB response that partnergate strictly
 # decodes and re-encodes), and prints per target the median over rounds of req/s, p50, p99 and
 # the target's own CPU time per request, with the ratios partnergate/nginx.
 #
 # Usage: bench/load.sh [options]
-#   -p, --payload small|large|both   (default both)
+#   -p, --payload small|large|both|rest-small|rest-large|rest   (default both; rest-*: with --rest)
 #   -c, --conns N        wrk connections (default 32)
 #   -t, --threads N      wrk threads (default 1)
 #   -d, --duration D     per measured run (default 10s)
 #   -w, --warmup D       per target before the rounds, discarded (default 2s)
 #   -r, --rounds N       interleaved rounds (default 3)
 #       --quiet-too      also measure partnergate without its access log
+#       --rest           also measure the REST face: small = POST /rest/partner/v1/accounts with
+#                        tests/data/CreateAccount/request.json, large = GET
+#                        /rest/partner/v1/accounts?CustomerReference=… (FindAccounts)
 #       --before BIN     also measure this partnergate binary, same configuration (BEFORE_PORT,
 #                        default 18184), and print partnergate/partnergate-before
 #       --out FILE       also write the tables to FILE
@@ -32,7 +38,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PAYLOADS=both CONNS=32 THREADS=1 DURATION=10s WARMUP=2s ROUNDS=3 QUIET_TOO=0 OUT="" BEFORE_BIN=""
+PAYLOADS=both CONNS=32 THREADS=1 DURATION=10s WARMUP=2s ROUNDS=3 QUIET_TOO=0 OUT="" BEFORE_BIN="" REST=0
 BEFORE_PORT=${BEFORE_PORT:-18184}
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -43,13 +49,18 @@ while [[ $# -gt 0 ]]; do
         -w | --warmup) WARMUP=$2; shift 2 ;;
         -r | --rounds) ROUNDS=$2; shift 2 ;;
         --quiet-too) QUIET_TOO=1; shift ;;
+        --rest) REST=1; shift ;;
         --before) BEFORE_BIN=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
-case "$PAYLOADS" in small) CASES=(small) ;; large) CASES=(large) ;; both) CASES=(small large) ;; *) die "--payload small|large|both" ;; esac
+case "$PAYLOADS" in
+    small) CASES=(small) ;; large) CASES=(large) ;; both) CASES=(small large) ;;
+    rest-small) CASES=(small) REST=1 ;; rest-large) CASES=(large) REST=1 ;; rest) CASES=(small large) REST=1 ;;
+    *) die "--payload small|large|both|rest-small|rest-large|rest" ;;
+esac
 
 need_tools nginx wrk curl python3 taskset pgrep getconf
 build_partnergate
@@ -64,6 +75,14 @@ if [[ $QUIET_TOO == 1 ]]; then
     start_partnergate quiet
     TARGETS+=(partnergate-quiet)
     PORT_OF[partnergate-quiet]=$QUIET_GATEWAY_PORT
+fi
+if [[ $REST == 1 ]]; then
+    # The same process as the partnergate row, reached through its other face.
+    TARGETS+=(partnergate-rest)
+    PORT_OF[partnergate-rest]=$GATEWAY_PORT
+    PID_OF[partnergate-rest]=${PID_OF[partnergate]}
+    cp "$ROOT/tests/data/CreateAccount/request.json" "$RUN/CreateAccount.request.json"
+    REST_QUERY_FindAccounts="?CustomerReference=$(python3 -c 'import json,sys,urllib.parse; print(urllib.parse.quote(json.load(open(sys.argv[1]))["CustomerReference"], safe=""))' "$ROOT/tests/data/FindAccounts/request.json")"
 fi
 if [[ -n $BEFORE_BIN ]]; then
     [[ -x $BEFORE_BIN ]] || die "--before $BEFORE_BIN: not executable"
@@ -82,11 +101,20 @@ if [[ $PIN == 1 ]]; then
     done
 fi
 
+# The REST face's URL and body file of an operation (a GET has none).
+rest_url() { [[ $1 == FindAccounts ]] && echo "/rest/partner/v1/accounts$REST_QUERY_FindAccounts" || echo /rest/partner/v1/accounts; }
+rest_body() { [[ $1 == FindAccounts ]] && echo "" || echo "$RUN/$1.request.json"; }
+
 wrk_run() { # target op duration -> RESULT line with user_ticks and sys_ticks
     local target=$1 op=$2 t0 t1 r
     read -ra t0 <<<"$(cpu_ticks "${PID_OF[$target]}")"
     local cmd=(wrk -t"$THREADS" -c"$CONNS" -d"$3" --timeout 5s -s "$BENCH/lua/soap.lua"
         "http://127.0.0.1:${PORT_OF[$target]}$SOAP_PATH")
+    if [[ $target == partnergate-rest ]]; then
+        cmd=(env REST_BODY="$(rest_body "$op")" REST_PARTNER="$PARTNER_ID" REST_KEY="$API_KEY"
+            wrk -t"$THREADS" -c"$CONNS" -d"$3" --timeout 5s -s "$BENCH/lua/json.lua"
+            "http://127.0.0.1:${PORT_OF[$target]}$(rest_url "$op")")
+    fi
     [[ $PIN == 1 ]] && cmd=(taskset -c "$LOADGEN_CPUS" "${cmd[@]}")
     SOAP_BODY="$RUN/$op.request.xml" SOAP_ACTION="urn:partnergate:partner:v1/$op" "${cmd[@]}" >"$RUN/wrk.last" 2>&1 || true
     read -ra t1 <<<"$(cpu_ticks "${PID_OF[$target]}")"
@@ -108,7 +136,17 @@ printf 'case\tround\ttarget\trps\tp50_us\tp99_us\terrors\tcpu_us_per_req\tsys_sh
 for case in "${CASES[@]}"; do
     op=CreateAccount
     [[ $case == large ]] && op=FindAccounts
-    for target in "${TARGETS[@]}"; do smoke "$target" "${PORT_OF[$target]}" "$op"; done
+    for target in "${TARGETS[@]}"; do
+        if [[ $target == partnergate-rest ]]; then
+            body=$(rest_body "$op")
+            status=$(curl -s -o "$RUN/smoke.rest.json" -w '%{http_code}' -H "X-Partner-Id: $PARTNER_ID" \
+                -H "Authorization: Bearer $API_KEY" ${body:+-H 'Content-Type: application/json' --data-binary "@$body"} \
+                "http://127.0.0.1:${PORT_OF[$target]}$(rest_url "$op")") || true
+            [[ $status == 200 ]] || die "partnergate-rest answered $op with HTTP $status: $(head -c 600 "$RUN/smoke.rest.json")"
+        else
+            smoke "$target" "${PORT_OF[$target]}" "$op"
+        fi
+    done
     for target in "${TARGETS[@]}"; do
         r=$(wrk_run "$target" "$op" "$WARMUP")
         [[ $(field "$r" requests) -gt 0 && $(field "$r" errors) -eq 0 ]] ||

@@ -22,30 +22,7 @@ pub(crate) fn fast_decoders(
     ns_modules: &BTreeMap<String, String>,
 ) {
     for (key, (choice, children)) in models {
-        let (ns, name) = key.split_once(' ').expect("model key is \"ns name\"");
-        let ident = match name.strip_prefix("element:") {
-            Some(element) => format!("{element}ElementType"),
-            None => name.to_string(),
-        };
-        let module = ns_modules
-            .get(ns)
-            .unwrap_or_else(|| panic!("no generated module for namespace {ns}"));
-        let items = file
-            .items
-            .iter_mut()
-            .find_map(|item| match item {
-                syn::Item::Mod(m) if m.ident == module => m.content.as_mut().map(|(_, i)| i),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("no generated module {module}"));
-        let def = items
-            .iter()
-            .find_map(|item| match item {
-                syn::Item::Struct(s) if s.ident == ident => Some(syn::Item::Struct(s.clone())),
-                syn::Item::Enum(e) if e.ident == ident => Some(syn::Item::Enum(e.clone())),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("xsd-parser generated no type {module}::{ident} for {key}"));
+        let (items, ident, def) = model_type(file, key, ns_modules);
         let ty = Ident::new(&ident, Span::call_site());
         let (body, content) = match &def {
             syn::Item::Struct(s) => {
@@ -87,6 +64,40 @@ pub(crate) fn fast_decoders(
             }
         });
     }
+}
+
+/// The items of the generated module holding the Rust type of the content model `key`, the
+/// type's name and its definition (a struct for a sequence, an enum for a choice).
+pub(crate) fn model_type<'f>(
+    file: &'f mut syn::File,
+    key: &str,
+    ns_modules: &BTreeMap<String, String>,
+) -> (&'f mut Vec<syn::Item>, String, syn::Item) {
+    let (ns, name) = key.split_once(' ').expect("model key is \"ns name\"");
+    let ident = match name.strip_prefix("element:") {
+        Some(element) => format!("{element}ElementType"),
+        None => name.to_string(),
+    };
+    let module = ns_modules
+        .get(ns)
+        .unwrap_or_else(|| panic!("no generated module for namespace {ns}"));
+    let items = file
+        .items
+        .iter_mut()
+        .find_map(|item| match item {
+            syn::Item::Mod(m) if m.ident == module => m.content.as_mut().map(|(_, i)| i),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no generated module {module}"));
+    let def = items
+        .iter()
+        .find_map(|item| match item {
+            syn::Item::Struct(s) if s.ident == ident => Some(syn::Item::Struct(s.clone())),
+            syn::Item::Enum(e) if e.ident == ident => Some(syn::Item::Enum(e.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("xsd-parser generated no type {module}::{ident} for {key}"));
+    (items, ident, def)
 }
 
 /// The namespace declarations xsd-parser's serializer for `ident` writes when the value is the
@@ -228,19 +239,19 @@ fn fast_read(child: &Child, inner: &syn::Type) -> TokenStream {
 }
 
 /// One field of a sequence's struct with the child element it holds.
-struct SequenceField<'c> {
-    name: Ident,
+pub(crate) struct SequenceField<'c> {
+    pub(crate) name: Ident,
     /// `Option`, `Vec` or `plain`.
-    shape: &'static str,
+    pub(crate) shape: &'static str,
     /// The child's type (inside the `Option`/`Vec`).
-    inner: syn::Type,
-    child: &'c Child,
+    pub(crate) inner: syn::Type,
+    pub(crate) child: &'c Child,
 }
 
 /// Matches a sequence's struct fields to its children by position, checking names and
 /// occurrences, so that a change in xsd-parser's output fails the build instead of decoding
 /// into (or encoding from) the wrong field.
-fn sequence_fields<'c>(
+pub(crate) fn sequence_fields<'c>(
     key: &str,
     fields: &syn::Fields,
     children: &'c [Child],
@@ -315,26 +326,44 @@ fn fast_sequence(fields: &[SequenceField<'_>]) -> TokenStream {
     }
 }
 
-fn fast_choice(key: &str, item: &syn::ItemEnum, children: &[Child]) -> TokenStream {
+/// A choice's enum variants matched to its children (each a one-field tuple named for its
+/// element, occurring exactly once), checked like [`sequence_fields`]: (variant, inner type,
+/// child).
+pub(crate) fn choice_variants<'e, 'c>(
+    key: &str,
+    item: &'e syn::ItemEnum,
+    children: &'c [Child],
+) -> Vec<(&'e Ident, &'e syn::Type, &'c Child)> {
     assert_eq!(
         item.variants.len(),
         children.len(),
         "{key}: variants and children differ"
     );
+    item.variants
+        .iter()
+        .zip(children)
+        .map(|(variant, child)| {
+            let (_, element, _, min, max) = child;
+            assert!(
+                variant.ident == element.as_str() && (*min, *max) == (1, 1),
+                "{key}: variant {} for element {element} ({min}..{max})",
+                variant.ident
+            );
+            let syn::Fields::Unnamed(f) = &variant.fields else {
+                panic!("{key}: variant {} is not a one-field tuple", variant.ident)
+            };
+            let inner = &f.unnamed.first().expect("variant field").ty;
+            (&variant.ident, inner, child)
+        })
+        .collect()
+}
+
+fn fast_choice(key: &str, item: &syn::ItemEnum, children: &[Child]) -> TokenStream {
     let mut arms = Vec::new();
-    for (variant, child) in item.variants.iter().zip(children) {
-        let (ns, element, _, min, max) = child;
-        assert!(
-            variant.ident == element.as_str() && (*min, *max) == (1, 1),
-            "{key}: variant {} for element {element} ({min}..{max})",
-            variant.ident
-        );
-        let syn::Fields::Unnamed(f) = &variant.fields else {
-            panic!("{key}: variant {} is not a one-field tuple", variant.ident)
-        };
-        let inner = &f.unnamed.first().expect("variant field").ty;
+    for (v, inner, child) in choice_variants(key, item, children) {
+        let (ns, element, ..) = child;
         let read = fast_read(child, inner);
-        let (nsb, nb, v) = (blit(ns), blit(element), &variant.ident);
+        let (nsb, nb) = (blit(ns), blit(element));
         arms.push(quote!(if r.next_is(#nsb, #nb)? { Self::#v(#read) } else));
     }
     quote! {

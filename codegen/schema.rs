@@ -1,6 +1,6 @@
 //! The xsd-parser run: the imported schemas → one `syn::File` of types (quick-xml serializers and
 //! deserializers, facets kept), hardened (`harden`), with the contract's element list, the fast
-//! decoders/encoders (`fast`) and the content models (`models`) added; every `xs:pattern` is
+//! decoders/encoders (`fast`), the JSON codec (`json`) and the content models (`models`) added; every `xs:pattern` is
 //! compiled once here (`patterns`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,6 +13,7 @@ use xsd_parser::{Config, IdentType};
 
 use crate::fast::fast_decoders;
 use crate::harden::Harden;
+use crate::json::json_codecs;
 use crate::models::{content_models, read_models};
 use crate::patterns::check_patterns;
 use crate::shared::{lit, namespace_modules, walk_xsd, xml_attr, xmlns_decls, XsEvent, QN};
@@ -92,6 +93,7 @@ pub(crate) fn generate_types(xsd_files: &BTreeSet<PathBuf>, roots: &BTreeSet<QN>
     let (models, model_roots) = read_models(xsd_files);
     let ns_modules = namespace_modules(&file);
     fast_decoders(&mut file, &models, &ns_modules);
+    json_codecs(&mut file, &models, &ns_modules);
     file.items.extend(content_models(&models, &model_roots));
     check_patterns(xsd_files);
     file

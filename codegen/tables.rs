@@ -270,6 +270,18 @@ pub(crate) fn operation_table(
             pub fn encode(&self, writer: &mut Writer<&mut Vec<u8>>) -> Result<(), Error> {
                 match self { #(FaultDetail::#fault_variants(v) => crate::encode::fast::encode_root(&**v, #fault_root, writer, |w| v.serialize(#fault_root, w)),)* }
             }
+
+            /// Decodes the JSON object of a detail element of `kind` (see `crate::json`).
+            pub fn decode_json(kind: FaultKind, r: &mut crate::json::JsonReader<'_>) -> Result<Self, crate::decode::DecodeError> {
+                Ok(match kind {
+                    #(FaultKind::#fault_variants => FaultDetail::#fault_variants(Box::new(<#fault_ty as crate::json::JsonDecode>::json_object(r, &[])?)),)*
+                })
+            }
+
+            /// Writes the JSON object of the detail element's content (see `crate::json`).
+            pub fn encode_json(&self, w: &mut crate::json::JsonWriter<'_>) -> Result<(), crate::json::JsonEncodeError> {
+                match self { #(FaultDetail::#fault_variants(v) => crate::json::JsonEncode::json(&**v, w),)* }
+            }
         }
     }
 }
@@ -368,6 +380,19 @@ fn body_enum(
             /// gives up (see `crate::encode::fast`).
             pub fn write_fast(&self, out: &mut Vec<u8>) -> bool {
                 match self { #(#name::#variants(v) => crate::encode::fast::write_root(&**v, #root, out),)* }
+            }
+
+            /// Decodes the JSON object of `op`'s element (see `crate::json`); `url` holds
+            /// members given as text.
+            pub fn decode_json<'b>(op: Operation, r: &mut crate::json::JsonReader<'b>, url: &[(&'b str, &'b str)]) -> Result<Self, crate::decode::DecodeError> {
+                Ok(match op {
+                    #(Operation::#variants => #name::#variants(Box::new(<#ty as crate::json::JsonDecode>::json_object(r, url)?)),)*
+                })
+            }
+
+            /// Writes the JSON object of the element's content (see `crate::json`).
+            pub fn encode_json(&self, w: &mut crate::json::JsonWriter<'_>) -> Result<(), crate::json::JsonEncodeError> {
+                match self { #(#name::#variants(v) => crate::json::JsonEncode::json(&**v, w),)* }
             }
         }
     }

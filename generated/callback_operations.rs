@@ -222,6 +222,48 @@ impl Request {
             }
         }
     }
+    /// Decodes the JSON object of `op`'s element (see `crate::json`); `url` holds
+    /// members given as text.
+    pub fn decode_json<'b>(
+        op: Operation,
+        r: &mut crate::json::JsonReader<'b>,
+        url: &[(&'b str, &'b str)],
+    ) -> Result<Self, crate::decode::DecodeError> {
+        Ok(
+            match op {
+                Operation::GetCustomerRecord => {
+                    Request::GetCustomerRecord(
+                        Box::new(
+                            <super::types::cb::GetCustomerRecord as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::NotifyProvisioningEvent => {
+                    Request::NotifyProvisioningEvent(
+                        Box::new(
+                            <super::types::cb::NotifyProvisioningEvent as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    /// Writes the JSON object of the element's content (see `crate::json`).
+    pub fn encode_json(
+        &self,
+        w: &mut crate::json::JsonWriter<'_>,
+    ) -> Result<(), crate::json::JsonEncodeError> {
+        match self {
+            Request::GetCustomerRecord(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::NotifyProvisioningEvent(v) => crate::json::JsonEncode::json(&**v, w),
+        }
+    }
 }
 /// A decoded response body, one variant per operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -334,6 +376,50 @@ impl Response {
                     "cb:NotifyProvisioningEventResponse",
                     out,
                 )
+            }
+        }
+    }
+    /// Decodes the JSON object of `op`'s element (see `crate::json`); `url` holds
+    /// members given as text.
+    pub fn decode_json<'b>(
+        op: Operation,
+        r: &mut crate::json::JsonReader<'b>,
+        url: &[(&'b str, &'b str)],
+    ) -> Result<Self, crate::decode::DecodeError> {
+        Ok(
+            match op {
+                Operation::GetCustomerRecord => {
+                    Response::GetCustomerRecord(
+                        Box::new(
+                            <super::types::cb::GetCustomerRecordResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::NotifyProvisioningEvent => {
+                    Response::NotifyProvisioningEvent(
+                        Box::new(
+                            <super::types::cb::NotifyProvisioningEventResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    /// Writes the JSON object of the element's content (see `crate::json`).
+    pub fn encode_json(
+        &self,
+        w: &mut crate::json::JsonWriter<'_>,
+    ) -> Result<(), crate::json::JsonEncodeError> {
+        match self {
+            Response::GetCustomerRecord(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::NotifyProvisioningEvent(v) => {
+                crate::json::JsonEncode::json(&**v, w)
             }
         }
     }
@@ -451,6 +537,35 @@ impl FaultDetail {
                     |w| v.serialize("cb:CallbackFault", w),
                 )
             }
+        }
+    }
+    /// Decodes the JSON object of a detail element of `kind` (see `crate::json`).
+    pub fn decode_json(
+        kind: FaultKind,
+        r: &mut crate::json::JsonReader<'_>,
+    ) -> Result<Self, crate::decode::DecodeError> {
+        Ok(
+            match kind {
+                FaultKind::Callback => {
+                    FaultDetail::Callback(
+                        Box::new(
+                            <super::types::cb::CallbackFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    /// Writes the JSON object of the detail element's content (see `crate::json`).
+    pub fn encode_json(
+        &self,
+        w: &mut crate::json::JsonWriter<'_>,
+    ) -> Result<(), crate::json::JsonEncodeError> {
+        match self {
+            FaultDetail::Callback(v) => crate::json::JsonEncode::json(&**v, w),
         }
     }
 }

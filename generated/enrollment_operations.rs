@@ -222,6 +222,48 @@ impl Request {
             }
         }
     }
+    /// Decodes the JSON object of `op`'s element (see `crate::json`); `url` holds
+    /// members given as text.
+    pub fn decode_json<'b>(
+        op: Operation,
+        r: &mut crate::json::JsonReader<'b>,
+        url: &[(&'b str, &'b str)],
+    ) -> Result<Self, crate::decode::DecodeError> {
+        Ok(
+            match op {
+                Operation::RequestEnrollment => {
+                    Request::RequestEnrollment(
+                        Box::new(
+                            <super::types::enr::RequestEnrollment as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::GetEnrollmentStatus => {
+                    Request::GetEnrollmentStatus(
+                        Box::new(
+                            <super::types::enr::GetEnrollmentStatus as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    /// Writes the JSON object of the element's content (see `crate::json`).
+    pub fn encode_json(
+        &self,
+        w: &mut crate::json::JsonWriter<'_>,
+    ) -> Result<(), crate::json::JsonEncodeError> {
+        match self {
+            Request::RequestEnrollment(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::GetEnrollmentStatus(v) => crate::json::JsonEncode::json(&**v, w),
+        }
+    }
 }
 /// A decoded response body, one variant per operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -334,6 +376,48 @@ impl Response {
                     out,
                 )
             }
+        }
+    }
+    /// Decodes the JSON object of `op`'s element (see `crate::json`); `url` holds
+    /// members given as text.
+    pub fn decode_json<'b>(
+        op: Operation,
+        r: &mut crate::json::JsonReader<'b>,
+        url: &[(&'b str, &'b str)],
+    ) -> Result<Self, crate::decode::DecodeError> {
+        Ok(
+            match op {
+                Operation::RequestEnrollment => {
+                    Response::RequestEnrollment(
+                        Box::new(
+                            <super::types::enr::RequestEnrollmentResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::GetEnrollmentStatus => {
+                    Response::GetEnrollmentStatus(
+                        Box::new(
+                            <super::types::enr::GetEnrollmentStatusResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    /// Writes the JSON object of the element's content (see `crate::json`).
+    pub fn encode_json(
+        &self,
+        w: &mut crate::json::JsonWriter<'_>,
+    ) -> Result<(), crate::json::JsonEncodeError> {
+        match self {
+            Response::RequestEnrollment(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::GetEnrollmentStatus(v) => crate::json::JsonEncode::json(&**v, w),
         }
     }
 }
@@ -526,6 +610,68 @@ impl FaultDetail {
                     |w| v.serialize("cmn:UpstreamUnavailableFault", w),
                 )
             }
+        }
+    }
+    /// Decodes the JSON object of a detail element of `kind` (see `crate::json`).
+    pub fn decode_json(
+        kind: FaultKind,
+        r: &mut crate::json::JsonReader<'_>,
+    ) -> Result<Self, crate::decode::DecodeError> {
+        Ok(
+            match kind {
+                FaultKind::AccessDenied => {
+                    FaultDetail::AccessDenied(
+                        Box::new(
+                            <super::types::cmn::AccessDeniedFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+                FaultKind::InvalidRequest => {
+                    FaultDetail::InvalidRequest(
+                        Box::new(
+                            <super::types::cmn::InvalidRequestFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+                FaultKind::Throttled => {
+                    FaultDetail::Throttled(
+                        Box::new(
+                            <super::types::cmn::ThrottledFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+                FaultKind::UpstreamUnavailable => {
+                    FaultDetail::UpstreamUnavailable(
+                        Box::new(
+                            <super::types::cmn::UpstreamUnavailableFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    /// Writes the JSON object of the detail element's content (see `crate::json`).
+    pub fn encode_json(
+        &self,
+        w: &mut crate::json::JsonWriter<'_>,
+    ) -> Result<(), crate::json::JsonEncodeError> {
+        match self {
+            FaultDetail::AccessDenied(v) => crate::json::JsonEncode::json(&**v, w),
+            FaultDetail::InvalidRequest(v) => crate::json::JsonEncode::json(&**v, w),
+            FaultDetail::Throttled(v) => crate::json::JsonEncode::json(&**v, w),
+            FaultDetail::UpstreamUnavailable(v) => crate::json::JsonEncode::json(&**v, w),
         }
     }
 }

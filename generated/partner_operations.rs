@@ -1017,6 +1017,224 @@ impl Request {
             }
         }
     }
+    /// Decodes the JSON object of `op`'s element (see `crate::json`); `url` holds
+    /// members given as text.
+    pub fn decode_json<'b>(
+        op: Operation,
+        r: &mut crate::json::JsonReader<'b>,
+        url: &[(&'b str, &'b str)],
+    ) -> Result<Self, crate::decode::DecodeError> {
+        Ok(
+            match op {
+                Operation::CreateAccount => {
+                    Request::CreateAccount(
+                        Box::new(
+                            <super::types::acc::CreateAccount as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ModifyAccount => {
+                    Request::ModifyAccount(
+                        Box::new(
+                            <super::types::acc::ModifyAccount as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ChangeAccountStatus => {
+                    Request::ChangeAccountStatus(
+                        Box::new(
+                            <super::types::acc::ChangeAccountStatus as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::GetAccount => {
+                    Request::GetAccount(
+                        Box::new(
+                            <super::types::acc::GetAccount as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::FindAccounts => {
+                    Request::FindAccounts(
+                        Box::new(
+                            <super::types::acc::FindAccounts as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::AddService => {
+                    Request::AddService(
+                        Box::new(
+                            <super::types::svc::AddService as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ModifyService => {
+                    Request::ModifyService(
+                        Box::new(
+                            <super::types::svc::ModifyService as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ChangeServiceStatus => {
+                    Request::ChangeServiceStatus(
+                        Box::new(
+                            <super::types::svc::ChangeServiceStatus as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::GetService => {
+                    Request::GetService(
+                        Box::new(
+                            <super::types::svc::GetService as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ListServices => {
+                    Request::ListServices(
+                        Box::new(
+                            <super::types::svc::ListServices as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::AddDevice => {
+                    Request::AddDevice(
+                        Box::new(
+                            <super::types::dev::AddDevice as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ModifyDevice => {
+                    Request::ModifyDevice(
+                        Box::new(
+                            <super::types::dev::ModifyDevice as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ChangeDeviceStatus => {
+                    Request::ChangeDeviceStatus(
+                        Box::new(
+                            <super::types::dev::ChangeDeviceStatus as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::GetDevice => {
+                    Request::GetDevice(
+                        Box::new(
+                            <super::types::dev::GetDevice as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::EnableFeature => {
+                    Request::EnableFeature(
+                        Box::new(
+                            <super::types::ftr::EnableFeature as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ModifyFeature => {
+                    Request::ModifyFeature(
+                        Box::new(
+                            <super::types::ftr::ModifyFeature as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ChangeFeatureStatus => {
+                    Request::ChangeFeatureStatus(
+                        Box::new(
+                            <super::types::ftr::ChangeFeatureStatus as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::GetFeature => {
+                    Request::GetFeature(
+                        Box::new(
+                            <super::types::ftr::GetFeature as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    /// Writes the JSON object of the element's content (see `crate::json`).
+    pub fn encode_json(
+        &self,
+        w: &mut crate::json::JsonWriter<'_>,
+    ) -> Result<(), crate::json::JsonEncodeError> {
+        match self {
+            Request::CreateAccount(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::ModifyAccount(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::ChangeAccountStatus(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::GetAccount(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::FindAccounts(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::AddService(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::ModifyService(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::ChangeServiceStatus(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::GetService(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::ListServices(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::AddDevice(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::ModifyDevice(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::ChangeDeviceStatus(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::GetDevice(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::EnableFeature(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::ModifyFeature(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::ChangeFeatureStatus(v) => crate::json::JsonEncode::json(&**v, w),
+            Request::GetFeature(v) => crate::json::JsonEncode::json(&**v, w),
+        }
+    }
 }
 /// A decoded response body, one variant per operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1625,6 +1843,224 @@ impl Response {
             }
         }
     }
+    /// Decodes the JSON object of `op`'s element (see `crate::json`); `url` holds
+    /// members given as text.
+    pub fn decode_json<'b>(
+        op: Operation,
+        r: &mut crate::json::JsonReader<'b>,
+        url: &[(&'b str, &'b str)],
+    ) -> Result<Self, crate::decode::DecodeError> {
+        Ok(
+            match op {
+                Operation::CreateAccount => {
+                    Response::CreateAccount(
+                        Box::new(
+                            <super::types::acc::CreateAccountResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ModifyAccount => {
+                    Response::ModifyAccount(
+                        Box::new(
+                            <super::types::acc::ModifyAccountResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ChangeAccountStatus => {
+                    Response::ChangeAccountStatus(
+                        Box::new(
+                            <super::types::acc::ChangeAccountStatusResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::GetAccount => {
+                    Response::GetAccount(
+                        Box::new(
+                            <super::types::acc::GetAccountResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::FindAccounts => {
+                    Response::FindAccounts(
+                        Box::new(
+                            <super::types::acc::FindAccountsResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::AddService => {
+                    Response::AddService(
+                        Box::new(
+                            <super::types::svc::AddServiceResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ModifyService => {
+                    Response::ModifyService(
+                        Box::new(
+                            <super::types::svc::ModifyServiceResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ChangeServiceStatus => {
+                    Response::ChangeServiceStatus(
+                        Box::new(
+                            <super::types::svc::ChangeServiceStatusResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::GetService => {
+                    Response::GetService(
+                        Box::new(
+                            <super::types::svc::GetServiceResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ListServices => {
+                    Response::ListServices(
+                        Box::new(
+                            <super::types::svc::ListServicesResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::AddDevice => {
+                    Response::AddDevice(
+                        Box::new(
+                            <super::types::dev::AddDeviceResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ModifyDevice => {
+                    Response::ModifyDevice(
+                        Box::new(
+                            <super::types::dev::ModifyDeviceResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ChangeDeviceStatus => {
+                    Response::ChangeDeviceStatus(
+                        Box::new(
+                            <super::types::dev::ChangeDeviceStatusResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::GetDevice => {
+                    Response::GetDevice(
+                        Box::new(
+                            <super::types::dev::GetDeviceResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::EnableFeature => {
+                    Response::EnableFeature(
+                        Box::new(
+                            <super::types::ftr::EnableFeatureResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ModifyFeature => {
+                    Response::ModifyFeature(
+                        Box::new(
+                            <super::types::ftr::ModifyFeatureResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::ChangeFeatureStatus => {
+                    Response::ChangeFeatureStatus(
+                        Box::new(
+                            <super::types::ftr::ChangeFeatureStatusResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+                Operation::GetFeature => {
+                    Response::GetFeature(
+                        Box::new(
+                            <super::types::ftr::GetFeatureResponse as crate::json::JsonDecode>::json_object(
+                                r,
+                                url,
+                            )?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    /// Writes the JSON object of the element's content (see `crate::json`).
+    pub fn encode_json(
+        &self,
+        w: &mut crate::json::JsonWriter<'_>,
+    ) -> Result<(), crate::json::JsonEncodeError> {
+        match self {
+            Response::CreateAccount(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::ModifyAccount(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::ChangeAccountStatus(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::GetAccount(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::FindAccounts(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::AddService(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::ModifyService(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::ChangeServiceStatus(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::GetService(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::ListServices(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::AddDevice(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::ModifyDevice(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::ChangeDeviceStatus(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::GetDevice(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::EnableFeature(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::ModifyFeature(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::ChangeFeatureStatus(v) => crate::json::JsonEncode::json(&**v, w),
+            Response::GetFeature(v) => crate::json::JsonEncode::json(&**v, w),
+        }
+    }
 }
 /// The credential header every operation's input carries.
 pub type AuthHeader = super::types::cmn::PartnerAuth;
@@ -1908,6 +2344,90 @@ impl FaultDetail {
                     |w| v.serialize("cmn:UpstreamUnavailableFault", w),
                 )
             }
+        }
+    }
+    /// Decodes the JSON object of a detail element of `kind` (see `crate::json`).
+    pub fn decode_json(
+        kind: FaultKind,
+        r: &mut crate::json::JsonReader<'_>,
+    ) -> Result<Self, crate::decode::DecodeError> {
+        Ok(
+            match kind {
+                FaultKind::AccessDenied => {
+                    FaultDetail::AccessDenied(
+                        Box::new(
+                            <super::types::cmn::AccessDeniedFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+                FaultKind::InvalidRequest => {
+                    FaultDetail::InvalidRequest(
+                        Box::new(
+                            <super::types::cmn::InvalidRequestFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+                FaultKind::Throttled => {
+                    FaultDetail::Throttled(
+                        Box::new(
+                            <super::types::cmn::ThrottledFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+                FaultKind::NotFound => {
+                    FaultDetail::NotFound(
+                        Box::new(
+                            <super::types::cmn::NotFoundFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+                FaultKind::Conflict => {
+                    FaultDetail::Conflict(
+                        Box::new(
+                            <super::types::cmn::ConflictFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+                FaultKind::UpstreamUnavailable => {
+                    FaultDetail::UpstreamUnavailable(
+                        Box::new(
+                            <super::types::cmn::UpstreamUnavailableFault as crate::json::JsonDecode>::json_object(
+                                r,
+                                &[],
+                            )?,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    /// Writes the JSON object of the detail element's content (see `crate::json`).
+    pub fn encode_json(
+        &self,
+        w: &mut crate::json::JsonWriter<'_>,
+    ) -> Result<(), crate::json::JsonEncodeError> {
+        match self {
+            FaultDetail::AccessDenied(v) => crate::json::JsonEncode::json(&**v, w),
+            FaultDetail::InvalidRequest(v) => crate::json::JsonEncode::json(&**v, w),
+            FaultDetail::Throttled(v) => crate::json::JsonEncode::json(&**v, w),
+            FaultDetail::NotFound(v) => crate::json::JsonEncode::json(&**v, w),
+            FaultDetail::Conflict(v) => crate::json::JsonEncode::json(&**v, w),
+            FaultDetail::UpstreamUnavailable(v) => crate::json::JsonEncode::json(&**v, w),
         }
     }
 }

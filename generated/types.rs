@@ -7233,6 +7233,669 @@ pub mod acc {
             Some(())
         }
     }
+    impl crate::json::JsonDecode for Account {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "AccountNumber",
+                "CustomerReference",
+                "AccountType",
+                "Status",
+                "Contact",
+                "Address",
+                "Settings",
+                "CreatedAt",
+                "UpdatedAt",
+            ];
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut customer_reference: Option<super::cmn::CustomerReference> = None;
+            let mut account_type: Option<AccountType> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut contact: Option<super::cmn::Contact> = None;
+            let mut address: Option<super::cmn::PostalAddress> = None;
+            let mut settings: Option<AccountSettings> = None;
+            let mut created_at: Option<DateTime> = None;
+            let mut updated_at: Option<DateTime> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(customer_reference.is_none())?;
+                        customer_reference = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(account_type.is_none())?;
+                        account_type = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    4usize => {
+                        r.unique(contact.is_none())?;
+                        contact = Some(r.child()?);
+                    }
+                    5usize => {
+                        r.unique(address.is_none())?;
+                        address = Some(r.child()?);
+                    }
+                    6usize => {
+                        r.unique(settings.is_none())?;
+                        settings = Some(r.child()?);
+                    }
+                    7usize => {
+                        r.unique(created_at.is_none())?;
+                        created_at = Some(r.string()?);
+                    }
+                    8usize => {
+                        r.unique(updated_at.is_none())?;
+                        updated_at = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                account_number: r.required(account_number, "AccountNumber")?,
+                customer_reference: r.required(customer_reference, "CustomerReference")?,
+                account_type: r.required(account_type, "AccountType")?,
+                status: r.required(status, "Status")?,
+                contact: r.required(contact, "Contact")?,
+                address: r.required(address, "Address")?,
+                settings: r.required(settings, "Settings")?,
+                created_at: r.required(created_at, "CreatedAt")?,
+                updated_at: r.required(updated_at, "UpdatedAt")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for Account {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("AccountNumber");
+            w.string(&self.account_number)?;
+            w.key("CustomerReference");
+            w.string(&self.customer_reference)?;
+            w.key("AccountType");
+            w.string(&self.account_type)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            w.key("Contact");
+            w.child(&self.contact)?;
+            w.key("Address");
+            w.child(&self.address)?;
+            w.key("Settings");
+            w.child(&self.settings)?;
+            w.key("CreatedAt");
+            w.string(&self.created_at)?;
+            w.key("UpdatedAt");
+            w.string(&self.updated_at)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for AccountSettings {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Language", "Currency", "BillingCycle", "Notes"];
+            let mut language: Option<super::cmn::LanguageTag> = None;
+            let mut currency: Option<super::cmn::CurrencyCode> = None;
+            let mut billing_cycle: Option<BillingCycle> = None;
+            let mut notes: Option<super::cmn::FreeText> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(language.is_none())?;
+                        language = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(currency.is_none())?;
+                        currency = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(billing_cycle.is_none())?;
+                        billing_cycle = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(notes.is_none())?;
+                        notes = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                language,
+                currency,
+                billing_cycle,
+                notes,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for AccountSettings {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.language {
+                w.key("Language");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.currency {
+                w.key("Currency");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.billing_cycle {
+                w.key("BillingCycle");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.notes {
+                w.key("Notes");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ChangeAccountStatusElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["RequestId", "AccountNumber", "Status", "Reason"];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut reason: Option<super::cmn::StatusReason> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(reason.is_none())?;
+                        reason = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                account_number: r.required(account_number, "AccountNumber")?,
+                status: r.required(status, "Status")?,
+                reason,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ChangeAccountStatusElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("AccountNumber");
+            w.string(&self.account_number)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            if let Some(v) = &self.reason {
+                w.key("Reason");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ChangeAccountStatusResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["AccountNumber", "PreviousStatus", "Status"];
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut previous_status: Option<super::cmn::Status> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(previous_status.is_none())?;
+                        previous_status = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                account_number: r.required(account_number, "AccountNumber")?,
+                previous_status: r.required(previous_status, "PreviousStatus")?,
+                status: r.required(status, "Status")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ChangeAccountStatusResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("AccountNumber");
+            w.string(&self.account_number)?;
+            w.key("PreviousStatus");
+            w.string(&self.previous_status)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for CreateAccountElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "RequestId",
+                "CustomerReference",
+                "AccountType",
+                "Contact",
+                "Address",
+                "Settings",
+            ];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut customer_reference: Option<super::cmn::CustomerReference> = None;
+            let mut account_type: Option<AccountType> = None;
+            let mut contact: Option<super::cmn::Contact> = None;
+            let mut address: Option<super::cmn::PostalAddress> = None;
+            let mut settings: Option<AccountSettings> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(customer_reference.is_none())?;
+                        customer_reference = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(account_type.is_none())?;
+                        account_type = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(contact.is_none())?;
+                        contact = Some(r.child()?);
+                    }
+                    4usize => {
+                        r.unique(address.is_none())?;
+                        address = Some(r.child()?);
+                    }
+                    5usize => {
+                        r.unique(settings.is_none())?;
+                        settings = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                customer_reference: r.required(customer_reference, "CustomerReference")?,
+                account_type: r.required(account_type, "AccountType")?,
+                contact: r.required(contact, "Contact")?,
+                address: r.required(address, "Address")?,
+                settings,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for CreateAccountElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("CustomerReference");
+            w.string(&self.customer_reference)?;
+            w.key("AccountType");
+            w.string(&self.account_type)?;
+            w.key("Contact");
+            w.child(&self.contact)?;
+            w.key("Address");
+            w.child(&self.address)?;
+            if let Some(v) = &self.settings {
+                w.key("Settings");
+                w.child(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for CreateAccountResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Account"];
+            let mut account: Option<Account> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(account.is_none())?;
+                        account = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                account: r.required(account, "Account")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for CreateAccountResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Account");
+            w.child(&self.account)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for FindAccountsElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["CustomerReference"];
+            let mut customer_reference: Option<super::cmn::CustomerReference> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(customer_reference.is_none())?;
+                        customer_reference = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                customer_reference: r.required(customer_reference, "CustomerReference")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for FindAccountsElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("CustomerReference");
+            w.string(&self.customer_reference)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for FindAccountsResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Account"];
+            let mut account: Option<Vec<Account>> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(account.is_none())?;
+                        account = Some(r.list(100usize, |r| Ok(r.child()?))?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                account: r.at_least(account, 0usize, "Account")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for FindAccountsResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if !self.account.is_empty() {
+                w.key("Account");
+                w.list(
+                    &self.account,
+                    |w, v| {
+                        w.child(v)?;
+                        Ok(())
+                    },
+                )?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetAccountElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["AccountNumber"];
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                account_number: r.required(account_number, "AccountNumber")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetAccountElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("AccountNumber");
+            w.string(&self.account_number)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetAccountResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Account"];
+            let mut account: Option<Account> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(account.is_none())?;
+                        account = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                account: r.required(account, "Account")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetAccountResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Account");
+            w.child(&self.account)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ModifyAccountElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "RequestId",
+                "AccountNumber",
+                "Contact",
+                "Address",
+                "Settings",
+            ];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut contact: Option<super::cmn::Contact> = None;
+            let mut address: Option<super::cmn::PostalAddress> = None;
+            let mut settings: Option<AccountSettings> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(contact.is_none())?;
+                        contact = Some(r.child()?);
+                    }
+                    3usize => {
+                        r.unique(address.is_none())?;
+                        address = Some(r.child()?);
+                    }
+                    4usize => {
+                        r.unique(settings.is_none())?;
+                        settings = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                account_number: r.required(account_number, "AccountNumber")?,
+                contact,
+                address,
+                settings,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ModifyAccountElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("AccountNumber");
+            w.string(&self.account_number)?;
+            if let Some(v) = &self.contact {
+                w.key("Contact");
+                w.child(v)?;
+            }
+            if let Some(v) = &self.address {
+                w.key("Address");
+                w.child(v)?;
+            }
+            if let Some(v) = &self.settings {
+                w.key("Settings");
+                w.child(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ModifyAccountResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Account"];
+            let mut account: Option<Account> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(account.is_none())?;
+                        account = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                account: r.required(account, "Account")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ModifyAccountResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Account");
+            w.child(&self.account)?;
+            w.end();
+            Ok(())
+        }
+    }
 }
 pub mod cb {
     use core::{ops::Deref, str::from_utf8};
@@ -11309,6 +11972,363 @@ pub mod cb {
             w.leaf(&self.event_id, b"cb:EventId")?;
             w.leaf(&self.accepted, b"cb:Accepted")?;
             Some(())
+        }
+    }
+    impl crate::json::JsonDecode for CallbackAuthElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["PartnerId", "CallbackKey"];
+            let mut partner_id: Option<super::cmn::PartnerId> = None;
+            let mut callback_key: Option<super::cmn::ApiKey> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(partner_id.is_none())?;
+                        partner_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(callback_key.is_none())?;
+                        callback_key = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                partner_id: r.required(partner_id, "PartnerId")?,
+                callback_key: r.required(callback_key, "CallbackKey")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for CallbackAuthElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("PartnerId");
+            w.string(&self.partner_id)?;
+            w.key("CallbackKey");
+            w.string(&self.callback_key)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for CallbackFaultElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "Reason",
+                "Message",
+                "RequestId",
+                "RetryAfterSeconds",
+            ];
+            let mut reason: Option<CallbackFaultReason> = None;
+            let mut message: Option<super::cmn::FaultMessage> = None;
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut retry_after_seconds: Option<u32> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(reason.is_none())?;
+                        reason = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(message.is_none())?;
+                        message = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(retry_after_seconds.is_none())?;
+                        retry_after_seconds = Some(r.integer()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                reason: r.required(reason, "Reason")?,
+                message: r.required(message, "Message")?,
+                request_id,
+                retry_after_seconds,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for CallbackFaultElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Reason");
+            w.string(&self.reason)?;
+            w.key("Message");
+            w.string(&self.message)?;
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.retry_after_seconds {
+                w.key("RetryAfterSeconds");
+                w.integer(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetCustomerRecordElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["CustomerReference"];
+            let mut customer_reference: Option<super::cmn::CustomerReference> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(customer_reference.is_none())?;
+                        customer_reference = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                customer_reference: r.required(customer_reference, "CustomerReference")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetCustomerRecordElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("CustomerReference");
+            w.string(&self.customer_reference)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetCustomerRecordResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "CustomerReference",
+                "Contact",
+                "Address",
+                "AccountNumber",
+            ];
+            let mut customer_reference: Option<super::cmn::CustomerReference> = None;
+            let mut contact: Option<super::cmn::Contact> = None;
+            let mut address: Option<super::cmn::PostalAddress> = None;
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(customer_reference.is_none())?;
+                        customer_reference = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(contact.is_none())?;
+                        contact = Some(r.child()?);
+                    }
+                    2usize => {
+                        r.unique(address.is_none())?;
+                        address = Some(r.child()?);
+                    }
+                    3usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                customer_reference: r.required(customer_reference, "CustomerReference")?,
+                contact: r.required(contact, "Contact")?,
+                address: r.required(address, "Address")?,
+                account_number,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetCustomerRecordResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("CustomerReference");
+            w.string(&self.customer_reference)?;
+            w.key("Contact");
+            w.child(&self.contact)?;
+            w.key("Address");
+            w.child(&self.address)?;
+            if let Some(v) = &self.account_number {
+                w.key("AccountNumber");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for NotifyProvisioningEventElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "EventId",
+                "EventType",
+                "OccurredAt",
+                "AccountNumber",
+                "ServiceId",
+                "MacAddress",
+                "Status",
+                "Message",
+            ];
+            let mut event_id: Option<EventId> = None;
+            let mut event_type: Option<EventType> = None;
+            let mut occurred_at: Option<DateTime> = None;
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut mac_address: Option<super::cmn::MacAddress> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut message: Option<super::cmn::FreeText> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(event_id.is_none())?;
+                        event_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(event_type.is_none())?;
+                        event_type = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(occurred_at.is_none())?;
+                        occurred_at = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    4usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    5usize => {
+                        r.unique(mac_address.is_none())?;
+                        mac_address = Some(r.string()?);
+                    }
+                    6usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    7usize => {
+                        r.unique(message.is_none())?;
+                        message = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                event_id: r.required(event_id, "EventId")?,
+                event_type: r.required(event_type, "EventType")?,
+                occurred_at: r.required(occurred_at, "OccurredAt")?,
+                account_number: r.required(account_number, "AccountNumber")?,
+                service_id,
+                mac_address,
+                status,
+                message,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for NotifyProvisioningEventElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("EventId");
+            w.string(&self.event_id)?;
+            w.key("EventType");
+            w.string(&self.event_type)?;
+            w.key("OccurredAt");
+            w.string(&self.occurred_at)?;
+            w.key("AccountNumber");
+            w.string(&self.account_number)?;
+            if let Some(v) = &self.service_id {
+                w.key("ServiceId");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.mac_address {
+                w.key("MacAddress");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.status {
+                w.key("Status");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.message {
+                w.key("Message");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for NotifyProvisioningEventResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["EventId", "Accepted"];
+            let mut event_id: Option<EventId> = None;
+            let mut accepted: Option<bool> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(event_id.is_none())?;
+                        event_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(accepted.is_none())?;
+                        accepted = Some(r.boolean()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                event_id: r.required(event_id, "EventId")?,
+                accepted: r.required(accepted, "Accepted")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for NotifyProvisioningEventResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("EventId");
+            w.string(&self.event_id)?;
+            w.key("Accepted");
+            w.boolean(&self.accepted)?;
+            w.end();
+            Ok(())
         }
     }
 }
@@ -19801,6 +20821,554 @@ pub mod cmn {
             Some(())
         }
     }
+    impl crate::json::JsonDecode for Contact {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "FirstName",
+                "LastName",
+                "Company",
+                "Email",
+                "Phone",
+            ];
+            let mut first_name: Option<PersonName> = None;
+            let mut last_name: Option<PersonName> = None;
+            let mut company: Option<CompanyName> = None;
+            let mut email: Option<EmailAddress> = None;
+            let mut phone: Option<E164Number> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(first_name.is_none())?;
+                        first_name = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(last_name.is_none())?;
+                        last_name = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(company.is_none())?;
+                        company = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(email.is_none())?;
+                        email = Some(r.string()?);
+                    }
+                    4usize => {
+                        r.unique(phone.is_none())?;
+                        phone = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                first_name: r.required(first_name, "FirstName")?,
+                last_name: r.required(last_name, "LastName")?,
+                company,
+                email,
+                phone,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for Contact {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("FirstName");
+            w.string(&self.first_name)?;
+            w.key("LastName");
+            w.string(&self.last_name)?;
+            if let Some(v) = &self.company {
+                w.key("Company");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.email {
+                w.key("Email");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.phone {
+                w.key("Phone");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for PostalAddress {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "Street",
+                "Street2",
+                "PostalCode",
+                "City",
+                "Region",
+                "Country",
+            ];
+            let mut street: Option<StreetLine> = None;
+            let mut street_2: Option<StreetLine> = None;
+            let mut postal_code: Option<PostalCode> = None;
+            let mut city: Option<City> = None;
+            let mut region: Option<Region> = None;
+            let mut country: Option<CountryCode> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(street.is_none())?;
+                        street = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(street_2.is_none())?;
+                        street_2 = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(postal_code.is_none())?;
+                        postal_code = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(city.is_none())?;
+                        city = Some(r.string()?);
+                    }
+                    4usize => {
+                        r.unique(region.is_none())?;
+                        region = Some(r.string()?);
+                    }
+                    5usize => {
+                        r.unique(country.is_none())?;
+                        country = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                street: r.required(street, "Street")?,
+                street_2,
+                postal_code: r.required(postal_code, "PostalCode")?,
+                city: r.required(city, "City")?,
+                region,
+                country: r.required(country, "Country")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for PostalAddress {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Street");
+            w.string(&self.street)?;
+            if let Some(v) = &self.street_2 {
+                w.key("Street2");
+                w.string(v)?;
+            }
+            w.key("PostalCode");
+            w.string(&self.postal_code)?;
+            w.key("City");
+            w.string(&self.city)?;
+            if let Some(v) = &self.region {
+                w.key("Region");
+                w.string(v)?;
+            }
+            w.key("Country");
+            w.string(&self.country)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for AccessDeniedFaultElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Reason", "Message", "RequestId"];
+            let mut reason: Option<AccessDeniedReason> = None;
+            let mut message: Option<FaultMessage> = None;
+            let mut request_id: Option<GatewayRequestId> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(reason.is_none())?;
+                        reason = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(message.is_none())?;
+                        message = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                reason: r.required(reason, "Reason")?,
+                message: r.required(message, "Message")?,
+                request_id: r.required(request_id, "RequestId")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for AccessDeniedFaultElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Reason");
+            w.string(&self.reason)?;
+            w.key("Message");
+            w.string(&self.message)?;
+            w.key("RequestId");
+            w.string(&self.request_id)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ConflictFaultElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Reason", "Message", "RequestId"];
+            let mut reason: Option<ConflictReason> = None;
+            let mut message: Option<FaultMessage> = None;
+            let mut request_id: Option<GatewayRequestId> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(reason.is_none())?;
+                        reason = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(message.is_none())?;
+                        message = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                reason: r.required(reason, "Reason")?,
+                message: r.required(message, "Message")?,
+                request_id: r.required(request_id, "RequestId")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ConflictFaultElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Reason");
+            w.string(&self.reason)?;
+            w.key("Message");
+            w.string(&self.message)?;
+            w.key("RequestId");
+            w.string(&self.request_id)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GatewayAssertionElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["PartnerId", "RequestId"];
+            let mut partner_id: Option<PartnerId> = None;
+            let mut request_id: Option<GatewayRequestId> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(partner_id.is_none())?;
+                        partner_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                partner_id: r.required(partner_id, "PartnerId")?,
+                request_id: r.required(request_id, "RequestId")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GatewayAssertionElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("PartnerId");
+            w.string(&self.partner_id)?;
+            w.key("RequestId");
+            w.string(&self.request_id)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for InvalidRequestFaultElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Path", "Rule", "Message", "RequestId"];
+            let mut path: Option<FaultPath> = None;
+            let mut rule: Option<ValidationRule> = None;
+            let mut message: Option<FaultMessage> = None;
+            let mut request_id: Option<GatewayRequestId> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(path.is_none())?;
+                        path = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(rule.is_none())?;
+                        rule = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(message.is_none())?;
+                        message = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                path: r.required(path, "Path")?,
+                rule: r.required(rule, "Rule")?,
+                message: r.required(message, "Message")?,
+                request_id: r.required(request_id, "RequestId")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for InvalidRequestFaultElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Path");
+            w.string(&self.path)?;
+            w.key("Rule");
+            w.string(&self.rule)?;
+            w.key("Message");
+            w.string(&self.message)?;
+            w.key("RequestId");
+            w.string(&self.request_id)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for NotFoundFaultElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Entity", "Message", "RequestId"];
+            let mut entity: Option<NotFoundEntity> = None;
+            let mut message: Option<FaultMessage> = None;
+            let mut request_id: Option<GatewayRequestId> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(entity.is_none())?;
+                        entity = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(message.is_none())?;
+                        message = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                entity: r.required(entity, "Entity")?,
+                message: r.required(message, "Message")?,
+                request_id: r.required(request_id, "RequestId")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for NotFoundFaultElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Entity");
+            w.string(&self.entity)?;
+            w.key("Message");
+            w.string(&self.message)?;
+            w.key("RequestId");
+            w.string(&self.request_id)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for PartnerAuthElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["PartnerId", "ApiKey"];
+            let mut partner_id: Option<PartnerId> = None;
+            let mut api_key: Option<ApiKey> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(partner_id.is_none())?;
+                        partner_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(api_key.is_none())?;
+                        api_key = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                partner_id: r.required(partner_id, "PartnerId")?,
+                api_key: r.required(api_key, "ApiKey")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for PartnerAuthElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("PartnerId");
+            w.string(&self.partner_id)?;
+            w.key("ApiKey");
+            w.string(&self.api_key)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ThrottledFaultElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["RetryAfterSeconds", "Message", "RequestId"];
+            let mut retry_after_seconds: Option<u32> = None;
+            let mut message: Option<FaultMessage> = None;
+            let mut request_id: Option<GatewayRequestId> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(retry_after_seconds.is_none())?;
+                        retry_after_seconds = Some(r.integer()?);
+                    }
+                    1usize => {
+                        r.unique(message.is_none())?;
+                        message = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                retry_after_seconds: r
+                    .required(retry_after_seconds, "RetryAfterSeconds")?,
+                message: r.required(message, "Message")?,
+                request_id: r.required(request_id, "RequestId")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ThrottledFaultElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("RetryAfterSeconds");
+            w.integer(&self.retry_after_seconds)?;
+            w.key("Message");
+            w.string(&self.message)?;
+            w.key("RequestId");
+            w.string(&self.request_id)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for UpstreamUnavailableFaultElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Message", "RequestId"];
+            let mut message: Option<FaultMessage> = None;
+            let mut request_id: Option<GatewayRequestId> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(message.is_none())?;
+                        message = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                message: r.required(message, "Message")?,
+                request_id: r.required(request_id, "RequestId")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for UpstreamUnavailableFaultElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Message");
+            w.string(&self.message)?;
+            w.key("RequestId");
+            w.string(&self.request_id)?;
+            w.end();
+            Ok(())
+        }
+    }
 }
 pub mod dev {
     use core::{ops::Deref, str::from_utf8};
@@ -25590,6 +27158,529 @@ pub mod dev {
             Some(())
         }
     }
+    impl crate::json::JsonDecode for Device {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "MacAddress",
+                "AccountNumber",
+                "ServiceId",
+                "Kind",
+                "Model",
+                "Label",
+                "Status",
+                "CreatedAt",
+                "UpdatedAt",
+            ];
+            let mut mac_address: Option<super::cmn::MacAddress> = None;
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut kind: Option<DeviceKind> = None;
+            let mut model: Option<DeviceModel> = None;
+            let mut label: Option<DeviceLabel> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut created_at: Option<DateTime> = None;
+            let mut updated_at: Option<DateTime> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(mac_address.is_none())?;
+                        mac_address = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(kind.is_none())?;
+                        kind = Some(r.string()?);
+                    }
+                    4usize => {
+                        r.unique(model.is_none())?;
+                        model = Some(r.string()?);
+                    }
+                    5usize => {
+                        r.unique(label.is_none())?;
+                        label = Some(r.string()?);
+                    }
+                    6usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    7usize => {
+                        r.unique(created_at.is_none())?;
+                        created_at = Some(r.string()?);
+                    }
+                    8usize => {
+                        r.unique(updated_at.is_none())?;
+                        updated_at = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                mac_address: r.required(mac_address, "MacAddress")?,
+                account_number: r.required(account_number, "AccountNumber")?,
+                service_id: r.required(service_id, "ServiceId")?,
+                kind: r.required(kind, "Kind")?,
+                model: r.required(model, "Model")?,
+                label,
+                status: r.required(status, "Status")?,
+                created_at: r.required(created_at, "CreatedAt")?,
+                updated_at: r.required(updated_at, "UpdatedAt")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for Device {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("MacAddress");
+            w.string(&self.mac_address)?;
+            w.key("AccountNumber");
+            w.string(&self.account_number)?;
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("Kind");
+            w.string(&self.kind)?;
+            w.key("Model");
+            w.string(&self.model)?;
+            if let Some(v) = &self.label {
+                w.key("Label");
+                w.string(v)?;
+            }
+            w.key("Status");
+            w.string(&self.status)?;
+            w.key("CreatedAt");
+            w.string(&self.created_at)?;
+            w.key("UpdatedAt");
+            w.string(&self.updated_at)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for AddDeviceElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "RequestId",
+                "MacAddress",
+                "ServiceId",
+                "Kind",
+                "Model",
+                "Label",
+            ];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut mac_address: Option<super::cmn::MacAddress> = None;
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut kind: Option<DeviceKind> = None;
+            let mut model: Option<DeviceModel> = None;
+            let mut label: Option<DeviceLabel> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(mac_address.is_none())?;
+                        mac_address = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(kind.is_none())?;
+                        kind = Some(r.string()?);
+                    }
+                    4usize => {
+                        r.unique(model.is_none())?;
+                        model = Some(r.string()?);
+                    }
+                    5usize => {
+                        r.unique(label.is_none())?;
+                        label = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                mac_address: r.required(mac_address, "MacAddress")?,
+                service_id: r.required(service_id, "ServiceId")?,
+                kind: r.required(kind, "Kind")?,
+                model: r.required(model, "Model")?,
+                label,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for AddDeviceElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("MacAddress");
+            w.string(&self.mac_address)?;
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("Kind");
+            w.string(&self.kind)?;
+            w.key("Model");
+            w.string(&self.model)?;
+            if let Some(v) = &self.label {
+                w.key("Label");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for AddDeviceResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Device"];
+            let mut device: Option<Device> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(device.is_none())?;
+                        device = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                device: r.required(device, "Device")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for AddDeviceResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Device");
+            w.child(&self.device)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ChangeDeviceStatusElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["RequestId", "MacAddress", "Status", "Reason"];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut mac_address: Option<super::cmn::MacAddress> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut reason: Option<super::cmn::StatusReason> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(mac_address.is_none())?;
+                        mac_address = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(reason.is_none())?;
+                        reason = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                mac_address: r.required(mac_address, "MacAddress")?,
+                status: r.required(status, "Status")?,
+                reason,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ChangeDeviceStatusElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("MacAddress");
+            w.string(&self.mac_address)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            if let Some(v) = &self.reason {
+                w.key("Reason");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ChangeDeviceStatusResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["MacAddress", "PreviousStatus", "Status"];
+            let mut mac_address: Option<super::cmn::MacAddress> = None;
+            let mut previous_status: Option<super::cmn::Status> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(mac_address.is_none())?;
+                        mac_address = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(previous_status.is_none())?;
+                        previous_status = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                mac_address: r.required(mac_address, "MacAddress")?,
+                previous_status: r.required(previous_status, "PreviousStatus")?,
+                status: r.required(status, "Status")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ChangeDeviceStatusResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("MacAddress");
+            w.string(&self.mac_address)?;
+            w.key("PreviousStatus");
+            w.string(&self.previous_status)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetDeviceElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["MacAddress"];
+            let mut mac_address: Option<super::cmn::MacAddress> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(mac_address.is_none())?;
+                        mac_address = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                mac_address: r.required(mac_address, "MacAddress")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetDeviceElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("MacAddress");
+            w.string(&self.mac_address)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetDeviceResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Device"];
+            let mut device: Option<Device> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(device.is_none())?;
+                        device = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                device: r.required(device, "Device")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetDeviceResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Device");
+            w.child(&self.device)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ModifyDeviceElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "RequestId",
+                "MacAddress",
+                "ServiceId",
+                "Model",
+                "Label",
+            ];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut mac_address: Option<super::cmn::MacAddress> = None;
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut model: Option<DeviceModel> = None;
+            let mut label: Option<DeviceLabel> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(mac_address.is_none())?;
+                        mac_address = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(model.is_none())?;
+                        model = Some(r.string()?);
+                    }
+                    4usize => {
+                        r.unique(label.is_none())?;
+                        label = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                mac_address: r.required(mac_address, "MacAddress")?,
+                service_id,
+                model,
+                label,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ModifyDeviceElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("MacAddress");
+            w.string(&self.mac_address)?;
+            if let Some(v) = &self.service_id {
+                w.key("ServiceId");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.model {
+                w.key("Model");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.label {
+                w.key("Label");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ModifyDeviceResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Device"];
+            let mut device: Option<Device> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(device.is_none())?;
+                        device = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                device: r.required(device, "Device")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ModifyDeviceResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Device");
+            w.child(&self.device)?;
+            w.end();
+            Ok(())
+        }
+    }
 }
 pub mod enr {
     use core::{ops::Deref, str::from_utf8};
@@ -29414,6 +31505,314 @@ pub mod enr {
             w.leaf(&self.pickup_secret, b"enr:PickupSecret")?;
             w.leaf(&self.status, b"enr:Status")?;
             Some(())
+        }
+    }
+    impl crate::json::JsonDecode for GetEnrollmentStatusElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["EnrollmentId", "PickupSecret"];
+            let mut enrollment_id: Option<EnrollmentId> = None;
+            let mut pickup_secret: Option<PickupSecret> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(enrollment_id.is_none())?;
+                        enrollment_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(pickup_secret.is_none())?;
+                        pickup_secret = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                enrollment_id: r.required(enrollment_id, "EnrollmentId")?,
+                pickup_secret: r.required(pickup_secret, "PickupSecret")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetEnrollmentStatusElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("EnrollmentId");
+            w.string(&self.enrollment_id)?;
+            w.key("PickupSecret");
+            w.string(&self.pickup_secret)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetEnrollmentStatusResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "EnrollmentId",
+                "Status",
+                "Reason",
+                "PartnerId",
+                "ApiKey",
+                "CallbackKey",
+            ];
+            let mut enrollment_id: Option<EnrollmentId> = None;
+            let mut status: Option<EnrollmentStatus> = None;
+            let mut reason: Option<super::cmn::StatusReason> = None;
+            let mut partner_id: Option<super::cmn::PartnerId> = None;
+            let mut api_key: Option<super::cmn::ApiKey> = None;
+            let mut callback_key: Option<super::cmn::ApiKey> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(enrollment_id.is_none())?;
+                        enrollment_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(reason.is_none())?;
+                        reason = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(partner_id.is_none())?;
+                        partner_id = Some(r.string()?);
+                    }
+                    4usize => {
+                        r.unique(api_key.is_none())?;
+                        api_key = Some(r.string()?);
+                    }
+                    5usize => {
+                        r.unique(callback_key.is_none())?;
+                        callback_key = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                enrollment_id: r.required(enrollment_id, "EnrollmentId")?,
+                status: r.required(status, "Status")?,
+                reason,
+                partner_id,
+                api_key,
+                callback_key,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetEnrollmentStatusResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("EnrollmentId");
+            w.string(&self.enrollment_id)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            if let Some(v) = &self.reason {
+                w.key("Reason");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.partner_id {
+                w.key("PartnerId");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.api_key {
+                w.key("ApiKey");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.callback_key {
+                w.key("CallbackKey");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for RequestEnrollmentElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "CompanyName",
+                "Country",
+                "Contact",
+                "Operation",
+                "Network",
+                "CallbackUrl",
+                "ClientCertificate",
+                "AcceptedTerms",
+            ];
+            let mut company_name: Option<super::cmn::CompanyName> = None;
+            let mut country: Option<super::cmn::CountryCode> = None;
+            let mut contact: Option<Vec<super::cmn::Contact>> = None;
+            let mut operation: Option<Vec<Permission>> = None;
+            let mut network: Option<Vec<Network>> = None;
+            let mut callback_url: Option<CallbackUrl> = None;
+            let mut client_certificate: Option<CertificatePem> = None;
+            let mut accepted_terms: Option<TermsVersion> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(company_name.is_none())?;
+                        company_name = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(country.is_none())?;
+                        country = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(contact.is_none())?;
+                        contact = Some(r.list(4usize, |r| Ok(r.child()?))?);
+                    }
+                    3usize => {
+                        r.unique(operation.is_none())?;
+                        operation = Some(r.list(32usize, |r| Ok(r.string()?))?);
+                    }
+                    4usize => {
+                        r.unique(network.is_none())?;
+                        network = Some(r.list(16usize, |r| Ok(r.string()?))?);
+                    }
+                    5usize => {
+                        r.unique(callback_url.is_none())?;
+                        callback_url = Some(r.string()?);
+                    }
+                    6usize => {
+                        r.unique(client_certificate.is_none())?;
+                        client_certificate = Some(r.string()?);
+                    }
+                    7usize => {
+                        r.unique(accepted_terms.is_none())?;
+                        accepted_terms = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                company_name: r.required(company_name, "CompanyName")?,
+                country: r.required(country, "Country")?,
+                contact: r.at_least(contact, 1usize, "Contact")?,
+                operation: r.at_least(operation, 1usize, "Operation")?,
+                network: r.at_least(network, 1usize, "Network")?,
+                callback_url,
+                client_certificate,
+                accepted_terms: r.required(accepted_terms, "AcceptedTerms")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for RequestEnrollmentElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("CompanyName");
+            w.string(&self.company_name)?;
+            w.key("Country");
+            w.string(&self.country)?;
+            if !self.contact.is_empty() {
+                w.key("Contact");
+                w.list(
+                    &self.contact,
+                    |w, v| {
+                        w.child(v)?;
+                        Ok(())
+                    },
+                )?;
+            }
+            if !self.operation.is_empty() {
+                w.key("Operation");
+                w.list(
+                    &self.operation,
+                    |w, v| {
+                        w.string(v)?;
+                        Ok(())
+                    },
+                )?;
+            }
+            if !self.network.is_empty() {
+                w.key("Network");
+                w.list(
+                    &self.network,
+                    |w, v| {
+                        w.string(v)?;
+                        Ok(())
+                    },
+                )?;
+            }
+            if let Some(v) = &self.callback_url {
+                w.key("CallbackUrl");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.client_certificate {
+                w.key("ClientCertificate");
+                w.string(v)?;
+            }
+            w.key("AcceptedTerms");
+            w.string(&self.accepted_terms)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for RequestEnrollmentResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["EnrollmentId", "PickupSecret", "Status"];
+            let mut enrollment_id: Option<EnrollmentId> = None;
+            let mut pickup_secret: Option<PickupSecret> = None;
+            let mut status: Option<EnrollmentStatus> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(enrollment_id.is_none())?;
+                        enrollment_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(pickup_secret.is_none())?;
+                        pickup_secret = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                enrollment_id: r.required(enrollment_id, "EnrollmentId")?,
+                pickup_secret: r.required(pickup_secret, "PickupSecret")?,
+                status: r.required(status, "Status")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for RequestEnrollmentResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("EnrollmentId");
+            w.string(&self.enrollment_id)?;
+            w.key("PickupSecret");
+            w.string(&self.pickup_secret)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            w.end();
+            Ok(())
         }
     }
 }
@@ -38531,6 +40930,832 @@ pub mod ftr {
             Some(())
         }
     }
+    impl crate::json::JsonDecode for CallForwardingSettings {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["ForwardTo", "Condition", "RingSeconds"];
+            let mut forward_to: Option<super::cmn::E164Number> = None;
+            let mut condition: Option<ForwardingCondition> = None;
+            let mut ring_seconds: Option<RingSeconds> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(forward_to.is_none())?;
+                        forward_to = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(condition.is_none())?;
+                        condition = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(ring_seconds.is_none())?;
+                        ring_seconds = Some(r.integer()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                forward_to,
+                condition,
+                ring_seconds,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for CallForwardingSettings {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.forward_to {
+                w.key("ForwardTo");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.condition {
+                w.key("Condition");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.ring_seconds {
+                w.key("RingSeconds");
+                w.integer(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for CallWaitingSettings {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["ToneEnabled"];
+            let mut tone_enabled: Option<bool> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(tone_enabled.is_none())?;
+                        tone_enabled = Some(r.boolean()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self { tone_enabled })
+        }
+    }
+    impl crate::json::JsonEncode for CallWaitingSettings {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.tone_enabled {
+                w.key("ToneEnabled");
+                w.boolean(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for CallerIdSettings {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Presentation", "DisplayName"];
+            let mut presentation: Option<CallerIdPresentation> = None;
+            let mut display_name: Option<CallerIdDisplayName> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(presentation.is_none())?;
+                        presentation = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(display_name.is_none())?;
+                        display_name = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self { presentation, display_name })
+        }
+    }
+    impl crate::json::JsonEncode for CallerIdSettings {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.presentation {
+                w.key("Presentation");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.display_name {
+                w.key("DisplayName");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for DoNotDisturbSettings {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["AllowList"];
+            let mut allow_list: Option<Vec<super::cmn::E164Number>> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(allow_list.is_none())?;
+                        allow_list = Some(r.list(20usize, |r| Ok(r.string()?))?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                allow_list: r.at_least(allow_list, 0usize, "AllowList")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for DoNotDisturbSettings {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if !self.allow_list.is_empty() {
+                w.key("AllowList");
+                w.list(
+                    &self.allow_list,
+                    |w, v| {
+                        w.string(v)?;
+                        Ok(())
+                    },
+                )?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for FeatureInstance {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "ServiceId",
+                "Feature",
+                "Status",
+                "Settings",
+                "DefaultedSetting",
+                "UpdatedAt",
+            ];
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut feature: Option<FeatureCode> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut settings: Option<FeatureSettings> = None;
+            let mut defaulted_setting: Option<Vec<SettingName>> = None;
+            let mut updated_at: Option<DateTime> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(feature.is_none())?;
+                        feature = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(settings.is_none())?;
+                        settings = Some(r.child()?);
+                    }
+                    4usize => {
+                        r.unique(defaulted_setting.is_none())?;
+                        defaulted_setting = Some(r.list(20usize, |r| Ok(r.string()?))?);
+                    }
+                    5usize => {
+                        r.unique(updated_at.is_none())?;
+                        updated_at = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                service_id: r.required(service_id, "ServiceId")?,
+                feature: r.required(feature, "Feature")?,
+                status: r.required(status, "Status")?,
+                settings: r.required(settings, "Settings")?,
+                defaulted_setting: r
+                    .at_least(defaulted_setting, 0usize, "DefaultedSetting")?,
+                updated_at: r.required(updated_at, "UpdatedAt")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for FeatureInstance {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("Feature");
+            w.string(&self.feature)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            w.key("Settings");
+            w.child(&self.settings)?;
+            if !self.defaulted_setting.is_empty() {
+                w.key("DefaultedSetting");
+                w.list(
+                    &self.defaulted_setting,
+                    |w, v| {
+                        w.string(v)?;
+                        Ok(())
+                    },
+                )?;
+            }
+            w.key("UpdatedAt");
+            w.string(&self.updated_at)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for FeatureSettings {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "Voicemail",
+                "CallForwarding",
+                "CallerId",
+                "CallWaiting",
+                "DoNotDisturb",
+            ];
+            let mut m = r.object(url)?;
+            let mut value: Option<(usize, Self)> = None;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                if let Some((first, _)) = &value {
+                    r.unique(*first != i)?;
+                    return Err(
+                        r
+                            .error(
+                                crate::decode::Rule::NotAllowedHere,
+                                concat!(
+                                    "a choice holds exactly one of ",
+                                    "Voicemail, CallForwarding, CallerId, CallWaiting, DoNotDisturb"
+                                ),
+                            ),
+                    );
+                }
+                value = Some((
+                    i,
+                    match i {
+                        0usize => Self::Voicemail(r.child()?),
+                        1usize => Self::CallForwarding(r.child()?),
+                        2usize => Self::CallerId(r.child()?),
+                        3usize => Self::CallWaiting(r.child()?),
+                        4usize => Self::DoNotDisturb(r.child()?),
+                        _ => return Err(r.no_such_member()),
+                    },
+                ));
+            }
+            match value {
+                Some((_, value)) => Ok(value),
+                None => {
+                    Err(
+                        r
+                            .error(
+                                crate::decode::Rule::MissingElement,
+                                concat!(
+                                    "one of ",
+                                    "Voicemail, CallForwarding, CallerId, CallWaiting, DoNotDisturb",
+                                    " is required"
+                                ),
+                            ),
+                    )
+                }
+            }
+        }
+    }
+    impl crate::json::JsonEncode for FeatureSettings {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            match self {
+                Self::Voicemail(v) => {
+                    w.key("Voicemail");
+                    w.child(v)?;
+                }
+                Self::CallForwarding(v) => {
+                    w.key("CallForwarding");
+                    w.child(v)?;
+                }
+                Self::CallerId(v) => {
+                    w.key("CallerId");
+                    w.child(v)?;
+                }
+                Self::CallWaiting(v) => {
+                    w.key("CallWaiting");
+                    w.child(v)?;
+                }
+                Self::DoNotDisturb(v) => {
+                    w.key("DoNotDisturb");
+                    w.child(v)?;
+                }
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for VoicemailSettings {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "Pin",
+                "MaxMessageSeconds",
+                "EmailNotification",
+                "NotificationEmail",
+            ];
+            let mut pin: Option<VoicemailPin> = None;
+            let mut max_message_seconds: Option<MessageSeconds> = None;
+            let mut email_notification: Option<bool> = None;
+            let mut notification_email: Option<super::cmn::EmailAddress> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(pin.is_none())?;
+                        pin = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(max_message_seconds.is_none())?;
+                        max_message_seconds = Some(r.integer()?);
+                    }
+                    2usize => {
+                        r.unique(email_notification.is_none())?;
+                        email_notification = Some(r.boolean()?);
+                    }
+                    3usize => {
+                        r.unique(notification_email.is_none())?;
+                        notification_email = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                pin,
+                max_message_seconds,
+                email_notification,
+                notification_email,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for VoicemailSettings {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.pin {
+                w.key("Pin");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.max_message_seconds {
+                w.key("MaxMessageSeconds");
+                w.integer(v)?;
+            }
+            if let Some(v) = &self.email_notification {
+                w.key("EmailNotification");
+                w.boolean(v)?;
+            }
+            if let Some(v) = &self.notification_email {
+                w.key("NotificationEmail");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ChangeFeatureStatusElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "RequestId",
+                "ServiceId",
+                "Feature",
+                "Status",
+                "Reason",
+            ];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut feature: Option<FeatureCode> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut reason: Option<super::cmn::StatusReason> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(feature.is_none())?;
+                        feature = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    4usize => {
+                        r.unique(reason.is_none())?;
+                        reason = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                service_id: r.required(service_id, "ServiceId")?,
+                feature: r.required(feature, "Feature")?,
+                status: r.required(status, "Status")?,
+                reason,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ChangeFeatureStatusElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("Feature");
+            w.string(&self.feature)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            if let Some(v) = &self.reason {
+                w.key("Reason");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ChangeFeatureStatusResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["ServiceId", "Feature", "PreviousStatus", "Status"];
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut feature: Option<FeatureCode> = None;
+            let mut previous_status: Option<super::cmn::Status> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(feature.is_none())?;
+                        feature = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(previous_status.is_none())?;
+                        previous_status = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                service_id: r.required(service_id, "ServiceId")?,
+                feature: r.required(feature, "Feature")?,
+                previous_status: r.required(previous_status, "PreviousStatus")?,
+                status: r.required(status, "Status")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ChangeFeatureStatusResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("Feature");
+            w.string(&self.feature)?;
+            w.key("PreviousStatus");
+            w.string(&self.previous_status)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for EnableFeatureElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["RequestId", "ServiceId", "Feature", "Settings"];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut feature: Option<FeatureCode> = None;
+            let mut settings: Option<FeatureSettings> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(feature.is_none())?;
+                        feature = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(settings.is_none())?;
+                        settings = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                service_id: r.required(service_id, "ServiceId")?,
+                feature: r.required(feature, "Feature")?,
+                settings,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for EnableFeatureElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("Feature");
+            w.string(&self.feature)?;
+            if let Some(v) = &self.settings {
+                w.key("Settings");
+                w.child(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for EnableFeatureResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["FeatureInstance"];
+            let mut feature_instance: Option<FeatureInstance> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(feature_instance.is_none())?;
+                        feature_instance = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                feature_instance: r.required(feature_instance, "FeatureInstance")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for EnableFeatureResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("FeatureInstance");
+            w.child(&self.feature_instance)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetFeatureElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["ServiceId", "Feature"];
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut feature: Option<FeatureCode> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(feature.is_none())?;
+                        feature = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                service_id: r.required(service_id, "ServiceId")?,
+                feature: r.required(feature, "Feature")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetFeatureElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("Feature");
+            w.string(&self.feature)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetFeatureResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["FeatureInstance"];
+            let mut feature_instance: Option<FeatureInstance> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(feature_instance.is_none())?;
+                        feature_instance = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                feature_instance: r.required(feature_instance, "FeatureInstance")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetFeatureResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("FeatureInstance");
+            w.child(&self.feature_instance)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ModifyFeatureElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["RequestId", "ServiceId", "Feature", "Settings"];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut feature: Option<FeatureCode> = None;
+            let mut settings: Option<FeatureSettings> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(feature.is_none())?;
+                        feature = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(settings.is_none())?;
+                        settings = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                service_id: r.required(service_id, "ServiceId")?,
+                feature: r.required(feature, "Feature")?,
+                settings: r.required(settings, "Settings")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ModifyFeatureElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("Feature");
+            w.string(&self.feature)?;
+            w.key("Settings");
+            w.child(&self.settings)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ModifyFeatureResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["FeatureInstance"];
+            let mut feature_instance: Option<FeatureInstance> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(feature_instance.is_none())?;
+                        feature_instance = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                feature_instance: r.required(feature_instance, "FeatureInstance")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ModifyFeatureResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("FeatureInstance");
+            w.child(&self.feature_instance)?;
+            w.end();
+            Ok(())
+        }
+    }
 }
 pub mod svc {
     use core::{ops::Deref, str::from_utf8};
@@ -45273,6 +48498,620 @@ pub mod svc {
         fn content(&self, w: &mut crate::encode::fast::FastWriter<'_>) -> Option<()> {
             w.child(&self.service, b"svc:Service")?;
             Some(())
+        }
+    }
+    impl crate::json::JsonDecode for Service {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "ServiceId",
+                "AccountNumber",
+                "ServiceType",
+                "Status",
+                "Settings",
+                "CreatedAt",
+                "UpdatedAt",
+            ];
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut service_type: Option<ServiceType> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut settings: Option<ServiceSettings> = None;
+            let mut created_at: Option<DateTime> = None;
+            let mut updated_at: Option<DateTime> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(service_type.is_none())?;
+                        service_type = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    4usize => {
+                        r.unique(settings.is_none())?;
+                        settings = Some(r.child()?);
+                    }
+                    5usize => {
+                        r.unique(created_at.is_none())?;
+                        created_at = Some(r.string()?);
+                    }
+                    6usize => {
+                        r.unique(updated_at.is_none())?;
+                        updated_at = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                service_id: r.required(service_id, "ServiceId")?,
+                account_number: r.required(account_number, "AccountNumber")?,
+                service_type: r.required(service_type, "ServiceType")?,
+                status: r.required(status, "Status")?,
+                settings: r.required(settings, "Settings")?,
+                created_at: r.required(created_at, "CreatedAt")?,
+                updated_at: r.required(updated_at, "UpdatedAt")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for Service {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("AccountNumber");
+            w.string(&self.account_number)?;
+            w.key("ServiceType");
+            w.string(&self.service_type)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            w.key("Settings");
+            w.child(&self.settings)?;
+            w.key("CreatedAt");
+            w.string(&self.created_at)?;
+            w.key("UpdatedAt");
+            w.string(&self.updated_at)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ServiceSettings {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "PhoneNumber",
+                "DisplayName",
+                "MaxChannels",
+                "SmsSenderId",
+            ];
+            let mut phone_number: Option<super::cmn::E164Number> = None;
+            let mut display_name: Option<ServiceDisplayName> = None;
+            let mut max_channels: Option<ChannelCount> = None;
+            let mut sms_sender_id: Option<SmsSenderId> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(phone_number.is_none())?;
+                        phone_number = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(display_name.is_none())?;
+                        display_name = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(max_channels.is_none())?;
+                        max_channels = Some(r.integer()?);
+                    }
+                    3usize => {
+                        r.unique(sms_sender_id.is_none())?;
+                        sms_sender_id = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                phone_number,
+                display_name,
+                max_channels,
+                sms_sender_id,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ServiceSettings {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.phone_number {
+                w.key("PhoneNumber");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.display_name {
+                w.key("DisplayName");
+                w.string(v)?;
+            }
+            if let Some(v) = &self.max_channels {
+                w.key("MaxChannels");
+                w.integer(v)?;
+            }
+            if let Some(v) = &self.sms_sender_id {
+                w.key("SmsSenderId");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for AddServiceElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &[
+                "RequestId",
+                "AccountNumber",
+                "ServiceType",
+                "Settings",
+            ];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut service_type: Option<ServiceType> = None;
+            let mut settings: Option<ServiceSettings> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(service_type.is_none())?;
+                        service_type = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(settings.is_none())?;
+                        settings = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                account_number: r.required(account_number, "AccountNumber")?,
+                service_type: r.required(service_type, "ServiceType")?,
+                settings,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for AddServiceElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("AccountNumber");
+            w.string(&self.account_number)?;
+            w.key("ServiceType");
+            w.string(&self.service_type)?;
+            if let Some(v) = &self.settings {
+                w.key("Settings");
+                w.child(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for AddServiceResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Service"];
+            let mut service: Option<Service> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(service.is_none())?;
+                        service = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                service: r.required(service, "Service")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for AddServiceResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Service");
+            w.child(&self.service)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ChangeServiceStatusElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["RequestId", "ServiceId", "Status", "Reason"];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut reason: Option<super::cmn::StatusReason> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    3usize => {
+                        r.unique(reason.is_none())?;
+                        reason = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                service_id: r.required(service_id, "ServiceId")?,
+                status: r.required(status, "Status")?,
+                reason,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ChangeServiceStatusElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            if let Some(v) = &self.reason {
+                w.key("Reason");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ChangeServiceStatusResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["ServiceId", "PreviousStatus", "Status"];
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut previous_status: Option<super::cmn::Status> = None;
+            let mut status: Option<super::cmn::Status> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(previous_status.is_none())?;
+                        previous_status = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(status.is_none())?;
+                        status = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                service_id: r.required(service_id, "ServiceId")?,
+                previous_status: r.required(previous_status, "PreviousStatus")?,
+                status: r.required(status, "Status")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ChangeServiceStatusResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("PreviousStatus");
+            w.string(&self.previous_status)?;
+            w.key("Status");
+            w.string(&self.status)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetServiceElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["ServiceId"];
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                service_id: r.required(service_id, "ServiceId")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetServiceElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for GetServiceResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Service"];
+            let mut service: Option<Service> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(service.is_none())?;
+                        service = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                service: r.required(service, "Service")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for GetServiceResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Service");
+            w.child(&self.service)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ListServicesElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["AccountNumber", "ServiceType"];
+            let mut account_number: Option<super::cmn::AccountNumber> = None;
+            let mut service_type: Option<ServiceType> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(account_number.is_none())?;
+                        account_number = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(service_type.is_none())?;
+                        service_type = Some(r.string()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                account_number: r.required(account_number, "AccountNumber")?,
+                service_type,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ListServicesElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("AccountNumber");
+            w.string(&self.account_number)?;
+            if let Some(v) = &self.service_type {
+                w.key("ServiceType");
+                w.string(v)?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ListServicesResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Service"];
+            let mut service: Option<Vec<Service>> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(service.is_none())?;
+                        service = Some(r.list(200usize, |r| Ok(r.child()?))?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                service: r.at_least(service, 0usize, "Service")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ListServicesResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if !self.service.is_empty() {
+                w.key("Service");
+                w.list(
+                    &self.service,
+                    |w, v| {
+                        w.child(v)?;
+                        Ok(())
+                    },
+                )?;
+            }
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ModifyServiceElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["RequestId", "ServiceId", "Settings"];
+            let mut request_id: Option<super::cmn::RequestId> = None;
+            let mut service_id: Option<super::cmn::ServiceId> = None;
+            let mut settings: Option<ServiceSettings> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(request_id.is_none())?;
+                        request_id = Some(r.string()?);
+                    }
+                    1usize => {
+                        r.unique(service_id.is_none())?;
+                        service_id = Some(r.string()?);
+                    }
+                    2usize => {
+                        r.unique(settings.is_none())?;
+                        settings = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                request_id,
+                service_id: r.required(service_id, "ServiceId")?,
+                settings: r.required(settings, "Settings")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ModifyServiceElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            if let Some(v) = &self.request_id {
+                w.key("RequestId");
+                w.string(v)?;
+            }
+            w.key("ServiceId");
+            w.string(&self.service_id)?;
+            w.key("Settings");
+            w.child(&self.settings)?;
+            w.end();
+            Ok(())
+        }
+    }
+    impl crate::json::JsonDecode for ModifyServiceResponseElementType {
+        fn json_object<'b>(
+            r: &mut crate::json::JsonReader<'b>,
+            url: &[(&'b str, &'b str)],
+        ) -> Result<Self, crate::decode::DecodeError> {
+            const NAMES: &[&str] = &["Service"];
+            let mut service: Option<Service> = None;
+            let mut m = r.object(url)?;
+            while let Some(i) = r.member(&mut m, NAMES)? {
+                match i {
+                    0usize => {
+                        r.unique(service.is_none())?;
+                        service = Some(r.child()?);
+                    }
+                    _ => return Err(r.no_such_member()),
+                }
+            }
+            Ok(Self {
+                service: r.required(service, "Service")?,
+            })
+        }
+    }
+    impl crate::json::JsonEncode for ModifyServiceResponseElementType {
+        fn json(
+            &self,
+            w: &mut crate::json::JsonWriter<'_>,
+        ) -> Result<(), crate::json::JsonEncodeError> {
+            w.begin();
+            w.key("Service");
+            w.child(&self.service)?;
+            w.end();
+            Ok(())
         }
     }
 }

@@ -496,5 +496,8 @@ fn utc_seconds(text: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
+mod headers;
+pub use headers::{authenticate_headers, PARTNER_ID_HEADER};
+
 #[cfg(test)]
 mod tests;

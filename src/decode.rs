@@ -38,7 +38,7 @@ pub use entry::{
 };
 pub use rules::{DecodeError, DecodeLimits, Rule};
 pub use strict::{decode_with, StrictReader};
-pub(crate) use text::contains_cdata_end;
+pub(crate) use text::{contains_cdata_end, leaf_text_problem, quote_value, refused_value};
 
 #[cfg(test)]
 mod tests;

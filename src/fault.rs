@@ -144,6 +144,7 @@ fn plan(rejection: &Rejection) -> Plan {
             e.to_string(),
             "invalid-transport",
         ),
+        Rejection::Route(e) => invalid(e.status(), "/", e.rule(), e.to_string(), "invalid-route"),
         Rejection::Limit(e) => {
             let status = match e {
                 crate::limit::LimitError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -523,7 +524,13 @@ where
     body
 }
 
+mod problem;
 mod upstream;
+
+pub use problem::{
+    problem, problem_upstream, ProblemResponse, ProblemType, PROBLEM_JSON, PROBLEM_TYPES,
+    TYPE_PREFIX,
+};
 
 #[cfg(test)]
 use upstream::*;

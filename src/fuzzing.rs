@@ -10,6 +10,10 @@
 //!   of both contracts. No panic.
 //! - [`roundtrip()`]: whatever decodes re-encodes, the encoding decodes to an equal value and
 //!   re-encodes to identical bytes.
+//! - [`json()`]: the JSON decoder of every partner request, response and fault detail. No
+//!   panic; a refusal names a rule and a JSON Pointer; whatever it accepts re-encodes to JSON
+//!   that decodes to the same value and re-encodes identically, and its canonical SOAP encoding
+//!   decodes with the XML decoder to the same value (the two faces agree).
 //! - [`pipeline()`]: the whole request path ([`crate::pipeline::handle`]) with a recording stub
 //!   [`Upstream`](crate::forward::Upstream). No panic; every answer is a typed response that
 //!   re-decodes or a fault that `fault.rs` renders into an envelope `envelope::scan` +
@@ -29,8 +33,8 @@
 //!
 //! The rooms: `partners.rs` the fixed world every target runs in (the snapshot, peers, "now");
 //! one file per target, `target_envelope.rs`, `target_decode.rs`, `target_roundtrip.rs` (which
-//! reads its input as `target_decode.rs` does) and `target_pipeline.rs` (over `stub.rs`, the
-//! recording upstream and the gateway around it); this file the two helpers several targets
+//! reads its input as `target_decode.rs` does), `target_json.rs` and `target_pipeline.rs`
+//! (over `stub.rs`, the recording upstream and the gateway around it); this file the two helpers several targets
 //! share. The targets do not use each other but as said. They may use any stage of the crate;
 //! nothing in the crate uses them.
 
@@ -45,12 +49,14 @@ mod partners;
 mod stub;
 mod target_decode;
 mod target_envelope;
+mod target_json;
 mod target_pipeline;
 mod target_roundtrip;
 
 pub use partners::{snapshot, FuzzPartner, NOW, PARTNERS, PEERS, REQUEST_ID, TRUSTED_PROXIES};
 pub use target_decode::decode;
 pub use target_envelope::envelope;
+pub use target_json::json;
 pub use target_pipeline::pipeline;
 pub use target_roundtrip::roundtrip;
 

@@ -63,6 +63,14 @@ pub enum LimitError {
         /// The bound.
         limit: usize,
     },
+    /// A structural bound of a JSON body (the REST face), the XML bound of the same name.
+    #[error("JSON limit exceeded: {what} (more than {limit})")]
+    Json {
+        /// Which bound: its config key without the `limits.xml.` prefix.
+        what: &'static str,
+        /// The bound.
+        limit: usize,
+    },
 }
 
 impl LimitError {
@@ -78,7 +86,7 @@ impl LimitError {
             LimitError::Doctype => "doctype",
             LimitError::ProcessingInstruction => "processing-instruction",
             LimitError::Malformed(_) => "malformed",
-            LimitError::Xml { what, .. } => match *what {
+            LimitError::Xml { what, .. } | LimitError::Json { what, .. } => match *what {
                 "max_depth" => "limits.xml.max_depth",
                 "max_attributes" => "limits.xml.max_attributes",
                 "max_namespace_declarations" => "limits.xml.max_namespace_declarations",
@@ -405,6 +413,9 @@ pub fn check_xml<'a>(input: &'a [u8], limits: &XmlLimits) -> Result<Outline<'a>,
         }
     }
 }
+
+mod json;
+pub use json::check_json;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,13 @@
 //!   → authenticate → client certificate → allowlist → authorize → throttle → strict typed decode → forward (re-encode)
 //! ```
 //!
-//! Every stage's error becomes a [`Rejection`]; `fault.rs` turns it into a SOAP fault.
+//! The REST face ([`handle_json`]) enters with the operation its route names: the JSON limits
+//! pass, then credentials from the headers, then the same stages from the client certificate on
+//! (`admitted`, shared), its own strict decode (`crate::json`) into the same typed request, and
+//! the same forward.
+//!
+//! Every stage's error becomes a [`Rejection`]; `fault.rs` turns it into a SOAP fault (or, for
+//! the REST face, a problem document).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -196,10 +202,126 @@ async fn run(
 
     // Authenticate, against the snapshot as it is now.
     let auth = authenticate::authenticate(&env, &snapshot, now);
+    let call = Admit {
+        peer: incoming.peer,
+        headers: incoming.headers,
+        client_cert: incoming.client_cert,
+        request_id: incoming.request_id,
+        op,
+        trace: incoming.trace,
+    };
+    admitted(gw, call, auth, &snapshot, now, laps, out, |limits| {
+        decode::partner_request(&env.body, limits)
+    })
+    .await
+}
+
+/// A REST/JSON request as the server hands it to the pipeline: the route already named the
+/// operation and the URL members (`crate::rest`), the body read within its limits.
+pub struct JsonIncoming<'a> {
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// HTTP headers (the credentials are `X-Partner-Id` and `Authorization: Bearer`).
+    pub headers: &'a HeaderMap,
+    /// The JSON body (`{}` for a route without one).
+    pub body: &'a [u8],
+    /// The members the URL carries (path segments and query), for the decoder.
+    pub url_members: &'a [(&'a str, &'a str)],
+    /// The operation of the route.
+    pub op: Operation,
+    /// The gateway's id for this request.
+    pub request_id: &'a str,
+    /// The certificate chain the TLS client presented (mutual TLS), if any.
+    pub client_cert: Option<&'a Presented>,
+    /// The request's server span, when tracing is on (`crate::telemetry`).
+    pub trace: Option<&'a crate::telemetry::RequestTrace>,
+}
+
+/// The REST face's path: the JSON limits pass, credentials from the headers, then the same
+/// stages as [`handle`] (client certificate, allowlist, permission, throttle), the strict JSON
+/// decode into the same typed `Request` (`crate::json`), and the same forward.
+pub async fn handle_json(gw: &Gateway, incoming: JsonIncoming<'_>) -> Outcome {
+    let mut outcome = Outcome {
+        version: SoapVersion::Soap11,
+        partner: None,
+        operation: Some(incoming.op),
+        result: Err(Rejection::Transport(TransportError::ContentType(
+            String::new(),
+        ))),
+        stages: StageTimes::default(),
+        stages_from: None,
+        key_id: None,
+    };
+    // JSON limits: one byte scan before anything parses the body or checks the caller.
+    let mut laps = Laps(Instant::now());
+    outcome.stages_from = Some(laps.0);
+    let limited = limit::check_json(incoming.body, &gw.settings.xml);
+    laps.lap(Stage::Limit, &mut outcome);
+    if let Err(e) = limited {
+        outcome.result = Err(Rejection::Limit(e));
+        return outcome;
+    }
+    let snapshot = gw.snapshot.load();
+    let now = unix_now();
+    let auth = authenticate::authenticate_headers(incoming.headers, &snapshot, now);
+    let call = Admit {
+        peer: incoming.peer,
+        headers: incoming.headers,
+        client_cert: incoming.client_cert,
+        request_id: incoming.request_id,
+        op: incoming.op,
+        trace: incoming.trace,
+    };
+    let (body, members, op) = (incoming.body, incoming.url_members, incoming.op);
+    outcome.result = admitted(
+        gw,
+        call,
+        auth,
+        &snapshot,
+        now,
+        laps,
+        &mut outcome,
+        |limits| crate::json::decode_partner_request(op, body, members, &limits),
+    )
+    .await;
+    outcome
+}
+
+/// What the shared stages need of a request, whichever face it came through.
+struct Admit<'a> {
+    peer: IpAddr,
+    headers: &'a HeaderMap,
+    client_cert: Option<&'a Presented>,
+    request_id: &'a str,
+    op: Operation,
+    trace: Option<&'a crate::telemetry::RequestTrace>,
+}
+
+/// The stages both faces share, from the authentication's result on: client certificate,
+/// allowlist, permission, throttle, then `decode` (the face's strict typed decode, only for an
+/// authentic, allowed, permitted, admitted partner) and the forward.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the stage's inputs, each from a different place; a struct would only rename them"
+)]
+async fn admitted(
+    gw: &Gateway,
+    call: Admit<'_>,
+    auth: Result<authenticate::Authenticated, authenticate::AuthError>,
+    snapshot: &crate::store::Snapshot,
+    now: i64,
+    mut laps: Laps,
+    out: &mut Outcome,
+    decode: impl FnOnce(DecodeLimits) -> Result<crate::generated::partner::Request, decode::DecodeError>,
+) -> Result<UpstreamReply, Rejection> {
+    let op = call.op;
     let auth = match auth {
         Ok(auth) => auth,
         Err(e) => {
-            out.partner = known(e.claimed());
+            out.partner = e
+                .claimed()
+                .filter(|p| snapshot.partners.contains_key(*p))
+                .map(str::to_string);
             laps.lap(Stage::Checks, out);
             return Err(Rejection::Auth(e));
         }
@@ -211,10 +333,10 @@ async fn run(
     // permission, throttle. The in-flight guard counts this call against the partner until the
     // function returns, whatever the path.
     let checks = (|| {
-        client_cert::check(&auth, incoming.client_cert, now).map_err(Rejection::ClientCert)?;
+        client_cert::check(&auth, call.client_cert, now).map_err(Rejection::ClientCert)?;
         let client = allowlist::client_address(
-            incoming.peer,
-            incoming.headers,
+            call.peer,
+            call.headers,
             &gw.settings.trusted_proxies,
             gw.settings.trusted_proxy_header,
         )
@@ -222,14 +344,14 @@ async fn run(
         allowlist::check(&auth, client).map_err(Rejection::Allow)?;
         authorize::check(&auth, op).map_err(Rejection::Authorize)?;
         gw.throttle
-            .admit(&auth.partner, &snapshot)
+            .admit(&auth.partner, snapshot)
             .map_err(Rejection::from)
     })();
     laps.lap(Stage::Checks, out);
     let _in_flight = checks?;
 
     // Strict typed decode: only now, for a known, allowed, permitted, admitted partner.
-    let request = decode::partner_request(&env.body, DecodeLimits::default());
+    let request = decode(DecodeLimits::default());
     laps.lap(Stage::Decode, out);
     let request = request.map_err(Rejection::Decode)?;
 
@@ -239,10 +361,10 @@ async fn run(
         .as_ref()
         .ok_or(Rejection::Forward(ForwardError::Unconfigured))?;
     // The client span and its traceparent, when tracing is on.
-    let client = incoming.trace.map(|t| t.client("upstream", None));
+    let client = call.trace.map(|t| t.client("upstream", None));
     let ctx = CallContext {
         partner_id: &auth.partner.partner_id,
-        request_id: incoming.request_id,
+        request_id: call.request_id,
         trace: client.as_ref().map(|c| &c.headers),
     };
     let reply = upstream.call(ctx, &request).await;

@@ -23,12 +23,57 @@ pub struct ActionError {
     pub body: &'static str,
 }
 
+/// A REST face request that names no operation: its path, method or media type (`crate::rest`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// No route has this path.
+    #[error("no resource at this path")]
+    NotFound,
+    /// The path is known, the method is not one of its routes'.
+    #[error("method not allowed here (allowed: {allow})")]
+    MethodNotAllowed {
+        /// The methods the path has, for `Allow`.
+        allow: &'static str,
+    },
+    /// A body whose content type is not `application/json` (bounded).
+    #[error("content type {0:?} is not application/json")]
+    UnsupportedMediaType(String),
+    /// A body on a route that takes none (`GET`).
+    #[error("this route takes no request body")]
+    UnexpectedBody,
+}
+
+impl RouteError {
+    /// The rule name in the problem (and the fault, were one ever rendered).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            RouteError::NotFound => "route",
+            RouteError::MethodNotAllowed { .. } => "method",
+            RouteError::UnsupportedMediaType(_) => "content-type",
+            RouteError::UnexpectedBody => "body",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            RouteError::NotFound => http::StatusCode::NOT_FOUND,
+            RouteError::MethodNotAllowed { .. } => http::StatusCode::METHOD_NOT_ALLOWED,
+            RouteError::UnsupportedMediaType(_) => http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RouteError::UnexpectedBody => http::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
 /// Why a request was refused: one variant per stage.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
     /// HTTP framing.
     #[error(transparent)]
     Transport(TransportError),
+    /// The REST face's route, method or media type.
+    #[error(transparent)]
+    Route(RouteError),
     /// Size, time or XML structure limits.
     #[error(transparent)]
     Limit(LimitError),
@@ -78,6 +123,7 @@ impl Rejection {
     pub fn stage(&self) -> &'static str {
         match self {
             Rejection::Transport(_) => "transport",
+            Rejection::Route(_) => "route",
             Rejection::Limit(_) => "limit",
             Rejection::Envelope(_) => "envelope",
             Rejection::Action(_) => "action",

@@ -41,6 +41,26 @@ pub const BUCKETS_MICROS: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
 
+/// The face a request came through: the same contract as SOAP or as REST/JSON (`crate::rest`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Face {
+    /// `/soap/…`: SOAP 1.1 or 1.2.
+    #[default]
+    Soap,
+    /// `/rest/partner/v1/…`: JSON.
+    Rest,
+}
+
+impl Face {
+    /// The `face` label of `/metrics` and the access line.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Face::Soap => "soap",
+            Face::Rest => "rest",
+        }
+    }
+}
+
 /// The stages timed separately.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
@@ -146,6 +166,7 @@ struct Key {
     partner: Arc<str>,
     operation: &'static str,
     outcome: &'static str,
+    face: Face,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -214,6 +235,8 @@ pub struct Record<'a> {
     pub stages: StageTimes,
     /// The key that authenticated the call.
     pub key_id: Option<i64>,
+    /// The face the call came through.
+    pub face: Face,
 }
 
 impl Stats {
@@ -251,6 +274,7 @@ impl Stats {
                 partner,
                 operation: r.operation.unwrap_or("-"),
                 outcome: r.outcome,
+                face: r.face,
             };
             let v = shard.counters.entry(key).or_default();
             v.count += 1;
@@ -346,15 +370,16 @@ impl Stats {
         }
         let mut rows: Vec<(Key, u64)> = totals.into_iter().collect();
         rows.sort_by(|a, b| {
-            (&*a.0.partner, a.0.operation, a.0.outcome).cmp(&(
+            (&*a.0.partner, a.0.operation, a.0.outcome, a.0.face).cmp(&(
                 &*b.0.partner,
                 b.0.operation,
                 b.0.outcome,
+                b.0.face,
             ))
         });
         let _ = writeln!(
             out,
-            "# HELP partnergate_requests_total Answered SOAP requests."
+            "# HELP partnergate_requests_total Answered partner requests, by face (soap, rest)."
         );
         let _ = writeln!(out, "# TYPE partnergate_requests_total counter");
         let mut refusals: HashMap<&'static str, u64> = HashMap::new();
@@ -362,10 +387,11 @@ impl Stats {
         for (k, n) in &rows {
             let _ = writeln!(
                 out,
-                "partnergate_requests_total{{partner=\"{}\",operation=\"{}\",outcome=\"{}\"}} {n}",
+                "partnergate_requests_total{{partner=\"{}\",operation=\"{}\",outcome=\"{}\",face=\"{}\"}} {n}",
                 escape_label(&k.partner),
                 k.operation,
-                k.outcome
+                k.outcome,
+                k.face.label()
             );
             if k.outcome.starts_with("upstream-") || k.outcome == "internal" {
                 *upstream_errors.entry(k.outcome).or_default() += n;
@@ -453,6 +479,7 @@ mod tests {
             total: Duration::from_micros(700),
             stages: StageTimes::default(),
             key_id: Some(7),
+            face: Face::Soap,
         }
     }
 
@@ -555,7 +582,7 @@ mod tests {
         s.record(rec("P-1", "throttled"), 100);
         s.record(rec("P-1", "upstream-timeout"), 100);
         let text = s.render(&[("partnergate_snapshot_age_seconds", "Age.", 0.5)]);
-        assert!(text.contains("partnergate_requests_total{partner=\"P-1\",operation=\"CreateAccount\",outcome=\"ok\"} 1"));
+        assert!(text.contains("partnergate_requests_total{partner=\"P-1\",operation=\"CreateAccount\",outcome=\"ok\",face=\"soap\"} 1"));
         assert!(text.contains("partnergate_refusals_total{reason=\"throttled\"} 1"));
         assert!(text.contains("partnergate_upstream_errors_total{kind=\"upstream-timeout\"} 1"));
         assert!(text.contains("partnergate_request_duration_seconds_bucket{le=\"0.001\"} 3"));

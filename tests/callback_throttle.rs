@@ -140,7 +140,7 @@ async fn a_burst_beyond_the_callback_rate_reaches_the_bss_only_up_to_the_burst()
         metric(
             &text,
             &format!(
-                "partnergate_requests_total{{partner=\"{}\",operation=\"NotifyProvisioningEvent\",outcome=\"callback-throttled\"}}",
+                "partnergate_requests_total{{partner=\"{}\",operation=\"NotifyProvisioningEvent\",outcome=\"callback-throttled\",face=\"soap\"}}",
                 p.id
             )
         ),

@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-const FILES: [&str; 7] = [
+const FILES: [&str; 8] = [
     "types.rs",
     "partner_operations.rs",
     "callback_operations.rs",
@@ -22,6 +22,7 @@ const FILES: [&str; 7] = [
     "partner-api-soap11.wsdl",
     "partner-callback-soap11.wsdl",
     "partner-enrollment-soap11.wsdl",
+    "partner-openapi.json",
 ];
 
 #[test]

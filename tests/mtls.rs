@@ -205,7 +205,7 @@ async fn registered_certificates_admit_only_their_partner() {
     // The refusals are counted under their own outcome.
     let text = get_tls(t.gw.addr, ca, "/metrics").await.text();
     let series = format!(
-        "partnergate_requests_total{{partner=\"{}\",operation=\"GetAccount\",outcome=\"denied-client-certificate\"}} 4",
+        "partnergate_requests_total{{partner=\"{}\",operation=\"GetAccount\",outcome=\"denied-client-certificate\",face=\"soap\"}} 4",
         a.id
     );
     assert!(text.contains(&series), "{series} in\n{text}");

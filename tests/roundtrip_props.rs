@@ -2,6 +2,8 @@
 //! (a new value drawn from a wide alphabet, the leaf removed, the leaf duplicated, two leaves
 //! swapped), and run it through the envelope scan and the strict decoder. Whatever is accepted
 //! must re-encode, decode to an equal value, and re-encode to identical bytes; nothing panics.
+//! It must also pass through the JSON face: encoded as JSON, the JSON decoder accepts it (the
+//! two faces accept the same values), decodes the same value and re-encodes identical JSON.
 //! Most mutations are refused, which is the point: the accepted ones are the valid values the
 //! schema allows, drawn far more widely than the fixtures.
 
@@ -19,6 +21,7 @@ use partnergate::decode::{self, DecodeLimits};
 use partnergate::encode;
 use partnergate::envelope;
 use partnergate::generated::partner;
+use partnergate::json;
 use proptest::prelude::*;
 
 /// Canonical request and response fixtures: (operation, is_response, text).
@@ -109,6 +112,27 @@ fn apply(doc: &str, leaf: usize, m: &Mutation) -> String {
     }
 }
 
+/// What the XML decoder accepted, through the JSON face: encode, decode (accepted, equal),
+/// encode again (identical).
+fn check_json<T: PartialEq + std::fmt::Debug>(
+    value: &T,
+    encode_json: impl Fn(&T, &mut Vec<u8>) -> Result<(), json::JsonEncodeError>,
+    decode_json: impl Fn(&[u8]) -> Result<T, decode::DecodeError>,
+) {
+    let mut a = Vec::new();
+    encode_json(value, &mut a).expect("accepted values encode as JSON");
+    let again = decode_json(&a).unwrap_or_else(|e| {
+        panic!(
+            "the JSON face refuses what the SOAP face accepted ({e}): {}",
+            String::from_utf8_lossy(&a)
+        )
+    });
+    assert_eq!(value, &again);
+    let mut b = Vec::new();
+    encode_json(&again, &mut b).expect("encode");
+    assert_eq!(a, b);
+}
+
 /// Decodes, and if accepted checks the round trip. Returns whether it was accepted.
 fn check(op: partner::Operation, response: bool, doc: &str) -> bool {
     let Ok(env) = envelope::scan(doc.as_bytes()) else {
@@ -129,6 +153,9 @@ fn check(op: partner::Operation, response: bool, doc: &str) -> bool {
         let mut b = Vec::new();
         encode::body_only(env.version, &mut b, |w| Ok(again.encode(w)?)).expect("encode");
         assert_eq!(a, b);
+        check_json(&value, json::encode_partner_response, |j| {
+            json::decode_partner_response(op, j, &limits)
+        });
     } else {
         let Ok(value) = decode::partner_request(&env.body, limits) else {
             return false;
@@ -143,6 +170,9 @@ fn check(op: partner::Operation, response: bool, doc: &str) -> bool {
         let mut b = Vec::new();
         encode::body_only(env.version, &mut b, |w| Ok(again.encode(w)?)).expect("encode");
         assert_eq!(a, b);
+        check_json(&value, json::encode_partner_request, |j| {
+            json::decode_partner_request(op, j, &[], &limits)
+        });
     }
     true
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command:
 #   1. checks that the toolchain and the test tools are there (xmllint, wsimport, wsdl2h, the
-#      zeep venv, node-soap, libpq, PostgreSQL server binaries, Chromium and chromedriver for
-#      the dashboard's browser test, systemd-analyze, man, groff, zsh and fish for
-#      tests/packaging.rs); when something is missing it
+#      Python venv (zeep, openapi-spec-validator, openapi-python-client), node-soap, libpq,
+#      PostgreSQL server binaries, Chromium and chromedriver for the dashboard's browser test,
+#      systemd-analyze, man, groff, zsh and fish for tests/packaging.rs); when something is
+#      missing it
 #      runs .ci/setup as root, or asks for `sudo .ci/setup`;
 #   2. unless PARTNERGATE_TEST_POSTGRES_URL is set, starts a throwaway PostgreSQL cluster in a
 #      temporary directory on a free port (as user postgres when root), exports its URL and
@@ -42,6 +43,10 @@ missing_tools() {
     done
     "$PARTNERGATE_VENV/bin/python" -c 'import zeep' >/dev/null 2>&1 \
         || echo "zeep in $PARTNERGATE_VENV"
+    "$PARTNERGATE_VENV/bin/python" -c 'import openapi_spec_validator, httpx, attrs' >/dev/null 2>&1 \
+        || echo "openapi-spec-validator in $PARTNERGATE_VENV"
+    [[ -x "$PARTNERGATE_VENV/bin/openapi-python-client" ]] \
+        || echo "openapi-python-client in $PARTNERGATE_VENV"
     [[ -f tests/toolkits/node/node_modules/soap/package.json ]] \
         || echo "node-soap in tests/toolkits/node/node_modules"
     # libpq-dev: the postgres backend links against libpq

@@ -172,7 +172,7 @@ async fn a_known_mix_of_calls_is_counted_per_partner_operation_and_outcome() {
     let text = metrics.text();
     assert!(
         text.contains(&format!(
-        "partnergate_requests_total{{partner=\"{}\",operation=\"CreateAccount\",outcome=\"ok\"}} 3",
+        "partnergate_requests_total{{partner=\"{}\",operation=\"CreateAccount\",outcome=\"ok\",face=\"soap\"}} 3",
         p.id
     )),
         "{text}"

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use quick_xml::events::BytesText;
+use xsd_parser_types::quick_xml::{ErrorKind, ValidateError};
 
 use super::rules::Rule;
 
@@ -36,7 +37,7 @@ pub(crate) fn contains_cdata_end(text: &str) -> bool {
 
 /// What is wrong with a value's text, if anything: the checks every leaf passes, in the strict
 /// reader and in the fast path alike (which gives up where this names a problem).
-pub(super) fn leaf_text_problem(text: &str) -> Option<(Rule, String)> {
+pub(crate) fn leaf_text_problem(text: &str) -> Option<(Rule, String)> {
     // Byte-wise first (the hot path: every value of every message); the character scan runs
     // only to name the offending character.
     if !all_xml_chars(text) {
@@ -102,10 +103,49 @@ pub(super) fn all_xml_chars(text: &str) -> bool {
         .any(|w| w[0] == 0xEF && w[1] == 0xBF && (w[2] == 0xBE || w[2] == 0xBF))
 }
 
+/// The rule and detail of a value the type refused: `kind` is the error of the generated
+/// `DeserializeBytes` (its facets, enumeration or lexical form), `value` the text it was given.
+/// The strict XML decoder and the JSON decoder both name refusals with it.
+pub(crate) fn refused_value(kind: &ErrorKind, value: &str) -> (Rule, String) {
+    let value = quote_value(value);
+    match kind {
+        ErrorKind::InvalidValue(_, validate) => {
+            let (rule, what) = match validate {
+                ValidateError::Pattern(p) => {
+                    (Rule::Pattern, format!("does not match the pattern {p}"))
+                }
+                ValidateError::MinLength(n) => {
+                    (Rule::MinLength, format!("is shorter than {n} characters"))
+                }
+                ValidateError::MaxLength(n) => {
+                    (Rule::MaxLength, format!("is longer than {n} characters"))
+                }
+                ValidateError::LessThan(n) | ValidateError::LessEqualThan(n) => {
+                    (Rule::MinInclusive, format!("is below the minimum {n}"))
+                }
+                ValidateError::GraterThan(n) | ValidateError::GraterEqualThan(n) => {
+                    (Rule::MaxInclusive, format!("is above the maximum {n}"))
+                }
+                other => (Rule::Invalid, other.to_string()),
+            };
+            (rule, format!("value {value:?} {what}"))
+        }
+        ErrorKind::UnknownOrInvalidValue(_) => (
+            Rule::Enumeration,
+            format!("value {value:?} is not one of the allowed values"),
+        ),
+        ErrorKind::Custom(_) | ErrorKind::InvalidData(_) => (
+            Rule::Type,
+            format!("value {value:?} is not of the element's type"),
+        ),
+        other => (Rule::Invalid, quote_detail(&other.to_string())),
+    }
+}
+
 /// At most this many characters of an offending value are quoted back.
 pub(super) const QUOTE_CHARS: usize = 40;
 
-pub(super) fn quote_value(value: &str) -> String {
+pub(crate) fn quote_value(value: &str) -> String {
     let mut out: String = value.chars().take(QUOTE_CHARS).collect();
     if value.chars().nth(QUOTE_CHARS).is_some() {
         out.push('…');

@@ -57,6 +57,12 @@ pub(super) fn rejections(q: &str) -> Vec<Rejection> {
         Rejection::Transport(T::VersionConflict),
         Rejection::Transport(T::DuplicateAction),
         Rejection::Transport(T::ContentEncoding(s())),
+        Rejection::Route(crate::rejection::RouteError::NotFound),
+        Rejection::Route(crate::rejection::RouteError::MethodNotAllowed {
+            allow: "GET, PATCH",
+        }),
+        Rejection::Route(crate::rejection::RouteError::UnsupportedMediaType(s())),
+        Rejection::Route(crate::rejection::RouteError::UnexpectedBody),
         Rejection::Limit(L::BodyTooLarge { limit: 1 }),
         Rejection::Limit(L::BodyTimeout(std::time::Duration::from_millis(1))),
         Rejection::Limit(L::BodyRead(s())),
@@ -138,6 +144,7 @@ pub(super) fn rejections(q: &str) -> Vec<Rejection> {
     for r in &all {
         match r {
             Rejection::Transport(_)
+            | Rejection::Route(_)
             | Rejection::Limit(_)
             | Rejection::Envelope(_)
             | Rejection::Action(_)

@@ -60,7 +60,17 @@ pub fn render_upstream(
     request_id: &str,
     statuses: StatusModes,
 ) -> FaultResponse {
-    let plan = match &fault.detail {
+    finish(
+        upstream_plan(fault, request_id),
+        version,
+        request_id,
+        statuses,
+    )
+}
+
+/// What an upstream fault becomes, whichever face renders it (see [`render_upstream`]).
+pub(super) fn upstream_plan(fault: &UpstreamFault, request_id: &str) -> Plan {
+    match &fault.detail {
         None => {
             tracing::warn!(
                 request_id,
@@ -100,8 +110,7 @@ pub fn render_upstream(
                 outcome,
             }
         }
-    };
-    finish(plan, version, request_id, statuses)
+    }
 }
 
 /// Renders a typed fault of the partner API layer itself (`partnergate upstream serve`, which

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue};
 use super::stub::with_harness;
 use super::target_decode::{decode_envelope, wrap, Selector};
 use super::target_envelope::within;
+use super::target_json::JsonSelector;
 use super::target_pipeline::{
     allowed_independently, permitted_independently, pipeline_input, run_pipeline,
 };
@@ -20,7 +21,7 @@ use crate::authenticate;
 use crate::envelope;
 use crate::generated::{callback, partner};
 
-const TARGETS: [&str; 4] = ["envelope", "decode", "roundtrip", "pipeline"];
+const TARGETS: [&str; 5] = ["envelope", "decode", "roundtrip", "json", "pipeline"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -31,6 +32,7 @@ fn run(target: &str, data: &[u8]) {
         "envelope" => envelope(data),
         "decode" => decode(data),
         "roundtrip" => roundtrip(data),
+        "json" => json(data),
         "pipeline" => pipeline(data),
         other => panic!("no target {other}"),
     }
@@ -173,6 +175,7 @@ fn seeds(target: &str) -> BTreeMap<String, Vec<u8>> {
                 out.insert(format!("{name}-body"), seed);
             }
         }
+        "json" => json_seeds(&mut out),
         "pipeline" => {
             let head = |version: SoapVersion, action: &str| match version {
                 SoapVersion::Soap11 => format!(
@@ -255,6 +258,114 @@ fn seeds(target: &str) -> BTreeMap<String, Vec<u8>> {
         other => panic!("no target {other}"),
     }
     out
+}
+
+/// Invalid JSON seeds for the json target: (name, selector, body).
+const JSON_INVALID_SEEDS: [(&str, JsonSelector, &str); 7] = [
+    (
+        // The XML face refuses `]]>` in a value (the serializer could not write it): so must
+        // the JSON face.
+        "invalid-cdata-end",
+        JsonSelector::Fault(partner::FaultKind::InvalidRequest),
+        r#"{"Path":"/Envelope","Rule":"pattern","Message":"a ]]> b","RequestId":"gw-7f3c2a9e-4b1d-4e8a-9c65-2d1f0e8b7a41"}"#,
+    ),
+    (
+        "invalid-duplicate-escaped",
+        JsonSelector::Request(partner::Operation::GetAccount),
+        r#"{"AccountNumber":"ACC-0000001001","Account\u004eumber":"ACC-0000001001"}"#,
+    ),
+    (
+        "invalid-lone-surrogate",
+        JsonSelector::Request(partner::Operation::GetAccount),
+        r#"{"AccountNumber":"ACC-\ud800"}"#,
+    ),
+    (
+        "invalid-fraction",
+        JsonSelector::Request(partner::Operation::AddService),
+        r#"{"AccountNumber":"ACC-0000001001","ServiceType":"VOIP","Settings":{"MaxChannels":4.5}}"#,
+    ),
+    (
+        "invalid-choice-of-two",
+        JsonSelector::Request(partner::Operation::ModifyFeature),
+        r#"{"ServiceId":"SVC-0000008001","Feature":"CALL_WAITING","Settings":{"CallWaiting":{},"CallerId":{}}}"#,
+    ),
+    (
+        "invalid-trailing",
+        JsonSelector::Request(partner::Operation::GetAccount),
+        r#"{"AccountNumber":"ACC-0000001001"} []"#,
+    ),
+    (
+        "invalid-null",
+        JsonSelector::Fault(partner::FaultKind::Throttled),
+        r#"{"RetryAfterSeconds":null}"#,
+    ),
+];
+
+/// The json target's seeds: every golden JSON file (`tests/data/<Op>/request.json`,
+/// `response.json`, `tests/data/faults/<Fault>.json`) behind its selector byte, and a few
+/// invalid documents.
+fn json_seeds(out: &mut BTreeMap<String, Vec<u8>>) {
+    let data = root().join("tests/data");
+    let mut add = |name: String, sel: JsonSelector, path: PathBuf| {
+        let mut seed = vec![sel.byte()];
+        seed.extend(std::fs::read(&path).expect("golden JSON"));
+        out.insert(name, seed);
+    };
+    for op in partner::Operation::ALL {
+        let dir = data.join(op.name());
+        add(
+            format!("{}-request.json", op.name()),
+            JsonSelector::Request(op),
+            dir.join("request.json"),
+        );
+        add(
+            format!("{}-response.json", op.name()),
+            JsonSelector::Response(op),
+            dir.join("response.json"),
+        );
+    }
+    for kind in partner::FaultKind::ALL {
+        let (_, local) = kind.element();
+        add(
+            format!("faults-{local}.json"),
+            JsonSelector::Fault(kind),
+            data.join(format!("faults/{local}.json")),
+        );
+    }
+    for (name, sel, body) in JSON_INVALID_SEEDS {
+        let mut seed = vec![sel.byte()];
+        seed.extend_from_slice(body.as_bytes());
+        out.insert(name.to_string(), seed);
+    }
+}
+
+/// Every golden JSON seed is accepted (the target reaches its round trips), every invalid one
+/// refused.
+#[test]
+fn the_json_seeds_decode() {
+    let mut accepted = 0;
+    for (name, data) in seeds("json") {
+        let body = &data[1..];
+        let l = crate::decode::DecodeLimits::default();
+        let result = match JsonSelector::from_byte(data[0]) {
+            JsonSelector::Request(op) => {
+                crate::json::decode_partner_request(op, body, &[], &l).map(drop)
+            }
+            JsonSelector::Response(op) => {
+                crate::json::decode_partner_response(op, body, &l).map(drop)
+            }
+            JsonSelector::Fault(kind) => {
+                crate::json::decode_partner_fault(kind, body, &l).map(drop)
+            }
+        };
+        assert_eq!(
+            result.is_ok(),
+            !name.starts_with("invalid-"),
+            "{name}: {result:?}"
+        );
+        accepted += usize::from(result.is_ok());
+    }
+    assert_eq!(accepted, 18 * 2 + 6);
 }
 
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {

@@ -65,11 +65,22 @@ impl PublicAddress {
     }
 
     fn document(&self, body: String) -> Response<Full<Bytes>> {
+        self.published(body.into_bytes(), "text/xml; charset=utf-8")
+    }
+
+    /// A published document (contract, OpenAPI document, docs page) of `content_type`: cached
+    /// for 5 minutes when its addresses come from `public_url`, else revalidated and varying by
+    /// `Host`.
+    pub(super) fn published(
+        &self,
+        body: Vec<u8>,
+        content_type: &'static str,
+    ) -> Response<Full<Bytes>> {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         let h = r.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/xml; charset=utf-8"),
+            header::HeaderValue::from_static(content_type),
         );
         h.insert(
             header::CACHE_CONTROL,

@@ -31,7 +31,7 @@ use crate::fault;
 use crate::forward::UpstreamReply;
 use crate::limit;
 use crate::pipeline::{self, Gateway};
-use crate::stats::{Record, StageTimes};
+use crate::stats::{Face, Record, StageTimes};
 use crate::transport::SoapAnswer;
 
 pub mod admit;
@@ -42,6 +42,7 @@ mod health;
 pub mod idle;
 pub mod plain;
 mod respond;
+mod rest;
 
 use admit::{Admission, Refusal};
 pub use contract::{rewrite_addresses, rewrite_schema_locations};
@@ -61,6 +62,9 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// The SOAP endpoint of the partner API.
 pub const PARTNER_PATH: &str = "/soap/partner/v1";
+
+/// Every path of the REST face starts with this (`crate::rest::PREFIX` and a slash).
+const REST_PREFIX_SLASH: &str = "/rest/partner/v1/";
 
 /// The SOAP endpoint of partner enrollment (anonymous; `crate::enroll`).
 pub const ENROLLMENT_PATH: &str = "/soap/enrollment/v1";
@@ -390,6 +394,9 @@ impl Server {
                 query.as_deref(),
                 reached,
             ),
+            (_, p) if p == crate::rest::PREFIX || p.starts_with(REST_PREFIX_SLASH) => {
+                self.rest(req, peer, cert, reached).await
+            }
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET, "/metrics") => self.metrics(peer),
             (&Method::GET, "/readyz") => self.ready(),
@@ -487,6 +494,7 @@ impl Server {
             rejection: encode_failure.as_ref().or(outcome.result.as_ref().err()),
             stages: outcome.stages,
             key_id: outcome.key_id,
+            face: Face::Soap,
         };
         if let Some(trace) = trace {
             trace.finish(
@@ -564,6 +572,7 @@ impl Server {
             rejection: None,
             stages: StageTimes::default(),
             key_id: None,
+            face: Face::Soap,
         };
         self.finish(done, started);
         let mut r = soap_response(answer.status, answer.version, request_id, answer.body);
@@ -592,22 +601,7 @@ impl Server {
         peer: SocketAddr,
         started: Instant,
     ) -> Result<Bytes, Response<Full<Bytes>>> {
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let read = limit::read_body_within(
-            body,
-            declared,
-            limit::BodyBounds {
-                max: self.limits.body_max_bytes,
-                timeout: self.limits.body_read_timeout,
-                floor: self.floor,
-            },
-        )
-        .await;
-        read.map_err(|e| {
+        self.read_limited(parts, body).await.map_err(|e| {
             let rejection = pipeline::Rejection::Limit(e);
             let f = fault::render(
                 &rejection,
@@ -625,6 +619,7 @@ impl Server {
                 rejection: Some(&rejection),
                 stages: StageTimes::default(),
                 key_id: None,
+                face: Face::Soap,
             };
             self.finish(done, started);
             let mut response = fault_response(f, version, request_id);
@@ -634,6 +629,30 @@ impl Server {
             );
             response
         })
+    }
+
+    /// Reads the body within `limits.body_max_bytes` and `limits.body_read_timeout_ms` (and the
+    /// receive-rate floor), whichever face the request came through.
+    async fn read_limited(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+    ) -> Result<Bytes, limit::LimitError> {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        limit::read_body_within(
+            body,
+            declared,
+            limit::BodyBounds {
+                max: self.limits.body_max_bytes,
+                timeout: self.limits.body_read_timeout,
+                floor: self.floor,
+            },
+        )
+        .await
     }
 
     /// The one log line and the statistics of an answered request.
@@ -648,6 +667,7 @@ impl Server {
                 total: elapsed,
                 stages: done.stages,
                 key_id: done.key_id,
+                face: done.face,
             },
             pipeline::unix_now(),
         );

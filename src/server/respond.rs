@@ -11,7 +11,7 @@ use http_body_util::Full;
 use crate::envelope::SoapVersion;
 use crate::fault;
 use crate::pipeline;
-use crate::stats::StageTimes;
+use crate::stats::{Face, StageTimes};
 
 /// `gw-` and 32 hex digits (128 random bits).
 pub fn new_request_id() -> String {
@@ -78,6 +78,7 @@ pub(super) struct Done<'a> {
     pub(super) rejection: Option<&'a pipeline::Rejection>,
     pub(super) stages: StageTimes,
     pub(super) key_id: Option<i64>,
+    pub(super) face: Face,
 }
 
 impl Done<'_> {
@@ -119,6 +120,7 @@ pub(super) fn log_line(done: &Done<'_>, elapsed: Duration) {
         peer = %done.peer.ip(),
         partner = done.partner.unwrap_or("-"),
         operation = done.operation.unwrap_or("-"),
+        face = done.face.label(),
         outcome = done.outcome,
         status = done.status.as_u16(),
         latency_us = micros,

@@ -264,6 +264,7 @@ pub(super) mod tests {
                 total: Duration::from_micros(500),
                 stages: StageTimes::default(),
                 key_id: Some(1),
+                face: crate::stats::Face::Soap,
             },
             0,
         );

@@ -6,11 +6,11 @@
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::Reader;
-use xsd_parser_types::quick_xml::{Error as XmlError, ErrorKind, ValidateError};
+use xsd_parser_types::quick_xml::{Error as XmlError, ErrorKind};
 
 use super::{Open, StrictReader};
 use crate::decode::rules::{DecodeError, Rule};
-use crate::decode::text::{quote_detail, quote_value, QUOTE_CHARS};
+use crate::decode::text::{quote_detail, quote_value, refused_value, QUOTE_CHARS};
 use crate::generated::types::{ContentModel, CONTENT_MODELS, CONTRACT_ELEMENTS, ROOT_MODELS};
 use crate::xml::reference_char;
 
@@ -70,44 +70,13 @@ impl StrictReader<'_> {
                     format!("{path}/{name}"),
                 )
             }
-            ErrorKind::InvalidValue(_, validate) => {
-                let value = quote_value(&self.leaf_text());
-                let (rule, what) = match validate {
-                    ValidateError::Pattern(p) => {
-                        (Rule::Pattern, format!("does not match the pattern {p}"))
-                    }
-                    ValidateError::MinLength(n) => {
-                        (Rule::MinLength, format!("is shorter than {n} characters"))
-                    }
-                    ValidateError::MaxLength(n) => {
-                        (Rule::MaxLength, format!("is longer than {n} characters"))
-                    }
-                    ValidateError::LessThan(n) | ValidateError::LessEqualThan(n) => {
-                        (Rule::MinInclusive, format!("is below the minimum {n}"))
-                    }
-                    ValidateError::GraterThan(n) | ValidateError::GraterEqualThan(n) => {
-                        (Rule::MaxInclusive, format!("is above the maximum {n}"))
-                    }
-                    other => (Rule::Invalid, other.to_string()),
-                };
-                (rule, format!("value {value:?} {what}"), path)
+            kind @ (ErrorKind::InvalidValue(..)
+            | ErrorKind::UnknownOrInvalidValue(_)
+            | ErrorKind::Custom(_)
+            | ErrorKind::InvalidData(_)) => {
+                let (rule, detail) = refused_value(kind, &self.leaf_text());
+                (rule, detail, path)
             }
-            ErrorKind::UnknownOrInvalidValue(_) => (
-                Rule::Enumeration,
-                format!(
-                    "value {:?} is not one of the allowed values",
-                    quote_value(&self.leaf_text())
-                ),
-                path,
-            ),
-            ErrorKind::Custom(_) | ErrorKind::InvalidData(_) => (
-                Rule::Type,
-                format!(
-                    "value {:?} is not of the element's type",
-                    quote_value(&self.leaf_text())
-                ),
-                path,
-            ),
             ErrorKind::InsufficientSize { min, max, actual } => (
                 Rule::MaxOccurs,
                 format!(
