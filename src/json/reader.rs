@@ -177,7 +177,16 @@ impl<'b> JsonReader<'b> {
         }
     }
 
-    fn enter(&mut self) -> Result<(), DecodeError> {
+    /// Opens the object or array (`open` is `{` or `[`, `expected` names it) at the position:
+    /// never from the URL, one level deeper.
+    fn enter(&mut self, open: u8, expected: &str) -> Result<(), DecodeError> {
+        if self.pending.is_some() {
+            return Err(self.error(Rule::Type, "this member cannot be given in the URL"));
+        }
+        self.skip_ws();
+        if self.peek() != Some(open) {
+            return Err(self.wrong_type(expected));
+        }
         self.depth += 1;
         if self.depth > self.max_depth {
             return Err(self.error(
@@ -194,14 +203,7 @@ impl<'b> JsonReader<'b> {
         &mut self,
         url: &'u [(&'b str, &'b str)],
     ) -> Result<Members<'u, 'b>, DecodeError> {
-        if self.pending.is_some() {
-            return Err(self.error(Rule::Type, "this member cannot be given in the URL"));
-        }
-        self.skip_ws();
-        if self.peek() != Some(b'{') {
-            return Err(self.wrong_type("an object"));
-        }
-        self.enter()?;
+        self.enter(b'{', "an object")?;
         Ok(Members {
             url: url.iter(),
             open: false,
@@ -328,14 +330,7 @@ impl<'b> JsonReader<'b> {
         max: usize,
         mut item: impl FnMut(&mut Self) -> Result<T, DecodeError>,
     ) -> Result<Vec<T>, DecodeError> {
-        if self.pending.is_some() {
-            return Err(self.error(Rule::Type, "this member cannot be given in the URL"));
-        }
-        self.skip_ws();
-        if self.peek() != Some(b'[') {
-            return Err(self.wrong_type("an array"));
-        }
-        self.enter()?;
+        self.enter(b'[', "an array")?;
         let mut items = Vec::new();
         self.skip_ws();
         if self.peek() == Some(b']') {
