@@ -10,12 +10,11 @@
 use crate::decode::{self, DecodeError, DecodeLimits, Rule};
 use crate::encode::{self, XmlWriter};
 use crate::envelope::{self, FaultCode, SoapVersion};
-use crate::forward::{self, CallContext};
 use crate::generated::partner;
 use crate::json;
 
 use super::encode_body;
-use super::partners::{PARTNERS, REQUEST_ID};
+use super::target_roundtrip::check_upstream;
 
 /// What the json target reads its input as: byte 0 `b`, `b % 3` the kind (request, response,
 /// fault detail), `(b / 3) % 18` the operation, `(b / 3) % 6` the fault kind.
@@ -136,17 +135,7 @@ pub fn json(data: &[u8]) {
                 |r, w| Ok(r.encode(w)?),
                 |b| decode::partner_request(b, l),
             );
-            let ctx = CallContext {
-                partner_id: PARTNERS[0].id,
-                request_id: REQUEST_ID,
-            };
-            let bytes = forward::encode_upstream_request(ctx, &request)
-                .expect("the upstream request encodes");
-            let env = envelope::scan(&bytes).expect("the upstream request scans");
-            assert_eq!(
-                decode::partner_request(&env.body, l).expect("the upstream request decodes"),
-                request
-            );
+            check_upstream(&request, l);
         }
         JsonSelector::Response(op) => {
             let response = match json::decode_partner_response(op, body, &l) {

@@ -62,6 +62,23 @@ macro_rules! round_each {
     };
 }
 
+/// What the upstream receives of `request`: the canonical upstream envelope decodes to the
+/// same value.
+pub(super) fn check_upstream(request: &partner::Request, limits: DecodeLimits) {
+    let ctx = CallContext {
+        trace: None,
+        partner_id: PARTNERS[0].id,
+        request_id: REQUEST_ID,
+    };
+    let bytes =
+        forward::encode_upstream_request(ctx, request).expect("the upstream request encodes");
+    let env = envelope::scan(&bytes).expect("the upstream request scans");
+    assert_eq!(
+        &decode::partner_request(&env.body, limits).expect("the upstream request decodes"),
+        request
+    );
+}
+
 /// A fault detail inside a whole SOAP fault, as `fault.rs` writes it: the fault must parse and
 /// its detail decode to the same value.
 fn round_fault(detail: &partner::FaultDetail, version: SoapVersion) {
@@ -119,18 +136,7 @@ pub fn roundtrip(data: &[u8]) {
             |r, w| Ok(r.encode(w)?),
             |b| decode::partner_request(b, l),
         );
-        // What the upstream receives: the canonical upstream envelope decodes to the same value.
-        let ctx = CallContext {
-            trace: None,
-            partner_id: PARTNERS[0].id,
-            request_id: REQUEST_ID,
-        };
-        let bytes = forward::encode_upstream_request(ctx, r).expect("the upstream request encodes");
-        let env = envelope::scan(&bytes).expect("the upstream request scans");
-        assert_eq!(
-            &decode::partner_request(&env.body, l).expect("the upstream request decodes"),
-            r
-        );
+        check_upstream(r, l);
     }
     round_each!("response", d.response, v, |b| {
         decode::partner_response(sel.op, b, l)

@@ -63,9 +63,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::stats::{Record, StageTimes};
+    use crate::stats::{Face, Record, StageTimes};
 
-    fn call(s: &Stats, partner: Option<&str>, micros: u64, outcome: &'static str) {
+    fn call(s: &Stats, partner: Option<&str>, micros: u64, outcome: &'static str, face: Face) {
         s.record(
             Record {
                 partner,
@@ -74,18 +74,19 @@ mod tests {
                 total: Duration::from_micros(micros),
                 stages: StageTimes::default(),
                 key_id: None,
+                face,
             },
             100,
         );
     }
 
     #[test]
-    fn one_histogram_per_active_partner_over_operations_and_outcomes() {
+    fn one_histogram_per_active_partner_over_operations_outcomes_and_faces() {
         let s = Stats::default();
-        call(&s, Some("P-1"), 150, "ok");
-        call(&s, Some("P-1"), 2_500, "throttled");
-        call(&s, Some("P-2"), 90, "ok");
-        call(&s, None, 90, "denied-key");
+        call(&s, Some("P-1"), 150, "ok", Face::Soap);
+        call(&s, Some("P-1"), 2_500, "throttled", Face::Rest);
+        call(&s, Some("P-2"), 90, "ok", Face::Soap);
+        call(&s, None, 90, "denied-key", Face::Rest);
         let mut out = String::new();
         s.render_partner_latency(&mut out, |p| p == "P-1");
         assert!(out.contains(&format!("# TYPE {FAMILY} histogram\n")));
