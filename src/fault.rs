@@ -255,35 +255,42 @@ fn plan(rejection: &Rejection) -> Plan {
             format!("{}: {}", e.path, e.detail),
             "invalid-request",
         ),
-        Rejection::Forward(e) => match e {
-            ForwardError::Timeout(_) => unavailable(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the partner API did not answer in time",
-                "upstream-timeout",
-            ),
-            ForwardError::Connect(_) => unavailable(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the partner API is unreachable",
-                "upstream-unreachable",
-            ),
-            ForwardError::Unconfigured => unavailable(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no partner API is configured",
-                "upstream-unconfigured",
-            ),
-            ForwardError::Status(_) | ForwardError::TooLarge(_) | ForwardError::Invalid(_) => {
-                unavailable(
-                    StatusCode::BAD_GATEWAY,
-                    "the partner API answered with an invalid response",
-                    "upstream-invalid",
-                )
-            }
-            ForwardError::Encode(_) => unavailable(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the request could not be forwarded",
-                "internal",
-            ),
-        },
+        Rejection::Forward(e) => {
+            let (status, text, outcome) = forward_refusal(e);
+            unavailable(status, text, outcome)
+        }
+    }
+}
+
+/// How a failed forward reads: (HTTP status, reason, outcome label).
+fn forward_refusal(e: &ForwardError) -> (StatusCode, &'static str, &'static str) {
+    use StatusCode as S;
+    match e {
+        ForwardError::Timeout(_) => (
+            S::GATEWAY_TIMEOUT,
+            "the partner API did not answer in time",
+            "upstream-timeout",
+        ),
+        ForwardError::Connect(_) => (
+            S::SERVICE_UNAVAILABLE,
+            "the partner API is unreachable",
+            "upstream-unreachable",
+        ),
+        ForwardError::Unconfigured => (
+            S::SERVICE_UNAVAILABLE,
+            "no partner API is configured",
+            "upstream-unconfigured",
+        ),
+        ForwardError::Status(_) | ForwardError::TooLarge(_) | ForwardError::Invalid(_) => (
+            S::BAD_GATEWAY,
+            "the partner API answered with an invalid response",
+            "upstream-invalid",
+        ),
+        ForwardError::Encode(_) => (
+            S::INTERNAL_SERVER_ERROR,
+            "the request could not be forwarded",
+            "internal",
+        ),
     }
 }
 

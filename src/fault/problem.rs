@@ -51,32 +51,19 @@ macro_rules! problem_types {
 }
 
 problem_types! {
-    INVALID = "invalid-request", "Invalid request", [400],
-        "The request breaks the contract (members `rule` and `path`, a JSON Pointer), or the partner API refused it as invalid.";
-    TOO_LARGE = "request-too-large", "Request too large", [413],
-        "The body is larger than `limits.body_max_bytes`.";
-    TIMEOUT = "request-timeout", "Request timeout", [408],
-        "The body did not arrive within `limits.body_read_timeout_ms` or too slowly.";
-    MEDIA_TYPE = "unsupported-media-type", "Unsupported media type", [415],
-        "The body is not `application/json`, or has a content coding.";
-    AUTHENTICATION = "authentication-failed", "Authentication failed", [401],
-        "`X-Partner-Id` or `Authorization: Bearer` missing, repeated, malformed, unknown, wrong, revoked or expired: one answer for all.";
-    DENIED = "access-denied", "Access denied", [403],
-        "Authenticated, but refused: member `reason` is `partner-suspended`, `client-certificate`, `source-not-allowed` or `operation-not-permitted`.";
-    NOT_FOUND = "not-found", "Not found", [404],
-        "The partner API has no such entity for this partner (`NotFoundFault`).";
-    CONFLICT = "conflict", "Conflict", [409],
-        "The partner API refused the change (`ConflictFault`).";
-    NO_ROUTE = "no-route", "No such resource", [404],
-        "No route of `/rest/partner/v1` has this path.";
-    METHOD = "method-not-allowed", "Method not allowed", [405],
-        "The path exists, the method is not one of its routes' (see `Allow`).";
-    THROTTLED = "throttled", "Throttled", [429],
-        "Over the partner's or group's rate, or too many calls in flight (see `Retry-After`).";
-    UNAVAILABLE = "upstream-unavailable", "Upstream unavailable", [502, 503, 504],
-        "The partner API is unreachable (503), did not answer in time (504) or answered wrongly (502).";
-    INTERNAL = "internal", "Internal error", [500],
-        "The gateway could not forward the request.";
+    INVALID = "invalid-request", "Invalid request", [400], "The request breaks the contract (members `rule` and `path`, a JSON Pointer), or the partner API refused it as invalid.";
+    TOO_LARGE = "request-too-large", "Request too large", [413], "The body is larger than `limits.body_max_bytes`.";
+    TIMEOUT = "request-timeout", "Request timeout", [408], "The body did not arrive within `limits.body_read_timeout_ms` or too slowly.";
+    MEDIA_TYPE = "unsupported-media-type", "Unsupported media type", [415], "The body is not `application/json`, or has a content coding.";
+    AUTHENTICATION = "authentication-failed", "Authentication failed", [401], "`X-Partner-Id` or `Authorization: Bearer` missing, repeated, malformed, unknown, wrong, revoked or expired: one answer for all.";
+    DENIED = "access-denied", "Access denied", [403], "Authenticated, but refused: member `reason` is `partner-suspended`, `client-certificate`, `source-not-allowed` or `operation-not-permitted`.";
+    NOT_FOUND = "not-found", "Not found", [404], "The partner API has no such entity for this partner (`NotFoundFault`).";
+    CONFLICT = "conflict", "Conflict", [409], "The partner API refused the change (`ConflictFault`).";
+    NO_ROUTE = "no-route", "No such resource", [404], "No route of `/rest/partner/v1` has this path.";
+    METHOD = "method-not-allowed", "Method not allowed", [405], "The path exists, the method is not one of its routes' (see `Allow`).";
+    THROTTLED = "throttled", "Throttled", [429], "Over the partner's or group's rate, or too many calls in flight (see `Retry-After`).";
+    UNAVAILABLE = "upstream-unavailable", "Upstream unavailable", [502, 503, 504], "The partner API is unreachable (503), did not answer in time (504) or answered wrongly (502).";
+    INTERNAL = "internal", "Internal error", [500], "The gateway could not forward the request.";
 }
 
 /// A rendered problem.

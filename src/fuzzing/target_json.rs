@@ -113,6 +113,15 @@ fn soap_round<T: PartialEq + std::fmt::Debug>(
     }
 }
 
+/// The invariants of an accepted value on both faces: [`json_round`] with the JSON encoder and
+/// decoder, then [`soap_round`] with the value's own SOAP encoder and the XML decoder.
+macro_rules! both_faces {
+    ($what:literal, $value:expr, $encode_json:path, $decode_json:expr, $decode_xml:expr) => {{
+        json_round($what, &$value, $encode_json, $decode_json);
+        soap_round($what, &$value, |v, w| Ok(v.encode(w)?), $decode_xml);
+    }};
+}
+
 /// Target `json`.
 pub fn json(data: &[u8]) {
     let Some((&b, body)) = data.split_first() else {
@@ -126,14 +135,12 @@ pub fn json(data: &[u8]) {
                 Err(e) => return check_refusal(&e),
             };
             assert_eq!(request.operation(), op);
-            json_round("request", &request, json::encode_partner_request, |b| {
-                json::decode_partner_request(op, b, &[], &l)
-            });
-            soap_round(
+            both_faces!(
                 "request",
-                &request,
-                |r, w| Ok(r.encode(w)?),
-                |b| decode::partner_request(b, l),
+                request,
+                json::encode_partner_request,
+                |b| json::decode_partner_request(op, b, &[], &l),
+                |b| decode::partner_request(b, l)
             );
             check_upstream(&request, l);
         }
@@ -142,14 +149,12 @@ pub fn json(data: &[u8]) {
                 Ok(r) => r,
                 Err(e) => return check_refusal(&e),
             };
-            json_round("response", &response, json::encode_partner_response, |b| {
-                json::decode_partner_response(op, b, &l)
-            });
-            soap_round(
+            both_faces!(
                 "response",
-                &response,
-                |r, w| Ok(r.encode(w)?),
-                |b| decode::partner_response(op, b, l),
+                response,
+                json::encode_partner_response,
+                |b| json::decode_partner_response(op, b, &l),
+                |b| decode::partner_response(op, b, l)
             );
         }
         JsonSelector::Fault(kind) => {
@@ -157,14 +162,12 @@ pub fn json(data: &[u8]) {
                 Ok(d) => d,
                 Err(e) => return check_refusal(&e),
             };
-            json_round("fault detail", &detail, json::encode_partner_fault, |b| {
-                json::decode_partner_fault(kind, b, &l)
-            });
-            soap_round(
+            both_faces!(
                 "fault detail",
-                &detail,
-                |d, w| Ok(d.encode(w)?),
-                |b| decode::partner_fault(b, l),
+                detail,
+                json::encode_partner_fault,
+                |b| json::decode_partner_fault(kind, b, &l),
+                |b| decode::partner_fault(b, l)
             );
             // Inside a whole SOAP fault, as fault.rs writes it.
             let mut out = Vec::new();

@@ -13,70 +13,26 @@ pub type RouteRow = (
 );
 
 /// Every route of the REST face, one per partner operation.
+#[rustfmt::skip]
 pub const ROUTE_TABLE: &[RouteRow] = &[
-    ("POST", "/accounts", "CreateAccount", &[]),
-    ("GET", "/accounts", "FindAccounts", &["CustomerReference"]),
-    ("GET", "/accounts/{AccountNumber}", "GetAccount", &[]),
-    ("PATCH", "/accounts/{AccountNumber}", "ModifyAccount", &[]),
-    (
-        "POST",
-        "/accounts/{AccountNumber}/status",
-        "ChangeAccountStatus",
-        &[],
-    ),
-    (
-        "POST",
-        "/accounts/{AccountNumber}/services",
-        "AddService",
-        &[],
-    ),
-    (
-        "GET",
-        "/accounts/{AccountNumber}/services",
-        "ListServices",
-        &["ServiceType"],
-    ),
-    ("GET", "/services/{ServiceId}", "GetService", &[]),
-    ("PATCH", "/services/{ServiceId}", "ModifyService", &[]),
-    (
-        "POST",
-        "/services/{ServiceId}/status",
-        "ChangeServiceStatus",
-        &[],
-    ),
-    ("POST", "/services/{ServiceId}/devices", "AddDevice", &[]),
-    ("GET", "/devices/{MacAddress}", "GetDevice", &[]),
-    ("PATCH", "/devices/{MacAddress}", "ModifyDevice", &[]),
-    (
-        "POST",
-        "/devices/{MacAddress}/status",
-        "ChangeDeviceStatus",
-        &[],
-    ),
-    (
-        "POST",
-        "/services/{ServiceId}/features",
-        "EnableFeature",
-        &[],
-    ),
-    (
-        "GET",
-        "/services/{ServiceId}/features/{Feature}",
-        "GetFeature",
-        &[],
-    ),
-    (
-        "PATCH",
-        "/services/{ServiceId}/features/{Feature}",
-        "ModifyFeature",
-        &[],
-    ),
-    (
-        "POST",
-        "/services/{ServiceId}/features/{Feature}/status",
-        "ChangeFeatureStatus",
-        &[],
-    ),
+    ("POST",  "/accounts",                                       "CreateAccount",       &[]),
+    ("GET",   "/accounts",                                       "FindAccounts",        &["CustomerReference"]),
+    ("GET",   "/accounts/{AccountNumber}",                       "GetAccount",          &[]),
+    ("PATCH", "/accounts/{AccountNumber}",                       "ModifyAccount",       &[]),
+    ("POST",  "/accounts/{AccountNumber}/status",                "ChangeAccountStatus", &[]),
+    ("POST",  "/accounts/{AccountNumber}/services",              "AddService",          &[]),
+    ("GET",   "/accounts/{AccountNumber}/services",              "ListServices",        &["ServiceType"]),
+    ("GET",   "/services/{ServiceId}",                           "GetService",          &[]),
+    ("PATCH", "/services/{ServiceId}",                           "ModifyService",       &[]),
+    ("POST",  "/services/{ServiceId}/status",                    "ChangeServiceStatus", &[]),
+    ("POST",  "/services/{ServiceId}/devices",                   "AddDevice",           &[]),
+    ("GET",   "/devices/{MacAddress}",                           "GetDevice",           &[]),
+    ("PATCH", "/devices/{MacAddress}",                           "ModifyDevice",        &[]),
+    ("POST",  "/devices/{MacAddress}/status",                    "ChangeDeviceStatus",  &[]),
+    ("POST",  "/services/{ServiceId}/features",                  "EnableFeature",       &[]),
+    ("GET",   "/services/{ServiceId}/features/{Feature}",        "GetFeature",          &[]),
+    ("PATCH", "/services/{ServiceId}/features/{Feature}",        "ModifyFeature",       &[]),
+    ("POST",  "/services/{ServiceId}/features/{Feature}/status", "ChangeFeatureStatus", &[]),
 ];
 
 /// The `{Member}` names of a path template, in order.
