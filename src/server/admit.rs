@@ -12,6 +12,7 @@
 //!
 //! Refusals are counted by reason for `/metrics` and logged at most once per address per
 //! `gate.log_interval_ms` (with how many were refused meanwhile), never once per connection.
+//! [`refuse`] closes a refused connection (the server calls it).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -377,6 +378,28 @@ impl Admission {
             if self.gate_enabled { gate.set.len() } else { 0 }
         );
     }
+}
+
+/// Closes a connection that [`Admission`] refused: the gate's at once, without a byte (and
+/// with a reset, so that no closed socket lingers here); the per-source limits' after a short
+/// plain-text 429 that names the limit (plain TCP only: nothing can be written before a TLS
+/// handshake).
+pub(super) fn refuse(stream: tokio::net::TcpStream, refusal: Refusal, tls: bool) {
+    match refusal.answer() {
+        Some(text) if !tls => {
+            let answer = format!(
+                "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\n\
+                 retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{text}",
+                text.len()
+            );
+            // Best effort: a fresh socket's send buffer takes it whole, or the peer gets less.
+            let _ = stream.try_write(answer.as_bytes());
+        }
+        _ => {
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        }
+    }
+    drop(stream);
 }
 
 #[cfg(test)]

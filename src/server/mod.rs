@@ -44,7 +44,7 @@ pub mod plain;
 mod respond;
 mod rest;
 
-use admit::{Admission, Refusal};
+use admit::Admission;
 pub use contract::{rewrite_addresses, rewrite_schema_locations};
 use contract::{PublicAddress, Reached};
 use idle::{BusyGuard, ConnState, IdleIo, RateFloor, Reclaim, RECLAIM_EVERY};
@@ -221,7 +221,7 @@ impl Server {
                 match server.admission.admit(peer.ip(), &snapshot) {
                     Ok(slot) => slot,
                     Err(refusal) => {
-                        refuse(stream, refusal, server.tls.is_some());
+                        admit::refuse(stream, refusal, server.tls.is_some());
                         continue;
                     }
                 }
@@ -677,26 +677,4 @@ impl Server {
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
-}
-
-/// Closes a connection that [`Admission`] refused: the gate's at once, without a byte (and
-/// with a reset, so that no closed socket lingers here); the per-source limits' after a short
-/// plain-text 429 that names the limit (plain TCP only: nothing can be written before a TLS
-/// handshake).
-fn refuse(stream: tokio::net::TcpStream, refusal: Refusal, tls: bool) {
-    match refusal.answer() {
-        Some(text) if !tls => {
-            let answer = format!(
-                "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\n\
-                 retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{text}",
-                text.len()
-            );
-            // Best effort: a fresh socket's send buffer takes it whole, or the peer gets less.
-            let _ = stream.try_write(answer.as_bytes());
-        }
-        _ => {
-            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-        }
-    }
-    drop(stream);
 }

@@ -1,3 +1,6 @@
+//! Tests of the REST face's problem documents: every refusal renders as valid JSON of a
+//! documented type and status.
+
 use super::*;
 use crate::decode::{DecodeError, Rule};
 
