@@ -8,6 +8,7 @@ pub mod certificate;
 pub mod generated;
 pub mod latency;
 pub mod log_output;
+pub mod page_headers;
 pub mod password;
 pub mod pattern;
 pub mod published;

@@ -254,20 +254,7 @@ impl Server {
                 let mut r = self
                     .public
                     .published(html.into_bytes(), "text/html; charset=utf-8");
-                let h = r.headers_mut();
-                h.insert(
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(rest::docs::CSP),
-                );
-                h.insert(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                );
-                h.insert(
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                );
-                h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+                crate::page_headers::insert(r.headers_mut(), rest::docs::CSP);
                 r
             }
             Err(_) => super::respond::text(StatusCode::INTERNAL_SERVER_ERROR, "docs page failed\n"),

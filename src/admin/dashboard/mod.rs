@@ -206,19 +206,7 @@ impl Dashboard {
     pub async fn respond(&self, req: HttpRequest<Incoming>, peer: SocketAddr) -> Resp {
         let mut r = self.route(req, peer).await;
         let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        );
-        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        h.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        h.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
+        crate::page_headers::insert(h, CSP);
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(
             "cross-origin-opener-policy",
