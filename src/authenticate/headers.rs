@@ -47,9 +47,10 @@ pub fn authenticate_headers(
         .map_err(|_| AuthError::Malformed("X-Partner-Id is not a PartnerId".into()))?;
     let key = cmn::ApiKey::new(key.to_string())
         .map_err(|_| AuthError::Malformed("the bearer token is not an ApiKey".into()))?;
+    // The checked values move into the credential: no second copy of either.
     let presented = Presented {
-        partner_id: partner_id.as_str().to_string(),
-        key: key.as_str().to_string(),
+        partner_id: partner_id.into_inner(),
+        key: key.into_inner(),
     };
     verify(&presented, snapshot, KeyKind::Partner, now)
 }
